@@ -1,0 +1,123 @@
+//! The casecast actors: rooms, participants and the media socket.
+//!
+//! # Run loop
+//!
+//! 1. [`Sfu::start`] binds the one UDP media socket and starts the *media arbiter*, a
+//!    thread that runs every room and participant actor and the socket's receive loop.
+//! 2. [`Sfu::join`] creates a [`ParticipantActor`], which owns that peer's str0m
+//!    [`Rtc`](str0m::Rtc) and nothing else touches it, and adds it to its
+//!    [`RoomActor`] (created on first use, stopped when empty).
+//! 3. The receive loop routes each datagram to its participant ([`udp`]); the
+//!    participant feeds it to its `Rtc` and drains `poll_output` until `Timeout`:
+//!    transmits go out on the shared socket, a timer is armed for the timeout, and
+//!    events are handled: a publisher's frame is wrapped once in an `Arc` and sent to
+//!    each subscriber's actor (no per-subscriber copy), which writes it to its own
+//!    `Rtc`.
+//! 4. The room decides who receives what and throttles keyframe requests in its
+//!    sans-IO [`RoomCore`]; the actor only carries out the core's outputs.
+//!
+//! The signaling layer talks to a participant through [`ParticipantHandle`]:
+//! commands in (SDP, mute, leave), [`ParticipantEvent`]s out. This crate never sees
+//! signaling or HTTP types.
+//!
+//! # Failure isolation
+//!
+//! Every call into a participant's `Rtc` runs under `catch_unwind`: a panic there
+//! (a bug in the stack, or input it did not expect) ends that participant only; its
+//! room sees it leave, and everything else carries on.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod ids;
+pub mod metrics;
+mod participant;
+pub mod publisher;
+pub mod room;
+mod sfu;
+pub mod udp;
+
+pub use ids::{ParticipantId, TrackId};
+pub use metrics::Metrics;
+pub use participant::*;
+pub use room::{RoomActor, RoomCore, RoomError, RoomOutput, RoomPolicy};
+pub use sfu::{JoinError, Sfu, SfuConfig};
+pub use str0m::media::MediaKind;
+
+/// Where a track comes from; set by the publisher's role, not by the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackSource {
+    /// The surgery feed.
+    Feed,
+    /// A commentator.
+    Commentator,
+}
+
+/// What a participant receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribe {
+    /// Every track but its own.
+    All,
+    /// The surgery feed only.
+    FeedOnly,
+    /// Nothing (a publisher only).
+    None,
+}
+
+/// A participant as others see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its id.
+    pub id: ParticipantId,
+    /// Display name.
+    pub name: String,
+    /// Role name (`encoder`, `commentator`, ...), for display and metrics.
+    pub role: &'static str,
+}
+
+/// A room member as the room core sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Who.
+    pub info: PeerInfo,
+    /// What it may publish, as which source (`None`: nothing).
+    pub publish: Option<TrackSource>,
+    /// What it receives.
+    pub subscribe: Subscribe,
+}
+
+/// A published track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackDesc {
+    /// Its id.
+    pub id: TrackId,
+    /// Its publisher.
+    pub participant: ParticipantId,
+    /// The publisher's display name.
+    pub name: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Feed or commentator.
+    pub source: TrackSource,
+}
+
+/// Room happenings a participant passes on to its client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomEvent {
+    /// Someone joined.
+    PeerJoined(PeerInfo),
+    /// Someone left.
+    PeerLeft(ParticipantId),
+    /// A track was published.
+    TrackAdded(TrackDesc),
+    /// A track ended.
+    TrackRemoved(TrackId),
+    /// Someone muted or unmuted.
+    Muted {
+        /// Who.
+        participant: ParticipantId,
+        /// Which kind.
+        kind: MediaKind,
+        /// Muted or not.
+        muted: bool,
+    },
+}

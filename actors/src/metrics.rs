@@ -1,0 +1,105 @@
+//! The Prometheus metrics every actor reports to, in one registry.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Counters and gauges of the media plane. Cheap to clone (all handles are `Arc`s).
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry the server renders at `/metrics`.
+    pub registry: Registry,
+    /// Rooms open.
+    pub rooms: IntGauge,
+    /// Participants connected, by role.
+    pub participants: IntGaugeVec,
+    /// RTP packets received from publishers.
+    pub rtp_packets_in: IntCounter,
+    /// RTP bytes received from publishers (UDP payload).
+    pub rtp_bytes_in: IntCounter,
+    /// RTP packets sent to subscribers.
+    pub rtp_packets_forwarded: IntCounter,
+    /// RTP bytes sent to subscribers.
+    pub rtp_bytes_forwarded: IntCounter,
+    /// Keyframe requests (PLI) sent to publishers.
+    pub keyframe_requests: IntCounter,
+    /// Packets (or frames) dropped, by reason.
+    pub dropped: IntCounterVec,
+    /// Time from a frame's last packet arriving to its copies being written out.
+    pub forward_latency: Histogram,
+}
+
+impl Metrics {
+    /// Creates the metrics in a new registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let rooms = IntGauge::new("casecast_rooms", "Rooms open").unwrap();
+        let participants = IntGaugeVec::new(
+            Opts::new("casecast_participants", "Participants connected, by role"),
+            &["role"],
+        )
+        .unwrap();
+        let c = |name: &str, help: &str| IntCounter::new(name, help).unwrap();
+        let rtp_packets_in = c("casecast_rtp_packets_received_total", "RTP packets received from publishers");
+        let rtp_bytes_in = c("casecast_rtp_bytes_received_total", "RTP bytes received from publishers");
+        let rtp_packets_forwarded =
+            c("casecast_rtp_packets_forwarded_total", "RTP packets sent to subscribers");
+        let rtp_bytes_forwarded =
+            c("casecast_rtp_bytes_forwarded_total", "RTP bytes sent to subscribers");
+        let keyframe_requests =
+            c("casecast_keyframe_requests_total", "Keyframe requests (PLI) sent to publishers");
+        let dropped = IntCounterVec::new(
+            Opts::new("casecast_dropped_packets_total", "Packets or frames dropped, by reason"),
+            &["reason"],
+        )
+        .unwrap();
+        let forward_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "casecast_forward_latency_seconds",
+                "Time from a frame's arrival at the server to its copies being sent",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+            ]),
+        )
+        .unwrap();
+        // Registering distinct names in a fresh registry cannot fail.
+        for m in [
+            Box::new(rooms.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(participants.clone()),
+            Box::new(rtp_packets_in.clone()),
+            Box::new(rtp_bytes_in.clone()),
+            Box::new(rtp_packets_forwarded.clone()),
+            Box::new(rtp_bytes_forwarded.clone()),
+            Box::new(keyframe_requests.clone()),
+            Box::new(dropped.clone()),
+            Box::new(forward_latency.clone()),
+        ] {
+            registry.register(m).expect("metric names are unique");
+        }
+        for role in ["encoder", "commentator", "viewer", "operator"] {
+            participants.with_label_values(&[role]).set(0);
+        }
+        for reason in ["unroutable", "send_failed", "codec_mismatch", "not_negotiated"] {
+            dropped.with_label_values(&[reason]).inc_by(0);
+        }
+        Metrics {
+            registry,
+            rooms,
+            participants,
+            rtp_packets_in,
+            rtp_bytes_in,
+            rtp_packets_forwarded,
+            rtp_bytes_forwarded,
+            keyframe_requests,
+            dropped,
+            forward_latency,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,708 @@
+//! The ParticipantActor: one peer connection, owning its str0m `Rtc`.
+//!
+//! It publishes what its peer sends (each incoming m-line becomes a track in the
+//! room) and writes the tracks it subscribes to into outgoing m-lines. Outgoing
+//! m-lines come from two places: the peer's own offer (a WHEP client offers
+//! `recvonly` lines, which are bound to tracks as they come), or, for peers that can
+//! renegotiate (the WebSocket signaling), from server offers built as tracks come
+//! and go.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::ids::{ParticipantId, TrackId};
+use crate::metrics::Metrics;
+use crate::room::{Leave, Mute, Publish, RoomActor, Unpublish, WantKeyframe};
+use crate::udp::{Datagram, UdpMux, is_rtp};
+use crate::{MediaKind, PeerInfo, RoomEvent, TrackDesc, TrackSource};
+
+/// What a participant tells its signaling connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParticipantEvent {
+    /// Something happened in the room.
+    Room(RoomEvent),
+    /// A server offer; the client must answer with [`AcceptAnswer`].
+    Offer {
+        /// The SDP.
+        sdp: String,
+        /// Which track each new m-line carries.
+        tracks: Vec<(String, TrackDesc)>,
+    },
+    /// ICE+DTLS connected (true) or lost (false).
+    Connection(bool),
+    /// The participant ended; the reason is for logs and the client.
+    Closed(String),
+}
+
+/// Settings for a new participant.
+#[derive(Debug, Clone)]
+pub struct ParticipantOptions {
+    /// Display name.
+    pub name: String,
+    /// Role name, for display and metrics.
+    pub role: &'static str,
+    /// What it may publish.
+    pub publish: Option<TrackSource>,
+    /// What it receives.
+    pub subscribe: crate::Subscribe,
+    /// Whether the server may send it offers (WebSocket signaling: yes; WHIP/WHEP: no).
+    pub renegotiate: bool,
+}
+
+#[derive(Debug)]
+struct Inbound {
+    track: TrackDesc,
+    published: bool,
+    subscribers: Vec<(ParticipantId, Recipient<Forward>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutState {
+    /// Waiting for an m-line.
+    Unbound,
+    /// In a server offer not answered yet.
+    Negotiating(Mid),
+    /// Media flows.
+    Open(Mid),
+    /// To be stopped in the next offer.
+    ToStop(Mid),
+    /// Stop offered, not answered yet.
+    Stopping(Mid),
+}
+
+#[derive(Debug)]
+struct Outbound {
+    track: TrackDesc,
+    state: OutState,
+}
+
+/// One peer connection.
+pub struct ParticipantActor {
+    id: ParticipantId,
+    opts: ParticipantOptions,
+    room: Addr<RoomActor>,
+    rtc: Rtc,
+    ufrag: String,
+    udp: Arc<UdpMux>,
+    metrics: Metrics,
+    events: UnboundedSender<ParticipantEvent>,
+    inbound: HashMap<Mid, Inbound>,
+    outbound: Vec<Outbound>,
+    /// `recvonly` m-lines the peer offered and no track uses yet (WHEP).
+    free_mids: Vec<(Mid, MediaKind)>,
+    /// Mids whose m-line was stopped; never reused for a new track.
+    pending: Option<SdpPendingOffer>,
+    /// The peer's first offer was answered: server offers may follow.
+    negotiated: bool,
+    connected: bool,
+    timer: Option<(Instant, SpawnHandle)>,
+    connect_deadline: Duration,
+    closing_reason: Option<String>,
+}
+
+impl ParticipantActor {
+    pub(crate) fn new(
+        id: ParticipantId,
+        opts: ParticipantOptions,
+        room: Addr<RoomActor>,
+        udp: Arc<UdpMux>,
+        candidates: &[SocketAddr],
+        metrics: Metrics,
+        events: UnboundedSender<ParticipantEvent>,
+        connect_deadline: Duration,
+    ) -> Self {
+        let creds = IceCreds::new();
+        let ufrag = creds.ufrag.clone();
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_local_ice_credentials(creds)
+            .set_stats_interval(Some(Duration::from_secs(2)))
+            .build(Instant::now());
+        for &addr in candidates {
+            match Candidate::host(addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%addr, error = ?e, "unusable candidate address"),
+            }
+        }
+        ParticipantActor {
+            id,
+            opts,
+            room,
+            rtc,
+            ufrag,
+            udp,
+            metrics,
+            events,
+            inbound: HashMap::new(),
+            outbound: Vec::new(),
+            free_mids: Vec::new(),
+            pending: None,
+            negotiated: false,
+            connected: false,
+            timer: None,
+            connect_deadline,
+            closing_reason: None,
+        }
+    }
+
+    /// Ends this participant with a reason.
+    fn close(&mut self, reason: impl Into<String>, ctx: &mut Context<Self>) {
+        if self.closing_reason.is_none() {
+            self.closing_reason = Some(reason.into());
+        }
+        ctx.stop();
+    }
+
+    /// Runs `f` on self, ending the participant (not the thread) if it panics.
+    fn guarded<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>) -> R) -> Option<R> {
+        match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
+            Ok(r) => Some(r),
+            Err(p) => {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(participant = %self.id, panic = %what, "participant panicked; ending it");
+                self.close(format!("internal error: {what}"), ctx);
+                None
+            }
+        }
+    }
+
+    /// Negotiates if needed, then drains the Rtc's output until it asks for a timeout.
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        self.negotiate();
+        loop {
+            if !self.rtc.is_alive() {
+                self.close("connection closed", ctx);
+                return;
+            }
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    if is_rtp(&t.contents) {
+                        self.metrics.rtp_packets_forwarded.inc();
+                        self.metrics.rtp_bytes_forwarded.inc_by(t.contents.len() as u64);
+                    }
+                    self.udp.send(t.destination, &t.contents);
+                }
+                Ok(Output::Event(e)) => self.handle_event(e, ctx),
+                Ok(Output::Timeout(at)) => {
+                    self.arm_timer(at, ctx);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(participant = %self.id, error = %e, "rtc failed");
+                    self.close(format!("media error: {e}"), ctx);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn arm_timer(&mut self, at: Instant, ctx: &mut Context<Self>) {
+        if let Some((t, h)) = self.timer {
+            if t == at {
+                return;
+            }
+            ctx.cancel_future(h);
+        }
+        let wait = at.saturating_duration_since(Instant::now());
+        let h = ctx.run_later(wait, |act, ctx| {
+            act.timer = None;
+            act.guarded(ctx, |act, ctx| {
+                if let Err(e) = act.rtc.handle_input(Input::Timeout(Instant::now())) {
+                    act.close(format!("media error: {e}"), ctx);
+                    return;
+                }
+                act.drive(ctx);
+            });
+        });
+        self.timer = Some((at, h));
+    }
+
+    fn handle_event(&mut self, e: Event, ctx: &mut Context<Self>) {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                let _ = self.events.send(ParticipantEvent::Connection(true));
+                tracing::info!(participant = %self.id, "media connected");
+                for o in &self.outbound {
+                    if let OutState::Open(_) = o.state {
+                        self.room.do_send(WantKeyframe(o.track.id));
+                    }
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                let _ = self.events.send(ParticipantEvent::Connection(false));
+                self.close("media connection lost", ctx);
+            }
+            Event::MediaAdded(m) => self.media_added(m.mid, m.kind, m.direction, ctx),
+            Event::MediaData(data) => self.media_in(data),
+            Event::KeyframeRequest(req) => {
+                if let Some(o) = self.outbound.iter().find(|o| o.state == OutState::Open(req.mid)) {
+                    self.room.do_send(WantKeyframe(o.track.id));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn media_added(&mut self, mid: Mid, kind: MediaKind, dir: Direction, ctx: &mut Context<Self>) {
+        if matches!(dir, Direction::RecvOnly | Direction::SendRecv) && self.opts.publish.is_some() {
+            let track = TrackDesc {
+                id: TrackId::next(),
+                participant: self.id,
+                name: self.opts.name.clone(),
+                kind,
+                // The room sets the real source from the role.
+                source: TrackSource::Commentator,
+            };
+            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, subscribers: Vec::new() });
+            self.room
+                .send(Publish(track))
+                .into_actor(self)
+                .map(move |res, act, _| match res {
+                    Ok(Ok(source)) => {
+                        if let Some(i) = act.inbound.get_mut(&mid) {
+                            i.track.source = source;
+                            i.published = true;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!(participant = %act.id, %mid, reason = %e, "track refused");
+                        act.inbound.remove(&mid);
+                    }
+                    Err(_) => {}
+                })
+                .wait(ctx);
+        }
+        if matches!(dir, Direction::SendOnly | Direction::SendRecv) {
+            self.free_mids.push((mid, kind));
+            self.bind_free_mids();
+        }
+    }
+
+    /// Binds unbound subscriptions to m-lines the peer offered, feed first.
+    fn bind_free_mids(&mut self) {
+        let mut order: Vec<usize> = (0..self.outbound.len())
+            .filter(|&i| self.outbound[i].state == OutState::Unbound)
+            .collect();
+        order.sort_by_key(|&i| self.outbound[i].track.source != TrackSource::Feed);
+        for i in order {
+            let kind = self.outbound[i].track.kind;
+            if let Some(pos) = self.free_mids.iter().position(|(_, k)| *k == kind) {
+                let (mid, _) = self.free_mids.remove(pos);
+                self.outbound[i].state = OutState::Open(mid);
+                self.room.do_send(WantKeyframe(self.outbound[i].track.id));
+            }
+        }
+    }
+
+    fn media_in(&mut self, data: MediaData) {
+        let Some(inbound) = self.inbound.get(&data.mid) else {
+            return;
+        };
+        let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
+        self.metrics.rtp_packets_in.inc_by(packets);
+        self.metrics.rtp_bytes_in.inc_by(data.data.len() as u64);
+        if !inbound.published {
+            return;
+        }
+        let track = inbound.track.id;
+        if !data.contiguous {
+            self.room.do_send(WantKeyframe(track));
+        }
+        if inbound.subscribers.is_empty() {
+            return;
+        }
+        // One allocation per frame, shared by every subscriber.
+        let data = Arc::new(data);
+        for (_, to) in &inbound.subscribers {
+            to.do_send(Forward { track, data: data.clone() });
+        }
+    }
+
+    /// Builds a server offer when subscriptions changed and the peer can take one.
+    fn negotiate(&mut self) {
+        if !self.opts.renegotiate || !self.negotiated || self.pending.is_some() {
+            return;
+        }
+        let mut change = self.rtc.sdp_api();
+        let mut added = Vec::new();
+        for o in &mut self.outbound {
+            match o.state {
+                OutState::Unbound => {
+                    let stream = o.track.participant.to_string();
+                    let mid = change.add_media(
+                        o.track.kind,
+                        Direction::SendOnly,
+                        Some(stream),
+                        Some(o.track.id.to_string()),
+                        None,
+                    );
+                    o.state = OutState::Negotiating(mid);
+                    added.push((mid.to_string(), o.track.clone()));
+                }
+                OutState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    o.state = OutState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        if !change.has_changes() {
+            return;
+        }
+        let Some((offer, pending)) = change.apply() else {
+            return;
+        };
+        self.pending = Some(pending);
+        let _ = self.events.send(ParticipantEvent::Offer { sdp: offer.to_sdp_string(), tracks: added });
+    }
+
+    fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("SDP offer not understood: {e}"))?;
+        if self.pending.take().is_some() {
+            // The peer's offer wins over ours: redo ours after answering it.
+            for o in &mut self.outbound {
+                o.state = match o.state {
+                    OutState::Negotiating(_) => OutState::Unbound,
+                    OutState::Stopping(m) => OutState::ToStop(m),
+                    s => s,
+                };
+            }
+        }
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| format!("SDP offer rejected: {e}"))?;
+        self.negotiated = true;
+        Ok(answer.to_sdp_string())
+    }
+
+    fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("SDP answer not understood: {e}"))?;
+        let Some(pending) = self.pending.take() else {
+            return Err("no offer is waiting for an answer".into());
+        };
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| format!("SDP answer rejected: {e}"))?;
+        for o in &mut self.outbound {
+            if let OutState::Negotiating(m) = o.state {
+                o.state = OutState::Open(m);
+                self.room.do_send(WantKeyframe(o.track.id));
+            }
+        }
+        self.outbound.retain(|o| !matches!(o.state, OutState::Stopping(_)));
+        Ok(())
+    }
+}
+
+impl Actor for ParticipantActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.metrics.participants.with_label_values(&[self.opts.role]).inc();
+        self.udp.register(&self.ufrag, ctx.address().recipient());
+        ctx.run_later(self.connect_deadline, |act, ctx| {
+            if !act.connected {
+                act.close("no media connection within the connect timeout", ctx);
+            }
+        });
+        self.guarded(ctx, |act, ctx| act.drive(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.metrics.participants.with_label_values(&[self.opts.role]).dec();
+        self.udp.unregister(&self.ufrag);
+        self.rtc.disconnect();
+        for i in self.inbound.values() {
+            if i.published {
+                self.room.do_send(Unpublish(i.track.id));
+            }
+        }
+        self.room.do_send(Leave(self.id));
+        let reason = self.closing_reason.take().unwrap_or_else(|| "left".into());
+        tracing::info!(participant = %self.id, %reason, "participant ended");
+        let _ = self.events.send(ParticipantEvent::Closed(reason));
+    }
+}
+
+impl Handler<Datagram> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, d: Datagram, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |act, ctx| {
+            let Ok(contents) = d.data.as_slice().try_into() else {
+                return;
+            };
+            let input = Input::Receive(
+                d.at,
+                Receive { proto: Protocol::Udp, source: d.source, destination: act.udp.local_addr(), contents },
+            );
+            if let Err(e) = act.rtc.handle_input(input) {
+                tracing::debug!(participant = %act.id, error = %e, "bad datagram");
+            }
+            act.drive(ctx);
+        });
+    }
+}
+
+/// A frame of a subscribed track, shared by all its subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forward {
+    /// The track.
+    pub track: TrackId,
+    /// The frame.
+    pub data: Arc<MediaData>,
+}
+
+impl Handler<Forward> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, f: Forward, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |act, ctx| {
+            let Some(o) = act.outbound.iter().find(|o| o.track.id == f.track) else {
+                return;
+            };
+            let OutState::Open(mid) = o.state else {
+                act.metrics.dropped.with_label_values(&["not_negotiated"]).inc();
+                return;
+            };
+            if !act.connected {
+                return;
+            }
+            let Some(writer) = act.rtc.writer(mid) else {
+                return;
+            };
+            let Some(pt) = writer.match_params(f.data.params) else {
+                act.metrics.dropped.with_label_values(&["codec_mismatch"]).inc();
+                return;
+            };
+            if let Err(e) = writer.write(pt, f.data.network_time, f.data.time, f.data.data.clone()) {
+                tracing::debug!(participant = %act.id, error = %e, "write failed");
+                return;
+            }
+            act.drive(ctx);
+            act.metrics
+                .forward_latency
+                .observe(Instant::now().saturating_duration_since(f.data.network_time).as_secs_f64());
+        });
+    }
+}
+
+/// Room → participant: pass this on to the client.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Notice(pub RoomEvent);
+
+impl Handler<Notice> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, n: Notice, _: &mut Context<Self>) {
+        let _ = self.events.send(ParticipantEvent::Room(n.0));
+    }
+}
+
+/// Room → publisher: start sending `track` to `subscriber`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddSubscriber {
+    /// The track.
+    pub track: TrackId,
+    /// Who.
+    pub subscriber: ParticipantId,
+    /// Where its frames go.
+    pub to: Recipient<Forward>,
+}
+
+impl Handler<AddSubscriber> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, m: AddSubscriber, _: &mut Context<Self>) {
+        if let Some(i) = self.inbound.values_mut().find(|i| i.track.id == m.track) {
+            i.subscribers.retain(|(p, _)| *p != m.subscriber);
+            i.subscribers.push((m.subscriber, m.to));
+        }
+    }
+}
+
+/// Room → publisher: stop sending `track` to `subscriber`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveSubscriber {
+    /// The track.
+    pub track: TrackId,
+    /// Who.
+    pub subscriber: ParticipantId,
+}
+
+impl Handler<RemoveSubscriber> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, m: RemoveSubscriber, _: &mut Context<Self>) {
+        if let Some(i) = self.inbound.values_mut().find(|i| i.track.id == m.track) {
+            i.subscribers.retain(|(p, _)| *p != m.subscriber);
+        }
+    }
+}
+
+/// Room → subscriber: you receive this track now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeTrack(pub TrackDesc);
+
+impl Handler<SubscribeTrack> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, m: SubscribeTrack, ctx: &mut Context<Self>) {
+        if self.outbound.iter().any(|o| o.track.id == m.0.id) {
+            return;
+        }
+        self.outbound.push(Outbound { track: m.0, state: OutState::Unbound });
+        self.bind_free_mids();
+        self.guarded(ctx, |act, ctx| act.drive(ctx));
+    }
+}
+
+/// Room → subscriber: this track ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnsubscribeTrack(pub TrackId);
+
+impl Handler<UnsubscribeTrack> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, m: UnsubscribeTrack, ctx: &mut Context<Self>) {
+        let renegotiate = self.opts.renegotiate;
+        let mut freed = Vec::new();
+        self.outbound.retain_mut(|o| {
+            if o.track.id != m.0 {
+                return true;
+            }
+            match o.state {
+                OutState::Unbound => false,
+                OutState::Open(mid) | OutState::Negotiating(mid) if renegotiate => {
+                    o.state = OutState::ToStop(mid);
+                    true
+                }
+                OutState::Open(mid) | OutState::Negotiating(mid) => {
+                    // A WHEP m-line can carry the next track of its kind.
+                    freed.push((mid, o.track.kind));
+                    false
+                }
+                _ => true,
+            }
+        });
+        self.free_mids.extend(freed);
+        self.bind_free_mids();
+        self.guarded(ctx, |act, ctx| act.drive(ctx));
+    }
+}
+
+/// Room → publisher: ask your peer for a keyframe of this track.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendKeyframeRequest(pub TrackId);
+
+impl Handler<SendKeyframeRequest> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, m: SendKeyframeRequest, ctx: &mut Context<Self>) {
+        let Some(mid) = self.inbound.iter().find(|(_, i)| i.track.id == m.0).map(|(m, _)| *m) else {
+            return;
+        };
+        self.guarded(ctx, |act, ctx| {
+            if let Some(mut w) = act.rtc.writer(mid) {
+                if let Err(e) = w.request_keyframe(None, KeyframeRequestKind::Pli) {
+                    tracing::debug!(participant = %act.id, error = %e, "keyframe request failed");
+                }
+            }
+            act.drive(ctx);
+        });
+    }
+}
+
+/// Signaling → participant: the peer's SDP offer; answers the SDP answer.
+#[derive(Message)]
+#[rtype(result = "Result<String, String>")]
+pub struct AcceptOffer(pub String);
+
+impl Handler<AcceptOffer> for ParticipantActor {
+    type Result = Result<String, String>;
+    fn handle(&mut self, m: AcceptOffer, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.guarded(ctx, |act, ctx| {
+            let r = act.accept_offer(&m.0);
+            act.drive(ctx);
+            r
+        });
+        r.unwrap_or_else(|| Err("internal error while handling the offer".into()))
+    }
+}
+
+/// Signaling → participant: the peer's answer to the last server offer.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct AcceptAnswer(pub String);
+
+impl Handler<AcceptAnswer> for ParticipantActor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, m: AcceptAnswer, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.guarded(ctx, |act, ctx| {
+            let r = act.accept_answer(&m.0);
+            act.drive(ctx);
+            r
+        });
+        r.unwrap_or_else(|| Err("internal error while handling the answer".into()))
+    }
+}
+
+/// Signaling → participant: the peer muted or unmuted a track.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetMuted {
+    /// Which kind.
+    pub kind: MediaKind,
+    /// Muted or not.
+    pub muted: bool,
+}
+
+impl Handler<SetMuted> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, m: SetMuted, _: &mut Context<Self>) {
+        self.room.do_send(Mute { id: self.id, kind: m.kind, muted: m.muted });
+    }
+}
+
+/// Signaling → participant: end now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close(pub String);
+
+impl Handler<Close> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, m: Close, ctx: &mut Context<Self>) {
+        self.close(m.0, ctx);
+    }
+}
+
+/// The signaling side's handle on a participant.
+pub struct ParticipantHandle {
+    /// Its id.
+    pub id: ParticipantId,
+    /// Who was in the room when it joined.
+    pub peers: Vec<PeerInfo>,
+    /// Its actor.
+    pub addr: Addr<ParticipantActor>,
+    /// Its events.
+    pub events: tokio::sync::mpsc::UnboundedReceiver<ParticipantEvent>,
+}

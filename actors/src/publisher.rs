@@ -1,0 +1,353 @@
+//! A synthetic surgery feed published over WHIP with GStreamer's webrtcbin.
+//!
+//! It is what the demo room shows, and a second WebRTC stack for interop tests: the
+//! server sees exactly what it would see from a hospital encoder. The picture is a
+//! moving test pattern with the wall clock and the running time burned in (the clock
+//! lets latency be read off any downstream frame); the sound is a tick per second.
+//!
+//! The publisher supervises its session: if the WHIP POST fails or the connection
+//! fails, it tears the pipeline down and starts again with backoff, until stopped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_sdp as gst_sdp;
+use gstreamer_webrtc as gst_webrtc;
+
+/// Video codec of the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// VP8 (libvpx, realtime).
+    Vp8,
+    /// H.264 constrained baseline (x264, zerolatency).
+    H264,
+}
+
+/// What the test pattern looks like and how it is encoded.
+#[derive(Debug, Clone)]
+pub struct TestPatternOptions {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Video bitrate, bits/s.
+    pub video_bitrate: u32,
+    /// Codec.
+    pub codec: VideoCodec,
+    /// Send a tick sound as Opus.
+    pub audio: bool,
+    /// Text burned into the picture.
+    pub title: String,
+    /// Local addresses ICE may use (empty: every interface but loopback, libnice's
+    /// default). Give `127.0.0.1` to publish to a server on this machine's loopback.
+    pub local_addresses: Vec<String>,
+}
+
+impl Default for TestPatternOptions {
+    fn default() -> Self {
+        TestPatternOptions {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            video_bitrate: 2_500_000,
+            codec: VideoCodec::Vp8,
+            audio: true,
+            title: "casecast demo feed".into(),
+            local_addresses: Vec::new(),
+        }
+    }
+}
+
+/// The WHIP exchange, supplied by the caller (the server's HTTP client).
+pub trait WhipClient: Send + 'static {
+    /// POSTs an SDP offer; returns the SDP answer.
+    fn post(&mut self, offer: &str) -> Result<String, String>;
+    /// DELETEs the session, if one was created.
+    fn delete(&mut self);
+}
+
+/// Where the publisher is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublisherState {
+    /// Setting up or posting the offer.
+    Connecting,
+    /// Media connection established.
+    Connected,
+    /// Waiting before the next try, with the last error.
+    Retrying(String),
+    /// Stopped.
+    Stopped,
+}
+
+/// A running test-pattern publisher; stops on [`stop`](Self::stop) or drop.
+pub struct TestPatternPublisher {
+    stop: Arc<AtomicBool>,
+    state: Arc<Mutex<PublisherState>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Why the publisher could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PublisherError {
+    /// GStreamer is missing or an element is not installed.
+    #[error("GStreamer is not usable: {0} (install the GStreamer plugins: scripts/install-deps.sh)")]
+    Gstreamer(String),
+}
+
+impl TestPatternPublisher {
+    /// Starts publishing in a thread of its own.
+    pub fn start(opts: TestPatternOptions, whip: impl WhipClient) -> Result<Self, PublisherError> {
+        gst::init().map_err(|e| PublisherError::Gstreamer(e.to_string()))?;
+        // Fail early, with a clear message, if a plugin is missing.
+        build_pipeline(&opts).map_err(PublisherError::Gstreamer)?.0.set_state(gst::State::Null).ok();
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(PublisherState::Connecting));
+        let (s, st) = (stop.clone(), state.clone());
+        let thread = std::thread::Builder::new()
+            .name("test-pattern".into())
+            .spawn(move || supervise(opts, whip, s, st))
+            .map_err(|e| PublisherError::Gstreamer(e.to_string()))?;
+        Ok(TestPatternPublisher { stop, state, thread: Some(thread) })
+    }
+
+    /// The current state.
+    pub fn state(&self) -> PublisherState {
+        self.state.lock().unwrap().clone()
+    }
+
+    /// Stops and waits for the pipeline to be torn down.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TestPatternPublisher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn supervise(opts: TestPatternOptions, mut whip: impl WhipClient, stop: Arc<AtomicBool>, state: Arc<Mutex<PublisherState>>) {
+    let mut backoff = Duration::from_millis(500);
+    while !stop.load(Ordering::SeqCst) {
+        *state.lock().unwrap() = PublisherState::Connecting;
+        let err = match run_session(&opts, &mut whip, &stop, &state) {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        whip.delete();
+        tracing::warn!(error = %err, retry_in = ?backoff, "test pattern publisher: session failed");
+        *state.lock().unwrap() = PublisherState::Retrying(err);
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    whip.delete();
+    *state.lock().unwrap() = PublisherState::Stopped;
+}
+
+fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element), String> {
+    let title = o.title.replace(['"', '\\'], "");
+    let font = (o.height / 18).max(10);
+    let (enc, pay, caps) = match o.codec {
+        VideoCodec::Vp8 => (
+            format!(
+                "vp8enc deadline=1 cpu-used=8 threads=2 target-bitrate={} keyframe-max-dist={} error-resilient=partitions",
+                o.video_bitrate,
+                o.fps * 2
+            ),
+            "rtpvp8pay pt=96 picture-id-mode=15-bit",
+            "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000".to_string(),
+        ),
+        VideoCodec::H264 => (
+            format!(
+                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} ! video/x-h264,profile=constrained-baseline",
+                o.fps * 2,
+                o.video_bitrate / 1000
+            ),
+            "rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency",
+            "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,profile-level-id=(string)42e01f".to_string(),
+        ),
+    };
+    let mut desc = format!(
+        "webrtcbin name=webrtc bundle-policy=max-bundle \
+         videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
+         ! video/x-raw,width={w},height={h},framerate={fps}/1 \
+         ! textoverlay text=\"{title}\" valignment=top halignment=left font-desc=\"Sans {font}\" \
+         ! clockoverlay time-format=\"%H:%M:%S\" valignment=center halignment=center font-desc=\"Sans Bold {big}\" \
+         ! timeoverlay valignment=bottom halignment=right font-desc=\"Sans {font}\" \
+         ! videoconvert ! queue max-size-buffers=2 leaky=downstream ! {enc} ! {pay} ! {caps} ! webrtc. ",
+        w = o.width,
+        h = o.height,
+        fps = o.fps,
+        big = font * 2,
+    );
+    if o.audio {
+        desc += "audiotestsrc is-live=true wave=ticks volume=0.3 ! audioconvert ! audioresample \
+                 ! opusenc bitrate=32000 ! rtpopuspay pt=111 \
+                 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! webrtc. ";
+    }
+    let pipeline = gst::parse::launch(&desc)
+        .map_err(|e| format!("cannot build the pipeline: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    let webrtc = pipeline.by_name("webrtc").ok_or("no webrtcbin in the pipeline")?;
+    Ok((pipeline, webrtc))
+}
+
+fn promise_reply(p: &gst::Promise, what: &str) -> Result<gst::Structure, String> {
+    match p.wait() {
+        gst::PromiseResult::Replied => p.get_reply().map(|s| s.to_owned()).ok_or_else(|| format!("{what}: empty reply")),
+        r => Err(format!("{what}: {r:?}")),
+    }
+}
+
+fn run_session(
+    opts: &TestPatternOptions,
+    whip: &mut impl WhipClient,
+    stop: &AtomicBool,
+    state: &Mutex<PublisherState>,
+) -> Result<(), String> {
+    let (pipeline, webrtc) = build_pipeline(opts)?;
+    let guard = PipelineGuard(pipeline.clone());
+    if !opts.local_addresses.is_empty() {
+        let ice = webrtc.property::<glib::Object>("ice-agent");
+        for a in &opts.local_addresses {
+            if !ice.emit_by_name::<bool>("add-local-ip-address", &[a]) {
+                return Err(format!("ICE cannot use local address {a}"));
+            }
+        }
+    }
+    pipeline.set_state(gst::State::Playing).map_err(|e| format!("cannot start the pipeline: {e}"))?;
+    // GStreamer's DTLS makes an RSA certificate, and str0m accepts ECDSA client
+    // certificates only: give the DTLS decoder an ECDSA P-256 one, as browsers use.
+    // GStreamer 1.22 puts the fingerprint of the certificate it started with in the
+    // SDP, so the offer's fingerprint is rewritten to match (see `with_fingerprint`).
+    let (pem, fingerprint) = ecdsa_certificate()?;
+    pipeline.connect_deep_element_added(move |_, _, el| {
+        if el.factory().is_some_and(|f| f.name() == "dtlsdec") {
+            el.set_property("pem", &pem);
+        }
+    });
+    let mut i = 0u32;
+    while let Some(t) = webrtc.emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&(i as i32)]) {
+        t.set_property("direction", gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
+        i += 1;
+    }
+    let p = gst::Promise::new();
+    webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &p]);
+    let reply = promise_reply(&p, "create-offer")?;
+    let offer = reply
+        .get::<gst_webrtc::WebRTCSessionDescription>("offer")
+        .map_err(|e| format!("create-offer gave no offer: {e}"))?;
+    let p = gst::Promise::new();
+    webrtc.emit_by_name::<()>("set-local-description", &[&offer, &p]);
+    p.wait();
+    let sdp = with_fingerprint(&offer.sdp().as_text().map_err(|e| format!("offer SDP: {e}"))?, &fingerprint);
+    let answer = whip.post(&sdp)?;
+    let msg = gst_sdp::SDPMessage::parse_buffer(answer.as_bytes()).map_err(|_| "the server's answer is not valid SDP".to_string())?;
+    let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
+    let p = gst::Promise::new();
+    webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &p]);
+    p.wait();
+
+    let bus = pipeline.bus().ok_or("pipeline has no bus")?;
+    let started = Instant::now();
+    let mut connected = false;
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(200), &[gst::MessageType::Error, gst::MessageType::Eos]) {
+            return Err(match msg.view() {
+                gst::MessageView::Error(e) => format!("pipeline error: {} ({:?})", e.error(), e.debug()),
+                _ => "pipeline ended".into(),
+            });
+        }
+        let pc = webrtc.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state");
+        match pc {
+            gst_webrtc::WebRTCPeerConnectionState::Connected if !connected => {
+                connected = true;
+                *state.lock().unwrap() = PublisherState::Connected;
+                tracing::info!("test pattern publisher connected");
+            }
+            gst_webrtc::WebRTCPeerConnectionState::Failed | gst_webrtc::WebRTCPeerConnectionState::Closed => {
+                return Err(format!("connection {pc:?}"));
+            }
+            _ => {}
+        }
+        if !connected && started.elapsed() > Duration::from_secs(20) {
+            return Err("no media connection within 20 s".into());
+        }
+    }
+    drop(guard);
+    Ok(())
+}
+
+/// A fresh self-signed ECDSA P-256 certificate and its key in PEM, and the
+/// certificate's SHA-256 fingerprint as SDP writes it.
+fn ecdsa_certificate() -> Result<(String, String), String> {
+    use base64::Engine;
+    let crypto = str0m::crypto::from_feature_flags();
+    let cert = crypto.dtls_provider.generate_certificate().ok_or("cannot generate a DTLS certificate")?;
+    let fingerprint: Vec<String> = crypto.sha256_provider.sha256(&cert.certificate).iter().map(|b| format!("{b:02X}")).collect();
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
+        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+    };
+    Ok((pem("CERTIFICATE", &cert.certificate) + &pem("PRIVATE KEY", &cert.private_key), fingerprint.join(":")))
+}
+
+/// Replaces every `a=fingerprint:` line of an SDP with the given SHA-256 one.
+fn with_fingerprint(sdp: &str, fingerprint: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            if line.starts_with("a=fingerprint:") {
+                format!("a=fingerprint:sha-256 {fingerprint}\r\n")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_lines_are_replaced() {
+        let sdp = "v=0\r\na=fingerprint:sha-256 AA:BB\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=fingerprint:sha-256 AA:BB\r\na=mid:0\r\n";
+        let out = with_fingerprint(sdp, "01:02");
+        assert_eq!(out.matches("a=fingerprint:sha-256 01:02\r\n").count(), 2);
+        assert!(!out.contains("AA:BB"));
+        assert!(out.ends_with("a=mid:0\r\n"));
+    }
+
+    #[test]
+    fn certificate_is_ecdsa_pem_with_a_sha256_fingerprint() {
+        let (pem, fp) = ecdsa_certificate().unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(pem.contains("-----BEGIN PRIVATE KEY-----\n"));
+        assert_eq!(fp.split(':').count(), 32);
+    }
+}
+
+/// Sets the pipeline to `Null` however the session ends.
+struct PipelineGuard(gst::Pipeline);
+
+impl Drop for PipelineGuard {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}

@@ -1,0 +1,218 @@
+//! The RoomActor: a thin shell that feeds [`RoomCore`] and carries out its outputs.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, Weak};
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::core::{RoomCore, RoomError, RoomOutput, RoomPolicy};
+use crate::ids::{ParticipantId, TrackId};
+use crate::metrics::Metrics;
+use crate::participant::{
+    AddSubscriber, Notice, ParticipantActor, RemoveSubscriber, SendKeyframeRequest, SubscribeTrack,
+    UnsubscribeTrack,
+};
+use crate::{MediaKind, Member, PeerInfo, TrackDesc, TrackSource};
+
+pub(crate) type RoomRegistry = Mutex<HashMap<String, Addr<RoomActor>>>;
+
+/// One room: membership, tracks and who receives what.
+pub struct RoomActor {
+    id: String,
+    core: RoomCore,
+    members: HashMap<ParticipantId, Addr<ParticipantActor>>,
+    registry: Weak<RoomRegistry>,
+    metrics: Metrics,
+}
+
+impl RoomActor {
+    pub(crate) fn new(id: String, policy: RoomPolicy, registry: Weak<RoomRegistry>, metrics: Metrics) -> Self {
+        RoomActor { id, core: RoomCore::new(policy), members: HashMap::new(), registry, metrics }
+    }
+
+    fn apply(&mut self, out: Vec<RoomOutput>, ctx: &mut Context<Self>) {
+        for o in out {
+            match o {
+                RoomOutput::Notify(to, ev) => {
+                    if let Some(a) = self.members.get(&to) {
+                        a.do_send(Notice(ev));
+                    }
+                }
+                RoomOutput::Link { track, subscriber } => {
+                    let (Some(p), Some(s)) =
+                        (self.members.get(&track.participant), self.members.get(&subscriber))
+                    else {
+                        continue;
+                    };
+                    p.do_send(AddSubscriber { track: track.id, subscriber, to: s.clone().recipient() });
+                    s.do_send(SubscribeTrack(track));
+                }
+                RoomOutput::Unlink { track, subscriber } => {
+                    if let Some(p) = self.members.get(&track.participant) {
+                        p.do_send(RemoveSubscriber { track: track.id, subscriber });
+                    }
+                    if let Some(s) = self.members.get(&subscriber) {
+                        s.do_send(UnsubscribeTrack(track.id));
+                    }
+                }
+                RoomOutput::RequestKeyframe(track) => {
+                    if let Some(p) = self.members.get(&track.participant) {
+                        self.metrics.keyframe_requests.inc();
+                        p.do_send(SendKeyframeRequest(track.id));
+                    }
+                }
+                RoomOutput::KeyframeTimer(track, at) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    ctx.run_later(wait, move |act, ctx| {
+                        let out = act.core.keyframe_due(track, Instant::now());
+                        act.apply(out.into_iter().collect(), ctx);
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Actor for RoomActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        self.metrics.rooms.inc();
+        tracing::info!(room = %self.id, "room opened");
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.metrics.rooms.dec();
+        if let Some(reg) = self.registry.upgrade() {
+            let mut reg = reg.lock().unwrap();
+            if reg.get(&self.id).is_some_and(|a| *a == ctx.address()) {
+                reg.remove(&self.id);
+            }
+        }
+        tracing::info!(room = %self.id, "room closed");
+    }
+}
+
+/// A participant joins; answers who was there.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<PeerInfo>, RoomError>")]
+pub struct Join {
+    /// The participant.
+    pub member: Member,
+    /// Its actor.
+    pub addr: Addr<ParticipantActor>,
+}
+
+impl Handler<Join> for RoomActor {
+    type Result = Result<Vec<PeerInfo>, RoomError>;
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        let id = msg.member.info.id;
+        self.members.insert(id, msg.addr);
+        match self.core.join(id, msg.member) {
+            Ok((peers, out)) => {
+                self.apply(out, ctx);
+                Ok(peers)
+            }
+            Err(e) => {
+                self.members.remove(&id);
+                if self.core.is_empty() {
+                    ctx.stop();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A participant left or ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave(pub ParticipantId);
+
+impl Handler<Leave> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        let out = self.core.leave(msg.0);
+        self.apply(out, ctx);
+        self.members.remove(&msg.0);
+        if self.core.is_empty() {
+            ctx.stop();
+        }
+    }
+}
+
+/// A participant publishes a track; answers the source the room assigned.
+#[derive(Message)]
+#[rtype(result = "Result<TrackSource, RoomError>")]
+pub struct Publish(pub TrackDesc);
+
+impl Handler<Publish> for RoomActor {
+    type Result = Result<TrackSource, RoomError>;
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
+        let id = msg.0.id;
+        let out = self.core.publish(msg.0)?;
+        self.apply(out, ctx);
+        let source = self.core.tracks().find(|t| t.id == id).map(|t| t.source);
+        // publish() just inserted the track.
+        Ok(source.expect("published track is registered"))
+    }
+}
+
+/// A track ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unpublish(pub TrackId);
+
+impl Handler<Unpublish> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: Unpublish, ctx: &mut Context<Self>) {
+        let out = self.core.unpublish(msg.0);
+        self.apply(out, ctx);
+    }
+}
+
+/// A subscriber (or the publisher's own loss detection) wants a keyframe.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WantKeyframe(pub TrackId);
+
+impl Handler<WantKeyframe> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: WantKeyframe, ctx: &mut Context<Self>) {
+        let out = self.core.keyframe_request(msg.0, Instant::now());
+        self.apply(out.into_iter().collect(), ctx);
+    }
+}
+
+/// A participant muted or unmuted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Mute {
+    /// Who.
+    pub id: ParticipantId,
+    /// Which kind.
+    pub kind: MediaKind,
+    /// Muted or not.
+    pub muted: bool,
+}
+
+impl Handler<Mute> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: Mute, ctx: &mut Context<Self>) {
+        let out = self.core.mute(msg.id, msg.kind, msg.muted);
+        self.apply(out, ctx);
+    }
+}
+
+/// How many members, for tests and status.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct MemberCount;
+
+impl Handler<MemberCount> for RoomActor {
+    type Result = usize;
+    fn handle(&mut self, _: MemberCount, _: &mut Context<Self>) -> usize {
+        self.core.len()
+    }
+}

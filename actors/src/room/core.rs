@@ -1,0 +1,376 @@
+//! The room's sans-IO core: membership, the track registry, who receives what, and
+//! the keyframe policy. The [`RoomActor`](super::RoomActor) feeds it commands and
+//! carries out the [`RoomOutput`]s it returns; tests drive it directly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use super::keyframe::{KeyframeDecision, KeyframeThrottle};
+use crate::ids::{ParticipantId, TrackId};
+use crate::{MediaKind, Member, PeerInfo, RoomEvent, Subscribe, TrackDesc, TrackSource};
+
+/// What the room decides; the actor carries it out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomOutput {
+    /// Tell a participant something (it passes it on to its client).
+    Notify(ParticipantId, RoomEvent),
+    /// Start forwarding `track` from its publisher to `subscriber`.
+    Link {
+        /// The track.
+        track: TrackDesc,
+        /// Who receives it.
+        subscriber: ParticipantId,
+    },
+    /// Stop forwarding `track` to `subscriber`.
+    Unlink {
+        /// The track.
+        track: TrackDesc,
+        /// Who received it.
+        subscriber: ParticipantId,
+    },
+    /// Ask the publisher of `track` for a keyframe now.
+    RequestKeyframe(TrackDesc),
+    /// Call [`RoomCore::keyframe_due`] for `track` at this time.
+    KeyframeTimer(TrackId, Instant),
+}
+
+/// Why a participant could not join or publish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    /// The room has `max_participants` already.
+    #[error("the room is full ({0} participants)")]
+    Full(usize),
+    /// The participant id is in the room already.
+    #[error("participant {0} is already in the room")]
+    AlreadyJoined(ParticipantId),
+    /// Not a member.
+    #[error("participant {0} is not in the room")]
+    NotJoined(ParticipantId),
+    /// The room's policy refuses this track.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The room's rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomPolicy {
+    /// Commentators may send video (false: audio only).
+    pub commentator_video: bool,
+    /// Frame-rate ceiling for commentator video.
+    pub commentator_max_fps: u32,
+    /// Bitrate ceiling for commentator video, bits/s.
+    pub commentator_max_bitrate: u32,
+    /// Most participants at once.
+    pub max_participants: usize,
+    /// Least time between two keyframe requests to one track.
+    pub keyframe_interval: Duration,
+}
+
+impl Default for RoomPolicy {
+    fn default() -> Self {
+        RoomPolicy {
+            commentator_video: true,
+            commentator_max_fps: 5,
+            commentator_max_bitrate: 300_000,
+            max_participants: 200,
+            keyframe_interval: super::keyframe::DEFAULT_KEYFRAME_INTERVAL,
+        }
+    }
+}
+
+/// Membership, tracks and subscriptions of one room.
+#[derive(Debug)]
+pub struct RoomCore {
+    policy: RoomPolicy,
+    members: BTreeMap<ParticipantId, Member>,
+    tracks: BTreeMap<TrackId, TrackDesc>,
+    keyframes: HashMap<TrackId, KeyframeThrottle>,
+}
+
+impl RoomCore {
+    /// An empty room.
+    pub fn new(policy: RoomPolicy) -> Self {
+        RoomCore { policy, members: BTreeMap::new(), tracks: BTreeMap::new(), keyframes: HashMap::new() }
+    }
+
+    /// The room's policy.
+    pub fn policy(&self) -> &RoomPolicy {
+        &self.policy
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True when nobody is in the room.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Published tracks.
+    pub fn tracks(&self) -> impl Iterator<Item = &TrackDesc> {
+        self.tracks.values()
+    }
+
+    fn wants(member: &Member, id: ParticipantId, track: &TrackDesc) -> bool {
+        if track.participant == id {
+            return false;
+        }
+        match member.subscribe {
+            Subscribe::All => true,
+            Subscribe::FeedOnly => track.source == TrackSource::Feed,
+            Subscribe::None => false,
+        }
+    }
+
+    /// A participant joins. Returns who was there before it, and what to do.
+    pub fn join(
+        &mut self,
+        id: ParticipantId,
+        member: Member,
+    ) -> Result<(Vec<PeerInfo>, Vec<RoomOutput>), RoomError> {
+        if self.members.contains_key(&id) {
+            return Err(RoomError::AlreadyJoined(id));
+        }
+        if self.members.len() >= self.policy.max_participants {
+            return Err(RoomError::Full(self.policy.max_participants));
+        }
+        let peers = self.members.values().map(|m| m.info.clone()).collect();
+        let mut out: Vec<RoomOutput> = self
+            .members
+            .keys()
+            .map(|&other| RoomOutput::Notify(other, RoomEvent::PeerJoined(member.info.clone())))
+            .collect();
+        for track in self.tracks.values() {
+            if Self::wants(&member, id, track) {
+                out.push(RoomOutput::Notify(id, RoomEvent::TrackAdded(track.clone())));
+                out.push(RoomOutput::Link { track: track.clone(), subscriber: id });
+            }
+        }
+        self.members.insert(id, member);
+        Ok((peers, out))
+    }
+
+    /// A participant leaves (or its actor ended): its tracks end, its
+    /// subscriptions are dropped, the others are told.
+    pub fn leave(&mut self, id: ParticipantId) -> Vec<RoomOutput> {
+        let Some(member) = self.members.remove(&id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let own: Vec<TrackId> =
+            self.tracks.values().filter(|t| t.participant == id).map(|t| t.id).collect();
+        for t in own {
+            out.extend(self.unpublish(t));
+        }
+        for track in self.tracks.values() {
+            if Self::wants(&member, id, track) {
+                out.push(RoomOutput::Unlink { track: track.clone(), subscriber: id });
+            }
+        }
+        for &other in self.members.keys() {
+            out.push(RoomOutput::Notify(other, RoomEvent::PeerLeft(id)));
+        }
+        out
+    }
+
+    /// A member publishes a track.
+    pub fn publish(&mut self, track: TrackDesc) -> Result<Vec<RoomOutput>, RoomError> {
+        let member =
+            self.members.get(&track.participant).ok_or(RoomError::NotJoined(track.participant))?;
+        let Some(source) = member.publish else {
+            return Err(RoomError::Refused(format!(
+                "role {} may not publish in this room",
+                member.info.role
+            )));
+        };
+        if source == TrackSource::Commentator
+            && track.kind == MediaKind::Video
+            && !self.policy.commentator_video
+        {
+            return Err(RoomError::Refused("this room is audio only for commentators".into()));
+        }
+        let track = TrackDesc { source, ..track };
+        let mut out = Vec::new();
+        for (&id, m) in &self.members {
+            if id == track.participant {
+                continue;
+            }
+            out.push(RoomOutput::Notify(id, RoomEvent::TrackAdded(track.clone())));
+            if Self::wants(m, id, &track) {
+                out.push(RoomOutput::Link { track: track.clone(), subscriber: id });
+            }
+        }
+        self.keyframes.insert(track.id, KeyframeThrottle::new(self.policy.keyframe_interval));
+        self.tracks.insert(track.id, track);
+        Ok(out)
+    }
+
+    /// A track ends.
+    pub fn unpublish(&mut self, id: TrackId) -> Vec<RoomOutput> {
+        let Some(track) = self.tracks.remove(&id) else {
+            return Vec::new();
+        };
+        self.keyframes.remove(&id);
+        let mut out = Vec::new();
+        for (&sid, m) in &self.members {
+            if sid == track.participant {
+                continue;
+            }
+            if Self::wants(m, sid, &track) {
+                out.push(RoomOutput::Unlink { track: track.clone(), subscriber: sid });
+            }
+            out.push(RoomOutput::Notify(sid, RoomEvent::TrackRemoved(id)));
+        }
+        out
+    }
+
+    /// Someone wants a keyframe of `track` at `now`.
+    pub fn keyframe_request(&mut self, id: TrackId, now: Instant) -> Option<RoomOutput> {
+        let track = self.tracks.get(&id)?;
+        if track.kind != MediaKind::Video {
+            return None;
+        }
+        match self.keyframes.get_mut(&id)?.request(now) {
+            KeyframeDecision::SendNow => Some(RoomOutput::RequestKeyframe(track.clone())),
+            KeyframeDecision::SendAt(at) => Some(RoomOutput::KeyframeTimer(id, at)),
+            KeyframeDecision::Coalesced => None,
+        }
+    }
+
+    /// A [`RoomOutput::KeyframeTimer`] came due.
+    pub fn keyframe_due(&mut self, id: TrackId, now: Instant) -> Option<RoomOutput> {
+        let fire = self.keyframes.get_mut(&id)?.fire(now);
+        fire.then(|| RoomOutput::RequestKeyframe(self.tracks[&id].clone()))
+    }
+
+    /// A member muted or unmuted.
+    pub fn mute(&mut self, id: ParticipantId, kind: MediaKind, muted: bool) -> Vec<RoomOutput> {
+        if !self.members.contains_key(&id) {
+            return Vec::new();
+        }
+        self.members
+            .keys()
+            .filter(|&&o| o != id)
+            .map(|&o| RoomOutput::Notify(o, RoomEvent::Muted { participant: id, kind, muted }))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, role: &'static str, publish: Option<TrackSource>, subscribe: Subscribe) -> (ParticipantId, Member) {
+        let id = ParticipantId(id);
+        (id, Member { info: PeerInfo { id, name: format!("n{}", id.0), role }, publish, subscribe })
+    }
+
+    fn track(id: u64, p: u64, kind: MediaKind) -> TrackDesc {
+        TrackDesc {
+            id: TrackId(id),
+            participant: ParticipantId(p),
+            name: format!("n{p}"),
+            kind,
+            source: TrackSource::Commentator,
+        }
+    }
+
+    fn links(out: &[RoomOutput]) -> Vec<(u64, u64)> {
+        out.iter()
+            .filter_map(|o| match o {
+                RoomOutput::Link { track, subscriber } => Some((track.id.0, subscriber.0)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn late_joiner_gets_existing_feed_and_commentators_hear_each_other() {
+        let mut room = RoomCore::new(RoomPolicy::default());
+        let (enc, m) = member(1, "encoder", Some(TrackSource::Feed), Subscribe::None);
+        room.join(enc, m).unwrap();
+        let out = room.publish(track(10, 1, MediaKind::Video)).unwrap();
+        assert!(links(&out).is_empty(), "nobody to send to yet");
+        room.publish(track(11, 1, MediaKind::Audio)).unwrap();
+        assert!(room.tracks().all(|t| t.source == TrackSource::Feed), "source comes from the role");
+
+        let (c1, m) = member(2, "commentator", Some(TrackSource::Commentator), Subscribe::All);
+        let (peers, out) = room.join(c1, m).unwrap();
+        assert_eq!(peers.len(), 1);
+        assert_eq!(links(&out), vec![(10, 2), (11, 2)]);
+        assert!(out.contains(&RoomOutput::Notify(enc, RoomEvent::PeerJoined(PeerInfo { id: c1, name: "n2".into(), role: "commentator" }))));
+
+        let (c2, m) = member(3, "commentator", Some(TrackSource::Commentator), Subscribe::All);
+        room.join(c2, m).unwrap();
+        let out = room.publish(track(12, 3, MediaKind::Audio)).unwrap();
+        assert_eq!(links(&out), vec![(12, 2)], "c1 hears c2; the encoder subscribes to nothing; c2 not to itself");
+
+        let (v, m) = member(4, "viewer", None, Subscribe::FeedOnly);
+        let (_, out) = room.join(v, m).unwrap();
+        assert_eq!(links(&out), vec![(10, 4), (11, 4)], "viewers get the feed only");
+        assert!(room.publish(track(13, 4, MediaKind::Audio)).is_err(), "viewers do not publish");
+    }
+
+    #[test]
+    fn leaving_ends_tracks_and_subscriptions() {
+        let mut room = RoomCore::new(RoomPolicy::default());
+        let (a, m) = member(1, "commentator", Some(TrackSource::Commentator), Subscribe::All);
+        room.join(a, m).unwrap();
+        let (b, m) = member(2, "commentator", Some(TrackSource::Commentator), Subscribe::All);
+        room.join(b, m).unwrap();
+        room.publish(track(10, 1, MediaKind::Audio)).unwrap();
+        room.publish(track(20, 2, MediaKind::Audio)).unwrap();
+        let out = room.leave(a);
+        assert!(out.contains(&RoomOutput::Unlink { track: room_track(10, 1), subscriber: b }));
+        assert!(out.contains(&RoomOutput::Unlink { track: room_track(20, 2), subscriber: a }));
+        assert!(out.contains(&RoomOutput::Notify(b, RoomEvent::TrackRemoved(TrackId(10)))));
+        assert!(out.contains(&RoomOutput::Notify(b, RoomEvent::PeerLeft(a))));
+        assert_eq!(room.tracks().count(), 1);
+        assert!(room.leave(a).is_empty(), "leaving twice is harmless");
+        room.leave(b);
+        assert!(room.is_empty());
+        assert_eq!(room.tracks().count(), 0);
+    }
+
+    fn room_track(id: u64, p: u64) -> TrackDesc {
+        TrackDesc { source: TrackSource::Commentator, ..track(id, p, MediaKind::Audio) }
+    }
+
+    #[test]
+    fn audio_only_policy_refuses_commentator_video() {
+        let mut room = RoomCore::new(RoomPolicy { commentator_video: false, ..Default::default() });
+        let (a, m) = member(1, "commentator", Some(TrackSource::Commentator), Subscribe::All);
+        room.join(a, m).unwrap();
+        assert!(matches!(room.publish(track(10, 1, MediaKind::Video)), Err(RoomError::Refused(_))));
+        assert!(room.publish(track(11, 1, MediaKind::Audio)).is_ok());
+    }
+
+    #[test]
+    fn full_room_refuses() {
+        let mut room = RoomCore::new(RoomPolicy { max_participants: 1, ..Default::default() });
+        let (a, m) = member(1, "viewer", None, Subscribe::All);
+        room.join(a, m.clone()).unwrap();
+        assert_eq!(room.join(a, m.clone()).unwrap_err(), RoomError::AlreadyJoined(a));
+        let (b, m) = member(2, "viewer", None, Subscribe::All);
+        assert_eq!(room.join(b, m).unwrap_err(), RoomError::Full(1));
+    }
+
+    #[test]
+    fn keyframe_requests_are_throttled_per_track() {
+        let t0 = Instant::now();
+        let mut room = RoomCore::new(RoomPolicy::default());
+        let (e, m) = member(1, "encoder", Some(TrackSource::Feed), Subscribe::None);
+        room.join(e, m).unwrap();
+        room.publish(track(10, 1, MediaKind::Video)).unwrap();
+        room.publish(track(11, 1, MediaKind::Audio)).unwrap();
+        assert!(matches!(room.keyframe_request(TrackId(10), t0), Some(RoomOutput::RequestKeyframe(_))));
+        let at = t0 + Duration::from_millis(500);
+        assert_eq!(room.keyframe_request(TrackId(10), t0 + Duration::from_millis(1)), Some(RoomOutput::KeyframeTimer(TrackId(10), at)));
+        assert_eq!(room.keyframe_request(TrackId(10), t0 + Duration::from_millis(2)), None);
+        assert!(matches!(room.keyframe_due(TrackId(10), at), Some(RoomOutput::RequestKeyframe(t)) if t.id == TrackId(10)));
+        assert_eq!(room.keyframe_request(TrackId(11), t0), None, "audio has no keyframes");
+        assert_eq!(room.keyframe_request(TrackId(99), t0), None);
+    }
+}

@@ -1,0 +1,167 @@
+//! The SFU handle: the media arbiter, the media socket and the room registry.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::ids::ParticipantId;
+use crate::metrics::Metrics;
+use crate::participant::{ParticipantActor, ParticipantHandle, ParticipantOptions};
+use crate::room::{Join, MemberCount, RoomActor, RoomError, RoomPolicy, RoomRegistry};
+use crate::udp::UdpMux;
+use crate::{Member, PeerInfo};
+
+/// How the SFU runs.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Where the media socket binds.
+    pub udp_bind: SocketAddr,
+    /// Addresses advertised as ICE host candidates (port taken from the socket).
+    pub advertise: Vec<std::net::IpAddr>,
+    /// A participant with no media connection after this long is ended.
+    pub connect_timeout: Duration,
+}
+
+/// Why a join failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The room refused.
+    #[error(transparent)]
+    Room(#[from] RoomError),
+    /// The media arbiter is gone (server shutting down).
+    #[error("the media service is shutting down")]
+    Unavailable,
+}
+
+struct Inner {
+    arbiter: ArbiterHandle,
+    udp: Arc<UdpMux>,
+    candidates: Vec<SocketAddr>,
+    rooms: Arc<RoomRegistry>,
+    metrics: Metrics,
+    connect_timeout: Duration,
+}
+
+/// A cheap-to-clone handle on the media plane.
+#[derive(Clone)]
+pub struct Sfu {
+    inner: Arc<Inner>,
+}
+
+impl Sfu {
+    /// Binds the media socket and starts the media arbiter. Call inside an actix System.
+    pub fn start(config: SfuConfig, metrics: Metrics) -> std::io::Result<Sfu> {
+        let udp = UdpMux::bind(config.udp_bind, metrics.clone())?;
+        let port = udp.local_addr().port();
+        let candidates = config.advertise.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        let arbiter = Arbiter::new().handle();
+        let recv = udp.clone();
+        arbiter.spawn(async move {
+            if let Err(e) = recv.run().await {
+                tracing::error!(error = %e, "media socket failed");
+            }
+        });
+        tracing::info!(udp = %udp.local_addr(), "media socket bound");
+        Ok(Sfu {
+            inner: Arc::new(Inner {
+                arbiter,
+                udp,
+                candidates,
+                rooms: Arc::new(Mutex::new(HashMap::new())),
+                metrics,
+                connect_timeout: config.connect_timeout,
+            }),
+        })
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The media socket's bound address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.inner.udp.local_addr()
+    }
+
+    /// The ICE candidates given to peers.
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.inner.candidates
+    }
+
+    /// Open rooms and their member counts.
+    pub async fn rooms(&self) -> Vec<(String, usize)> {
+        let rooms: Vec<_> = self.inner.rooms.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut out = Vec::new();
+        for (id, addr) in rooms {
+            if let Ok(n) = addr.send(MemberCount).await {
+                out.push((id, n));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Routes in the media socket's table, for leak checks: (by ufrag, by address).
+    pub fn route_count(&self) -> (usize, usize) {
+        self.inner.udp.route_count()
+    }
+
+    fn room(&self, id: &str, policy: &RoomPolicy) -> Addr<RoomActor> {
+        let mut rooms = self.inner.rooms.lock().unwrap();
+        if let Some(a) = rooms.get(id).filter(|a| a.connected()) {
+            return a.clone();
+        }
+        let (rid, policy, reg, metrics) =
+            (id.to_string(), policy.clone(), Arc::downgrade(&self.inner.rooms), self.inner.metrics.clone());
+        let addr = RoomActor::start_in_arbiter(&self.inner.arbiter, move |_| RoomActor::new(rid, policy, reg, metrics));
+        rooms.insert(id.to_string(), addr.clone());
+        addr
+    }
+
+    /// Adds a participant to a room (created with `policy` if it is not open).
+    pub async fn join(
+        &self,
+        room_id: &str,
+        policy: &RoomPolicy,
+        opts: ParticipantOptions,
+    ) -> Result<ParticipantHandle, JoinError> {
+        // A room that stops between lookup and join is replaced: try twice.
+        for _ in 0..2 {
+            let room = self.room(room_id, policy);
+            let id = ParticipantId::next();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let member = Member {
+                info: PeerInfo { id, name: opts.name.clone(), role: opts.role },
+                publish: opts.publish,
+                subscribe: opts.subscribe,
+            };
+            let (o, r, u, c, m, t) = (
+                opts.clone(),
+                room.clone(),
+                self.inner.udp.clone(),
+                self.inner.candidates.clone(),
+                self.inner.metrics.clone(),
+                self.inner.connect_timeout,
+            );
+            let addr = ParticipantActor::start_in_arbiter(&self.inner.arbiter, move |_| {
+                ParticipantActor::new(id, o, r, u, &c, m, tx, t)
+            });
+            match room.send(Join { member, addr: addr.clone() }).await {
+                Ok(Ok(peers)) => return Ok(ParticipantHandle { id, peers, addr, events: rx }),
+                Ok(Err(e)) => {
+                    addr.do_send(crate::participant::Close(e.to_string()));
+                    return Err(e.into());
+                }
+                Err(_) => {
+                    addr.do_send(crate::participant::Close("room closed".into()));
+                    continue;
+                }
+            }
+        }
+        Err(JoinError::Unavailable)
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages casecast needs to build, run and test, if missing.
+# Usage: scripts/install-deps.sh [run|test]
+set -euo pipefail
+mode="${1:-run}"
+
+pkgs=(
+  pkg-config clang cmake
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-x
+  fonts-dejavu-core
+)
+if [ "$mode" = test ]; then
+  pkgs+=(chromium chromium-driver ffmpeg procps)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

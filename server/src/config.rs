@@ -1,0 +1,330 @@
+//! Configuration: defaults, then an optional TOML file, then `CASECAST_*` environment
+//! variables, then command-line flags (clap reads both of the last two, flags first).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// The server's configuration, as in `casecast.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP and WebSocket listen address.
+    pub listen: SocketAddr,
+    /// The URL users reach the server at, for printed links.
+    pub public_url: Option<String>,
+    /// UDP media socket bind address.
+    pub udp_bind: SocketAddr,
+    /// Addresses given to peers as ICE candidates; "auto" = this machine's
+    /// IPv4 addresses (LAN first) and loopback.
+    pub advertise: Vec<String>,
+    /// Token secret; default: generated once and kept in `<data_dir>/secret`.
+    pub secret: Option<String>,
+    /// Where state is kept.
+    pub data_dir: PathBuf,
+    /// `text` or `json` logs.
+    pub log_format: String,
+    /// Seconds a new participant has to connect its media.
+    pub connect_timeout_secs: u64,
+    /// Default room policy.
+    pub room: RoomConfig,
+}
+
+/// Room defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomConfig {
+    /// Commentators may send video (false: audio only).
+    pub commentator_video: bool,
+    /// Commentator video frame-rate ceiling.
+    pub commentator_max_fps: u32,
+    /// Commentator video bitrate ceiling, bits/s.
+    pub commentator_max_bitrate: u32,
+    /// Most participants in one room.
+    pub max_participants: usize,
+    /// Least milliseconds between keyframe requests to one track.
+    pub keyframe_interval_ms: u64,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            commentator_video: true,
+            commentator_max_fps: 5,
+            commentator_max_bitrate: 300_000,
+            max_participants: 200,
+            keyframe_interval_ms: 500,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            public_url: None,
+            udp_bind: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            advertise: vec!["auto".into()],
+            secret: None,
+            data_dir: PathBuf::from("data"),
+            log_format: "text".into(),
+            connect_timeout_secs: 20,
+            room: RoomConfig::default(),
+        }
+    }
+}
+
+/// Flags (and their `CASECAST_*` variables) shared by `serve` and `demo`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "CASECAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// HTTP/WebSocket listen address.
+    #[arg(long, env = "CASECAST_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Public base URL for printed links (default: from the listen address).
+    #[arg(long, env = "CASECAST_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// UDP media bind address.
+    #[arg(long, env = "CASECAST_UDP_BIND")]
+    pub udp_bind: Option<SocketAddr>,
+    /// ICE candidate addresses, comma-separated, or "auto".
+    #[arg(long, env = "CASECAST_ADVERTISE", value_delimiter = ',')]
+    pub advertise: Option<Vec<String>>,
+    /// Token secret.
+    #[arg(long, env = "CASECAST_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Data directory.
+    #[arg(long, env = "CASECAST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, env = "CASECAST_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Seconds a participant has to connect its media.
+    #[arg(long, env = "CASECAST_CONNECT_TIMEOUT_SECS")]
+    pub connect_timeout_secs: Option<u64>,
+    /// Commentators may send video (false: audio only).
+    #[arg(long, env = "CASECAST_ROOM_COMMENTATOR_VIDEO")]
+    pub room_commentator_video: Option<bool>,
+    /// Commentator video frame-rate ceiling.
+    #[arg(long, env = "CASECAST_ROOM_COMMENTATOR_MAX_FPS")]
+    pub room_commentator_max_fps: Option<u32>,
+    /// Commentator video bitrate ceiling, bits/s.
+    #[arg(long, env = "CASECAST_ROOM_COMMENTATOR_MAX_BITRATE")]
+    pub room_commentator_max_bitrate: Option<u32>,
+    /// Most participants in one room.
+    #[arg(long, env = "CASECAST_ROOM_MAX_PARTICIPANTS")]
+    pub room_max_participants: Option<usize>,
+    /// Least milliseconds between keyframe requests to one track.
+    #[arg(long, env = "CASECAST_ROOM_KEYFRAME_INTERVAL_MS")]
+    pub room_keyframe_interval_ms: Option<u64>,
+}
+
+impl ConfigArgs {
+    /// Defaults ← file ← env/flags.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid config file {}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        macro_rules! set {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {
+                $(if let Some(v) = &self.$flag { c.$($field).+ = v.clone().into(); })*
+            };
+        }
+        set!(listen => listen, udp_bind => udp_bind, advertise => advertise, data_dir => data_dir,
+             log_format => log_format, connect_timeout_secs => connect_timeout_secs,
+             room_commentator_video => room.commentator_video,
+             room_commentator_max_fps => room.commentator_max_fps,
+             room_commentator_max_bitrate => room.commentator_max_bitrate,
+             room_max_participants => room.max_participants,
+             room_keyframe_interval_ms => room.keyframe_interval_ms);
+        if self.public_url.is_some() {
+            c.public_url = self.public_url.clone();
+        }
+        if self.secret.is_some() {
+            c.secret = self.secret.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+impl Config {
+    fn validate(&self) -> anyhow::Result<()> {
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("log_format must be \"text\" or \"json\", not {:?}", self.log_format);
+        }
+        if self.room.commentator_max_fps == 0 || self.room.commentator_max_fps > 60 {
+            bail!("room.commentator_max_fps must be 1..=60");
+        }
+        if self.room.max_participants == 0 {
+            bail!("room.max_participants must be at least 1");
+        }
+        if self.secret.as_deref().is_some_and(|s| s.len() < 16) {
+            bail!("the token secret must be at least 16 characters");
+        }
+        self.advertise_ips()?;
+        Ok(())
+    }
+
+    /// The base URL for links.
+    pub fn public_url(&self) -> String {
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let host = if self.listen.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { self.listen.ip() };
+        format!("http://{}", SocketAddr::new(host, self.listen.port()))
+    }
+
+    /// The ICE candidate addresses.
+    pub fn advertise_ips(&self) -> anyhow::Result<Vec<IpAddr>> {
+        let mut out = Vec::new();
+        for a in &self.advertise {
+            let a = a.trim();
+            if a == "auto" {
+                out.extend(auto_addresses());
+            } else {
+                out.push(a.parse().with_context(|| format!("advertise: {a:?} is not an IP address or \"auto\""))?);
+            }
+        }
+        out.dedup();
+        if out.is_empty() {
+            bail!("advertise lists no address");
+        }
+        Ok(out)
+    }
+
+    /// The token secret: configured, or kept in the data directory (made on first use).
+    pub fn secret(&self) -> anyhow::Result<String> {
+        if let Some(s) = &self.secret {
+            return Ok(s.clone());
+        }
+        let path = self.data_dir.join("secret");
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            return Ok(s.trim().to_string());
+        }
+        write_new_secret(&path)
+    }
+
+    /// The room policy for new rooms.
+    pub fn room_policy(&self) -> casecast_actors::RoomPolicy {
+        casecast_actors::RoomPolicy {
+            commentator_video: self.room.commentator_video,
+            commentator_max_fps: self.room.commentator_max_fps,
+            commentator_max_bitrate: self.room.commentator_max_bitrate,
+            max_participants: self.room.max_participants,
+            keyframe_interval: Duration::from_millis(self.room.keyframe_interval_ms),
+        }
+    }
+}
+
+fn write_new_secret(path: &Path) -> anyhow::Result<String> {
+    use rand::RngCore;
+    use std::io::Write;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(mut f) => {
+            f.write_all(secret.as_bytes())?;
+            Ok(secret)
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(std::fs::read_to_string(path)?.trim().to_string()),
+        Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
+    }
+}
+
+/// This machine's IPv4 addresses, non-loopback first, then 127.0.0.1.
+fn auto_addresses() -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .collect();
+    out.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    out
+}
+
+/// Parses "30s", "5m", "24h", "2d" or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 5m, 24h"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(n * mult))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("casecast-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\n[room]\ncommentator_video = false\n").unwrap();
+        let args = ConfigArgs { config: Some(f.clone()), room_commentator_max_fps: Some(3), ..Default::default() };
+        let c = args.load().unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert!(!c.room.commentator_video);
+        assert_eq!(c.room.commentator_max_fps, 3);
+        let args = ConfigArgs { config: Some(f.clone()), listen: Some("127.0.0.1:9001".parse().unwrap()), ..Default::default() };
+        assert_eq!(args.load().unwrap().listen.port(), 9001);
+        std::fs::write(&f, "listn = 1\n").unwrap();
+        let err = ConfigArgs { config: Some(f), ..Default::default() }.load().unwrap_err();
+        assert!(format!("{err:#}").contains("listn"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = ConfigArgs { advertise: Some(vec!["nope".into()]), ..Default::default() }.load().unwrap_err();
+        assert!(format!("{e:#}").contains("nope"));
+        let e = ConfigArgs { secret: Some("short".into()), ..Default::default() }.load().unwrap_err();
+        assert!(format!("{e:#}").contains("16"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn secret_is_kept() {
+        let dir = std::env::temp_dir().join(format!("casecast-secret-{}", std::process::id()));
+        let c = Config { data_dir: dir.clone(), ..Default::default() };
+        let a = c.secret().unwrap();
+        assert_eq!(a.len(), 64);
+        assert_eq!(c.secret().unwrap(), a);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,132 @@
+//! HTTP routes: pages, signaling, WHIP/WHEP, metrics.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, web};
+use casecast_actors::{JoinError, RoomError};
+
+use crate::state::AppState;
+use crate::whip::{self, Kind};
+use crate::ws;
+
+/// The web pages, embedded so the binary runs from anywhere.
+mod assets {
+    pub const INDEX: &str = include_str!("../../web/index.html");
+    pub const ROOM: &str = include_str!("../../web/room.html");
+    pub const ROOM_JS: &str = include_str!("../../web/room.js");
+    pub const STYLE: &str = include_str!("../../web/style.css");
+}
+
+/// A plain-text error body, for HTTP clients and humans.
+pub fn error_response(status: StatusCode, message: &str) -> HttpResponse {
+    let mut r = HttpResponse::build(status);
+    r.content_type("text/plain; charset=utf-8");
+    if status == StatusCode::UNAUTHORIZED {
+        r.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+    }
+    r.body(format!("{message}\n"))
+}
+
+/// The HTTP status for a failed join.
+pub fn join_error_response(e: JoinError) -> HttpResponse {
+    let status = match &e {
+        JoinError::Room(RoomError::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        JoinError::Room(RoomError::Refused(_)) => StatusCode::FORBIDDEN,
+        JoinError::Room(_) => StatusCode::CONFLICT,
+        JoinError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error_response(status, &e.to_string())
+}
+
+fn page(html: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(html)
+}
+
+async fn index() -> HttpResponse {
+    page(assets::INDEX)
+}
+
+async fn room_page() -> HttpResponse {
+    page(assets::ROOM)
+}
+
+async fn asset(name: web::Path<String>) -> HttpResponse {
+    let (body, ct) = match name.as_str() {
+        "room.js" => (assets::ROOM_JS, "text/javascript; charset=utf-8"),
+        "style.css" => (assets::STYLE, "text/css; charset=utf-8"),
+        _ => return error_response(StatusCode::NOT_FOUND, "no such asset"),
+    };
+    HttpResponse::Ok().content_type(ct).insert_header((header::CACHE_CONTROL, "no-cache")).body(body)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let families = state.sfu.metrics().registry.gather();
+    if let Err(e) = prometheus::TextEncoder::new().encode(&families, &mut buf) {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    }
+    buf.extend(crate::process::render().into_bytes());
+    let (ufrags, addrs) = state.sfu.route_count();
+    buf.extend(
+        format!(
+            "# HELP casecast_udp_routes Routes in the media socket's table, by key.\n# TYPE casecast_udp_routes gauge\ncasecast_udp_routes{{key=\"ufrag\"}} {ufrags}\ncasecast_udp_routes{{key=\"address\"}} {addrs}\n"
+        )
+        .into_bytes(),
+    );
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(buf)
+}
+
+async fn whip_post(req: actix_web::HttpRequest, room: web::Path<String>, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    whip::post(Kind::Whip, req, room, body, st).await
+}
+async fn whep_post(req: actix_web::HttpRequest, room: web::Path<String>, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    whip::post(Kind::Whep, req, room, body, st).await
+}
+async fn whip_delete(req: actix_web::HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    whip::delete(Kind::Whip, req, p, st).await
+}
+async fn whep_delete(req: actix_web::HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    whip::delete(Kind::Whep, req, p, st).await
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let sdp_limit = web::PayloadConfig::new(casecast_signaling::whip::MAX_SDP_BYTES);
+    cfg.route("/", web::get().to(index))
+        .route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/room/{id}", web::get().to(room_page))
+        .route("/assets/{name}", web::get().to(asset))
+        .route("/ws", web::get().to(ws::ws))
+        .service(
+            web::resource("/whip/{room}")
+                .app_data(sdp_limit.clone())
+                .route(web::post().to(whip_post))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
+        )
+        .service(
+            web::resource("/whip/{room}/{resource}")
+                .route(web::delete().to(whip_delete))
+                .route(web::patch().to(whip::patch))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
+        )
+        .service(
+            web::resource("/whep/{room}")
+                .app_data(sdp_limit)
+                .route(web::post().to(whep_post))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
+        )
+        .service(
+            web::resource("/whep/{room}/{resource}")
+                .route(web::delete().to(whep_delete))
+                .route(web::patch().to(whip::patch))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
+        );
+}

@@ -1,0 +1,319 @@
+//! `casecast`: the server binary.
+//!
+//! Subcommands: `serve` (the server), `demo` (the server with a demo room fed by a
+//! synthetic surgery feed), `token` (mint an access token), `publish` (publish a
+//! test pattern to any WHIP endpoint).
+
+mod config;
+mod http;
+mod process;
+mod state;
+mod whip;
+mod ws;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use casecast_actors::publisher::{TestPatternOptions, TestPatternPublisher, VideoCodec, WhipClient};
+use casecast_actors::{Metrics, Sfu, SfuConfig};
+use casecast_signaling::{Role, TokenKey};
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigArgs, parse_duration};
+use crate::state::{AppState, unix_now};
+
+#[derive(Parser)]
+#[command(name = "casecast", version, about = "Real-time media server for live surgery broadcasts and case review")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server.
+    Serve(ConfigArgs),
+    /// Run the server with a demo room whose surgery feed is a synthetic test pattern.
+    Demo {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The demo room's id.
+        #[arg(long, default_value = "demo")]
+        room: String,
+        /// Feed codec: vp8 or h264.
+        #[arg(long, default_value = "vp8")]
+        codec: String,
+    },
+    /// Mint a room-scoped access token (signed with the server's secret).
+    Token {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Room id.
+        #[arg(long)]
+        room: String,
+        /// encoder, commentator, viewer or operator.
+        #[arg(long)]
+        role: Role,
+        /// Display name.
+        #[arg(long, default_value = "guest")]
+        name: String,
+        /// Lifetime, e.g. 30m, 24h, 7d.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// Print the link to open instead of the bare token.
+        #[arg(long)]
+        link: bool,
+    },
+    /// Publish a synthetic test pattern to a WHIP endpoint (GStreamer webrtcbin).
+    Publish {
+        /// The WHIP URL, e.g. http://127.0.0.1:8080/whip/demo.
+        #[arg(long)]
+        whip: String,
+        /// Bearer token (role encoder).
+        #[arg(long, env = "CASECAST_WHIP_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Stop after this long (default: until Ctrl-C).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// vp8 or h264.
+        #[arg(long, default_value = "vp8")]
+        codec: String,
+        /// Picture width.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Picture height.
+        #[arg(long, default_value_t = 720)]
+        height: u32,
+        /// Frames per second.
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+        /// Video bitrate, bits/s.
+        #[arg(long, default_value_t = 2_500_000)]
+        bitrate: u32,
+    },
+}
+
+fn codec(s: &str) -> anyhow::Result<VideoCodec> {
+    match s {
+        "vp8" => Ok(VideoCodec::Vp8),
+        "h264" => Ok(VideoCodec::H264),
+        _ => anyhow::bail!("codec must be vp8 or h264, not {s:?}"),
+    }
+}
+
+fn init_logs(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn,is=warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve(args) => {
+            let config = args.load()?;
+            init_logs(&config.log_format);
+            serve(config, None)
+        }
+        Cmd::Demo { config, room, codec: c } => {
+            let config = config.load()?;
+            init_logs(&config.log_format);
+            serve(config, Some((room, codec(&c)?)))
+        }
+        Cmd::Token { config, room, role, name, ttl, link } => {
+            let config = config.load()?;
+            let key = TokenKey::new(config.secret()?);
+            let token = key.mint(&room, role, &name, unix_now(), ttl.as_secs());
+            if link {
+                println!("{}", room_link(&config, &room, &token));
+            } else {
+                println!("{token}");
+            }
+            Ok(())
+        }
+        Cmd::Publish { whip, token, duration, codec: c, width, height, fps, bitrate } => {
+            init_logs("text");
+            let opts = TestPatternOptions {
+                width,
+                height,
+                fps,
+                video_bitrate: bitrate,
+                codec: codec(&c)?,
+                local_addresses: loopback_if_local(&whip),
+                ..Default::default()
+            };
+            let mut publisher = TestPatternPublisher::start(opts, HttpWhip::new(whip, token))?;
+            let deadline = duration.map(|d| std::time::Instant::now() + d);
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook_sigint(), signal_hook_sigterm()] {
+                let s = stop.clone();
+                let _ = sig.map(|rx| std::thread::spawn(move || { let _ = rx.recv(); s.store(true, std::sync::atomic::Ordering::SeqCst); }));
+            }
+            let mut last = None;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
+                let s = publisher.state();
+                if last.as_ref() != Some(&s) {
+                    eprintln!("publisher: {s:?}");
+                    last = Some(s);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            publisher.stop();
+            Ok(())
+        }
+    }
+}
+
+// Ctrl-C/SIGTERM for the synchronous `publish` command, via a tiny Tokio runtime.
+fn signal_hook_sigint() -> Option<std::sync::mpsc::Receiver<()>> {
+    signal_channel(tokio::signal::unix::SignalKind::interrupt())
+}
+fn signal_hook_sigterm() -> Option<std::sync::mpsc::Receiver<()>> {
+    signal_channel(tokio::signal::unix::SignalKind::terminate())
+}
+fn signal_channel(kind: tokio::signal::unix::SignalKind) -> Option<std::sync::mpsc::Receiver<()>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            if let Ok(mut s) = tokio::signal::unix::signal(kind) {
+                s.recv().await;
+                let _ = tx.send(());
+            }
+        })
+    });
+    Some(rx)
+}
+
+/// ICE on loopback for a WHIP URL on this machine (libnice skips loopback otherwise).
+fn loopback_if_local(url: &str) -> Vec<String> {
+    let host = url.split("://").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
+    if host == "localhost" || host.starts_with("127.") { vec!["127.0.0.1".into()] } else { Vec::new() }
+}
+
+fn room_link(config: &Config, room: &str, token: &str) -> String {
+    format!("{}/room/{room}?token={token}", config.public_url())
+}
+
+/// WHIP over HTTP/1.1 with ureq.
+struct HttpWhip {
+    url: String,
+    token: String,
+    location: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl HttpWhip {
+    fn new(url: String, token: String) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(15)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        HttpWhip { url, token, location: None, agent }
+    }
+}
+
+impl WhipClient for HttpWhip {
+    fn post(&mut self, offer: &str) -> Result<String, String> {
+        let mut resp = self
+            .agent
+            .post(&self.url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/sdp")
+            .send(offer)
+            .map_err(|e| format!("WHIP POST to {} failed: {e}", self.url))?;
+        let status = resp.status();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        if status.as_u16() != 201 {
+            return Err(format!("WHIP POST answered {status}: {}", body.trim()));
+        }
+        self.location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(|l| {
+            if l.starts_with("http") {
+                l.to_string()
+            } else {
+                // Relative to the WHIP URL's origin.
+                let origin: String = self.url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                format!("{origin}{l}")
+            }
+        });
+        Ok(body)
+    }
+
+    fn delete(&mut self) {
+        if let Some(l) = self.location.take() {
+            let _ = self.agent.delete(&l).header("Authorization", &format!("Bearer {}", self.token)).call();
+        }
+    }
+}
+
+fn serve(config: Config, demo: Option<(String, VideoCodec)>) -> anyhow::Result<()> {
+    let secret = config.secret()?;
+    let advertise = config.advertise_ips()?;
+    actix_web::rt::System::new().block_on(async move {
+        let metrics = Metrics::new();
+        let sfu = Sfu::start(
+            SfuConfig {
+                udp_bind: config.udp_bind,
+                advertise: advertise.clone(),
+                connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+            },
+            metrics,
+        )
+        .with_context(|| format!("cannot bind the UDP media socket on {}", config.udp_bind))?;
+        let state = actix_web::web::Data::new(AppState {
+            sfu: sfu.clone(),
+            key: TokenKey::new(&secret),
+            policy: config.room_policy(),
+            resources: Mutex::new(Default::default()),
+        });
+        let st = state.clone();
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(st.clone())
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("casecast::http"))
+                .configure(http::routes)
+        })
+        .workers(2)
+        .shutdown_timeout(5)
+        .bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let bound = server.addrs();
+        let port = bound.first().map(|a| a.port()).unwrap_or(config.listen.port());
+        let local = format!("http://127.0.0.1:{port}");
+        let public = config.public_url.clone().map(|u| u.trim_end_matches('/').to_string()).unwrap_or_else(|| {
+            let c = Config { listen: std::net::SocketAddr::new(config.listen.ip(), port), ..config.clone() };
+            c.public_url()
+        });
+        tracing::info!(http = %public, udp = %sfu.udp_addr(), candidates = ?sfu.candidates(), "casecast listening");
+        let server = server.run();
+
+        let mut feed = None;
+        if let Some((room, codec)) = demo {
+            let key = TokenKey::new(&secret);
+            let now = unix_now();
+            let enc = key.mint(&room, Role::Encoder, "demo encoder", now, 30 * 86400);
+            let whip_url = format!("{local}/whip/{room}");
+            let opts = TestPatternOptions { codec, local_addresses: loopback_if_local(&whip_url), ..Default::default() };
+            feed = Some(TestPatternPublisher::start(opts, HttpWhip::new(whip_url, enc.clone()))?);
+            let c1 = key.mint(&room, Role::Commentator, "Dr. Demo", now, 86400);
+            let c2 = key.mint(&room, Role::Commentator, "Dr. Second", now, 86400);
+            let viewer = key.mint(&room, Role::Viewer, "viewer", now, 86400);
+            println!(
+                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Metrics: {public}/metrics\n\nPress Ctrl-C to stop.\n"
+            );
+        }
+        let r = server.await.context("http server failed");
+        tracing::info!("shutting down");
+        if let Some(mut f) = feed {
+            tokio::task::spawn_blocking(move || f.stop()).await.ok();
+        }
+        r
+    })
+}

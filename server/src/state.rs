@@ -1,0 +1,89 @@
+//! What every HTTP handler shares, and how a verified role becomes room options.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::Addr;
+use casecast_actors::{ParticipantActor, ParticipantOptions, RoomPolicy, Sfu, Subscribe, TrackSource};
+use casecast_signaling::{Claims, Role, TokenError, TokenKey, UplinkPolicy};
+
+/// Shared server state.
+pub struct AppState {
+    /// The media plane.
+    pub sfu: Sfu,
+    /// Verifies tokens.
+    pub key: TokenKey,
+    /// Policy for rooms created on first join.
+    pub policy: RoomPolicy,
+    /// WHIP/WHEP sessions by resource id: (room, participant actor).
+    pub resources: Mutex<HashMap<String, (String, Addr<ParticipantActor>)>>,
+}
+
+/// Unix time now, in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Why access was refused: 401 (who are you?) or 403 (not for this).
+#[derive(Debug)]
+pub enum AccessError {
+    /// No valid token.
+    Unauthorized(String),
+    /// Valid token, wrong room or role.
+    Forbidden(String),
+}
+
+impl AppState {
+    /// Verifies `token` for `room`, and that its role is one of `roles`.
+    pub fn authorize(&self, token: Option<&str>, room: &str, roles: &[Role]) -> Result<Claims, AccessError> {
+        let token = token.ok_or_else(|| {
+            AccessError::Unauthorized("a token is required (Authorization: Bearer <token>, or in the join message)".into())
+        })?;
+        let claims = self.key.verify(token, unix_now()).map_err(|e: TokenError| AccessError::Unauthorized(e.to_string()))?;
+        if claims.room != room {
+            return Err(AccessError::Forbidden(format!(
+                "this token is for room {:?}, not {room:?}",
+                claims.room
+            )));
+        }
+        if !roles.contains(&claims.role) {
+            let allowed: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+            return Err(AccessError::Forbidden(format!(
+                "role {} may not do this; allowed: {}",
+                claims.role.as_str(),
+                allowed.join(", ")
+            )));
+        }
+        Ok(claims)
+    }
+
+    /// What a role may send, as told to the client.
+    pub fn uplink(&self, role: Role) -> UplinkPolicy {
+        match role {
+            Role::Encoder => UplinkPolicy { publish: true, video: true, max_fps: 60, max_video_bitrate: 20_000_000 },
+            Role::Commentator => UplinkPolicy {
+                publish: true,
+                video: self.policy.commentator_video,
+                max_fps: self.policy.commentator_max_fps,
+                max_video_bitrate: self.policy.commentator_max_bitrate,
+            },
+            Role::Viewer | Role::Operator => UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0 },
+        }
+    }
+}
+
+/// The room options for a verified role.
+pub fn participant_options(claims: &Claims, name: Option<String>, renegotiate: bool, feed_only: bool) -> ParticipantOptions {
+    let (publish, subscribe) = match claims.role {
+        Role::Encoder => (Some(TrackSource::Feed), Subscribe::None),
+        Role::Commentator => (Some(TrackSource::Commentator), Subscribe::All),
+        Role::Viewer | Role::Operator => (None, Subscribe::All),
+    };
+    let subscribe = if feed_only && subscribe != Subscribe::None { Subscribe::FeedOnly } else { subscribe };
+    let name = name
+        .map(|n| n.trim().chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| claims.name.clone());
+    ParticipantOptions { name, role: claims.role.as_str(), publish, subscribe, renegotiate }
+}

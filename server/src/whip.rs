@@ -1,0 +1,154 @@
+//! WHIP (RFC 9725) ingest for the hospital encoder, and WHEP egress for watch-only
+//! clients. One POST carries the whole offer (no trickle: the server is ICE-lite and
+//! learns the client's address from its connectivity checks), the answer comes back
+//! with `201 Created` and the session's `Location`; `DELETE` on it ends the session.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use casecast_actors::{AcceptOffer, Close, ParticipantEvent};
+use casecast_signaling::Role;
+use casecast_signaling::whip::{SDP_CONTENT_TYPE, bearer_token, check_sdp_offer};
+
+use crate::http::{error_response, join_error_response};
+use crate::state::{AccessError, AppState, participant_options};
+
+/// Which door.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Publish (WHIP).
+    Whip,
+    /// Watch (WHEP).
+    Whep,
+}
+
+impl Kind {
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Whip => "whip",
+            Kind::Whep => "whep",
+        }
+    }
+    fn roles(self) -> &'static [Role] {
+        match self {
+            Kind::Whip => &[Role::Encoder],
+            Kind::Whep => &[Role::Viewer, Role::Commentator, Role::Operator],
+        }
+    }
+}
+
+fn token(req: &HttpRequest) -> Option<&str> {
+    req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token)
+}
+
+fn access(e: AccessError) -> HttpResponse {
+    match e {
+        AccessError::Unauthorized(m) => error_response(actix_web::http::StatusCode::UNAUTHORIZED, &m)
+            .map_into_boxed_body(),
+        AccessError::Forbidden(m) => error_response(actix_web::http::StatusCode::FORBIDDEN, &m),
+    }
+}
+
+/// `POST /whip/{room}` and `POST /whep/{room}`.
+pub async fn post(
+    kind: Kind,
+    req: HttpRequest,
+    room: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let room = room.into_inner();
+    let claims = match state.authorize(token(&req), &room, kind.roles()) {
+        Ok(c) => c,
+        Err(e) => return access(e),
+    };
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.starts_with(SDP_CONTENT_TYPE) {
+        return error_response(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("Content-Type must be {SDP_CONTENT_TYPE}, not {ct:?}"),
+        );
+    }
+    let offer = match check_sdp_offer(&body) {
+        Ok(o) => o.to_string(),
+        Err(m) => return error_response(actix_web::http::StatusCode::BAD_REQUEST, &m),
+    };
+    let opts = participant_options(&claims, None, false, kind == Kind::Whep);
+    let handle = match state.sfu.join(&room, &state.policy, opts).await {
+        Ok(h) => h,
+        Err(e) => return join_error_response(e),
+    };
+    let answer = match handle.addr.send(AcceptOffer(offer)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(m)) => {
+            handle.addr.do_send(Close("offer rejected".into()));
+            return error_response(actix_web::http::StatusCode::BAD_REQUEST, &m);
+        }
+        Err(_) => {
+            return error_response(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "the session ended while starting; try again");
+        }
+    };
+    let resource = handle.id.to_string();
+    let location = format!("/{}/{room}/{resource}", kind.path());
+    state.resources.lock().unwrap().insert(resource.clone(), (room.clone(), handle.addr.clone()));
+    // Forget the resource when the session ends by itself (network loss, timeout).
+    let st = state.clone();
+    let mut events = handle.events;
+    actix_web::rt::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let ParticipantEvent::Closed(reason) = ev {
+                tracing::info!(%resource, %reason, "session ended");
+                break;
+            }
+        }
+        st.resources.lock().unwrap().remove(&resource);
+    });
+    tracing::info!(%room, role = claims.role.as_str(), name = %claims.name, %location, "{} session started", kind.path());
+    HttpResponse::Created()
+        .content_type(SDP_CONTENT_TYPE)
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Location"))
+        .body(answer)
+}
+
+/// `DELETE /whip/{room}/{resource}` and `DELETE /whep/{room}/{resource}`.
+pub async fn delete(
+    kind: Kind,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (room, resource) = path.into_inner();
+    if let Err(e) = state.authorize(token(&req), &room, kind.roles()) {
+        return access(e);
+    }
+    let entry = {
+        let r = state.resources.lock().unwrap();
+        r.get(&resource).filter(|(rm, _)| *rm == room).cloned()
+    };
+    match entry {
+        Some((_, addr)) => {
+            addr.do_send(Close("ended by the client (DELETE)".into()));
+            state.resources.lock().unwrap().remove(&resource);
+            HttpResponse::Ok().finish()
+        }
+        None => error_response(actix_web::http::StatusCode::NOT_FOUND, "no such session (it may have ended already)"),
+    }
+}
+
+/// `PATCH` (trickle ICE / ICE restart) is not supported: the whole offer comes in the POST.
+pub async fn patch() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, "DELETE"))
+        .body("trickle ICE and ICE restarts are not supported: send the full offer in the POST\n")
+}
+
+/// CORS preflight and `Accept-Post`, for browser-based WHIP/WHEP clients.
+pub async fn options() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header(("Accept-Post", SDP_CONTENT_TYPE))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST, DELETE, OPTIONS"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Content-Type"))
+        .insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Location"))
+        .finish()
+}

@@ -1,0 +1,242 @@
+//! WebSocket signaling (`GET /ws`): one task per connection that parses client
+//! messages once at the edge, drives its participant, and relays the participant's
+//! events as [`ServerMessage`]s.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason, Session};
+use casecast_actors::{
+    AcceptAnswer, AcceptOffer, Close, MediaKind as MK, ParticipantEvent, ParticipantHandle, RoomEvent, SetMuted,
+    TrackDesc, TrackSource as TS,
+};
+use casecast_signaling::{
+    ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, MediaKind, PROTOCOL_VERSION, ParticipantInfo, Role, ServerMessage,
+    TrackInfo, TrackSource,
+};
+use futures_util::StreamExt as _;
+
+use crate::state::{AccessError, AppState, participant_options};
+
+/// How long a connection may stay without joining.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `GET /ws`: upgrade and run the session.
+pub async fn ws(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+    let (resp, session, stream) = actix_ws::handle(&req, body)?;
+    // Frames up to 4× the message limit are read so that an oversized message gets a
+    // `too_large` reply; anything bigger is a protocol error and closes.
+    let stream = stream.max_frame_size(4 * MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(4 * MAX_MESSAGE_BYTES);
+    actix_web::rt::spawn(run(session, stream, state));
+    Ok(resp)
+}
+
+fn kind_out(k: MK) -> MediaKind {
+    if k == MK::Audio { MediaKind::Audio } else { MediaKind::Video }
+}
+
+fn kind_in(k: MediaKind) -> MK {
+    match k {
+        MediaKind::Audio => MK::Audio,
+        MediaKind::Video => MK::Video,
+    }
+}
+
+fn track_info(t: &TrackDesc, mid: Option<String>) -> TrackInfo {
+    TrackInfo {
+        id: t.id.to_string(),
+        mid,
+        participant_id: t.participant.to_string(),
+        name: t.name.clone(),
+        kind: kind_out(t.kind),
+        source: if t.source == TS::Feed { TrackSource::Feed } else { TrackSource::Commentator },
+    }
+}
+
+fn role_of(s: &str) -> Role {
+    s.parse().unwrap_or(Role::Viewer)
+}
+
+/// Maps a participant event to what the client is told; `None` for nothing.
+fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
+    Some(match ev {
+        ParticipantEvent::Room(RoomEvent::PeerJoined(p)) => ServerMessage::ParticipantJoined {
+            participant: ParticipantInfo { id: p.id.to_string(), name: p.name, role: role_of(p.role) },
+        },
+        ParticipantEvent::Room(RoomEvent::PeerLeft(id)) => ServerMessage::ParticipantLeft { participant_id: id.to_string() },
+        ParticipantEvent::Room(RoomEvent::TrackAdded(t)) => ServerMessage::TrackAdded { track: track_info(&t, None) },
+        ParticipantEvent::Room(RoomEvent::TrackRemoved(id)) => ServerMessage::TrackRemoved { track_id: id.to_string() },
+        ParticipantEvent::Room(RoomEvent::Muted { participant, kind, muted }) => {
+            ServerMessage::Muted { participant_id: participant.to_string(), kind: kind_out(kind), muted }
+        }
+        ParticipantEvent::Offer { sdp, tracks } => ServerMessage::Offer {
+            sdp,
+            tracks: tracks.into_iter().map(|(mid, t)| track_info(&t, Some(mid))).collect(),
+        },
+        ParticipantEvent::Connection(up) => ServerMessage::Connection { state: if up { "connected" } else { "disconnected" }.into() },
+        ParticipantEvent::Closed(_) => return None,
+    })
+}
+
+async fn send(session: &mut Session, msg: &ServerMessage) -> bool {
+    session.text(msg.to_json()).await.is_ok()
+}
+
+async fn close(session: Session, code: CloseCode, why: &str) {
+    let _ = session.close(Some(CloseReason { code, description: Some(why.chars().take(100).collect()) })).await;
+}
+
+async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream, state: web::Data<AppState>) {
+    let mut joined: Option<ParticipantHandle> = None;
+    let join_deadline = actix_web::rt::time::sleep(JOIN_TIMEOUT);
+    tokio::pin!(join_deadline);
+    let (code, why) = loop {
+        let waiting = joined.is_none();
+        let event = async {
+            match joined.as_mut() {
+                Some(h) => h.events.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut join_deadline, if waiting => {
+                send(&mut session, &ServerMessage::error(ErrorCode::NotJoined, "no join message within 10 s")).await;
+                break (CloseCode::Policy, "join timeout".to_string());
+            }
+            ev = event => match ev {
+                None => break (CloseCode::Away, "participant ended".into()),
+                Some(ParticipantEvent::Closed(reason)) => {
+                    send(&mut session, &ServerMessage::Connection { state: "closed".into() }).await;
+                    break (CloseCode::Normal, reason);
+                }
+                Some(ev) => {
+                    if let Some(m) = to_message(ev) {
+                        if !send(&mut session, &m).await {
+                            break (CloseCode::Away, "client gone".into());
+                        }
+                    }
+                }
+            },
+            msg = stream.next() => {
+                let text = match msg {
+                    None => break (CloseCode::Normal, "client closed".into()),
+                    Some(Err(e)) => {
+                        send(&mut session, &ServerMessage::error(ErrorCode::TooLarge, format!("websocket protocol error: {e}"))).await;
+                        break (CloseCode::Protocol, "protocol error".into());
+                    }
+                    Some(Ok(actix_ws::AggregatedMessage::Text(t))) => t,
+                    Some(Ok(actix_ws::AggregatedMessage::Binary(_))) => {
+                        send(&mut session, &ServerMessage::error(ErrorCode::BadRequest, "binary frames are not used; send JSON text")).await;
+                        continue;
+                    }
+                    Some(Ok(actix_ws::AggregatedMessage::Ping(p))) => {
+                        let _ = session.pong(&p).await;
+                        continue;
+                    }
+                    Some(Ok(actix_ws::AggregatedMessage::Pong(_))) => continue,
+                    Some(Ok(actix_ws::AggregatedMessage::Close(_))) => break (CloseCode::Normal, "client closed".into()),
+                };
+                let msg = match ClientMessage::parse(&text) {
+                    Ok(m) => m,
+                    Err((code, message)) => {
+                        if !send(&mut session, &ServerMessage::error(code, message)).await {
+                            break (CloseCode::Away, "client gone".into());
+                        }
+                        continue;
+                    }
+                };
+                match handle(msg, &mut joined, &state).await {
+                    Step::Reply(m) => {
+                        if !send(&mut session, &m).await {
+                            break (CloseCode::Away, "client gone".into());
+                        }
+                    }
+                    Step::Quiet => {}
+                    Step::End(m, code, why) => {
+                        if let Some(m) = m {
+                            send(&mut session, &m).await;
+                        }
+                        break (code, why);
+                    }
+                }
+            }
+        }
+    };
+    if let Some(h) = joined.take() {
+        h.addr.do_send(Close(format!("signaling closed: {why}")));
+    }
+    close(session, code, &why).await;
+}
+
+enum Step {
+    Reply(ServerMessage),
+    Quiet,
+    End(Option<ServerMessage>, CloseCode, String),
+}
+
+async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, state: &AppState) -> Step {
+    let err = |code, m: &str| Step::Reply(ServerMessage::error(code, m));
+    match (msg, joined.as_ref()) {
+        (ClientMessage::Join { v, room, token, name }, None) => {
+            if v != PROTOCOL_VERSION {
+                let m = format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}");
+                return Step::End(Some(ServerMessage::error(ErrorCode::UnsupportedVersion, m)), CloseCode::Policy, "version".into());
+            }
+            let claims = match state.authorize(Some(&token), &room, &Role::ALL) {
+                Ok(c) => c,
+                Err(AccessError::Unauthorized(m)) => {
+                    return Step::End(Some(ServerMessage::error(ErrorCode::Unauthorized, m)), CloseCode::Policy, "unauthorized".into());
+                }
+                Err(AccessError::Forbidden(m)) => {
+                    return Step::End(Some(ServerMessage::error(ErrorCode::Forbidden, m)), CloseCode::Policy, "forbidden".into());
+                }
+            };
+            let opts = participant_options(&claims, name, true, false);
+            let name = opts.name.clone();
+            match state.sfu.join(&room, &state.policy, opts).await {
+                Ok(h) => {
+                    let reply = ServerMessage::Joined {
+                        v: PROTOCOL_VERSION,
+                        room: room.clone(),
+                        participant_id: h.id.to_string(),
+                        role: claims.role,
+                        name,
+                        policy: state.uplink(claims.role),
+                        participants: h
+                            .peers
+                            .iter()
+                            .map(|p| ParticipantInfo { id: p.id.to_string(), name: p.name.clone(), role: role_of(p.role) })
+                            .collect(),
+                    };
+                    tracing::info!(%room, participant = %h.id, role = claims.role.as_str(), "joined over websocket");
+                    *joined = Some(h);
+                    Step::Reply(reply)
+                }
+                Err(casecast_actors::JoinError::Room(casecast_actors::RoomError::Full(n))) => Step::End(
+                    Some(ServerMessage::error(ErrorCode::RoomFull, format!("the room is full ({n} participants)"))),
+                    CloseCode::Again,
+                    "room full".into(),
+                ),
+                Err(e) => Step::End(Some(ServerMessage::error(ErrorCode::Internal, e.to_string())), CloseCode::Error, "join failed".into()),
+            }
+        }
+        (ClientMessage::Join { .. }, Some(_)) => err(ErrorCode::AlreadyJoined, "this connection has joined already; open a new one to join again"),
+        (ClientMessage::Ping, _) => Step::Reply(ServerMessage::Pong),
+        (ClientMessage::Leave, _) => Step::End(None, CloseCode::Normal, "left".into()),
+        (_, None) => err(ErrorCode::NotJoined, "send a join message first"),
+        (ClientMessage::Offer { sdp }, Some(h)) => match h.addr.send(AcceptOffer(sdp)).await {
+            Ok(Ok(answer)) => Step::Reply(ServerMessage::Answer { sdp: answer }),
+            Ok(Err(m)) => err(ErrorCode::SdpRejected, &m),
+            Err(_) => Step::End(None, CloseCode::Away, "participant ended".into()),
+        },
+        (ClientMessage::Answer { sdp }, Some(h)) => match h.addr.send(AcceptAnswer(sdp)).await {
+            Ok(Ok(())) => Step::Quiet,
+            Ok(Err(m)) => err(ErrorCode::SdpRejected, &m),
+            Err(_) => Step::End(None, CloseCode::Away, "participant ended".into()),
+        },
+        (ClientMessage::Mute { kind, muted }, Some(h)) => {
+            h.addr.do_send(SetMuted { kind: kind_in(kind), muted });
+            Step::Quiet
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Signaling messages, version 1.
+//!
+//! A message is one JSON object per WebSocket text frame, tagged by `"type"`. The
+//! first message a client sends is [`ClientMessage::Join`] with `"v": 1`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::token::Role;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest signaling message accepted, in bytes. An SDP offer with a dozen
+/// m-lines is about 10 KiB; anything past this is refused with [`ErrorCode::TooLarge`].
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Messages from a client to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Join a room. Must be the first message, and comes once per connection.
+    Join {
+        /// Protocol version the client speaks; must be [`PROTOCOL_VERSION`].
+        v: u32,
+        /// The room to join; must match the token's room.
+        room: String,
+        /// A room-scoped token (see `casecast token`).
+        token: String,
+        /// Display name; defaults to the name in the token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// An SDP offer from the client (its first offer carries what it publishes).
+    Offer {
+        /// The SDP.
+        sdp: String,
+    },
+    /// The client's SDP answer to the server's last [`ServerMessage::Offer`].
+    Answer {
+        /// The SDP.
+        sdp: String,
+    },
+    /// The client muted or unmuted one of its tracks (informs the others).
+    Mute {
+        /// Which kind of track.
+        kind: MediaKind,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// Keepalive; the server answers [`ServerMessage::Pong`].
+    Ping,
+    /// Leave the room; the server closes the connection.
+    Leave,
+}
+
+/// Messages from the server to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The join succeeded.
+    Joined {
+        /// Protocol version of the server.
+        v: u32,
+        /// The room joined.
+        room: String,
+        /// This participant's id in the room.
+        participant_id: String,
+        /// The role the token granted.
+        role: Role,
+        /// The display name used.
+        name: String,
+        /// What this participant may send.
+        policy: UplinkPolicy,
+        /// Who is in the room already.
+        participants: Vec<ParticipantInfo>,
+    },
+    /// The server's answer to a client offer.
+    Answer {
+        /// The SDP.
+        sdp: String,
+    },
+    /// The server offers a new session description (tracks came or went).
+    Offer {
+        /// The SDP.
+        sdp: String,
+        /// The tracks this offer sends, by m-line id.
+        tracks: Vec<TrackInfo>,
+    },
+    /// Someone joined.
+    ParticipantJoined {
+        /// Who.
+        participant: ParticipantInfo,
+    },
+    /// Someone left.
+    ParticipantLeft {
+        /// Who.
+        participant_id: String,
+    },
+    /// A track was published in the room (its m-line comes in a later offer).
+    TrackAdded {
+        /// The track.
+        track: TrackInfo,
+    },
+    /// A track ended.
+    TrackRemoved {
+        /// Which.
+        track_id: String,
+    },
+    /// A participant muted or unmuted a track.
+    Muted {
+        /// Who.
+        participant_id: String,
+        /// Which kind of track.
+        kind: MediaKind,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// Media connection state of this participant changed.
+    Connection {
+        /// `connected` or `disconnected`.
+        state: String,
+    },
+    /// Answer to [`ClientMessage::Ping`].
+    Pong,
+    /// Something was wrong. Fatal errors are followed by the connection closing.
+    Error {
+        /// A machine-readable code.
+        code: ErrorCode,
+        /// What was wrong and what to do, for a human.
+        message: String,
+    },
+}
+
+/// Machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The message was not valid JSON or not a known message.
+    BadRequest,
+    /// The message exceeded [`MAX_MESSAGE_BYTES`].
+    TooLarge,
+    /// The client speaks another protocol version.
+    UnsupportedVersion,
+    /// No token, or a token that is invalid or expired.
+    Unauthorized,
+    /// The token is for another room, or the role may not do this.
+    Forbidden,
+    /// A message that needs a joined room came before `join`.
+    NotJoined,
+    /// A second `join` on the same connection.
+    AlreadyJoined,
+    /// The SDP could not be used.
+    SdpRejected,
+    /// The room is full.
+    RoomFull,
+    /// The server failed; the message says what happened.
+    Internal,
+}
+
+/// Kinds of media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// Audio.
+    Audio,
+    /// Video.
+    Video,
+}
+
+/// Where a track comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    /// The surgery feed (published by an encoder).
+    Feed,
+    /// A commentator's camera or microphone.
+    Commentator,
+}
+
+/// A participant, as others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// Id within the room.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// A published track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// Track id, unique on the server.
+    pub id: String,
+    /// The m-line id carrying this track, in [`ServerMessage::Offer`] only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<String>,
+    /// Who publishes it.
+    pub participant_id: String,
+    /// The publisher's display name.
+    pub name: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Feed or commentator.
+    pub source: TrackSource,
+}
+
+/// What a participant may send, decided by the room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UplinkPolicy {
+    /// Whether the participant may publish at all.
+    pub publish: bool,
+    /// Whether video is allowed (false: audio only).
+    pub video: bool,
+    /// Frame rate ceiling for video.
+    pub max_fps: u32,
+    /// Bitrate ceiling for video, bits per second.
+    pub max_video_bitrate: u32,
+}
+
+impl ClientMessage {
+    /// Parses one text frame, refusing oversized or malformed input with the
+    /// error the client should get back.
+    pub fn parse(text: &str) -> Result<Self, (ErrorCode, String)> {
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err((
+                ErrorCode::TooLarge,
+                format!(
+                    "message is {} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                    text.len()
+                ),
+            ));
+        }
+        serde_json::from_str(text).map_err(|e| {
+            (
+                ErrorCode::BadRequest,
+                format!("not a valid signaling message: {e}"),
+            )
+        })
+    }
+}
+
+impl ServerMessage {
+    /// Builds an error message.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Serializes to the JSON text sent on the wire.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: no maps with non-string keys.
+        serde_json::to_string(self).expect("server messages serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_parses_with_and_without_name() {
+        let m = ClientMessage::parse(r#"{"type":"join","v":1,"room":"r","token":"t"}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Join {
+                v: 1,
+                room: "r".into(),
+                token: "t".into(),
+                name: None
+            }
+        );
+        let m = ClientMessage::parse(
+            r#"{"type":"join","v":1,"room":"r","token":"t","name":"Dr. A"}"#,
+        )
+        .unwrap();
+        assert!(matches!(m, ClientMessage::Join { name: Some(n), .. } if n == "Dr. A"));
+    }
+
+    #[test]
+    fn hostile_input_is_refused_with_a_code() {
+        for bad in [
+            "",
+            "null",
+            "[]",
+            "{",
+            r#"{"type":"nope"}"#,
+            r#"{"type":"join"}"#,
+            r#"{"type":"join","v":"1","room":"r","token":"t"}"#,
+            r#"{"type":"offer","sdp":5}"#,
+            "\u{0}\u{1}",
+        ] {
+            let (code, msg) = ClientMessage::parse(bad).unwrap_err();
+            assert_eq!(code, ErrorCode::BadRequest, "{bad:?}");
+            assert!(!msg.is_empty());
+        }
+        let deep = "[".repeat(10_000);
+        assert_eq!(ClientMessage::parse(&deep).unwrap_err().0, ErrorCode::BadRequest);
+        let huge = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert_eq!(ClientMessage::parse(&huge).unwrap_err().0, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn server_messages_are_tagged_snake_case() {
+        let j = ServerMessage::error(ErrorCode::NotJoined, "join first").to_json();
+        assert_eq!(j, r#"{"type":"error","code":"not_joined","message":"join first"}"#);
+        let j = ServerMessage::ParticipantLeft {
+            participant_id: "p1".into(),
+        }
+        .to_json();
+        assert_eq!(j, r#"{"type":"participant_left","participant_id":"p1"}"#);
+    }
+}

@@ -1,0 +1,109 @@
+//! Headless Chromium driven over WebDriver (chromedriver), with fake camera and
+//! microphone, as a commentator's browser.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{Proc, TempDir, free_tcp_port, wait_for};
+
+/// One browser session; the browser and its driver end on drop.
+pub struct Browser {
+    base: String,
+    session: String,
+    agent: ureq::Agent,
+    _driver: Proc,
+    _profile: TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a fresh profile.
+    pub fn start() -> Result<Browser> {
+        let port = free_tcp_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start chromedriver (install chromium-driver: scripts/install-deps.sh test)")?;
+        let driver = Proc(driver);
+        let base = format!("http://127.0.0.1:{port}");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        wait_for("chromedriver", Duration::from_secs(20), || {
+            agent.get(&format!("{base}/status")).call().ok().filter(|r| r.status() == 200)
+        })?;
+        let profile = TempDir::new("chromium");
+        let args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--use-fake-device-for-media-stream".into(),
+            "--use-fake-ui-for-media-stream".into(),
+            "--autoplay-policy=no-user-gesture-required".into(),
+            "--allow-loopback-in-peer-connection".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--user-data-dir={}", profile.0.display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
+        }}});
+        let v = post(&agent, &format!("{base}/session"), &caps)?;
+        let session = v["value"]["sessionId"].as_str().context("no session id from chromedriver")?.to_string();
+        Ok(Browser { base, session, agent, _driver: driver, _profile: profile })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/session/{}/{path}", self.base, self.session)
+    }
+
+    /// Opens a page.
+    pub fn goto(&self, url: &str) -> Result<()> {
+        post(&self.agent, &self.url("url"), &json!({"url": url}))?;
+        Ok(())
+    }
+
+    /// Runs an async script: the last argument is the callback to call with the result.
+    pub fn eval_async(&self, script: &str) -> Result<Value> {
+        let v = post(&self.agent, &self.url("execute/async"), &json!({"script": script, "args": []}))?;
+        Ok(v["value"].clone())
+    }
+
+    /// Runs a script and returns its value.
+    pub fn eval(&self, script: &str) -> Result<Value> {
+        let v = post(&self.agent, &self.url("execute/sync"), &json!({"script": script, "args": []}))?;
+        Ok(v["value"].clone())
+    }
+
+    /// The browser's console log, for failures.
+    pub fn title(&self) -> String {
+        self.eval("return document.title").map(|v| v.to_string()).unwrap_or_default()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.agent.delete(&format!("{}/session/{}", self.base, self.session)).call();
+    }
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<Value> {
+    let mut r = agent.post(url).send_json(body)?;
+    let status = r.status().as_u16();
+    let v: Value = r.body_mut().read_json()?;
+    if status != 200 {
+        bail!("webdriver {url}: {status} {}", v["value"]["message"]);
+    }
+    Ok(v)
+}

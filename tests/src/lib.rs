@@ -1,0 +1,232 @@
+//! The end-to-end test harness: a real `casecast` process on loopback ports, peers
+//! that are not our own code path (Chromium through chromedriver, GStreamer's
+//! webrtcbin through `casecast publish`), and bounded waiting on outcomes.
+#![deny(missing_docs)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use casecast_signaling::{Role, TokenKey};
+
+pub mod browser;
+
+/// The secret test servers sign tokens with.
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+}
+
+/// The `casecast` binary (built by `make test` before the tests run).
+pub fn casecast_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CASECAST_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = target_dir().join("debug").join("casecast");
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first (make test does)", p.display());
+    p
+}
+
+/// A free TCP port on loopback.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free tcp port")
+}
+
+/// A free UDP port on loopback.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free udp port")
+}
+
+/// A fresh directory under the target dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Makes one.
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let p = target_dir().join("e2e-tmp").join(format!("{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until `f` returns `Some`, polling every 100 ms, at most `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running `casecast serve` (or `demo`) process, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The media port.
+    pub udp_port: u16,
+    /// Signs tokens the server accepts.
+    pub key: TokenKey,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Server {
+    /// Starts `casecast serve` with extra flags.
+    pub fn start(extra: &[&str]) -> Result<Server> {
+        Self::spawn("serve", extra)
+    }
+
+    /// Starts `casecast demo` (room `demo`, test-pattern feed).
+    pub fn demo(extra: &[&str]) -> Result<Server> {
+        Self::spawn("demo", extra)
+    }
+
+    fn spawn(cmd: &str, extra: &[&str]) -> Result<Server> {
+        let dir = TempDir::new("server");
+        let http = free_tcp_port();
+        let udp = free_udp_port();
+        let log = dir.0.join("server.log");
+        let logf = std::fs::File::create(&log)?;
+        let child = Command::new(casecast_bin())
+            .arg(cmd)
+            .args(["--listen", &format!("127.0.0.1:{http}")])
+            .args(["--udp-bind", &format!("127.0.0.1:{udp}")])
+            .args(["--advertise", "127.0.0.1"])
+            .args(["--secret", SECRET])
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .args(extra)
+            .env("RUST_LOG", "info,casecast=debug,casecast_actors=debug")
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .spawn()
+            .context("cannot start casecast")?;
+        let mut s = Server {
+            child,
+            url: format!("http://127.0.0.1:{http}"),
+            udp_port: udp,
+            key: TokenKey::new(SECRET),
+            log,
+            _dir: dir,
+        };
+        let url = s.url.clone();
+        let ok = wait_for("the server to answer /healthz", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                return Some(Err(anyhow::anyhow!("casecast exited with {status}")));
+            }
+            http_get(&format!("{url}/healthz")).ok().filter(|(c, _)| *c == 200).map(|_| Ok(()))
+        });
+        if let Err(e) = ok.and_then(|r| r) {
+            bail!("{e}\n--- server log ---\n{}", s.log_text());
+        }
+        Ok(s)
+    }
+
+    /// A token for `room`.
+    pub fn token(&self, room: &str, role: Role, name: &str) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        self.key.mint(room, role, name, now, 3600)
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One metric's value (a name with labels, exactly as printed), if present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = http_get(&format!("{}/metrics", self.url)).ok()?;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let child = &mut self.child;
+        wait_for("the server to exit", Duration::from_secs(15), || child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// A child process killed on drop (a publisher, a browser driver...).
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `casecast publish` (GStreamer webrtcbin) against a WHIP URL.
+pub fn gst_publisher(whip_url: &str, token: &str, extra: &[&str]) -> Result<Proc> {
+    let child = Command::new(casecast_bin())
+        .args(["publish", "--whip", whip_url, "--token", token, "--duration", "120s"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start casecast publish")?;
+    Ok(Proc(child))
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+/// GET: (status, body).
+pub fn http_get(url: &str) -> Result<(u16, String)> {
+    let mut r = agent().get(url).call()?;
+    Ok((r.status().as_u16(), r.body_mut().read_to_string()?))
+}
+
+/// POST with headers: (status, headers, body).
+pub fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<(String, String)>, String)> {
+    let mut req = agent().post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send(body)?;
+    let hs = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    Ok((r.status().as_u16(), hs, r.body_mut().read_to_string()?))
+}

@@ -1,0 +1,207 @@
+//! End-to-end tests against a real `casecast` process. Each test starts its own
+//! server on free loopback ports.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::Result;
+use casecast_signaling::Role;
+use casecast_tests::browser::Browser;
+use casecast_tests::*;
+use serde_json::{Value, json};
+use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn ws_connect(server: &Server) -> Ws {
+    let url = format!("{}/ws", server.url.replace("http://", "ws://"));
+    let (ws, _) = tungstenite::connect(url).expect("websocket connects");
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    ws
+}
+
+fn ws_send(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).expect("send");
+}
+
+/// The next JSON message (skipping pings), or None when the server closed.
+fn ws_recv(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).expect("server sends JSON")),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+fn error_code(v: &Value) -> &str {
+    assert_eq!(v["type"], "error", "expected an error, got {v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.len() > 5), "errors explain themselves: {v}");
+    v["code"].as_str().unwrap()
+}
+
+#[test]
+fn hostile_signaling_gets_clear_errors_and_harms_nothing() -> Result<()> {
+    let server = Server::start(&[])?;
+    let good = server.token("or-1", Role::Commentator, "Dr. A");
+
+    let mut ws = ws_connect(&server);
+    for (bad, code) in [
+        ("not json", "bad_request"),
+        ("{}", "bad_request"),
+        (r#"{"type":"join","v":"one"}"#, "bad_request"),
+        (r#"{"type":"offer","sdp":"v=0"}"#, "not_joined"),
+        (r#"{"type":"answer","sdp":"v=0"}"#, "not_joined"),
+        (&"[".repeat(50_000), "bad_request"),
+    ] {
+        ws_send(&mut ws, bad);
+        assert_eq!(error_code(&ws_recv(&mut ws).unwrap()), code, "for {:.40}", bad);
+    }
+    let huge = json!({"type":"offer","sdp": "a".repeat(100_000)}).to_string();
+    ws_send(&mut ws, &huge);
+    assert_eq!(error_code(&ws_recv(&mut ws).unwrap()), "too_large");
+    // Still usable: ping works, and a proper join succeeds on the same connection.
+    ws_send(&mut ws, r#"{"type":"ping"}"#);
+    assert_eq!(ws_recv(&mut ws).unwrap()["type"], "pong");
+    ws_send(&mut ws, &json!({"type":"join","v":1,"room":"or-1","token":good}).to_string());
+    let joined = ws_recv(&mut ws).unwrap();
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["role"], "commentator");
+    assert_eq!(joined["policy"]["max_fps"], 5);
+    ws_send(&mut ws, &json!({"type":"join","v":1,"room":"or-1","token":good}).to_string());
+    assert_eq!(error_code(&ws_recv(&mut ws).unwrap()), "already_joined");
+    ws_send(&mut ws, r#"{"type":"offer","sdp":"garbage"}"#);
+    assert_eq!(error_code(&ws_recv(&mut ws).unwrap()), "sdp_rejected");
+
+    // Refusals that end the connection, with nothing joined.
+    for (msg, code) in [
+        (json!({"type":"join","v":1,"room":"or-1","token":"abc"}), "unauthorized"),
+        (json!({"type":"join","v":1,"room":"or-2","token":good}), "forbidden"),
+        (json!({"type":"join","v":2,"room":"or-1","token":good}), "unsupported_version"),
+        (json!({"type":"join","v":1,"room":"or-1","token":server.key.mint("or-1", Role::Viewer, "x", 1, 10)}), "unauthorized"),
+    ] {
+        let mut w = ws_connect(&server);
+        ws_send(&mut w, &msg.to_string());
+        assert_eq!(error_code(&ws_recv(&mut w).unwrap()), code);
+        assert!(ws_recv(&mut w).is_none(), "connection closes after {code}");
+    }
+    assert_eq!(server.metric("casecast_participants{role=\"commentator\"}"), Some(1.0), "only the good join counts");
+
+    // WHIP refusals.
+    let whip = format!("{}/whip/or-1", server.url);
+    let enc = server.token("or-1", Role::Encoder, "enc");
+    let sdp = [("Content-Type", "application/sdp")];
+    let (s, h, body) = http_post(&whip, &sdp, b"v=0\r\n")?;
+    assert_eq!(s, 401, "{body}");
+    assert!(h.iter().any(|(k, v)| k.eq_ignore_ascii_case("www-authenticate") && v == "Bearer"));
+    let auth = format!("Bearer {enc}");
+    let (s, _, body) = http_post(&whip, &[("Content-Type", "application/sdp"), ("Authorization", &auth)], b"hello")?;
+    assert_eq!(s, 400);
+    assert!(body.contains("v=0"), "says what is wrong: {body}");
+    let (s, _, _) = http_post(&whip, &[("Content-Type", "text/plain"), ("Authorization", &auth)], b"v=0")?;
+    assert_eq!(s, 415);
+    let garbage = b"v=0\r\no=- 0 0 IN IP4 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=nonsense\r\n\x01\x02";
+    let (s, _, body) = http_post(&whip, &[("Content-Type", "application/sdp"), ("Authorization", &auth)], garbage)?;
+    assert_eq!(s, 400, "{body}");
+    let other = format!("Bearer {}", server.token("or-2", Role::Encoder, "enc"));
+    let (s, _, _) = http_post(&whip, &[("Content-Type", "application/sdp"), ("Authorization", &other)], b"v=0\r\nm=x")?;
+    assert_eq!(s, 403);
+    let viewer = format!("Bearer {}", server.token("or-1", Role::Viewer, "v"));
+    let (s, _, body) = http_post(&whip, &[("Content-Type", "application/sdp"), ("Authorization", &viewer)], b"v=0\r\nm=x")?;
+    assert_eq!(s, 403);
+    assert!(body.contains("viewer"), "{body}");
+    let (s, _, _) = http_post(&whip, &[("Content-Type", "application/sdp"), ("Authorization", &auth)], &vec![b'v'; 200_000])?;
+    assert!(s == 413 || s == 400, "oversized SDP refused, got {s}");
+
+    // The first connection is still joined and answered; the server is healthy.
+    ws_send(&mut ws, r#"{"type":"ping"}"#);
+    assert_eq!(ws_recv(&mut ws).unwrap()["type"], "pong");
+    assert_eq!(http_get(&format!("{}/healthz", server.url))?.0, 200);
+    ws_send(&mut ws, r#"{"type":"leave"}"#);
+    assert!(ws_recv(&mut ws).is_none());
+    wait_for("the participant to be gone", Duration::from_secs(10), || {
+        (server.metric("casecast_participants{role=\"commentator\"}") == Some(0.0) && server.metric("casecast_rooms") == Some(0.0)).then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn token_command_mints_tokens_the_server_accepts() -> Result<()> {
+    let dir = TempDir::new("token");
+    let out = std::process::Command::new(casecast_bin())
+        .args(["token", "--room", "or-7", "--role", "operator", "--name", "Desk", "--ttl", "1h", "--secret", SECRET])
+        .arg("--data-dir")
+        .arg(&dir.0)
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout)?.trim().to_string();
+    let claims = casecast_signaling::TokenKey::new(SECRET).verify(&token, 0)?;
+    assert_eq!((claims.room.as_str(), claims.role, claims.name.as_str()), ("or-7", Role::Operator, "Desk"));
+    assert!(claims.exp - claims.iat == 3600);
+    let bad = std::process::Command::new(casecast_bin()).args(["token", "--room", "r", "--role", "king"]).output()?;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("commentator"), "lists the roles");
+    Ok(())
+}
+
+#[test]
+fn server_stops_cleanly_on_sigterm() -> Result<()> {
+    let mut server = Server::start(&[])?;
+    assert!(server.is_running());
+    let status = server.terminate()?;
+    assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
+/// Polls a page's `window.casecast.stats()`.
+fn page_stats(b: &Browser) -> Value {
+    b.eval_async(
+        "const done = arguments[arguments.length - 1];
+         (window.casecast && window.casecast.stats ? window.casecast.stats() : Promise.resolve(null))
+           .then(s => done(s), e => done({error: String(e)}));",
+    )
+    .unwrap_or(Value::Null)
+}
+
+#[test]
+fn two_commentators_in_chromium_watch_the_feed_and_hear_each_other() -> Result<()> {
+    let server = Server::demo(&[])?;
+    // The demo feed (webrtcbin over WHIP) is in the room before anyone joins.
+    wait_for("the demo feed to publish", Duration::from_secs(60), || {
+        (server.metric("casecast_participants{role=\"encoder\"}") == Some(1.0)
+            && server.metric("casecast_rtp_packets_received_total").unwrap_or(0.0) > 100.0)
+            .then_some(())
+    })?;
+    let a = Browser::start()?;
+    let b = Browser::start()?;
+    a.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. A")))?;
+    b.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. B")))?;
+
+    let mut seen = [0.0f64; 2];
+    for (i, page) in [&a, &b].into_iter().enumerate() {
+        let first = wait_for("the surgery feed to decode in the browser", Duration::from_secs(60), || {
+            let s = page_stats(page);
+            s["feedFramesDecoded"].as_f64().filter(|&n| n > 10.0)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; page {i} stats: {}", page_stats(page)))?;
+        let later = wait_for("more frames to decode (the feed is live)", Duration::from_secs(30), || {
+            page_stats(page)["feedFramesDecoded"].as_f64().filter(|&n| n > first + 30.0)
+        })?;
+        wait_for("audio from the other commentator", Duration::from_secs(60), || {
+            page_stats(page)["audioPacketsReceivedFromCommentators"].as_f64().filter(|&n| n > 50.0)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; page {i} stats: {}", page_stats(page)))?;
+        seen[i] = later;
+    }
+    assert!(seen.iter().all(|&n| n > 40.0));
+    assert_eq!(server.metric("casecast_participants{role=\"commentator\"}"), Some(2.0));
+    // Closing one browser ends its participant.
+    drop(b);
+    wait_for("the closed page's participant to end", Duration::from_secs(40), || {
+        (server.metric("casecast_participants{role=\"commentator\"}") == Some(1.0)).then_some(())
+    })?;
+    Ok(())
+}
