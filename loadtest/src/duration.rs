@@ -18,7 +18,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let number_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{input:?}: missing unit after the last number (ms, s, m, h)"))?;
+            .ok_or_else(|| {
+                format!("{input:?}: missing unit after the last number (ms, s, m, h)")
+            })?;
         let unit_len = rest[number_len..]
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len() - number_len);
@@ -31,7 +33,11 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
             "s" | "sec" | "secs" => 1.0,
             "m" | "min" | "mins" => 60.0,
             "h" => 3600.0,
-            other => return Err(format!("{input:?}: unknown unit {other:?} (use ms, s, m or h)")),
+            other => {
+                return Err(format!(
+                    "{input:?}: unknown unit {other:?} (use ms, s, m or h)"
+                ));
+            }
         };
         total += seconds(value * scale, input)?;
         rest = rest[number_len + unit_len..].trim_start();
@@ -67,7 +73,19 @@ mod tests {
 
     #[test]
     fn refused() {
-        for bad in ["", "  ", "s", "10x", "-5", "-5s", "1m30", "1..5s", "NaN", "inf", "5 parsecs"] {
+        for bad in [
+            "",
+            "  ",
+            "s",
+            "10x",
+            "-5",
+            "-5s",
+            "1m30",
+            "1..5s",
+            "NaN",
+            "inf",
+            "5 parsecs",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
     }

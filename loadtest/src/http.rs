@@ -46,7 +46,11 @@ impl Http {
             .proxy(None)
             .build()
             .into();
-        Ok(Http { agent, base, origin })
+        Ok(Http {
+            agent,
+            base,
+            origin,
+        })
     }
 
     /// `{base}/{kind}/{room}` with the room percent-encoded as one path segment.
@@ -75,12 +79,18 @@ impl Http {
             bail!("POST {url} was refused: {status}: {}", excerpt(&body));
         }
         if !body.starts_with("v=0") {
-            bail!("POST {url} returned {status} without an SDP answer: {}", excerpt(&body));
+            bail!(
+                "POST {url} returned {status} without an SDP answer: {}",
+                excerpt(&body)
+            );
         }
         let location = location
             .with_context(|| format!("POST {url} returned {status} without a Location header"))?;
         let resource_url = self.resolve(url, &location)?;
-        Ok(Negotiated { answer: body, resource_url })
+        Ok(Negotiated {
+            answer: body,
+            resource_url,
+        })
     }
 
     /// DELETEs a session resource.
@@ -94,7 +104,10 @@ impl Http {
         let status = response.status();
         if !status.is_success() {
             let body = read_body(&mut response).unwrap_or_default();
-            bail!("DELETE {resource_url} was refused: {status}: {}", excerpt(&body));
+            bail!(
+                "DELETE {resource_url} was refused: {status}: {}",
+                excerpt(&body)
+            );
         }
         Ok(())
     }
@@ -122,7 +135,11 @@ impl Http {
 }
 
 fn read_body(response: &mut ureq::http::Response<ureq::Body>) -> Result<String> {
-    Ok(response.body_mut().with_config().limit(MAX_BODY_BYTES).read_to_string()?)
+    Ok(response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY_BYTES)
+        .read_to_string()?)
 }
 
 /// The first characters of a response body, on one line, for error messages.
@@ -202,7 +219,10 @@ mod tests {
 
     #[test]
     fn origins() {
-        assert_eq!(origin_of("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
         assert_eq!(origin_of("http://h:1/prefix/x").unwrap(), "http://h:1");
         assert!(origin_of("https://h").is_err());
         assert!(origin_of("ftp://h").is_err());
@@ -213,12 +233,18 @@ mod tests {
     fn locations() {
         let o = "http://h:8080";
         let req = "http://h:8080/whip/room";
-        assert_eq!(resolve_location(o, req, "/whip/room/p1").unwrap(), "http://h:8080/whip/room/p1");
+        assert_eq!(
+            resolve_location(o, req, "/whip/room/p1").unwrap(),
+            "http://h:8080/whip/room/p1"
+        );
         assert_eq!(
             resolve_location(o, req, "http://h:8080/whip/room/p1").unwrap(),
             "http://h:8080/whip/room/p1"
         );
-        assert_eq!(resolve_location(o, req, "p1").unwrap(), "http://h:8080/whip/p1");
+        assert_eq!(
+            resolve_location(o, req, "p1").unwrap(),
+            "http://h:8080/whip/p1"
+        );
         assert!(resolve_location(o, req, "http://evil:8080/x").is_err());
         assert!(resolve_location(o, req, "http://h:80800/x").is_err());
         assert!(resolve_location(o, req, "//evil/x").is_err());
@@ -236,13 +262,19 @@ mod tests {
     fn endpoints() {
         let http = Http::new("http://127.0.0.1:8080/", Duration::from_secs(1)).unwrap();
         assert_eq!(http.base, "http://127.0.0.1:8080");
-        assert_eq!(http.endpoint("whep", "or 1"), "http://127.0.0.1:8080/whep/or%201");
+        assert_eq!(
+            http.endpoint("whep", "or 1"),
+            "http://127.0.0.1:8080/whep/or%201"
+        );
     }
 
     #[test]
     fn excerpts() {
         assert_eq!(excerpt(""), "(empty body)");
         assert_eq!(excerpt("a\r\nb"), "a  b");
-        assert_eq!(excerpt(&"x".repeat(1000)).chars().count(), MAX_ERROR_TEXT + 1);
+        assert_eq!(
+            excerpt(&"x".repeat(1000)).chars().count(),
+            MAX_ERROR_TEXT + 1
+        );
     }
 }

@@ -63,7 +63,10 @@ mod live_tests {
     }
 
     fn token(key: &TokenKey, room: &str, role: Role) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         key.mint(room, role, "live-test", now, 300)
     }
 
@@ -74,12 +77,25 @@ mod live_tests {
         let room = "live-test";
         let early = Subscriber::start(&url, room, &token(&key, room, Role::Viewer)).unwrap();
         std::thread::sleep(Duration::from_millis(500));
-        let publisher =
-            Publisher::start(&url, room, &token(&key, room, Role::Encoder), PublisherOptions::default()).unwrap();
+        let publisher = Publisher::start(
+            &url,
+            room,
+            &token(&key, room, Role::Encoder),
+            PublisherOptions::default(),
+        )
+        .unwrap();
         assert!(publisher.wait_connected(Duration::from_secs(5)));
-        assert!(early.wait_for_video(Duration::from_secs(5)), "{:?}", early.stats());
+        assert!(
+            early.wait_for_video(Duration::from_secs(5)),
+            "{:?}",
+            early.stats()
+        );
         let late = Subscriber::start(&url, room, &token(&key, room, Role::Viewer)).unwrap();
-        assert!(late.wait_for_video(Duration::from_secs(5)), "{:?}", late.stats());
+        assert!(
+            late.wait_for_video(Duration::from_secs(5)),
+            "{:?}",
+            late.stats()
+        );
         std::thread::sleep(Duration::from_secs(3));
         let late = late.stop();
         println!("late: {late:#?}");

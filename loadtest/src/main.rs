@@ -14,7 +14,10 @@ use casecast_loadtest::{
 use casecast_signaling::{Role, TokenKey};
 use clap::Parser;
 
-use report::{Aggregate, ConfigReport, PublisherReport, Report, ServerReport, SubscriberReport, SubscriberWindow};
+use report::{
+    Aggregate, ConfigReport, PublisherReport, Report, ServerReport, SubscriberReport,
+    SubscriberWindow,
+};
 
 /// Bound on every HTTP request (WHIP/WHEP, DELETE, metrics).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,16 +86,31 @@ fn run(args: &Args) -> Result<ExitCode> {
     if !args.url.starts_with("http://") {
         bail!("--url must be a plain http:// URL, not {:?}", args.url);
     }
-    scrape_metrics(&args.url, HTTP_TIMEOUT)
-        .with_context(|| format!("the server at {} is unreachable (GET /metrics failed)", args.url))?;
+    scrape_metrics(&args.url, HTTP_TIMEOUT).with_context(|| {
+        format!(
+            "the server at {} is unreachable (GET /metrics failed)",
+            args.url
+        )
+    })?;
 
-    let ramp_total = args.ramp.saturating_mul(u32::try_from(args.subscribers).unwrap_or(u32::MAX));
+    let ramp_total = args
+        .ramp
+        .saturating_mul(u32::try_from(args.subscribers).unwrap_or(u32::MAX));
     let lifetime = CONNECT_TIMEOUT + ramp_total + args.warmup_timeout + args.duration + SLACK;
     let key = TokenKey::new(&args.secret);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).context("the system clock is before 1970")?.as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
     let mint = |role, name: &str| key.mint(&args.room, role, name, now, lifetime.as_secs());
 
-    progress(format_args!("publishing {} kbit/s @ {} fps into room {:?} at {}", args.video_bitrate / 1000, args.fps, args.room, args.url));
+    progress(format_args!(
+        "publishing {} kbit/s @ {} fps into room {:?} at {}",
+        args.video_bitrate / 1000,
+        args.fps,
+        args.room,
+        args.url
+    ));
     let publisher_options = PublisherOptions {
         video_bitrate_bps: args.video_bitrate,
         fps: args.fps,
@@ -102,14 +120,25 @@ fn run(args: &Args) -> Result<ExitCode> {
         max_duration: lifetime,
         ..PublisherOptions::default()
     };
-    let publisher = Publisher::start(&args.url, &args.room, &mint(Role::Encoder, "loadtest-publisher"), publisher_options)
-        .context("starting the publisher")?;
+    let publisher = Publisher::start(
+        &args.url,
+        &args.room,
+        &mint(Role::Encoder, "loadtest-publisher"),
+        publisher_options,
+    )
+    .context("starting the publisher")?;
     if !publisher.wait_connected(CONNECT_TIMEOUT) {
         let stats = publisher.stop();
-        bail!("the publisher did not connect: {}", stats.error.as_deref().unwrap_or("timed out"));
+        bail!(
+            "the publisher did not connect: {}",
+            stats.error.as_deref().unwrap_or("timed out")
+        );
     }
 
-    progress(format_args!("starting {} subscribers, {:?} apart", args.subscribers, args.ramp));
+    progress(format_args!(
+        "starting {} subscribers, {:?} apart",
+        args.subscribers, args.ramp
+    ));
     let subscriber_options = SubscriberOptions {
         http_timeout: HTTP_TIMEOUT,
         connect_timeout: CONNECT_TIMEOUT,
@@ -122,7 +151,8 @@ fn run(args: &Args) -> Result<ExitCode> {
             std::thread::sleep(args.ramp);
         }
         let token = mint(Role::Viewer, &format!("loadtest-viewer-{i}"));
-        let started = Subscriber::start_with(&args.url, &args.room, &token, subscriber_options.clone());
+        let started =
+            Subscriber::start_with(&args.url, &args.room, &token, subscriber_options.clone());
         if let Err(e) = &started {
             progress(format_args!("subscriber {i} failed to start: {e:#}"));
         }
@@ -137,7 +167,12 @@ fn run(args: &Args) -> Result<ExitCode> {
     let receiving = wait_receiving(&subscribers, audio, args.warmup_timeout);
     let started = subscribers.iter().filter(|s| s.is_ok()).count();
     progress(format_args!("{receiving}/{started} subscribers receiving"));
-    if receiving == 0 && !subscribers.iter().flatten().any(|s| s.stats().received_media()) {
+    if receiving == 0
+        && !subscribers
+            .iter()
+            .flatten()
+            .any(|s| s.stats().received_media())
+    {
         let sent = publisher.stats();
         let first_error = subscribers.iter().flatten().find_map(|s| s.stats().error);
         stop_all(publisher, subscribers);
@@ -145,19 +180,30 @@ fn run(args: &Args) -> Result<ExitCode> {
             "no subscriber received media within {:?} (publisher sent {} video frames{}){}",
             args.warmup_timeout,
             sent.video_frames_sent,
-            sent.error.map(|e| format!(", publisher error: {e}")).unwrap_or_default(),
-            first_error.map(|e| format!("; first subscriber error: {e}")).unwrap_or_default(),
+            sent.error
+                .map(|e| format!(", publisher error: {e}"))
+                .unwrap_or_default(),
+            first_error
+                .map(|e| format!("; first subscriber error: {e}"))
+                .unwrap_or_default(),
         );
     }
 
     // The measurement window.
-    let metrics_before = scrape_metrics(&args.url, HTTP_TIMEOUT).context("reading /metrics at the start of the window")?;
+    let metrics_before = scrape_metrics(&args.url, HTTP_TIMEOUT)
+        .context("reading /metrics at the start of the window")?;
     let window_start = Instant::now();
     let publisher_before = publisher.stats();
-    let before: Vec<Option<SubscriberStats>> = subscribers.iter().map(|s| s.as_ref().ok().map(Subscriber::stats)).collect();
+    let before: Vec<Option<SubscriberStats>> = subscribers
+        .iter()
+        .map(|s| s.as_ref().ok().map(Subscriber::stats))
+        .collect();
     progress(format_args!("measuring for {:?}", args.duration));
     sleep_reporting(args.duration);
-    let after: Vec<Option<SubscriberStats>> = subscribers.iter().map(|s| s.as_ref().ok().map(Subscriber::stats)).collect();
+    let after: Vec<Option<SubscriberStats>> = subscribers
+        .iter()
+        .map(|s| s.as_ref().ok().map(Subscriber::stats))
+        .collect();
     let publisher_after = publisher.stats();
     let window = window_start.elapsed().as_secs_f64();
     let metrics_after = scrape_metrics(&args.url, HTTP_TIMEOUT);
@@ -174,12 +220,17 @@ fn run(args: &Args) -> Result<ExitCode> {
     progress("stopping");
     stop_all(publisher, subscribers);
 
-    let subscriber_reports: Vec<SubscriberReport> =
-        windows.iter().enumerate().map(|(i, w)| SubscriberReport::new(i, w, window)).collect();
+    let subscriber_reports: Vec<SubscriberReport> = windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| SubscriberReport::new(i, w, window))
+        .collect();
     let server = match metrics_after {
         Ok(m) => Some(ServerReport::new(&metrics_before, &m, window)),
         Err(e) => {
-            progress(format_args!("reading /metrics at the end of the window failed: {e:#}"));
+            progress(format_args!(
+                "reading /metrics at the end of the window failed: {e:#}"
+            ));
             None
         }
     };
@@ -205,7 +256,9 @@ fn run(args: &Args) -> Result<ExitCode> {
         print!("{}", report.to_text());
     }
     if !report.any_received() {
-        eprintln!("casecast-loadtest: error: no subscriber received media in the measurement window");
+        eprintln!(
+            "casecast-loadtest: error: no subscriber received media in the measurement window"
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -213,11 +266,20 @@ fn run(args: &Args) -> Result<ExitCode> {
 
 /// Waits until every started subscriber receives video (and audio, if sent) or has
 /// ended, bounded by `timeout`; returns how many are receiving.
-fn wait_receiving(subscribers: &[Result<Subscriber, String>], audio: bool, timeout: Duration) -> usize {
+fn wait_receiving(
+    subscribers: &[Result<Subscriber, String>],
+    audio: bool,
+    timeout: Duration,
+) -> usize {
     let deadline = Instant::now() + timeout;
     loop {
-        let stats: Vec<SubscriberStats> = subscribers.iter().flatten().map(Subscriber::stats).collect();
-        let is_receiving = |s: &SubscriberStats| s.video.frames > 0 && (!audio || s.audio.frames > 0);
+        let stats: Vec<SubscriberStats> = subscribers
+            .iter()
+            .flatten()
+            .map(Subscriber::stats)
+            .collect();
+        let is_receiving =
+            |s: &SubscriberStats| s.video.frames > 0 && (!audio || s.audio.frames > 0);
         let receiving = stats.iter().filter(|s| is_receiving(s)).count();
         if stats.iter().all(|s| is_receiving(s) || s.finished) || Instant::now() >= deadline {
             return receiving;
@@ -230,10 +292,17 @@ fn wait_receiving(subscribers: &[Result<Subscriber, String>], audio: bool, timeo
 fn sleep_reporting(duration: Duration) {
     let start = Instant::now();
     let mut next_report = Duration::from_secs(10);
-    while let Some(left) = duration.checked_sub(start.elapsed()).filter(|d| !d.is_zero()) {
+    while let Some(left) = duration
+        .checked_sub(start.elapsed())
+        .filter(|d| !d.is_zero())
+    {
         std::thread::sleep(left.min(Duration::from_millis(500)));
         if start.elapsed() >= next_report && start.elapsed() < duration {
-            progress(format_args!("{:.0} s / {:.0} s", start.elapsed().as_secs_f64(), duration.as_secs_f64()));
+            progress(format_args!(
+                "{:.0} s / {:.0} s",
+                start.elapsed().as_secs_f64(),
+                duration.as_secs_f64()
+            ));
             next_report += Duration::from_secs(10);
         }
     }

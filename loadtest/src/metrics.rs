@@ -104,7 +104,10 @@ impl Metrics {
             .take_while(|(k, _)| k.starts_with(&prefix))
             .filter_map(|(k, &count)| {
                 let le = k[prefix.len()..].strip_suffix("\"}")?;
-                Some(HistogramBucket { le: parse_value(le)?, count })
+                Some(HistogramBucket {
+                    le: parse_value(le)?,
+                    count,
+                })
             })
             .collect();
         buckets.sort_by(|a, b| a.le.total_cmp(&b.le));
@@ -117,8 +120,14 @@ impl Metrics {
         self.histogram(name)
             .into_iter()
             .map(|b| {
-                let old = before.iter().find(|o| o.le == b.le).map_or(0.0, |o| o.count);
-                HistogramBucket { le: b.le, count: counter_delta(b.count, old) }
+                let old = before
+                    .iter()
+                    .find(|o| o.le == b.le)
+                    .map_or(0.0, |o| o.count);
+                HistogramBucket {
+                    le: b.le,
+                    count: counter_delta(b.count, old),
+                }
             })
             .collect()
     }
@@ -152,7 +161,11 @@ pub fn histogram_quantile(q: f64, buckets: &[HistogramBucket]) -> Option<f64> {
     let i = sorted.iter().position(|b| b.count >= rank)?;
     let bucket = sorted[i];
     if bucket.le.is_infinite() {
-        return sorted[..i].iter().rev().map(|b| b.le).find(|le| le.is_finite());
+        return sorted[..i]
+            .iter()
+            .rev()
+            .map(|b| b.le)
+            .find(|le| le.is_finite());
     }
     let (lower, below) = match i {
         0 => (0.0_f64.min(bucket.le), 0.0),
@@ -169,7 +182,11 @@ pub fn histogram_quantile(q: f64, buckets: &[HistogramBucket]) -> Option<f64> {
 fn parse_sample(line: &str) -> Option<(String, f64)> {
     let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
     let name = &line[..name_end];
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
         return None;
     }
     let mut rest = &line[name_end..];
@@ -227,7 +244,10 @@ fn canonical_key(name: &str, mut labels: Vec<(String, String)>) -> String {
     let rendered: Vec<String> = labels
         .iter()
         .map(|(k, v)| {
-            let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let escaped = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{k}=\"{escaped}\"")
         })
         .collect();
@@ -271,10 +291,16 @@ also{broken="x" 1
     fn parses_text() {
         let m = Metrics::parse(TEXT);
         assert_eq!(m.get(PACKETS_FORWARDED), Some(12345.0));
-        assert_eq!(m.get(r#"casecast_dropped_packets_total{reason="unroutable"}"#), Some(3.0));
+        assert_eq!(
+            m.get(r#"casecast_dropped_packets_total{reason="unroutable"}"#),
+            Some(3.0)
+        );
         assert_eq!(m.get(r#"weird{a="q\"uote\\",b="x,y}"}"#), Some(1500.0));
         assert_eq!(m.get(PROCESS_RSS_BYTES), Some(52_428_800.0));
-        assert_eq!(m.get(r#"casecast_forward_latency_seconds_bucket{le="+Inf"}"#), Some(100.0));
+        assert_eq!(
+            m.get(r#"casecast_forward_latency_seconds_bucket{le="+Inf"}"#),
+            Some(100.0)
+        );
         assert_eq!(m.get("broken"), None);
         assert_eq!(m.get("also"), None);
         assert_eq!(m.len(), 12);
@@ -294,7 +320,11 @@ also{broken="x" 1
         let before = Metrics::parse("c 10\nr 50\n");
         let after = Metrics::parse("c 25\nr 5\nn 7\n");
         assert_eq!(after.delta(&before, "c"), Some(15.0));
-        assert_eq!(after.delta(&before, "r"), Some(5.0), "a reset counts from zero");
+        assert_eq!(
+            after.delta(&before, "r"),
+            Some(5.0),
+            "a reset counts from zero"
+        );
         assert_eq!(after.delta(&before, "n"), Some(7.0));
         assert_eq!(after.delta(&before, "missing"), None);
     }
@@ -304,7 +334,13 @@ also{broken="x" 1
         let m = Metrics::parse(TEXT);
         let h = m.histogram(FORWARD_LATENCY);
         assert_eq!(h.len(), 4);
-        assert_eq!(h[0], HistogramBucket { le: 0.0001, count: 10.0 });
+        assert_eq!(
+            h[0],
+            HistogramBucket {
+                le: 0.0001,
+                count: 10.0
+            }
+        );
         assert_eq!(h[3].le, f64::INFINITY);
         assert!(m.histogram("nope").is_empty());
 
@@ -323,7 +359,12 @@ also{broken="x" 1
 
     #[test]
     fn quantiles() {
-        let h = [b(0.0001, 10.0), b(0.001, 90.0), b(0.01, 100.0), b(f64::INFINITY, 100.0)];
+        let h = [
+            b(0.0001, 10.0),
+            b(0.001, 90.0),
+            b(0.01, 100.0),
+            b(f64::INFINITY, 100.0),
+        ];
         // Rank 50 falls in (0.0001, 0.001]: 40 of 80 observations in → halfway.
         let p50 = histogram_quantile(0.5, &h).unwrap();
         assert!((p50 - 0.00055).abs() < 1e-12, "{p50}");
@@ -340,11 +381,17 @@ also{broken="x" 1
     #[test]
     fn quantile_edge_cases() {
         assert_eq!(histogram_quantile(0.5, &[]), None);
-        assert_eq!(histogram_quantile(0.5, &[b(1.0, 0.0), b(f64::INFINITY, 0.0)]), None);
+        assert_eq!(
+            histogram_quantile(0.5, &[b(1.0, 0.0), b(f64::INFINITY, 0.0)]),
+            None
+        );
         assert_eq!(histogram_quantile(1.5, &[b(1.0, 1.0)]), None);
         assert_eq!(histogram_quantile(-0.1, &[b(1.0, 1.0)]), None);
         // Everything above the last finite bound: report that bound.
-        assert_eq!(histogram_quantile(0.5, &[b(0.1, 0.0), b(f64::INFINITY, 10.0)]), Some(0.1));
+        assert_eq!(
+            histogram_quantile(0.5, &[b(0.1, 0.0), b(f64::INFINITY, 10.0)]),
+            Some(0.1)
+        );
         assert_eq!(histogram_quantile(0.5, &[b(f64::INFINITY, 10.0)]), None);
         // Unsorted and non-monotonic input is repaired.
         let h = [b(f64::INFINITY, 10.0), b(2.0, 10.0), b(1.0, 11.0)];

@@ -57,7 +57,9 @@ pub(crate) fn negotiate(
 ) -> Result<Session> {
     let socket = UdpSocket::bind(SocketAddr::new(bind_ip, 0))
         .with_context(|| format!("binding a UDP socket on {bind_ip}"))?;
-    let local = socket.local_addr().context("reading the UDP socket's address")?;
+    let local = socket
+        .local_addr()
+        .context("reading the UDP socket's address")?;
     let candidate = Candidate::host(local, "udp")
         .map_err(|e| anyhow!("{local} is not usable as a host candidate: {e}"))?;
     if rtc.add_local_candidate(candidate).is_none() {
@@ -84,7 +86,13 @@ pub(crate) fn negotiate(
     };
     match apply() {
         Ok(remote) => Ok(Session {
-            peer: Peer { rtc, socket, local, remote, buf: vec![0; RECV_BUF] },
+            peer: Peer {
+                rtc,
+                socket,
+                local,
+                remote,
+                buf: vec![0; RECV_BUF],
+            },
             http,
             token: token.to_string(),
             resource_url,
@@ -134,8 +142,10 @@ impl Peer {
         match self.socket.recv_from(&mut self.buf) {
             Ok((n, source)) if self.remote.contains(&source) => {
                 // Anything str0m cannot demultiplex is not ours to handle.
-                if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &self.buf[..n]) {
-                    self.rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+                if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &self.buf[..n])
+                {
+                    self.rtc
+                        .handle_input(Input::Receive(Instant::now(), receive))?;
                 }
             }
             Ok(_) => {} // Not from the server: ignored.
@@ -220,7 +230,10 @@ pub(crate) struct Shared<S> {
 
 impl<S: Clone> Shared<S> {
     pub(crate) fn new(stats: S) -> Arc<Self> {
-        Arc::new(Shared { stop: AtomicBool::new(false), stats: Mutex::new(stats) })
+        Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            stats: Mutex::new(stats),
+        })
     }
 
     pub(crate) fn stop_requested(&self) -> bool {
@@ -260,7 +273,10 @@ impl<S: Clone + Send + 'static> Worker<S> {
             .name(name)
             .spawn(move || run(for_thread))
             .context("spawning a peer thread")?;
-        Ok(Worker { shared, thread: Some(thread) })
+        Ok(Worker {
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// Whether the thread is still running.
@@ -322,7 +338,10 @@ mod tests {
         let got = udp_candidates(sdp);
         assert_eq!(
             got,
-            vec!["127.0.0.1:40000".parse().unwrap(), "[::1]:40001".parse().unwrap()]
+            vec![
+                "127.0.0.1:40000".parse().unwrap(),
+                "[::1]:40001".parse().unwrap()
+            ]
         );
         assert!(udp_candidates("v=0\r\n").is_empty());
     }

@@ -121,7 +121,12 @@ impl Publisher {
     ///
     /// Returns an error if the server is unreachable or refuses the offer, or if the
     /// answer lacks VP8 (or Opus when audio is on) or a UDP candidate.
-    pub fn start(base_url: &str, room: &str, token: &str, options: PublisherOptions) -> Result<Publisher> {
+    pub fn start(
+        base_url: &str,
+        room: &str,
+        token: &str,
+        options: PublisherOptions,
+    ) -> Result<Publisher> {
         if options.fps == 0 {
             bail!("fps must be at least 1");
         }
@@ -131,9 +136,21 @@ impl Publisher {
         let mut mids = (None, None);
         let session = peer::negotiate(rtc, options.bind_ip, http, &url, token, |api| {
             if options.audio {
-                mids.0 = Some(api.add_media(MediaKind::Audio, Direction::SendOnly, Some("casecast-loadtest".into()), Some("audio".into()), None));
+                mids.0 = Some(api.add_media(
+                    MediaKind::Audio,
+                    Direction::SendOnly,
+                    Some("casecast-loadtest".into()),
+                    Some("audio".into()),
+                    None,
+                ));
             }
-            mids.1 = Some(api.add_media(MediaKind::Video, Direction::SendOnly, Some("casecast-loadtest".into()), Some("video".into()), None));
+            mids.1 = Some(api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                Some("casecast-loadtest".into()),
+                Some("video".into()),
+                None,
+            ));
         })?;
         let (audio_mid, video_mid) = mids;
         let resource_url = session.resource_url.clone();
@@ -150,7 +167,10 @@ impl Publisher {
         let worker = Worker::spawn("casecast-publisher".into(), shared, move |shared| {
             run(session, tracks, options, &shared);
         })?;
-        Ok(Publisher { worker, resource_url })
+        Ok(Publisher {
+            worker,
+            resource_url,
+        })
     }
 
     /// A snapshot of the counters.
@@ -199,12 +219,20 @@ struct Tracks {
 impl Tracks {
     fn find(rtc: &Rtc, audio_mid: Option<Mid>, video_mid: Option<Mid>) -> Result<Tracks> {
         let video_mid = video_mid.context("no video m-line was offered")?;
-        let video_pt = negotiated_pt(rtc, video_mid, Codec::Vp8).context("the answer did not accept VP8 video")?;
+        let video_pt = negotiated_pt(rtc, video_mid, Codec::Vp8)
+            .context("the answer did not accept VP8 video")?;
         let audio = match audio_mid {
-            Some(mid) => Some((mid, negotiated_pt(rtc, mid, Codec::Opus).context("the answer did not accept Opus audio")?)),
+            Some(mid) => Some((
+                mid,
+                negotiated_pt(rtc, mid, Codec::Opus)
+                    .context("the answer did not accept Opus audio")?,
+            )),
             None => None,
         };
-        Ok(Tracks { video: (video_mid, video_pt), audio })
+        Ok(Tracks {
+            video: (video_mid, video_pt),
+            audio,
+        })
     }
 }
 
@@ -228,7 +256,11 @@ struct Ticker {
 
 impl Ticker {
     fn new(start: Instant, period: Duration) -> Ticker {
-        Ticker { start, period, next: 0 }
+        Ticker {
+            start,
+            period,
+            next: 0,
+        }
     }
 
     fn due_at(&self) -> Instant {
@@ -264,7 +296,12 @@ struct Sender {
     keyframe_wanted: bool,
 }
 
-fn run(mut session: Session, tracks: Tracks, options: PublisherOptions, shared: &Shared<PublisherStats>) {
+fn run(
+    mut session: Session,
+    tracks: Tracks,
+    options: PublisherOptions,
+    shared: &Shared<PublisherStats>,
+) {
     let result = drive(&mut session, &tracks, &options, shared);
     let deleted = session.end();
     let mut stats = shared.stats();
@@ -279,7 +316,12 @@ fn run(mut session: Session, tracks: Tracks, options: PublisherOptions, shared: 
     stats.finished = true;
 }
 
-fn drive(session: &mut Session, tracks: &Tracks, options: &PublisherOptions, shared: &Shared<PublisherStats>) -> Result<()> {
+fn drive(
+    session: &mut Session,
+    tracks: &Tracks,
+    options: &PublisherOptions,
+    shared: &Shared<PublisherStats>,
+) -> Result<()> {
     let started = Instant::now();
     let deadline = started + options.max_duration;
     let connect_deadline = started + options.connect_timeout;
@@ -305,7 +347,10 @@ fn drive(session: &mut Session, tracks: &Tracks, options: &PublisherOptions, sha
             bail!("the connection closed");
         }
         if !connected && now >= connect_deadline {
-            bail!("not connected within {:?} (ICE/DTLS)", options.connect_timeout);
+            bail!(
+                "not connected within {:?} (ICE/DTLS)",
+                options.connect_timeout
+            );
         }
 
         if connected {
@@ -320,9 +365,18 @@ fn drive(session: &mut Session, tracks: &Tracks, options: &PublisherOptions, sha
                 let keyframe = s.keyframe_wanted || s.frames_since_keyframe >= keyframe_every;
                 let frame = vp8_frame(frame_bytes, keyframe, VP8_WIDTH, VP8_HEIGHT, slot);
                 let len = frame.len() as u64;
-                let rtp_time = MediaTime::new(slot.wrapping_mul(video_ticks_per_frame), Frequency::NINETY_KHZ);
-                let writer = session.peer.rtc.writer(video_mid).context("the video track is gone")?;
-                writer.write(video_pt, Instant::now(), rtp_time, frame).context("writing a video frame")?;
+                let rtp_time = MediaTime::new(
+                    slot.wrapping_mul(video_ticks_per_frame),
+                    Frequency::NINETY_KHZ,
+                );
+                let writer = session
+                    .peer
+                    .rtc
+                    .writer(video_mid)
+                    .context("the video track is gone")?;
+                writer
+                    .write(video_pt, Instant::now(), rtp_time, frame)
+                    .context("writing a video frame")?;
                 if keyframe {
                     s.keyframe_wanted = false;
                     s.frames_since_keyframe = 1;
@@ -339,9 +393,16 @@ fn drive(session: &mut Session, tracks: &Tracks, options: &PublisherOptions, sha
                     let Some(slot) = ticker.poll(now) else { break };
                     let packet = opus_frame(OPUS_FRAME_BYTES, slot);
                     let len = packet.len() as u64;
-                    let rtp_time = MediaTime::new(slot.wrapping_mul(AUDIO_TICKS), Frequency::FORTY_EIGHT_KHZ);
-                    let writer = session.peer.rtc.writer(audio_mid).context("the audio track is gone")?;
-                    writer.write(audio_pt, Instant::now(), rtp_time, packet).context("writing an audio packet")?;
+                    let rtp_time =
+                        MediaTime::new(slot.wrapping_mul(AUDIO_TICKS), Frequency::FORTY_EIGHT_KHZ);
+                    let writer = session
+                        .peer
+                        .rtc
+                        .writer(audio_mid)
+                        .context("the audio track is gone")?;
+                    writer
+                        .write(audio_pt, Instant::now(), rtp_time, packet)
+                        .context("writing an audio packet")?;
                     let mut stats = shared.stats();
                     stats.audio_frames_sent += 1;
                     stats.audio_bytes_sent += len;
@@ -354,7 +415,9 @@ fn drive(session: &mut Session, tracks: &Tracks, options: &PublisherOptions, sha
                 connected = true;
                 shared.stats().connected_at = Some(Instant::now());
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => disconnected = true,
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                disconnected = true
+            }
             Event::KeyframeRequest(req) if req.mid == video_mid => {
                 if let Some(s) = sender.as_mut() {
                     s.keyframe_wanted = true;
@@ -387,7 +450,11 @@ mod tests {
         assert!(o.audio);
         assert_eq!(o.frame_bytes(), 2_500_000 / 8 / 30);
         assert_eq!(o.keyframe_interval_frames(), 60);
-        let o = PublisherOptions { fps: 1, keyframe_interval: Duration::ZERO, ..o };
+        let o = PublisherOptions {
+            fps: 1,
+            keyframe_interval: Duration::ZERO,
+            ..o
+        };
         assert_eq!(o.keyframe_interval_frames(), 1);
     }
 

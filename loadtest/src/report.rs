@@ -108,7 +108,10 @@ pub struct ServerReport {
 
 /// A subscriber's stats at the start and end of the window, or why it never started.
 pub enum SubscriberWindow {
-    Started { before: SubscriberStats, after: SubscriberStats },
+    Started {
+        before: SubscriberStats,
+        after: SubscriberStats,
+    },
     Failed(String),
 }
 
@@ -159,13 +162,21 @@ impl SubscriberReport {
 
 impl PublisherReport {
     pub fn new(before: &PublisherStats, after: &PublisherStats, secs: f64) -> Self {
-        let bytes = after.video_bytes_sent.saturating_sub(before.video_bytes_sent);
+        let bytes = after
+            .video_bytes_sent
+            .saturating_sub(before.video_bytes_sent);
         PublisherReport {
-            video_frames: after.video_frames_sent.saturating_sub(before.video_frames_sent),
+            video_frames: after
+                .video_frames_sent
+                .saturating_sub(before.video_frames_sent),
             keyframes: after.keyframes_sent.saturating_sub(before.keyframes_sent),
-            keyframe_requests: after.keyframe_requests.saturating_sub(before.keyframe_requests),
+            keyframe_requests: after
+                .keyframe_requests
+                .saturating_sub(before.keyframe_requests),
             video_kbps: per_second(bytes as f64 * 8.0 / 1000.0, secs),
-            audio_frames: after.audio_frames_sent.saturating_sub(before.audio_frames_sent),
+            audio_frames: after
+                .audio_frames_sent
+                .saturating_sub(before.audio_frames_sent),
             error: after.error.clone(),
         }
     }
@@ -173,9 +184,13 @@ impl PublisherReport {
 
 impl Aggregate {
     pub fn new(subscribers: &[SubscriberReport]) -> Self {
-        let receiving: Vec<&SubscriberReport> = subscribers.iter().filter(|s| s.received()).collect();
+        let receiving: Vec<&SubscriberReport> =
+            subscribers.iter().filter(|s| s.received()).collect();
         let mut kbps: Vec<f64> = receiving.iter().map(|s| s.video_kbps).collect();
-        let mut first: Vec<f64> = subscribers.iter().filter_map(|s| s.first_frame_ms).collect();
+        let mut first: Vec<f64> = subscribers
+            .iter()
+            .filter_map(|s| s.first_frame_ms)
+            .collect();
         let losses = subscribers.iter().filter_map(|s| s.video_loss_pct);
         Aggregate {
             started: subscribers.iter().filter(|s| s.started).count(),
@@ -208,7 +223,9 @@ impl ServerReport {
             cpu_seconds,
             cpu_percent_of_core: cpu_seconds.map(|c| per_second(c * 100.0, secs)),
             rss_end_mib: rss_end.map(|b| b / MIB),
-            rss_delta_mib: rss_end.zip(rss_start).map(|(end, start)| (end - start) / MIB),
+            rss_delta_mib: rss_end
+                .zip(rss_start)
+                .map(|(end, start)| (end - start) / MIB),
             packets_forwarded,
             bytes_forwarded,
             packets_received: after.delta(before, PACKETS_RECEIVED),
@@ -251,7 +268,10 @@ impl Report {
             p.keyframe_requests,
             p.video_kbps,
             p.audio_frames,
-            p.error.as_deref().map(|e| format!("; error: {e}")).unwrap_or_default(),
+            p.error
+                .as_deref()
+                .map(|e| format!("; error: {e}"))
+                .unwrap_or_default(),
         );
         let _ = writeln!(out);
         let _ = writeln!(
@@ -297,7 +317,10 @@ impl Report {
         );
         match &self.server {
             None => {
-                let _ = writeln!(out, "server:    metrics unavailable at the end of the window");
+                let _ = writeln!(
+                    out,
+                    "server:    metrics unavailable at the end of the window"
+                );
             }
             Some(s) => {
                 let _ = writeln!(
@@ -353,7 +376,11 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     }
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 })
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
 }
 
 #[cfg(test)]

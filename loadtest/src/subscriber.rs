@@ -105,12 +105,20 @@ impl SubscriberStats {
 
     /// Time from `start` to the first video frame.
     pub fn time_to_first_video(&self) -> Option<Duration> {
-        Some(self.video.first_media?.saturating_duration_since(self.started_at))
+        Some(
+            self.video
+                .first_media?
+                .saturating_duration_since(self.started_at),
+        )
     }
 
     /// Time from `start` to the first audio packet.
     pub fn time_to_first_audio(&self) -> Option<Duration> {
-        Some(self.audio.first_media?.saturating_duration_since(self.started_at))
+        Some(
+            self.audio
+                .first_media?
+                .saturating_duration_since(self.started_at),
+        )
     }
 
     /// Whether any media arrived (audio or video).
@@ -141,7 +149,12 @@ impl Subscriber {
     ///
     /// Returns an error if the server is unreachable or refuses the offer, or if the
     /// answer has no UDP candidate.
-    pub fn start_with(base_url: &str, room: &str, token: &str, options: SubscriberOptions) -> Result<Subscriber> {
+    pub fn start_with(
+        base_url: &str,
+        room: &str,
+        token: &str,
+        options: SubscriberOptions,
+    ) -> Result<Subscriber> {
         let started_at = Instant::now();
         let http = Http::new(base_url, options.http_timeout)?;
         let url = http.endpoint("whep", room);
@@ -163,7 +176,10 @@ impl Subscriber {
         let worker = Worker::spawn("casecast-subscriber".into(), shared, move |shared| {
             run(session, mids, options, &shared);
         })?;
-        Ok(Subscriber { worker, resource_url })
+        Ok(Subscriber {
+            worker,
+            resource_url,
+        })
     }
 
     /// A snapshot of the counters.
@@ -221,7 +237,12 @@ impl Mids {
     }
 }
 
-fn run(mut session: Session, mids: Mids, options: SubscriberOptions, shared: &Shared<SubscriberStats>) {
+fn run(
+    mut session: Session,
+    mids: Mids,
+    options: SubscriberOptions,
+    shared: &Shared<SubscriberStats>,
+) {
     let result = drive(&mut session, mids, &options, shared);
     let deleted = session.end();
     let mut stats = shared.stats();
@@ -241,7 +262,12 @@ fn is_keyframe(data: &MediaData) -> bool {
     data.is_keyframe() || (data.params.spec().codec == Codec::Vp8 && is_vp8_keyframe(&data.data))
 }
 
-fn drive(session: &mut Session, mids: Mids, options: &SubscriberOptions, shared: &Shared<SubscriberStats>) -> Result<()> {
+fn drive(
+    session: &mut Session,
+    mids: Mids,
+    options: &SubscriberOptions,
+    shared: &Shared<SubscriberStats>,
+) -> Result<()> {
     let started = Instant::now();
     let deadline = started + options.max_duration;
     let connect_deadline = started + options.connect_timeout;
@@ -261,7 +287,10 @@ fn drive(session: &mut Session, mids: Mids, options: &SubscriberOptions, shared:
             bail!("the connection closed");
         }
         if !connected && now >= connect_deadline {
-            bail!("not connected within {:?} (ICE/DTLS)", options.connect_timeout);
+            bail!(
+                "not connected within {:?} (ICE/DTLS)",
+                options.connect_timeout
+            );
         }
 
         let rtc_wants = session.peer.drain(|rtc, event| match event {
@@ -269,14 +298,18 @@ fn drive(session: &mut Session, mids: Mids, options: &SubscriberOptions, shared:
                 connected = true;
                 shared.stats().connected_at = Some(Instant::now());
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => disconnected = true,
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                disconnected = true
+            }
             Event::MediaData(data) => {
                 let arrived = Instant::now();
                 let gap = !data.contiguous;
                 let is_video = data.mid == mids.video;
                 {
                     let mut stats = shared.stats();
-                    let Some(media) = mids.stats(&mut stats, data.mid) else { return };
+                    let Some(media) = mids.stats(&mut stats, data.mid) else {
+                        return;
+                    };
                     media.frames += 1;
                     media.bytes += data.data.len() as u64;
                     media.keyframes += u64::from(is_video && is_keyframe(&data));
@@ -284,11 +317,13 @@ fn drive(session: &mut Session, mids: Mids, options: &SubscriberOptions, shared:
                     media.first_media.get_or_insert(arrived);
                     media.last_media = Some(arrived);
                 }
-                let throttled = last_keyframe_request.is_some_and(|t| arrived - t < KEYFRAME_REQUEST_INTERVAL);
+                let throttled =
+                    last_keyframe_request.is_some_and(|t| arrived - t < KEYFRAME_REQUEST_INTERVAL);
                 if is_video && gap && options.request_keyframes_on_loss && !throttled {
-                    let requested = rtc
-                        .writer(data.mid)
-                        .is_some_and(|mut w| w.request_keyframe(data.rid, KeyframeRequestKind::Pli).is_ok());
+                    let requested = rtc.writer(data.mid).is_some_and(|mut w| {
+                        w.request_keyframe(data.rid, KeyframeRequestKind::Pli)
+                            .is_ok()
+                    });
                     if requested {
                         last_keyframe_request = Some(arrived);
                         shared.stats().keyframe_requests_sent += 1;
@@ -307,6 +342,8 @@ fn drive(session: &mut Session, mids: Mids, options: &SubscriberOptions, shared:
             _ => {}
         })?;
 
-        session.peer.wait(rtc_wants.min(deadline).min(Instant::now() + MAX_WAIT))?;
+        session
+            .peer
+            .wait(rtc_wants.min(deadline).min(Instant::now() + MAX_WAIT))?;
     }
 }

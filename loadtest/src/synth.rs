@@ -25,9 +25,15 @@ pub const OPUS_FRAME_BYTES: usize = 100;
 /// width and height as little-endian 16-bit values (scale bits 0). `seed` varies the
 /// filler bytes.
 pub fn vp8_frame(len: usize, keyframe: bool, width: u16, height: u16, seed: u64) -> Vec<u8> {
-    let header = if keyframe { VP8_KEYFRAME_HEADER } else { VP8_INTERFRAME_HEADER };
+    let header = if keyframe {
+        VP8_KEYFRAME_HEADER
+    } else {
+        VP8_INTERFRAME_HEADER
+    };
     let len = len.max(header);
-    let first_partition = u32::try_from((len - header) / 2).unwrap_or(u32::MAX).min(0x7_ffff);
+    let first_partition = u32::try_from((len - header) / 2)
+        .unwrap_or(u32::MAX)
+        .min(0x7_ffff);
     let tag: u32 = u32::from(!keyframe) | (1 << 4) | (first_partition << 5);
 
     let mut frame = Vec::with_capacity(len);
@@ -48,7 +54,8 @@ pub fn is_vp8_keyframe(frame: &[u8]) -> bool {
 
 /// The width and height of a VP8 keyframe, if `frame` is one with a valid start code.
 pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u16, u16)> {
-    if !is_vp8_keyframe(frame) || frame.len() < VP8_KEYFRAME_HEADER || frame[3..6] != VP8_START_CODE {
+    if !is_vp8_keyframe(frame) || frame.len() < VP8_KEYFRAME_HEADER || frame[3..6] != VP8_START_CODE
+    {
         return None;
     }
     let width = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
@@ -129,6 +136,9 @@ mod tests {
 
     #[test]
     fn filler_varies_with_seed() {
-        assert_ne!(vp8_frame(100, false, 1, 1, 1), vp8_frame(100, false, 1, 1, 2));
+        assert_ne!(
+            vp8_frame(100, false, 1, 1, 1),
+            vp8_frame(100, false, 1, 1, 2)
+        );
     }
 }

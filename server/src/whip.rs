@@ -68,7 +68,11 @@ pub async fn post(
             &format!("Content-Type must be {SDP_CONTENT_TYPE}, not {ct:?}"),
         );
     }
-    let offer = match check_sdp_offer(&body) {
+    // Checked before anyone joins, so a bad offer leaves no trace in the room.
+    let offer = match check_sdp_offer(&body).and_then(|o| {
+        str0m::change::SdpOffer::from_sdp_string(o).map_err(|e| format!("SDP offer not understood: {e}"))?;
+        Ok(o)
+    }) {
         Ok(o) => o.to_string(),
         Err(m) => return error_response(actix_web::http::StatusCode::BAD_REQUEST, &m),
     };

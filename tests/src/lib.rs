@@ -21,7 +21,8 @@ pub fn target_dir() -> PathBuf {
     if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
         return PathBuf::from(d);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+    let t = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target");
+    t.canonicalize().unwrap_or(t)
 }
 
 /// The `casecast` binary (built by `make test` before the tests run).
