@@ -178,7 +178,7 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
                 o.video_bitrate / 1000
             ),
             "rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency",
-            "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,profile-level-id=(string)42e01f".to_string(),
+            "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1".to_string(),
         ),
     };
     let mut desc = format!(

@@ -188,6 +188,15 @@ impl Drop for Server {
 /// A child process killed on drop (a publisher, a browser driver...).
 pub struct Proc(pub Child);
 
+impl Proc {
+    /// SIGTERM, then wait (bounded) for the exit.
+    pub fn terminate(mut self) -> Result<std::process::ExitStatus> {
+        Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status()?;
+        let child = &mut self.0;
+        wait_for("the process to exit", Duration::from_secs(15), || child.try_wait().ok().flatten())
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();

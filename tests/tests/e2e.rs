@@ -216,3 +216,120 @@ fn two_commentators_in_chromium_watch_the_feed_and_hear_each_other() -> Result<(
     })?;
     Ok(())
 }
+
+mod media {
+    use super::*;
+    use casecast_loadtest::{Publisher, PublisherOptions, Subscriber};
+
+    fn count(server: &Server, role: &str) -> Option<f64> {
+        server.metric(&format!("casecast_participants{{role=\"{role}\"}}"))
+    }
+
+    #[test]
+    fn str0m_publisher_reaches_two_subscribers_and_a_leaver_is_freed() -> Result<()> {
+        let server = Server::start(&[])?;
+        let room = "or-2";
+        let publisher = Publisher::start(&server.url, room, &server.token(room, Role::Encoder, "enc"), PublisherOptions::default())?;
+        assert!(publisher.wait_connected(Duration::from_secs(20)), "publisher connects: {:?}", publisher.stats());
+        let s1 = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, "v1"))?;
+        let s2 = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, "v2"))?;
+        for s in [&s1, &s2] {
+            assert!(s.wait_for_video(Duration::from_secs(20)), "video arrives: {:?}", s.stats());
+            wait_for("a keyframe and audio at each subscriber", Duration::from_secs(20), || {
+                let st = s.stats();
+                (st.video.keyframes >= 1 && st.audio.frames >= 50 && st.video.frames >= 30).then_some(())
+            })?;
+        }
+        // Both receive what the publisher sends, at its rate: 2.5 Mbit/s ≈ 312 kB/s.
+        let (a, t0) = (s1.stats().video.bytes, std::time::Instant::now());
+        wait_for("two seconds of video", Duration::from_secs(10), || (t0.elapsed() >= Duration::from_secs(2)).then_some(()))?;
+        let rate = (s1.stats().video.bytes - a) as f64 / t0.elapsed().as_secs_f64();
+        assert!(rate > 250_000.0 && rate < 400_000.0, "received {rate} B/s");
+        assert_eq!(count(&server, "viewer"), Some(2.0));
+        assert!(server.metric("casecast_rtp_packets_forwarded_total").unwrap_or(0.0) > 100.0);
+
+        // A subscriber that leaves frees its actor and its routes; the other carries on.
+        s2.stop();
+        wait_for("the leaver to be gone", Duration::from_secs(10), || {
+            (count(&server, "viewer") == Some(1.0) && server.metric("casecast_udp_routes{key=\"ufrag\"}") == Some(2.0)).then_some(())
+        })?;
+        let before = s1.stats().video.frames;
+        wait_for("the remaining subscriber to keep receiving", Duration::from_secs(10), || (s1.stats().video.frames > before + 30).then_some(()))?;
+
+        publisher.stop();
+        s1.stop();
+        wait_for("everything to be gone", Duration::from_secs(10), || {
+            (server.metric("casecast_rooms") == Some(0.0)
+                && count(&server, "viewer") == Some(0.0)
+                && count(&server, "encoder") == Some(0.0)
+                && server.metric("casecast_udp_routes{key=\"ufrag\"}") == Some(0.0)
+                && server.metric("casecast_udp_routes{key=\"address\"}") == Some(0.0))
+            .then_some(())
+        })?;
+        Ok(())
+    }
+
+    #[test]
+    fn gstreamer_webrtcbin_publishes_over_whip_to_a_str0m_subscriber() -> Result<()> {
+        let server = Server::start(&[])?;
+        let room = "or-3";
+        let whip = format!("{}/whip/{room}", server.url);
+        for codec in ["vp8", "h264"] {
+            let base = server.metric("casecast_rtp_packets_received_total").unwrap_or(0.0);
+            let publisher = gst_publisher(&whip, &server.token(room, Role::Encoder, "enc"), &["--codec", codec, "--width", "640", "--height", "360"])?;
+            wait_for("webrtcbin to publish", Duration::from_secs(40), || {
+                (count(&server, "encoder") == Some(1.0) && server.metric("casecast_rtp_packets_received_total").unwrap_or(0.0) > base + 50.0).then_some(())
+            })?;
+            let sub = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, "v"))?;
+            wait_for(&format!("{codec} video with a keyframe, and audio, at the subscriber"), Duration::from_secs(40), || {
+                let st = sub.stats();
+                (st.video.frames >= 30 && st.video.keyframes >= 1 && st.audio.frames >= 25).then_some(())
+            })
+            .map_err(|e| anyhow::anyhow!("{e}: {:?}", sub.stats()))?;
+            sub.stop();
+            // A clean stop DELETEs the WHIP session: the server lets go at once.
+            assert!(publisher.terminate()?.success());
+            wait_for("the publisher to be gone", Duration::from_secs(5), || (count(&server, "encoder") == Some(0.0)).then_some(()))?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_subscriber_waiting_before_the_feed_starts_receives_it() -> Result<()> {
+        let server = Server::start(&[])?;
+        let room = "or-5";
+        let early = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, "early"))?;
+        wait_for("the early subscriber to connect", Duration::from_secs(10), || early.stats().connected_at)?;
+        let publisher = Publisher::start(&server.url, room, &server.token(room, Role::Encoder, "enc"), PublisherOptions::default())?;
+        assert!(publisher.wait_connected(Duration::from_secs(20)));
+        assert!(early.wait_for_video(Duration::from_secs(20)), "{:?}", early.stats());
+        wait_for("a keyframe at the early subscriber", Duration::from_secs(10), || (early.stats().video.keyframes >= 1).then_some(()))?;
+        assert!(publisher.stats().keyframe_requests >= 1, "the server asked the publisher for a keyframe");
+        Ok(())
+    }
+
+    #[test]
+    fn join_leave_cycles_leave_nothing_behind() -> Result<()> {
+        let server = Server::start(&[])?;
+        let room = "or-4";
+        let publisher = Publisher::start(&server.url, room, &server.token(room, Role::Encoder, "enc"), PublisherOptions::default())?;
+        assert!(publisher.wait_connected(Duration::from_secs(20)));
+        for i in 0..25 {
+            let s = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, &format!("v{i}")))?;
+            assert!(s.wait_for_video(Duration::from_secs(20)), "cycle {i}: {:?}", s.stats());
+            if i % 2 == 0 {
+                s.stop(); // DELETE
+            } else {
+                drop(s); // also DELETE, from Drop
+            }
+        }
+        wait_for("no subscriber left", Duration::from_secs(15), || {
+            (count(&server, "viewer") == Some(0.0)
+                && server.metric("casecast_udp_routes{key=\"ufrag\"}") == Some(1.0)
+                && server.metric("casecast_udp_routes{key=\"address\"}") == Some(1.0))
+            .then_some(())
+        })?;
+        assert_eq!(server.metric("casecast_rooms"), Some(1.0));
+        Ok(())
+    }
+}
