@@ -86,6 +86,21 @@ struct Outbound {
     state: OutState,
 }
 
+/// What a participant is connected to, given by the SFU.
+pub(crate) struct Wiring {
+    /// ICE credentials; the SFU routes STUN by their ufrag.
+    pub creds: IceCreds,
+    pub room: Addr<RoomActor>,
+    pub udp: Arc<UdpMux>,
+    pub candidates: Vec<SocketAddr>,
+    pub metrics: Metrics,
+    pub events: UnboundedSender<ParticipantEvent>,
+    pub connect_deadline: Duration,
+    /// One certificate for the whole server: generating a key per peer costs a
+    /// millisecond or more on every join.
+    pub dtls_cert: str0m::config::DtlsCert,
+}
+
 /// One peer connection.
 pub struct ParticipantActor {
     id: ParticipantId,
@@ -111,24 +126,16 @@ pub struct ParticipantActor {
 }
 
 impl ParticipantActor {
-    pub(crate) fn new(
-        id: ParticipantId,
-        opts: ParticipantOptions,
-        room: Addr<RoomActor>,
-        udp: Arc<UdpMux>,
-        candidates: &[SocketAddr],
-        metrics: Metrics,
-        events: UnboundedSender<ParticipantEvent>,
-        connect_deadline: Duration,
-    ) -> Self {
-        let creds = IceCreds::new();
+    pub(crate) fn new(id: ParticipantId, opts: ParticipantOptions, wiring: Wiring) -> Self {
+        let Wiring { creds, room, udp, candidates, metrics, events, connect_deadline, dtls_cert } = wiring;
         let ufrag = creds.ufrag.clone();
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .set_local_ice_credentials(creds)
+            .set_dtls_cert(dtls_cert)
             .set_stats_interval(Some(Duration::from_secs(2)))
             .build(Instant::now());
-        for &addr in candidates {
+        for &addr in &candidates {
             match Candidate::host(addr, "udp") {
                 Ok(c) => {
                     rtc.add_local_candidate(c);
@@ -370,6 +377,7 @@ impl ParticipantActor {
             return;
         };
         self.pending = Some(pending);
+        tracing::debug!(participant = %self.id, tracks = added.len(), "server offer");
         let _ = self.events.send(ParticipantEvent::Offer { sdp: offer.to_sdp_string(), tracks: added });
     }
 
@@ -410,6 +418,7 @@ impl ParticipantActor {
             }
         }
         self.outbound.retain(|o| !matches!(o.state, OutState::Stopping(_)));
+        tracing::debug!(participant = %self.id, "answer accepted");
         Ok(())
     }
 }
@@ -419,7 +428,6 @@ impl Actor for ParticipantActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics.participants.with_label_values(&[self.opts.role]).inc();
-        self.udp.register(&self.ufrag, ctx.address().recipient());
         ctx.run_later(self.connect_deadline, |act, ctx| {
             if !act.connected {
                 act.close("no media connection within the connect timeout", ctx);
@@ -570,6 +578,7 @@ impl Handler<SubscribeTrack> for ParticipantActor {
         if self.outbound.iter().any(|o| o.track.id == m.0.id) {
             return;
         }
+        tracing::debug!(participant = %self.id, track = %m.0.id, "subscribed");
         self.outbound.push(Outbound { track: m.0, state: OutState::Unbound });
         self.bind_free_mids();
         self.guarded(ctx, |act, ctx| act.drive(ctx));
@@ -705,4 +714,19 @@ pub struct ParticipantHandle {
     pub addr: Addr<ParticipantActor>,
     /// Its events.
     pub events: tokio::sync::mpsc::UnboundedReceiver<ParticipantEvent>,
+}
+
+/// Test-only: makes the participant panic inside its guard, as a bug in the media
+/// stack would.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Explode;
+
+#[cfg(test)]
+impl Handler<Explode> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, _: Explode, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |_, _| panic!("simulated bug"));
+    }
 }

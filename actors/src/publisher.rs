@@ -160,6 +160,10 @@ fn supervise(opts: TestPatternOptions, mut whip: impl WhipClient, stop: Arc<Atom
 
 fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element), String> {
     let title = o.title.replace(['"', '\\'], "");
+    // Fixed SSRCs in the caps: webrtcbin writes them into the offer (a=ssrc) even
+    // before the first packet, so the receiver can map every stream to its m-line
+    // without waiting for a MID header extension.
+    let (vssrc, assrc): (u32, u32) = (rand::random(), rand::random());
     let font = (o.height / 18).max(10);
     let (enc, pay, caps) = match o.codec {
         VideoCodec::Vp8 => (
@@ -168,8 +172,8 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
                 o.video_bitrate,
                 o.fps * 2
             ),
-            "rtpvp8pay pt=96 picture-id-mode=15-bit",
-            "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000".to_string(),
+            format!("rtpvp8pay pt=96 picture-id-mode=15-bit ssrc={vssrc}"),
+            format!("application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000,ssrc=(uint){vssrc}"),
         ),
         VideoCodec::H264 => (
             format!(
@@ -177,8 +181,8 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
                 o.fps * 2,
                 o.video_bitrate / 1000
             ),
-            "rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency",
-            "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1".to_string(),
+            format!("rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency ssrc={vssrc}"),
+            format!("application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,ssrc=(uint){vssrc}"),
         ),
     };
     let mut desc = format!(
@@ -195,9 +199,11 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
         big = font * 2,
     );
     if o.audio {
-        desc += "audiotestsrc is-live=true wave=ticks volume=0.3 ! audioconvert ! audioresample \
-                 ! opusenc bitrate=32000 ! rtpopuspay pt=111 \
-                 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! webrtc. ";
+        desc += &format!(
+            "audiotestsrc is-live=true wave=ticks volume=0.3 ! audioconvert ! audioresample \
+             ! opusenc bitrate=32000 ! rtpopuspay pt=111 ssrc={assrc} \
+             ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,ssrc=(uint){assrc} ! webrtc. "
+        );
     }
     let pipeline = gst::parse::launch(&desc)
         .map_err(|e| format!("cannot build the pipeline: {e}"))?
@@ -236,10 +242,25 @@ fn run_session(
     // GStreamer 1.22 puts the fingerprint of the certificate it started with in the
     // SDP, so the offer's fingerprint is rewritten to match (see `with_fingerprint`).
     let (pem, fingerprint) = ecdsa_certificate()?;
-    pipeline.connect_deep_element_added(move |_, _, el| {
-        if el.factory().is_some_and(|f| f.name() == "dtlsdec") {
-            el.set_property("pem", &pem);
+    //
+    // libnice keeps an ICE pair alive with STUN indications; an ICE-lite server such
+    // as ours only counts binding requests and drops a pair without them for 15 s.
+    // `keepalive-conncheck` makes the keepalives binding requests, whose missing
+    // answers also fail the connection when the server goes away, so the
+    // supervisor reconnects.
+    pipeline.connect_deep_element_added(move |_, _, el| match el.factory().map(|f| f.name()) {
+        Some(n) if n == "dtlsdec" => el.set_property("pem", &pem),
+        Some(n) if n == "nicesrc" => {
+            if let Some(agent) = el.property::<Option<glib::Object>>("agent") {
+                let writable = agent
+                    .find_property("keepalive-conncheck")
+                    .is_some_and(|p| p.flags().contains(glib::ParamFlags::WRITABLE));
+                if writable {
+                    agent.set_property("keepalive-conncheck", true);
+                }
+            }
         }
+        _ => {}
     });
     let mut i = 0u32;
     while let Some(t) = webrtc.emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&(i as i32)]) {

@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use crate::ids::ParticipantId;
 use crate::metrics::Metrics;
-use crate::participant::{ParticipantActor, ParticipantHandle, ParticipantOptions};
+use crate::participant::{ParticipantActor, ParticipantHandle, ParticipantOptions, Wiring};
 use crate::room::{Join, MemberCount, RoomActor, RoomError, RoomPolicy, RoomRegistry};
 use crate::udp::UdpMux;
 use crate::{Member, PeerInfo};
@@ -43,6 +43,7 @@ struct Inner {
     rooms: Arc<RoomRegistry>,
     metrics: Metrics,
     connect_timeout: Duration,
+    dtls_cert: str0m::config::DtlsCert,
 }
 
 /// A cheap-to-clone handle on the media plane.
@@ -54,6 +55,10 @@ pub struct Sfu {
 impl Sfu {
     /// Binds the media socket and starts the media arbiter. Call inside an actix System.
     pub fn start(config: SfuConfig, metrics: Metrics) -> std::io::Result<Sfu> {
+        let dtls_cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| std::io::Error::other("cannot generate the DTLS certificate"))?;
         let udp = UdpMux::bind(config.udp_bind, metrics.clone())?;
         let port = udp.local_addr().port();
         let candidates = config.advertise.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
@@ -73,6 +78,7 @@ impl Sfu {
                 rooms: Arc::new(Mutex::new(HashMap::new())),
                 metrics,
                 connect_timeout: config.connect_timeout,
+                dtls_cert,
             }),
         })
     }
@@ -139,17 +145,22 @@ impl Sfu {
                 publish: opts.publish,
                 subscribe: opts.subscribe,
             };
-            let (o, r, u, c, m, t) = (
-                opts.clone(),
-                room.clone(),
-                self.inner.udp.clone(),
-                self.inner.candidates.clone(),
-                self.inner.metrics.clone(),
-                self.inner.connect_timeout,
-            );
-            let addr = ParticipantActor::start_in_arbiter(&self.inner.arbiter, move |_| {
-                ParticipantActor::new(id, o, r, u, &c, m, tx, t)
-            });
+            let creds = str0m::IceCreds::new();
+            let ufrag = creds.ufrag.clone();
+            let wiring = Wiring {
+                creds,
+                room: room.clone(),
+                udp: self.inner.udp.clone(),
+                candidates: self.inner.candidates.clone(),
+                metrics: self.inner.metrics.clone(),
+                events: tx,
+                connect_deadline: self.inner.connect_timeout,
+                dtls_cert: self.inner.dtls_cert.clone(),
+            };
+            let o = opts.clone();
+            let addr = ParticipantActor::start_in_arbiter(&self.inner.arbiter, move |_| ParticipantActor::new(id, o, wiring));
+            // Routed before the offer is even answered: the first STUN request finds it.
+            self.inner.udp.register(&ufrag, addr.clone().recipient());
             match room.send(Join { member, addr: addr.clone() }).await {
                 Ok(Ok(peers)) => return Ok(ParticipantHandle { id, peers, addr, events: rx }),
                 Ok(Err(e)) => {
@@ -163,5 +174,84 @@ impl Sfu {
             }
         }
         Err(JoinError::Unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::participant::{Explode, ParticipantEvent};
+    use crate::{RoomEvent, Subscribe, TrackSource};
+
+    fn sfu() -> Sfu {
+        let config = SfuConfig {
+            udp_bind: "127.0.0.1:0".parse().unwrap(),
+            advertise: vec!["127.0.0.1".parse().unwrap()],
+            connect_timeout: Duration::from_secs(30),
+        };
+        Sfu::start(config, Metrics::new()).unwrap()
+    }
+
+    fn commentator(name: &str) -> ParticipantOptions {
+        ParticipantOptions {
+            name: name.into(),
+            role: "commentator",
+            publish: Some(TrackSource::Commentator),
+            subscribe: Subscribe::All,
+            renegotiate: true,
+        }
+    }
+
+    async fn next_event(h: &mut ParticipantHandle) -> ParticipantEvent {
+        tokio::time::timeout(Duration::from_secs(5), h.events.recv()).await.expect("an event in time").expect("events open")
+    }
+
+    #[actix::test]
+    async fn a_panicking_participant_ends_alone() {
+        let sfu = sfu();
+        let policy = RoomPolicy::default();
+        let mut a = sfu.join("r", &policy, commentator("a")).await.unwrap();
+        let mut b = sfu.join("r", &policy, commentator("b")).await.unwrap();
+        assert_eq!(b.peers.len(), 1);
+        assert!(matches!(next_event(&mut a).await, ParticipantEvent::Room(RoomEvent::PeerJoined(_))));
+
+        a.addr.send(Explode).await.unwrap();
+        match next_event(&mut a).await {
+            ParticipantEvent::Closed(reason) => assert!(reason.contains("simulated bug"), "{reason}"),
+            e => panic!("expected Closed, got {e:?}"),
+        }
+        assert_eq!(next_event(&mut b).await, ParticipantEvent::Room(RoomEvent::PeerLeft(a.id)));
+        // The room, the other participant and the media thread carry on.
+        assert_eq!(sfu.rooms().await, vec![("r".to_string(), 1)]);
+        let mut c = sfu.join("r", &policy, commentator("c")).await.unwrap();
+        assert_eq!(c.peers.len(), 1);
+        assert!(matches!(next_event(&mut b).await, ParticipantEvent::Room(RoomEvent::PeerJoined(p)) if p.id == c.id));
+        assert_eq!(sfu.rooms().await, vec![("r".to_string(), 2)]);
+        c.addr.send(crate::participant::Close("bye".into())).await.unwrap();
+        assert!(matches!(next_event(&mut c).await, ParticipantEvent::Closed(_)));
+        b.addr.send(crate::participant::Close("bye".into())).await.unwrap();
+        assert!(matches!(next_event(&mut b).await, ParticipantEvent::Room(_) | ParticipantEvent::Closed(_)));
+    }
+
+    #[actix::test]
+    async fn empty_rooms_close_and_routes_are_released() {
+        let sfu = sfu();
+        let policy = RoomPolicy::default();
+        let mut handles = Vec::new();
+        for i in 0..20 {
+            handles.push(sfu.join(&format!("room-{}", i % 4), &policy, commentator("x")).await.unwrap());
+        }
+        assert_eq!(sfu.rooms().await.len(), 4);
+        assert_eq!(sfu.route_count().0, 20);
+        for h in &handles {
+            h.addr.do_send(crate::participant::Close("done".into()));
+        }
+        for mut h in handles {
+            while !matches!(next_event(&mut h).await, ParticipantEvent::Closed(_)) {}
+        }
+        // Each Leave reached its room before the Closed event was sent, so the rooms
+        // have stopped by the time they are asked.
+        assert!(sfu.rooms().await.is_empty());
+        assert_eq!(sfu.route_count(), (0, 0));
     }
 }

@@ -81,6 +81,8 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
 /// A running `casecast serve` (or `demo`) process, killed on drop.
 pub struct Server {
     child: Child,
+    cmd: String,
+    args: Vec<String>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// The media port.
@@ -107,29 +109,57 @@ impl Server {
         let http = free_tcp_port();
         let udp = free_udp_port();
         let log = dir.0.join("server.log");
-        let logf = std::fs::File::create(&log)?;
-        let child = Command::new(casecast_bin())
-            .arg(cmd)
-            .args(["--listen", &format!("127.0.0.1:{http}")])
-            .args(["--udp-bind", &format!("127.0.0.1:{udp}")])
-            .args(["--advertise", "127.0.0.1"])
-            .args(["--secret", SECRET])
-            .arg("--data-dir")
-            .arg(&dir.0)
-            .args(extra)
-            .env("RUST_LOG", "info,casecast=debug,casecast_actors=debug")
-            .stdout(logf.try_clone()?)
-            .stderr(logf)
-            .spawn()
-            .context("cannot start casecast")?;
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            format!("127.0.0.1:{http}"),
+            "--udp-bind".into(),
+            format!("127.0.0.1:{udp}"),
+            "--advertise".into(),
+            "127.0.0.1".into(),
+            "--secret".into(),
+            SECRET.into(),
+            "--data-dir".into(),
+            dir.0.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Self::launch(cmd, &args, &log)?;
         let mut s = Server {
             child,
+            cmd: cmd.to_string(),
+            args,
             url: format!("http://127.0.0.1:{http}"),
             udp_port: udp,
             key: TokenKey::new(SECRET),
             log,
             _dir: dir,
         };
+        s.wait_ready()?;
+        Ok(s)
+    }
+
+    fn launch(cmd: &str, args: &[String], log: &Path) -> Result<Child> {
+        let logf = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        Command::new(casecast_bin())
+            .arg(cmd)
+            .args(args)
+            .env("RUST_LOG", "info,casecast=debug,casecast_actors=debug")
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .spawn()
+            .context("cannot start casecast")
+    }
+
+    /// Kills the process (no clean shutdown, as in a crash or a lost machine) and
+    /// starts it again on the same ports.
+    pub fn crash_and_restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::launch(&self.cmd, &self.args, &self.log)?;
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let s = self;
         let url = s.url.clone();
         let ok = wait_for("the server to answer /healthz", Duration::from_secs(30), || {
             if let Ok(Some(status)) = s.child.try_wait() {
@@ -140,7 +170,7 @@ impl Server {
         if let Err(e) = ok.and_then(|r| r) {
             bail!("{e}\n--- server log ---\n{}", s.log_text());
         }
-        Ok(s)
+        Ok(())
     }
 
     /// A token for `room`.

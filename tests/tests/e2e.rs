@@ -209,10 +209,57 @@ fn two_commentators_in_chromium_watch_the_feed_and_hear_each_other() -> Result<(
     }
     assert!(seen.iter().all(|&n| n > 40.0));
     assert_eq!(server.metric("casecast_participants{role=\"commentator\"}"), Some(2.0));
-    // Closing one browser ends its participant.
+    // Commentators see each other too: low-FPS camera video decodes in the other page.
+    for page in [&a, &b] {
+        wait_for("the other commentator's camera to decode", Duration::from_secs(30), || {
+            let s = page_stats(page);
+            let frames: f64 = s["inbound"].as_array()?.iter()
+                .filter(|i| i["kind"] == "video" && i["source"] == "commentator")
+                .filter_map(|i| i["frames"].as_f64().or(i["framesDecoded"].as_f64()))
+                .sum();
+            (frames >= 3.0).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: {}", page_stats(page)))?;
+    }
+
+    // Closing one browser ends its participant, and the other page's session drops
+    // its tracks (the server renegotiates them away).
+    let b_id = b.eval("return window.casecast.participantId")?;
+    assert!(b_id.is_string());
     drop(b);
     wait_for("the closed page's participant to end", Duration::from_secs(40), || {
         (server.metric("casecast_participants{role=\"commentator\"}") == Some(1.0)).then_some(())
+    })?;
+    wait_for("the remaining page to drop the leaver's tracks", Duration::from_secs(20), || {
+        let tracks = a.eval("return window.casecast.tracks").ok()?;
+        let left = tracks.as_object()?.values().filter(|t| t["participant_id"] == b_id).count();
+        (left == 0).then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn the_commentator_page_reconnects_after_the_server_drops() -> Result<()> {
+    let mut server = Server::demo(&[])?;
+    let page = Browser::start()?;
+    page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. C")))?;
+    wait_for("the feed to decode", Duration::from_secs(60), || page_stats(&page)["feedFramesDecoded"].as_f64().filter(|&n| n > 10.0))?;
+    let first = page.eval("return window.casecast.participantId")?;
+
+    server.crash_and_restart()?;
+    wait_for("the page to notice", Duration::from_secs(30), || {
+        let s = page.eval("return document.body.dataset.state").ok()?;
+        (s != "live").then_some(())
+    })?;
+    wait_for("the page to rejoin and decode the feed again", Duration::from_secs(90), || {
+        let id = page.eval("return window.casecast.participantId").ok()?;
+        let live = page.eval("return document.body.dataset.state").ok()? == "live";
+        (live && id != first && page_stats(&page)["feedFramesDecoded"].as_f64()? > 10.0).then_some(())
+    })
+    .map_err(|e| {
+        let log = server.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        anyhow::anyhow!("{e}: state {:?}, stats {}\n{}", page.eval("return document.body.dataset.state").ok(), page_stats(&page), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
     })?;
     Ok(())
 }
