@@ -115,15 +115,19 @@ pub struct ParticipantActor {
     outbound: Vec<Outbound>,
     /// `recvonly` m-lines the peer offered and no track uses yet (WHEP).
     free_mids: Vec<(Mid, MediaKind)>,
-    /// Mids whose m-line was stopped; never reused for a new track.
+    /// Our offer, waiting for the peer's answer.
     pending: Option<SdpPendingOffer>,
     /// The peer's first offer was answered: server offers may follow.
     negotiated: bool,
     connected: bool,
     timer: Option<(Instant, SpawnHandle)>,
     connect_deadline: Duration,
+    connect_timer_armed: bool,
     closing_reason: Option<String>,
 }
+
+/// How long after joining the peer may take to send its first offer.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl ParticipantActor {
     pub(crate) fn new(id: ParticipantId, opts: ParticipantOptions, wiring: Wiring) -> Self {
@@ -160,6 +164,7 @@ impl ParticipantActor {
             connected: false,
             timer: None,
             connect_deadline,
+            connect_timer_armed: false,
             closing_reason: None,
         }
     }
@@ -428,9 +433,11 @@ impl Actor for ParticipantActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics.participants.with_label_values(&[self.opts.role]).inc();
-        ctx.run_later(self.connect_deadline, |act, ctx| {
-            if !act.connected {
-                act.close("no media connection within the connect timeout", ctx);
+        // A browser may wait on a camera permission prompt before it offers: give
+        // the offer time, and count the connect timeout from the offer on.
+        ctx.run_later(OFFER_TIMEOUT, |act, ctx| {
+            if !act.negotiated {
+                act.close("no SDP offer within 2 minutes of joining", ctx);
             }
         });
         self.guarded(ctx, |act, ctx| act.drive(ctx));
@@ -654,6 +661,14 @@ impl Handler<AcceptOffer> for ParticipantActor {
             act.drive(ctx);
             r
         });
+        if r.as_ref().is_some_and(|r| r.is_ok()) && !self.connect_timer_armed {
+            self.connect_timer_armed = true;
+            ctx.run_later(self.connect_deadline, |act, ctx| {
+                if !act.connected {
+                    act.close("no media connection within the connect timeout", ctx);
+                }
+            });
+        }
         r.unwrap_or_else(|| Err("internal error while handling the offer".into()))
     }
 }

@@ -107,24 +107,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ws", web::get().to(ws::ws))
         .service(
             web::resource("/whip/{room}")
+                .wrap(whip::cors())
                 .app_data(sdp_limit.clone())
                 .route(web::post().to(whip_post))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
         )
         .service(
             web::resource("/whip/{room}/{resource}")
+                .wrap(whip::cors())
                 .route(web::delete().to(whip_delete))
                 .route(web::patch().to(whip::patch))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
         )
         .service(
             web::resource("/whep/{room}")
+                .wrap(whip::cors())
                 .app_data(sdp_limit)
                 .route(web::post().to(whep_post))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
         )
         .service(
             web::resource("/whep/{room}/{resource}")
+                .wrap(whip::cors())
                 .route(web::delete().to(whep_delete))
                 .route(web::patch().to(whip::patch))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),

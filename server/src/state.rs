@@ -16,8 +16,22 @@ pub struct AppState {
     pub key: TokenKey,
     /// Policy for rooms created on first join.
     pub policy: RoomPolicy,
-    /// WHIP/WHEP sessions by resource id: (room, participant actor).
-    pub resources: Mutex<HashMap<String, (String, Addr<ParticipantActor>)>>,
+    /// WHIP/WHEP sessions by resource id.
+    pub resources: Mutex<HashMap<String, Resource>>,
+}
+
+/// A WHIP or WHEP session, ended by `DELETE` on its URL.
+#[derive(Clone)]
+pub struct Resource {
+    /// `whip` or `whep`.
+    pub door: &'static str,
+    /// Its room.
+    pub room: String,
+    /// The bearer token that created it; only the same token may delete it
+    /// (RFC 9725 §4.2).
+    pub token: String,
+    /// The session's participant.
+    pub addr: Addr<ParticipantActor>,
 }
 
 /// Unix time now, in seconds.

@@ -10,7 +10,7 @@ use casecast_signaling::Role;
 use casecast_signaling::whip::{SDP_CONTENT_TYPE, bearer_token, check_sdp_offer};
 
 use crate::http::{error_response, join_error_response};
-use crate::state::{AccessError, AppState, participant_options};
+use crate::state::{AccessError, AppState, Resource, participant_options};
 
 /// Which door.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,11 @@ pub async fn post(
         Ok(o) => o.to_string(),
         Err(m) => return error_response(actix_web::http::StatusCode::BAD_REQUEST, &m),
     };
-    let opts = participant_options(&claims, None, false, kind == Kind::Whep);
+    let mut opts = participant_options(&claims, None, false, kind == Kind::Whep);
+    if kind == Kind::Whep {
+        // WHEP is watch-only, whatever the role could do elsewhere.
+        opts.publish = None;
+    }
     let handle = match state.sfu.join(&room, &state.policy, opts).await {
         Ok(h) => h,
         Err(e) => return join_error_response(e),
@@ -93,7 +97,13 @@ pub async fn post(
     };
     let resource = handle.id.to_string();
     let location = format!("/{}/{room}/{resource}", kind.path());
-    state.resources.lock().unwrap().insert(resource.clone(), (room.clone(), handle.addr.clone()));
+    let entry = Resource {
+        door: kind.path(),
+        room: room.clone(),
+        token: token(&req).unwrap_or_default().to_string(),
+        addr: handle.addr.clone(),
+    };
+    state.resources.lock().unwrap().insert(resource.clone(), entry);
     // Forget the resource when the session ends by itself (network loss, timeout).
     let st = state.clone();
     let mut events = handle.events;
@@ -110,7 +120,6 @@ pub async fn post(
     HttpResponse::Created()
         .content_type(SDP_CONTENT_TYPE)
         .insert_header((header::LOCATION, location))
-        .insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Location"))
         .body(answer)
 }
 
@@ -127,11 +136,15 @@ pub async fn delete(
     }
     let entry = {
         let r = state.resources.lock().unwrap();
-        r.get(&resource).filter(|(rm, _)| *rm == room).cloned()
+        r.get(&resource).filter(|e| e.room == room && e.door == kind.path()).cloned()
     };
     match entry {
-        Some((_, addr)) => {
-            addr.do_send(Close("ended by the client (DELETE)".into()));
+        Some(e) if Some(e.token.as_str()) != token(&req) => error_response(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "only the token that started this session may end it",
+        ),
+        Some(e) => {
+            e.addr.do_send(Close("ended by the client (DELETE)".into()));
             state.resources.lock().unwrap().remove(&resource);
             HttpResponse::Ok().finish()
         }
@@ -146,13 +159,21 @@ pub async fn patch() -> HttpResponse {
         .body("trickle ICE and ICE restarts are not supported: send the full offer in the POST\n")
 }
 
-/// CORS preflight and `Accept-Post`, for browser-based WHIP/WHEP clients.
+/// CORS preflight and `Accept-Post`, for browser-based WHIP/WHEP clients (the CORS
+/// headers of the other responses come from [`cors`]).
 pub async fn options() -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header(("Accept-Post", SDP_CONTENT_TYPE))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST, DELETE, OPTIONS"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST, DELETE, PATCH, OPTIONS"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Content-Type"))
-        .insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Location"))
         .finish()
+}
+
+/// CORS headers for every WHIP/WHEP response, errors included, so a browser on
+/// another origin can read answers, `Location` and error texts. Access is by bearer
+/// token, never by cookie, so any origin may call.
+pub fn cors() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .add((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Location"))
 }

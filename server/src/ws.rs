@@ -83,7 +83,12 @@ async fn send(session: &mut Session, msg: &ServerMessage) -> bool {
 }
 
 async fn close(session: Session, code: CloseCode, why: &str) {
-    let _ = session.close(Some(CloseReason { code, description: Some(why.chars().take(100).collect()) })).await;
+    // A close reason may carry at most 123 bytes.
+    let mut end = why.len().min(120);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    let _ = session.close(Some(CloseReason { code, description: Some(why[..end].to_string()) })).await;
 }
 
 async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream, state: web::Data<AppState>) {
@@ -121,7 +126,11 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                 let text = match msg {
                     None => break (CloseCode::Normal, "client closed".into()),
                     Some(Err(e)) => {
-                        send(&mut session, &ServerMessage::error(ErrorCode::TooLarge, format!("websocket protocol error: {e}"))).await;
+                        let code = match e {
+                            actix_ws::ProtocolError::Overflow => ErrorCode::TooLarge,
+                            _ => ErrorCode::BadRequest,
+                        };
+                        send(&mut session, &ServerMessage::error(code, format!("websocket protocol error: {e}"))).await;
                         break (CloseCode::Protocol, "protocol error".into());
                     }
                     Some(Ok(actix_ws::AggregatedMessage::Text(t))) => t,

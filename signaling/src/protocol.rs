@@ -83,7 +83,8 @@ pub enum ServerMessage {
     Offer {
         /// The SDP.
         sdp: String,
-        /// The tracks this offer sends, by m-line id.
+        /// The tracks on the m-lines this offer adds, by m-line id (m-lines it
+        /// stops have port 0 in the SDP and are not listed).
         tracks: Vec<TrackInfo>,
     },
     /// Someone joined.
@@ -117,7 +118,8 @@ pub enum ServerMessage {
     },
     /// Media connection state of this participant changed.
     Connection {
-        /// `connected` or `disconnected`.
+        /// `connected`, `disconnected`, or `closed` (sent just before the server
+        /// closes the connection because the participant ended).
         state: String,
     },
     /// Answer to [`ClientMessage::Ping`].

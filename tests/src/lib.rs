@@ -270,3 +270,12 @@ pub fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u1
     let hs = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
     Ok((r.status().as_u16(), hs, r.body_mut().read_to_string()?))
 }
+
+/// DELETE with headers: status.
+pub fn http_delete(url: &str, headers: &[(&str, &str)]) -> Result<u16> {
+    let mut req = agent().delete(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    Ok(req.call()?.status().as_u16())
+}

@@ -295,6 +295,16 @@ mod media {
         assert_eq!(count(&server, "viewer"), Some(2.0));
         assert!(server.metric("casecast_rtp_packets_forwarded_total").unwrap_or(0.0) > 100.0);
 
+        // Only the token that started a session may end it, and only through its door.
+        let other = format!("Bearer {}", server.token(room, Role::Viewer, "someone else"));
+        assert_eq!(http_delete(s1.resource_url(), &[("Authorization", &other)])?, 403);
+        let as_whip = publisher.resource_url().to_string();
+        assert_eq!(http_delete(&as_whip.replace("/whip/", "/whep/"), &[("Authorization", &other)])?, 404);
+        assert_eq!(http_delete(s1.resource_url(), &[])?, 401);
+        // Browsers on other origins can read WHIP/WHEP answers and errors.
+        let (_, h, _) = http_post(&format!("{}/whep/{room}", server.url), &[("Content-Type", "application/sdp")], b"v=0")?;
+        assert!(h.iter().any(|(k, v)| k.eq_ignore_ascii_case("access-control-allow-origin") && v == "*"), "{h:?}");
+
         // A subscriber that leaves frees its actor and its routes; the other carries on.
         s2.stop();
         wait_for("the leaver to be gone", Duration::from_secs(10), || {
