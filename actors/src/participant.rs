@@ -126,6 +126,9 @@ pub struct ParticipantActor {
     closing_reason: Option<String>,
 }
 
+/// Video packets kept per m-line for resends; see `ParticipantActor::new`.
+const SEND_BUFFER_VIDEO_PACKETS: usize = 400;
+
 /// How long after joining the peer may take to send its first offer.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -137,6 +140,11 @@ impl ParticipantActor {
             .set_ice_lite(true)
             .set_local_ice_credentials(creds)
             .set_dtls_cert(dtls_cert)
+            // The video send buffer holds each subscriber's packetized copies for
+            // resends (NACK). str0m's default, 1000 packets, is 1.2 MB per video
+            // m-line; 400 packets keep 1.6 s of a 2.5 Mbit/s feed, enough for
+            // NACK round trips and a whole keyframe, at 0.5 MB.
+            .set_send_buffer_video(SEND_BUFFER_VIDEO_PACKETS)
             .set_stats_interval(Some(Duration::from_secs(2)))
             .build(Instant::now());
         for &addr in &candidates {

@@ -65,6 +65,65 @@ struct Args {
     /// Print the report as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// After the window, join and leave this many subscribers one after another
+    /// (each waits for its first video frame) and report the server's RSS before
+    /// and after: a leak check.
+    #[arg(long, default_value_t = 0)]
+    cycles: usize,
+}
+
+/// The outcome of `--cycles`.
+#[derive(serde::Serialize)]
+struct CyclesReport {
+    cycles: usize,
+    failed: usize,
+    seconds: f64,
+    rss_before_mib: f64,
+    rss_after_mib: f64,
+    rss_change_percent: f64,
+}
+
+/// Joins and leaves `n` subscribers in turn, bounded by `limit` in all.
+fn run_cycles(args: &Args, token: &dyn Fn(usize) -> String, options: &SubscriberOptions, n: usize, limit: Duration) -> Result<CyclesReport> {
+    let rss = || -> Result<f64> {
+        let m = scrape_metrics(&args.url, HTTP_TIMEOUT)?;
+        m.get("process_resident_memory_bytes").map(|b| b / 1_048_576.0).context("the server reports no process_resident_memory_bytes")
+    };
+    let before = rss()?;
+    let start = Instant::now();
+    let mut failed = 0;
+    let mut done = 0;
+    for i in 0..n {
+        if start.elapsed() > limit {
+            progress(format_args!("cycles: stopped at {i} after {limit:?}"));
+            break;
+        }
+        match Subscriber::start_with(&args.url, &args.room, &token(i), options.clone()) {
+            Ok(s) => {
+                if !s.wait_for_video(Duration::from_secs(5)) {
+                    failed += 1;
+                }
+                s.stop();
+            }
+            Err(_) => failed += 1,
+        }
+        done += 1;
+        if (i + 1) % 100 == 0 {
+            progress(format_args!("cycles: {} / {n}", i + 1));
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    // Let the server finish ending the last sessions before reading its RSS.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss()?;
+    Ok(CyclesReport {
+        cycles: done,
+        failed,
+        seconds,
+        rss_before_mib: before,
+        rss_after_mib: after,
+        rss_change_percent: (after - before) / before * 100.0,
+    })
 }
 
 fn main() -> ExitCode {
@@ -217,6 +276,13 @@ fn run(args: &Args) -> Result<ExitCode> {
             (Ok(_), _) => SubscriberWindow::Failed("no stats".into()),
         })
         .collect();
+    let cycles = if args.cycles > 0 {
+        progress(format_args!("{} join/leave cycles", args.cycles));
+        let token = |i: usize| mint(Role::Viewer, &format!("loadtest-cycle-{i}"));
+        Some(run_cycles(args, &token, &subscriber_options, args.cycles, Duration::from_secs(600))?)
+    } else {
+        None
+    };
     progress("stopping");
     stop_all(publisher, subscribers);
 
@@ -251,9 +317,19 @@ fn run(args: &Args) -> Result<ExitCode> {
         server,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        if let (Some(c), Some(obj)) = (&cycles, v.as_object_mut()) {
+            obj.insert("cycles".into(), serde_json::to_value(c)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", report.to_text());
+        if let Some(c) = &cycles {
+            println!(
+                "join/leave cycles: {} ({} failed) in {:.1} s; server RSS {:.1} MiB -> {:.1} MiB ({:+.1}%)",
+                c.cycles, c.failed, c.seconds, c.rss_before_mib, c.rss_after_mib, c.rss_change_percent
+            );
+        }
     }
     if !report.any_received() {
         eprintln!(
