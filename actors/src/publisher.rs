@@ -164,7 +164,7 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
     // before the first packet, so the receiver can map every stream to its m-line
     // without waiting for a MID header extension.
     let (vssrc, assrc): (u32, u32) = (rand::random(), rand::random());
-    let font = (o.height / 18).max(10);
+    let font = (o.height / 30).max(8);
     let (enc, pay, caps) = match o.codec {
         VideoCodec::Vp8 => (
             format!(
@@ -196,7 +196,7 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
         w = o.width,
         h = o.height,
         fps = o.fps,
-        big = font * 2,
+        big = font * 3,
     );
     if o.audio {
         desc += &format!(
