@@ -354,3 +354,42 @@ mod tests {
         assert!(wait_until(Duration::from_secs(5), || true));
     }
 }
+
+/// The bounds every peer loop checks each turn: a hard deadline, a connect deadline,
+/// and the connection still being alive.
+pub(crate) struct Bounds {
+    deadline: Instant,
+    connect_deadline: Instant,
+    connect_timeout: Duration,
+}
+
+impl Bounds {
+    /// The hard deadline.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Bounds counted from now.
+    pub(crate) fn new(max_duration: Duration, connect_timeout: Duration) -> Bounds {
+        let now = Instant::now();
+        Bounds { deadline: now + max_duration, connect_deadline: now + connect_timeout, connect_timeout }
+    }
+
+    /// `Ok(false)` when the loop should end quietly (stop asked, or the hard deadline),
+    /// an error when the session failed, `Ok(true)` to go on.
+    pub(crate) fn check(&self, now: Instant, stop: bool, rtc: &Rtc, connected: bool, disconnected: bool) -> Result<bool> {
+        if stop || now >= self.deadline {
+            return Ok(false);
+        }
+        if disconnected {
+            bail!("the server disconnected (ICE)");
+        }
+        if !rtc.is_alive() {
+            bail!("the connection closed");
+        }
+        if !connected && now >= self.connect_deadline {
+            bail!("not connected within {:?} (ICE/DTLS)", self.connect_timeout);
+        }
+        Ok(true)
+    }
+}

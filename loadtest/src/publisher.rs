@@ -9,7 +9,7 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::{Event, IceConnectionState, Rtc};
 
 use crate::http::Http;
-use crate::peer::{self, MAX_WAIT, Session, Shared, Worker};
+use crate::peer::{self, Bounds, MAX_WAIT, Session, Shared, Worker};
 use crate::synth::{OPUS_FRAME_BYTES, VP8_HEIGHT, VP8_WIDTH, opus_frame, vp8_frame};
 
 /// Audio packet duration: 20 ms, 50 packets per second.
@@ -322,9 +322,7 @@ fn drive(
     options: &PublisherOptions,
     shared: &Shared<PublisherStats>,
 ) -> Result<()> {
-    let started = Instant::now();
-    let deadline = started + options.max_duration;
-    let connect_deadline = started + options.connect_timeout;
+    let bounds = Bounds::new(options.max_duration, options.connect_timeout);
     let frame_bytes = options.frame_bytes();
     let keyframe_every = options.keyframe_interval_frames();
     let video_period = Duration::from_secs(1) / options.fps.max(1);
@@ -337,20 +335,8 @@ fn drive(
 
     loop {
         let now = Instant::now();
-        if shared.stop_requested() || now >= deadline {
+        if !bounds.check(now, shared.stop_requested(), &session.peer.rtc, connected, disconnected)? {
             return Ok(());
-        }
-        if disconnected {
-            bail!("the server disconnected (ICE)");
-        }
-        if !session.peer.rtc.is_alive() {
-            bail!("the connection closed");
-        }
-        if !connected && now >= connect_deadline {
-            bail!(
-                "not connected within {:?} (ICE/DTLS)",
-                options.connect_timeout
-            );
         }
 
         if connected {
@@ -427,7 +413,7 @@ fn drive(
             _ => {}
         })?;
 
-        let mut wake = rtc_wants.min(deadline).min(Instant::now() + MAX_WAIT);
+        let mut wake = rtc_wants.min(bounds.deadline()).min(Instant::now() + MAX_WAIT);
         if let Some(s) = &sender {
             wake = wake.min(s.video.due_at());
             if let Some(audio) = &s.audio {

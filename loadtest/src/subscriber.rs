@@ -9,7 +9,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::{Event, IceConnectionState, Rtc};
 
 use crate::http::Http;
-use crate::peer::{self, MAX_WAIT, Session, Shared, Worker};
+use crate::peer::{self, Bounds, MAX_WAIT, Session, Shared, Worker};
 use crate::synth::is_vp8_keyframe;
 
 /// Least time between two keyframe requests the subscriber sends.
@@ -268,29 +268,15 @@ fn drive(
     options: &SubscriberOptions,
     shared: &Shared<SubscriberStats>,
 ) -> Result<()> {
-    let started = Instant::now();
-    let deadline = started + options.max_duration;
-    let connect_deadline = started + options.connect_timeout;
+    let bounds = Bounds::new(options.max_duration, options.connect_timeout);
     let mut connected = false;
     let mut disconnected = false;
     let mut last_keyframe_request: Option<Instant> = None;
 
     loop {
         let now = Instant::now();
-        if shared.stop_requested() || now >= deadline {
+        if !bounds.check(now, shared.stop_requested(), &session.peer.rtc, connected, disconnected)? {
             return Ok(());
-        }
-        if disconnected {
-            bail!("the server disconnected (ICE)");
-        }
-        if !session.peer.rtc.is_alive() {
-            bail!("the connection closed");
-        }
-        if !connected && now >= connect_deadline {
-            bail!(
-                "not connected within {:?} (ICE/DTLS)",
-                options.connect_timeout
-            );
         }
 
         let rtc_wants = session.peer.drain(|rtc, event| match event {
@@ -344,6 +330,6 @@ fn drive(
 
         session
             .peer
-            .wait(rtc_wants.min(deadline).min(Instant::now() + MAX_WAIT))?;
+            .wait(rtc_wants.min(bounds.deadline()).min(Instant::now() + MAX_WAIT))?;
     }
 }
