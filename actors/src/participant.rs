@@ -216,7 +216,7 @@ impl ParticipantActor {
                         self.metrics.rtp_packets_forwarded.inc();
                         self.metrics.rtp_bytes_forwarded.inc_by(t.contents.len() as u64);
                     }
-                    self.udp.send(t.destination, &t.contents);
+                    self.udp.send(t.source, t.destination, &t.contents);
                 }
                 Ok(Output::Event(e)) => self.handle_event(e, ctx),
                 Ok(Output::Timeout(at)) => {
@@ -476,7 +476,7 @@ impl Handler<Datagram> for ParticipantActor {
             };
             let input = Input::Receive(
                 d.at,
-                Receive { proto: Protocol::Udp, source: d.source, destination: act.udp.local_addr(), contents },
+                Receive { proto: Protocol::Udp, source: d.source, destination: d.destination, contents },
             );
             if let Err(e) = act.rtc.handle_input(input) {
                 tracing::debug!(participant = %act.id, error = %e, "bad datagram");

@@ -59,9 +59,8 @@ impl Sfu {
             .dtls_provider
             .generate_certificate()
             .ok_or_else(|| std::io::Error::other("cannot generate the DTLS certificate"))?;
-        let udp = UdpMux::bind(config.udp_bind, metrics.clone())?;
-        let port = udp.local_addr().port();
-        let candidates = config.advertise.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        let udp = UdpMux::bind(config.udp_bind, &config.advertise, metrics.clone())?;
+        let candidates = udp.candidates();
         let arbiter = Arbiter::new().handle();
         let recv = udp.clone();
         arbiter.spawn(async move {
@@ -69,7 +68,7 @@ impl Sfu {
                 tracing::error!(error = %e, "media socket failed");
             }
         });
-        tracing::info!(udp = %udp.local_addr(), "media socket bound");
+        tracing::info!(udp = ?udp.local_addrs(), "media sockets bound");
         Ok(Sfu {
             inner: Arc::new(Inner {
                 arbiter,
@@ -88,9 +87,9 @@ impl Sfu {
         &self.inner.metrics
     }
 
-    /// The media socket's bound address.
-    pub fn udp_addr(&self) -> SocketAddr {
-        self.inner.udp.local_addr()
+    /// The media sockets' bound addresses.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.inner.udp.local_addrs()
     }
 
     /// The ICE candidates given to peers.

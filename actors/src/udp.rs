@@ -1,6 +1,12 @@
-//! The one UDP media socket: receive, demultiplex to participants, send.
+//! The UDP media port: receive, demultiplex to participants, send.
 //!
-//! Every participant's ICE-lite agent listens on the same port. A datagram is routed
+//! Every participant's ICE-lite agent listens on the same port. ICE needs to know
+//! which local candidate a datagram arrived on, which a socket bound to the wildcard
+//! address cannot tell without `IP_PKTINFO`; so with a wildcard bind address the port
+//! is bound once per advertised address (`192.0.2.10:8081`, `127.0.0.1:8081`, ...),
+//! and each socket knows its candidate. An advertised address that is not on this
+//! machine (a 1:1 NAT's public address) is served by one wildcard socket that reports
+//! that address as its candidate. A datagram is routed
 //! by the STUN USERNAME attribute (`<our ufrag>:<their ufrag>`) the first time a
 //! remote address shows up, and by its source address from then on; the address is
 //! learned only from a STUN request that names a known participant, so a stray or
@@ -8,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -24,6 +30,8 @@ pub struct Datagram {
     pub at: Instant,
     /// Who sent it.
     pub source: SocketAddr,
+    /// The local candidate it arrived on.
+    pub destination: SocketAddr,
     /// The bytes.
     pub data: Vec<u8>,
 }
@@ -34,26 +42,65 @@ struct Routes {
     by_addr: HashMap<SocketAddr, (String, Recipient<Datagram>)>,
 }
 
-/// The shared media socket and its routing table.
+/// The media sockets and the routing table.
 pub struct UdpMux {
-    socket: UdpSocket,
-    local: SocketAddr,
+    /// Each socket with the candidate address it serves.
+    sockets: Vec<(UdpSocket, SocketAddr)>,
     routes: Mutex<Routes>,
     metrics: Metrics,
 }
 
 impl UdpMux {
-    /// Binds the media socket.
-    pub fn bind(addr: SocketAddr, metrics: Metrics) -> io::Result<Arc<UdpMux>> {
-        let socket = UdpSocket::bind(addr)?;
-        socket.set_nonblocking(true)?;
-        let local = socket.local_addr()?;
-        Ok(Arc::new(UdpMux { socket, local, routes: Mutex::new(Routes::default()), metrics }))
+    /// Binds the media port for the advertised addresses (see the module docs).
+    pub fn bind(bind: SocketAddr, advertise: &[IpAddr], metrics: Metrics) -> io::Result<Arc<UdpMux>> {
+        if advertise.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to advertise"));
+        }
+        let mut sockets = Vec::new();
+        if bind.ip().is_unspecified() {
+            let mut port = bind.port();
+            let mut remote = Vec::new();
+            for &ip in advertise {
+                match UdpSocket::bind(SocketAddr::new(ip, port)) {
+                    Ok(s) => {
+                        // Port 0: the first socket picks the port, the others share it.
+                        port = s.local_addr()?.port();
+                        sockets.push((s, SocketAddr::new(ip, port)));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => remote.push(ip),
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(&public) = remote.first() {
+                if remote.len() > 1 {
+                    tracing::warn!(?remote, "several advertised addresses are not on this machine; only {public} is served");
+                }
+                let s = UdpSocket::bind(SocketAddr::new(bind.ip(), port))?;
+                port = s.local_addr()?.port();
+                sockets.push((s, SocketAddr::new(public, port)));
+            }
+        } else {
+            let s = UdpSocket::bind(bind)?;
+            let port = s.local_addr()?.port();
+            if advertise.len() > 1 {
+                tracing::warn!(%bind, "one bind address: only the first advertised address is served");
+            }
+            sockets.push((s, SocketAddr::new(advertise[0], port)));
+        }
+        for (s, _) in &sockets {
+            s.set_nonblocking(true)?;
+        }
+        Ok(Arc::new(UdpMux { sockets, routes: Mutex::new(Routes::default()), metrics }))
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
+    /// The local candidates, one per socket.
+    pub fn candidates(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().map(|(_, c)| *c).collect()
+    }
+
+    /// The bound addresses.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().filter_map(|(s, _)| s.local_addr().ok()).collect()
     }
 
     /// Routes STUN requests naming `ufrag` to `to`.
@@ -74,9 +121,11 @@ impl UdpMux {
         (r.by_ufrag.len(), r.by_addr.len())
     }
 
-    /// Sends one datagram without blocking; a full socket buffer drops it.
-    pub fn send(&self, to: SocketAddr, data: &[u8]) {
-        if let Err(e) = self.socket.send_to(data, to) {
+    /// Sends one datagram from the socket of candidate `from`, without blocking; a
+    /// full socket buffer drops it.
+    pub fn send(&self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let socket = self.sockets.iter().find(|(_, c)| *c == from).unwrap_or(&self.sockets[0]);
+        if let Err(e) = socket.0.send_to(data, to) {
             self.metrics.dropped.with_label_values(&["send_failed"]).inc();
             tracing::debug!(%to, error = %e, "udp send failed");
         }
@@ -94,10 +143,19 @@ impl UdpMux {
         r.by_addr.get(&source).map(|(_, to)| to.clone())
     }
 
-    /// Receives forever on the media socket, handing datagrams to participants.
+    /// Receives forever on every media socket, handing datagrams to participants.
     /// Runs on the media arbiter.
     pub async fn run(self: Arc<Self>) -> io::Result<()> {
-        let socket = tokio::net::UdpSocket::from_std(self.socket.try_clone()?)?;
+        let mut loops = Vec::new();
+        for i in 0..self.sockets.len() {
+            let socket = tokio::net::UdpSocket::from_std(self.sockets[i].0.try_clone()?)?;
+            loops.push(self.clone().receive(socket, self.sockets[i].1));
+        }
+        futures_util::future::join_all(loops).await;
+        Ok(())
+    }
+
+    async fn receive(self: Arc<Self>, socket: tokio::net::UdpSocket, destination: SocketAddr) {
         let mut buf = vec![0u8; 2048];
         loop {
             let (n, source) = match socket.recv_from(&mut buf).await {
@@ -111,7 +169,7 @@ impl UdpMux {
             let data = &buf[..n];
             match self.route(source, data) {
                 Some(to) => {
-                    to.do_send(Datagram { at: Instant::now(), source, data: data.to_vec() });
+                    to.do_send(Datagram { at: Instant::now(), source, destination, data: data.to_vec() });
                 }
                 None => self.metrics.dropped.with_label_values(&["unroutable"]).inc(),
             }

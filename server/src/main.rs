@@ -291,7 +291,7 @@ fn serve(config: Config, demo: Option<(String, VideoCodec)>) -> anyhow::Result<(
             let c = Config { listen: std::net::SocketAddr::new(config.listen.ip(), port), ..config.clone() };
             c.public_url()
         });
-        tracing::info!(http = %public, udp = %sfu.udp_addr(), candidates = ?sfu.candidates(), "casecast listening");
+        tracing::info!(http = %public, udp = ?sfu.udp_addrs(), candidates = ?sfu.candidates(), "casecast listening");
         let server = server.run();
 
         let mut feed = None;

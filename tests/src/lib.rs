@@ -104,7 +104,17 @@ impl Server {
         Self::spawn("demo", extra)
     }
 
+    /// Starts `casecast demo` with the media port bound on the wildcard address, as
+    /// `make run` does (one socket per advertised address).
+    pub fn demo_on_wildcard(extra: &[&str]) -> Result<Server> {
+        Self::spawn_bound("demo", "0.0.0.0", extra)
+    }
+
     fn spawn(cmd: &str, extra: &[&str]) -> Result<Server> {
+        Self::spawn_bound(cmd, "127.0.0.1", extra)
+    }
+
+    fn spawn_bound(cmd: &str, udp_host: &str, extra: &[&str]) -> Result<Server> {
         let dir = TempDir::new("server");
         let http = free_tcp_port();
         let udp = free_udp_port();
@@ -113,7 +123,7 @@ impl Server {
             "--listen".into(),
             format!("127.0.0.1:{http}"),
             "--udp-bind".into(),
-            format!("127.0.0.1:{udp}"),
+            format!("{udp_host}:{udp}"),
             "--advertise".into(),
             "127.0.0.1".into(),
             "--secret".into(),

@@ -366,6 +366,20 @@ mod media {
     }
 
     #[test]
+    fn the_demo_feed_reaches_a_subscriber_with_a_wildcard_media_bind() -> Result<()> {
+        // `make run` binds the media port on 0.0.0.0: each advertised address gets its
+        // own socket so ICE knows which candidate a datagram came in on.
+        let server = Server::demo_on_wildcard(&[])?;
+        let sub = Subscriber::start(&server.url, "demo", &server.token("demo", Role::Viewer, "v"))?;
+        wait_for("the demo feed at a WHEP subscriber", Duration::from_secs(60), || {
+            let st = sub.stats();
+            (st.video.keyframes >= 1 && st.video.frames >= 30 && st.audio.frames >= 25).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: {:?}", sub.stats()))?;
+        Ok(())
+    }
+
+    #[test]
     fn join_leave_cycles_leave_nothing_behind() -> Result<()> {
         let server = Server::start(&[])?;
         let room = "or-4";
