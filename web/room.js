@@ -237,6 +237,8 @@ function onError(m) {
     setState("error", m.code.replace(/_/g, " "));
   }
   showBanner(m.message || m.code, { code: m.code, sticky: app.fatal });
+  // A refused description leaves this session unusable: start a fresh one.
+  if (m.code === "sdp_rejected") restart(`the server refused a description: ${m.message}`);
 }
 
 // ---------------------------------------------------------------- local media
@@ -355,6 +357,9 @@ function removeMedia(mid) {
   const m = app.media.get(mid);
   if (!m) return;
   app.media.delete(mid);
+  // A shared element (the feed) may already show a newer track: leave that alone.
+  const current = m.el.srcObject?.getTracks?.() ?? [];
+  if (current.length && !current.includes(m.track)) return pruneTile(m.info.participant_id);
   m.el.srcObject = null;
   if (m.el === ui.feed) {
     ui.feedWrap.dataset.live = "false";

@@ -1,7 +1,6 @@
 //! Newtype ids.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! id {
     ($(#[$m:meta])* $name:ident, $prefix:literal) => {
@@ -10,16 +9,11 @@ macro_rules! id {
         pub struct $name(pub u64);
 
         impl $name {
-            /// A fresh id: a process-wide counter mixed with a random start, so ids
-            /// differ across restarts and cannot be guessed from one another
-            /// (WHIP/WHEP resource URLs carry them).
+            /// A fresh random id. Ids appear in WHIP/WHEP resource URLs and must not
+            /// be guessable from one another; 64 random bits make a collision among
+            /// a server's ids vanishingly unlikely.
             pub fn next() -> Self {
-                static NEXT: AtomicU64 = AtomicU64::new(0);
-                static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-                let base = *BASE.get_or_init(rand::random::<u64>);
-                let n = NEXT.fetch_add(1, Ordering::Relaxed);
-                // An odd multiplier is a bijection on u64: no repeats within 2^64 ids.
-                $name(base.wrapping_add(n).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                $name(rand::random())
             }
         }
 

@@ -123,8 +123,23 @@ pub struct ParticipantActor {
     timer: Option<(Instant, SpawnHandle)>,
     connect_deadline: Duration,
     connect_timer_armed: bool,
+    /// ICE reported Disconnected and has not recovered yet.
+    ice_down: bool,
+    /// Server offers sent so far; names the one an answer timer waits for.
+    offers_sent: u64,
+    /// Mute state the peer announced, by kind, to pass on changes only.
+    muted: HashMap<MediaKind, bool>,
     closing_reason: Option<String>,
 }
+
+/// How long a lost ICE connection may take to come back before the participant ends.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the peer may take to answer a server offer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most m-lines accepted in one offer.
+const MAX_MLINES: usize = 256;
 
 /// Video packets kept per m-line for resends; see `ParticipantActor::new`.
 const SEND_BUFFER_VIDEO_PACKETS: usize = 400;
@@ -173,6 +188,9 @@ impl ParticipantActor {
             timer: None,
             connect_deadline,
             connect_timer_armed: false,
+            ice_down: false,
+            offers_sent: 0,
+            muted: HashMap::new(),
             closing_reason: None,
         }
     }
@@ -204,7 +222,16 @@ impl ParticipantActor {
 
     /// Negotiates if needed, then drains the Rtc's output until it asks for a timeout.
     fn drive(&mut self, ctx: &mut Context<Self>) {
+        let before = self.offers_sent;
         self.negotiate();
+        if self.offers_sent != before {
+            let n = self.offers_sent;
+            ctx.run_later(ANSWER_TIMEOUT, move |act, ctx| {
+                if act.pending.is_some() && act.offers_sent == n {
+                    act.close("no answer to the server's offer within 30 s", ctx);
+                }
+            });
+        }
         loop {
             if !self.rtc.is_alive() {
                 self.close("connection closed", ctx);
@@ -266,8 +293,21 @@ impl ParticipantActor {
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                // A short network blip can recover (str0m goes back to Checking and
+                // Completed when binding requests come again): wait before ending.
                 let _ = self.events.send(ParticipantEvent::Connection(false));
-                self.close("media connection lost", ctx);
+                self.ice_down = true;
+                ctx.run_later(DISCONNECT_GRACE, |act, ctx| {
+                    if act.ice_down {
+                        act.close("media connection lost", ctx);
+                    }
+                });
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
+                if self.ice_down =>
+            {
+                self.ice_down = false;
+                let _ = self.events.send(ParticipantEvent::Connection(true));
             }
             Event::MediaAdded(m) => self.media_added(m.mid, m.kind, m.direction, ctx),
             Event::MediaData(data) => self.media_in(data),
@@ -390,21 +430,32 @@ impl ParticipantActor {
             return;
         };
         self.pending = Some(pending);
+        self.offers_sent += 1;
         tracing::debug!(participant = %self.id, tracks = added.len(), "server offer");
         let _ = self.events.send(ParticipantEvent::Offer { sdp: offer.to_sdp_string(), tracks: added });
     }
 
+    /// Puts the changes of an abandoned server offer back to be offered again.
+    fn offer_again(&mut self) {
+        self.pending = None;
+        for o in &mut self.outbound {
+            o.state = match o.state {
+                OutState::Negotiating(_) => OutState::Unbound,
+                OutState::Stopping(m) => OutState::ToStop(m),
+                s => s,
+            };
+        }
+    }
+
     fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
+        let mlines = sdp.matches("\nm=").count();
+        if mlines > MAX_MLINES {
+            return Err(format!("the offer has {mlines} m-lines; at most {MAX_MLINES} are accepted"));
+        }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("SDP offer not understood: {e}"))?;
-        if self.pending.take().is_some() {
+        if self.pending.is_some() {
             // The peer's offer wins over ours: redo ours after answering it.
-            for o in &mut self.outbound {
-                o.state = match o.state {
-                    OutState::Negotiating(_) => OutState::Unbound,
-                    OutState::Stopping(m) => OutState::ToStop(m),
-                    s => s,
-                };
-            }
+            self.offer_again();
         }
         let answer = self
             .rtc
@@ -420,10 +471,11 @@ impl ParticipantActor {
         let Some(pending) = self.pending.take() else {
             return Err("no offer is waiting for an answer".into());
         };
-        self.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| format!("SDP answer rejected: {e}"))?;
+        if let Err(e) = self.rtc.sdp_api().accept_answer(pending, answer) {
+            // Forget that offer and offer its changes again on the next drive.
+            self.offer_again();
+            return Err(format!("SDP answer rejected: {e}; a new offer follows"));
+        }
         for o in &mut self.outbound {
             if let OutState::Negotiating(m) = o.state {
                 o.state = OutState::Open(m);
@@ -711,7 +763,14 @@ pub struct SetMuted {
 impl Handler<SetMuted> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: SetMuted, _: &mut Context<Self>) {
-        self.room.do_send(Mute { id: self.id, kind: m.kind, muted: m.muted });
+        // Only for what it publishes, and only changes: a client cannot make the
+        // room repeat itself.
+        let publishes = self.inbound.values().any(|i| i.published && i.track.kind == m.kind);
+        let changed = self.muted.get(&m.kind) != Some(&m.muted);
+        if publishes && changed {
+            self.muted.insert(m.kind, m.muted);
+            self.room.do_send(Mute { id: self.id, kind: m.kind, muted: m.muted });
+        }
     }
 }
 

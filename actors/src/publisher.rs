@@ -145,6 +145,10 @@ fn supervise(opts: TestPatternOptions, mut whip: impl WhipClient, stop: Arc<Atom
             Ok(()) => break,
             Err(e) => e,
         };
+        if *state.lock().unwrap() == PublisherState::Connected {
+            // It worked for a while: start the backoff over.
+            backoff = Duration::from_millis(500);
+        }
         whip.delete();
         tracing::warn!(error = %err, retry_in = ?backoff, "test pattern publisher: session failed");
         *state.lock().unwrap() = PublisherState::Retrying(err);

@@ -22,6 +22,9 @@ use actix::Recipient;
 
 use crate::metrics::Metrics;
 
+/// Most remote addresses one participant's connectivity checks may come from.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
+
 /// A datagram for a participant.
 #[derive(actix::Message)]
 #[rtype(result = "()")]
@@ -74,6 +77,12 @@ impl UdpMux {
             if let Some(&public) = remote.first() {
                 if remote.len() > 1 {
                     tracing::warn!(?remote, "several advertised addresses are not on this machine; only {public} is served");
+                }
+                if !sockets.is_empty() {
+                    // The wildcard socket cannot share the port with specific ones.
+                    let dropped: Vec<_> = sockets.iter().map(|(_, c)| *c).collect();
+                    tracing::warn!(?dropped, %public, "advertised addresses mix local and NAT ones: only the NAT address is served");
+                    sockets.clear();
                 }
                 let s = UdpSocket::bind(SocketAddr::new(bind.ip(), port))?;
                 port = s.local_addr()?.port();
@@ -132,12 +141,25 @@ impl UdpMux {
     }
 
     /// Finds the participant a datagram belongs to.
+    ///
+    /// The STUN request is not authenticated here (its participant's `Rtc` checks
+    /// MESSAGE-INTEGRITY), so learning is careful: an address that belongs to one
+    /// participant is never taken over by a request naming another, and one
+    /// participant learns at most [`MAX_ADDRS_PER_PEER`] addresses.
     pub fn route(&self, source: SocketAddr, data: &[u8]) -> Option<Recipient<Datagram>> {
         let mut r = self.routes.lock().unwrap();
         if let Some(ufrag) = stun_local_ufrag(data) {
             let to = r.by_ufrag.get(ufrag)?.clone();
-            let ufrag = ufrag.to_string();
-            r.by_addr.insert(source, (ufrag, to.clone()));
+            match r.by_addr.get(&source) {
+                Some((owner, _)) if owner != ufrag => return None,
+                Some(_) => {}
+                None => {
+                    if r.by_addr.values().filter(|(u, _)| u == ufrag).count() >= MAX_ADDRS_PER_PEER {
+                        return None;
+                    }
+                    r.by_addr.insert(source, (ufrag.to_string(), to.clone()));
+                }
+            }
             return Some(to);
         }
         r.by_addr.get(&source).map(|(_, to)| to.clone())
@@ -246,6 +268,41 @@ mod tests {
         m[2] = 0;
         m[3] = 6;
         assert_eq!(stun_local_ufrag(&m), None);
+    }
+
+    struct Sink;
+    impl actix::Actor for Sink {
+        type Context = actix::Context<Self>;
+    }
+    impl actix::Handler<Datagram> for Sink {
+        type Result = ();
+        fn handle(&mut self, _: Datagram, _: &mut Self::Context) {}
+    }
+
+    #[actix::test]
+    async fn learning_addresses_is_careful() {
+        use actix::Actor;
+        let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), &["127.0.0.1".parse().unwrap()], Metrics::new()).unwrap();
+        let (a, b) = (Sink.start().recipient(), Sink.start().recipient());
+        mux.register("aaaa", a.clone());
+        mux.register("bbbb", b.clone());
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        assert!(mux.route(addr(1000), &stun(b"aaaa:x")).is_some_and(|r| r == a));
+        assert!(mux.route(addr(1000), &[0x80; 40]).is_some_and(|r| r == a), "then by address");
+        // Another participant's request cannot take the address over.
+        assert!(mux.route(addr(1000), &stun(b"bbbb:x")).is_none());
+        assert!(mux.route(addr(1000), &[0x80; 40]).is_some_and(|r| r == a));
+        // Unknown ufrags and unknown addresses go nowhere.
+        assert!(mux.route(addr(1001), &stun(b"cccc:x")).is_none());
+        assert!(mux.route(addr(1002), &[0x80; 40]).is_none());
+        // At most MAX_ADDRS_PER_PEER addresses per participant.
+        for p in 2000..2100 {
+            mux.route(addr(p), &stun(b"bbbb:x"));
+        }
+        assert_eq!(mux.route_count(), (2, 1 + MAX_ADDRS_PER_PEER));
+        mux.unregister("bbbb");
+        assert_eq!(mux.route_count(), (1, 1));
+        assert!(mux.route(addr(2000), &[0x80; 40]).is_none());
     }
 
     #[test]

@@ -277,7 +277,13 @@ fn serve(config: Config, demo: Option<(String, VideoCodec)>) -> anyhow::Result<(
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(st.clone())
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("casecast::http"))
+                .wrap(
+                    // The path only: query strings carry tokens, which stay out of logs.
+                    actix_web::middleware::Logger::new("%{method}xi %{path}xi %s %Dms")
+                        .custom_request_replace("method", |r| r.method().to_string())
+                        .custom_request_replace("path", |r| r.path().to_string())
+                        .log_target("casecast::http"),
+                )
                 .configure(http::routes)
         })
         .workers(2)

@@ -78,8 +78,37 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
     })
 }
 
+/// How long one message may wait for a slow client before the connection is dropped
+/// (the participant's events queue up meanwhile).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn send(session: &mut Session, msg: &ServerMessage) -> bool {
-    session.text(msg.to_json()).await.is_ok()
+    matches!(actix_web::rt::time::timeout(SEND_TIMEOUT, session.text(msg.to_json())).await, Ok(Ok(())))
+}
+
+/// A token bucket: `rate` messages per second on average, bursts of `2 × rate`.
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    last: std::time::Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> Self {
+        RateLimit { tokens: 2.0 * rate as f64, rate: rate as f64, last: std::time::Instant::now() }
+    }
+
+    fn allow(&mut self, now: std::time::Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(2.0 * self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 async fn close(session: Session, code: CloseCode, why: &str) {
@@ -93,6 +122,7 @@ async fn close(session: Session, code: CloseCode, why: &str) {
 
 async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream, state: web::Data<AppState>) {
     let mut joined: Option<ParticipantHandle> = None;
+    let mut limit = RateLimit::new(casecast_signaling::MAX_MESSAGES_PER_SECOND);
     let join_deadline = actix_web::rt::time::sleep(JOIN_TIMEOUT);
     tokio::pin!(join_deadline);
     let (code, why) = loop {
@@ -145,6 +175,13 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                     Some(Ok(actix_ws::AggregatedMessage::Pong(_))) => continue,
                     Some(Ok(actix_ws::AggregatedMessage::Close(_))) => break (CloseCode::Normal, "client closed".into()),
                 };
+                if !limit.allow(std::time::Instant::now()) {
+                    let m = ServerMessage::error(ErrorCode::RateLimited, "too many messages; slow down");
+                    if !send(&mut session, &m).await {
+                        break (CloseCode::Away, "client gone".into());
+                    }
+                    continue;
+                }
                 let msg = match ClientMessage::parse(&text) {
                     Ok(m) => m,
                     Err((code, message)) => {
@@ -247,5 +284,22 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
             h.addr.do_send(SetMuted { kind: kind_in(kind), muted });
             Step::Quiet
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimit;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn rate_limit_allows_bursts_then_the_rate() {
+        let mut l = RateLimit::new(10);
+        let t0 = Instant::now();
+        let burst = (0..100).filter(|_| l.allow(t0)).count();
+        assert_eq!(burst, 20);
+        // Over the next 10 s, 10 per second get through.
+        let later = (1..=1000).filter(|i| l.allow(t0 + Duration::from_millis(10 * i))).count();
+        assert!((99..=101).contains(&later), "{later}");
     }
 }

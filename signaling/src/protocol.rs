@@ -10,9 +10,14 @@ use crate::token::Role;
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// The largest signaling message accepted, in bytes. An SDP offer with a dozen
-/// m-lines is about 10 KiB; anything past this is refused with [`ErrorCode::TooLarge`].
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// The largest signaling message accepted, in bytes. An SDP answer grows by about
+/// 1.5 KiB per m-line, and a commentator in a full room receives two m-lines per
+/// other commentator; anything past this is refused with [`ErrorCode::TooLarge`].
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Most messages a client may send per second, on average (bursts of twice this
+/// are allowed); past it, messages are refused with [`ErrorCode::RateLimited`].
+pub const MAX_MESSAGES_PER_SECOND: u32 = 20;
 
 /// Messages from a client to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +160,8 @@ pub enum ErrorCode {
     SdpRejected,
     /// The room is full.
     RoomFull,
+    /// The client sends messages faster than [`MAX_MESSAGES_PER_SECOND`].
+    RateLimited,
     /// The server failed; the message says what happened.
     Internal,
 }

@@ -71,7 +71,7 @@ fn hostile_signaling_gets_clear_errors_and_harms_nothing() -> Result<()> {
         ws_send(&mut ws, bad);
         assert_eq!(error_code(&ws_recv(&mut ws).unwrap()), code, "for {:.40}", bad);
     }
-    let huge = json!({"type":"offer","sdp": "a".repeat(100_000)}).to_string();
+    let huge = json!({"type":"offer","sdp": "a".repeat(300_000)}).to_string();
     ws_send(&mut ws, &huge);
     assert_eq!(error_code(&ws_recv(&mut ws).unwrap()), "too_large");
     // Still usable: ping works, and a proper join succeeds on the same connection.
@@ -86,6 +86,14 @@ fn hostile_signaling_gets_clear_errors_and_harms_nothing() -> Result<()> {
     assert_eq!(error_code(&ws_recv(&mut ws).unwrap()), "already_joined");
     ws_send(&mut ws, r#"{"type":"offer","sdp":"garbage"}"#);
     assert_eq!(error_code(&ws_recv(&mut ws).unwrap()), "sdp_rejected");
+    // A flood is refused politely, and the connection stays.
+    let mut flood = ws_connect(&server);
+    for _ in 0..100 {
+        ws_send(&mut flood, r#"{"type":"ping"}"#);
+    }
+    let replies: Vec<Value> = (0..100).map(|_| ws_recv(&mut flood).unwrap()).collect();
+    assert!(replies.iter().any(|v| v["type"] == "error" && v["code"] == "rate_limited"));
+    assert!(replies.iter().filter(|v| v["type"] == "pong").count() >= 30, "a burst gets through");
 
     // Refusals that end the connection, with nothing joined.
     for (msg, code) in [

@@ -191,6 +191,11 @@ impl RoomCore {
         {
             return Err(RoomError::Refused("this room is audio only for commentators".into()));
         }
+        if self.tracks.values().any(|t| t.participant == track.participant && t.kind == track.kind) {
+            // One camera and one microphone (or one feed picture and sound) each:
+            // more would multiply every subscriber's work for nothing.
+            return Err(RoomError::Refused(format!("a participant publishes at most one {:?} track", track.kind)));
+        }
         let track = TrackDesc { source, ..track };
         let mut out = Vec::new();
         for (&id, m) in &self.members {
@@ -345,6 +350,20 @@ mod tests {
         room.join(a, m).unwrap();
         assert!(matches!(room.publish(track(10, 1, MediaKind::Video)), Err(RoomError::Refused(_))));
         assert!(room.publish(track(11, 1, MediaKind::Audio)).is_ok());
+    }
+
+    #[test]
+    fn one_track_of_each_kind_per_publisher() {
+        let mut room = RoomCore::new(RoomPolicy::default());
+        let (a, m) = member(1, "commentator", Some(TrackSource::Commentator), Subscribe::All);
+        room.join(a, m).unwrap();
+        room.publish(track(10, 1, MediaKind::Video)).unwrap();
+        room.publish(track(11, 1, MediaKind::Audio)).unwrap();
+        for i in 12..20 {
+            assert!(matches!(room.publish(track(i, 1, MediaKind::Video)), Err(RoomError::Refused(_))));
+        }
+        room.unpublish(TrackId(10));
+        assert!(room.publish(track(20, 1, MediaKind::Video)).is_ok(), "a replacement is fine");
     }
 
     #[test]
