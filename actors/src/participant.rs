@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::sync::mpsc::UnboundedSender;
@@ -64,6 +64,18 @@ struct Inbound {
     track: TrackDesc,
     published: bool,
     subscribers: Vec<(ParticipantId, Recipient<Forward>)>,
+    /// With simulcast, the one layer forwarded: the best one seen so far.
+    rid: Option<Rid>,
+    /// A better layer waiting for its first keyframe.
+    next_rid: Option<Rid>,
+}
+
+/// Simulcast layer names from best to worst, as browsers and encoders use them.
+const RID_PREFERENCE: [&str; 6] = ["h", "f", "2", "m", "1", "q"];
+
+/// Rank of a simulcast layer name: lower is better; unknown names rank last.
+fn rid_rank(rid: &Rid) -> usize {
+    RID_PREFERENCE.iter().position(|r| *r == &**rid).unwrap_or(RID_PREFERENCE.len())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,7 +342,7 @@ impl ParticipantActor {
                 // The room sets the real source from the role.
                 source: TrackSource::Commentator,
             };
-            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, subscribers: Vec::new() });
+            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, subscribers: Vec::new(), rid: None, next_rid: None });
             self.room
                 .send(Publish(track))
                 .into_actor(self)
@@ -372,7 +384,7 @@ impl ParticipantActor {
     }
 
     fn media_in(&mut self, data: MediaData) {
-        let Some(inbound) = self.inbound.get(&data.mid) else {
+        let Some(inbound) = self.inbound.get_mut(&data.mid) else {
             return;
         };
         let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
@@ -380,6 +392,26 @@ impl ParticipantActor {
         self.metrics.rtp_bytes_in.inc_by(data.data.len() as u64);
         if !inbound.published {
             return;
+        }
+        // Simulcast: forward one layer only, the best that has shown up. A better
+        // layer takes over at its first keyframe (asked for at once); until then the
+        // current one goes on.
+        if let Some(rid) = data.rid {
+            let better = inbound.rid.is_none_or(|cur| rid_rank(&rid) < rid_rank(&cur));
+            if inbound.rid != Some(rid) {
+                if !better {
+                    return;
+                }
+                if !data.is_keyframe() {
+                    if inbound.next_rid != Some(rid) {
+                        inbound.next_rid = Some(rid);
+                        self.room.do_send(WantKeyframe(inbound.track.id));
+                    }
+                    return;
+                }
+                inbound.rid = Some(rid);
+                inbound.next_rid = None;
+            }
         }
         let track = inbound.track.id;
         if !data.contiguous {
@@ -694,12 +726,12 @@ pub struct SendKeyframeRequest(pub TrackId);
 impl Handler<SendKeyframeRequest> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: SendKeyframeRequest, ctx: &mut Context<Self>) {
-        let Some(mid) = self.inbound.iter().find(|(_, i)| i.track.id == m.0).map(|(m, _)| *m) else {
+        let Some((mid, rid)) = self.inbound.iter().find(|(_, i)| i.track.id == m.0).map(|(m, i)| (*m, i.next_rid.or(i.rid))) else {
             return;
         };
         self.guarded(ctx, |act, ctx| {
             if let Some(mut w) = act.rtc.writer(mid) {
-                if let Err(e) = w.request_keyframe(None, KeyframeRequestKind::Pli) {
+                if let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli) {
                     tracing::debug!(participant = %act.id, error = %e, "keyframe request failed");
                 }
             }
@@ -810,5 +842,19 @@ impl Handler<Explode> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, _: Explode, ctx: &mut Context<Self>) {
         self.guarded(ctx, |_, _| panic!("simulated bug"));
+    }
+}
+
+#[cfg(test)]
+mod rid_tests {
+    use super::*;
+
+    #[test]
+    fn simulcast_layers_rank_best_first() {
+        let r = |s: &str| Rid::from(s);
+        assert!(rid_rank(&r("h")) < rid_rank(&r("m")));
+        assert!(rid_rank(&r("m")) < rid_rank(&r("q")));
+        assert!(rid_rank(&r("f")) < rid_rank(&r("q")));
+        assert_eq!(rid_rank(&r("zz")), RID_PREFERENCE.len());
     }
 }
