@@ -730,11 +730,10 @@ impl Handler<SendKeyframeRequest> for ParticipantActor {
             return;
         };
         self.guarded(ctx, |act, ctx| {
-            if let Some(mut w) = act.rtc.writer(mid) {
-                if let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli) {
+            if let Some(mut w) = act.rtc.writer(mid)
+                && let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli) {
                     tracing::debug!(participant = %act.id, error = %e, "keyframe request failed");
                 }
-            }
             act.drive(ctx);
         });
     }

@@ -346,6 +346,15 @@ fn with_fingerprint(sdp: &str, fingerprint: &str) -> String {
         .collect()
 }
 
+/// Sets the pipeline to `Null` however the session ends.
+struct PipelineGuard(gst::Pipeline);
+
+impl Drop for PipelineGuard {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,14 +374,5 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert!(pem.contains("-----BEGIN PRIVATE KEY-----\n"));
         assert_eq!(fp.split(':').count(), 32);
-    }
-}
-
-/// Sets the pipeline to `Null` however the session ends.
-struct PipelineGuard(gst::Pipeline);
-
-impl Drop for PipelineGuard {
-    fn drop(&mut self) {
-        let _ = self.0.set_state(gst::State::Null);
     }
 }

@@ -320,41 +320,6 @@ pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> b
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn candidates_from_sdp() {
-        let sdp = "v=0\r\n\
-            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
-            a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n\
-            a=candidate:2 1 UDP 2130706431 ::1 40001 typ host\r\n\
-            a=candidate:3 1 tcp 2130706431 127.0.0.1 40002 typ host tcptype passive\r\n\
-            a=candidate:4 1 udp 2130706431 abc.local 40003 typ host\r\n\
-            a=candidate:5 1 udp 2130706431 127.0.0.1\r\n\
-            m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
-            a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n";
-        let got = udp_candidates(sdp);
-        assert_eq!(
-            got,
-            vec![
-                "127.0.0.1:40000".parse().unwrap(),
-                "[::1]:40001".parse().unwrap()
-            ]
-        );
-        assert!(udp_candidates("v=0\r\n").is_empty());
-    }
-
-    #[test]
-    fn wait_until_is_bounded() {
-        let start = Instant::now();
-        assert!(!wait_until(Duration::from_millis(30), || false));
-        assert!(start.elapsed() >= Duration::from_millis(30));
-        assert!(wait_until(Duration::from_secs(5), || true));
-    }
-}
-
 /// The bounds every peer loop checks each turn: a hard deadline, a connect deadline,
 /// and the connection still being alive.
 pub(crate) struct Bounds {
@@ -391,5 +356,40 @@ impl Bounds {
             bail!("not connected within {:?} (ICE/DTLS)", self.connect_timeout);
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_from_sdp() {
+        let sdp = "v=0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+            a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n\
+            a=candidate:2 1 UDP 2130706431 ::1 40001 typ host\r\n\
+            a=candidate:3 1 tcp 2130706431 127.0.0.1 40002 typ host tcptype passive\r\n\
+            a=candidate:4 1 udp 2130706431 abc.local 40003 typ host\r\n\
+            a=candidate:5 1 udp 2130706431 127.0.0.1\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+            a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n";
+        let got = udp_candidates(sdp);
+        assert_eq!(
+            got,
+            vec![
+                "127.0.0.1:40000".parse().unwrap(),
+                "[::1]:40001".parse().unwrap()
+            ]
+        );
+        assert!(udp_candidates("v=0\r\n").is_empty());
+    }
+
+    #[test]
+    fn wait_until_is_bounded() {
+        let start = Instant::now();
+        assert!(!wait_until(Duration::from_millis(30), || false));
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(wait_until(Duration::from_secs(5), || true));
     }
 }

@@ -107,6 +107,7 @@ pub struct ServerReport {
 }
 
 /// A subscriber's stats at the start and end of the window, or why it never started.
+#[allow(clippy::large_enum_variant)] // a few dozen of them, built once per run
 pub enum SubscriberWindow {
     Started {
         before: SubscriberStats,

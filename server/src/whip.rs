@@ -138,11 +138,10 @@ pub async fn delete(
     // The token that started the session may end it even after it expired; any other
     // request must carry a valid token for the room first.
     let same_token = entry.as_ref().is_some_and(|e| Some(e.token.as_str()) == token(&req));
-    if !same_token {
-        if let Err(e) = state.authorize(token(&req), &room, kind.roles()) {
+    if !same_token
+        && let Err(e) = state.authorize(token(&req), &room, kind.roles()) {
             return access(e);
         }
-    }
     match entry {
         Some(e) if Some(e.token.as_str()) != token(&req) => error_response(
             actix_web::http::StatusCode::FORBIDDEN,

@@ -145,11 +145,10 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                     break (CloseCode::Normal, reason);
                 }
                 Some(ev) => {
-                    if let Some(m) = to_message(ev) {
-                        if !send(&mut session, &m).await {
+                    if let Some(m) = to_message(ev)
+                        && !send(&mut session, &m).await {
                             break (CloseCode::Away, "client gone".into());
                         }
-                    }
                 }
             },
             msg = stream.next() => {

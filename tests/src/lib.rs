@@ -270,8 +270,11 @@ pub fn http_get(url: &str) -> Result<(u16, String)> {
     Ok((r.status().as_u16(), r.body_mut().read_to_string()?))
 }
 
-/// POST with headers: (status, headers, body).
-pub fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<(String, String)>, String)> {
+/// A response: status, headers, body.
+pub type Response = (u16, Vec<(String, String)>, String);
+
+/// POST with headers.
+pub fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response> {
     let mut req = agent().post(url);
     for (k, v) in headers {
         req = req.header(*k, *v);

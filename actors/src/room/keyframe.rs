@@ -97,14 +97,13 @@ mod tests {
         // 10 s of requests every 5 ms, in virtual time.
         for step in 0..2000u64 {
             let now = t0 + Duration::from_millis(step * 5);
-            if let Some(at) = due {
-                if now >= at {
+            if let Some(at) = due
+                && now >= at {
                     due = None;
                     if k.fire(now) {
                         sent += 1;
                     }
                 }
-            }
             match k.request(now) {
                 KeyframeDecision::SendNow => sent += 1,
                 KeyframeDecision::SendAt(at) => due = Some(at),
