@@ -234,6 +234,11 @@ impl ParticipantActor {
 
     /// Negotiates if needed, then drains the Rtc's output until it asks for a timeout.
     fn drive(&mut self, ctx: &mut Context<Self>) {
+        // Drain first: events such as MediaAdded bind tracks to m-lines the peer
+        // offered, so that only what is still unbound goes into a server offer.
+        if !self.drain(ctx) {
+            return;
+        }
         let before = self.offers_sent;
         self.negotiate();
         if self.offers_sent != before {
@@ -243,11 +248,17 @@ impl ParticipantActor {
                     act.close("no answer to the server's offer within 30 s", ctx);
                 }
             });
+            // Applying the offer changed the session: drain again.
+            self.drain(ctx);
         }
+    }
+
+    /// Polls the Rtc until it asks for a timeout; false if the participant ended.
+    fn drain(&mut self, ctx: &mut Context<Self>) -> bool {
         loop {
             if !self.rtc.is_alive() {
                 self.close("connection closed", ctx);
-                return;
+                return false;
             }
             match self.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
@@ -260,12 +271,12 @@ impl ParticipantActor {
                 Ok(Output::Event(e)) => self.handle_event(e, ctx),
                 Ok(Output::Timeout(at)) => {
                     self.arm_timer(at, ctx);
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     tracing::warn!(participant = %self.id, error = %e, "rtc failed");
                     self.close(format!("media error: {e}"), ctx);
-                    return;
+                    return false;
                 }
             }
         }
