@@ -118,6 +118,7 @@ pub struct ParticipantActor {
     id: ParticipantId,
     opts: ParticipantOptions,
     room: Addr<RoomActor>,
+    span: tracing::Span,
     rtc: Rtc,
     ufrag: String,
     udp: Arc<UdpMux>,
@@ -182,7 +183,9 @@ impl ParticipantActor {
                 Err(e) => tracing::warn!(%addr, error = ?e, "unusable candidate address"),
             }
         }
+        let span = tracing::info_span!("participant", id = %id, role = opts.role, name = %opts.name);
         ParticipantActor {
+            span,
             id,
             opts,
             room,
@@ -217,6 +220,8 @@ impl ParticipantActor {
 
     /// Runs `f` on self, ending the participant (not the thread) if it panics.
     fn guarded<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>) -> R) -> Option<R> {
+        // Everything logged while handling a message carries the participant's span.
+        let _span = self.span.clone().entered();
         match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
             Ok(r) => Some(r),
             Err(p) => {

@@ -32,6 +32,7 @@ impl RoomActor {
     }
 
     fn apply(&mut self, out: Vec<RoomOutput>, ctx: &mut Context<Self>) {
+        let _span = tracing::debug_span!("room", id = %self.id).entered();
         for o in out {
             match o {
                 RoomOutput::Notify(to, ev) => {
