@@ -445,7 +445,10 @@ impl ParticipantActor {
 
     /// Builds a server offer when subscriptions changed and the peer can take one.
     fn negotiate(&mut self) {
-        if !self.opts.renegotiate || !self.negotiated || self.pending.is_some() {
+        // Not before the media connection is up: str0m announces the peer's m-lines
+        // (MediaAdded) only then, and tracks bind to m-lines the peer offered for
+        // receiving before any new ones are offered.
+        if !self.opts.renegotiate || !self.negotiated || !self.connected || self.pending.is_some() {
             return;
         }
         let mut change = self.rtc.sdp_api();
