@@ -319,8 +319,9 @@ fn run_session(
 }
 
 /// A fresh self-signed ECDSA P-256 certificate and its key in PEM, and the
-/// certificate's SHA-256 fingerprint as SDP writes it.
-fn ecdsa_certificate() -> Result<(String, String), String> {
+/// certificate's SHA-256 fingerprint as SDP writes it. For any webrtcbin peer of
+/// the SFU (see [`with_fingerprint`]).
+pub fn ecdsa_certificate() -> Result<(String, String), String> {
     use base64::Engine;
     let crypto = str0m::crypto::from_feature_flags();
     let cert = crypto.dtls_provider.generate_certificate().ok_or("cannot generate a DTLS certificate")?;
@@ -333,8 +334,10 @@ fn ecdsa_certificate() -> Result<(String, String), String> {
     Ok((pem("CERTIFICATE", &cert.certificate) + &pem("PRIVATE KEY", &cert.private_key), fingerprint.join(":")))
 }
 
-/// Replaces every `a=fingerprint:` line of an SDP with the given SHA-256 one.
-fn with_fingerprint(sdp: &str, fingerprint: &str) -> String {
+/// Replaces every `a=fingerprint:` line of an SDP with the given SHA-256 one:
+/// GStreamer 1.22 writes the fingerprint of the RSA certificate it started with even
+/// after `pem` gave its DTLS decoder another.
+pub fn with_fingerprint(sdp: &str, fingerprint: &str) -> String {
     sdp.split_inclusive('\n')
         .map(|line| {
             if line.starts_with("a=fingerprint:") {

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use casecast_signaling::{Role, TokenKey};
 
 pub mod browser;
+pub mod gst_peer;
 
 /// The secret test servers sign tokens with.
 pub const SECRET: &str = "test-secret-0123456789abcdef";

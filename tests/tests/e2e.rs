@@ -388,6 +388,21 @@ mod media {
     }
 
     #[test]
+    fn webrtcbin_joins_over_websocket_signaling_and_decodes_the_feed() -> Result<()> {
+        // A second WebRTC stack on our signaling protocol, receiving through m-lines
+        // it offered itself (the way the compositor will join).
+        let server = Server::demo(&[])?;
+        let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join(&server.url, "demo", &server.token("demo", Role::Operator, "compositor"), 1)?;
+        wait_for("webrtcbin to decode the feed", Duration::from_secs(60), || {
+            (viewer.video() >= 30 && viewer.audio() >= 25).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: video {}, audio {}", viewer.video(), viewer.audio()))?;
+        viewer.stop()?;
+        wait_for("the operator to leave", Duration::from_secs(10), || (count(&server, "operator") == Some(0.0)).then_some(()))?;
+        Ok(())
+    }
+
+    #[test]
     fn join_leave_cycles_leave_nothing_behind() -> Result<()> {
         let server = Server::start(&[])?;
         let room = "or-4";
