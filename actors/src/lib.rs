@@ -31,6 +31,7 @@
 pub mod ids;
 pub mod metrics;
 mod participant;
+pub mod program;
 pub mod publisher;
 pub mod room;
 mod sfu;

@@ -61,6 +61,31 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
     HttpResponse::Ok().content_type(ct).insert_header((header::CACHE_CONTROL, "no-cache")).body(body)
 }
 
+/// `GET /hls/{room}/{file}`: the program's playlist and segments. The playlist is
+/// never cached (it changes every segment); segments never change once written.
+async fn hls(path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
+    let (room, file) = path.into_inner();
+    let safe = |s: &str| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !s.starts_with('.');
+    if !safe(&room) || !safe(&file) {
+        return error_response(StatusCode::NOT_FOUND, "no such file");
+    }
+    let (ct, cache) = if file.ends_with(".m3u8") {
+        ("application/vnd.apple.mpegurl", "no-cache")
+    } else if file.ends_with(".ts") {
+        ("video/mp2t", "public, max-age=86400, immutable")
+    } else {
+        return error_response(StatusCode::NOT_FOUND, "no such file");
+    };
+    match tokio::fs::read(state.hls_root.join(&room).join(&file)).await {
+        Ok(body) => HttpResponse::Ok()
+            .content_type(ct)
+            .insert_header((header::CACHE_CONTROL, cache))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .body(body),
+        Err(_) => error_response(StatusCode::NOT_FOUND, "no such file (the program may not have started)"),
+    }
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
@@ -105,6 +130,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/room/{id}", web::get().to(room_page))
         .route("/assets/{name}", web::get().to(asset))
         .route("/ws", web::get().to(ws::ws))
+        .route("/hls/{room}/{file}", web::get().to(hls))
         .service(
             web::resource("/whip/{room}")
                 .wrap(whip::cors())

@@ -4,6 +4,7 @@
 //! synthetic surgery feed), `token` (mint an access token), `publish` (publish a
 //! test pattern to any WHIP endpoint).
 
+mod compositor;
 mod config;
 mod http;
 mod process;
@@ -44,6 +45,9 @@ enum Cmd {
         /// Feed codec: vp8 or h264.
         #[arg(long, default_value = "vp8")]
         codec: String,
+        /// Mix the room into a program and write it as HLS (`--program false` to skip).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        program: bool,
     },
     /// Mint a room-scoped access token (signed with the server's secret).
     Token {
@@ -64,6 +68,24 @@ enum Cmd {
         /// Print the link to open instead of the bare token.
         #[arg(long)]
         link: bool,
+    },
+    /// Join a room as the program compositor and write the program as HLS.
+    Compositor {
+        /// The server's base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        url: String,
+        /// Room id.
+        #[arg(long)]
+        room: String,
+        /// Token for the room (role operator).
+        #[arg(long, env = "CASECAST_COMPOSITOR_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Directory for the playlist and segments.
+        #[arg(long)]
+        hls_dir: std::path::PathBuf,
+        /// Stop after this long (default: until Ctrl-C).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
     },
     /// Publish a synthetic test pattern to a WHIP endpoint (GStreamer webrtcbin).
     Publish {
@@ -121,10 +143,10 @@ fn main() -> anyhow::Result<()> {
             init_logs(&config.log_format);
             serve(config, None)
         }
-        Cmd::Demo { config, room, codec: c } => {
+        Cmd::Demo { config, room, codec: c, program } => {
             let config = config.load()?;
             init_logs(&config.log_format);
-            serve(config, Some((room, codec(&c)?)))
+            serve(config, Some(Demo { room, codec: codec(&c)?, program }))
         }
         Cmd::Token { config, room, role, name, ttl, link } => {
             let config = config.load()?;
@@ -135,6 +157,14 @@ fn main() -> anyhow::Result<()> {
             } else {
                 println!("{token}");
             }
+            Ok(())
+        }
+        Cmd::Compositor { url, room, token, hls_dir, duration } => {
+            init_logs("text");
+            let opts = casecast_actors::program::ProgramOptions { hls_dir, ..Default::default() };
+            let compositor = compositor::Compositor::start(&url, &room, &token, opts);
+            wait_for_signal_or(duration);
+            drop(compositor);
             Ok(())
         }
         Cmd::Publish { whip, token, duration, codec: c, width, height, fps, bitrate } => {
@@ -167,6 +197,19 @@ fn main() -> anyhow::Result<()> {
             publisher.stop();
             Ok(())
         }
+    }
+}
+
+/// Blocks until SIGINT/SIGTERM or, if given, `duration` has passed.
+fn wait_for_signal_or(duration: Option<Duration>) {
+    let deadline = duration.map(|d| std::time::Instant::now() + d);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook_sigint(), signal_hook_sigterm()] {
+        let s = stop.clone();
+        let _ = sig.map(|rx| std::thread::spawn(move || { let _ = rx.recv(); s.store(true, std::sync::atomic::Ordering::SeqCst); }));
+    }
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -253,7 +296,14 @@ impl WhipClient for HttpWhip {
     }
 }
 
-fn serve(config: Config, demo: Option<(String, VideoCodec)>) -> anyhow::Result<()> {
+/// What `casecast demo` adds to the server.
+struct Demo {
+    room: String,
+    codec: VideoCodec,
+    program: bool,
+}
+
+fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
     let secret = config.secret()?;
     let advertise = config.advertise_ips()?;
     actix_web::rt::System::new().block_on(async move {
@@ -272,6 +322,7 @@ fn serve(config: Config, demo: Option<(String, VideoCodec)>) -> anyhow::Result<(
             key: TokenKey::new(&secret),
             policy: config.room_policy(),
             resources: Mutex::new(Default::default()),
+            hls_root: config.data_dir.join("hls"),
         });
         let st = state.clone();
         let server = actix_web::HttpServer::new(move || {
@@ -301,24 +352,36 @@ fn serve(config: Config, demo: Option<(String, VideoCodec)>) -> anyhow::Result<(
         let server = server.run();
 
         let mut feed = None;
-        if let Some((room, codec)) = demo {
+        let mut program_mixer = None;
+        if let Some(Demo { room, codec, program }) = demo {
             let key = TokenKey::new(&secret);
             let now = unix_now();
             let enc = key.mint(&room, Role::Encoder, "demo encoder", now, 30 * 86400);
             let whip_url = format!("{local}/whip/{room}");
             let opts = TestPatternOptions { codec, local_addresses: loopback_if_local(&whip_url), ..Default::default() };
             feed = Some(TestPatternPublisher::start(opts, HttpWhip::new(whip_url, enc.clone()))?);
+            if program {
+                let op = key.mint(&room, Role::Operator, "program", now, 30 * 86400);
+                let opts = casecast_actors::program::ProgramOptions {
+                    hls_dir: config.data_dir.join("hls").join(&room),
+                    ..Default::default()
+                };
+                program_mixer = Some(compositor::Compositor::start(&local, &room, &op, opts));
+            }
             let c1 = key.mint(&room, Role::Commentator, "Dr. Demo", now, 86400);
             let c2 = key.mint(&room, Role::Commentator, "Dr. Second", now, 86400);
             let viewer = key.mint(&room, Role::Viewer, "viewer", now, 86400);
             println!(
-                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Metrics: {public}/metrics\n\nPress Ctrl-C to stop.\n"
+                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Program (HLS): {public}/hls/{room}/index.m3u8\n  Metrics: {public}/metrics\n\nPress Ctrl-C to stop.\n"
             );
         }
         let r = server.await.context("http server failed");
         tracing::info!("shutting down");
         if let Some(mut f) = feed {
             tokio::task::spawn_blocking(move || f.stop()).await.ok();
+        }
+        if let Some(c) = program_mixer {
+            tokio::task::spawn_blocking(move || drop(c)).await.ok();
         }
         r
     })

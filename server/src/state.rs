@@ -18,6 +18,8 @@ pub struct AppState {
     pub policy: RoomPolicy,
     /// WHIP/WHEP sessions by resource id.
     pub resources: Mutex<HashMap<String, Resource>>,
+    /// Where programs' HLS is written, one directory per room.
+    pub hls_root: std::path::PathBuf,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.

@@ -187,7 +187,7 @@ fn page_stats(b: &Browser) -> Value {
 
 #[test]
 fn two_commentators_in_chromium_watch_the_feed_and_hear_each_other() -> Result<()> {
-    let server = Server::demo(&[])?;
+    let server = Server::demo(&["--program", "false"])?;
     // The demo feed (webrtcbin over WHIP) is in the room before anyone joins.
     wait_for("the demo feed to publish", Duration::from_secs(60), || {
         (server.metric("casecast_participants{role=\"encoder\"}") == Some(1.0)
@@ -248,7 +248,7 @@ fn two_commentators_in_chromium_watch_the_feed_and_hear_each_other() -> Result<(
 
 #[test]
 fn the_commentator_page_reconnects_after_the_server_drops() -> Result<()> {
-    let mut server = Server::demo(&[])?;
+    let mut server = Server::demo(&["--program", "false"])?;
     let page = Browser::start()?;
     page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. C")))?;
     wait_for("the feed to decode", Duration::from_secs(60), || page_stats(&page)["feedFramesDecoded"].as_f64().filter(|&n| n > 10.0))?;
@@ -377,7 +377,7 @@ mod media {
     fn the_demo_feed_reaches_a_subscriber_with_a_wildcard_media_bind() -> Result<()> {
         // `make run` binds the media port on 0.0.0.0: each advertised address gets its
         // own socket so ICE knows which candidate a datagram came in on.
-        let server = Server::demo_on_wildcard(&[])?;
+        let server = Server::demo_on_wildcard(&["--program", "false"])?;
         let sub = Subscriber::start(&server.url, "demo", &server.token("demo", Role::Viewer, "v"))?;
         wait_for("the demo feed at a WHEP subscriber", Duration::from_secs(60), || {
             let st = sub.stats();
@@ -391,7 +391,7 @@ mod media {
     fn webrtcbin_joins_over_websocket_signaling_and_decodes_the_feed() -> Result<()> {
         // A second WebRTC stack on our signaling protocol, receiving through m-lines
         // it offered itself (the way the compositor will join).
-        let server = Server::demo(&[])?;
+        let server = Server::demo(&["--program", "false"])?;
         let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join(&server.url, "demo", &server.token("demo", Role::Operator, "compositor"), 1)?;
         wait_for("webrtcbin to decode the feed", Duration::from_secs(60), || {
             (viewer.video() >= 30 && viewer.audio() >= 25).then_some(())
@@ -426,4 +426,46 @@ mod media {
         assert_eq!(server.metric("casecast_rooms"), Some(1.0));
         Ok(())
     }
+}
+
+#[test]
+fn the_demo_program_is_written_as_hls_and_served() -> Result<()> {
+    // The compositor joins the room over the signaling (webrtcbin), mixes it and
+    // writes HLS; the server serves it.
+    let server = Server::demo(&[])?;
+    let playlist = format!("{}/hls/demo/index.m3u8", server.url);
+    let segments = |text: &str| text.lines().filter(|l| l.ends_with(".ts")).map(str::to_string).collect::<Vec<_>>();
+    let first = wait_for("two HLS segments", Duration::from_secs(90), || {
+        let (code, text) = http_get(&playlist).ok()?;
+        let s = segments(&text);
+        (code == 200 && s.len() >= 2).then_some(s)
+    })?;
+    // The playlist advances.
+    wait_for("a newer segment", Duration::from_secs(30), || {
+        let (_, text) = http_get(&playlist).ok()?;
+        segments(&text).into_iter().any(|s| !first.contains(&s)).then_some(())
+    })?;
+    // A segment is a playable H.264 + AAC transport stream at the program's size and rate.
+    let resp = ureq::get(&format!("{}/hls/demo/{}", server.url, first[1])).call()?;
+    assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("video/mp2t"));
+    let dir = TempDir::new("hls");
+    let seg = dir.0.join("seg.ts");
+    std::fs::write(&seg, resp.into_body().read_to_vec()?)?;
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries", "stream=codec_name,width,height,avg_frame_rate,nb_read_frames", "-of", "compact"])
+        .arg(&seg)
+        .output()?;
+    let probe = String::from_utf8_lossy(&out.stdout);
+    assert!(probe.contains("codec_name=h264|width=1280|height=720|avg_frame_rate=30/1"), "{probe}");
+    assert!(probe.contains("codec_name=aac"), "{probe}");
+    let frames: u32 = probe
+        .lines()
+        .find(|l| l.contains("h264"))
+        .and_then(|l| l.split("nb_read_frames=").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(frames >= 150, "a 6 s segment holds about 180 frames, got {frames}");
+    let (code, _) = http_get(&format!("{}/hls/demo/..%2Fsecret", server.url))?;
+    assert_eq!(code, 404);
+    Ok(())
 }

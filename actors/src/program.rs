@@ -1,0 +1,322 @@
+//! The program: a GStreamer pipeline that receives the room over WebRTC (webrtcbin),
+//! mixes it (`compositor` + `audiomixer`), encodes it (x264 + AAC) and writes HLS.
+//!
+//! It joins the room like any client: the caller carries its SDP over the signaling
+//! connection ([`Program::offer`], [`Program::set_answer`]). The offer has
+//! receive-only m-lines for the feed and a fixed number of commentators, so the SFU
+//! binds tracks to them and no renegotiation is needed.
+//!
+//! The output never stops for lack of input: a live black background and live
+//! silence are always mixed in, so segments keep coming while sources come and go.
+//! Formats are fixed (I420 at the program size on every compositor pad) so nothing
+//! is negotiated per frame.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_sdp as gst_sdp;
+use gstreamer_webrtc as gst_webrtc;
+
+use crate::publisher::{ecdsa_certificate, with_fingerprint};
+
+/// How the program is made.
+#[derive(Debug, Clone)]
+pub struct ProgramOptions {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Video bitrate, bits/s.
+    pub video_bitrate: u32,
+    /// HLS segment length, seconds; the GOP is this long, so every segment starts
+    /// with a keyframe.
+    pub segment_seconds: u32,
+    /// Segments listed in the live playlist.
+    pub playlist_length: u32,
+    /// Where the playlist and segments are written.
+    pub hls_dir: PathBuf,
+    /// Commentators the program can show (receive m-line pairs beyond the feed's).
+    pub commentator_slots: usize,
+}
+
+impl Default for ProgramOptions {
+    fn default() -> Self {
+        ProgramOptions {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            video_bitrate: 3_000_000,
+            segment_seconds: 6,
+            playlist_length: 10,
+            hls_dir: PathBuf::from("data/hls/demo"),
+            commentator_slots: 4,
+        }
+    }
+}
+
+/// What the program has done so far.
+#[derive(Debug, Default)]
+pub struct ProgramStats {
+    /// Video frames encoded.
+    pub frames: AtomicU64,
+    /// Video inputs decoding now.
+    pub video_inputs: AtomicU64,
+}
+
+/// A running program pipeline; stopped (set to `Null`) on drop.
+pub struct Program {
+    pipeline: gst::Pipeline,
+    webrtc: gst::Element,
+    fingerprint: String,
+    /// Counters.
+    pub stats: Arc<ProgramStats>,
+}
+
+/// Why the program could not start or negotiate.
+#[derive(Debug, thiserror::Error)]
+#[error("program: {0}")]
+pub struct ProgramError(String);
+
+fn err(e: impl std::fmt::Display) -> ProgramError {
+    ProgramError(e.to_string())
+}
+
+impl Program {
+    /// Builds and starts the pipeline (output runs from now on, black and silent
+    /// until sources arrive).
+    pub fn start(o: &ProgramOptions) -> Result<Program, ProgramError> {
+        gst::init().map_err(err)?;
+        std::fs::create_dir_all(&o.hls_dir).map_err(|e| ProgramError(format!("cannot create {}: {e}", o.hls_dir.display())))?;
+        let dir = o.hls_dir.display().to_string().replace('"', "");
+        let gop = o.fps * o.segment_seconds;
+        let desc = format!(
+            "webrtcbin name=webrtc bundle-policy=max-compat \
+             compositor name=mix background=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
+               ! queue max-size-buffers=3 ! x264enc name=venc tune=zerolatency speed-preset=veryfast bitrate={kbps} \
+                 key-int-max={gop} bframes=0 ! video/x-h264,profile=main ! h264parse ! queue ! hls.video \
+             audiomixer name=amix ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
+               ! aacparse ! queue ! hls.audio \
+             hlssink2 name=hls location=\"{dir}/segment%05d.ts\" playlist-location=\"{dir}/index.m3u8\" \
+               target-duration={seg} playlist-length={len} max-files={files} \
+             videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! mix. \
+             audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=48000,channels=2 ! amix.",
+            w = o.width,
+            h = o.height,
+            fps = o.fps,
+            kbps = o.video_bitrate / 1000,
+            seg = o.segment_seconds,
+            len = o.playlist_length,
+            files = o.playlist_length + 5,
+        );
+        let pipeline = gst::parse::launch(&desc)
+            .map_err(|e| ProgramError(format!("cannot build the program pipeline: {e}")))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| err("not a pipeline"))?;
+        let webrtc = pipeline.by_name("webrtc").ok_or_else(|| err("no webrtcbin"))?;
+        let ice = webrtc.property::<glib::Object>("ice-agent");
+        let _: bool = ice.emit_by_name("add-local-ip-address", &[&"127.0.0.1"]);
+        let (pem, fingerprint) = ecdsa_certificate().map_err(err)?;
+        pipeline.connect_deep_element_added(move |_, _, el| match el.factory().map(|f| f.name()) {
+            Some(n) if n == "dtlsdec" => el.set_property("pem", &pem),
+            Some(n) if n == "nicesrc" => {
+                if let Some(agent) = el.property::<Option<glib::Object>>("agent") {
+                    agent.set_property("keepalive-conncheck", true);
+                }
+            }
+            _ => {}
+        });
+        let stats = Arc::new(ProgramStats::default());
+        if let Some(pad) = pipeline.by_name("venc").and_then(|e| e.static_pad("src")) {
+            let s = stats.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                s.frames.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        }
+        let layout = Arc::new(Mutex::new(Layout { width: o.width, height: o.height, tiles: 0 }));
+        let (weak, s, l) = (pipeline.downgrade(), stats.clone(), layout.clone());
+        let (w, h, fps) = (o.width, o.height, o.fps);
+        webrtc.connect_pad_added(move |_, pad| {
+            if pad.direction() != gst::PadDirection::Src {
+                return;
+            }
+            let Some(pipeline) = weak.upgrade() else { return };
+            if let Err(e) = add_input(&pipeline, pad, &s, &l, (w, h, fps)) {
+                tracing::warn!(error = %e, "program: input not added");
+            }
+        });
+        // Receive-only m-lines: the feed first, then the commentator slots.
+        for _ in 0..=o.commentator_slots {
+            for caps in [
+                "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2",
+                "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000",
+            ] {
+                let caps = gst::Caps::from_str(caps).map_err(err)?;
+                let _: gst_webrtc::WebRTCRTPTransceiver =
+                    webrtc.emit_by_name("add-transceiver", &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps]);
+            }
+        }
+        pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
+        Ok(Program { pipeline, webrtc, fingerprint, stats })
+    }
+
+    /// The SDP offer to send as the participant's first offer.
+    pub fn offer(&self) -> Result<String, ProgramError> {
+        let p = gst::Promise::new();
+        self.webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &p]);
+        p.wait();
+        let reply = p.get_reply().ok_or_else(|| err("create-offer gave no reply"))?;
+        let offer = reply.get::<gst_webrtc::WebRTCSessionDescription>("offer").map_err(err)?;
+        let p = gst::Promise::new();
+        self.webrtc.emit_by_name::<()>("set-local-description", &[&offer, &p]);
+        p.wait();
+        Ok(with_fingerprint(&offer.sdp().as_text().map_err(err)?, &self.fingerprint))
+    }
+
+    /// Applies the server's answer.
+    pub fn set_answer(&self, sdp: &str) -> Result<(), ProgramError> {
+        let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).map_err(|_| err("the answer is not valid SDP"))?;
+        let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
+        let p = gst::Promise::new();
+        self.webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &p]);
+        p.wait();
+        Ok(())
+    }
+
+    /// Answers a server offer (tracks beyond the offered slots).
+    pub fn answer(&self, sdp: &str) -> Result<String, ProgramError> {
+        let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).map_err(|_| err("the offer is not valid SDP"))?;
+        let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, msg);
+        let p = gst::Promise::new();
+        self.webrtc.emit_by_name::<()>("set-remote-description", &[&offer, &p]);
+        p.wait();
+        let p = gst::Promise::new();
+        self.webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &p]);
+        p.wait();
+        let reply = p.get_reply().ok_or_else(|| err("create-answer gave no reply"))?;
+        let answer = reply
+            .get::<Option<gst_webrtc::WebRTCSessionDescription>>("answer")
+            .map_err(err)?
+            .ok_or_else(|| err("webrtcbin could not answer the server's offer"))?;
+        let p = gst::Promise::new();
+        self.webrtc.emit_by_name::<()>("set-local-description", &[&answer, &p]);
+        p.wait();
+        Ok(with_fingerprint(&answer.sdp().as_text().map_err(err)?, &self.fingerprint))
+    }
+
+    /// The first pipeline error, if any, without waiting.
+    pub fn error(&self) -> Option<String> {
+        let bus = self.pipeline.bus()?;
+        bus.pop_filtered(&[gst::MessageType::Error]).map(|m| match m.view() {
+            gst::MessageView::Error(e) => format!("{} ({:?})", e.error(), e.debug()),
+            _ => String::new(),
+        })
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Where inputs go: the first video input (the feed) fills the frame; later ones
+/// are picture-in-picture tiles along the bottom.
+struct Layout {
+    width: u32,
+    height: u32,
+    tiles: u32,
+}
+
+impl Layout {
+    /// (x, y, w, h, zorder) for the next video input.
+    fn place(&mut self) -> (i32, i32, i32, i32, u32) {
+        let n = self.tiles;
+        self.tiles += 1;
+        if n == 0 {
+            return (0, 0, self.width as i32, self.height as i32, 1);
+        }
+        let tw = (self.width / 5) as i32;
+        let th = tw * 9 / 16;
+        let margin = (self.width / 80) as i32;
+        let x = margin + (n as i32 - 1) * (tw + margin);
+        (x, self.height as i32 - th - margin, tw, th, 2)
+    }
+}
+
+fn add_input(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    stats: &Arc<ProgramStats>,
+    layout: &Arc<Mutex<Layout>>,
+    (w, h, fps): (u32, u32, u32),
+) -> Result<(), String> {
+    let dec = gst::ElementFactory::make("decodebin").build().map_err(|e| e.to_string())?;
+    pipeline.add(&dec).map_err(|e| e.to_string())?;
+    dec.sync_state_with_parent().map_err(|e| e.to_string())?;
+    pad.link(&dec.static_pad("sink").ok_or("decodebin has no sink")?).map_err(|e| e.to_string())?;
+    let weak = pipeline.downgrade();
+    let (stats, layout) = (stats.clone(), layout.clone());
+    dec.connect_pad_added(move |_, dpad| {
+        let Some(pipeline) = weak.upgrade() else { return };
+        let video = dpad.current_caps().is_some_and(|c| c.to_string().starts_with("video"));
+        let r = if video {
+            let place = layout.lock().unwrap().place();
+            link_video(&pipeline, dpad, place, fps).map(|_| {
+                stats.video_inputs.fetch_add(1, Ordering::Relaxed);
+            })
+        } else {
+            link_audio(&pipeline, dpad)
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "program: cannot link a decoded input");
+        }
+        let _ = (w, h);
+    });
+    Ok(())
+}
+
+fn link_video(pipeline: &gst::Pipeline, src: &gst::Pad, (x, y, tw, th, z): (i32, i32, i32, i32, u32), fps: u32) -> Result<(), String> {
+    let bin = gst::parse::bin_from_description(
+        &format!(
+            "queue max-size-buffers=2 leaky=downstream ! videoconvert ! videoscale ! videorate \
+             ! capsfilter caps=\"video/x-raw,format=I420,width={tw},height={th},framerate={fps}/1\""
+        ),
+        true,
+    )
+    .map_err(|e| e.to_string())?;
+    pipeline.add(&bin).map_err(|e| e.to_string())?;
+    let mix = pipeline.by_name("mix").ok_or("no compositor")?;
+    let sink = mix.request_pad_simple("sink_%u").ok_or("no compositor pad")?;
+    sink.set_property("xpos", x);
+    sink.set_property("ypos", y);
+    sink.set_property("width", tw);
+    sink.set_property("height", th);
+    sink.set_property("zorder", z);
+    bin.static_pad("src").ok_or("no src")?.link(&sink).map_err(|e| e.to_string())?;
+    bin.sync_state_with_parent().map_err(|e| e.to_string())?;
+    src.link(&bin.static_pad("sink").ok_or("no sink")?).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn link_audio(pipeline: &gst::Pipeline, src: &gst::Pad) -> Result<(), String> {
+    let bin = gst::parse::bin_from_description(
+        "queue ! audioconvert ! audioresample ! capsfilter caps=\"audio/x-raw,rate=48000,channels=2\"",
+        true,
+    )
+    .map_err(|e| e.to_string())?;
+    pipeline.add(&bin).map_err(|e| e.to_string())?;
+    let mix = pipeline.by_name("amix").ok_or("no audiomixer")?;
+    let sink = mix.request_pad_simple("sink_%u").ok_or("no audiomixer pad")?;
+    bin.static_pad("src").ok_or("no src")?.link(&sink).map_err(|e| e.to_string())?;
+    bin.sync_state_with_parent().map_err(|e| e.to_string())?;
+    src.link(&bin.static_pad("sink").ok_or("no sink")?).map_err(|e| e.to_string())?;
+    Ok(())
+}

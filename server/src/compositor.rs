@@ -1,0 +1,105 @@
+//! The compositor's signaling: joins a room over the WebSocket like any client and
+//! carries the program pipeline's SDP ([`casecast_actors::program::Program`]). Runs
+//! in its own thread, in the server process (`demo`) or alone (`casecast compositor`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use casecast_actors::program::{Program, ProgramOptions};
+use casecast_signaling::{ClientMessage, PROTOCOL_VERSION, ServerMessage};
+
+/// A running compositor; stops on drop.
+pub struct Compositor {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Compositor {
+    /// Joins `room` at `base_url` (`http://…`) with `token` (role operator) and writes
+    /// the program as HLS; reconnects with backoff until stopped.
+    pub fn start(base_url: &str, room: &str, token: &str, opts: ProgramOptions) -> Compositor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let url = format!("{}/ws", base_url.trim_end_matches('/').replacen("http", "ws", 1));
+        let (room, token) = (room.to_string(), token.to_string());
+        let thread = std::thread::Builder::new()
+            .name("compositor".into())
+            .spawn(move || {
+                let mut backoff = Duration::from_millis(500);
+                while !s.load(Ordering::SeqCst) {
+                    match session(&url, &room, &token, &opts, &s) {
+                        Ok(()) => break,
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "compositor session ended"),
+                    }
+                    let until = std::time::Instant::now() + backoff;
+                    while std::time::Instant::now() < until && !s.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            })
+            .ok();
+        Compositor { stop, thread }
+    }
+}
+
+impl Drop for Compositor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn send(ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>, m: &ClientMessage) -> Result<()> {
+    ws.send(tungstenite::Message::text(serde_json::to_string(m)?))?;
+    Ok(())
+}
+
+fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &AtomicBool) -> Result<()> {
+    let program = Program::start(opts)?;
+    let (mut ws, _) = tungstenite::connect(url).with_context(|| format!("cannot reach {url}"))?;
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    }
+    send(&mut ws, &ClientMessage::Join { v: PROTOCOL_VERSION, room: room.into(), token: token.into(), name: Some("program".into()) })?;
+    let mut ping = std::time::Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(e) = program.error() {
+            bail!("program pipeline: {e}");
+        }
+        if ping.elapsed() > Duration::from_secs(10) {
+            send(&mut ws, &ClientMessage::Ping)?;
+            ping = std::time::Instant::now();
+        }
+        let text = match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => t.to_string(),
+            Ok(tungstenite::Message::Close(_)) => bail!("the server closed the signaling connection"),
+            Ok(_) => continue,
+            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) => bail!("signaling: {e}"),
+        };
+        match serde_json::from_str::<ServerMessage>(&text)? {
+            ServerMessage::Joined { .. } => {
+                tracing::info!(%room, "compositor joined");
+                send(&mut ws, &ClientMessage::Offer { sdp: program.offer()? })?;
+            }
+            ServerMessage::Answer { sdp } => program.set_answer(&sdp)?,
+            ServerMessage::Offer { sdp, tracks } => {
+                // More tracks than the offered slots: take the offer so the session
+                // stays healthy (those tracks are not mixed yet).
+                tracing::info!(extra = tracks.len(), "compositor: more tracks than program slots");
+                send(&mut ws, &ClientMessage::Answer { sdp: program.answer(&sdp)? })?;
+            }
+            ServerMessage::Error { code, message } => bail!("server error {code:?}: {message}"),
+            ServerMessage::Connection { state } if state == "closed" => bail!("the server ended the compositor's session"),
+            _ => {}
+        }
+    }
+    let _ = send(&mut ws, &ClientMessage::Leave);
+    Ok(())
+}
