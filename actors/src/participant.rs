@@ -128,6 +128,9 @@ pub struct ParticipantActor {
     outbound: Vec<Outbound>,
     /// `recvonly` m-lines the peer offered and no track uses yet (WHEP).
     free_mids: Vec<(Mid, MediaKind)>,
+    /// Every m-line the peer offered for receiving: when its track ends it is kept
+    /// for the next track of its kind instead of being stopped.
+    peer_mids: std::collections::HashSet<Mid>,
     /// Our offer, waiting for the peer's answer.
     pending: Option<SdpPendingOffer>,
     /// The peer's first offer was answered: server offers may follow.
@@ -197,6 +200,7 @@ impl ParticipantActor {
             inbound: HashMap::new(),
             outbound: Vec::new(),
             free_mids: Vec::new(),
+            peer_mids: Default::default(),
             pending: None,
             negotiated: false,
             connected: false,
@@ -379,6 +383,7 @@ impl ParticipantActor {
         }
         if matches!(dir, Direction::SendOnly | Direction::SendRecv) {
             self.free_mids.push((mid, kind));
+            self.peer_mids.insert(mid);
             self.bind_free_mids();
         }
     }
@@ -712,6 +717,7 @@ impl Handler<UnsubscribeTrack> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: UnsubscribeTrack, ctx: &mut Context<Self>) {
         let renegotiate = self.opts.renegotiate;
+        let peer_mids = &self.peer_mids;
         let mut freed = Vec::new();
         self.outbound.retain_mut(|o| {
             if o.track.id != m.0 {
@@ -719,12 +725,17 @@ impl Handler<UnsubscribeTrack> for ParticipantActor {
             }
             match o.state {
                 OutState::Unbound => false,
+                // An m-line the peer offered (WHEP, the compositor) carries the next
+                // track of its kind: no renegotiation.
+                OutState::Open(mid) if peer_mids.contains(&mid) || !renegotiate => {
+                    freed.push((mid, o.track.kind));
+                    false
+                }
                 OutState::Open(mid) | OutState::Negotiating(mid) if renegotiate => {
                     o.state = OutState::ToStop(mid);
                     true
                 }
                 OutState::Open(mid) | OutState::Negotiating(mid) => {
-                    // A WHEP m-line can carry the next track of its kind.
                     freed.push((mid, o.track.kind));
                     false
                 }

@@ -403,6 +403,28 @@ mod media {
     }
 
     #[test]
+    fn an_m_line_the_client_offered_carries_the_next_feed_without_renegotiation() -> Result<()> {
+        // The compositor's way of joining: when the encoder reconnects, the new feed
+        // arrives on the same m-lines (the viewer fails on any server offer).
+        let server = Server::start(&[])?;
+        let room = "or-6";
+        let whip = format!("{}/whip/{room}", server.url);
+        let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join(&server.url, room, &server.token(room, Role::Operator, "mixer"), 1)?;
+        for round in 0..2 {
+            let before = viewer.video();
+            let publisher = gst_publisher(&whip, &server.token(room, Role::Encoder, "enc"), &["--width", "320", "--height", "180"])?;
+            wait_for(&format!("feed {round} decoded by webrtcbin"), Duration::from_secs(60), || {
+                (viewer.video() >= before + 30).then_some(())
+            })
+            .map_err(|e| anyhow::anyhow!("{e}: video {}, audio {}", viewer.video(), viewer.audio()))?;
+            assert!(publisher.terminate()?.success());
+            wait_for("the encoder to leave", Duration::from_secs(10), || (count(&server, "encoder") == Some(0.0)).then_some(()))?;
+        }
+        viewer.stop()?;
+        Ok(())
+    }
+
+    #[test]
     fn join_leave_cycles_leave_nothing_behind() -> Result<()> {
         let server = Server::start(&[])?;
         let room = "or-4";
