@@ -24,6 +24,36 @@ use gstreamer_webrtc as gst_webrtc;
 
 use crate::publisher::{ecdsa_certificate, with_fingerprint};
 
+/// How far behind live viewers are, traded against robustness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsPreset {
+    /// 6 s segments: players start about three segments behind, ~20–30 s.
+    Quality,
+    /// 2 s segments: under about 6–8 s behind live.
+    LowLatency,
+}
+
+impl HlsPreset {
+    /// Segment length in seconds.
+    pub fn segment_seconds(self) -> u32 {
+        match self {
+            HlsPreset::Quality => 6,
+            HlsPreset::LowLatency => 2,
+        }
+    }
+}
+
+impl std::str::FromStr for HlsPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "quality" => Ok(HlsPreset::Quality),
+            "low-latency" => Ok(HlsPreset::LowLatency),
+            _ => Err(format!("unknown HLS preset {s:?}; use quality or low-latency")),
+        }
+    }
+}
+
 /// How the program is made.
 #[derive(Debug, Clone)]
 pub struct ProgramOptions {
@@ -38,8 +68,8 @@ pub struct ProgramOptions {
     /// HLS segment length, seconds; the GOP is this long, so every segment starts
     /// with a keyframe.
     pub segment_seconds: u32,
-    /// Segments listed in the live playlist.
-    pub playlist_length: u32,
+    /// How far back a viewer can go (the playlist lists this much), seconds.
+    pub dvr_window_secs: u32,
     /// Where the playlist and segments are written.
     pub hls_dir: PathBuf,
     /// Commentators the program can show (receive m-line pairs beyond the feed's).
@@ -53,8 +83,8 @@ impl Default for ProgramOptions {
             height: 720,
             fps: 30,
             video_bitrate: 3_000_000,
-            segment_seconds: 6,
-            playlist_length: 10,
+            segment_seconds: HlsPreset::Quality.segment_seconds(),
+            dvr_window_secs: 2 * 3600,
             hls_dir: PathBuf::from("data/hls/demo"),
             commentator_slots: 4,
         }
@@ -70,9 +100,11 @@ pub struct ProgramStats {
     pub video_inputs: AtomicU64,
 }
 
-/// A running program pipeline; stopped (set to `Null`) on drop.
+/// A running program pipeline; stopped (set to `Null`) on drop. [`Program::finish`]
+/// also closes the playlist.
 pub struct Program {
     pipeline: gst::Pipeline,
+    playlist: PathBuf,
     webrtc: gst::Element,
     fingerprint: String,
     /// Counters.
@@ -96,6 +128,7 @@ impl Program {
         std::fs::create_dir_all(&o.hls_dir).map_err(|e| ProgramError(format!("cannot create {}: {e}", o.hls_dir.display())))?;
         let dir = o.hls_dir.display().to_string().replace('"', "");
         let gop = o.fps * o.segment_seconds;
+        let playlist_length = (o.dvr_window_secs / o.segment_seconds.max(1)).max(3);
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-compat \
              compositor name=mix background=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
@@ -112,8 +145,8 @@ impl Program {
             fps = o.fps,
             kbps = o.video_bitrate / 1000,
             seg = o.segment_seconds,
-            len = o.playlist_length,
-            files = o.playlist_length + 5,
+            len = playlist_length,
+            files = playlist_length + 5,
         );
         let pipeline = gst::parse::launch(&desc)
             .map_err(|e| ProgramError(format!("cannot build the program pipeline: {e}")))?
@@ -164,7 +197,7 @@ impl Program {
             }
         }
         pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
-        Ok(Program { pipeline, webrtc, fingerprint, stats })
+        Ok(Program { pipeline, playlist: o.hls_dir.join("index.m3u8"), webrtc, fingerprint, stats })
     }
 
     /// The SDP offer to send as the participant's first offer.
@@ -209,6 +242,24 @@ impl Program {
         self.webrtc.emit_by_name::<()>("set-local-description", &[&answer, &p]);
         p.wait();
         Ok(with_fingerprint(&answer.sdp().as_text().map_err(err)?, &self.fingerprint))
+    }
+
+    /// Ends the program for good: stops the pipeline and marks the playlist complete
+    /// (`#EXT-X-ENDLIST`), so it stays playable as VOD.
+    pub fn finish(self) -> Result<(), ProgramError> {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        let text = std::fs::read_to_string(&self.playlist).map_err(|e| ProgramError(format!("cannot read the playlist: {e}")))?;
+        if !text.contains("#EXT-X-ENDLIST") {
+            let mut text = text;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str("#EXT-X-ENDLIST\n");
+            // Written whole, then renamed: a player never reads half a playlist.
+            let tmp = self.playlist.with_extension("m3u8.tmp");
+            std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.playlist)).map_err(|e| ProgramError(format!("cannot close the playlist: {e}")))?;
+        }
+        Ok(())
     }
 
     /// The first pipeline error, if any, without waiting.
@@ -319,4 +370,26 @@ fn link_audio(pipeline: &gst::Pipeline, src: &gst::Pad) -> Result<(), String> {
     bin.sync_state_with_parent().map_err(|e| e.to_string())?;
     src.link(&bin.static_pad("sink").ok_or("no sink")?).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets() {
+        assert_eq!("quality".parse::<HlsPreset>().unwrap().segment_seconds(), 6);
+        assert_eq!("low-latency".parse::<HlsPreset>().unwrap().segment_seconds(), 2);
+        assert!("fast".parse::<HlsPreset>().is_err());
+    }
+
+    #[test]
+    fn layout_puts_the_feed_full_frame_and_tiles_along_the_bottom() {
+        let mut l = Layout { width: 1280, height: 720, tiles: 0 };
+        assert_eq!(l.place(), (0, 0, 1280, 720, 1));
+        let (x1, y1, w1, h1, z1) = l.place();
+        let (x2, y2, ..) = l.place();
+        assert_eq!((w1, h1, z1), (256, 144, 2));
+        assert!(y1 + h1 <= 720 && y1 == y2 && x2 > x1 + w1 - 1);
+    }
 }

@@ -31,7 +31,13 @@ impl Compositor {
                 let mut backoff = Duration::from_millis(500);
                 while !s.load(Ordering::SeqCst) {
                     match session(&url, &room, &token, &opts, &s) {
-                        Ok(()) => break,
+                        Ok(program) => {
+                            // Stopped for good: the playlist becomes VOD.
+                            if let Err(e) = program.finish() {
+                                tracing::warn!(error = %e, "compositor: playlist not closed");
+                            }
+                            break;
+                        }
                         Err(e) => tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "compositor session ended"),
                     }
                     let until = std::time::Instant::now() + backoff;
@@ -60,7 +66,7 @@ fn send(ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std:
     Ok(())
 }
 
-fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &AtomicBool) -> Result<()> {
+fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &AtomicBool) -> Result<Program> {
     let program = Program::start(opts)?;
     let (mut ws, _) = tungstenite::connect(url).with_context(|| format!("cannot reach {url}"))?;
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
@@ -101,5 +107,5 @@ fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &Ato
         }
     }
     let _ = send(&mut ws, &ClientMessage::Leave);
-    Ok(())
+    Ok(program)
 }

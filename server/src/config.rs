@@ -32,6 +32,24 @@ pub struct Config {
     pub connect_timeout_secs: u64,
     /// Default room policy.
     pub room: RoomConfig,
+    /// The program's HLS output.
+    pub program: ProgramConfig,
+}
+
+/// The program's HLS output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgramConfig {
+    /// `quality` (6 s segments) or `low-latency` (2 s segments).
+    pub preset: String,
+    /// How far back viewers can go, seconds.
+    pub dvr_window_secs: u32,
+}
+
+impl Default for ProgramConfig {
+    fn default() -> Self {
+        ProgramConfig { preset: "quality".into(), dvr_window_secs: 7200 }
+    }
 }
 
 /// Room defaults.
@@ -74,6 +92,7 @@ impl Default for Config {
             log_format: "text".into(),
             connect_timeout_secs: 20,
             room: RoomConfig::default(),
+            program: ProgramConfig::default(),
         }
     }
 }
@@ -123,6 +142,12 @@ pub struct ConfigArgs {
     /// Least milliseconds between keyframe requests to one track.
     #[arg(long, env = "CASECAST_ROOM_KEYFRAME_INTERVAL_MS")]
     pub room_keyframe_interval_ms: Option<u64>,
+    /// Program HLS preset: quality or low-latency.
+    #[arg(long, env = "CASECAST_PROGRAM_PRESET")]
+    pub program_preset: Option<String>,
+    /// How far back viewers of the program can go, seconds.
+    #[arg(long, env = "CASECAST_PROGRAM_DVR_WINDOW_SECS")]
+    pub program_dvr_window_secs: Option<u32>,
 }
 
 impl ConfigArgs {
@@ -147,7 +172,9 @@ impl ConfigArgs {
              room_commentator_max_fps => room.commentator_max_fps,
              room_commentator_max_bitrate => room.commentator_max_bitrate,
              room_max_participants => room.max_participants,
-             room_keyframe_interval_ms => room.keyframe_interval_ms);
+             room_keyframe_interval_ms => room.keyframe_interval_ms,
+             program_preset => program.preset,
+             program_dvr_window_secs => program.dvr_window_secs);
         if self.public_url.is_some() {
             c.public_url = self.public_url.clone();
         }
@@ -174,7 +201,26 @@ impl Config {
             bail!("the token secret must be at least 16 characters");
         }
         self.advertise_ips()?;
+        self.hls_preset()?;
+        if self.program.dvr_window_secs < 30 {
+            bail!("program.dvr_window_secs must be at least 30");
+        }
         Ok(())
+    }
+
+    /// The program's HLS preset.
+    pub fn hls_preset(&self) -> anyhow::Result<casecast_actors::program::HlsPreset> {
+        self.program.preset.parse().map_err(|e: String| anyhow::anyhow!("program.preset: {e}"))
+    }
+
+    /// Program options for a room.
+    pub fn program_options(&self, room: &str) -> anyhow::Result<casecast_actors::program::ProgramOptions> {
+        Ok(casecast_actors::program::ProgramOptions {
+            hls_dir: self.data_dir.join("hls").join(room),
+            segment_seconds: self.hls_preset()?.segment_seconds(),
+            dvr_window_secs: self.program.dvr_window_secs,
+            ..Default::default()
+        })
     }
 
     /// The base URL for links.

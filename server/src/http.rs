@@ -14,6 +14,9 @@ mod assets {
     pub const ROOM: &str = include_str!("../../web/room.html");
     pub const ROOM_JS: &str = include_str!("../../web/room.js");
     pub const STYLE: &str = include_str!("../../web/style.css");
+    pub const WATCH: &str = include_str!("../../web/watch.html");
+    pub const WATCH_JS: &str = include_str!("../../web/watch.js");
+    pub const HLS_JS: &str = include_str!("../../web/vendor/hls.light.min.js");
 }
 
 /// A plain-text error body, for HTTP clients and humans.
@@ -52,10 +55,16 @@ async fn room_page() -> HttpResponse {
     page(assets::ROOM)
 }
 
+async fn watch_page() -> HttpResponse {
+    page(assets::WATCH)
+}
+
 async fn asset(name: web::Path<String>) -> HttpResponse {
     let (body, ct) = match name.as_str() {
         "room.js" => (assets::ROOM_JS, "text/javascript; charset=utf-8"),
+        "watch.js" => (assets::WATCH_JS, "text/javascript; charset=utf-8"),
         "style.css" => (assets::STYLE, "text/css; charset=utf-8"),
+        "vendor/hls.light.min.js" => (assets::HLS_JS, "text/javascript; charset=utf-8"),
         _ => return error_response(StatusCode::NOT_FOUND, "no such asset"),
     };
     HttpResponse::Ok().content_type(ct).insert_header((header::CACHE_CONTROL, "no-cache")).body(body)
@@ -128,7 +137,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
         .route("/room/{id}", web::get().to(room_page))
-        .route("/assets/{name}", web::get().to(asset))
+        .route("/watch/{room}", web::get().to(watch_page))
+        .route("/assets/{name:.*}", web::get().to(asset))
         .route("/ws", web::get().to(ws::ws))
         .route("/hls/{room}/{file}", web::get().to(hls))
         .service(

@@ -83,6 +83,12 @@ enum Cmd {
         /// Directory for the playlist and segments.
         #[arg(long)]
         hls_dir: std::path::PathBuf,
+        /// HLS preset: quality (6 s segments) or low-latency (2 s).
+        #[arg(long, default_value = "quality")]
+        preset: casecast_actors::program::HlsPreset,
+        /// How far back viewers can go.
+        #[arg(long, default_value = "2h", value_parser = parse_duration)]
+        dvr_window: Duration,
         /// Stop after this long (default: until Ctrl-C).
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
@@ -159,9 +165,14 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Compositor { url, room, token, hls_dir, duration } => {
+        Cmd::Compositor { url, room, token, hls_dir, preset, dvr_window, duration } => {
             init_logs("text");
-            let opts = casecast_actors::program::ProgramOptions { hls_dir, ..Default::default() };
+            let opts = casecast_actors::program::ProgramOptions {
+                hls_dir,
+                segment_seconds: preset.segment_seconds(),
+                dvr_window_secs: u32::try_from(dvr_window.as_secs()).unwrap_or(u32::MAX),
+                ..Default::default()
+            };
             let compositor = compositor::Compositor::start(&url, &room, &token, opts);
             wait_for_signal_or(duration);
             drop(compositor);
@@ -362,10 +373,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             feed = Some(TestPatternPublisher::start(opts, HttpWhip::new(whip_url, enc.clone()))?);
             if program {
                 let op = key.mint(&room, Role::Operator, "program", now, 30 * 86400);
-                let opts = casecast_actors::program::ProgramOptions {
-                    hls_dir: config.data_dir.join("hls").join(&room),
-                    ..Default::default()
-                };
+                let opts = config.program_options(&room)?;
                 program_mixer = Some(compositor::Compositor::start(&local, &room, &op, opts));
             }
             let c1 = key.mint(&room, Role::Commentator, "Dr. Demo", now, 86400);

@@ -184,6 +184,11 @@ impl Server {
         Ok(())
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self._dir.0
+    }
+
     /// A token for `room`.
     pub fn token(&self, room: &str, role: Role, name: &str) -> String {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();

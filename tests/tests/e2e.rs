@@ -450,25 +450,14 @@ mod media {
     }
 }
 
-#[test]
-fn the_demo_program_is_written_as_hls_and_served() -> Result<()> {
-    // The compositor joins the room over the signaling (webrtcbin), mixes it and
-    // writes HLS; the server serves it.
-    let server = Server::demo(&[])?;
-    let playlist = format!("{}/hls/demo/index.m3u8", server.url);
-    let segments = |text: &str| text.lines().filter(|l| l.ends_with(".ts")).map(str::to_string).collect::<Vec<_>>();
-    let first = wait_for("two HLS segments", Duration::from_secs(90), || {
-        let (code, text) = http_get(&playlist).ok()?;
-        let s = segments(&text);
-        (code == 200 && s.len() >= 2).then_some(s)
-    })?;
-    // The playlist advances.
-    wait_for("a newer segment", Duration::from_secs(30), || {
-        let (_, text) = http_get(&playlist).ok()?;
-        segments(&text).into_iter().any(|s| !first.contains(&s)).then_some(())
-    })?;
-    // A segment is a playable H.264 + AAC transport stream at the program's size and rate.
-    let resp = ureq::get(&format!("{}/hls/demo/{}", server.url, first[1])).call()?;
+/// The segments a playlist lists.
+fn segments(text: &str) -> Vec<String> {
+    text.lines().filter(|l| l.ends_with(".ts")).map(str::to_string).collect()
+}
+
+/// ffprobe's view of a segment: (video line, audio line, decoded video frames).
+fn probe_segment(server: &Server, name: &str) -> Result<(String, String, u32)> {
+    let resp = ureq::get(&format!("{}/hls/demo/{name}", server.url)).call()?;
     assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("video/mp2t"));
     let dir = TempDir::new("hls");
     let seg = dir.0.join("seg.ts");
@@ -477,17 +466,57 @@ fn the_demo_program_is_written_as_hls_and_served() -> Result<()> {
         .args(["-v", "error", "-count_frames", "-show_entries", "stream=codec_name,width,height,avg_frame_rate,nb_read_frames", "-of", "compact"])
         .arg(&seg)
         .output()?;
-    let probe = String::from_utf8_lossy(&out.stdout);
-    assert!(probe.contains("codec_name=h264|width=1280|height=720|avg_frame_rate=30/1"), "{probe}");
-    assert!(probe.contains("codec_name=aac"), "{probe}");
-    let frames: u32 = probe
-        .lines()
-        .find(|l| l.contains("h264"))
-        .and_then(|l| l.split("nb_read_frames=").nth(1))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(frames >= 150, "a 6 s segment holds about 180 frames, got {frames}");
-    let (code, _) = http_get(&format!("{}/hls/demo/..%2Fsecret", server.url))?;
-    assert_eq!(code, 404);
+    let probe = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = |codec: &str| probe.lines().find(|l| l.contains(codec)).unwrap_or("").to_string();
+    let (video, audio) = (line("h264"), line("aac"));
+    let frames = video.split("nb_read_frames=").nth(1).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    Ok((video, audio, frames))
+}
+
+#[test]
+fn the_demo_program_is_written_as_hls_and_served() -> Result<()> {
+    // The compositor joins the room over the signaling (webrtcbin), mixes it and
+    // writes HLS; the server serves it. Both presets; the playlist ends as VOD.
+    for (preset, seconds) in [("low-latency", 2u32), ("quality", 6)] {
+        let mut server = Server::demo(&["--program-preset", preset])?;
+        let playlist = format!("{}/hls/demo/index.m3u8", server.url);
+        let first = wait_for("two HLS segments", Duration::from_secs(90), || {
+            let (code, text) = http_get(&playlist).ok()?;
+            let s = segments(&text);
+            (code == 200 && s.len() >= 2).then_some((s, text))
+        })?;
+        assert!(first.1.contains(&format!("#EXT-X-TARGETDURATION:{seconds}")), "{preset}: {}", first.1);
+        // The playlist advances.
+        wait_for("a newer segment", Duration::from_secs(30), || {
+            let (_, text) = http_get(&playlist).ok()?;
+            segments(&text).into_iter().any(|s| !first.0.contains(&s)).then_some(())
+        })?;
+        // A segment is playable H.264 + AAC at the program's size and rate, one GOP long.
+        let (video, audio, frames) = probe_segment(&server, &first.0[1])?;
+        assert!(video.contains("codec_name=h264|width=1280|height=720|avg_frame_rate=30/1"), "{video}");
+        assert!(audio.contains("codec_name=aac"), "{audio}");
+        let expected = 30 * seconds;
+        assert!(frames >= expected * 8 / 10 && frames <= expected * 12 / 10, "{preset}: {frames} frames, expected about {expected}");
+        let (code, _) = http_get(&format!("{}/hls/demo/..%2Fsecret", server.url))?;
+        assert_eq!(code, 404);
+        // The event ends: the playlist is closed and stays playable as VOD.
+        assert!(server.terminate()?.success());
+        let text = std::fs::read_to_string(server.data_dir().join("hls/demo/index.m3u8"))?;
+        assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"), "{preset}: {text}");
+        assert!(segments(&text).len() >= 3);
+    }
+    Ok(())
+}
+
+#[test]
+fn chromium_plays_the_program_on_the_watch_page() -> Result<()> {
+    let server = Server::demo(&["--program-preset", "low-latency"])?;
+    let page = Browser::start()?;
+    page.goto(&format!("{}/watch/demo", server.url))?;
+    let time = |b: &Browser| b.eval("return document.getElementById('video').currentTime").ok().and_then(|v| v.as_f64());
+    let first = wait_for("the program to play", Duration::from_secs(90), || time(&page).filter(|&t| t > 1.0))?;
+    wait_for("playback to advance", Duration::from_secs(30), || time(&page).filter(|&t| t > first + 2.0))?;
+    let status = page.eval("return document.getElementById('status').textContent")?;
+    assert!(status.as_str().is_some_and(|s| s == "live" || s.contains("behind live")), "{status}");
     Ok(())
 }
