@@ -34,6 +34,7 @@ mod participant;
 pub mod program;
 pub mod publisher;
 pub mod room;
+pub mod rtmp;
 mod sfu;
 pub mod udp;
 

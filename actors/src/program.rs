@@ -23,6 +23,8 @@ use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 
 use crate::publisher::{ecdsa_certificate, with_fingerprint};
+use crate::rtmp::{Packet, RtmpOutput, RtmpState};
+use gstreamer_app as gst_app;
 
 /// How far behind live viewers are, traded against robustness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,8 @@ pub struct ProgramOptions {
     pub hls_dir: PathBuf,
     /// Commentators the program can show (receive m-line pairs beyond the feed's).
     pub commentator_slots: usize,
+    /// RTMP receivers to push to (primary, backup); none by default.
+    pub rtmp_urls: Vec<String>,
 }
 
 impl Default for ProgramOptions {
@@ -87,6 +91,7 @@ impl Default for ProgramOptions {
             dvr_window_secs: 2 * 3600,
             hls_dir: PathBuf::from("data/hls/demo"),
             commentator_slots: 4,
+            rtmp_urls: Vec::new(),
         }
     }
 }
@@ -109,6 +114,7 @@ pub struct Program {
     fingerprint: String,
     /// Counters.
     pub stats: Arc<ProgramStats>,
+    rtmp: Vec<Arc<RtmpOutput>>,
 }
 
 /// Why the program could not start or negotiate.
@@ -133,9 +139,10 @@ impl Program {
             "webrtcbin name=webrtc bundle-policy=max-compat \
              compositor name=mix background=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
                ! queue max-size-buffers=3 ! x264enc name=venc tune=zerolatency speed-preset=veryfast bitrate={kbps} \
-                 key-int-max={gop} bframes=0 ! video/x-h264,profile=main ! h264parse ! queue ! hls.video \
+                 key-int-max={gop} bframes=0 ! video/x-h264,profile=main ! h264parse ! tee name=vtee ! queue ! hls.video \
              audiomixer name=amix ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
-               ! aacparse ! queue ! hls.audio \
+               ! aacparse ! tee name=atee ! queue ! hls.audio \
+             {rtmp_branches}
              hlssink2 name=hls location=\"{dir}/segment%05d.ts\" playlist-location=\"{dir}/index.m3u8\" \
                target-duration={seg} playlist-length={len} max-files={files} \
              videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! mix. \
@@ -147,6 +154,16 @@ impl Program {
             seg = o.segment_seconds,
             len = playlist_length,
             files = playlist_length + 5,
+            rtmp_branches = if o.rtmp_urls.is_empty() {
+                String::new()
+            } else {
+                // FLV wants AVC and raw AAC; HLS (MPEG-TS) takes the streams as they are.
+                "vtee. ! queue leaky=downstream max-size-buffers=120 ! h264parse \
+                   ! video/x-h264,stream-format=avc,alignment=au ! appsink name=vsink sync=false drop=true max-buffers=120 \
+                 atee. ! queue leaky=downstream max-size-buffers=200 ! aacparse \
+                   ! audio/mpeg,stream-format=raw ! appsink name=asink sync=false drop=true max-buffers=200 "
+                    .to_string()
+            },
         );
         let pipeline = gst::parse::launch(&desc)
             .map_err(|e| ProgramError(format!("cannot build the program pipeline: {e}")))?
@@ -196,8 +213,24 @@ impl Program {
                     webrtc.emit_by_name("add-transceiver", &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps]);
             }
         }
+        let rtmp: Vec<Arc<RtmpOutput>> = o.rtmp_urls.iter().map(|u| Arc::new(RtmpOutput::start(u))).collect();
+        for (name, video) in [("vsink", true), ("asink", false)] {
+            let Some(sink) = pipeline.by_name(name).and_then(|e| e.downcast::<gst_app::AppSink>().ok()) else { continue };
+            let outputs = rtmp.clone();
+            sink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        for out in &outputs {
+                            out.push(Packet { video, sample: sample.clone() });
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        }
         pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
-        Ok(Program { pipeline, playlist: o.hls_dir.join("index.m3u8"), webrtc, fingerprint, stats })
+        Ok(Program { pipeline, playlist: o.hls_dir.join("index.m3u8"), webrtc, fingerprint, stats, rtmp })
     }
 
     /// The SDP offer to send as the participant's first offer.
@@ -242,6 +275,11 @@ impl Program {
         self.webrtc.emit_by_name::<()>("set-local-description", &[&answer, &p]);
         p.wait();
         Ok(with_fingerprint(&answer.sdp().as_text().map_err(err)?, &self.fingerprint))
+    }
+
+    /// Each RTMP output's URL and state.
+    pub fn rtmp_states(&self) -> Vec<(String, RtmpState)> {
+        self.rtmp.iter().map(|o| (o.url.clone(), o.state())).collect()
     }
 
     /// Ends the program for good: stops the pipeline and marks the playlist complete

@@ -44,11 +44,13 @@ pub struct ProgramConfig {
     pub preset: String,
     /// How far back viewers can go, seconds.
     pub dvr_window_secs: u32,
+    /// RTMP receivers the program is pushed to (primary, backup).
+    pub rtmp: Vec<String>,
 }
 
 impl Default for ProgramConfig {
     fn default() -> Self {
-        ProgramConfig { preset: "quality".into(), dvr_window_secs: 7200 }
+        ProgramConfig { preset: "quality".into(), dvr_window_secs: 7200, rtmp: Vec::new() }
     }
 }
 
@@ -148,6 +150,9 @@ pub struct ConfigArgs {
     /// How far back viewers of the program can go, seconds.
     #[arg(long, env = "CASECAST_PROGRAM_DVR_WINDOW_SECS")]
     pub program_dvr_window_secs: Option<u32>,
+    /// RTMP URLs to push the program to, comma-separated (primary, backup).
+    #[arg(long, env = "CASECAST_PROGRAM_RTMP", value_delimiter = ',')]
+    pub program_rtmp: Option<Vec<String>>,
 }
 
 impl ConfigArgs {
@@ -174,7 +179,8 @@ impl ConfigArgs {
              room_max_participants => room.max_participants,
              room_keyframe_interval_ms => room.keyframe_interval_ms,
              program_preset => program.preset,
-             program_dvr_window_secs => program.dvr_window_secs);
+             program_dvr_window_secs => program.dvr_window_secs,
+             program_rtmp => program.rtmp);
         if self.public_url.is_some() {
             c.public_url = self.public_url.clone();
         }
@@ -205,6 +211,12 @@ impl Config {
         if self.program.dvr_window_secs < 30 {
             bail!("program.dvr_window_secs must be at least 30");
         }
+        if self.program.rtmp.len() > 2 {
+            bail!("program.rtmp takes at most two URLs (primary and backup)");
+        }
+        if let Some(u) = self.program.rtmp.iter().find(|u| !(u.starts_with("rtmp://") || u.starts_with("rtmps://"))) {
+            bail!("program.rtmp: {u:?} is not an rtmp:// or rtmps:// URL");
+        }
         Ok(())
     }
 
@@ -219,6 +231,7 @@ impl Config {
             hls_dir: self.data_dir.join("hls").join(room),
             segment_seconds: self.hls_preset()?.segment_seconds(),
             dvr_window_secs: self.program.dvr_window_secs,
+            rtmp_urls: self.program.rtmp.clone(),
             ..Default::default()
         })
     }

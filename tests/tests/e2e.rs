@@ -520,3 +520,45 @@ fn chromium_plays_the_program_on_the_watch_page() -> Result<()> {
     assert!(status.as_str().is_some_and(|s| s == "live" || s.contains("behind live")), "{status}");
     Ok(())
 }
+
+/// `ffmpeg -listen 1` as an RTMP receiver, writing what it gets to `out`.
+fn rtmp_receiver(port: u16, out: &std::path::Path) -> Result<Proc> {
+    let child = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-listen", "1", "-timeout", "120", "-i"])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/program"))
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    Ok(Proc(child))
+}
+
+fn file_size(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn the_program_is_pushed_over_rtmp_and_reconnects_when_the_receiver_restarts() -> Result<()> {
+    let dir = TempDir::new("rtmp");
+    let port = free_tcp_port();
+    let (first, second) = (dir.0.join("first.flv"), dir.0.join("second.flv"));
+    let receiver = rtmp_receiver(port, &first)?;
+    let url = format!("rtmp://127.0.0.1:{port}/live/program");
+    let _server = Server::demo(&["--program-preset", "low-latency", "--program-rtmp", &url])?;
+    wait_for("the receiver to get the program", Duration::from_secs(90), || (file_size(&first) > 500_000).then_some(()))?;
+
+    // The receiver goes away and comes back: the push reconnects by itself.
+    drop(receiver);
+    let _receiver = rtmp_receiver(port, &second)?;
+    wait_for("the push to reconnect", Duration::from_secs(60), || (file_size(&second) > 500_000).then_some(()))?;
+
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name,width,height,avg_frame_rate", "-of", "compact"])
+        .arg(&first)
+        .output()?;
+    let probe = String::from_utf8_lossy(&out.stdout);
+    assert!(probe.contains("codec_name=h264|width=1280|height=720|avg_frame_rate=30/1"), "{probe}");
+    assert!(probe.contains("codec_name=aac"), "{probe}");
+    Ok(())
+}
