@@ -38,6 +38,13 @@ pub enum ParticipantEvent {
         /// Which track each new m-line carries.
         tracks: Vec<(String, TrackDesc)>,
     },
+    /// A track now arrives on an m-line the peer offered for receiving.
+    Bound {
+        /// The m-line.
+        mid: String,
+        /// The track.
+        track: TrackDesc,
+    },
     /// ICE+DTLS connected (true) or lost (false).
     Connection(bool),
     /// The participant ended; the reason is for logs and the client.
@@ -400,6 +407,7 @@ impl ParticipantActor {
                 let (mid, _) = self.free_mids.remove(pos);
                 self.outbound[i].state = OutState::Open(mid);
                 self.room.do_send(WantKeyframe(self.outbound[i].track.id));
+                let _ = self.events.send(ParticipantEvent::Bound { mid: mid.to_string(), track: self.outbound[i].track.clone() });
             }
         }
     }

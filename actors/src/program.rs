@@ -115,6 +115,7 @@ pub struct Program {
     /// Counters.
     pub stats: Arc<ProgramStats>,
     rtmp: Vec<Arc<RtmpOutput>>,
+    layout: Arc<Mutex<Layout>>,
 }
 
 /// Why the program could not start or negotiate.
@@ -190,7 +191,7 @@ impl Program {
                 gst::PadProbeReturn::Ok
             });
         }
-        let layout = Arc::new(Mutex::new(Layout { width: o.width, height: o.height, tiles: 0 }));
+        let layout = Arc::new(Mutex::new(Layout::new(o.width, o.height)));
         let (weak, s, l) = (pipeline.downgrade(), stats.clone(), layout.clone());
         let (w, h, fps) = (o.width, o.height, o.fps);
         webrtc.connect_pad_added(move |_, pad| {
@@ -230,7 +231,7 @@ impl Program {
             );
         }
         pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
-        Ok(Program { pipeline, playlist: o.hls_dir.join("index.m3u8"), webrtc, fingerprint, stats, rtmp })
+        Ok(Program { pipeline, playlist: o.hls_dir.join("index.m3u8"), webrtc, fingerprint, stats, rtmp, layout })
     }
 
     /// The SDP offer to send as the participant's first offer.
@@ -275,6 +276,11 @@ impl Program {
         self.webrtc.emit_by_name::<()>("set-local-description", &[&answer, &p]);
         p.wait();
         Ok(with_fingerprint(&answer.sdp().as_text().map_err(err)?, &self.fingerprint))
+    }
+
+    /// The server bound a track to one of the program's m-lines.
+    pub fn bind(&self, mid: &str, feed: bool) {
+        self.layout.lock().unwrap().roles.insert(mid.to_string(), feed);
     }
 
     /// Each RTMP output's URL and state.
@@ -322,21 +328,31 @@ struct Layout {
     width: u32,
     height: u32,
     tiles: u32,
+    feeds: u32,
+    /// m-line → is it the surgery feed (from the server's `track_bound`).
+    roles: std::collections::HashMap<String, bool>,
 }
 
 impl Layout {
-    /// (x, y, w, h, zorder) for the next video input.
-    fn place(&mut self) -> (i32, i32, i32, i32, u32) {
+    fn new(width: u32, height: u32) -> Self {
+        Layout { width, height, tiles: 0, feeds: 0, roles: Default::default() }
+    }
+
+    /// (x, y, w, h, zorder) for the next video input. The feed fills the frame, a
+    /// returning feed on top of the frozen last frame of the old one; commentators
+    /// are tiles along the bottom, above the feed.
+    fn place(&mut self, feed: bool) -> (i32, i32, i32, i32, u32) {
+        if feed {
+            self.feeds += 1;
+            return (0, 0, self.width as i32, self.height as i32, self.feeds);
+        }
         let n = self.tiles;
         self.tiles += 1;
-        if n == 0 {
-            return (0, 0, self.width as i32, self.height as i32, 1);
-        }
         let tw = (self.width / 5) as i32;
         let th = tw * 9 / 16;
         let margin = (self.width / 80) as i32;
-        let x = margin + (n as i32 - 1) * (tw + margin);
-        (x, self.height as i32 - th - margin, tw, th, 2)
+        let x = margin + n as i32 * (tw + margin);
+        (x, self.height as i32 - th - margin, tw, th, 1000 + n)
     }
 }
 
@@ -347,6 +363,10 @@ fn add_input(
     layout: &Arc<Mutex<Layout>>,
     (w, h, fps): (u32, u32, u32),
 ) -> Result<(), String> {
+    // Which m-line this is, to know whether it carries the feed.
+    let mid = pad
+        .property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver")
+        .and_then(|t| t.property::<Option<String>>("mid"));
     let dec = gst::ElementFactory::make("decodebin").build().map_err(|e| e.to_string())?;
     pipeline.add(&dec).map_err(|e| e.to_string())?;
     dec.sync_state_with_parent().map_err(|e| e.to_string())?;
@@ -357,7 +377,11 @@ fn add_input(
         let Some(pipeline) = weak.upgrade() else { return };
         let video = dpad.current_caps().is_some_and(|c| c.to_string().starts_with("video"));
         let r = if video {
-            let place = layout.lock().unwrap().place();
+            let place = {
+                let mut l = layout.lock().unwrap();
+                let feed = mid.as_ref().and_then(|m| l.roles.get(m).copied()).unwrap_or(false);
+                l.place(feed)
+            };
             link_video(&pipeline, dpad, place, fps).map(|_| {
                 stats.video_inputs.fetch_add(1, Ordering::Relaxed);
             })
@@ -423,11 +447,13 @@ mod tests {
 
     #[test]
     fn layout_puts_the_feed_full_frame_and_tiles_along_the_bottom() {
-        let mut l = Layout { width: 1280, height: 720, tiles: 0 };
-        assert_eq!(l.place(), (0, 0, 1280, 720, 1));
-        let (x1, y1, w1, h1, z1) = l.place();
-        let (x2, y2, ..) = l.place();
-        assert_eq!((w1, h1, z1), (256, 144, 2));
+        let mut l = Layout::new(1280, 720);
+        assert_eq!(l.place(true), (0, 0, 1280, 720, 1));
+        let (x1, y1, w1, h1, z1) = l.place(false);
+        let (x2, y2, ..) = l.place(false);
+        assert_eq!((w1, h1), (256, 144));
+        assert!(z1 > 1, "tiles above the feed");
         assert!(y1 + h1 <= 720 && y1 == y2 && x2 > x1 + w1 - 1);
+        assert_eq!(l.place(true).4, 2, "a returning feed covers the old one");
     }
 }

@@ -95,6 +95,11 @@ fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &Ato
                 send(&mut ws, &ClientMessage::Offer { sdp: program.offer()? })?;
             }
             ServerMessage::Answer { sdp } => program.set_answer(&sdp)?,
+            ServerMessage::TrackBound { track } => {
+                if let Some(mid) = &track.mid {
+                    program.bind(mid, track.source == casecast_signaling::TrackSource::Feed);
+                }
+            }
             ServerMessage::Offer { sdp, tracks } => {
                 // More tracks than the offered slots: take the offer so the session
                 // stays healthy (those tracks are not mixed yet).

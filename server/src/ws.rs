@@ -73,6 +73,7 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
             sdp,
             tracks: tracks.into_iter().map(|(mid, t)| track_info(&t, Some(mid))).collect(),
         },
+        ParticipantEvent::Bound { mid, track } => ServerMessage::TrackBound { track: track_info(&track, Some(mid)) },
         ParticipantEvent::Connection(up) => ServerMessage::Connection { state: if up { "connected" } else { "disconnected" }.into() },
         ParticipantEvent::Closed(_) => return None,
     })

@@ -107,6 +107,12 @@ pub enum ServerMessage {
         /// The track.
         track: TrackInfo,
     },
+    /// A track now arrives on an m-line the client offered for receiving (no
+    /// offer follows); `track.mid` names the m-line.
+    TrackBound {
+        /// The track, with its m-line.
+        track: TrackInfo,
+    },
     /// A track ended.
     TrackRemoved {
         /// Which.

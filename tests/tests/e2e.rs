@@ -562,3 +562,59 @@ fn the_program_is_pushed_over_rtmp_and_reconnects_when_the_receiver_restarts() -
     assert!(probe.contains("codec_name=aac"), "{probe}");
     Ok(())
 }
+
+/// A segment's frames, scaled down to 64×36 grey.
+fn grey_frames(seg: &std::path::Path) -> Vec<Vec<u8>> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(seg)
+        .args(["-vf", "scale=64:36,format=gray", "-f", "rawvideo", "-"])
+        .output();
+    out.map(|o| o.stdout.chunks_exact(64 * 36).map(<[u8]>::to_vec).collect()).unwrap_or_default()
+}
+
+/// True if a segment shows a live picture: not black, and moving.
+fn shows_live_feed(seg: &std::path::Path) -> bool {
+    let frames = grey_frames(seg);
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else { return false };
+    let mean = last.iter().map(|&v| v as u64).sum::<u64>() / last.len() as u64;
+    let diff: u64 = first.iter().zip(last).map(|(a, b)| a.abs_diff(*b) as u64).sum();
+    mean > 50 && diff > 64 * 36 * 4
+}
+
+#[test]
+fn the_program_keeps_going_while_the_feed_drops_and_shows_it_again() -> Result<()> {
+    let server = Server::start(&[])?;
+    let room = "or-9";
+    let hls = TempDir::new("program");
+    let playlist = hls.0.join("index.m3u8");
+    let _compositor = Proc(
+        std::process::Command::new(casecast_bin())
+            .args(["compositor", "--url", &server.url, "--room", room, "--preset", "low-latency"])
+            .args(["--token", &server.token(room, Role::Operator, "program")])
+            .arg("--hls-dir")
+            .arg(&hls.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let whip = format!("{}/whip/{room}", server.url);
+    let listed = || segments(&std::fs::read_to_string(&playlist).unwrap_or_default());
+    let latest_is_live = || listed().last().is_some_and(|s| shows_live_feed(&hls.0.join(s)));
+
+    let publisher = gst_publisher(&whip, &server.token(room, Role::Encoder, "enc"), &["--width", "640", "--height", "360"])?;
+    wait_for("the program to show the feed", Duration::from_secs(90), || latest_is_live().then_some(()))?;
+
+    // The feed drops: the program goes on, segment after segment.
+    assert!(publisher.terminate()?.success());
+    let before = listed().len();
+    wait_for("8 s of program without the feed", Duration::from_secs(40), || (listed().len() >= before + 4).then_some(()))?;
+
+    // It comes back, and the program shows it live again.
+    let _publisher = gst_publisher(&whip, &server.token(room, Role::Encoder, "enc"), &["--width", "640", "--height", "360"])?;
+    let back = listed().len();
+    wait_for("the program to show the returning feed", Duration::from_secs(60), || {
+        (listed().len() > back && latest_is_live()).then_some(())
+    })?;
+    Ok(())
+}
