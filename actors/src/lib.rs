@@ -113,6 +113,9 @@ pub enum RoomEvent {
     TrackAdded(TrackDesc),
     /// A track ended.
     TrackRemoved(TrackId),
+    /// The operator set the program's layout (sent to operators: the compositor
+    /// is one).
+    ProgramLayout(String),
     /// Someone muted or unmuted.
     Muted {
         /// Who.

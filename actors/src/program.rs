@@ -278,6 +278,14 @@ impl Program {
         Ok(with_fingerprint(&answer.sdp().as_text().map_err(err)?, &self.fingerprint))
     }
 
+    /// Switches the layout while live.
+    pub fn set_layout(&self, kind: LayoutKind) {
+        let mut l = self.layout.lock().unwrap();
+        l.kind = kind;
+        l.apply();
+        tracing::info!(layout = ?kind, "program layout");
+    }
+
     /// The server bound a track to one of the program's m-lines.
     pub fn bind(&self, mid: &str, feed: bool) {
         self.layout.lock().unwrap().roles.insert(mid.to_string(), feed);
@@ -322,37 +330,122 @@ impl Drop for Program {
     }
 }
 
-/// Where inputs go: the first video input (the feed) fills the frame; later ones
-/// are picture-in-picture tiles along the bottom.
+/// How the program arranges its sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutKind {
+    /// The surgery feed alone.
+    SurgeryOnly,
+    /// The feed full frame, commentators as tiles along the bottom.
+    Pip,
+    /// The feed on the left two thirds, commentators stacked on the right.
+    SideBySide,
+    /// Everyone in an equal grid, the feed first.
+    Grid,
+}
+
+impl std::str::FromStr for LayoutKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "surgery_only" => Ok(LayoutKind::SurgeryOnly),
+            "pip" => Ok(LayoutKind::Pip),
+            "side_by_side" => Ok(LayoutKind::SideBySide),
+            "grid" => Ok(LayoutKind::Grid),
+            _ => Err(format!("unknown layout {s:?}; use surgery_only, pip, side_by_side or grid")),
+        }
+    }
+}
+
+/// A rectangle on the program and whether it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    x: i32,
+    y: i32,
+    w: i32,
+    h: i32,
+    z: u32,
+    visible: bool,
+}
+
+/// The video inputs and where each goes. Pure: `places` computes, `apply` sets the
+/// compositor pads.
 struct Layout {
     width: u32,
     height: u32,
-    tiles: u32,
-    feeds: u32,
+    kind: LayoutKind,
+    /// Compositor pads with whether they carry the feed, in arrival order.
+    inputs: Vec<(Option<gst::Pad>, bool)>,
     /// m-line → is it the surgery feed (from the server's `track_bound`).
     roles: std::collections::HashMap<String, bool>,
 }
 
 impl Layout {
     fn new(width: u32, height: u32) -> Self {
-        Layout { width, height, tiles: 0, feeds: 0, roles: Default::default() }
+        Layout { width, height, kind: LayoutKind::Pip, inputs: Vec::new(), roles: Default::default() }
     }
 
-    /// (x, y, w, h, zorder) for the next video input. The feed fills the frame, a
-    /// returning feed on top of the frozen last frame of the old one; commentators
-    /// are tiles along the bottom, above the feed.
-    fn place(&mut self, feed: bool) -> (i32, i32, i32, i32, u32) {
-        if feed {
-            self.feeds += 1;
-            return (0, 0, self.width as i32, self.height as i32, self.feeds);
+    /// Where each input goes. Only the newest feed is shown (a returning feed
+    /// replaces the frozen last frame of the old one).
+    fn places(&self) -> Vec<Place> {
+        let (w, h) = (self.width as i32, self.height as i32);
+        let newest_feed = self.inputs.iter().rposition(|(_, feed)| *feed);
+        let hidden = Place { x: 0, y: 0, w: 16, h: 9, z: 0, visible: false };
+        let commentators: Vec<usize> = (0..self.inputs.len()).filter(|&i| !self.inputs[i].1).collect();
+        let mut out = vec![hidden; self.inputs.len()];
+        let full = Place { x: 0, y: 0, w, h, z: 1, visible: true };
+        match self.kind {
+            LayoutKind::SurgeryOnly => {
+                if let Some(f) = newest_feed {
+                    out[f] = full;
+                }
+            }
+            LayoutKind::Pip => {
+                if let Some(f) = newest_feed {
+                    out[f] = full;
+                }
+                let (tw, margin) = (w / 5, w / 80);
+                let th = tw * 9 / 16;
+                for (n, &i) in commentators.iter().enumerate().take(4) {
+                    let n = n as i32;
+                    out[i] = Place { x: margin + n * (tw + margin), y: h - th - margin, w: tw, h: th, z: 2, visible: true };
+                }
+            }
+            LayoutKind::SideBySide => {
+                let (fw, fh) = (w * 2 / 3, w * 2 / 3 * 9 / 16);
+                if let Some(f) = newest_feed {
+                    out[f] = Place { x: 0, y: (h - fh) / 2, w: fw, h: fh, z: 1, visible: true };
+                }
+                let (tw, th) = (w - fw, (w - fw) * 9 / 16);
+                for (n, &i) in commentators.iter().enumerate().take(3) {
+                    out[i] = Place { x: fw, y: n as i32 * th, w: tw, h: th, z: 2, visible: true };
+                }
+            }
+            LayoutKind::Grid => {
+                let order: Vec<usize> = newest_feed.into_iter().chain(commentators.iter().copied().take(8)).collect();
+                let n = order.len().max(1) as i32;
+                let cols = (1..=3).find(|c| c * c >= n).unwrap_or(3);
+                let rows = (n + cols - 1) / cols;
+                let (cw, ch) = (w / cols, h / rows);
+                for (k, &i) in order.iter().enumerate() {
+                    let k = k as i32;
+                    out[i] = Place { x: (k % cols) * cw, y: (k / cols) * ch, w: cw, h: ch, z: 1, visible: true };
+                }
+            }
         }
-        let n = self.tiles;
-        self.tiles += 1;
-        let tw = (self.width / 5) as i32;
-        let th = tw * 9 / 16;
-        let margin = (self.width / 80) as i32;
-        let x = margin + n as i32 * (tw + margin);
-        (x, self.height as i32 - th - margin, tw, th, 1000 + n)
+        out
+    }
+
+    /// Sets every compositor pad to its place (live: the output never stops).
+    fn apply(&self) {
+        for ((pad, _), p) in self.inputs.iter().zip(self.places()) {
+            let Some(pad) = pad else { continue };
+            pad.set_property("xpos", p.x);
+            pad.set_property("ypos", p.y);
+            pad.set_property("width", p.w);
+            pad.set_property("height", p.h);
+            pad.set_property("zorder", p.z);
+            pad.set_property("alpha", if p.visible { 1.0f64 } else { 0.0 });
+        }
     }
 }
 
@@ -377,12 +470,11 @@ fn add_input(
         let Some(pipeline) = weak.upgrade() else { return };
         let video = dpad.current_caps().is_some_and(|c| c.to_string().starts_with("video"));
         let r = if video {
-            let place = {
+            link_video(&pipeline, dpad, fps).map(|sink| {
                 let mut l = layout.lock().unwrap();
                 let feed = mid.as_ref().and_then(|m| l.roles.get(m).copied()).unwrap_or(false);
-                l.place(feed)
-            };
-            link_video(&pipeline, dpad, place, fps).map(|_| {
+                l.inputs.push((Some(sink), feed));
+                l.apply();
                 stats.video_inputs.fetch_add(1, Ordering::Relaxed);
             })
         } else {
@@ -396,11 +488,13 @@ fn add_input(
     Ok(())
 }
 
-fn link_video(pipeline: &gst::Pipeline, src: &gst::Pad, (x, y, tw, th, z): (i32, i32, i32, i32, u32), fps: u32) -> Result<(), String> {
+/// Links a decoded video input to a new compositor pad (placed by [`Layout`]; the
+/// compositor scales it to its place, so a layout switch needs no relinking).
+fn link_video(pipeline: &gst::Pipeline, src: &gst::Pad, fps: u32) -> Result<gst::Pad, String> {
     let bin = gst::parse::bin_from_description(
         &format!(
-            "queue max-size-buffers=2 leaky=downstream ! videoconvert ! videoscale ! videorate \
-             ! capsfilter caps=\"video/x-raw,format=I420,width={tw},height={th},framerate={fps}/1\""
+            "queue max-size-buffers=2 leaky=downstream ! videoconvert ! videorate \
+             ! capsfilter caps=\"video/x-raw,format=I420,framerate={fps}/1\""
         ),
         true,
     )
@@ -408,15 +502,11 @@ fn link_video(pipeline: &gst::Pipeline, src: &gst::Pad, (x, y, tw, th, z): (i32,
     pipeline.add(&bin).map_err(|e| e.to_string())?;
     let mix = pipeline.by_name("mix").ok_or("no compositor")?;
     let sink = mix.request_pad_simple("sink_%u").ok_or("no compositor pad")?;
-    sink.set_property("xpos", x);
-    sink.set_property("ypos", y);
-    sink.set_property("width", tw);
-    sink.set_property("height", th);
-    sink.set_property("zorder", z);
+    sink.set_property("alpha", 0.0f64);
     bin.static_pad("src").ok_or("no src")?.link(&sink).map_err(|e| e.to_string())?;
     bin.sync_state_with_parent().map_err(|e| e.to_string())?;
     src.link(&bin.static_pad("sink").ok_or("no sink")?).map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(sink)
 }
 
 fn link_audio(pipeline: &gst::Pipeline, src: &gst::Pad) -> Result<(), String> {
@@ -446,14 +536,28 @@ mod tests {
     }
 
     #[test]
-    fn layout_puts_the_feed_full_frame_and_tiles_along_the_bottom() {
+    fn layouts_place_the_feed_and_the_commentators() {
         let mut l = Layout::new(1280, 720);
-        assert_eq!(l.place(true), (0, 0, 1280, 720, 1));
-        let (x1, y1, w1, h1, z1) = l.place(false);
-        let (x2, y2, ..) = l.place(false);
-        assert_eq!((w1, h1), (256, 144));
-        assert!(z1 > 1, "tiles above the feed");
-        assert!(y1 + h1 <= 720 && y1 == y2 && x2 > x1 + w1 - 1);
-        assert_eq!(l.place(true).4, 2, "a returning feed covers the old one");
+        l.inputs = vec![(None, true), (None, false), (None, false)];
+        let p = l.places();
+        assert_eq!((p[0].w, p[0].h, p[0].visible), (1280, 720, true), "pip: feed full frame");
+        assert!(p[1].visible && p[1].w == 256 && p[1].y + p[1].h <= 720 && p[1].z > p[0].z);
+        l.kind = LayoutKind::SurgeryOnly;
+        let p = l.places();
+        assert!(p[0].visible && !p[1].visible && !p[2].visible);
+        l.kind = LayoutKind::SideBySide;
+        let p = l.places();
+        assert_eq!((p[0].x, p[0].w), (0, 853));
+        assert!(p[1].x >= 853 && p[2].y >= p[1].y + p[1].h);
+        l.kind = LayoutKind::Grid;
+        let p = l.places();
+        assert_eq!((p[0].w, p[0].h), (640, 360), "three sources: a 2×2 grid");
+        assert_eq!((p[2].x, p[2].y), (0, 360));
+        // A returning feed replaces the old one.
+        l.inputs.push((None, true));
+        l.kind = LayoutKind::Pip;
+        let p = l.places();
+        assert!(!p[0].visible && p[3].visible && p[3].w == 1280);
+        assert!("grid".parse::<LayoutKind>().is_ok() && "mosaic".parse::<LayoutKind>().is_err());
     }
 }

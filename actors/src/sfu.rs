@@ -110,6 +110,13 @@ impl Sfu {
         out
     }
 
+    /// Tells the operators of an open room (the compositor among them) the program's
+    /// layout; `None` if the room is not open, else how many were told.
+    pub async fn program_layout(&self, room: &str, layout: &str) -> Option<usize> {
+        let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
+        addr.send(crate::room::ProgramLayout(layout.to_string())).await.ok()
+    }
+
     /// Routes in the media socket's table, for leak checks: (by ufrag, by address).
     pub fn route_count(&self) -> (usize, usize) {
         self.inner.udp.route_count()

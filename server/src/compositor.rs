@@ -95,6 +95,10 @@ fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &Ato
                 send(&mut ws, &ClientMessage::Offer { sdp: program.offer()? })?;
             }
             ServerMessage::Answer { sdp } => program.set_answer(&sdp)?,
+            ServerMessage::ProgramLayout { layout } => match layout.parse() {
+                Ok(kind) => program.set_layout(kind),
+                Err(e) => tracing::warn!(error = %e, "compositor: layout ignored"),
+            },
             ServerMessage::TrackBound { track } => {
                 if let Some(mid) = &track.mid {
                     program.bind(mid, track.source == casecast_signaling::TrackSource::Feed);

@@ -95,6 +95,44 @@ async fn hls(path: web::Path<(String, String)>, state: web::Data<AppState>) -> H
     }
 }
 
+/// `POST /api/rooms/{room}/program` `{"layout": "grid"}` with an operator token:
+/// switches the program's layout while live.
+async fn program(
+    req: actix_web::HttpRequest,
+    room: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let room = room.into_inner();
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(casecast_signaling::whip::bearer_token);
+    match state.authorize(token, &room, &[casecast_signaling::Role::Operator]) {
+        Ok(_) => {}
+        Err(crate::state::AccessError::Unauthorized(m)) => return error_response(StatusCode::UNAUTHORIZED, &m),
+        Err(crate::state::AccessError::Forbidden(m)) => return error_response(StatusCode::FORBIDDEN, &m),
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        layout: String,
+    }
+    let layout = match serde_json::from_slice::<Body>(&body) {
+        Ok(b) => b.layout,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("expected {{\"layout\": \"…\"}}: {e}")),
+    };
+    if let Err(e) = layout.parse::<casecast_actors::program::LayoutKind>() {
+        return error_response(StatusCode::BAD_REQUEST, &e);
+    }
+    match state.sfu.program_layout(&room, &layout).await {
+        None => error_response(StatusCode::NOT_FOUND, &format!("room {room:?} is not open")),
+        Some(0) => error_response(StatusCode::CONFLICT, "no compositor is in the room"),
+        Some(_) => HttpResponse::Accepted().json(serde_json::json!({ "layout": layout })),
+    }
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
@@ -141,6 +179,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/assets/{name:.*}", web::get().to(asset))
         .route("/ws", web::get().to(ws::ws))
         .route("/hls/{room}/{file}", web::get().to(hls))
+        .service(web::resource("/api/rooms/{room}/program").app_data(web::PayloadConfig::new(4096)).route(web::post().to(program)))
         .service(
             web::resource("/whip/{room}")
                 .wrap(whip::cors())

@@ -118,6 +118,12 @@ pub enum ServerMessage {
         /// Which.
         track_id: String,
     },
+    /// The operator set the program's layout (sent to operators; the compositor
+    /// applies it).
+    ProgramLayout {
+        /// `surgery_only`, `pip`, `side_by_side` or `grid`.
+        layout: String,
+    },
     /// A participant muted or unmuted a track.
     Muted {
         /// Who.

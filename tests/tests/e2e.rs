@@ -618,3 +618,44 @@ fn the_program_keeps_going_while_the_feed_drops_and_shows_it_again() -> Result<(
     })?;
     Ok(())
 }
+
+/// Mean grey level of a frame's columns `x0..x1` (64×36 frames).
+fn mean_of_columns(frame: &[u8], x0: usize, x1: usize) -> u64 {
+    let vals: Vec<u64> = (0..36).flat_map(|y| (x0..x1).map(move |x| (y, x))).map(|(y, x)| frame[y * 64 + x] as u64).collect();
+    vals.iter().sum::<u64>() / vals.len() as u64
+}
+
+#[test]
+fn the_operator_switches_the_layout_while_live() -> Result<()> {
+    let server = Server::demo(&["--program-preset", "low-latency"])?;
+    let hls = server.data_dir().join("hls/demo");
+    let listed = || segments(&std::fs::read_to_string(hls.join("index.m3u8")).unwrap_or_default());
+    let right_third = |seg: &str| grey_frames(&hls.join(seg)).last().map(|f| mean_of_columns(f, 44, 64));
+    wait_for("the program to show the feed full frame", Duration::from_secs(90), || {
+        listed().last().and_then(|s| right_third(s)).filter(|&m| m > 60).map(|_| ())
+    })?;
+
+    let api = format!("{}/api/rooms/demo/program", server.url);
+    let op = format!("Bearer {}", server.token("demo", Role::Operator, "desk"));
+    let json = ("Content-Type", "application/json");
+    let (s, _, _) = http_post(&api, &[json], br#"{"layout":"side_by_side"}"#)?;
+    assert_eq!(s, 401);
+    let viewer = format!("Bearer {}", server.token("demo", Role::Viewer, "v"));
+    assert_eq!(http_post(&api, &[json, ("Authorization", &viewer)], br#"{"layout":"grid"}"#)?.0, 403);
+    let (s, _, body) = http_post(&api, &[json, ("Authorization", &op)], br#"{"layout":"mosaic"}"#)?;
+    assert_eq!(s, 400);
+    assert!(body.contains("side_by_side"), "names the layouts: {body}");
+    let other = format!("Bearer {}", server.token("nowhere", Role::Operator, "desk"));
+    let url = format!("{}/api/rooms/nowhere/program", server.url);
+    assert_eq!(http_post(&url, &[json, ("Authorization", &other)], br#"{"layout":"grid"}"#)?.0, 404);
+
+    let before = listed().len();
+    let (s, _, body) = http_post(&api, &[json, ("Authorization", &op)], br#"{"layout":"side_by_side"}"#)?;
+    assert_eq!(s, 202, "{body}");
+    // Segments keep coming, and the feed now leaves the right third empty.
+    wait_for("the new layout in the program", Duration::from_secs(30), || {
+        let l = listed();
+        (l.len() > before + 1 && right_third(l.last()?)? < 30).then_some(())
+    })?;
+    Ok(())
+}

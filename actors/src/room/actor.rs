@@ -13,7 +13,7 @@ use crate::participant::{
     AddSubscriber, Notice, ParticipantActor, RemoveSubscriber, SendKeyframeRequest, SubscribeTrack,
     UnsubscribeTrack,
 };
-use crate::{MediaKind, Member, PeerInfo, TrackDesc, TrackSource};
+use crate::{MediaKind, Member, PeerInfo, RoomEvent, TrackDesc, TrackSource};
 
 pub(crate) type RoomRegistry = Mutex<HashMap<String, Addr<RoomActor>>>;
 
@@ -215,5 +215,23 @@ impl Handler<MemberCount> for RoomActor {
     type Result = usize;
     fn handle(&mut self, _: MemberCount, _: &mut Context<Self>) -> usize {
         self.core.len()
+    }
+}
+
+/// The operator sets the program's layout; passed on to the room's operators.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ProgramLayout(pub String);
+
+impl Handler<ProgramLayout> for RoomActor {
+    type Result = usize;
+    fn handle(&mut self, msg: ProgramLayout, _: &mut Context<Self>) -> usize {
+        let to = self.core.members_with_role("operator");
+        for id in &to {
+            if let Some(a) = self.members.get(id) {
+                a.do_send(Notice(RoomEvent::ProgramLayout(msg.0.clone())));
+            }
+        }
+        to.len()
     }
 }

@@ -250,6 +250,11 @@ impl RoomCore {
         fire.then(|| RoomOutput::RequestKeyframe(self.tracks[&id].clone()))
     }
 
+    /// The members with a role.
+    pub fn members_with_role(&self, role: &str) -> Vec<ParticipantId> {
+        self.members.iter().filter(|(_, m)| m.info.role == role).map(|(&id, _)| id).collect()
+    }
+
     /// A member muted or unmuted.
     pub fn mute(&mut self, id: ParticipantId, kind: MediaKind, muted: bool) -> Vec<RoomOutput> {
         if !self.members.contains_key(&id) {
