@@ -78,6 +78,10 @@ pub struct ProgramOptions {
     pub commentator_slots: usize,
     /// RTMP receivers to push to (primary, backup); none by default.
     pub rtmp_urls: Vec<String>,
+    /// Where the program is recorded as MP4 files (none: not recorded).
+    pub recording_dir: Option<PathBuf>,
+    /// Length of one recorded file, seconds.
+    pub recording_split_secs: u32,
 }
 
 impl Default for ProgramOptions {
@@ -92,6 +96,8 @@ impl Default for ProgramOptions {
             hls_dir: PathBuf::from("data/hls/demo"),
             commentator_slots: 4,
             rtmp_urls: Vec::new(),
+            recording_dir: None,
+            recording_split_secs: 600,
         }
     }
 }
@@ -132,7 +138,9 @@ impl Program {
     /// until sources arrive).
     pub fn start(o: &ProgramOptions) -> Result<Program, ProgramError> {
         gst::init().map_err(err)?;
-        std::fs::create_dir_all(&o.hls_dir).map_err(|e| ProgramError(format!("cannot create {}: {e}", o.hls_dir.display())))?;
+        for d in std::iter::once(&o.hls_dir).chain(o.recording_dir.as_ref()) {
+            std::fs::create_dir_all(d).map_err(|e| ProgramError(format!("cannot create {}: {e}", d.display())))?;
+        }
         let dir = o.hls_dir.display().to_string().replace('"', "");
         let gop = o.fps * o.segment_seconds;
         let playlist_length = (o.dvr_window_secs / o.segment_seconds.max(1)).max(3);
@@ -143,7 +151,7 @@ impl Program {
                  key-int-max={gop} bframes=0 ! video/x-h264,profile=main ! h264parse ! tee name=vtee ! queue ! hls.video \
              audiomixer name=amix ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
                ! aacparse ! tee name=atee ! queue ! hls.audio \
-             {rtmp_branches}
+             {rtmp_branches} {recording_branch} \
              hlssink2 name=hls location=\"{dir}/segment%05d.ts\" playlist-location=\"{dir}/index.m3u8\" \
                target-duration={seg} playlist-length={len} max-files={files} \
              videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! mix. \
@@ -155,6 +163,19 @@ impl Program {
             seg = o.segment_seconds,
             len = playlist_length,
             files = playlist_length + 5,
+            recording_branch = match &o.recording_dir {
+                None => String::new(),
+                // One file per `recording_split_secs`, each cut at a keyframe and
+                // finished (playable) as soon as the next one starts.
+                Some(d) => format!(
+                    "splitmuxsink name=rec async-finalize=true muxer-factory=mp4mux max-size-time={ns} \
+                       location=\"{dir}/program-%05d.mp4\" \
+                     vtee. ! queue ! h264parse ! rec.video \
+                     atee. ! queue ! aacparse ! rec.audio_%u ",
+                    ns = u64::from(o.recording_split_secs) * 1_000_000_000,
+                    dir = d.display().to_string().replace('"', ""),
+                ),
+            },
             rtmp_branches = if o.rtmp_urls.is_empty() {
                 String::new()
             } else {

@@ -46,11 +46,15 @@ pub struct ProgramConfig {
     pub dvr_window_secs: u32,
     /// RTMP receivers the program is pushed to (primary, backup).
     pub rtmp: Vec<String>,
+    /// Record the program as MP4 files under `<data_dir>/recordings/<room>/`.
+    pub recording: bool,
+    /// Length of one recorded file, seconds.
+    pub recording_split_secs: u32,
 }
 
 impl Default for ProgramConfig {
     fn default() -> Self {
-        ProgramConfig { preset: "quality".into(), dvr_window_secs: 7200, rtmp: Vec::new() }
+        ProgramConfig { preset: "quality".into(), dvr_window_secs: 7200, rtmp: Vec::new(), recording: true, recording_split_secs: 600 }
     }
 }
 
@@ -153,6 +157,12 @@ pub struct ConfigArgs {
     /// RTMP URLs to push the program to, comma-separated (primary, backup).
     #[arg(long, env = "CASECAST_PROGRAM_RTMP", value_delimiter = ',')]
     pub program_rtmp: Option<Vec<String>>,
+    /// Record the program as MP4 files.
+    #[arg(long, env = "CASECAST_PROGRAM_RECORDING")]
+    pub program_recording: Option<bool>,
+    /// Length of one recorded file, seconds.
+    #[arg(long, env = "CASECAST_PROGRAM_RECORDING_SPLIT_SECS")]
+    pub program_recording_split_secs: Option<u32>,
 }
 
 impl ConfigArgs {
@@ -180,7 +190,9 @@ impl ConfigArgs {
              room_keyframe_interval_ms => room.keyframe_interval_ms,
              program_preset => program.preset,
              program_dvr_window_secs => program.dvr_window_secs,
-             program_rtmp => program.rtmp);
+             program_rtmp => program.rtmp,
+             program_recording => program.recording,
+             program_recording_split_secs => program.recording_split_secs);
         if self.public_url.is_some() {
             c.public_url = self.public_url.clone();
         }
@@ -211,6 +223,9 @@ impl Config {
         if self.program.dvr_window_secs < 30 {
             bail!("program.dvr_window_secs must be at least 30");
         }
+        if self.program.recording_split_secs < 5 {
+            bail!("program.recording_split_secs must be at least 5");
+        }
         if self.program.rtmp.len() > 2 {
             bail!("program.rtmp takes at most two URLs (primary and backup)");
         }
@@ -232,6 +247,8 @@ impl Config {
             segment_seconds: self.hls_preset()?.segment_seconds(),
             dvr_window_secs: self.program.dvr_window_secs,
             rtmp_urls: self.program.rtmp.clone(),
+            recording_dir: self.program.recording.then(|| self.data_dir.join("recordings").join(room)),
+            recording_split_secs: self.program.recording_split_secs,
             ..Default::default()
         })
     }

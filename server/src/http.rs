@@ -74,8 +74,7 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
 /// never cached (it changes every segment); segments never change once written.
 async fn hls(path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
     let (room, file) = path.into_inner();
-    let safe = |s: &str| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !s.starts_with('.');
-    if !safe(&room) || !safe(&file) {
+    if !safe_name(&room) || !safe_name(&file) {
         return error_response(StatusCode::NOT_FOUND, "no such file");
     }
     let (ct, cache) = if file.ends_with(".m3u8") {
@@ -95,6 +94,63 @@ async fn hls(path: web::Path<(String, String)>, state: web::Data<AppState>) -> H
     }
 }
 
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per request
+fn operator(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<(), HttpResponse> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(casecast_signaling::whip::bearer_token);
+    match state.authorize(token, room, &[casecast_signaling::Role::Operator]) {
+        Ok(_) => Ok(()),
+        Err(crate::state::AccessError::Unauthorized(m)) => Err(error_response(StatusCode::UNAUTHORIZED, &m)),
+        Err(crate::state::AccessError::Forbidden(m)) => Err(error_response(StatusCode::FORBIDDEN, &m)),
+    }
+}
+
+/// `GET /api/rooms/{room}/recordings` (operator token): the room's recorded files.
+async fn recordings(req: actix_web::HttpRequest, room: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let room = room.into_inner();
+    if let Err(r) = operator(&req, &state, &room) {
+        return r;
+    }
+    let mut files = Vec::new();
+    if let Ok(mut dir) = tokio::fs::read_dir(state.recordings_root.join(&room)).await {
+        while let Ok(Some(e)) = dir.next_entry().await {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let (true, Ok(meta)) = (name.ends_with(".mp4"), e.metadata().await) {
+                files.push(serde_json::json!({
+                    "name": name,
+                    "bytes": meta.len(),
+                    "url": format!("/api/rooms/{room}/recordings/{name}"),
+                }));
+            }
+        }
+    }
+    files.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    HttpResponse::Ok().json(serde_json::json!({ "room": room, "recordings": files }))
+}
+
+/// `GET /api/rooms/{room}/recordings/{file}` (operator token): one recorded file.
+async fn recording(req: actix_web::HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
+    let (room, file) = path.into_inner();
+    if let Err(r) = operator(&req, &state, &room) {
+        return r;
+    }
+    if !safe_name(&room) || !safe_name(&file) || !file.ends_with(".mp4") {
+        return error_response(StatusCode::NOT_FOUND, "no such recording");
+    }
+    match tokio::fs::read(state.recordings_root.join(&room).join(&file)).await {
+        Ok(body) => HttpResponse::Ok().content_type("video/mp4").body(body),
+        Err(_) => error_response(StatusCode::NOT_FOUND, "no such recording"),
+    }
+}
+
+/// A file or room name that cannot leave its directory.
+fn safe_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// `POST /api/rooms/{room}/program` `{"layout": "grid"}` with an operator token:
 /// switches the program's layout while live.
 async fn program(
@@ -104,15 +160,8 @@ async fn program(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let room = room.into_inner();
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(casecast_signaling::whip::bearer_token);
-    match state.authorize(token, &room, &[casecast_signaling::Role::Operator]) {
-        Ok(_) => {}
-        Err(crate::state::AccessError::Unauthorized(m)) => return error_response(StatusCode::UNAUTHORIZED, &m),
-        Err(crate::state::AccessError::Forbidden(m)) => return error_response(StatusCode::FORBIDDEN, &m),
+    if let Err(r) = operator(&req, &state, &room) {
+        return r;
     }
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -179,6 +228,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/assets/{name:.*}", web::get().to(asset))
         .route("/ws", web::get().to(ws::ws))
         .route("/hls/{room}/{file}", web::get().to(hls))
+        .route("/api/rooms/{room}/recordings", web::get().to(recordings))
+        .route("/api/rooms/{room}/recordings/{file}", web::get().to(recording))
         .service(web::resource("/api/rooms/{room}/program").app_data(web::PayloadConfig::new(4096)).route(web::post().to(program)))
         .service(
             web::resource("/whip/{room}")

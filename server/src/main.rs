@@ -334,6 +334,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             policy: config.room_policy(),
             resources: Mutex::new(Default::default()),
             hls_root: config.data_dir.join("hls"),
+            recordings_root: config.data_dir.join("recordings"),
         });
         let st = state.clone();
         let server = actix_web::HttpServer::new(move || {

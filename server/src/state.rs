@@ -20,6 +20,8 @@ pub struct AppState {
     pub resources: Mutex<HashMap<String, Resource>>,
     /// Where programs' HLS is written, one directory per room.
     pub hls_root: std::path::PathBuf,
+    /// Where programs are recorded, one directory per room.
+    pub recordings_root: std::path::PathBuf,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.

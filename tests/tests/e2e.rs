@@ -659,3 +659,39 @@ fn the_operator_switches_the_layout_while_live() -> Result<()> {
     })?;
     Ok(())
 }
+
+#[test]
+fn the_program_is_recorded_as_mp4_files_listed_per_event() -> Result<()> {
+    let server = Server::demo(&["--program-preset", "low-latency", "--program-recording-split-secs", "5"])?;
+    let list = format!("{}/api/rooms/demo/recordings", server.url);
+    let op = format!("Bearer {}", server.token("demo", Role::Operator, "desk"));
+    let get = |url: &str, auth: &str| -> Option<(u16, Vec<u8>)> {
+        let mut r = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent().get(url).header("Authorization", auth).call().ok()?;
+        Some((r.status().as_u16(), r.body_mut().read_to_vec().ok()?))
+    };
+    // A file is finished when the next one starts.
+    let files = wait_for("two recorded files", Duration::from_secs(90), || {
+        let (code, body) = get(&list, &op)?;
+        let v: Value = serde_json::from_slice(&body).ok()?;
+        let files = v["recordings"].as_array()?.clone();
+        (code == 200 && files.len() >= 2).then_some(files)
+    })?;
+    let viewer = format!("Bearer {}", server.token("demo", Role::Viewer, "v"));
+    assert_eq!(get(&list, &viewer).map(|r| r.0), Some(403));
+    let url = format!("{}{}", server.url, files[0]["url"].as_str().unwrap());
+    let (code, mp4) = get(&url, &op).unwrap();
+    assert_eq!(code, 200);
+    let dir = TempDir::new("rec");
+    let path = dir.0.join("first.mp4");
+    std::fs::write(&path, mp4)?;
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name,width,height:format=duration", "-of", "compact"])
+        .arg(&path)
+        .output()?;
+    let probe = String::from_utf8_lossy(&out.stdout);
+    assert!(probe.contains("codec_name=h264|width=1280|height=720"), "{probe}");
+    assert!(probe.contains("codec_name=aac"), "{probe}");
+    let duration: f64 = probe.lines().find_map(|l| l.strip_prefix("format|duration=")).and_then(|d| d.trim().parse().ok()).unwrap_or(0.0);
+    assert!((3.0..=12.0).contains(&duration), "a split file lasts about 5 s: {duration}");
+    Ok(())
+}
