@@ -27,6 +27,27 @@ pub struct Metrics {
     pub dropped: IntCounterVec,
     /// Time from a frame's last packet arriving to its copies being written out.
     pub forward_latency: Histogram,
+    /// The program's metrics, by room.
+    pub program: ProgramMetrics,
+}
+
+/// The program's (compositor's) metrics, labelled by room.
+#[derive(Clone)]
+pub struct ProgramMetrics {
+    /// Program frames encoded.
+    pub frames: IntCounterVec,
+    /// Program frames per second over the last second.
+    pub fps: prometheus::GaugeVec,
+    /// Frames the program should have made but did not (late or dropped).
+    pub dropped_frames: IntCounterVec,
+    /// Encoder output bitrate over the last second, bits/s.
+    pub encoder_bitrate: prometheus::GaugeVec,
+    /// HLS segments written.
+    pub hls_segments: IntCounterVec,
+    /// 1 while an output (hls, rtmp URL) works, else 0.
+    pub output_up: IntGaugeVec,
+    /// Viewers' playlist requests.
+    pub playlist_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -77,6 +98,44 @@ impl Metrics {
         ] {
             registry.register(m).expect("metric names are unique");
         }
+        let room = &["room"];
+        let program = ProgramMetrics {
+            frames: IntCounterVec::new(Opts::new("casecast_program_frames_total", "Program frames encoded"), room).unwrap(),
+            fps: prometheus::GaugeVec::new(Opts::new("casecast_program_fps", "Program frames per second"), room).unwrap(),
+            dropped_frames: IntCounterVec::new(
+                Opts::new("casecast_program_dropped_frames_total", "Program frames late or dropped"),
+                room,
+            )
+            .unwrap(),
+            encoder_bitrate: prometheus::GaugeVec::new(
+                Opts::new("casecast_program_encoder_bitrate_bps", "Program encoder output bitrate"),
+                room,
+            )
+            .unwrap(),
+            hls_segments: IntCounterVec::new(Opts::new("casecast_program_hls_segments_total", "HLS segments written"), room)
+                .unwrap(),
+            output_up: IntGaugeVec::new(
+                Opts::new("casecast_program_output_up", "1 while a program output works"),
+                &["room", "output"],
+            )
+            .unwrap(),
+            playlist_requests: IntCounterVec::new(
+                Opts::new("casecast_hls_playlist_requests_total", "Viewers' HLS playlist requests"),
+                room,
+            )
+            .unwrap(),
+        };
+        for m in [
+            Box::new(program.frames.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(program.fps.clone()),
+            Box::new(program.dropped_frames.clone()),
+            Box::new(program.encoder_bitrate.clone()),
+            Box::new(program.hls_segments.clone()),
+            Box::new(program.output_up.clone()),
+            Box::new(program.playlist_requests.clone()),
+        ] {
+            registry.register(m).expect("metric names are unique");
+        }
         for role in ["encoder", "commentator", "viewer", "operator"] {
             participants.with_label_values(&[role]).set(0);
         }
@@ -94,6 +153,7 @@ impl Metrics {
             keyframe_requests,
             dropped,
             forward_latency,
+            program,
         }
     }
 }

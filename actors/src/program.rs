@@ -107,6 +107,10 @@ impl Default for ProgramOptions {
 pub struct ProgramStats {
     /// Video frames encoded.
     pub frames: AtomicU64,
+    /// Encoded video bytes.
+    pub bytes: AtomicU64,
+    /// HLS segments written.
+    pub segments: AtomicU64,
     /// Video inputs decoding now.
     pub video_inputs: AtomicU64,
 }
@@ -207,8 +211,11 @@ impl Program {
         let stats = Arc::new(ProgramStats::default());
         if let Some(pad) = pipeline.by_name("venc").and_then(|e| e.static_pad("src")) {
             let s = stats.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 s.frames.fetch_add(1, Ordering::Relaxed);
+                if let Some(b) = info.buffer() {
+                    s.bytes.fetch_add(b.size() as u64, Ordering::Relaxed);
+                }
                 gst::PadProbeReturn::Ok
             });
         }
@@ -335,13 +342,25 @@ impl Program {
         Ok(())
     }
 
-    /// The first pipeline error, if any, without waiting.
+    /// Handles pending bus messages (counting HLS segments); returns the first
+    /// pipeline error, if any, without waiting.
     pub fn error(&self) -> Option<String> {
         let bus = self.pipeline.bus()?;
-        bus.pop_filtered(&[gst::MessageType::Error]).map(|m| match m.view() {
-            gst::MessageView::Error(e) => format!("{} ({:?})", e.error(), e.debug()),
-            _ => String::new(),
-        })
+        while let Some(m) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Element]) {
+            match m.view() {
+                gst::MessageView::Error(e) => return Some(format!("{} ({:?})", e.error(), e.debug())),
+                // hlssink2 writes through a splitmuxsink of its own (the recording
+                // has another): a closed fragment there is a finished segment.
+                gst::MessageView::Element(e)
+                    if e.structure().is_some_and(|s| s.name() == "splitmuxsink-fragment-closed")
+                        && m.src().and_then(|s| s.parent()).is_some_and(|p| p.name() == "hls") =>
+                {
+                    self.stats.segments.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        None
     }
 }
 

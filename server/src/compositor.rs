@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use casecast_actors::metrics::ProgramMetrics;
 use casecast_actors::program::{Program, ProgramOptions};
 use casecast_signaling::{ClientMessage, PROTOCOL_VERSION, ServerMessage};
 
@@ -20,7 +21,7 @@ pub struct Compositor {
 impl Compositor {
     /// Joins `room` at `base_url` (`http://…`) with `token` (role operator) and writes
     /// the program as HLS; reconnects with backoff until stopped.
-    pub fn start(base_url: &str, room: &str, token: &str, opts: ProgramOptions) -> Compositor {
+    pub fn start(base_url: &str, room: &str, token: &str, opts: ProgramOptions, metrics: Option<ProgramMetrics>) -> Compositor {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let url = format!("{}/ws", base_url.trim_end_matches('/').replacen("http", "ws", 1));
@@ -30,7 +31,7 @@ impl Compositor {
             .spawn(move || {
                 let mut backoff = Duration::from_millis(500);
                 while !s.load(Ordering::SeqCst) {
-                    match session(&url, &room, &token, &opts, &s) {
+                    match session(&url, &room, &token, &opts, &s, metrics.as_ref()) {
                         Ok(program) => {
                             // Stopped for good: the playlist becomes VOD.
                             if let Err(e) = program.finish() {
@@ -61,12 +62,67 @@ impl Drop for Compositor {
     }
 }
 
-fn send(ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>, m: &ClientMessage) -> Result<()> {
+fn send(ws: &mut Ws, m: &ClientMessage) -> Result<()> {
     ws.send(tungstenite::Message::text(serde_json::to_string(m)?))?;
     Ok(())
 }
 
-fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &AtomicBool) -> Result<Program> {
+/// Reports the program's counters to Prometheus once a second.
+struct Reporter<'a> {
+    metrics: &'a ProgramMetrics,
+    room: &'a str,
+    fps: u32,
+    last: std::time::Instant,
+    frames: u64,
+    bytes: u64,
+    segments: u64,
+}
+
+impl Reporter<'_> {
+    fn tick(&mut self, program: &Program) {
+        let dt = self.last.elapsed().as_secs_f64();
+        if dt < 1.0 {
+            return;
+        }
+        let (frames, bytes, segments) = (
+            program.stats.frames.load(Ordering::Relaxed),
+            program.stats.bytes.load(Ordering::Relaxed),
+            program.stats.segments.load(Ordering::Relaxed),
+        );
+        let (df, db, ds) = (frames - self.frames, bytes - self.bytes, segments - self.segments);
+        let m = self.metrics;
+        let r = [self.room];
+        m.frames.with_label_values(&r).inc_by(df);
+        m.fps.with_label_values(&r).set(df as f64 / dt);
+        m.encoder_bitrate.with_label_values(&r).set(db as f64 * 8.0 / dt);
+        m.hls_segments.with_label_values(&r).inc_by(ds);
+        let expected = (f64::from(self.fps) * dt).round() as u64;
+        m.dropped_frames.with_label_values(&r).inc_by(expected.saturating_sub(df));
+        m.output_up.with_label_values(&[self.room, "hls"]).set(i64::from(df > 0));
+        for (url, state) in program.rtmp_states() {
+            let up = matches!(state, casecast_actors::rtmp::RtmpState::Live);
+            m.output_up.with_label_values(&[self.room, &url]).set(i64::from(up));
+        }
+        (self.last, self.frames, self.bytes, self.segments) = (std::time::Instant::now(), frames, bytes, segments);
+    }
+
+    fn down(&self, program: &Program) {
+        self.metrics.output_up.with_label_values(&[self.room, "hls"]).set(0);
+        for (url, _) in program.rtmp_states() {
+            self.metrics.output_up.with_label_values(&[self.room, &url]).set(0);
+        }
+        self.metrics.fps.with_label_values(&[self.room]).set(0.0);
+    }
+}
+
+fn session(
+    url: &str,
+    room: &str,
+    token: &str,
+    opts: &ProgramOptions,
+    stop: &AtomicBool,
+    metrics: Option<&ProgramMetrics>,
+) -> Result<Program> {
     let program = Program::start(opts)?;
     let (mut ws, _) = tungstenite::connect(url).with_context(|| format!("cannot reach {url}"))?;
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
@@ -74,13 +130,45 @@ fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &Ato
     }
     send(&mut ws, &ClientMessage::Join { v: PROTOCOL_VERSION, room: room.into(), token: token.into(), name: Some("program".into()) })?;
     let mut ping = std::time::Instant::now();
+    let mut reporter = metrics.map(|metrics| Reporter {
+        metrics,
+        room,
+        fps: opts.fps,
+        last: std::time::Instant::now(),
+        frames: 0,
+        bytes: 0,
+        segments: 0,
+    });
+    let result = run_session(&program, &mut ws, room, stop, &mut ping, reporter.as_mut());
+    if let Some(r) = &reporter {
+        r.down(&program);
+    }
+    result?;
+    let _ = send(&mut ws, &ClientMessage::Leave);
+    Ok(program)
+}
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+fn run_session(
+    program: &Program,
+    ws: &mut Ws,
+    room: &str,
+    stop: &AtomicBool,
+    ping: &mut std::time::Instant,
+    mut reporter: Option<&mut Reporter>,
+) -> Result<()> {
+    let ws = &mut *ws;
     while !stop.load(Ordering::SeqCst) {
         if let Some(e) = program.error() {
             bail!("program pipeline: {e}");
         }
+        if let Some(r) = reporter.as_mut() {
+            r.tick(program);
+        }
         if ping.elapsed() > Duration::from_secs(10) {
-            send(&mut ws, &ClientMessage::Ping)?;
-            ping = std::time::Instant::now();
+            send(ws, &ClientMessage::Ping)?;
+            *ping = std::time::Instant::now();
         }
         let text = match ws.read() {
             Ok(tungstenite::Message::Text(t)) => t.to_string(),
@@ -92,7 +180,7 @@ fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &Ato
         match serde_json::from_str::<ServerMessage>(&text)? {
             ServerMessage::Joined { .. } => {
                 tracing::info!(%room, "compositor joined");
-                send(&mut ws, &ClientMessage::Offer { sdp: program.offer()? })?;
+                send(ws, &ClientMessage::Offer { sdp: program.offer()? })?;
             }
             ServerMessage::Answer { sdp } => program.set_answer(&sdp)?,
             ServerMessage::ProgramLayout { layout } => match layout.parse() {
@@ -108,13 +196,12 @@ fn session(url: &str, room: &str, token: &str, opts: &ProgramOptions, stop: &Ato
                 // More tracks than the offered slots: take the offer so the session
                 // stays healthy (those tracks are not mixed yet).
                 tracing::info!(extra = tracks.len(), "compositor: more tracks than program slots");
-                send(&mut ws, &ClientMessage::Answer { sdp: program.answer(&sdp)? })?;
+                send(ws, &ClientMessage::Answer { sdp: program.answer(&sdp)? })?;
             }
             ServerMessage::Error { code, message } => bail!("server error {code:?}: {message}"),
             ServerMessage::Connection { state } if state == "closed" => bail!("the server ended the compositor's session"),
             _ => {}
         }
     }
-    let _ = send(&mut ws, &ClientMessage::Leave);
-    Ok(program)
+    Ok(())
 }

@@ -85,11 +85,17 @@ async fn hls(path: web::Path<(String, String)>, state: web::Data<AppState>) -> H
         return error_response(StatusCode::NOT_FOUND, "no such file");
     };
     match tokio::fs::read(state.hls_root.join(&room).join(&file)).await {
-        Ok(body) => HttpResponse::Ok()
+        Ok(body) => {
+            // Counted only for playlists that exist: a label per real room.
+            if file.ends_with(".m3u8") {
+                state.sfu.metrics().program.playlist_requests.with_label_values(&[&room]).inc();
+            }
+            HttpResponse::Ok()
             .content_type(ct)
             .insert_header((header::CACHE_CONTROL, cache))
             .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-            .body(body),
+            .body(body)
+        }
         Err(_) => error_response(StatusCode::NOT_FOUND, "no such file (the program may not have started)"),
     }
 }

@@ -173,7 +173,7 @@ fn main() -> anyhow::Result<()> {
                 dvr_window_secs: u32::try_from(dvr_window.as_secs()).unwrap_or(u32::MAX),
                 ..Default::default()
             };
-            let compositor = compositor::Compositor::start(&url, &room, &token, opts);
+            let compositor = compositor::Compositor::start(&url, &room, &token, opts, None);
             wait_for_signal_or(duration);
             drop(compositor);
             Ok(())
@@ -375,7 +375,8 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             if program {
                 let op = key.mint(&room, Role::Operator, "program", now, 30 * 86400);
                 let opts = config.program_options(&room)?;
-                program_mixer = Some(compositor::Compositor::start(&local, &room, &op, opts));
+                let metrics = Some(sfu.metrics().program.clone());
+                program_mixer = Some(compositor::Compositor::start(&local, &room, &op, opts, metrics));
             }
             let c1 = key.mint(&room, Role::Commentator, "Dr. Demo", now, 86400);
             let c2 = key.mint(&room, Role::Commentator, "Dr. Second", now, 86400);

@@ -499,6 +499,15 @@ fn the_demo_program_is_written_as_hls_and_served() -> Result<()> {
         assert!(frames >= expected * 8 / 10 && frames <= expected * 12 / 10, "{preset}: {frames} frames, expected about {expected}");
         let (code, _) = http_get(&format!("{}/hls/demo/..%2Fsecret", server.url))?;
         assert_eq!(code, 404);
+        // The program reports itself.
+        wait_for("program metrics", Duration::from_secs(10), || {
+            let fps = server.metric("casecast_program_fps{room=\"demo\"}")?;
+            let up = server.metric("casecast_program_output_up{output=\"hls\",room=\"demo\"}")?;
+            let seg = server.metric("casecast_program_hls_segments_total{room=\"demo\"}")?;
+            let req = server.metric("casecast_hls_playlist_requests_total{room=\"demo\"}")?;
+            let bps = server.metric("casecast_program_encoder_bitrate_bps{room=\"demo\"}")?;
+            (fps > 20.0 && up == 1.0 && seg >= 2.0 && req >= 2.0 && bps > 100_000.0).then_some(())
+        })?;
         // The event ends: the playlist is closed and stays playable as VOD.
         assert!(server.terminate()?.success());
         let text = std::fs::read_to_string(server.data_dir().join("hls/demo/index.m3u8"))?;
