@@ -382,7 +382,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             let c2 = key.mint(&room, Role::Commentator, "Dr. Second", now, 86400);
             let viewer = key.mint(&room, Role::Viewer, "viewer", now, 86400);
             println!(
-                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Program (HLS): {public}/hls/{room}/index.m3u8\n  Metrics: {public}/metrics\n\nPress Ctrl-C to stop.\n"
+                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Watch the program: {public}/watch/{room}   (HLS: /hls/{room}/index.m3u8)\n  Metrics: {public}/metrics\n\nPress Ctrl-C to stop.\n"
             );
         }
         let r = server.await.context("http server failed");
