@@ -115,7 +115,12 @@ pub enum RoomEvent {
     TrackRemoved(TrackId),
     /// The operator set the program's layout (sent to operators: the compositor
     /// is one).
-    ProgramLayout(String),
+    ProgramLayout {
+        /// The layout's name.
+        layout: String,
+        /// The main source's participant id (`None`: the feed).
+        main: Option<String>,
+    },
     /// Someone muted or unmuted.
     Muted {
         /// Who.

@@ -314,9 +314,16 @@ impl Program {
         tracing::info!(layout = ?kind, "program layout");
     }
 
-    /// The server bound a track to one of the program's m-lines.
-    pub fn bind(&self, mid: &str, feed: bool) {
-        self.layout.lock().unwrap().roles.insert(mid.to_string(), feed);
+    /// The server bound a track of `participant` to one of the program's m-lines.
+    pub fn bind(&self, mid: &str, feed: bool, participant: &str) {
+        self.layout.lock().unwrap().roles.insert(mid.to_string(), (feed, participant.to_string()));
+    }
+
+    /// Makes a participant the main (full-frame) source, or the feed with `None`.
+    pub fn set_main(&self, participant: Option<String>) {
+        let mut l = self.layout.lock().unwrap();
+        l.main = participant;
+        l.apply();
     }
 
     /// Each RTMP output's URL and state.
@@ -413,24 +420,35 @@ struct Layout {
     width: u32,
     height: u32,
     kind: LayoutKind,
-    /// Compositor pads with whether they carry the feed, in arrival order.
-    inputs: Vec<(Option<gst::Pad>, bool)>,
-    /// m-line → is it the surgery feed (from the server's `track_bound`).
-    roles: std::collections::HashMap<String, bool>,
+    /// Compositor pads with whether they carry the feed and whose they are, in
+    /// arrival order.
+    inputs: Vec<(Option<gst::Pad>, bool, Option<String>)>,
+    /// m-line → (is it the surgery feed, participant), from the server's `track_bound`.
+    roles: std::collections::HashMap<String, (bool, String)>,
+    /// The participant shown large instead of the feed.
+    main: Option<String>,
 }
 
 impl Layout {
     fn new(width: u32, height: u32) -> Self {
-        Layout { width, height, kind: LayoutKind::Pip, inputs: Vec::new(), roles: Default::default() }
+        Layout { width, height, kind: LayoutKind::Pip, inputs: Vec::new(), roles: Default::default(), main: None }
     }
 
     /// Where each input goes. Only the newest feed is shown (a returning feed
     /// replaces the frozen last frame of the old one).
     fn places(&self) -> Vec<Place> {
         let (w, h) = (self.width as i32, self.height as i32);
-        let newest_feed = self.inputs.iter().rposition(|(_, feed)| *feed);
+        let newest_feed = self.inputs.iter().rposition(|(_, feed, _)| *feed);
+        // The main source: the chosen participant's newest input, else the feed.
+        let chosen = self.main.as_ref().and_then(|m| self.inputs.iter().rposition(|(_, _, p)| p.as_ref() == Some(m)));
+        let main = chosen.or(newest_feed);
         let hidden = Place { x: 0, y: 0, w: 16, h: 9, z: 0, visible: false };
-        let commentators: Vec<usize> = (0..self.inputs.len()).filter(|&i| !self.inputs[i].1).collect();
+        // Everyone else who is current: the commentators, and the feed when it is
+        // not the main source (older feed inputs are frozen and stay hidden).
+        let commentators: Vec<usize> = (0..self.inputs.len())
+            .filter(|&i| Some(i) != main && (!self.inputs[i].1 || Some(i) == newest_feed))
+            .collect();
+        let newest_feed = main;
         let mut out = vec![hidden; self.inputs.len()];
         let full = Place { x: 0, y: 0, w, h, z: 1, visible: true };
         match self.kind {
@@ -477,7 +495,7 @@ impl Layout {
 
     /// Sets every compositor pad to its place (live: the output never stops).
     fn apply(&self) {
-        for ((pad, _), p) in self.inputs.iter().zip(self.places()) {
+        for ((pad, _, _), p) in self.inputs.iter().zip(self.places()) {
             let Some(pad) = pad else { continue };
             pad.set_property("xpos", p.x);
             pad.set_property("ypos", p.y);
@@ -512,8 +530,11 @@ fn add_input(
         let r = if video {
             link_video(&pipeline, dpad, fps).map(|sink| {
                 let mut l = layout.lock().unwrap();
-                let feed = mid.as_ref().and_then(|m| l.roles.get(m).copied()).unwrap_or(false);
-                l.inputs.push((Some(sink), feed));
+                let (feed, who) = match mid.as_ref().and_then(|m| l.roles.get(m)) {
+                    Some((feed, who)) => (*feed, Some(who.clone())),
+                    None => (false, None),
+                };
+                l.inputs.push((Some(sink), feed, who));
                 l.apply();
                 stats.video_inputs.fetch_add(1, Ordering::Relaxed);
             })
@@ -578,7 +599,7 @@ mod tests {
     #[test]
     fn layouts_place_the_feed_and_the_commentators() {
         let mut l = Layout::new(1280, 720);
-        l.inputs = vec![(None, true), (None, false), (None, false)];
+        l.inputs = vec![(None, true, Some("enc".into())), (None, false, Some("a".into())), (None, false, Some("b".into()))];
         let p = l.places();
         assert_eq!((p[0].w, p[0].h, p[0].visible), (1280, 720, true), "pip: feed full frame");
         assert!(p[1].visible && p[1].w == 256 && p[1].y + p[1].h <= 720 && p[1].z > p[0].z);
@@ -594,10 +615,16 @@ mod tests {
         assert_eq!((p[0].w, p[0].h), (640, 360), "three sources: a 2×2 grid");
         assert_eq!((p[2].x, p[2].y), (0, 360));
         // A returning feed replaces the old one.
-        l.inputs.push((None, true));
+        l.inputs.push((None, true, Some("enc2".into())));
         l.kind = LayoutKind::Pip;
         let p = l.places();
         assert!(!p[0].visible && p[3].visible && p[3].w == 1280);
+        // A commentator as the main source: full frame, the feed becomes a tile.
+        l.main = Some("b".into());
+        let p = l.places();
+        assert_eq!(p[2].w, 1280);
+        assert!(p[3].visible && p[3].w == 256, "the feed is a tile now");
+        assert!(!p[0].visible, "the frozen old feed stays hidden");
         assert!("grid".parse::<LayoutKind>().is_ok() && "mosaic".parse::<LayoutKind>().is_err());
     }
 }

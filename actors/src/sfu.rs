@@ -112,9 +112,9 @@ impl Sfu {
 
     /// Tells the operators of an open room (the compositor among them) the program's
     /// layout; `None` if the room is not open, else how many were told.
-    pub async fn program_layout(&self, room: &str, layout: &str) -> Option<usize> {
+    pub async fn program_layout(&self, room: &str, layout: &str, main: Option<String>) -> Option<usize> {
         let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
-        addr.send(crate::room::ProgramLayout(layout.to_string())).await.ok()
+        addr.send(crate::room::ProgramLayout { layout: layout.to_string(), main }).await.ok()
     }
 
     /// Routes in the media socket's table, for leak checks: (by ufrag, by address).

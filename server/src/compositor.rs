@@ -183,13 +183,16 @@ fn run_session(
                 send(ws, &ClientMessage::Offer { sdp: program.offer()? })?;
             }
             ServerMessage::Answer { sdp } => program.set_answer(&sdp)?,
-            ServerMessage::ProgramLayout { layout } => match layout.parse() {
-                Ok(kind) => program.set_layout(kind),
-                Err(e) => tracing::warn!(error = %e, "compositor: layout ignored"),
-            },
+            ServerMessage::ProgramLayout { layout, main } => {
+                program.set_main(main);
+                match layout.parse() {
+                    Ok(kind) => program.set_layout(kind),
+                    Err(e) => tracing::warn!(error = %e, "compositor: layout ignored"),
+                }
+            }
             ServerMessage::TrackBound { track } => {
                 if let Some(mid) = &track.mid {
-                    program.bind(mid, track.source == casecast_signaling::TrackSource::Feed);
+                    program.bind(mid, track.source == casecast_signaling::TrackSource::Feed, &track.participant_id);
                 }
             }
             ServerMessage::Offer { sdp, tracks } => {

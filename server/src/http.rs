@@ -173,18 +173,25 @@ async fn program(
     #[serde(deny_unknown_fields)]
     struct Body {
         layout: String,
+        #[serde(default)]
+        main: Option<String>,
     }
-    let layout = match serde_json::from_slice::<Body>(&body) {
-        Ok(b) => b.layout,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("expected {{\"layout\": \"…\"}}: {e}")),
+    let (layout, main) = match serde_json::from_slice::<Body>(&body) {
+        Ok(b) => (b.layout, b.main),
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, &format!("expected {{\"layout\": \"…\", \"main\": participant id or null}}: {e}"));
+        }
     };
+    if main.as_ref().is_some_and(|m| m.len() > 64) {
+        return error_response(StatusCode::BAD_REQUEST, "main: not a participant id");
+    }
     if let Err(e) = layout.parse::<casecast_actors::program::LayoutKind>() {
         return error_response(StatusCode::BAD_REQUEST, &e);
     }
-    match state.sfu.program_layout(&room, &layout).await {
+    match state.sfu.program_layout(&room, &layout, main.clone()).await {
         None => error_response(StatusCode::NOT_FOUND, &format!("room {room:?} is not open")),
         Some(0) => error_response(StatusCode::CONFLICT, "no compositor is in the room"),
-        Some(_) => HttpResponse::Accepted().json(serde_json::json!({ "layout": layout })),
+        Some(_) => HttpResponse::Accepted().json(serde_json::json!({ "layout": layout, "main": main })),
     }
 }
 

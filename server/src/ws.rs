@@ -66,7 +66,7 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
         ParticipantEvent::Room(RoomEvent::PeerLeft(id)) => ServerMessage::ParticipantLeft { participant_id: id.to_string() },
         ParticipantEvent::Room(RoomEvent::TrackAdded(t)) => ServerMessage::TrackAdded { track: track_info(&t, None) },
         ParticipantEvent::Room(RoomEvent::TrackRemoved(id)) => ServerMessage::TrackRemoved { track_id: id.to_string() },
-        ParticipantEvent::Room(RoomEvent::ProgramLayout(layout)) => ServerMessage::ProgramLayout { layout },
+        ParticipantEvent::Room(RoomEvent::ProgramLayout { layout, main }) => ServerMessage::ProgramLayout { layout, main },
         ParticipantEvent::Room(RoomEvent::Muted { participant, kind, muted }) => {
             ServerMessage::Muted { participant_id: participant.to_string(), kind: kind_out(kind), muted }
         }

@@ -123,6 +123,9 @@ pub enum ServerMessage {
     ProgramLayout {
         /// `surgery_only`, `pip`, `side_by_side` or `grid`.
         layout: String,
+        /// The participant shown as the main source (absent: the surgery feed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        main: Option<String>,
     },
     /// A participant muted or unmuted a track.
     Muted {

@@ -704,3 +704,70 @@ fn the_program_is_recorded_as_mp4_files_listed_per_event() -> Result<()> {
     assert!((3.0..=12.0).contains(&duration), "a split file lasts about 5 s: {duration}");
     Ok(())
 }
+
+/// The last frame of a segment, 64×36 RGB.
+fn last_rgb_frame(seg: &std::path::Path) -> Option<Vec<u8>> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(seg)
+        .args(["-vf", "scale=64:36,format=rgb24", "-f", "rawvideo", "-"])
+        .output()
+        .ok()?;
+    out.stdout.chunks_exact(64 * 36 * 3).last().map(<[u8]>::to_vec)
+}
+
+/// Mean (r, g, b) of the frame's central quarter.
+fn centre_colour(f: &[u8]) -> (u64, u64, u64) {
+    let mut sum = (0, 0, 0);
+    let mut n = 0;
+    for y in 9..27 {
+        for x in 16..48 {
+            let i = (y * 64 + x) * 3;
+            sum = (sum.0 + f[i] as u64, sum.1 + f[i + 1] as u64, sum.2 + f[i + 2] as u64);
+            n += 1;
+        }
+    }
+    (sum.0 / n, sum.1 / n, sum.2 / n)
+}
+
+#[test]
+fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
+    let server = Server::demo(&["--program-preset", "low-latency"])?;
+    let hls = server.data_dir().join("hls/demo");
+    let latest = || segments(&std::fs::read_to_string(hls.join("index.m3u8")).unwrap_or_default()).last().cloned();
+    let page = Browser::start()?;
+    page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Green")))?;
+    let id = wait_for("the commentator to join", Duration::from_secs(60), || {
+        let id = page.eval("return window.casecast.participantId").ok()?;
+        let live = page.eval("return document.body.dataset.state").ok()? == "live";
+        (live && id.is_string()).then_some(id.as_str()?.to_string())
+    })?;
+    let api = format!("{}/api/rooms/demo/program", server.url);
+    let op = format!("Bearer {}", server.token("demo", Role::Operator, "desk"));
+    let body = json!({"layout": "pip", "main": id}).to_string();
+    // Chromium's fake camera is green: the centre of the program turns green when the
+    // commentator is the main source (and the bars' centre is not).
+    let green = |f: &[u8]| {
+        let (r, g, b) = centre_colour(f);
+        g > 150 && r < 100 && b < 100
+    };
+    wait_for("the feed in the program, not green", Duration::from_secs(60), || {
+        let f = last_rgb_frame(&hls.join(latest()?))?;
+        (!green(&f)).then_some(())
+    })?;
+    wait_for("the commentator as the main source", Duration::from_secs(60), || {
+        // Repeated until it lands: the commentator's track may bind after the join.
+        let (s, _, _) = http_post(&api, &[("Content-Type", "application/json"), ("Authorization", &op)], body.as_bytes()).ok()?;
+        let f = last_rgb_frame(&hls.join(latest()?))?;
+        (s == 202 && green(&f)).then_some(())
+    })?;
+    // And back to the feed.
+    let back = json!({"layout": "pip"}).to_string();
+    let (s, _, _) = http_post(&api, &[("Content-Type", "application/json"), ("Authorization", &op)], back.as_bytes())?;
+    assert_eq!(s, 202);
+    wait_for("the feed as the main source again", Duration::from_secs(30), || {
+        let f = last_rgb_frame(&hls.join(latest()?))?;
+        (!green(&f)).then_some(())
+    })?;
+    Ok(())
+}

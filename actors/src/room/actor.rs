@@ -218,10 +218,16 @@ impl Handler<MemberCount> for RoomActor {
     }
 }
 
-/// The operator sets the program's layout; passed on to the room's operators.
+/// The operator sets the program's layout and main source; passed on to the
+/// room's operators.
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct ProgramLayout(pub String);
+pub struct ProgramLayout {
+    /// The layout's name.
+    pub layout: String,
+    /// The main source's participant id (`None`: the feed).
+    pub main: Option<String>,
+}
 
 impl Handler<ProgramLayout> for RoomActor {
     type Result = usize;
@@ -229,7 +235,7 @@ impl Handler<ProgramLayout> for RoomActor {
         let to = self.core.members_with_role("operator");
         for id in &to {
             if let Some(a) = self.members.get(id) {
-                a.do_send(Notice(RoomEvent::ProgramLayout(msg.0.clone())));
+                a.do_send(Notice(RoomEvent::ProgramLayout { layout: msg.layout.clone(), main: msg.main.clone() }));
             }
         }
         to.len()
