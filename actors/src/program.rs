@@ -542,7 +542,17 @@ fn add_input(
             link_audio(&pipeline, dpad)
         };
         if let Err(e) = r {
-            tracing::warn!(error = %e, "program: cannot link a decoded input");
+            // An input that cannot be mixed must not stop the program (an unlinked
+            // pad is a streaming error): drain it instead.
+            tracing::warn!(error = %e, "program: cannot link a decoded input; dropping it");
+            if let Ok(sink) = gst::ElementFactory::make("fakesink").property("sync", false).build()
+                && pipeline.add(&sink).is_ok()
+            {
+                let _ = sink.sync_state_with_parent();
+                if let Some(p) = sink.static_pad("sink") {
+                    let _ = dpad.link(&p);
+                }
+            }
         }
         let _ = (w, h);
     });
