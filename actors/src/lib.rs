@@ -35,8 +35,10 @@ pub mod program;
 pub mod publisher;
 pub mod room;
 pub mod rtmp;
+pub mod stop;
 mod sfu;
 pub mod udp;
+pub mod webrtcbin;
 
 pub use ids::{ParticipantId, TrackId};
 pub use metrics::Metrics;

@@ -17,12 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
-use gstreamer::glib;
 use gstreamer::prelude::*;
-use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 
-use crate::publisher::{ecdsa_certificate, with_fingerprint};
+use crate::webrtcbin::WebrtcbinPeer;
 use crate::rtmp::{Packet, RtmpOutput, RtmpState};
 use gstreamer_app as gst_app;
 
@@ -120,8 +118,7 @@ pub struct ProgramStats {
 pub struct Program {
     pipeline: gst::Pipeline,
     playlist: PathBuf,
-    webrtc: gst::Element,
-    fingerprint: String,
+    peer: WebrtcbinPeer,
     /// Counters.
     pub stats: Arc<ProgramStats>,
     rtmp: Vec<Arc<RtmpOutput>>,
@@ -196,18 +193,7 @@ impl Program {
             .downcast::<gst::Pipeline>()
             .map_err(|_| err("not a pipeline"))?;
         let webrtc = pipeline.by_name("webrtc").ok_or_else(|| err("no webrtcbin"))?;
-        let ice = webrtc.property::<glib::Object>("ice-agent");
-        let _: bool = ice.emit_by_name("add-local-ip-address", &[&"127.0.0.1"]);
-        let (pem, fingerprint) = ecdsa_certificate().map_err(err)?;
-        pipeline.connect_deep_element_added(move |_, _, el| match el.factory().map(|f| f.name()) {
-            Some(n) if n == "dtlsdec" => el.set_property("pem", &pem),
-            Some(n) if n == "nicesrc" => {
-                if let Some(agent) = el.property::<Option<glib::Object>>("agent") {
-                    agent.set_property("keepalive-conncheck", true);
-                }
-            }
-            _ => {}
-        });
+        let peer = WebrtcbinPeer::prepare(&pipeline, webrtc.clone(), &["127.0.0.1".to_string()]).map_err(err)?;
         let stats = Arc::new(ProgramStats::default());
         if let Some(pad) = pipeline.by_name("venc").and_then(|e| e.static_pad("src")) {
             let s = stats.clone();
@@ -259,51 +245,22 @@ impl Program {
             );
         }
         pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
-        Ok(Program { pipeline, playlist: o.hls_dir.join("index.m3u8"), webrtc, fingerprint, stats, rtmp, layout })
+        Ok(Program { pipeline, playlist: o.hls_dir.join("index.m3u8"), peer, stats, rtmp, layout })
     }
 
     /// The SDP offer to send as the participant's first offer.
     pub fn offer(&self) -> Result<String, ProgramError> {
-        let p = gst::Promise::new();
-        self.webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &p]);
-        p.wait();
-        let reply = p.get_reply().ok_or_else(|| err("create-offer gave no reply"))?;
-        let offer = reply.get::<gst_webrtc::WebRTCSessionDescription>("offer").map_err(err)?;
-        let p = gst::Promise::new();
-        self.webrtc.emit_by_name::<()>("set-local-description", &[&offer, &p]);
-        p.wait();
-        Ok(with_fingerprint(&offer.sdp().as_text().map_err(err)?, &self.fingerprint))
+        self.peer.offer().map_err(err)
     }
 
     /// Applies the server's answer.
     pub fn set_answer(&self, sdp: &str) -> Result<(), ProgramError> {
-        let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).map_err(|_| err("the answer is not valid SDP"))?;
-        let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
-        let p = gst::Promise::new();
-        self.webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &p]);
-        p.wait();
-        Ok(())
+        self.peer.set_answer(sdp).map_err(err)
     }
 
     /// Answers a server offer (tracks beyond the offered slots).
     pub fn answer(&self, sdp: &str) -> Result<String, ProgramError> {
-        let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes()).map_err(|_| err("the offer is not valid SDP"))?;
-        let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, msg);
-        let p = gst::Promise::new();
-        self.webrtc.emit_by_name::<()>("set-remote-description", &[&offer, &p]);
-        p.wait();
-        let p = gst::Promise::new();
-        self.webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &p]);
-        p.wait();
-        let reply = p.get_reply().ok_or_else(|| err("create-answer gave no reply"))?;
-        let answer = reply
-            .get::<Option<gst_webrtc::WebRTCSessionDescription>>("answer")
-            .map_err(err)?
-            .ok_or_else(|| err("webrtcbin could not answer the server's offer"))?;
-        let p = gst::Promise::new();
-        self.webrtc.emit_by_name::<()>("set-local-description", &[&answer, &p]);
-        p.wait();
-        Ok(with_fingerprint(&answer.sdp().as_text().map_err(err)?, &self.fingerprint))
+        self.peer.answer(sdp).map_err(err)
     }
 
     /// Switches the layout while live.

@@ -8,16 +8,16 @@
 //! The publisher supervises its session: if the WHIP POST fails or the connection
 //! fails, it tears the pipeline down and starts again with backoff, until stopped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
-use gstreamer::glib;
 use gstreamer::prelude::*;
-use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
+
+use crate::stop::Stop;
+use crate::webrtcbin::WebrtcbinPeer;
 
 /// Video codec of the feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub enum PublisherState {
 
 /// A running test-pattern publisher; stops on [`stop`](Self::stop) or drop.
 pub struct TestPatternPublisher {
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     state: Arc<Mutex<PublisherState>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -107,7 +107,7 @@ impl TestPatternPublisher {
         gst::init().map_err(|e| PublisherError::Gstreamer(e.to_string()))?;
         // Fail early, with a clear message, if a plugin is missing.
         build_pipeline(&opts).map_err(PublisherError::Gstreamer)?.0.set_state(gst::State::Null).ok();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new();
         let state = Arc::new(Mutex::new(PublisherState::Connecting));
         let (s, st) = (stop.clone(), state.clone());
         let thread = std::thread::Builder::new()
@@ -124,7 +124,7 @@ impl TestPatternPublisher {
 
     /// Stops and waits for the pipeline to be torn down.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.set();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -137,9 +137,9 @@ impl Drop for TestPatternPublisher {
     }
 }
 
-fn supervise(opts: TestPatternOptions, mut whip: impl WhipClient, stop: Arc<AtomicBool>, state: Arc<Mutex<PublisherState>>) {
+fn supervise(opts: TestPatternOptions, mut whip: impl WhipClient, stop: Stop, state: Arc<Mutex<PublisherState>>) {
     let mut backoff = Duration::from_millis(500);
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_set() {
         *state.lock().unwrap() = PublisherState::Connecting;
         let err = match run_session(&opts, &mut whip, &stop, &state) {
             Ok(()) => break,
@@ -152,9 +152,8 @@ fn supervise(opts: TestPatternOptions, mut whip: impl WhipClient, stop: Arc<Atom
         whip.delete();
         tracing::warn!(error = %err, retry_in = ?backoff, "test pattern publisher: session failed");
         *state.lock().unwrap() = PublisherState::Retrying(err);
-        let until = Instant::now() + backoff;
-        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(50));
+        if stop.wait(backoff) {
+            break;
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
@@ -217,81 +216,29 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
     Ok((pipeline, webrtc))
 }
 
-fn promise_reply(p: &gst::Promise, what: &str) -> Result<gst::Structure, String> {
-    match p.wait() {
-        gst::PromiseResult::Replied => p.get_reply().map(|s| s.to_owned()).ok_or_else(|| format!("{what}: empty reply")),
-        r => Err(format!("{what}: {r:?}")),
-    }
-}
-
 fn run_session(
     opts: &TestPatternOptions,
     whip: &mut impl WhipClient,
-    stop: &AtomicBool,
+    stop: &Stop,
     state: &Mutex<PublisherState>,
 ) -> Result<(), String> {
     let (pipeline, webrtc) = build_pipeline(opts)?;
     let guard = PipelineGuard(pipeline.clone());
-    if !opts.local_addresses.is_empty() {
-        let ice = webrtc.property::<glib::Object>("ice-agent");
-        for a in &opts.local_addresses {
-            if !ice.emit_by_name::<bool>("add-local-ip-address", &[a]) {
-                return Err(format!("ICE cannot use local address {a}"));
-            }
-        }
-    }
+    let peer = WebrtcbinPeer::prepare(&pipeline, webrtc.clone(), &opts.local_addresses)?;
     pipeline.set_state(gst::State::Playing).map_err(|e| format!("cannot start the pipeline: {e}"))?;
-    // GStreamer's DTLS makes an RSA certificate, and str0m accepts ECDSA client
-    // certificates only: give the DTLS decoder an ECDSA P-256 one, as browsers use.
-    // GStreamer 1.22 puts the fingerprint of the certificate it started with in the
-    // SDP, so the offer's fingerprint is rewritten to match (see `with_fingerprint`).
-    let (pem, fingerprint) = ecdsa_certificate()?;
-    //
-    // libnice keeps an ICE pair alive with STUN indications; an ICE-lite server such
-    // as ours only counts binding requests and drops a pair without them for 15 s.
-    // `keepalive-conncheck` makes the keepalives binding requests, whose missing
-    // answers also fail the connection when the server goes away, so the
-    // supervisor reconnects.
-    pipeline.connect_deep_element_added(move |_, _, el| match el.factory().map(|f| f.name()) {
-        Some(n) if n == "dtlsdec" => el.set_property("pem", &pem),
-        Some(n) if n == "nicesrc" => {
-            if let Some(agent) = el.property::<Option<glib::Object>>("agent") {
-                let writable = agent
-                    .find_property("keepalive-conncheck")
-                    .is_some_and(|p| p.flags().contains(glib::ParamFlags::WRITABLE));
-                if writable {
-                    agent.set_property("keepalive-conncheck", true);
-                }
-            }
-        }
-        _ => {}
-    });
+    // Send only: nothing comes back on these m-lines.
     let mut i = 0u32;
     while let Some(t) = webrtc.emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&(i as i32)]) {
         t.set_property("direction", gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
         i += 1;
     }
-    let p = gst::Promise::new();
-    webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &p]);
-    let reply = promise_reply(&p, "create-offer")?;
-    let offer = reply
-        .get::<gst_webrtc::WebRTCSessionDescription>("offer")
-        .map_err(|e| format!("create-offer gave no offer: {e}"))?;
-    let p = gst::Promise::new();
-    webrtc.emit_by_name::<()>("set-local-description", &[&offer, &p]);
-    p.wait();
-    let sdp = with_fingerprint(&offer.sdp().as_text().map_err(|e| format!("offer SDP: {e}"))?, &fingerprint);
-    let answer = whip.post(&sdp)?;
-    let msg = gst_sdp::SDPMessage::parse_buffer(answer.as_bytes()).map_err(|_| "the server's answer is not valid SDP".to_string())?;
-    let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
-    let p = gst::Promise::new();
-    webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &p]);
-    p.wait();
+    let answer = whip.post(&peer.offer()?)?;
+    peer.set_answer(&answer).map_err(|e| format!("the server's answer: {e}"))?;
 
     let bus = pipeline.bus().ok_or("pipeline has no bus")?;
     let started = Instant::now();
     let mut connected = false;
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_set() {
         if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(200), &[gst::MessageType::Error, gst::MessageType::Eos]) {
             return Err(match msg.view() {
                 gst::MessageView::Error(e) => format!("pipeline error: {} ({:?})", e.error(), e.debug()),
@@ -318,64 +265,11 @@ fn run_session(
     Ok(())
 }
 
-/// A fresh self-signed ECDSA P-256 certificate and its key in PEM, and the
-/// certificate's SHA-256 fingerprint as SDP writes it. For any webrtcbin peer of
-/// the SFU (see [`with_fingerprint`]).
-pub fn ecdsa_certificate() -> Result<(String, String), String> {
-    use base64::Engine;
-    let crypto = str0m::crypto::from_feature_flags();
-    let cert = crypto.dtls_provider.generate_certificate().ok_or("cannot generate a DTLS certificate")?;
-    let fingerprint: Vec<String> = crypto.sha256_provider.sha256(&cert.certificate).iter().map(|b| format!("{b:02X}")).collect();
-    let pem = |label: &str, der: &[u8]| {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
-        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
-    };
-    Ok((pem("CERTIFICATE", &cert.certificate) + &pem("PRIVATE KEY", &cert.private_key), fingerprint.join(":")))
-}
-
-/// Replaces every `a=fingerprint:` line of an SDP with the given SHA-256 one:
-/// GStreamer 1.22 writes the fingerprint of the RSA certificate it started with even
-/// after `pem` gave its DTLS decoder another.
-pub fn with_fingerprint(sdp: &str, fingerprint: &str) -> String {
-    sdp.split_inclusive('\n')
-        .map(|line| {
-            if line.starts_with("a=fingerprint:") {
-                format!("a=fingerprint:sha-256 {fingerprint}\r\n")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect()
-}
-
 /// Sets the pipeline to `Null` however the session ends.
 struct PipelineGuard(gst::Pipeline);
 
 impl Drop for PipelineGuard {
     fn drop(&mut self) {
         let _ = self.0.set_state(gst::State::Null);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprint_lines_are_replaced() {
-        let sdp = "v=0\r\na=fingerprint:sha-256 AA:BB\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=fingerprint:sha-256 AA:BB\r\na=mid:0\r\n";
-        let out = with_fingerprint(sdp, "01:02");
-        assert_eq!(out.matches("a=fingerprint:sha-256 01:02\r\n").count(), 2);
-        assert!(!out.contains("AA:BB"));
-        assert!(out.ends_with("a=mid:0\r\n"));
-    }
-
-    #[test]
-    fn certificate_is_ecdsa_pem_with_a_sha256_fingerprint() {
-        let (pem, fp) = ecdsa_certificate().unwrap();
-        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
-        assert!(pem.contains("-----BEGIN PRIVATE KEY-----\n"));
-        assert_eq!(fp.split(':').count(), 32);
     }
 }

@@ -42,6 +42,7 @@ mod subscriber;
 pub mod synth;
 
 pub use duration::parse_duration;
+pub use peer::{poll_until, wait_until};
 pub use metrics::{HistogramBucket, Metrics, histogram_quantile, scrape_metrics};
 pub use publisher::{Publisher, PublisherOptions, PublisherStats};
 pub use subscriber::{MediaStats, Subscriber, SubscriberOptions, SubscriberStats};

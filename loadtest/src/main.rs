@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use casecast_loadtest::{
     Publisher, PublisherOptions, Subscriber, SubscriberOptions, SubscriberStats, parse_duration,
-    scrape_metrics,
+    scrape_metrics, wait_until,
 };
 use casecast_signaling::{Role, TokenKey};
 use clap::Parser;
@@ -89,6 +89,8 @@ fn run_cycles(args: &Args, token: &dyn Fn(usize) -> String, options: &Subscriber
         let m = scrape_metrics(&args.url, HTTP_TIMEOUT)?;
         m.get("process_resident_memory_bytes").map(|b| b / 1_048_576.0).context("the server reports no process_resident_memory_bytes")
     };
+    let viewers = || scrape_metrics(&args.url, HTTP_TIMEOUT).ok().and_then(|m| m.get("casecast_participants{role=\"viewer\"}"));
+    let viewers_before = viewers();
     let before = rss()?;
     let start = Instant::now();
     let mut failed = 0;
@@ -113,8 +115,10 @@ fn run_cycles(args: &Args, token: &dyn Fn(usize) -> String, options: &Subscriber
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    // Let the server finish ending the last sessions before reading its RSS.
-    std::thread::sleep(Duration::from_secs(2));
+    // Read the RSS once the server has ended the last cycle's session (bounded).
+    if !wait_until(Duration::from_secs(10), || viewers() == viewers_before) {
+        progress("cycles: the server still counts cycle viewers after 10 s");
+    }
     let after = rss()?;
     Ok(CyclesReport {
         cycles: done,
@@ -347,21 +351,10 @@ fn wait_receiving(
     audio: bool,
     timeout: Duration,
 ) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let stats: Vec<SubscriberStats> = subscribers
-            .iter()
-            .flatten()
-            .map(Subscriber::stats)
-            .collect();
-        let is_receiving =
-            |s: &SubscriberStats| s.video.frames > 0 && (!audio || s.audio.frames > 0);
-        let receiving = stats.iter().filter(|s| is_receiving(s)).count();
-        if stats.iter().all(|s| is_receiving(s) || s.finished) || Instant::now() >= deadline {
-            return receiving;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let is_receiving = |s: &SubscriberStats| s.video.frames > 0 && (!audio || s.audio.frames > 0);
+    let stats = || subscribers.iter().flatten().map(Subscriber::stats).collect::<Vec<_>>();
+    wait_until(timeout, || stats().iter().all(|s| is_receiving(s) || s.finished));
+    stats().iter().filter(|s| is_receiving(s)).count()
 }
 
 /// Sleeps for `duration`, printing the elapsed time every 10 s.

@@ -306,7 +306,13 @@ impl<S> Drop for Worker<S> {
 }
 
 /// Polls `done` every 10 ms until it is true or `timeout` passed.
-pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub fn wait_until(timeout: Duration, done: impl FnMut() -> bool) -> bool {
+    poll_until(timeout, Duration::from_millis(10), done)
+}
+
+/// Polls `done` every `interval` until it is true or `timeout` passed: the one
+/// bounded wait for an outcome in the project (the end-to-end tests use it too).
+pub fn poll_until(timeout: Duration, interval: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if done() {
@@ -316,7 +322,7 @@ pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> b
         if now >= deadline {
             return false;
         }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
+        std::thread::sleep((deadline - now).min(interval));
     }
 }
 

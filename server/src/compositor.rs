@@ -2,19 +2,19 @@
 //! carries the program pipeline's SDP ([`casecast_actors::program::Program`]). Runs
 //! in its own thread, in the server process (`demo`) or alone (`casecast compositor`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use casecast_actors::metrics::ProgramMetrics;
+use casecast_actors::stop::Stop;
 use casecast_actors::program::{Program, ProgramOptions};
 use casecast_signaling::{ClientMessage, PROTOCOL_VERSION, ServerMessage};
 
 /// A running compositor; stops on drop.
 pub struct Compositor {
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -22,7 +22,7 @@ impl Compositor {
     /// Joins `room` at `base_url` (`http://…`) with `token` (role operator) and writes
     /// the program as HLS; reconnects with backoff until stopped.
     pub fn start(base_url: &str, room: &str, token: &str, opts: ProgramOptions, metrics: Option<ProgramMetrics>) -> Compositor {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new();
         let s = stop.clone();
         let url = format!("{}/ws", base_url.trim_end_matches('/').replacen("http", "ws", 1));
         let (room, token) = (room.to_string(), token.to_string());
@@ -30,7 +30,7 @@ impl Compositor {
             .name("compositor".into())
             .spawn(move || {
                 let mut backoff = Duration::from_millis(500);
-                while !s.load(Ordering::SeqCst) {
+                while !s.is_set() {
                     match session(&url, &room, &token, &opts, &s, metrics.as_ref()) {
                         Ok(program) => {
                             // Stopped for good: the playlist becomes VOD.
@@ -41,9 +41,8 @@ impl Compositor {
                         }
                         Err(e) => tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "compositor session ended"),
                     }
-                    let until = std::time::Instant::now() + backoff;
-                    while std::time::Instant::now() < until && !s.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(50));
+                    if s.wait(backoff) {
+                        break;
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
@@ -55,7 +54,7 @@ impl Compositor {
 
 impl Drop for Compositor {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.set();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -120,7 +119,7 @@ fn session(
     room: &str,
     token: &str,
     opts: &ProgramOptions,
-    stop: &AtomicBool,
+    stop: &Stop,
     metrics: Option<&ProgramMetrics>,
 ) -> Result<Program> {
     let program = Program::start(opts)?;
@@ -154,12 +153,12 @@ fn run_session(
     program: &Program,
     ws: &mut Ws,
     room: &str,
-    stop: &AtomicBool,
+    stop: &Stop,
     ping: &mut std::time::Instant,
     mut reporter: Option<&mut Reporter>,
 ) -> Result<()> {
     let ws = &mut *ws;
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_set() {
         if let Some(e) = program.error() {
             bail!("program pipeline: {e}");
         }

@@ -191,19 +191,18 @@ fn main() -> anyhow::Result<()> {
             };
             let mut publisher = TestPatternPublisher::start(opts, HttpWhip::new(whip, token))?;
             let deadline = duration.map(|d| std::time::Instant::now() + d);
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for sig in [signal_hook_sigint(), signal_hook_sigterm()] {
-                let s = stop.clone();
-                let _ = sig.map(|rx| std::thread::spawn(move || { let _ = rx.recv(); s.store(true, std::sync::atomic::Ordering::SeqCst); }));
-            }
+            let stop = shutdown_signal();
             let mut last = None;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
+            // Report state changes until a signal, or the duration, ends it.
+            while deadline.is_none_or(|d| std::time::Instant::now() < d) {
                 let s = publisher.state();
                 if last.as_ref() != Some(&s) {
                     eprintln!("publisher: {s:?}");
                     last = Some(s);
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                if stop.wait(Duration::from_millis(100)) {
+                    break;
+                }
             }
             publisher.stop();
             Ok(())
@@ -213,36 +212,35 @@ fn main() -> anyhow::Result<()> {
 
 /// Blocks until SIGINT/SIGTERM or, if given, `duration` has passed.
 fn wait_for_signal_or(duration: Option<Duration>) {
-    let deadline = duration.map(|d| std::time::Instant::now() + d);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook_sigint(), signal_hook_sigterm()] {
-        let s = stop.clone();
-        let _ = sig.map(|rx| std::thread::spawn(move || { let _ = rx.recv(); s.store(true, std::sync::atomic::Ordering::SeqCst); }));
-    }
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Without a duration, wait "forever" (a century).
+    shutdown_signal().wait(duration.unwrap_or(Duration::from_secs(100 * 365 * 86400)));
 }
 
-// Ctrl-C/SIGTERM for the synchronous `publish` command, via a tiny Tokio runtime.
-fn signal_hook_sigint() -> Option<std::sync::mpsc::Receiver<()>> {
-    signal_channel(tokio::signal::unix::SignalKind::interrupt())
-}
-fn signal_hook_sigterm() -> Option<std::sync::mpsc::Receiver<()>> {
-    signal_channel(tokio::signal::unix::SignalKind::terminate())
-}
-fn signal_channel(kind: tokio::signal::unix::SignalKind) -> Option<std::sync::mpsc::Receiver<()>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    std::thread::spawn(move || {
-        rt.block_on(async {
-            if let Ok(mut s) = tokio::signal::unix::signal(kind) {
-                s.recv().await;
-                let _ = tx.send(());
-            }
-        })
-    });
-    Some(rx)
+/// A stop signal set by SIGINT or SIGTERM, for the synchronous commands (`publish`,
+/// `compositor`), via a tiny Tokio runtime on a thread of its own.
+fn shutdown_signal() -> casecast_actors::stop::Stop {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stop = casecast_actors::stop::Stop::new();
+    let s = stop.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    match runtime {
+        Ok(rt) => {
+            std::thread::spawn(move || {
+                rt.block_on(async {
+                    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                    s.set();
+                })
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "no signal handling: stop with the duration or kill"),
+    }
+    stop
 }
 
 /// ICE on loopback for a WHIP URL on this machine (libnice skips loopback otherwise).

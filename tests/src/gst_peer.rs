@@ -10,10 +10,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use casecast_actors::publisher::{ecdsa_certificate, with_fingerprint};
+use casecast_actors::webrtcbin::WebrtcbinPeer;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 use serde_json::{Value, json};
 
@@ -73,28 +72,11 @@ impl Drop for WebrtcbinViewer {
     }
 }
 
-fn promise_value<T: for<'a> gst::glib::value::FromValue<'a> + 'static>(p: &gst::Promise, field: &str) -> Result<T> {
-    p.wait();
-    let reply = p.get_reply().context("no promise reply")?;
-    reply.get::<T>(field).map_err(|e| anyhow!("{field}: {e}"))
-}
-
 fn run(url: &str, room: &str, token: &str, pairs: usize, counts: &Arc<Counts>, stop: &AtomicBool) -> Result<()> {
     let pipeline = gst::Pipeline::new();
     let webrtc = gst::ElementFactory::make("webrtcbin").property_from_str("bundle-policy", "max-compat").build()?;
     pipeline.add(&webrtc)?;
-    let ice = webrtc.property::<gst::glib::Object>("ice-agent");
-    let _: bool = ice.emit_by_name("add-local-ip-address", &[&"127.0.0.1"]);
-    let (pem, fingerprint) = ecdsa_certificate().map_err(|e| anyhow!(e))?;
-    pipeline.connect_deep_element_added(move |_, _, el| match el.factory().map(|f| f.name()) {
-        Some(n) if n == "dtlsdec" => el.set_property("pem", &pem),
-        Some(n) if n == "nicesrc" => {
-            if let Some(agent) = el.property::<Option<gst::glib::Object>>("agent") {
-                agent.set_property("keepalive-conncheck", true);
-            }
-        }
-        _ => {}
-    });
+    let peer = WebrtcbinPeer::prepare(&pipeline, webrtc.clone(), &["127.0.0.1".to_string()]).map_err(|e| anyhow!(e))?;
     let weak = pipeline.downgrade();
     let counts2 = counts.clone();
     webrtc.connect_pad_added(move |_, pad| {
@@ -140,12 +122,7 @@ fn run(url: &str, room: &str, token: &str, pairs: usize, counts: &Arc<Counts>, s
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
     }
     ws.send(tungstenite::Message::text(json!({"type":"join","v":1,"room":room,"token":token}).to_string()))?;
-    let p = gst::Promise::new();
-    webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &p]);
-    let offer: gst_webrtc::WebRTCSessionDescription = promise_value(&p, "offer")?;
-    let p = gst::Promise::new();
-    webrtc.emit_by_name::<()>("set-local-description", &[&offer, &p]);
-    p.wait();
+    let offer = peer.offer().map_err(|e| anyhow!(e))?;
     let mut offered = false;
     while !stop.load(Ordering::SeqCst) {
         let text = match ws.read() {
@@ -158,16 +135,9 @@ fn run(url: &str, room: &str, token: &str, pairs: usize, counts: &Arc<Counts>, s
         match v["type"].as_str() {
             Some("joined") if !offered => {
                 offered = true;
-                let sdp = with_fingerprint(&offer.sdp().as_text()?, &fingerprint);
-                ws.send(tungstenite::Message::text(json!({"type":"offer","sdp":sdp}).to_string()))?;
+                ws.send(tungstenite::Message::text(json!({"type":"offer","sdp":offer}).to_string()))?;
             }
-            Some("answer") => {
-                let sdp = gst_sdp::SDPMessage::parse_buffer(v["sdp"].as_str().unwrap_or("").as_bytes())?;
-                let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, sdp);
-                let p = gst::Promise::new();
-                webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &p]);
-                p.wait();
-            }
+            Some("answer") => peer.set_answer(v["sdp"].as_str().unwrap_or("")).map_err(|e| anyhow!(e))?,
             Some("offer") => bail!("the server sent an offer although every track had an m-line"),
             Some("error") => bail!("server error: {v}"),
             _ => {}

@@ -6,7 +6,7 @@
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use casecast_signaling::{Role, TokenKey};
@@ -67,16 +67,15 @@ impl Drop for TempDir {
 
 /// Waits until `f` returns `Some`, polling every 100 ms, at most `limit`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if start.elapsed() > limit {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let mut out = None;
+    if casecast_loadtest::poll_until(limit, Duration::from_millis(100), || {
+        out = f();
+        out.is_some()
+    }) {
+        // poll_until returned true only after `out` was set.
+        return Ok(out.expect("set when the poll succeeded"));
     }
+    bail!("timed out after {limit:?} waiting for {what}")
 }
 
 /// A running `casecast serve` (or `demo`) process, killed on drop.

@@ -276,6 +276,15 @@ mod media {
     use super::*;
     use casecast_loadtest::{Publisher, PublisherOptions, Subscriber};
 
+    /// Waits (bounded) until a subscriber has video with a keyframe, and audio.
+    fn wait_for_feed(sub: &Subscriber, what: &str, limit: Duration) -> Result<()> {
+        wait_for(what, limit, || {
+            let st = sub.stats();
+            (st.video.frames >= 30 && st.video.keyframes >= 1 && st.audio.frames >= 25).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: {:?}", sub.stats()))
+    }
+
     fn count(server: &Server, role: &str) -> Option<f64> {
         server.metric(&format!("casecast_participants{{role=\"{role}\"}}"))
     }
@@ -346,11 +355,7 @@ mod media {
                 (count(&server, "encoder") == Some(1.0) && server.metric("casecast_rtp_packets_received_total").unwrap_or(0.0) > base + 50.0).then_some(())
             })?;
             let sub = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, "v"))?;
-            wait_for(&format!("{codec} video with a keyframe, and audio, at the subscriber"), Duration::from_secs(40), || {
-                let st = sub.stats();
-                (st.video.frames >= 30 && st.video.keyframes >= 1 && st.audio.frames >= 25).then_some(())
-            })
-            .map_err(|e| anyhow::anyhow!("{e}: {:?}", sub.stats()))?;
+            wait_for_feed(&sub, &format!("{codec} video with a keyframe, and audio, at the subscriber"), Duration::from_secs(40))?;
             sub.stop();
             // A clean stop DELETEs the WHIP session: the server lets go at once.
             assert!(publisher.terminate()?.success());
@@ -379,11 +384,7 @@ mod media {
         // own socket so ICE knows which candidate a datagram came in on.
         let server = Server::demo_on_wildcard(&["--program", "false"])?;
         let sub = Subscriber::start(&server.url, "demo", &server.token("demo", Role::Viewer, "v"))?;
-        wait_for("the demo feed at a WHEP subscriber", Duration::from_secs(60), || {
-            let st = sub.stats();
-            (st.video.keyframes >= 1 && st.video.frames >= 30 && st.audio.frames >= 25).then_some(())
-        })
-        .map_err(|e| anyhow::anyhow!("{e}: {:?}", sub.stats()))?;
+        wait_for_feed(&sub, "the demo feed at a WHEP subscriber", Duration::from_secs(60))?;
         Ok(())
     }
 
