@@ -13,7 +13,8 @@
 //  5. The server re-offers whenever tracks come or go, listing mid → track info;
 //     we answer. All messages run through one promise chain, in arrival order.
 //  6. ontrack routes by mid: feed video → #feed, feed audio → #feed-audio,
-//     commentator video → the publisher's tile, commentator audio → hidden <audio>.
+//     commentator video → the publisher's tile, commentator audio → hidden <audio>,
+//     program video (the monitor: what viewers see) → the "Program" tile, first.
 //  7. WS closed, media failed, or media disconnected > 3 s: tear down and rejoin
 //     with backoff 1, 2, 4, 8, 10 s. Ping every 10 s.
 //  8. window.casecast exposes state and stats() for automated tests.
@@ -327,6 +328,9 @@ function route(mid, track) {
   if (info.source === "feed") {
     el = track.kind === "video" ? ui.feed : ui.feedAudio;
     if (track.kind === "video") ui.feedWrap.dataset.live = "true";
+  } else if (info.source === "program") {
+    if (track.kind !== "video") return; // the monitor is picture only
+    el = ensureProgramTile().querySelector("video");
   } else if (track.kind === "video") {
     const tile = ensureTile(info.participant_id, info.name);
     tile.dataset.video = "on";
@@ -363,6 +367,9 @@ function removeMedia(mid) {
   m.el.srcObject = null;
   if (m.el === ui.feed) {
     ui.feedWrap.dataset.live = "false";
+  } else if (m.info.source === "program") {
+    m.el.closest(".tile")?.remove();
+    return;
   } else if (m.el.parentElement === ui.audioSink) {
     m.el.remove();
   } else {
@@ -454,6 +461,22 @@ function ensureTile(id, name) {
   return tile;
 }
 
+/** The monitor tile: the program as viewers see it; click for full screen. */
+function ensureProgramTile() {
+  let tile = ui.tiles.querySelector(".tile.program");
+  if (!tile) {
+    tile = document.createElement("figure");
+    tile.className = "tile program";
+    tile.dataset.video = "on";
+    tile.title = "The program as viewers see it — click for full screen";
+    tile.innerHTML = `<video autoplay playsinline muted aria-label="Program monitor"></video>
+      <figcaption><span class="name">Program</span><span class="badge on-air">viewers see this</span></figcaption>`;
+    tile.addEventListener("click", () => tile.querySelector("video").requestFullscreen?.().catch(() => {}));
+    ui.tiles.prepend(tile);
+  }
+  return tile;
+}
+
 /** Removes the tile of someone no longer in the room once nothing of theirs plays. */
 function pruneTile(id) {
   if (id === SELF || app.participants.has(id)) return;
@@ -531,7 +554,7 @@ addEventListener("pagehide", () => { if (!app.left) send(app.conn, { type: "leav
 
 /** Receive statistics, with each inbound-rtp report attributed through its mid. */
 async function stats() {
-  const result = { feedFramesDecoded: 0, audioPacketsReceivedFromCommentators: 0, inbound: [] };
+  const result = { feedFramesDecoded: 0, programFramesDecoded: 0, audioPacketsReceivedFromCommentators: 0, inbound: [] };
   const pc = app.conn?.pc;
   if (!pc) return result;
   // Fallback for browsers whose inbound-rtp reports lack `mid`: receiver track id → mid.
@@ -550,6 +573,7 @@ async function stats() {
       framesPerSecond: r.framesPerSecond ?? null, jitter: r.jitter ?? null,
     });
     if (kind === "video" && info?.source === "feed") result.feedFramesDecoded += r.framesDecoded ?? 0;
+    if (kind === "video" && info?.source === "program") result.programFramesDecoded += r.framesDecoded ?? 0;
     if (kind === "audio" && info?.source === "commentator") result.audioPacketsReceivedFromCommentators += r.packetsReceived ?? 0;
   });
   return result;

@@ -54,6 +54,8 @@ pub enum TrackSource {
     Feed,
     /// A commentator.
     Commentator,
+    /// The mixed program, published back by the compositor (the monitor feed).
+    Program,
 }
 
 /// What a participant receives.

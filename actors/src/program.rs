@@ -80,6 +80,11 @@ pub struct ProgramOptions {
     pub recording_dir: Option<PathBuf>,
     /// Length of one recorded file, seconds.
     pub recording_split_secs: u32,
+    /// Publish the program back into the room (the monitor feed commentators and
+    /// operators watch).
+    pub monitor: bool,
+    /// Local addresses ICE may use (none: every interface).
+    pub local_addresses: Vec<String>,
 }
 
 impl Default for ProgramOptions {
@@ -96,6 +101,8 @@ impl Default for ProgramOptions {
             rtmp_urls: Vec::new(),
             recording_dir: None,
             recording_split_secs: 600,
+            monitor: true,
+            local_addresses: Vec::new(),
         }
     }
 }
@@ -144,15 +151,17 @@ impl Program {
         }
         let dir = o.hls_dir.display().to_string().replace('"', "");
         let gop = o.fps * o.segment_seconds;
+        // The level is pinned (the monitor's SDP must name it before the first frame).
+        let level = h264_level(o.width, o.height, o.fps);
         let playlist_length = (o.dvr_window_secs / o.segment_seconds.max(1)).max(3);
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-compat \
              compositor name=mix background=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
-               ! queue max-size-buffers=3 ! x264enc name=venc tune=zerolatency speed-preset=veryfast bitrate={kbps} \
-                 key-int-max={gop} bframes=0 ! video/x-h264,profile=main ! h264parse ! tee name=vtee ! queue ! hls.video \
+               {labels} ! queue max-size-buffers=3 ! x264enc name=venc tune=zerolatency speed-preset=veryfast bitrate={kbps} \
+                 key-int-max={gop} bframes=0 ! video/x-h264,profile=main,level=(string){level} ! h264parse ! tee name=vtee ! queue ! hls.video \
              audiomixer name=amix ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
                ! aacparse ! tee name=atee ! queue ! hls.audio \
-             {rtmp_branches} {recording_branch} \
+             {rtmp_branches} {recording_branch} {monitor_branch} \
              hlssink2 name=hls location=\"{dir}/segment%05d.ts\" playlist-location=\"{dir}/index.m3u8\" \
                target-duration={seg} playlist-length={len} max-files={files} \
              videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! mix. \
@@ -164,6 +173,30 @@ impl Program {
             seg = o.segment_seconds,
             len = playlist_length,
             files = playlist_length + 5,
+            // One name label per commentator the program can show, drawn at the
+            // program's resolution after mixing (crisp at any tile size; a label
+            // with no text is passed through untouched).
+            labels = (0..label_count(o))
+                .map(|i| format!(
+                    "! textoverlay name=label{i} silent=true auto-resize=false halignment=left valignment=bottom \
+                       xpad=0 ypad=0 shaded-background=true font-desc=\"Sans Bold {pt}\" "
+                , pt = (o.height / 64).max(9)))
+                .collect::<String>(),
+            // The monitor: the encoded program, as it is, back into the room. A
+            // subscriber's keyframe request reaches the encoder through the tee.
+            monitor_branch = if o.monitor {
+                // Announced in the SDP (a=ssrc), so the SFU knows the stream without
+                // a mid header extension.
+                let ssrc = rand::random::<u32>() | 1;
+                let level_idc = level.1;
+                format!("vtee. ! queue leaky=downstream max-size-buffers=60 ! h264parse config-interval=-1 \
+                   ! rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency ssrc={ssrc} \
+                   ! application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,\
+                     profile-level-id=(string)4d40{level_idc:02x},ssrc=(uint){ssrc} ! webrtc. ")
+            } else {
+                String::new()
+            },
+            level = level.0,
             recording_branch = match &o.recording_dir {
                 None => String::new(),
                 // One file per `recording_split_secs`, each cut at a keyframe and
@@ -193,7 +226,7 @@ impl Program {
             .downcast::<gst::Pipeline>()
             .map_err(|_| err("not a pipeline"))?;
         let webrtc = pipeline.by_name("webrtc").ok_or_else(|| err("no webrtcbin"))?;
-        let peer = WebrtcbinPeer::prepare(&pipeline, webrtc.clone(), &["127.0.0.1".to_string()]).map_err(err)?;
+        let peer = WebrtcbinPeer::prepare(&pipeline, webrtc.clone(), &o.local_addresses).map_err(err)?;
         let stats = Arc::new(ProgramStats::default());
         if let Some(pad) = pipeline.by_name("venc").and_then(|e| e.static_pad("src")) {
             let s = stats.clone();
@@ -205,7 +238,9 @@ impl Program {
                 gst::PadProbeReturn::Ok
             });
         }
-        let layout = Arc::new(Mutex::new(Layout::new(o.width, o.height)));
+        let mut layout = Layout::new(o.width, o.height);
+        layout.labels = (0..label_count(o)).filter_map(|i| pipeline.by_name(&format!("label{i}"))).collect();
+        let layout = Arc::new(Mutex::new(layout));
         let (weak, s, l) = (pipeline.downgrade(), stats.clone(), layout.clone());
         let (w, h, fps) = (o.width, o.height, o.fps);
         webrtc.connect_pad_added(move |_, pad| {
@@ -227,6 +262,14 @@ impl Program {
                 let _: gst_webrtc::WebRTCRTPTransceiver =
                     webrtc.emit_by_name("add-transceiver", &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps]);
             }
+        }
+        // The monitor's m-line (requested by the launch line) only sends.
+        let mut i = 0;
+        while let Some(t) = webrtc.emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&i]) {
+            if t.property::<gst_webrtc::WebRTCRTPTransceiverDirection>("direction") != gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly {
+                t.set_property("direction", gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
+            }
+            i += 1;
         }
         let rtmp: Vec<Arc<RtmpOutput>> = o.rtmp_urls.iter().map(|u| Arc::new(RtmpOutput::start(u))).collect();
         for (name, video) in [("vsink", true), ("asink", false)] {
@@ -271,9 +314,13 @@ impl Program {
         tracing::info!(layout = ?kind, "program layout");
     }
 
-    /// The server bound a track of `participant` to one of the program's m-lines.
-    pub fn bind(&self, mid: &str, feed: bool, participant: &str) {
-        self.layout.lock().unwrap().roles.insert(mid.to_string(), (feed, participant.to_string()));
+    /// The server bound a track of `participant` (called `name`) to one of the
+    /// program's m-lines.
+    pub fn bind(&self, mid: &str, feed: bool, participant: &str, name: &str) {
+        let mut l = self.layout.lock().unwrap();
+        l.roles.insert(mid.to_string(), (feed, participant.to_string()));
+        l.names.insert(participant.to_string(), name.to_string());
+        l.apply();
     }
 
     /// Makes a participant the main (full-frame) source, or the feed with `None`.
@@ -384,11 +431,64 @@ struct Layout {
     roles: std::collections::HashMap<String, (bool, String)>,
     /// The participant shown large instead of the feed.
     main: Option<String>,
+    /// Display names by participant, for the labels.
+    names: std::collections::HashMap<String, String>,
+    /// The name-label overlays (`textoverlay`s after the compositor).
+    labels: Vec<gst::Element>,
+}
+
+/// A name label: its text and the bottom-left corner it is drawn from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Label {
+    text: String,
+    x: i32,
+    bottom: i32,
+}
+
+/// The lowest H.264 level (caps name, `level_idc`) that holds this size and rate,
+/// as x264 would pick it, from the level limits (ITU-T H.264 Table A-1).
+fn h264_level(width: u32, height: u32, fps: u32) -> (&'static str, u8) {
+    let frame = width.div_ceil(16) * height.div_ceil(16);
+    let rate = frame * fps;
+    [("3.1", 31, 3600, 108_000), ("3.2", 32, 5120, 216_000), ("4", 40, 8192, 245_760), ("4.2", 42, 8704, 522_240), ("5.1", 51, 36_864, 983_040)]
+        .into_iter()
+        .find(|&(_, _, max_frame, max_rate)| frame <= max_frame && rate <= max_rate)
+        .map_or(("5.2", 52), |(name, idc, _, _)| (name, idc))
+}
+
+/// How many name labels the program draws: one per commentator it can show, and
+/// one for a commentator made the main source.
+fn label_count(o: &ProgramOptions) -> usize {
+    o.commentator_slots + 1
 }
 
 impl Layout {
     fn new(width: u32, height: u32) -> Self {
-        Layout { width, height, kind: LayoutKind::Pip, inputs: Vec::new(), roles: Default::default(), main: None }
+        Layout {
+            width,
+            height,
+            kind: LayoutKind::Pip,
+            inputs: Vec::new(),
+            roles: Default::default(),
+            main: None,
+            names: Default::default(),
+            labels: Vec::new(),
+        }
+    }
+
+    /// A label for every visible input that is not the surgery feed, at the
+    /// bottom-left of its place.
+    fn label_places(&self, places: &[Place]) -> Vec<Label> {
+        let margin = (self.height / 90).max(4) as i32;
+        self.inputs
+            .iter()
+            .zip(places)
+            .filter(|((_, feed, _), p)| p.visible && !feed)
+            .filter_map(|((_, _, who), p)| {
+                let text = self.names.get(who.as_ref()?)?.trim();
+                (!text.is_empty()).then(|| Label { text: text.to_string(), x: p.x + margin, bottom: p.y + p.h - margin })
+            })
+            .collect()
     }
 
     /// Where each input goes. Only the newest feed is shown (a returning feed
@@ -450,9 +550,23 @@ impl Layout {
         out
     }
 
-    /// Sets every compositor pad to its place (live: the output never stops).
+    /// Sets every compositor pad to its place and the labels to match (live: the
+    /// output never stops).
     fn apply(&self) {
-        for ((pad, _, _), p) in self.inputs.iter().zip(self.places()) {
+        let places = self.places();
+        let mut labels = self.label_places(&places).into_iter();
+        for overlay in &self.labels {
+            match labels.next() {
+                Some(l) => {
+                    overlay.set_property("text", &l.text);
+                    overlay.set_property("deltax", l.x);
+                    overlay.set_property("deltay", l.bottom - self.height as i32);
+                    overlay.set_property("silent", false);
+                }
+                None => overlay.set_property("silent", true),
+            }
+        }
+        for ((pad, _, _), p) in self.inputs.iter().zip(places) {
             let Some(pad) = pad else { continue };
             pad.set_property("xpos", p.x);
             pad.set_property("ypos", p.y);
@@ -593,5 +707,35 @@ mod tests {
         assert!(p[3].visible && p[3].w == 256, "the feed is a tile now");
         assert!(!p[0].visible, "the frozen old feed stays hidden");
         assert!("grid".parse::<LayoutKind>().is_ok() && "mosaic".parse::<LayoutKind>().is_err());
+    }
+
+    #[test]
+    fn h264_levels_match_what_x264_picks() {
+        assert_eq!(h264_level(1280, 720, 30), ("3.1", 31));
+        assert_eq!(h264_level(1280, 720, 60), ("3.2", 32));
+        assert_eq!(h264_level(1920, 1080, 30), ("4", 40));
+        assert_eq!(h264_level(1920, 1080, 60), ("4.2", 42));
+        assert_eq!(h264_level(3840, 2160, 30), ("5.1", 51));
+    }
+
+    #[test]
+    fn labels_follow_the_commentators_tiles() {
+        let mut l = Layout::new(1280, 720);
+        l.inputs = vec![(None, true, Some("enc".into())), (None, false, Some("a".into())), (None, false, Some("b".into()))];
+        l.names = [("enc", "Feed"), ("a", "Dr. Ada"), ("b", "  ")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+        let p = l.places();
+        let labels = l.label_places(&p);
+        assert_eq!(labels.len(), 1, "the feed has no label, a blank name none either: {labels:?}");
+        assert_eq!(labels[0].text, "Dr. Ada");
+        assert!(labels[0].x > p[1].x && labels[0].x < p[1].x + 20);
+        assert!(labels[0].bottom < p[1].y + p[1].h && labels[0].bottom > p[1].y + p[1].h - 20);
+        l.kind = LayoutKind::SurgeryOnly;
+        assert!(l.label_places(&l.places()).is_empty(), "hidden tiles have no label");
+        // A commentator made the main source keeps a label, at the frame's bottom-left.
+        l.kind = LayoutKind::Pip;
+        l.main = Some("a".into());
+        let labels = l.label_places(&l.places());
+        assert_eq!(labels.len(), 1);
+        assert!(labels[0].x < 20 && labels[0].bottom > 700);
     }
 }

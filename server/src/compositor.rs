@@ -61,6 +61,36 @@ impl Drop for Compositor {
     }
 }
 
+/// Serves `registry` at `http://addr/metrics` (for a compositor running alone) until
+/// the process ends.
+pub fn serve_metrics(addr: std::net::SocketAddr, registry: prometheus::Registry) -> Result<JoinHandle<()>> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    tracing::info!(%addr, "compositor metrics at /metrics");
+    Ok(std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 2048];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if request.starts_with("GET /metrics ") {
+                let mut out = Vec::new();
+                let _ = prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut out);
+                ("200 OK", out)
+            } else {
+                ("404 Not Found", b"only GET /metrics\n".to_vec())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(&body));
+        }
+    })?)
+}
+
 fn send(ws: &mut Ws, m: &ClientMessage) -> Result<()> {
     ws.send(tungstenite::Message::text(serde_json::to_string(m)?))?;
     Ok(())
@@ -179,9 +209,14 @@ fn run_session(
         match serde_json::from_str::<ServerMessage>(&text)? {
             ServerMessage::Joined { .. } => {
                 tracing::info!(%room, "compositor joined");
-                send(ws, &ClientMessage::Offer { sdp: program.offer()? })?;
+                let sdp = program.offer()?;
+                tracing::debug!(%sdp, "compositor offer");
+                send(ws, &ClientMessage::Offer { sdp })?;
             }
-            ServerMessage::Answer { sdp } => program.set_answer(&sdp)?,
+            ServerMessage::Answer { sdp } => {
+                tracing::debug!(%sdp, "compositor answer");
+                program.set_answer(&sdp)?
+            }
             ServerMessage::ProgramLayout { layout, main } => {
                 program.set_main(main);
                 match layout.parse() {
@@ -191,7 +226,7 @@ fn run_session(
             }
             ServerMessage::TrackBound { track } => {
                 if let Some(mid) = &track.mid {
-                    program.bind(mid, track.source == casecast_signaling::TrackSource::Feed, &track.participant_id);
+                    program.bind(mid, track.source == casecast_signaling::TrackSource::Feed, &track.participant_id, &track.name);
                 }
             }
             ServerMessage::Offer { sdp, tracks } => {

@@ -50,11 +50,33 @@ pub struct ProgramConfig {
     pub recording: bool,
     /// Length of one recorded file, seconds.
     pub recording_split_secs: u32,
+    /// Program width in pixels.
+    pub width: u32,
+    /// Program height in pixels.
+    pub height: u32,
+    /// Program frames per second.
+    pub fps: u32,
+    /// Program video bitrate, bits/s.
+    pub video_bitrate: u32,
+    /// Publish the program back into the room as the monitor feed.
+    pub monitor: bool,
 }
 
 impl Default for ProgramConfig {
     fn default() -> Self {
-        ProgramConfig { preset: "quality".into(), dvr_window_secs: 7200, rtmp: Vec::new(), recording: true, recording_split_secs: 600 }
+        let o = casecast_actors::program::ProgramOptions::default();
+        ProgramConfig {
+            preset: "quality".into(),
+            dvr_window_secs: 7200,
+            rtmp: Vec::new(),
+            recording: true,
+            recording_split_secs: 600,
+            width: o.width,
+            height: o.height,
+            fps: o.fps,
+            video_bitrate: o.video_bitrate,
+            monitor: o.monitor,
+        }
     }
 }
 
@@ -163,6 +185,21 @@ pub struct ConfigArgs {
     /// Length of one recorded file, seconds.
     #[arg(long, env = "CASECAST_PROGRAM_RECORDING_SPLIT_SECS")]
     pub program_recording_split_secs: Option<u32>,
+    /// Program width in pixels (default 1280).
+    #[arg(long, env = "CASECAST_PROGRAM_WIDTH")]
+    pub program_width: Option<u32>,
+    /// Program height in pixels (default 720).
+    #[arg(long, env = "CASECAST_PROGRAM_HEIGHT")]
+    pub program_height: Option<u32>,
+    /// Program frames per second (default 30).
+    #[arg(long, env = "CASECAST_PROGRAM_FPS")]
+    pub program_fps: Option<u32>,
+    /// Program video bitrate, bits/s (default 3000000).
+    #[arg(long, env = "CASECAST_PROGRAM_VIDEO_BITRATE")]
+    pub program_video_bitrate: Option<u32>,
+    /// Publish the program back into the room as the monitor feed (default true).
+    #[arg(long, env = "CASECAST_PROGRAM_MONITOR")]
+    pub program_monitor: Option<bool>,
 }
 
 impl ConfigArgs {
@@ -192,7 +229,12 @@ impl ConfigArgs {
              program_dvr_window_secs => program.dvr_window_secs,
              program_rtmp => program.rtmp,
              program_recording => program.recording,
-             program_recording_split_secs => program.recording_split_secs);
+             program_recording_split_secs => program.recording_split_secs,
+             program_width => program.width,
+             program_height => program.height,
+             program_fps => program.fps,
+             program_video_bitrate => program.video_bitrate,
+             program_monitor => program.monitor);
         if self.public_url.is_some() {
             c.public_url = self.public_url.clone();
         }
@@ -226,6 +268,16 @@ impl Config {
         if self.program.recording_split_secs < 5 {
             bail!("program.recording_split_secs must be at least 5");
         }
+        let p = &self.program;
+        if !(160..=3840).contains(&p.width) || !(90..=2160).contains(&p.height) || p.width % 2 == 1 || p.height % 2 == 1 {
+            bail!("program size {}x{}: width 160–3840 and height 90–2160, both even", p.width, p.height);
+        }
+        if !(1..=60).contains(&p.fps) {
+            bail!("program.fps must be 1–60, not {}", p.fps);
+        }
+        if !(100_000..=50_000_000).contains(&p.video_bitrate) {
+            bail!("program.video_bitrate must be 100000–50000000 bits/s, not {}", p.video_bitrate);
+        }
         if self.program.rtmp.len() > 2 {
             bail!("program.rtmp takes at most two URLs (primary and backup)");
         }
@@ -249,6 +301,11 @@ impl Config {
             rtmp_urls: self.program.rtmp.clone(),
             recording_dir: self.program.recording.then(|| self.data_dir.join("recordings").join(room)),
             recording_split_secs: self.program.recording_split_secs,
+            width: self.program.width,
+            height: self.program.height,
+            fps: self.program.fps,
+            video_bitrate: self.program.video_bitrate,
+            monitor: self.program.monitor,
             ..Default::default()
         })
     }

@@ -89,6 +89,27 @@ enum Cmd {
         /// How far back viewers can go.
         #[arg(long, default_value = "2h", value_parser = parse_duration)]
         dvr_window: Duration,
+        /// Program width in pixels.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Program height in pixels.
+        #[arg(long, default_value_t = 720)]
+        height: u32,
+        /// Program frames per second.
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+        /// Program video bitrate, bits/s.
+        #[arg(long, default_value_t = 3_000_000)]
+        video_bitrate: u32,
+        /// Do not publish the program back into the room (the monitor feed).
+        #[arg(long)]
+        no_monitor: bool,
+        /// Local addresses ICE may use (repeatable; default: every interface).
+        #[arg(long = "local-address")]
+        local_addresses: Vec<String>,
+        /// Serve the program's Prometheus metrics at http://ADDR/metrics.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// Stop after this long (default: until Ctrl-C).
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
@@ -165,15 +186,41 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Compositor { url, room, token, hls_dir, preset, dvr_window, duration } => {
+        Cmd::Compositor {
+            url,
+            room,
+            token,
+            hls_dir,
+            preset,
+            dvr_window,
+            width,
+            height,
+            fps,
+            video_bitrate,
+            no_monitor,
+            local_addresses,
+            metrics_listen,
+            duration,
+        } => {
             init_logs("text");
+            let metrics = casecast_actors::metrics::Metrics::new();
+            let _metrics_server = match metrics_listen {
+                Some(addr) => Some(compositor::serve_metrics(addr, metrics.registry.clone())?),
+                None => None,
+            };
             let opts = casecast_actors::program::ProgramOptions {
+                local_addresses,
                 hls_dir,
+                width,
+                height,
+                fps,
+                video_bitrate,
+                monitor: !no_monitor,
                 segment_seconds: preset.segment_seconds(),
                 dvr_window_secs: u32::try_from(dvr_window.as_secs()).unwrap_or(u32::MAX),
                 ..Default::default()
             };
-            let compositor = compositor::Compositor::start(&url, &room, &token, opts, None);
+            let compositor = compositor::Compositor::start(&url, &room, &token, opts, Some(metrics.program.clone()));
             wait_for_signal_or(duration);
             drop(compositor);
             Ok(())
@@ -372,7 +419,11 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             feed = Some(TestPatternPublisher::start(opts, HttpWhip::new(whip_url, enc.clone()))?);
             if program {
                 let op = key.mint(&room, Role::Operator, "program", now, 30 * 86400);
-                let opts = config.program_options(&room)?;
+                // Same host: ICE over loopback only.
+                let opts = casecast_actors::program::ProgramOptions {
+                    local_addresses: vec!["127.0.0.1".into()],
+                    ..config.program_options(&room)?
+                };
                 let metrics = Some(sfu.metrics().program.clone());
                 program_mixer = Some(compositor::Compositor::start(&local, &room, &op, opts, metrics));
             }

@@ -86,7 +86,9 @@ impl AppState {
                 max_fps: self.policy.commentator_max_fps,
                 max_video_bitrate: self.policy.commentator_max_bitrate,
             },
-            Role::Viewer | Role::Operator => UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0 },
+            // An operator may publish the program's monitor feed (the compositor).
+            Role::Operator => UplinkPolicy { publish: true, video: true, max_fps: 60, max_video_bitrate: 20_000_000 },
+            Role::Viewer => UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0 },
         }
     }
 }
@@ -96,7 +98,8 @@ pub fn participant_options(claims: &Claims, name: Option<String>, renegotiate: b
     let (publish, subscribe) = match claims.role {
         Role::Encoder => (Some(TrackSource::Feed), Subscribe::None),
         Role::Commentator => (Some(TrackSource::Commentator), Subscribe::All),
-        Role::Viewer | Role::Operator => (None, Subscribe::All),
+        Role::Operator => (Some(TrackSource::Program), Subscribe::All),
+        Role::Viewer => (None, Subscribe::All),
     };
     let subscribe = if feed_only && subscribe != Subscribe::None { Subscribe::FeedOnly } else { subscribe };
     let name = name

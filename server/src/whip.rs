@@ -30,7 +30,8 @@ impl Kind {
     }
     fn roles(self) -> &'static [Role] {
         match self {
-            Kind::Whip => &[Role::Encoder],
+            // A commentator may publish its camera from a WHIP client too.
+            Kind::Whip => &[Role::Encoder, Role::Commentator],
             Kind::Whep => &[Role::Viewer, Role::Commentator, Role::Operator],
         }
     }
@@ -77,9 +78,11 @@ pub async fn post(
         Err(m) => return error_response(actix_web::http::StatusCode::BAD_REQUEST, &m),
     };
     let mut opts = participant_options(&claims, None, false, kind == Kind::Whep);
-    if kind == Kind::Whep {
+    match kind {
         // WHEP is watch-only, whatever the role could do elsewhere.
-        opts.publish = None;
+        Kind::Whep => opts.publish = None,
+        // WHIP is publish-only: nothing is sent back on it.
+        Kind::Whip => opts.subscribe = casecast_actors::Subscribe::None,
     }
     let handle = match state.sfu.join(&room, &state.policy, opts).await {
         Ok(h) => h,

@@ -49,7 +49,11 @@ fn track_info(t: &TrackDesc, mid: Option<String>) -> TrackInfo {
         participant_id: t.participant.to_string(),
         name: t.name.clone(),
         kind: kind_out(t.kind),
-        source: if t.source == TS::Feed { TrackSource::Feed } else { TrackSource::Commentator },
+        source: match t.source {
+            TS::Feed => TrackSource::Feed,
+            TS::Commentator => TrackSource::Commentator,
+            TS::Program => TrackSource::Program,
+        },
     }
 }
 

@@ -199,6 +199,9 @@ pub enum TrackSource {
     Feed,
     /// A commentator's camera or microphone.
     Commentator,
+    /// The program as viewers see it, published back into the room by the
+    /// compositor (an operator) as the monitor feed.
+    Program,
 }
 
 /// A participant, as others see it.

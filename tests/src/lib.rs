@@ -202,9 +202,7 @@ impl Server {
     /// One metric's value (a name with labels, exactly as printed), if present.
     pub fn metric(&self, name: &str) -> Option<f64> {
         let (_, text) = http_get(&format!("{}/metrics", self.url)).ok()?;
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        metric_value(&text, name)
     }
 
     /// True while the process runs.
@@ -270,6 +268,15 @@ fn agent() -> ureq::Agent {
 }
 
 /// GET: (status, body).
+/// One metric's value in a Prometheus text exposition (a name with labels, exactly
+/// as printed), if present.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+}
+
+/// GET `url`: status and body.
 pub fn http_get(url: &str) -> Result<(u16, String)> {
     let mut r = agent().get(url).call()?;
     Ok((r.status().as_u16(), r.body_mut().read_to_string()?))

@@ -598,9 +598,11 @@ fn the_program_keeps_going_while_the_feed_drops_and_shows_it_again() -> Result<(
     let room = "or-9";
     let hls = TempDir::new("program");
     let playlist = hls.0.join("index.m3u8");
+    let metrics_port = free_tcp_port();
     let _compositor = Proc(
         std::process::Command::new(casecast_bin())
             .args(["compositor", "--url", &server.url, "--room", room, "--preset", "low-latency"])
+            .args(["--local-address", "127.0.0.1", "--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(["--token", &server.token(room, Role::Operator, "program")])
             .arg("--hls-dir")
             .arg(&hls.0)
@@ -614,6 +616,16 @@ fn the_program_keeps_going_while_the_feed_drops_and_shows_it_again() -> Result<(
 
     let publisher = gst_publisher(&whip, &server.token(room, Role::Encoder, "enc"), &["--width", "640", "--height", "360"])?;
     wait_for("the program to show the feed", Duration::from_secs(90), || latest_is_live().then_some(()))?;
+    // The compositor running alone reports its own metrics.
+    let scrape = |name: &str| {
+        let (_, text) = http_get(&format!("http://127.0.0.1:{metrics_port}/metrics")).ok()?;
+        metric_value(&text, name)
+    };
+    wait_for("the compositor's metrics", Duration::from_secs(20), || {
+        let fps = scrape(&format!("casecast_program_fps{{room=\"{room}\"}}"))?;
+        let segments = scrape(&format!("casecast_program_hls_segments_total{{room=\"{room}\"}}"))?;
+        (fps > 20.0 && segments >= 1.0).then_some(())
+    })?;
 
     // The feed drops: the program goes on, segment after segment.
     assert!(publisher.terminate()?.success());
@@ -731,6 +743,18 @@ fn centre_colour(f: &[u8]) -> (u64, u64, u64) {
     (sum.0 / n, sum.1 / n, sum.2 / n)
 }
 
+/// White pixels (all channels above 200) in a rectangle of a segment's last frame.
+fn white_pixels(seg: &std::path::Path, (x, y, w, h): (u32, u32, u32, u32)) -> Option<usize> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(seg)
+        .args(["-vf", &format!("crop={w}:{h}:{x}:{y},format=rgb24"), "-f", "rawvideo", "-"])
+        .output()
+        .ok()?;
+    let frame = out.stdout.chunks_exact((w * h * 3) as usize).last()?;
+    Some(frame.chunks_exact(3).filter(|p| p.iter().all(|&c| c > 200)).count())
+}
+
 #[test]
 fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
     let server = Server::demo(&["--program-preset", "low-latency"])?;
@@ -742,6 +766,20 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
         let id = page.eval("return window.casecast.participantId").ok()?;
         let live = page.eval("return document.body.dataset.state").ok()? == "live";
         (live && id.is_string()).then_some(id.as_str()?.to_string())
+    })?;
+    // The program comes back into the room: the commentator's page decodes the
+    // monitor, at the program's size.
+    wait_for("the program monitor to decode in the commentator's page", Duration::from_secs(60), || {
+        page_stats(&page)["programFramesDecoded"].as_f64().filter(|&n| n > 30.0)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", page_stats(&page)))?;
+    let size = page.eval("const v = document.querySelector('.tile.program video'); return [v.videoWidth, v.videoHeight]")?;
+    assert_eq!(size, json!([1280, 720]), "the monitor is the program itself");
+    // In picture-in-picture the commentator's tile (bottom left, 256×144 from
+    // (16, 560)) carries a name label: white text where the fake camera has none.
+    wait_for("the commentator's name label in the program", Duration::from_secs(60), || {
+        let n = white_pixels(&hls.join(latest()?), (16, 664, 160, 40))?;
+        (n > 40).then_some(())
     })?;
     let api = format!("{}/api/rooms/demo/program", server.url);
     let op = format!("Bearer {}", server.token("demo", Role::Operator, "desk"));
