@@ -27,9 +27,11 @@ use gstreamer_app as gst_app;
 /// How far behind live viewers are, traded against robustness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HlsPreset {
-    /// 6 s segments: players start about three segments behind, ~20–30 s.
+    /// 6 s segments, players held back four segments: about 30 s behind live,
+    /// riding out long network trouble.
     Quality,
-    /// 2 s segments: under about 6–8 s behind live.
+    /// 1 s segments, players held back three (the least HLS allows): about 4–5 s
+    /// behind live.
     LowLatency,
 }
 
@@ -38,9 +40,26 @@ impl HlsPreset {
     pub fn segment_seconds(self) -> u32 {
         match self {
             HlsPreset::Quality => 6,
-            HlsPreset::LowLatency => 2,
+            HlsPreset::LowLatency => 1,
         }
     }
+}
+
+/// A live playlist as served to players: with the hold-back (how far behind the live
+/// edge players start, `#EXT-X-SERVER-CONTROL:HOLD-BACK`, honoured by hls.js and
+/// Safari) that makes each preset's delay: four target durations for long segments
+/// (quality: 24 s + the segment being written ≈ 30 s), three — the least the HLS
+/// specification allows — for short ones. A finished (VOD) playlist is unchanged.
+pub fn live_playlist(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains("#EXT-X-ENDLIST") || text.contains("#EXT-X-SERVER-CONTROL") {
+        return text.into();
+    }
+    let Some(target) = text.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")?.trim().parse::<u32>().ok()) else {
+        return text.into();
+    };
+    let Some(rest) = text.strip_prefix("#EXTM3U\n") else { return text.into() };
+    let hold_back = target * if target >= 4 { 4 } else { 3 };
+    format!("#EXTM3U\n#EXT-X-SERVER-CONTROL:HOLD-BACK={hold_back}.0\n{rest}").into()
 }
 
 impl std::str::FromStr for HlsPreset {
@@ -156,15 +175,15 @@ impl Program {
         let playlist_length = (o.dvr_window_secs / o.segment_seconds.max(1)).max(3);
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-compat \
-             compositor name=mix background=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
+             compositor name=mix background=black max-threads=1 ! video/x-raw,{RAW},width={w},height={h},framerate={fps}/1 \
                {labels} ! queue max-size-buffers=3 ! x264enc name=venc tune=zerolatency speed-preset=veryfast bitrate={kbps} \
-                 key-int-max={gop} bframes=0 ! video/x-h264,profile=main,level=(string){level} ! h264parse ! tee name=vtee ! queue ! hls.video \
-             audiomixer name=amix ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
+                 key-int-max={gop} bframes=0 trellis=false ! video/x-h264,profile=main,level=(string){level} ! h264parse ! tee name=vtee ! queue ! hls.video \
+             audiomixer name=amix output-buffer-duration=40000000 ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
                ! aacparse ! tee name=atee ! queue ! hls.audio \
              {rtmp_branches} {recording_branch} {monitor_branch} \
              hlssink2 name=hls location=\"{dir}/segment%05d.ts\" playlist-location=\"{dir}/index.m3u8\" \
                target-duration={seg} playlist-length={len} max-files={files} \
-             videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! mix. \
+             videotestsrc is-live=true pattern=black ! video/x-raw,{RAW},width=16,height=16,framerate=1/1 ! mix. \
              audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=48000,channels=2 ! amix.",
             w = o.width,
             h = o.height,
@@ -315,11 +334,14 @@ impl Program {
     }
 
     /// The server bound a track of `participant` (called `name`) to one of the
-    /// program's m-lines.
-    pub fn bind(&self, mid: &str, feed: bool, participant: &str, name: &str) {
+    /// program's m-lines; `video` says whether it is a picture (the layout places
+    /// pictures only).
+    pub fn bind(&self, mid: &str, video: bool, feed: bool, participant: &str, name: &str) {
         let mut l = self.layout.lock().unwrap();
-        l.roles.insert(mid.to_string(), (feed, participant.to_string()));
         l.names.insert(participant.to_string(), name.to_string());
+        if video {
+            l.bind(Binding { mid: mid.to_string(), feed, participant: participant.to_string() });
+        }
         l.apply();
     }
 
@@ -427,14 +449,22 @@ struct Layout {
     /// Compositor pads with whether they carry the feed and whose they are, in
     /// arrival order.
     inputs: Vec<(Option<gst::Pad>, bool, Option<String>)>,
-    /// m-line → (is it the surgery feed, participant), from the server's `track_bound`.
-    roles: std::collections::HashMap<String, (bool, String)>,
+    /// Video tracks the server bound (`track_bound`) whose picture has not arrived.
+    pending: Vec<Binding>,
     /// The participant shown large instead of the feed.
     main: Option<String>,
     /// Display names by participant, for the labels.
     names: std::collections::HashMap<String, String>,
     /// The name-label overlays (`textoverlay`s after the compositor).
     labels: Vec<gst::Element>,
+}
+
+/// A video track the server bound to one of the program's m-lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Binding {
+    mid: String,
+    feed: bool,
+    participant: String,
 }
 
 /// A name label: its text and the bottom-left corner it is drawn from.
@@ -444,6 +474,14 @@ struct Label {
     x: i32,
     bottom: i32,
 }
+
+/// The one raw format of every compositor pad and of the program: HD video as
+/// decoders give it (VP8 and untagged H.264 are taken as BT.709 at HD sizes), so a
+/// full-frame HD feed is mixed without any conversion. Any other source (a small
+/// commentator camera, taken as BT.601) is converted once in its input branch, at
+/// its own size and rate, never per output frame in the compositor. Pinning it
+/// also keeps the compositor from renegotiating the program as sources come and go.
+const RAW: &str = "format=I420,colorimetry=bt709,chroma-site=mpeg2";
 
 /// The lowest H.264 level (caps name, `level_idc`) that holds this size and rate,
 /// as x264 would pick it, from the level limits (ITU-T H.264 Table A-1).
@@ -469,11 +507,30 @@ impl Layout {
             height,
             kind: LayoutKind::Pip,
             inputs: Vec::new(),
-            roles: Default::default(),
+            pending: Vec::new(),
             main: None,
             names: Default::default(),
             labels: Vec::new(),
         }
+    }
+
+    /// A bound track: given to a picture that arrived without one, else kept for
+    /// the next picture.
+    fn bind(&mut self, b: Binding) {
+        if let Some(input) = self.inputs.iter_mut().rev().find(|(_, _, who)| who.is_none()) {
+            (input.1, input.2) = (b.feed, Some(b.participant));
+        } else {
+            self.pending.push(b);
+        }
+    }
+
+    /// Whose a newly decoded picture is: the binding of its m-line, or else the
+    /// oldest one waiting. webrtcbin 1.22 names the m-line of a stream right only
+    /// for the streams in the SDP; when the SFU reuses an m-line for a new track (a
+    /// returning feed), the new stream's pad reports the first m-line instead.
+    fn take_binding(&mut self, mid: Option<&str>) -> Option<Binding> {
+        let i = self.pending.iter().position(|b| Some(b.mid.as_str()) == mid).or((!self.pending.is_empty()).then_some(0))?;
+        Some(self.pending.remove(i))
     }
 
     /// A label for every visible input that is not the surgery feed, at the
@@ -597,12 +654,14 @@ fn add_input(
     let (stats, layout) = (stats.clone(), layout.clone());
     dec.connect_pad_added(move |_, dpad| {
         let Some(pipeline) = weak.upgrade() else { return };
-        let video = dpad.current_caps().is_some_and(|c| c.to_string().starts_with("video"));
+        let caps = dpad.current_caps().map(|c| c.to_string()).unwrap_or_default();
+        tracing::debug!(?mid, %caps, "program input decoded");
+        let video = caps.starts_with("video");
         let r = if video {
             link_video(&pipeline, dpad, fps).map(|sink| {
                 let mut l = layout.lock().unwrap();
-                let (feed, who) = match mid.as_ref().and_then(|m| l.roles.get(m)) {
-                    Some((feed, who)) => (*feed, Some(who.clone())),
+                let (feed, who) = match l.take_binding(mid.as_deref()) {
+                    Some(b) => (b.feed, Some(b.participant)),
                     None => (false, None),
                 };
                 l.inputs.push((Some(sink), feed, who));
@@ -636,7 +695,7 @@ fn link_video(pipeline: &gst::Pipeline, src: &gst::Pad, fps: u32) -> Result<gst:
     let bin = gst::parse::bin_from_description(
         &format!(
             "queue max-size-buffers=2 leaky=downstream ! videoconvert ! videorate \
-             ! capsfilter caps=\"video/x-raw,format=I420,framerate={fps}/1\""
+             ! capsfilter caps=\"video/x-raw,{RAW},framerate={fps}/1\""
         ),
         true,
     )
@@ -653,7 +712,7 @@ fn link_video(pipeline: &gst::Pipeline, src: &gst::Pad, fps: u32) -> Result<gst:
 
 fn link_audio(pipeline: &gst::Pipeline, src: &gst::Pad) -> Result<(), String> {
     let bin = gst::parse::bin_from_description(
-        "queue ! audioconvert ! audioresample ! capsfilter caps=\"audio/x-raw,rate=48000,channels=2\"",
+        "audioconvert ! audioresample ! capsfilter caps=\"audio/x-raw,rate=48000,channels=2\"",
         true,
     )
     .map_err(|e| e.to_string())?;
@@ -673,7 +732,7 @@ mod tests {
     #[test]
     fn presets() {
         assert_eq!("quality".parse::<HlsPreset>().unwrap().segment_seconds(), 6);
-        assert_eq!("low-latency".parse::<HlsPreset>().unwrap().segment_seconds(), 2);
+        assert_eq!("low-latency".parse::<HlsPreset>().unwrap().segment_seconds(), 1);
         assert!("fast".parse::<HlsPreset>().is_err());
     }
 
@@ -710,12 +769,41 @@ mod tests {
     }
 
     #[test]
+    fn live_playlists_carry_the_presets_hold_back() {
+        let live = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\nsegment00000.ts\n";
+        let served = live_playlist(live);
+        assert!(served.starts_with("#EXTM3U\n#EXT-X-SERVER-CONTROL:HOLD-BACK=24.0\n#EXT-X-VERSION:3\n"), "{served}");
+        let short = live.replace("TARGETDURATION:6", "TARGETDURATION:1");
+        assert!(live_playlist(&short).contains("HOLD-BACK=3.0"));
+        let ended = format!("{live}#EXT-X-ENDLIST\n");
+        assert_eq!(live_playlist(&ended), ended.as_str(), "VOD is served as written");
+        assert_eq!(live_playlist("garbage"), "garbage");
+    }
+
+    #[test]
     fn h264_levels_match_what_x264_picks() {
         assert_eq!(h264_level(1280, 720, 30), ("3.1", 31));
         assert_eq!(h264_level(1280, 720, 60), ("3.2", 32));
         assert_eq!(h264_level(1920, 1080, 30), ("4", 40));
         assert_eq!(h264_level(1920, 1080, 60), ("4.2", 42));
         assert_eq!(h264_level(3840, 2160, 30), ("5.1", 51));
+    }
+
+    #[test]
+    fn pictures_take_the_binding_of_their_m_line_or_the_oldest_waiting() {
+        let mut l = Layout::new(1280, 720);
+        let b = |mid: &str, feed, who: &str| Binding { mid: mid.into(), feed, participant: who.into() };
+        l.bind(b("video1", true, "enc"));
+        l.bind(b("video3", false, "ada"));
+        assert_eq!(l.take_binding(Some("video3")), Some(b("video3", false, "ada")), "by m-line");
+        // A reused m-line's stream may report another m-line: the oldest binding.
+        assert_eq!(l.take_binding(Some("audio0")), Some(b("video1", true, "enc")));
+        assert_eq!(l.take_binding(Some("video5")), None);
+        // A picture that came first gets the binding when it comes.
+        l.inputs.push((None, false, None));
+        l.bind(b("video5", false, "bo"));
+        assert_eq!((l.inputs[0].1, l.inputs[0].2.as_deref()), (false, Some("bo")));
+        assert!(l.pending.is_empty());
     }
 
     #[test]

@@ -193,7 +193,7 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
          videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
          ! video/x-raw,width={w},height={h},framerate={fps}/1 \
          ! textoverlay text=\"{title}\" valignment=top halignment=left font-desc=\"Sans {font}\" \
-         ! clockoverlay time-format=\"%H:%M:%S\" valignment=center halignment=center font-desc=\"Sans Bold {big}\" \
+         ! clockoverlay time-format=\"%H:%M:%S\" valignment=center halignment=center shaded-background=true shading-value=200 font-desc=\"Sans Bold {big}\" \
          ! timeoverlay valignment=bottom halignment=right font-desc=\"Sans {font}\" \
          ! videoconvert ! queue max-size-buffers=2 leaky=downstream ! {enc} ! {pay} ! {caps} ! webrtc. ",
         w = o.width,

@@ -226,7 +226,13 @@ fn run_session(
             }
             ServerMessage::TrackBound { track } => {
                 if let Some(mid) = &track.mid {
-                    program.bind(mid, track.source == casecast_signaling::TrackSource::Feed, &track.participant_id, &track.name);
+                    program.bind(
+                        mid,
+                        track.kind == casecast_signaling::MediaKind::Video,
+                        track.source == casecast_signaling::TrackSource::Feed,
+                        &track.participant_id,
+                        &track.name,
+                    );
                 }
             }
             ServerMessage::Offer { sdp, tracks } => {

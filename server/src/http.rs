@@ -86,15 +86,22 @@ async fn hls(path: web::Path<(String, String)>, state: web::Data<AppState>) -> H
     };
     match tokio::fs::read(state.hls_root.join(&room).join(&file)).await {
         Ok(body) => {
-            // Counted only for playlists that exist: a label per real room.
-            if file.ends_with(".m3u8") {
-                state.sfu.metrics().program.playlist_requests.with_label_values(&[&room]).inc();
+            let mut res = HttpResponse::Ok();
+            res.content_type(ct)
+                .insert_header((header::CACHE_CONTROL, cache))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+            if !file.ends_with(".m3u8") {
+                // Segments are compressed video already.
+                return res.insert_header(header::ContentEncoding::Identity).body(body);
             }
-            HttpResponse::Ok()
-            .content_type(ct)
-            .insert_header((header::CACHE_CONTROL, cache))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-            .body(body)
+            // Counted only for playlists that exist: a label per real room.
+            state.sfu.metrics().program.playlist_requests.with_label_values(&[&room]).inc();
+            // A long DVR window makes a long playlist, fetched every segment by every
+            // viewer: it is gzipped for those who accept it (about 8× smaller).
+            match String::from_utf8(body) {
+                Ok(text) => res.body(casecast_actors::program::live_playlist(&text).into_owned()),
+                Err(e) => res.body(e.into_bytes()),
+            }
         }
         Err(_) => error_response(StatusCode::NOT_FOUND, "no such file (the program may not have started)"),
     }
@@ -240,7 +247,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/watch/{room}", web::get().to(watch_page))
         .route("/assets/{name:.*}", web::get().to(asset))
         .route("/ws", web::get().to(ws::ws))
-        .route("/hls/{room}/{file}", web::get().to(hls))
+        .service(web::resource("/hls/{room}/{file}").wrap(actix_web::middleware::Compress::default()).route(web::get().to(hls)))
         .route("/api/rooms/{room}/recordings", web::get().to(recordings))
         .route("/api/rooms/{room}/recordings/{file}", web::get().to(recording))
         .service(web::resource("/api/rooms/{room}/program").app_data(web::PayloadConfig::new(4096)).route(web::post().to(program)))

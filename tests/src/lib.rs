@@ -153,6 +153,8 @@ impl Server {
             .arg(cmd)
             .args(args)
             .env("RUST_LOG", "info,casecast=debug,casecast_actors=debug")
+            // The demo feed burns in the local time; the latency test reads it as UTC.
+            .env("TZ", "UTC")
             .stdout(logf.try_clone()?)
             .stderr(logf)
             .spawn()
