@@ -345,6 +345,26 @@ impl Program {
         l.apply();
     }
 
+    /// A participant left: their pictures leave the layout at once (a feed keeps its
+    /// last frame until another feed comes, so the program is never empty).
+    pub fn participant_left(&self, participant: &str) {
+        let mut l = self.layout.lock().unwrap();
+        l.away.insert(participant.to_string());
+        l.apply();
+    }
+
+    /// A participant turned their camera off (or back on): their tile leaves the
+    /// layout meanwhile instead of freezing.
+    pub fn camera_muted(&self, participant: &str, muted: bool) {
+        let mut l = self.layout.lock().unwrap();
+        if muted {
+            l.camera_off.insert(participant.to_string());
+        } else {
+            l.camera_off.remove(participant);
+        }
+        l.apply();
+    }
+
     /// Makes a participant the main (full-frame) source, or the feed with `None`.
     pub fn set_main(&self, participant: Option<String>) {
         let mut l = self.layout.lock().unwrap();
@@ -451,6 +471,10 @@ struct Layout {
     inputs: Vec<(Option<gst::Pad>, bool, Option<String>)>,
     /// Video tracks the server bound (`track_bound`) whose picture has not arrived.
     pending: Vec<Binding>,
+    /// Participants who left.
+    away: std::collections::HashSet<String>,
+    /// Participants whose camera is off.
+    camera_off: std::collections::HashSet<String>,
     /// The participant shown large instead of the feed.
     main: Option<String>,
     /// Display names by participant, for the labels.
@@ -508,6 +532,8 @@ impl Layout {
             kind: LayoutKind::Pip,
             inputs: Vec::new(),
             pending: Vec::new(),
+            away: Default::default(),
+            camera_off: Default::default(),
             main: None,
             names: Default::default(),
             labels: Vec::new(),
@@ -553,14 +579,21 @@ impl Layout {
     fn places(&self) -> Vec<Place> {
         let (w, h) = (self.width as i32, self.height as i32);
         let newest_feed = self.inputs.iter().rposition(|(_, feed, _)| *feed);
+        // Commentators who left or turned their camera off are not shown.
+        let showing = |who: &Option<String>| who.as_ref().is_none_or(|p| !self.away.contains(p) && !self.camera_off.contains(p));
         // The main source: the chosen participant's newest input, else the feed.
-        let chosen = self.main.as_ref().and_then(|m| self.inputs.iter().rposition(|(_, _, p)| p.as_ref() == Some(m)));
+        let chosen = self
+            .main
+            .as_ref()
+            .and_then(|m| self.inputs.iter().rposition(|(_, _, p)| p.as_ref() == Some(m)))
+            .filter(|&i| showing(&self.inputs[i].2));
         let main = chosen.or(newest_feed);
         let hidden = Place { x: 0, y: 0, w: 16, h: 9, z: 0, visible: false };
         // Everyone else who is current: the commentators, and the feed when it is
         // not the main source (older feed inputs are frozen and stay hidden).
         let commentators: Vec<usize> = (0..self.inputs.len())
-            .filter(|&i| Some(i) != main && (!self.inputs[i].1 || Some(i) == newest_feed))
+            .filter(|&i| Some(i) != main)
+            .filter(|&i| if self.inputs[i].1 { Some(i) == newest_feed } else { showing(&self.inputs[i].2) })
             .collect();
         let newest_feed = main;
         let mut out = vec![hidden; self.inputs.len()];
@@ -766,6 +799,22 @@ mod tests {
         assert!(p[3].visible && p[3].w == 256, "the feed is a tile now");
         assert!(!p[0].visible, "the frozen old feed stays hidden");
         assert!("grid".parse::<LayoutKind>().is_ok() && "mosaic".parse::<LayoutKind>().is_err());
+        // The main commentator turns the camera off: the feed is main again; back on,
+        // the commentator is main again.
+        l.camera_off.insert("b".into());
+        let p = l.places();
+        assert!(!p[2].visible && p[3].w == 1280);
+        l.camera_off.clear();
+        assert_eq!(l.places()[2].w, 1280);
+        // A commentator who leaves leaves the layout; the next one moves up.
+        l.main = None;
+        l.away.insert("a".into());
+        let p = l.places();
+        assert!(!p[1].visible, "a left");
+        assert!(p[2].visible && p[2].x == 16, "b takes the first tile");
+        // A feed that leaves keeps its last frame.
+        l.away.insert("enc2".into());
+        assert!(l.places()[3].visible);
     }
 
     #[test]

@@ -235,6 +235,10 @@ fn run_session(
                     );
                 }
             }
+            ServerMessage::ParticipantLeft { participant_id } => program.participant_left(&participant_id),
+            ServerMessage::Muted { participant_id, kind: casecast_signaling::MediaKind::Video, muted } => {
+                program.camera_muted(&participant_id, muted)
+            }
             ServerMessage::Offer { sdp, tracks } => {
                 // More tracks than the offered slots: take the offer so the session
                 // stays healthy (those tracks are not mixed yet).

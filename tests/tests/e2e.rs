@@ -751,16 +751,27 @@ fn centre_colour(f: &[u8]) -> (u64, u64, u64) {
     (sum.0 / n, sum.1 / n, sum.2 / n)
 }
 
-/// White pixels (all channels above 200) in a rectangle of a segment's last frame.
-fn white_pixels(seg: &std::path::Path, (x, y, w, h): (u32, u32, u32, u32)) -> Option<usize> {
+/// A rectangle of a segment's last frame, RGB.
+fn last_region(seg: &std::path::Path, (x, y, w, h): (u32, u32, u32, u32)) -> Option<Vec<u8>> {
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(seg)
         .args(["-vf", &format!("crop={w}:{h}:{x}:{y},format=rgb24"), "-f", "rawvideo", "-"])
         .output()
         .ok()?;
-    let frame = out.stdout.chunks_exact((w * h * 3) as usize).last()?;
-    Some(frame.chunks_exact(3).filter(|p| p.iter().all(|&c| c > 200)).count())
+    out.stdout.chunks_exact((w * h * 3) as usize).last().map(<[u8]>::to_vec)
+}
+
+/// White pixels (all channels above 200) in a rectangle of a segment's last frame.
+fn white_pixels(seg: &std::path::Path, rect: (u32, u32, u32, u32)) -> Option<usize> {
+    Some(last_region(seg, rect)?.chunks_exact(3).filter(|p| p.iter().all(|&c| c > 200)).count())
+}
+
+/// Whether most of a rectangle of a segment's last frame is Chromium's fake-camera green.
+fn mostly_green(seg: &std::path::Path, rect: (u32, u32, u32, u32)) -> Option<bool> {
+    let region = last_region(seg, rect)?;
+    let green = region.chunks_exact(3).filter(|p| p[1] > 100 && p[0] < 90 && p[2] < 90).count();
+    Some(green * 2 > region.len() / 3)
 }
 
 #[test]
@@ -815,6 +826,13 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
     wait_for("the feed as the main source again", Duration::from_secs(30), || {
         let f = last_rgb_frame(&hls.join(latest()?))?;
         (!green(&f)).then_some(())
+    })?;
+    // The commentator's tile (bottom left) leaves the program with the commentator.
+    let tile = (40, 580, 200, 100);
+    wait_for("the commentator's tile in the program", Duration::from_secs(30), || mostly_green(&hls.join(latest()?), tile)?.then_some(()))?;
+    drop(page);
+    wait_for("the tile to leave with the commentator", Duration::from_secs(60), || {
+        (!mostly_green(&hls.join(latest()?), tile)?).then_some(())
     })?;
     Ok(())
 }
