@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod hls;
 pub mod ids;
 pub mod metrics;
 mod participant;

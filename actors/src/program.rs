@@ -143,7 +143,7 @@ pub struct ProgramStats {
 /// also closes the playlist.
 pub struct Program {
     pipeline: gst::Pipeline,
-    playlist: PathBuf,
+    hls: Mutex<HlsOutput>,
     peer: WebrtcbinPeer,
     /// Counters.
     pub stats: Arc<ProgramStats>,
@@ -173,6 +173,10 @@ impl Program {
         // The level is pinned (the monitor's SDP must name it before the first frame).
         let level = h264_level(o.width, o.height, o.fps);
         let playlist_length = (o.dvr_window_secs / o.segment_seconds.max(1)).max(3);
+        let session = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let own_playlist = std::env::temp_dir().join(format!("casecast-hlssink2-{session}.m3u8"));
+        let playlist_path = o.hls_dir.join("index.m3u8");
+        let playlist = crate::hls::Playlist::load(&playlist_path, o.segment_seconds, playlist_length as usize);
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-compat \
              compositor name=mix background=black max-threads=1 ! video/x-raw,{RAW},width={w},height={h},framerate={fps}/1 \
@@ -181,8 +185,8 @@ impl Program {
              audiomixer name=amix output-buffer-duration=40000000 ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
                ! aacparse ! tee name=atee ! queue ! hls.audio \
              {rtmp_branches} {recording_branch} {monitor_branch} \
-             hlssink2 name=hls location=\"{dir}/segment%05d.ts\" playlist-location=\"{dir}/index.m3u8\" \
-               target-duration={seg} playlist-length={len} max-files={files} \
+             hlssink2 name=hls location=\"{dir}/seg-{session}-%05d.ts\" playlist-location=\"{own_playlist}\" \
+               target-duration={seg} playlist-length=3 max-files=0 \
              videotestsrc is-live=true pattern=black ! video/x-raw,{RAW},width=16,height=16,framerate=1/1 ! mix. \
              audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=48000,channels=2 ! amix.",
             w = o.width,
@@ -190,8 +194,11 @@ impl Program {
             fps = o.fps,
             kbps = o.video_bitrate / 1000,
             seg = o.segment_seconds,
-            len = playlist_length,
-            files = playlist_length + 5,
+            // hlssink2 cuts the segments (named per pipeline, so a restarted one
+            // writes beside them); the playlist viewers get is casecast's own
+            // (crate::hls), which outlives the pipeline. hlssink2's goes to a
+            // scratch file, and it deletes nothing.
+            own_playlist = own_playlist.display().to_string().replace('"', ""),
             // One name label per commentator the program can show, drawn at the
             // program's resolution after mixing (crisp at any tile size; a label
             // with no text is passed through untouched).
@@ -307,7 +314,8 @@ impl Program {
             );
         }
         pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
-        Ok(Program { pipeline, playlist: o.hls_dir.join("index.m3u8"), peer, stats, rtmp, layout })
+        let hls = Mutex::new(HlsOutput { playlist, path: playlist_path, opened: None, scratch: own_playlist, session, next: 0 });
+        Ok(Program { pipeline, hls, peer, stats, rtmp, layout })
     }
 
     /// The SDP offer to send as the participant's first offer.
@@ -380,40 +388,84 @@ impl Program {
     /// Ends the program for good: stops the pipeline and marks the playlist complete
     /// (`#EXT-X-ENDLIST`), so it stays playable as VOD.
     pub fn finish(self) -> Result<(), ProgramError> {
+        let _ = self.error();
         let _ = self.pipeline.set_state(gst::State::Null);
-        let text = std::fs::read_to_string(&self.playlist).map_err(|e| ProgramError(format!("cannot read the playlist: {e}")))?;
-        if !text.contains("#EXT-X-ENDLIST") {
-            let mut text = text;
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text.push_str("#EXT-X-ENDLIST\n");
-            // Written whole, then renamed: a player never reads half a playlist.
-            let tmp = self.playlist.with_extension("m3u8.tmp");
-            std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &self.playlist)).map_err(|e| ProgramError(format!("cannot close the playlist: {e}")))?;
-        }
-        Ok(())
+        let mut hls = self.hls.lock().unwrap();
+        hls.playlist.ended = true;
+        hls.playlist.write(&hls.path).map_err(|e| ProgramError(format!("cannot close the playlist: {e}")))
     }
 
-    /// Handles pending bus messages (counting HLS segments); returns the first
-    /// pipeline error, if any, without waiting.
+    /// Handles pending bus messages (the playlist follows finished segments);
+    /// returns the first pipeline error, if any, without waiting.
     pub fn error(&self) -> Option<String> {
         let bus = self.pipeline.bus()?;
         while let Some(m) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Element]) {
             match m.view() {
                 gst::MessageView::Error(e) => return Some(format!("{} ({:?})", e.error(), e.debug())),
                 // hlssink2 writes through a splitmuxsink of its own (the recording
-                // has another): a closed fragment there is a finished segment.
-                gst::MessageView::Element(e)
-                    if e.structure().is_some_and(|s| s.name() == "splitmuxsink-fragment-closed")
-                        && m.src().and_then(|s| s.parent()).is_some_and(|p| p.name() == "hls") =>
-                {
-                    self.stats.segments.fetch_add(1, Ordering::Relaxed);
+                // has another): its fragments are the segments.
+                gst::MessageView::Element(e) if m.src().and_then(|s| s.parent()).is_some_and(|p| p.name() == "hls") => {
+                    let Some(s) = e.structure() else { continue };
+                    let Ok(at) = s.get::<u64>("running-time") else { continue };
+                    let mut hls = self.hls.lock().unwrap();
+                    match s.name().as_str() {
+                        "splitmuxsink-fragment-opened" => hls.opened = Some(at),
+                        "splitmuxsink-fragment-closed" => {
+                            let Some(start) = hls.opened.take() else { continue };
+                            let duration = at.saturating_sub(start) as f64 / 1e9;
+                            match hls.segment_done(duration) {
+                                Ok(()) => {
+                                    self.stats.segments.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) => tracing::warn!(error = %e, "program: playlist not written"),
+                            }
+                        }
+                        _ => {}
+                    }
                 }
                 _ => {}
             }
         }
         None
+    }
+}
+
+/// The HLS output: casecast's playlist over hlssink2's segments.
+struct HlsOutput {
+    playlist: crate::hls::Playlist,
+    path: PathBuf,
+    /// Running time at which the segment being written began.
+    opened: Option<u64>,
+    /// hlssink2's own playlist (unused).
+    scratch: PathBuf,
+    /// This pipeline's segment names: `seg-{session}-{n:05}.ts`, numbered from 0
+    /// as hlssink2 writes them.
+    session: String,
+    next: u32,
+}
+
+impl HlsOutput {
+    /// A segment is finished: list it, drop what left the DVR window.
+    fn segment_done(&mut self, duration: f64) -> std::io::Result<()> {
+        // hlssink2 reports no file name (it writes through a stream): it numbers
+        // its segments from 0, one per fragment.
+        let name = format!("seg-{}-{:05}.ts", self.session, self.next);
+        self.next += 1;
+        let gone = self.playlist.push(name, duration);
+        self.playlist.write(&self.path)?;
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        for s in gone {
+            // Players that read the last playlist may still fetch it for a moment,
+            // but the window is long: the file goes now.
+            let _ = std::fs::remove_file(dir.join(&s.uri));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HlsOutput {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.scratch);
     }
 }
 

@@ -30,21 +30,30 @@ impl Compositor {
             .name("compositor".into())
             .spawn(move || {
                 let mut backoff = Duration::from_millis(500);
+                // The last program keeps writing (black or frozen) while the next
+                // session is awaited; the next one continues its playlist.
+                let mut last: Option<Program> = None;
                 while !s.is_set() {
-                    match session(&url, &room, &token, &opts, &s, metrics.as_ref()) {
-                        Ok(program) => {
-                            // Stopped for good: the playlist becomes VOD.
-                            if let Err(e) = program.finish() {
-                                tracing::warn!(error = %e, "compositor: playlist not closed");
-                            }
-                            break;
-                        }
+                    drop(last.take());
+                    let result = Program::start(&opts).map_err(anyhow::Error::from).and_then(|program| {
+                        let r = session(&program, &url, &room, &token, &opts, &s, metrics.as_ref());
+                        last = Some(program);
+                        r
+                    });
+                    match result {
+                        Ok(()) => break,
                         Err(e) => tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "compositor session ended"),
                     }
                     if s.wait(backoff) {
                         break;
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                // Stopped for good: the playlist becomes VOD.
+                if let Some(program) = last
+                    && let Err(e) = program.finish()
+                {
+                    tracing::warn!(error = %e, "compositor: playlist not closed");
                 }
             })
             .ok();
@@ -145,14 +154,14 @@ impl Reporter<'_> {
 }
 
 fn session(
+    program: &Program,
     url: &str,
     room: &str,
     token: &str,
     opts: &ProgramOptions,
     stop: &Stop,
     metrics: Option<&ProgramMetrics>,
-) -> Result<Program> {
-    let program = Program::start(opts)?;
+) -> Result<()> {
     let (mut ws, _) = tungstenite::connect(url).with_context(|| format!("cannot reach {url}"))?;
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -168,13 +177,13 @@ fn session(
         bytes: 0,
         segments: 0,
     });
-    let result = run_session(&program, &mut ws, room, stop, &mut ping, reporter.as_mut());
+    let result = run_session(program, &mut ws, room, stop, &mut ping, reporter.as_mut());
     if let Some(r) = &reporter {
-        r.down(&program);
+        r.down(program);
     }
     result?;
     let _ = send(&mut ws, &ClientMessage::Leave);
-    Ok(program)
+    Ok(())
 }
 
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;

@@ -463,9 +463,14 @@ fn probe_segment(server: &Server, name: &str) -> Result<(String, String, u32)> {
     let dir = TempDir::new("hls");
     let seg = dir.0.join("seg.ts");
     std::fs::write(&seg, resp.into_body().read_to_vec()?)?;
+    probe_segment_file(&seg)
+}
+
+/// ffprobe's view of a segment file: (video line, audio line, decoded video frames).
+fn probe_segment_file(seg: &std::path::Path) -> Result<(String, String, u32)> {
     let out = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-show_entries", "stream=codec_name,width,height,avg_frame_rate,nb_read_frames", "-of", "compact"])
-        .arg(&seg)
+        .arg(seg)
         .output()?;
     let probe = String::from_utf8_lossy(&out.stdout).to_string();
     let line = |codec: &str| probe.lines().find(|l| l.contains(codec)).unwrap_or("").to_string();
@@ -607,17 +612,7 @@ fn the_program_keeps_going_while_the_feed_drops_and_shows_it_again() -> Result<(
     let hls = TempDir::new("program");
     let playlist = hls.0.join("index.m3u8");
     let metrics_port = free_tcp_port();
-    let _compositor = Proc(
-        std::process::Command::new(casecast_bin())
-            .args(["compositor", "--url", &server.url, "--room", room, "--preset", "low-latency"])
-            .args(["--local-address", "127.0.0.1", "--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--token", &server.token(room, Role::Operator, "program")])
-            .arg("--hls-dir")
-            .arg(&hls.0)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?,
-    );
+    let _compositor = compositor_process(&server, room, &hls.0, &["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])?;
     let whip = format!("{}/whip/{room}", server.url);
     let listed = || segments(&std::fs::read_to_string(&playlist).unwrap_or_default());
     let latest_is_live = || listed().last().is_some_and(|s| shows_live_feed(&hls.0.join(s)));
@@ -646,6 +641,53 @@ fn the_program_keeps_going_while_the_feed_drops_and_shows_it_again() -> Result<(
     wait_for("the program to show the returning feed", Duration::from_secs(60), || {
         (listed().len() > back && latest_is_live()).then_some(())
     })?;
+    Ok(())
+}
+
+/// A standalone compositor for `room` writing HLS into `hls`.
+fn compositor_process(server: &Server, room: &str, hls: &std::path::Path, extra: &[&str]) -> Result<Proc> {
+    Ok(Proc(
+        std::process::Command::new(casecast_bin())
+            .args(["compositor", "--url", &server.url, "--room", room, "--preset", "low-latency"])
+            .args(["--local-address", "127.0.0.1", "--token", &server.token(room, Role::Operator, "program")])
+            .arg("--hls-dir")
+            .arg(hls)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    ))
+}
+
+#[test]
+fn a_restarted_compositor_continues_the_playlist() -> Result<()> {
+    let server = Server::start(&[])?;
+    let room = "or-12";
+    let hls = TempDir::new("program");
+    let playlist = hls.0.join("index.m3u8");
+    let read = || std::fs::read_to_string(&playlist).unwrap_or_default();
+    let _publisher = gst_publisher(&format!("{}/whip/{room}", server.url), &server.token(room, Role::Encoder, "enc"), &["--width", "640", "--height", "360"])?;
+    let first = compositor_process(&server, room, &hls.0, &[])?;
+    let before = wait_for("three segments", Duration::from_secs(90), || {
+        let s = segments(&read());
+        (s.len() >= 3).then_some(s)
+    })?;
+    // The compositor dies without a word (no ENDLIST); another takes over.
+    drop(first);
+    let _second = compositor_process(&server, room, &hls.0, &[])?;
+    let text = wait_for("segments of the new compositor", Duration::from_secs(90), || {
+        let text = read();
+        (segments(&text).iter().filter(|s| !before.contains(s)).count() >= 3).then_some(text)
+    })?;
+    // The same playlist goes on: the old segments, a discontinuity, the new ones.
+    let listed = segments(&text);
+    assert_eq!(listed[..before.len()], before[..], "{text}");
+    assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+    for s in [&listed[0], listed.last().unwrap()] {
+        let (video, _, _) = probe_segment_file(&hls.0.join(s))?;
+        assert!(video.contains("codec_name=h264"), "{s}: {video}");
+    }
     Ok(())
 }
 

@@ -1,0 +1,213 @@
+//! The program's HLS playlist, written by casecast rather than by `hlssink2`, so that
+//! it outlives the pipeline: when the compositor's session restarts (its connection
+//! to the server dropped, the pipeline failed, the server restarted after a crash),
+//! the new pipeline's segments continue the same playlist after an
+//! `#EXT-X-DISCONTINUITY`, with the media sequence going on, and viewers keep
+//! watching, DVR window included. A playlist closed with `#EXT-X-ENDLIST` (the event
+//! ended) is not continued: the next program starts a new one.
+//!
+//! Pure apart from [`Playlist::write`] and [`Playlist::load`]; `hlssink2` still cuts
+//! and writes the segments.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+/// One segment in the playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// File name, relative to the playlist.
+    pub uri: String,
+    /// Length in seconds.
+    pub duration: f64,
+    /// The first segment of a new pipeline (timestamps restart).
+    pub discontinuity: bool,
+}
+
+/// A live (sliding-window) HLS playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Playlist {
+    /// Nominal segment length, seconds.
+    pub target_duration: u32,
+    /// Segments listed at most (the DVR window).
+    pub window: usize,
+    /// Sequence number of the first listed segment.
+    pub media_sequence: u64,
+    /// Discontinuities that have left the window.
+    pub discontinuity_sequence: u64,
+    /// The listed segments, oldest first.
+    pub segments: VecDeque<Segment>,
+    /// Closed: the event ended.
+    pub ended: bool,
+    next_discontinuity: bool,
+}
+
+impl Playlist {
+    /// An empty playlist.
+    pub fn new(target_duration: u32, window: usize) -> Self {
+        Playlist {
+            target_duration,
+            window: window.max(3),
+            media_sequence: 0,
+            discontinuity_sequence: 0,
+            segments: VecDeque::new(),
+            ended: false,
+            next_discontinuity: false,
+        }
+    }
+
+    /// Continues the playlist at `path` if there is an open one (its next segment
+    /// is marked as a discontinuity), else starts a new one.
+    pub fn load(path: &Path, target_duration: u32, window: usize) -> Self {
+        let mut p = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| Playlist::parse(&text))
+            .filter(|p| !p.ended)
+            .unwrap_or_else(|| Playlist::new(target_duration, window));
+        p.target_duration = p.target_duration.max(target_duration);
+        p.window = window.max(3);
+        p.next_discontinuity = !p.segments.is_empty();
+        p
+    }
+
+    /// Reads a playlist this module wrote (or hlssink2's); `None` if it is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        if lines.next()?.trim() != "#EXTM3U" {
+            return None;
+        }
+        let mut p = Playlist::new(1, usize::MAX);
+        let (mut duration, mut discontinuity) = (None, false);
+        for line in lines.map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+                p.target_duration = v.parse().ok()?;
+            } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+                p.media_sequence = v.parse().ok()?;
+            } else if let Some(v) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
+                p.discontinuity_sequence = v.parse().ok()?;
+            } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+                duration = Some(v.split(',').next()?.parse().ok()?);
+            } else if line == "#EXT-X-DISCONTINUITY" {
+                discontinuity = true;
+            } else if line == "#EXT-X-ENDLIST" {
+                p.ended = true;
+            } else if !line.starts_with('#') {
+                let uri = line.to_string();
+                if uri.contains('/') || uri.contains("..") {
+                    return None;
+                }
+                p.segments.push_back(Segment { uri, duration: duration.take()?, discontinuity });
+                discontinuity = false;
+            }
+        }
+        Some(p)
+    }
+
+    /// Adds a finished segment; returns the segments that left the window (their
+    /// files can go).
+    pub fn push(&mut self, uri: String, duration: f64) -> Vec<Segment> {
+        let discontinuity = std::mem::take(&mut self.next_discontinuity);
+        self.segments.push_back(Segment { uri, duration, discontinuity });
+        let mut gone = Vec::new();
+        while self.segments.len() > self.window {
+            let s = self.segments.pop_front().expect("longer than the window");
+            self.media_sequence += 1;
+            if s.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+            gone.push(s);
+        }
+        gone
+    }
+
+    /// The playlist text.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        // A segment may run a little over the nominal length (it ends at a keyframe):
+        // the target duration covers the longest, rounded, as HLS requires.
+        let longest = self.segments.iter().map(|s| s.duration.round() as u32).max().unwrap_or(0);
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration.max(longest));
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
+        }
+        for s in &self.segments {
+            if s.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let _ = writeln!(out, "#EXTINF:{:.3},\n{}", s.duration, s.uri);
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        out
+    }
+
+    /// Writes the playlist to `path` whole (a temporary file renamed over it), so a
+    /// player never reads half of one.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp: PathBuf = path.with_extension("m3u8.tmp");
+        std::fs::write(&tmp, self.render())?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sliding_window_keeps_its_sequence_numbers() {
+        let mut p = Playlist::new(6, 3);
+        for i in 0..5 {
+            let gone = p.push(format!("s{i}.ts"), 6.0);
+            assert_eq!(gone.len(), usize::from(i >= 3));
+        }
+        assert_eq!(p.media_sequence, 2);
+        let text = p.render();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXTINF:6.000,\ns2.ts\n"), "{text}");
+        assert!(!text.contains("ENDLIST") && !text.contains("DISCONTINUITY"));
+        assert_eq!(Playlist::parse(&text).unwrap(), Playlist { window: usize::MAX, ..p });
+    }
+
+    #[test]
+    fn a_restarted_program_continues_after_a_discontinuity() {
+        let dir = std::env::temp_dir().join(format!("casecast-hls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("index.m3u8");
+        let mut first = Playlist::new(2, 4);
+        for i in 0..3 {
+            first.push(format!("a-{i}.ts"), 2.0);
+        }
+        first.write(&path).unwrap();
+
+        let mut second = Playlist::load(&path, 2, 4);
+        second.push("b-0.ts".into(), 2.1);
+        second.push("b-1.ts".into(), 2.0);
+        let text = second.render();
+        assert!(text.contains("a-2.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.100,\nb-0.ts\n"), "{text}");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "the sequence goes on: {text}");
+        // The discontinuity leaves the window: it is counted.
+        for i in 2..6 {
+            second.push(format!("b-{i}.ts"), 2.0);
+        }
+        assert_eq!(second.discontinuity_sequence, 1);
+        assert!(second.render().contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+
+        // An ended playlist is not continued.
+        second.ended = true;
+        second.write(&path).unwrap();
+        let third = Playlist::load(&path, 2, 4);
+        assert!(third.segments.is_empty() && third.media_sequence == 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn long_segments_raise_the_target_duration_and_junk_is_refused() {
+        let mut p = Playlist::new(6, 10);
+        p.push("x.ts".into(), 7.4);
+        assert!(p.render().contains("#EXT-X-TARGETDURATION:7\n"));
+        assert!(Playlist::parse("not a playlist").is_none());
+        assert!(Playlist::parse("#EXTM3U\n#EXTINF:6,\n../../etc/passwd\n").is_none());
+    }
+}
