@@ -73,7 +73,7 @@ for i in 1 2 3 4; do
   PIDS+=($!)
 done
 RUST_LOG=warn "$BIN/casecast" compositor --url "$URL" --room bench --token "$(token operator program)" \
-  --hls-dir "$WORK/hls" --local-address 127.0.0.1 --metrics-listen "127.0.0.1:$((HTTP_PORT + 2))" \
+  --hls-dir "$WORK/hls" --local-address 127.0.0.1 --metrics-listen "127.0.0.1:$((HTTP_PORT + 2))" ${COMPOSITOR_ARGS:-} \
   > "$OUT/program-compositor.log" 2>&1 &
 COMPOSITOR=$!
 PIDS+=($COMPOSITOR)
