@@ -181,7 +181,7 @@ impl Program {
             "webrtcbin name=webrtc bundle-policy=max-compat \
              compositor name=mix background=black max-threads=1 ! video/x-raw,{RAW},width={w},height={h},framerate={fps}/1 \
                {labels} ! queue max-size-buffers=3 ! x264enc name=venc tune=zerolatency speed-preset=veryfast bitrate={kbps} \
-                 key-int-max={gop} bframes=0 trellis=false ! video/x-h264,profile=main,level=(string){level} ! h264parse ! tee name=vtee ! queue ! hls.video \
+                 key-int-max={gop} bframes=0 trellis=false option-string=scenecut=0 ! video/x-h264,profile=main,level=(string){level} ! h264parse ! tee name=vtee ! queue ! hls.video \
              audiomixer name=amix output-buffer-duration=40000000 ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
                ! aacparse ! tee name=atee ! queue ! hls.audio \
              {rtmp_branches} {recording_branch} {monitor_branch} \
@@ -215,8 +215,11 @@ impl Program {
                 // a mid header extension.
                 let ssrc = rand::random::<u32>() | 1;
                 let level_idc = level.1;
-                format!("vtee. ! queue leaky=downstream max-size-buffers=60 ! h264parse config-interval=-1 \
-                   ! rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency ssrc={ssrc} \
+                // This closes a loop in the graph (webrtcbin → mix → encoder →
+                // webrtcbin), which GStreamer warns about on state changes; the data
+                // flow itself has none. A subscriber's keyframe request (PLI) comes
+                // up this branch as a force-key-unit event and reaches the encoder.
+                format!("vtee. ! queue leaky=downstream max-size-buffers=60 ! h264parse config-interval=-1 ! rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency ssrc={ssrc} \
                    ! application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,\
                      profile-level-id=(string)4d40{level_idc:02x},ssrc=(uint){ssrc} ! webrtc. ")
             } else {

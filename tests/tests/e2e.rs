@@ -962,3 +962,36 @@ fn hls_latency_of_each_preset_from_the_burned_in_clock() -> Result<()> {
     eprintln!("{report:?}");
     Ok(())
 }
+
+/// Key frames in a segment's video.
+fn key_frames(seg: &std::path::Path) -> usize {
+    std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries", "frame=key_frame", "-of", "csv"])
+        .arg(seg)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("frame,1")).count())
+        .unwrap_or(0)
+}
+
+/// With 6 s segments the program has a key frame every 6 s; a commentator who starts
+/// watching the monitor asks for one (RTCP PLI through the SFU to the encoder) and
+/// gets the picture at once. The extra key frame shows in the HLS segment too.
+#[test]
+fn a_commentator_gets_the_program_monitor_at_once() -> Result<()> {
+    let server = Server::demo(&["--program-recording", "false"])?;
+    let hls = server.data_dir().join("hls/demo");
+    let listed = || segments(&std::fs::read_to_string(hls.join("index.m3u8")).unwrap_or_default());
+    let before = wait_for("two segments", Duration::from_secs(90), || (listed().len() >= 2).then(listed))?;
+    for s in &before {
+        assert_eq!(key_frames(&hls.join(s)), 1, "{s}: one key frame per segment, at its start");
+    }
+    let page = Browser::start()?;
+    page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Late")))?;
+    wait_for("the program monitor to decode", Duration::from_secs(60), || {
+        page_stats(&page)["programFramesDecoded"].as_f64().filter(|&n| n > 0.0)
+    })?;
+    wait_for("a segment with the requested key frame", Duration::from_secs(40), || {
+        listed().iter().filter(|s| !before.contains(s)).any(|s| key_frames(&hls.join(s)) >= 2).then_some(())
+    })?;
+    Ok(())
+}
