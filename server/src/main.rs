@@ -89,15 +89,8 @@ enum Cmd {
         /// How far back viewers can go.
         #[arg(long, default_value = "2h", value_parser = parse_duration)]
         dvr_window: Duration,
-        /// Program width in pixels.
-        #[arg(long, default_value_t = 1280)]
-        width: u32,
-        /// Program height in pixels.
-        #[arg(long, default_value_t = 720)]
-        height: u32,
-        /// Program frames per second.
-        #[arg(long, default_value_t = 30)]
-        fps: u32,
+        #[command(flatten)]
+        picture: Picture,
         /// Program video bitrate, bits/s.
         #[arg(long, default_value_t = 3_000_000)]
         video_bitrate: u32,
@@ -128,15 +121,8 @@ enum Cmd {
         /// vp8 or h264.
         #[arg(long, default_value = "vp8")]
         codec: String,
-        /// Picture width.
-        #[arg(long, default_value_t = 1280)]
-        width: u32,
-        /// Picture height.
-        #[arg(long, default_value_t = 720)]
-        height: u32,
-        /// Frames per second.
-        #[arg(long, default_value_t = 30)]
-        fps: u32,
+        #[command(flatten)]
+        picture: Picture,
         /// Video bitrate, bits/s.
         #[arg(long, default_value_t = 2_500_000)]
         bitrate: u32,
@@ -193,9 +179,7 @@ fn main() -> anyhow::Result<()> {
             hls_dir,
             preset,
             dvr_window,
-            width,
-            height,
-            fps,
+            picture: Picture { width, height, fps },
             video_bitrate,
             no_monitor,
             local_addresses,
@@ -225,7 +209,7 @@ fn main() -> anyhow::Result<()> {
             drop(compositor);
             Ok(())
         }
-        Cmd::Publish { whip, token, duration, codec: c, width, height, fps, bitrate } => {
+        Cmd::Publish { whip, token, duration, codec: c, picture: Picture { width, height, fps }, bitrate } => {
             init_logs("text");
             let opts = TestPatternOptions {
                 width,
@@ -265,6 +249,20 @@ fn wait_for_signal_or(duration: Option<Duration>) {
 
 /// A stop signal set by SIGINT or SIGTERM, for the synchronous commands (`publish`,
 /// `compositor`), via a tiny Tokio runtime on a thread of its own.
+/// A picture's size and rate, for the commands that make video.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct Picture {
+    /// Width in pixels.
+    #[arg(long, default_value_t = 1280)]
+    width: u32,
+    /// Height in pixels.
+    #[arg(long, default_value_t = 720)]
+    height: u32,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+}
+
 fn shutdown_signal() -> casecast_actors::stop::Stop {
     use tokio::signal::unix::{SignalKind, signal};
     let stop = casecast_actors::stop::Stop::new();
