@@ -69,6 +69,24 @@ impl Playlist {
         p
     }
 
+    /// Removes the program's segment files (`seg-*.ts`, and `segment*.ts` of earlier
+    /// versions) in `dir` that this playlist does not list: left by an earlier event
+    /// whose playlist this one replaces, or cut short by a pipeline that stopped.
+    /// Other files are left alone. Returns how many went.
+    pub fn remove_unlisted(&self, dir: &Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        let listed: std::collections::HashSet<&str> = self.segments.iter().map(|s| s.uri.as_str()).collect();
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name().to_str().is_some_and(|n| {
+                    (n.starts_with("seg-") || n.starts_with("segment")) && n.ends_with(".ts") && !listed.contains(n)
+                })
+            })
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+
     /// Reads a playlist this module wrote (or hlssink2's); `None` if it is not one.
     pub fn parse(text: &str) -> Option<Self> {
         let mut lines = text.lines();
@@ -194,11 +212,15 @@ mod tests {
         assert_eq!(second.discontinuity_sequence, 1);
         assert!(second.render().contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
 
-        // An ended playlist is not continued.
+        // An ended playlist is not continued; the new one clears the old segments.
         second.ended = true;
         second.write(&path).unwrap();
         let third = Playlist::load(&path, 2, 4);
         assert!(third.segments.is_empty() && third.media_sequence == 0);
+        std::fs::write(dir.join("seg-b-5.ts"), b"old").unwrap();
+        std::fs::write(dir.join("other.ts"), b"not ours").unwrap();
+        assert_eq!(third.remove_unlisted(&dir), 1);
+        assert!(!dir.join("seg-b-5.ts").exists() && dir.join("other.ts").exists() && path.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

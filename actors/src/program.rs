@@ -177,6 +177,8 @@ impl Program {
         let own_playlist = std::env::temp_dir().join(format!("casecast-hlssink2-{session}.m3u8"));
         let playlist_path = o.hls_dir.join("index.m3u8");
         let playlist = crate::hls::Playlist::load(&playlist_path, o.segment_seconds, playlist_length as usize);
+        // A new event's playlist replaces the last one's: its segments go.
+        playlist.remove_unlisted(&o.hls_dir);
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-compat \
              compositor name=mix background=black max-threads=1 ! video/x-raw,{RAW},width={w},height={h},framerate={fps}/1 \
