@@ -209,6 +209,13 @@ impl Program {
                     "! textoverlay name=label{i} silent=true auto-resize=false halignment=left valignment=bottom \
                        xpad=0 ypad=0 shaded-background=true font-desc=\"Sans Bold {pt}\" "
                 , pt = (o.height / 64).max(9)))
+                .chain(std::iter::once(format!(
+                    // The slate's words, over the feed's last frame when it drops.
+                    "! textoverlay name=slate silent=true auto-resize=false halignment=center valignment=top \
+                       ypad={pad} shaded-background=true shading-value=200 font-desc=\"Sans Bold {pt}\" ",
+                    pt = (o.height / 32).max(12),
+                    pad = o.height / 10
+                )))
                 .collect::<String>(),
             // The monitor: the encoded program, as it is, back into the room. A
             // subscriber's keyframe request reaches the encoder through the tee.
@@ -271,6 +278,8 @@ impl Program {
         }
         let mut layout = Layout::new(o.width, o.height);
         layout.labels = (0..label_count(o)).filter_map(|i| pipeline.by_name(&format!("label{i}"))).collect();
+        layout.slate = pipeline.by_name("slate");
+        layout.apply();
         let layout = Arc::new(Mutex::new(layout));
         let (weak, s, l) = (pipeline.downgrade(), stats.clone(), layout.clone());
         let (w, h, fps) = (o.width, o.height, o.fps);
@@ -538,6 +547,8 @@ struct Layout {
     names: std::collections::HashMap<String, String>,
     /// The name-label overlays (`textoverlay`s after the compositor).
     labels: Vec<gst::Element>,
+    /// The slate's text overlay.
+    slate: Option<gst::Element>,
 }
 
 /// A video track the server bound to one of the program's m-lines.
@@ -594,6 +605,26 @@ impl Layout {
             main: None,
             names: Default::default(),
             labels: Vec::new(),
+            slate: None,
+        }
+    }
+
+    /// What the slate says, if the program shows no live feed where it should: before
+    /// the feed first comes, and after it drops (over its last frame) until it
+    /// returns. Nothing while a commentator is the main source.
+    fn slate_text(&self) -> Option<&'static str> {
+        let commentator_main = self.main.as_ref().is_some_and(|m| {
+            self.inputs.iter().any(|(_, feed, who)| !feed && who.as_ref() == Some(m))
+                && !self.away.contains(m)
+                && !self.camera_off.contains(m)
+        });
+        if commentator_main {
+            return None;
+        }
+        match self.inputs.iter().rev().find(|(_, feed, _)| *feed) {
+            None => Some("Waiting for the surgery feed"),
+            Some((_, _, Some(who))) if self.away.contains(who) => Some("Surgery feed interrupted \u{2014} back shortly"),
+            Some(_) => None,
         }
     }
 
@@ -701,6 +732,15 @@ impl Layout {
     /// output never stops).
     fn apply(&self) {
         let places = self.places();
+        if let Some(slate) = &self.slate {
+            match self.slate_text() {
+                Some(text) => {
+                    slate.set_property("text", text);
+                    slate.set_property("silent", false);
+                }
+                None => slate.set_property("silent", true),
+            }
+        }
         let mut labels = self.label_places(&places).into_iter();
         for overlay in &self.labels {
             match labels.next() {
@@ -869,9 +909,15 @@ mod tests {
         let p = l.places();
         assert!(!p[1].visible, "a left");
         assert!(p[2].visible && p[2].x == 16, "b takes the first tile");
-        // A feed that leaves keeps its last frame.
+        // A feed that leaves keeps its last frame, under the slate's words.
+        assert_eq!(l.slate_text(), None);
         l.away.insert("enc2".into());
         assert!(l.places()[3].visible);
+        assert!(l.slate_text().is_some_and(|t| t.contains("interrupted")));
+        // Not while a commentator is the main source.
+        l.main = Some("b".into());
+        assert_eq!(l.slate_text(), None);
+        assert_eq!(Layout::new(1280, 720).slate_text(), Some("Waiting for the surgery feed"));
     }
 
     #[test]

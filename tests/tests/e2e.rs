@@ -545,6 +545,8 @@ fn chromium_plays_the_program_on_the_watch_page() -> Result<()> {
 }
 
 /// `ffmpeg -listen 1` as an RTMP receiver, writing what it gets to `out`.
+/// Waits until it listens (read from /proc: a test connection would be taken as the
+/// one RTMP client it accepts), and fails if it cannot (the port was taken).
 fn rtmp_receiver(port: u16, out: &std::path::Path) -> Result<Proc> {
     let child = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-listen", "1", "-timeout", "120", "-i"])
@@ -554,7 +556,21 @@ fn rtmp_receiver(port: u16, out: &std::path::Path) -> Result<Proc> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    Ok(Proc(child))
+    let mut receiver = Proc(child);
+    let listening = || {
+        let want = format!(":{port:04X} ");
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().nth(1).is_some_and(|local| format!("{local} ").ends_with(&want)) && l.split_whitespace().nth(3) == Some("0A"))
+    };
+    wait_for("the RTMP receiver to listen", Duration::from_secs(15), || {
+        if let Ok(Some(status)) = receiver.0.try_wait() {
+            return Some(Err(anyhow::anyhow!("ffmpeg -listen on port {port} exited: {status}")));
+        }
+        listening().then_some(Ok(()))
+    })??;
+    Ok(receiver)
 }
 
 fn file_size(p: &std::path::Path) -> u64 {
@@ -630,10 +646,14 @@ fn the_program_keeps_going_while_the_feed_drops_and_shows_it_again() -> Result<(
         (fps > 20.0 && segments >= 1.0).then_some(())
     })?;
 
-    // The feed drops: the program goes on, segment after segment.
+    assert!(!slate_says(&hls.0.join(listed().last().unwrap()), "interrupted"));
+    // The feed drops: the program goes on, segment after segment, and says so.
     assert!(publisher.terminate()?.success());
     let before = listed().len();
     wait_for("8 s of program without the feed", Duration::from_secs(40), || (listed().len() >= before + 8).then_some(()))?;
+    wait_for("the slate over the last frame", Duration::from_secs(20), || {
+        slate_says(&hls.0.join(listed().last()?), "interrupted").then_some(())
+    })?;
 
     // It comes back, and the program shows it live again.
     let _publisher = gst_publisher(&whip, &server.token(room, Role::Encoder, "enc"), &["--width", "640", "--height", "360"])?;
@@ -641,6 +661,7 @@ fn the_program_keeps_going_while_the_feed_drops_and_shows_it_again() -> Result<(
     wait_for("the program to show the returning feed", Duration::from_secs(60), || {
         (listed().len() > back && latest_is_live()).then_some(())
     })?;
+    wait_for("the slate to go", Duration::from_secs(20), || (!slate_says(&hls.0.join(listed().last()?), "interrupted")).then_some(()))?;
     Ok(())
 }
 
@@ -689,6 +710,26 @@ fn a_restarted_compositor_continues_the_playlist() -> Result<()> {
         assert!(video.contains("codec_name=h264"), "{s}: {video}");
     }
     Ok(())
+}
+
+/// Whether the slate (white words on a dark band near the top of the program) of a
+/// segment's last frame says `word`, read with tesseract.
+fn slate_says(seg: &std::path::Path, word: &str) -> bool {
+    let png = seg.with_extension("slate.png");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(seg)
+        .args(["-update", "1", "-vf", "crop=iw*0.6:ih/8:iw*0.2:ih/12,format=gray,lutyuv=y='if(gt(val,200),0,255)'"])
+        .arg(&png)
+        .status()
+        .is_ok_and(|s| s.success());
+    let text = made
+        .then(|| std::process::Command::new("tesseract").arg(&png).args(["stdout", "--psm", "6"]).output().ok())
+        .flatten()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_lowercase())
+        .unwrap_or_default();
+    let _ = std::fs::remove_file(&png);
+    text.contains(word)
 }
 
 /// Mean grey level of a frame's columns `x0..x1` (64×36 frames).
