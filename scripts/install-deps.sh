@@ -12,7 +12,7 @@ pkgs=(
   fonts-dejavu-core
 )
 if [ "$mode" = test ]; then
-  pkgs+=(chromium chromium-driver ffmpeg procps tesseract-ocr tesseract-ocr-eng)
+  pkgs+=(chromium chromium-driver ffmpeg procps tesseract-ocr tesseract-ocr-eng python3-pydicom dcmtk)
 fi
 
 missing=()

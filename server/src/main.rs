@@ -69,6 +69,25 @@ enum Cmd {
         #[arg(long)]
         link: bool,
     },
+    /// De-identify DICOM files offline (PS3.15 Basic Profile, as ingest does): a file or a
+    /// folder in, one file per instance out, named by its new SOP Instance UID.
+    Deid {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// A DICOM file or a folder of them (searched recursively).
+        input: std::path::PathBuf,
+        /// The folder the de-identified files go to (made if missing).
+        output: std::path::PathBuf,
+        /// Keep dates, shifted back by a per-patient number of days.
+        #[arg(long)]
+        shift_dates: bool,
+        /// Keep device serial numbers, station names and the like.
+        #[arg(long)]
+        retain_device_identity: bool,
+        /// Remove free-text descriptors even when no PHI is found in them.
+        #[arg(long)]
+        no_clean_descriptors: bool,
+    },
     /// Join a room as the program compositor and write the program as HLS.
     Compositor {
         /// The server's base URL, e.g. http://127.0.0.1:8080.
@@ -169,6 +188,47 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", room_link(&config, &room, &token));
             } else {
                 println!("{token}");
+            }
+            Ok(())
+        }
+        Cmd::Deid { config, input, output, shift_dates, retain_device_identity, no_clean_descriptors } => {
+            use casecast_ingest::batch::{self, Outcome};
+            let config = config.load()?;
+            let opts = casecast_ingest::deid::Options {
+                shift_dates,
+                retain_device_identity,
+                clean_descriptors: !no_clean_descriptors,
+                ..casecast_ingest::deid::Options::new(config.secret()?)
+            };
+            let files = batch::files(&input).with_context(|| format!("cannot read {}", input.display()))?;
+            std::fs::create_dir_all(&output).with_context(|| format!("cannot create {}", output.display()))?;
+            let (mut done, mut failed) = (0usize, 0usize);
+            let started = std::time::Instant::now();
+            for (n, f) in files.iter().enumerate() {
+                match batch::deidentify_file(f, &output, &opts) {
+                    Outcome::Done(out, r) => {
+                        done += 1;
+                        // The input's name is not repeated: it may carry PHI itself.
+                        eprintln!(
+                            "[{}/{}] -> {} ({} removed, {} replaced, {} UIDs, {} private)",
+                            n + 1,
+                            files.len(),
+                            out.display(),
+                            r.removed,
+                            r.replaced,
+                            r.uids,
+                            r.private_removed
+                        );
+                    }
+                    Outcome::Failed(p, why) => {
+                        failed += 1;
+                        eprintln!("[{}/{}] {}: FAILED: {why}", n + 1, files.len(), p.display());
+                    }
+                }
+            }
+            eprintln!("{done} de-identified, {failed} failed, in {:.1} s", started.elapsed().as_secs_f64());
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} files could not be de-identified", files.len());
             }
             Ok(())
         }

@@ -1036,3 +1036,83 @@ fn a_commentator_gets_the_program_monitor_at_once() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// `casecast deid` on files pydicom wrote full of PHI: nothing of the patient is left
+/// in any output byte, dcmtk and pydicom read the result, the study stays one study,
+/// references follow the new UIDs, and a non-DICOM file fails alone with a reason.
+#[test]
+fn deid_removes_every_trace_of_the_patient_and_keeps_the_study_linked() -> Result<()> {
+    let dir = TempDir::new("deid");
+    let (input, output) = (dir.0.join("in"), dir.0.join("out"));
+    std::fs::create_dir_all(&input)?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make_dicom.py");
+    // Debian's interpreter, where python3-pydicom is.
+    let made = std::process::Command::new("/usr/bin/python3").arg(&script).arg(&input).output()?;
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    std::fs::write(input.join("notes.txt"), "not DICOM")?;
+
+    let run = std::process::Command::new(casecast_bin())
+        .args(["deid", "--data-dir"])
+        .arg(dir.0.join("data"))
+        .arg(&input)
+        .arg(&output)
+        .output()?;
+    let log = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(!run.status.success(), "one input was not DICOM: {log}");
+    assert!(log.contains("notes.txt: FAILED: not readable as DICOM") && log.contains("2 de-identified, 1 failed"), "{log}");
+
+    let outputs: Vec<_> = std::fs::read_dir(&output)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    // Every byte: names, IDs, dates, accession, institution, physician, the private
+    // note, the original UIDs; and the log does not name the patient either.
+    let phi = ["doe", "john", "pid4711x", "19610412", "acc99887", "elsewhere", "house", "gregory", "private note", "4711"];
+    for p in &outputs {
+        let bytes = std::fs::read(p)?.to_ascii_lowercase();
+        for term in phi {
+            assert!(!bytes.windows(term.len()).any(|w| w == term.as_bytes()), "{term:?} left in {}", p.display());
+        }
+        let name = p.file_name().unwrap().to_string_lossy().to_lowercase();
+        assert!(name.starts_with("2.25.") && !name.contains("doe"), "{name}");
+        let dump = std::process::Command::new("dcmdump").arg("-q").arg(p).output()?;
+        assert!(dump.status.success(), "dcmtk cannot read {}: {}", p.display(), String::from_utf8_lossy(&dump.stderr));
+        assert!(String::from_utf8_lossy(&dump.stdout).contains("(0012,0062) CS [YES]"));
+    }
+    // The inputs' names (DOE_JOHN_0.dcm) carry PHI: the log does not repeat them.
+    for term in ["doe", "john", "pid4711x"] {
+        assert!(!log.to_lowercase().contains(term), "{term} in the log: {log}");
+    }
+    // pydicom's reading: one study, linked references, one pseudonym, the method.
+    let check = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import sys, json, pydicom
+ds = sorted((pydicom.dcmread(p) for p in sys.argv[1:]), key=lambda d: d.InstanceNumber)
+print(json.dumps({
+  'studies': sorted({d.StudyInstanceUID for d in ds}),
+  'series': sorted({d.SeriesInstanceUID for d in ds}),
+  'names': sorted({str(d.PatientName) for d in ds}),
+  'ref': str(ds[1].ReferencedImageSequence[0].ReferencedSOPInstanceUID),
+  'first': str(ds[0].SOPInstanceUID),
+  'study_description': str(ds[0].StudyDescription),
+  'series_description': str(ds[0].SeriesDescription),
+  'comments': 'ImageComments' in ds[0],
+  'private': any(e.tag.is_private for d in ds for e in d),
+  'codes': [str(i.CodeValue) for i in ds[0].DeidentificationMethodCodeSequence],
+}))",
+        )
+        .args(&outputs)
+        .output()?;
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let v: Value = serde_json::from_slice(&check.stdout)?;
+    assert_eq!(v["studies"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["series"].as_array().map(Vec::len), Some(1), "{v}");
+    assert!(v["studies"][0].as_str().is_some_and(|s| s.starts_with("2.25.")), "{v}");
+    assert_eq!(v["names"].as_array().map(Vec::len), Some(1), "one patient, one pseudonym: {v}");
+    assert_eq!(v["ref"], v["first"], "the reference follows the new UID: {v}");
+    assert_eq!(v["study_description"], "CT chest for ***", "the name scrubbed, the rest kept: {v}");
+    assert_eq!(v["series_description"], "Axial 5mm");
+    assert_eq!(v["comments"], false, "a descriptor with a phone number goes: {v}");
+    assert_eq!(v["private"], false, "{v}");
+    assert_eq!(v["codes"], json!(["113100", "113105"]));
+    Ok(())
+}

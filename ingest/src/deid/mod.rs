@@ -1,0 +1,484 @@
+//! De-identification of DICOM data sets per PS3.15 Annex E: the Basic Application
+//! Level Confidentiality Profile from the standard's table ([`table`]), with options.
+//!
+//! Every attribute is handled by its rule, in nested sequences too; private
+//! attributes go unless allow-listed; the patient gets a stable pseudonym; UIDs are
+//! replaced consistently ([`crate::uid`]); and the output records how it was made
+//! (Patient Identity Removed, De-identification Method and its Code Sequence).
+
+pub mod table;
+
+use std::collections::HashSet;
+
+use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
+use dicom_core::{DataElement, Length, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, InMemDicomObject};
+
+use crate::uid;
+
+/// What the standard's table says to do with an attribute (PS3.15 E.1-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Replace with a dummy value of the same VR.
+    D,
+    /// Replace with a zero-length value (or a dummy).
+    Z,
+    /// Remove.
+    X,
+    /// Keep.
+    K,
+    /// Clean: keep only what identifies nobody.
+    C,
+    /// Replace the UID, consistently.
+    U,
+    /// Z, or D when a value is needed: done as D (valid objects first).
+    ZD,
+    /// X, or Z when the attribute is needed: done as Z.
+    XZ,
+    /// X, or D when a value is needed: done as D.
+    XD,
+    /// X, Z or D: done as D.
+    XZD,
+    /// X, Z, or U for the UIDs inside (reference sequences): kept, its items cleaned.
+    XZU,
+}
+
+/// One row of the table: the tag (with a mask for repeating groups) and its action.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// Group and element.
+    pub tag: (u16, u16),
+    /// Bits of group and element that must match (0xFF00 for 50xx/60xx groups).
+    pub mask: (u16, u16),
+    /// What to do.
+    pub action: Action,
+    /// The attribute's name in the standard.
+    pub name: &'static str,
+}
+
+impl Rule {
+    fn matches(&self, t: Tag) -> bool {
+        t.group() & self.mask.0 == self.tag.0 && t.element() & self.mask.1 == self.tag.1
+    }
+}
+
+/// Free-text descriptors the Clean Descriptors option keeps when they identify
+/// nobody (their basic action would remove them).
+pub const DESCRIPTORS: &[Tag] = &[
+    tags::STUDY_DESCRIPTION,
+    tags::SERIES_DESCRIPTION,
+    tags::IMAGE_COMMENTS,
+    tags::PROTOCOL_NAME,
+    Tag(0x0018, 0x4000), // Acquisition Comments (retired, still met)
+    tags::DERIVATION_DESCRIPTION,
+    tags::PERFORMED_PROCEDURE_STEP_DESCRIPTION,
+    tags::REQUESTED_PROCEDURE_DESCRIPTION,
+    Tag(0x0032, 0x1030), // Reason for Study (retired)
+    tags::ADMITTING_DIAGNOSES_DESCRIPTION,
+    tags::ADDITIONAL_PATIENT_HISTORY,
+    tags::PATIENT_COMMENTS,
+    Tag(0x0032, 0x4000), // Study Comments (retired)
+];
+
+/// What identifies a device, kept with the Retain Device Identity option.
+pub const DEVICE_IDENTITY: &[Tag] = &[
+    tags::DEVICE_SERIAL_NUMBER,
+    tags::STATION_NAME,
+    tags::DETECTOR_ID,
+    tags::DEVICE_UID,
+    tags::DEVICE_LABEL,
+    tags::GANTRY_ID,
+    tags::PLATE_ID,
+    tags::CASSETTE_ID,
+    tags::GENERATOR_ID,
+];
+
+/// How to de-identify.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The project secret: keys UIDs, pseudonyms and date shifts.
+    pub secret: Vec<u8>,
+    /// Keep free-text descriptors in which no PHI is found (on by default).
+    pub clean_descriptors: bool,
+    /// Keep dates, shifted back by a per-patient number of days, instead of
+    /// removing them (off by default).
+    pub shift_dates: bool,
+    /// Keep device serial numbers, station names and the like (off by default).
+    pub retain_device_identity: bool,
+    /// Private attributes to keep: (group, private creator) pairs; all others go.
+    pub private_allowed: Vec<(u16, String)>,
+}
+
+impl Options {
+    /// The defaults with `secret`.
+    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        Options {
+            secret: secret.into(),
+            clean_descriptors: true,
+            shift_dates: false,
+            retain_device_identity: false,
+            private_allowed: Vec::new(),
+        }
+    }
+}
+
+/// What de-identification did to one object.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Attributes removed.
+    pub removed: usize,
+    /// Attributes emptied or given dummy values.
+    pub replaced: usize,
+    /// UIDs replaced.
+    pub uids: usize,
+    /// Private attributes removed.
+    pub private_removed: usize,
+    /// Descriptors scrubbed or removed because PHI was found in them.
+    pub descriptors_cleaned: usize,
+}
+
+/// Why an object cannot be de-identified.
+#[derive(Debug, thiserror::Error)]
+pub enum DeidError {
+    /// The object lacks what every DICOM instance has.
+    #[error("not a usable DICOM instance: {0}")]
+    Invalid(String),
+}
+
+/// The values that identify this patient, gathered before anything is changed; a
+/// free-text descriptor containing one of them is not kept as it is.
+#[derive(Debug, Default)]
+struct Phi {
+    terms: Vec<String>,
+}
+
+impl Phi {
+    fn gather(obj: &InMemDicomObject) -> Phi {
+        let mut terms = HashSet::new();
+        let text = |t: Tag| obj.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string());
+        for t in [tags::PATIENT_NAME, tags::REFERRING_PHYSICIAN_NAME, tags::PERFORMING_PHYSICIAN_NAME, tags::OPERATORS_NAME] {
+            if let Some(v) = text(t) {
+                terms.extend(v.split(['^', ' ', '\\', ',']).filter(|w| w.len() >= 3).map(str::to_lowercase));
+            }
+        }
+        for t in [
+            tags::PATIENT_ID,
+            Tag(0x0010, 0x1000), // Other Patient IDs (retired)
+            tags::ACCESSION_NUMBER,
+            tags::INSTITUTION_NAME,
+            tags::PATIENT_BIRTH_DATE,
+            tags::STUDY_ID,
+        ] {
+            if let Some(v) = text(t).filter(|v| v.len() >= 3) {
+                terms.insert(v.to_lowercase());
+            }
+        }
+        Phi { terms: terms.into_iter().collect() }
+    }
+
+    /// `text` with every known PHI term replaced; `None` if it still looks like it
+    /// holds a date or an identifier (a run of six or more digits).
+    fn scrub(&self, text: &str) -> Option<String> {
+        let mut out = text.to_string();
+        for term in &self.terms {
+            while let Some(i) = out.to_lowercase().find(term.as_str()) {
+                out.replace_range(i..i + term.len(), "***");
+            }
+        }
+        let mut run = 0;
+        for c in out.chars() {
+            run = if c.is_ascii_digit() { run + 1 } else if matches!(c, '-' | '/' | '.') && run > 0 { run } else { 0 };
+            if run >= 6 {
+                return None;
+            }
+        }
+        Some(out)
+    }
+}
+
+/// De-identifies one DICOM file object in place; the file meta information follows
+/// (its SOP Instance UID is the new one).
+pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Report, DeidError> {
+    let obj: &mut InMemDicomObject = file;
+    if obj.element(tags::SOP_INSTANCE_UID).is_err() {
+        return Err(DeidError::Invalid("no SOP Instance UID (0008,0018)".into()));
+    }
+    let phi = Phi::gather(obj);
+    let text = |t: Tag| obj.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
+    let (patient_id, patient_name) = (text(tags::PATIENT_ID), text(tags::PATIENT_NAME));
+    let ctx = Context {
+        opts,
+        phi,
+        pseudonym: uid::pseudonym(&opts.secret, &patient_id, &patient_name),
+        shift_days: uid::date_shift_days(&opts.secret, &patient_id),
+    };
+    let mut report = Report::default();
+    clean(obj, &ctx, &mut report, true);
+    record_method(obj, opts);
+    let sop = obj.element(tags::SOP_INSTANCE_UID).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches('\0').to_string());
+    if let Some(sop) = sop {
+        file.update_meta(|m| m.media_storage_sop_instance_uid = sop);
+    }
+    Ok(report)
+}
+
+struct Context<'a> {
+    opts: &'a Options,
+    phi: Phi,
+    pseudonym: (String, String),
+    shift_days: i64,
+}
+
+fn rule(tag: Tag) -> Option<&'static Rule> {
+    table::BASIC_PROFILE.iter().find(|r| r.matches(tag))
+}
+
+/// Applies the rules to every attribute of `obj` and of its sequences' items.
+fn clean(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report, top: bool) {
+    let all: Vec<Tag> = obj.tags().collect();
+    let private_ok = private_blocks_allowed(obj, &ctx.opts.private_allowed);
+    for tag in all {
+        if tag.element() == 0 {
+            // Group lengths are retired and would be wrong now.
+            obj.remove_element(tag);
+            continue;
+        }
+        if tag.group() % 2 == 1 {
+            // Private data (gggg,xxee) belongs to the block of creator (gggg,00xx).
+            let block = if tag.element() < 0x100 { tag.element() } else { tag.element() >> 8 };
+            if !private_ok.contains(&(tag.group(), block)) {
+                obj.remove_element(tag);
+                report.private_removed += 1;
+            }
+            continue;
+        }
+        let Some(elem) = obj.take(tag) else { continue };
+        let vr = elem.vr();
+        let action = if top && tag == tags::PATIENT_NAME {
+            Some(Action::D)
+        } else if ctx.opts.retain_device_identity && DEVICE_IDENTITY.contains(&tag) {
+            Some(Action::K)
+        } else if ctx.opts.clean_descriptors && DESCRIPTORS.contains(&tag) {
+            Some(Action::C)
+        } else if ctx.opts.shift_dates && matches!(vr, VR::DA | VR::DT) && rule(tag).is_some() {
+            // Shifted, not removed: intervals between the patient's dates survive.
+            let shifted = shift(&elem.to_str().unwrap_or_default(), vr, ctx.shift_days);
+            obj.put(DataElement::new(tag, vr, PrimitiveValue::from(shifted)));
+            report.replaced += 1;
+            continue;
+        } else {
+            rule(tag).map(|r| r.action)
+        };
+        let new = match action {
+            None | Some(Action::K) | Some(Action::XZU) => Some(with_items_cleaned(elem, ctx, report)),
+            Some(Action::X) => None,
+            Some(Action::Z) | Some(Action::XZ) => Some(DataElement::empty(tag, vr)),
+            Some(Action::D) | Some(Action::ZD) | Some(Action::XD) | Some(Action::XZD) => Some(dummy(tag, vr, &elem, ctx)),
+            Some(Action::U) => {
+                report.uids += 1;
+                let v = elem.to_str().unwrap_or_default();
+                let mapped: Vec<String> = v.split('\\').map(|u| uid::replace_uid(&ctx.opts.secret, u)).collect();
+                Some(DataElement::new(tag, VR::UI, PrimitiveValue::from(mapped.join("\\"))))
+            }
+            Some(Action::C) => match elem.to_str().ok().and_then(|t| ctx.phi.scrub(&t).map(|s| (s != t, s))) {
+                Some((changed, s)) => {
+                    report.descriptors_cleaned += usize::from(changed);
+                    Some(DataElement::new(tag, vr, PrimitiveValue::from(s)))
+                }
+                None => {
+                    report.descriptors_cleaned += 1;
+                    None
+                }
+            },
+        };
+        match new {
+            Some(e) => {
+                if !matches!(action, None | Some(Action::K) | Some(Action::XZU)) {
+                    report.replaced += 1;
+                }
+                obj.put(e);
+            }
+            None => report.removed += 1,
+        }
+    }
+}
+
+/// The (group, block) pairs of the private blocks whose creator is allowed.
+fn private_blocks_allowed(obj: &InMemDicomObject, allowed: &[(u16, String)]) -> HashSet<(u16, u16)> {
+    if allowed.is_empty() {
+        return HashSet::new();
+    }
+    obj.tags()
+        .filter(|t| t.group() % 2 == 1 && (0x10..=0xFF).contains(&t.element()))
+        .filter(|t| {
+            let creator = obj.element(*t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
+            allowed.iter().any(|(g, c)| *g == t.group() && *c == creator)
+        })
+        .map(|t| (t.group(), t.element()))
+        .collect()
+}
+
+type Elem = DataElement<InMemDicomObject>;
+
+/// A kept element, with its sequence items (if any) de-identified too.
+fn with_items_cleaned(elem: Elem, ctx: &Context, report: &mut Report) -> Elem {
+    let (header, value) = elem.into_parts();
+    match value {
+        Value::Sequence(seq) => {
+            let mut items = seq.into_items();
+            for item in items.iter_mut() {
+                clean(item, ctx, report, false);
+            }
+            DataElement::new(header.tag, header.vr, DataSetSequence::new(items, Length::UNDEFINED))
+        }
+        other => DataElement::new(header.tag, header.vr, other),
+    }
+}
+
+/// A dummy value of the element's VR (the patient's name and ID: the pseudonym).
+fn dummy(tag: Tag, vr: VR, elem: &Elem, ctx: &Context) -> Elem {
+    if tag == tags::PATIENT_NAME {
+        return DataElement::new(tag, vr, PrimitiveValue::from(ctx.pseudonym.0.as_str()));
+    }
+    if tag == tags::PATIENT_ID {
+        return DataElement::new(tag, vr, PrimitiveValue::from(ctx.pseudonym.1.as_str()));
+    }
+    let text = |s: &str| DataElement::new(tag, vr, PrimitiveValue::from(s));
+    match vr {
+        VR::PN | VR::LO | VR::LT | VR::ST | VR::UT | VR::UC | VR::SH | VR::AE | VR::CS => text("ANONYMIZED"),
+        VR::DA => text("19000101"),
+        VR::TM => text("000000"),
+        VR::DT => text("19000101000000"),
+        VR::AS => text("000D"),
+        VR::IS | VR::DS => text("0"),
+        VR::UI => {
+            let v = elem.to_str().unwrap_or_default();
+            text(&uid::replace_uid(&ctx.opts.secret, &v))
+        }
+        VR::US => DataElement::new(tag, vr, PrimitiveValue::from(0u16)),
+        VR::SS => DataElement::new(tag, vr, PrimitiveValue::from(0i16)),
+        VR::UL => DataElement::new(tag, vr, PrimitiveValue::from(0u32)),
+        VR::SL => DataElement::new(tag, vr, PrimitiveValue::from(0i32)),
+        VR::FL => DataElement::new(tag, vr, PrimitiveValue::from(0f32)),
+        VR::FD => DataElement::new(tag, vr, PrimitiveValue::from(0f64)),
+        VR::SQ => DataElement::new(tag, vr, DataSetSequence::<InMemDicomObject>::new(Vec::new(), Length::UNDEFINED)),
+        _ => DataElement::empty(tag, vr),
+    }
+}
+
+/// A DA or DT value moved `days` back (each value of a multi-valued one); what does
+/// not parse becomes the dummy date.
+fn shift(value: &str, vr: VR, days: i64) -> String {
+    value
+        .split('\\')
+        .map(|v| {
+            let v = v.trim();
+            let parsed = (v.len() >= 8)
+                .then(|| Some((v[0..4].parse::<i64>().ok()?, v[4..6].parse::<i64>().ok()?, v[6..8].parse::<i64>().ok()?)))
+                .flatten();
+            match parsed {
+                Some((y, m, d)) if (1..=12).contains(&m) && (1..=31).contains(&d) => {
+                    let (y, m, d) = civil_from_days(days_from_civil(y, m, d) - days);
+                    let rest = if vr == VR::DT { &v[8..] } else { "" };
+                    format!("{y:04}{m:02}{d:02}{rest}")
+                }
+                _ => if vr == VR::DT { "19000101000000" } else { "19000101" }.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\\")
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Records how the object was de-identified, as PS3.15 E.1.1 asks.
+fn record_method(obj: &mut InMemDicomObject, opts: &Options) {
+    let mut codes = vec![("113100", "Basic Application Confidentiality Profile")];
+    let mut method = format!("casecast: PS3.15 E.1-1 ({}) Basic Profile", table::EDITION);
+    if opts.clean_descriptors {
+        codes.push(("113105", "Clean Descriptors Option"));
+        method.push_str(", Clean Descriptors");
+    }
+    if opts.shift_dates {
+        codes.push(("113107", "Retain Longitudinal Temporal Information Modified Dates Option"));
+        method.push_str(", Modified Dates");
+    }
+    if opts.retain_device_identity {
+        codes.push(("113109", "Retain Device Identity Option"));
+        method.push_str(", Retain Device Identity");
+    }
+    let items: Vec<InMemDicomObject> = codes
+        .into_iter()
+        .map(|(value, meaning)| {
+            InMemDicomObject::from_element_iter([
+                DataElement::new(tags::CODE_VALUE, VR::SH, PrimitiveValue::from(value)),
+                DataElement::new(tags::CODING_SCHEME_DESIGNATOR, VR::SH, PrimitiveValue::from("DCM")),
+                DataElement::new(tags::CODE_MEANING, VR::LO, PrimitiveValue::from(meaning)),
+            ])
+        })
+        .collect();
+    obj.put(DataElement::new(tags::PATIENT_IDENTITY_REMOVED, VR::CS, PrimitiveValue::from("YES")));
+    obj.put(DataElement::new(tags::DEIDENTIFICATION_METHOD, VR::LO, PrimitiveValue::from(method.chars().take(64).collect::<String>())));
+    obj.put(DataElement::new(tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE, VR::SQ, DataSetSequence::new(items, Length::UNDEFINED)));
+    let temporal = if opts.shift_dates { "MODIFIED" } else { "REMOVED" };
+    obj.put(DataElement::new(tags::LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED, VR::CS, PrimitiveValue::from(temporal)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_one_rule_per_tag_and_the_key_attributes() {
+        let mut seen = HashSet::new();
+        for r in table::BASIC_PROFILE {
+            assert!(seen.insert((r.tag, r.mask)), "{} twice", r.name);
+        }
+        assert!(table::BASIC_PROFILE.len() > 600);
+        let action = |t: Tag| rule(t).map(|r| r.action);
+        assert_eq!(action(tags::PATIENT_NAME), Some(Action::Z));
+        assert_eq!(action(tags::STUDY_INSTANCE_UID), Some(Action::U));
+        assert_eq!(action(tags::ACCESSION_NUMBER), Some(Action::Z));
+        assert_eq!(action(tags::PATIENT_BIRTH_DATE), Some(Action::Z));
+        assert_eq!(action(Tag(0x6002, 0x4000)), Some(Action::X), "overlay comments in any 60xx group");
+        assert_eq!(action(tags::MODALITY), None, "not in the table: kept");
+    }
+
+    #[test]
+    fn descriptors_keep_what_identifies_nobody() {
+        let phi = Phi { terms: vec!["doe".into(), "st. elsewhere".into()] };
+        assert_eq!(phi.scrub("CT chest w/o contrast").as_deref(), Some("CT chest w/o contrast"));
+        assert_eq!(phi.scrub("Dr DOE review").as_deref(), Some("Dr *** review"));
+        assert_eq!(phi.scrub("follow-up 2023-04-05"), None, "a date");
+        assert_eq!(phi.scrub("MRN 12345678"), None, "an identifier");
+    }
+
+    #[test]
+    fn dates_shift_back_across_months_and_years() {
+        assert_eq!(shift("20240301", VR::DA, 1), "20240229");
+        assert_eq!(shift("20240101\\20240110", VR::DA, 10), "20231222\\20231231");
+        assert_eq!(shift("20240301120000.5", VR::DT, 1), "20240229120000.5");
+        assert_eq!(shift("garbage", VR::DA, 5), "19000101");
+    }
+}
