@@ -46,8 +46,14 @@ pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    let name = format!("{}.dcm", obj.meta().media_storage_sop_instance_uid.trim_end_matches('\0'));
-    let out = out_dir.join(name);
+    let uid = obj.meta().media_storage_sop_instance_uid.trim_end_matches('\0').to_string();
+    let out = out_dir.join(format!("{uid}.dcm"));
+    for (i, png) in report.frames_png.iter().enumerate() {
+        let f = out_dir.join(format!("{uid}.frame{:04}.png", i + 1));
+        if let Err(e) = std::fs::write(&f, png) {
+            return fail(format!("cannot write {}: {e}", f.display()));
+        }
+    }
     // Written whole, then renamed: a reader never sees half a file.
     let tmp = out.with_extension("dcm.tmp");
     if let Err(e) = obj.write_to_file(&tmp).map_err(|e| e.to_string()).and_then(|_| std::fs::rename(&tmp, &out).map_err(|e| e.to_string())) {

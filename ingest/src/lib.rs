@@ -12,4 +12,6 @@
 
 pub mod batch;
 pub mod deid;
+pub mod ocr;
+pub mod pixels;
 pub mod uid;

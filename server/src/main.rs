@@ -87,6 +87,12 @@ enum Cmd {
         /// Remove free-text descriptors even when no PHI is found in them.
         #[arg(long)]
         no_clean_descriptors: bool,
+        /// Do not read the frames for burned-in text (tags only; for benchmarks).
+        #[arg(long)]
+        no_ocr: bool,
+        /// Also write every frame, cleaned, as PNG (`<new UID>.frameNNNN.png`).
+        #[arg(long)]
+        frames: bool,
     },
     /// Join a room as the program compositor and write the program as HLS.
     Compositor {
@@ -191,13 +197,15 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Deid { config, input, output, shift_dates, retain_device_identity, no_clean_descriptors } => {
+        Cmd::Deid { config, input, output, shift_dates, retain_device_identity, no_clean_descriptors, no_ocr, frames } => {
             use casecast_ingest::batch::{self, Outcome};
             let config = config.load()?;
             let opts = casecast_ingest::deid::Options {
                 shift_dates,
                 retain_device_identity,
                 clean_descriptors: !no_clean_descriptors,
+                clean_pixels: !no_ocr,
+                render_frames: frames,
                 ..casecast_ingest::deid::Options::new(config.secret()?)
             };
             let files = batch::files(&input).with_context(|| format!("cannot read {}", input.display()))?;
@@ -210,14 +218,17 @@ fn main() -> anyhow::Result<()> {
                         done += 1;
                         // The input's name is not repeated: it may carry PHI itself.
                         eprintln!(
-                            "[{}/{}] -> {} ({} removed, {} replaced, {} UIDs, {} private)",
+                            "[{}/{}] -> {} ({} removed, {} replaced, {} UIDs, {} private; {} frames read, {} burned-in words blacked out{})",
                             n + 1,
                             files.len(),
                             out.display(),
                             r.removed,
                             r.replaced,
                             r.uids,
-                            r.private_removed
+                            r.private_removed,
+                            r.frames_read,
+                            r.words_blacked_out,
+                            r.pixels_unchecked.map(|why| format!("; pixels NOT checked: {why}")).unwrap_or_default()
                         );
                     }
                     Outcome::Failed(p, why) => {

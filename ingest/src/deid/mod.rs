@@ -108,6 +108,11 @@ pub struct Options {
     pub retain_device_identity: bool,
     /// Private attributes to keep: (group, private creator) pairs; all others go.
     pub private_allowed: Vec<(u16, String)>,
+    /// Read every frame for burned-in text and black out what is PHI (on by
+    /// default; needs tesseract).
+    pub clean_pixels: bool,
+    /// Render every frame (after cleaning) as PNG into the report.
+    pub render_frames: bool,
 }
 
 impl Options {
@@ -119,6 +124,8 @@ impl Options {
             shift_dates: false,
             retain_device_identity: false,
             private_allowed: Vec::new(),
+            clean_pixels: true,
+            render_frames: false,
         }
     }
 }
@@ -136,6 +143,15 @@ pub struct Report {
     pub private_removed: usize,
     /// Descriptors scrubbed or removed because PHI was found in them.
     pub descriptors_cleaned: usize,
+    /// Frames read for burned-in text (identical frames are read once).
+    pub frames_read: usize,
+    /// Burned-in words blacked out.
+    pub words_blacked_out: usize,
+    /// Pixel data that could not be checked for burned-in text (compressed, or a
+    /// kind not handled yet), with the reason.
+    pub pixels_unchecked: Option<String>,
+    /// The frames as PNG, when asked for.
+    pub frames_png: Vec<Vec<u8>>,
 }
 
 /// Why an object cannot be de-identified.
@@ -144,6 +160,9 @@ pub enum DeidError {
     /// The object lacks what every DICOM instance has.
     #[error("not a usable DICOM instance: {0}")]
     Invalid(String),
+    /// Not published: burned-in text is flagged and cannot be checked.
+    #[error("quarantined: {0}")]
+    Quarantined(String),
 }
 
 /// The values that identify this patient, gathered before anything is changed; a
@@ -175,6 +194,13 @@ impl Phi {
             }
         }
         Phi { terms: terms.into_iter().collect() }
+    }
+
+    /// Whether a word read in a picture is PHI: it holds a known term, a date or an
+    /// identifier.
+    fn in_word(&self, word: &str) -> bool {
+        let w = word.to_lowercase();
+        self.terms.iter().any(|t| t.len() >= 3 && w.contains(t.as_str())) || self.scrub(word).is_none()
     }
 
     /// `text` with every known PHI term replaced; `None` if it still looks like it
@@ -214,6 +240,9 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
         shift_days: uid::date_shift_days(&opts.secret, &patient_id),
     };
     let mut report = Report::default();
+    if opts.clean_pixels || opts.render_frames {
+        clean_pixels(obj, &ctx, &mut report)?;
+    }
     clean(obj, &ctx, &mut report, true);
     record_method(obj, opts);
     let sop = obj.element(tags::SOP_INSTANCE_UID).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches('\0').to_string());
@@ -221,6 +250,77 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
         file.update_meta(|m| m.media_storage_sop_instance_uid = sop);
     }
     Ok(report)
+}
+
+/// Reads every frame for burned-in text and blacks out the PHI in the pixel data;
+/// renders the frames if asked. Identical frames (a still cine) are read once.
+fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) -> Result<(), DeidError> {
+    use crate::pixels::{Layout, NativePixels};
+    let flagged = obj.element(tags::BURNED_IN_ANNOTATION).ok().and_then(|e| e.to_str().ok()).is_some_and(|s| s.trim() == "YES");
+    if obj.element(tags::PIXEL_DATA).is_err() {
+        return Ok(());
+    }
+    let layout = Layout::of(obj);
+    let taken = if layout.is_ok() { NativePixels::take(obj) } else { None };
+    let (layout, mut px) = match (layout, taken) {
+        (Ok(l), Some(px)) => (l, px),
+        (layout, _) => {
+            let why = layout.err().unwrap_or_else(|| "compressed pixel data".into());
+            if flagged && ctx.opts.clean_pixels {
+                return Err(DeidError::Quarantined(format!("Burned In Annotation is YES and the pixels cannot be checked: {why}")));
+            }
+            report.pixels_unchecked = Some(why);
+            return Ok(());
+        }
+    };
+    let size = layout.frame_bytes();
+    if px.bytes.len() < size * layout.frames {
+        return Err(DeidError::Invalid(format!("pixel data holds {} bytes, {} frames of {size} expected", px.bytes.len(), layout.frames)));
+    }
+    let number = |t: Tag| obj.element(t).ok().and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.first().copied());
+    let window = number(tags::WINDOW_CENTER).zip(number(tags::WINDOW_WIDTH));
+    let mut seen: std::collections::HashMap<u64, Vec<(usize, usize, usize, usize)>> = Default::default();
+    for i in 0..layout.frames {
+        let frame = &mut px.bytes[i * size..(i + 1) * size];
+        if ctx.opts.clean_pixels {
+            let key = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                frame.hash(&mut h);
+                h.finish()
+            };
+            let boxes = match seen.get(&key) {
+                Some(b) => b.clone(),
+                None => {
+                    report.frames_read += 1;
+                    let gray = crate::pixels::frame_to_gray(&layout, frame, window);
+                    let words = crate::ocr::words(&gray, layout.cols, layout.rows).map_err(DeidError::Quarantined)?;
+                    let mut b: Vec<_> = words
+                        .iter()
+                        .filter(|w| ctx.phi.in_word(&w.text))
+                        .map(|w| (w.x.saturating_sub(3), w.y.saturating_sub(3), w.w + 6, w.h + 6))
+                        .collect();
+                    // Both polarities may find the same word.
+                    b.sort_unstable();
+                    b.dedup();
+                    seen.insert(key, b.clone());
+                    b
+                }
+            };
+            report.words_blacked_out += boxes.len();
+            crate::pixels::black_out(&layout, frame, &boxes);
+        }
+        if ctx.opts.render_frames {
+            let gray = crate::pixels::frame_to_gray(&layout, frame, window);
+            report.frames_png.push(crate::pixels::png(&gray, layout.cols, layout.rows).map_err(DeidError::Invalid)?);
+        }
+    }
+    px.put_back(obj);
+    if ctx.opts.clean_pixels {
+        // Checked and cleaned: no burned-in identification is left.
+        obj.put(DataElement::new(tags::BURNED_IN_ANNOTATION, VR::CS, PrimitiveValue::from("NO")));
+    }
+    Ok(())
 }
 
 struct Context<'a> {
@@ -415,18 +515,23 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 /// Records how the object was de-identified, as PS3.15 E.1.1 asks.
 fn record_method(obj: &mut InMemDicomObject, opts: &Options) {
     let mut codes = vec![("113100", "Basic Application Confidentiality Profile")];
-    let mut method = format!("casecast: PS3.15 E.1-1 ({}) Basic Profile", table::EDITION);
+    // One value per part (LO values are at most 64 characters).
+    let mut method = vec![format!("casecast PS3.15 E.1-1 {} Basic Profile", table::EDITION)];
+    if opts.clean_pixels {
+        codes.push(("113101", "Clean Pixel Data Option"));
+        method.push("Clean Pixel Data".into());
+    }
     if opts.clean_descriptors {
         codes.push(("113105", "Clean Descriptors Option"));
-        method.push_str(", Clean Descriptors");
+        method.push("Clean Descriptors".into());
     }
     if opts.shift_dates {
         codes.push(("113107", "Retain Longitudinal Temporal Information Modified Dates Option"));
-        method.push_str(", Modified Dates");
+        method.push("Modified Dates".into());
     }
     if opts.retain_device_identity {
         codes.push(("113109", "Retain Device Identity Option"));
-        method.push_str(", Retain Device Identity");
+        method.push("Retain Device Identity".into());
     }
     let items: Vec<InMemDicomObject> = codes
         .into_iter()
@@ -439,7 +544,7 @@ fn record_method(obj: &mut InMemDicomObject, opts: &Options) {
         })
         .collect();
     obj.put(DataElement::new(tags::PATIENT_IDENTITY_REMOVED, VR::CS, PrimitiveValue::from("YES")));
-    obj.put(DataElement::new(tags::DEIDENTIFICATION_METHOD, VR::LO, PrimitiveValue::from(method.chars().take(64).collect::<String>())));
+    obj.put(DataElement::new(tags::DEIDENTIFICATION_METHOD, VR::LO, PrimitiveValue::from(method.join("\\"))));
     obj.put(DataElement::new(tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE, VR::SQ, DataSetSequence::new(items, Length::UNDEFINED)));
     let temporal = if opts.shift_dates { "MODIFIED" } else { "REMOVED" };
     obj.put(DataElement::new(tags::LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED, VR::CS, PrimitiveValue::from(temporal)));

@@ -1,0 +1,207 @@
+//! Native (uncompressed) pixel data: frames as 8-bit pictures for reading and
+//! showing, black boxes written back into the pixel data, and PNG output.
+
+use dicom_core::value::{PrimitiveValue, Value};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+
+/// The layout of a native pixel data element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Rows (height).
+    pub rows: usize,
+    /// Columns (width).
+    pub cols: usize,
+    /// 1 (grey) or 3 (colour).
+    pub samples: usize,
+    /// 8 or 16.
+    pub bits_allocated: usize,
+    /// Signed values.
+    pub signed: bool,
+    /// Colour planes one after the other rather than interleaved.
+    pub planar: bool,
+    /// MONOCHROME1: higher values are darker.
+    pub inverted: bool,
+    /// Frames.
+    pub frames: usize,
+}
+
+impl Layout {
+    /// Bytes of one frame.
+    pub fn frame_bytes(&self) -> usize {
+        self.rows * self.cols * self.samples * self.bits_allocated / 8
+    }
+
+    /// The layout of `obj`'s pixel data, if it is native and of a kind handled
+    /// here (8 or 16 bits grey, 8 bits colour); the reason otherwise.
+    pub fn of(obj: &InMemDicomObject) -> Result<Layout, String> {
+        let uint = |t| obj.element(t).ok().and_then(|e| e.to_int::<i64>().ok());
+        let text = |t| obj.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
+        let (Some(rows), Some(cols)) = (uint(tags::ROWS), uint(tags::COLUMNS)) else {
+            return Err("no Rows/Columns".into());
+        };
+        let photometric = text(tags::PHOTOMETRIC_INTERPRETATION);
+        let l = Layout {
+            rows: rows as usize,
+            cols: cols as usize,
+            samples: uint(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize,
+            bits_allocated: uint(tags::BITS_ALLOCATED).unwrap_or(0) as usize,
+            signed: uint(tags::PIXEL_REPRESENTATION) == Some(1),
+            planar: uint(tags::PLANAR_CONFIGURATION) == Some(1),
+            inverted: photometric == "MONOCHROME1",
+            frames: uint(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize,
+        };
+        let supported = match (l.samples, l.bits_allocated) {
+            (1, 8 | 16) => photometric.starts_with("MONOCHROME"),
+            (3, 8) => photometric == "RGB",
+            _ => false,
+        };
+        if !supported || l.rows == 0 || l.cols == 0 || l.rows > 16_384 || l.cols > 16_384 {
+            return Err(format!("pixel data {photometric} {}×{} bits {} not handled", l.samples, l.rows, l.bits_allocated));
+        }
+        Ok(l)
+    }
+}
+
+/// Native pixel data taken out of an object to be worked on, and put back with
+/// [`NativePixels::put_back`]; the bytes are little endian whatever the reader made
+/// of them (OB bytes or OW words).
+pub struct NativePixels {
+    /// The pixel bytes.
+    pub bytes: Vec<u8>,
+    vr: dicom_core::VR,
+    words: bool,
+}
+
+impl NativePixels {
+    /// Takes the native pixel data out of `obj`; `None` (and `obj` unchanged) when
+    /// there is none or it is encapsulated (compressed).
+    pub fn take(obj: &mut InMemDicomObject) -> Option<NativePixels> {
+        let native = matches!(
+            obj.element(tags::PIXEL_DATA).ok()?.value(),
+            Value::Primitive(PrimitiveValue::U8(_) | PrimitiveValue::U16(_))
+        );
+        if !native {
+            return None;
+        }
+        let (header, value) = obj.take(tags::PIXEL_DATA)?.into_parts();
+        let (bytes, words) = match value {
+            Value::Primitive(PrimitiveValue::U8(b)) => (b.into_vec(), false),
+            Value::Primitive(PrimitiveValue::U16(w)) => (w.iter().flat_map(|v| v.to_le_bytes()).collect(), true),
+            _ => unreachable!("checked above"),
+        };
+        Some(NativePixels { bytes, vr: header.vr, words })
+    }
+
+    /// Puts the (changed) pixel data back into `obj`.
+    pub fn put_back(self, obj: &mut InMemDicomObject) {
+        let value = if self.words {
+            PrimitiveValue::U16(self.bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
+        } else {
+            PrimitiveValue::U8(self.bytes.into())
+        };
+        obj.put(dicom_core::DataElement::new(tags::PIXEL_DATA, self.vr, value));
+    }
+}
+
+/// One frame as an 8-bit picture: grey (windowed with the object's first window,
+/// else the frame's own range; MONOCHROME1 inverted) or, for colour, its luminance.
+/// `rgb` is the colour frame interleaved, for PNG output.
+pub fn frame_to_gray(l: &Layout, frame: &[u8], window: Option<(f64, f64)>) -> Vec<u8> {
+    let n = l.rows * l.cols;
+    if l.samples == 3 {
+        return (0..n)
+            .map(|i| {
+                let (r, g, b) = if l.planar { (frame[i], frame[n + i], frame[2 * n + i]) } else { (frame[3 * i], frame[3 * i + 1], frame[3 * i + 2]) };
+                ((u32::from(r) * 299 + u32::from(g) * 587 + u32::from(b) * 114) / 1000) as u8
+            })
+            .collect();
+    }
+    let value = |i: usize| -> f64 {
+        match (l.bits_allocated, l.signed) {
+            (8, _) => f64::from(frame[i]),
+            (_, false) => f64::from(u16::from_le_bytes([frame[2 * i], frame[2 * i + 1]])),
+            (_, true) => f64::from(i16::from_le_bytes([frame[2 * i], frame[2 * i + 1]])),
+        }
+    };
+    let (lo, hi) = match window {
+        Some((c, w)) if w > 1.0 => (c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0),
+        _ => (0..n).map(value).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v))),
+    };
+    let span = (hi - lo).max(1.0);
+    (0..n)
+        .map(|i| {
+            let g = (((value(i) - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8;
+            if l.inverted { 255 - g } else { g }
+        })
+        .collect()
+}
+
+/// Blacks out `boxes` (x, y, width, height, in pixels) of one frame, in place.
+pub fn black_out(l: &Layout, frame: &mut [u8], boxes: &[(usize, usize, usize, usize)]) {
+    let n = l.rows * l.cols;
+    let bytes = l.bits_allocated / 8;
+    // Black: the lowest value, the highest for MONOCHROME1; 0 in colour.
+    let black: [u8; 2] = match (l.inverted, l.signed, bytes) {
+        (false, false, _) => [0, 0],
+        (false, true, 1) => [0x80, 0],
+        (false, true, _) => [0x00, 0x80],
+        (true, false, 1) => [0xff, 0],
+        (true, false, _) => [0xff, 0xff],
+        (true, true, 1) => [0x7f, 0],
+        (true, true, _) => [0xff, 0x7f],
+    };
+    for &(x, y, w, h) in boxes {
+        for row in y.min(l.rows)..(y + h).min(l.rows) {
+            for col in x.min(l.cols)..(x + w).min(l.cols) {
+                let i = row * l.cols + col;
+                if l.samples == 3 {
+                    for s in 0..3 {
+                        let at = if l.planar { s * n + i } else { 3 * i + s };
+                        frame[at] = 0;
+                    }
+                } else {
+                    frame[i * bytes..(i + 1) * bytes].copy_from_slice(&black[..bytes]);
+                }
+            }
+        }
+    }
+}
+
+/// An 8-bit grey picture as PNG.
+pub fn png(gray: &[u8], width: usize, height: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().map_err(|e| e.to_string())?;
+        w.write_image_data(gray).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grey16(rows: usize, cols: usize) -> Layout {
+        Layout { rows, cols, samples: 1, bits_allocated: 16, signed: false, planar: false, inverted: false, frames: 1 }
+    }
+
+    #[test]
+    fn frames_window_and_black_out() {
+        let l = grey16(2, 2);
+        let frame: Vec<u8> = [0u16, 1000, 2000, 4000].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(frame_to_gray(&l, &frame, None), vec![0, 64, 128, 255]);
+        assert_eq!(frame_to_gray(&l, &frame, Some((1000.5, 1000.0))), vec![0, 128, 255, 255]);
+        let mut f = frame.clone();
+        black_out(&l, &mut f, &[(1, 0, 5, 1)]);
+        assert_eq!(f, [0u16, 0, 2000, 4000].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+        let inv = Layout { inverted: true, ..l };
+        let mut f = frame;
+        black_out(&inv, &mut f, &[(0, 0, 1, 1)]);
+        assert_eq!(&f[..2], &[0xff, 0xff], "MONOCHROME1: black is the top value");
+        assert!(png(&[0, 255, 0, 255], 2, 2).unwrap().starts_with(b"\x89PNG"));
+    }
+}
