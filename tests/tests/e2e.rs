@@ -1052,6 +1052,13 @@ fn deid_removes_every_trace_of_the_patient_and_keeps_the_study_linked() -> Resul
     let made = std::process::Command::new("/usr/bin/python3").arg(&script).arg(&input).output()?;
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     std::fs::write(input.join("notes.txt"), "not DICOM")?;
+    // Broken files: cut short, and one whose element claims 4 GB.
+    let whole = std::fs::read(input.join("DOE_JOHN_1.dcm"))?;
+    std::fs::write(input.join("truncated.dcm"), &whole[..whole.len() / 2])?;
+    let mut huge = whole[..132].to_vec();
+    huge.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00, 0xff, 0xff, 0xff, 0xff]);
+    huge.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0, 0xf0, 0xff, 0xff, 0xff]);
+    std::fs::write(input.join("huge.dcm"), huge)?;
 
     let run = std::process::Command::new(casecast_bin())
         .args(["deid", "--frames", "--data-dir"])
@@ -1061,7 +1068,10 @@ fn deid_removes_every_trace_of_the_patient_and_keeps_the_study_linked() -> Resul
         .output()?;
     let log = String::from_utf8_lossy(&run.stderr).to_string();
     assert!(!run.status.success(), "one input was not DICOM: {log}");
-    assert!(log.contains("notes.txt: FAILED: not readable as DICOM") && log.contains("2 de-identified, 2 failed"), "{log}");
+    assert!(log.contains("notes.txt: FAILED: not readable as DICOM") && log.contains("2 de-identified, 4 failed"), "{log}");
+    for broken in ["truncated.dcm: FAILED: not readable as DICOM", "huge.dcm: FAILED: not readable as DICOM"] {
+        assert!(log.contains(broken), "{broken}: {log}");
+    }
     assert!(log.contains("DOE_JOHN_2.dcm: FAILED: quarantined: Burned In Annotation is YES"), "{log}");
 
     let all: Vec<_> = std::fs::read_dir(&output)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
