@@ -93,6 +93,10 @@ enum Cmd {
         /// Also write every frame, cleaned, as PNG (`<new UID>.frameNNNN.png`).
         #[arg(long)]
         frames: bool,
+        /// Black out the top of every frame of a modality whatever the OCR finds,
+        /// e.g. `US=0.1` for ultrasound's header band (repeatable).
+        #[arg(long = "mask", value_parser = parse_mask)]
+        masks: Vec<(String, f64)>,
     },
     /// Join a room as the program compositor and write the program as HLS.
     Compositor {
@@ -197,7 +201,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Deid { config, input, output, shift_dates, retain_device_identity, no_clean_descriptors, no_ocr, frames } => {
+        Cmd::Deid { config, input, output, shift_dates, retain_device_identity, no_clean_descriptors, no_ocr, frames, masks } => {
             use casecast_ingest::batch::{self, Outcome};
             let config = config.load()?;
             let opts = casecast_ingest::deid::Options {
@@ -206,6 +210,7 @@ fn main() -> anyhow::Result<()> {
                 clean_descriptors: !no_clean_descriptors,
                 clean_pixels: !no_ocr,
                 render_frames: frames,
+                header_masks: masks,
                 ..casecast_ingest::deid::Options::new(config.secret()?)
             };
             let files = batch::files(&input).with_context(|| format!("cannot read {}", input.display()))?;
@@ -320,6 +325,16 @@ fn wait_for_signal_or(duration: Option<Duration>) {
 
 /// A stop signal set by SIGINT or SIGTERM, for the synchronous commands (`publish`,
 /// `compositor`), via a tiny Tokio runtime on a thread of its own.
+/// `MODALITY=FRACTION`, e.g. `US=0.1`.
+fn parse_mask(s: &str) -> Result<(String, f64), String> {
+    let (m, f) = s.split_once('=').ok_or("use MODALITY=FRACTION, e.g. US=0.1")?;
+    let f: f64 = f.parse().map_err(|_| format!("{f:?} is not a fraction"))?;
+    if !(0.0..=1.0).contains(&f) || m.trim().is_empty() {
+        return Err("use MODALITY=FRACTION with a fraction from 0 to 1".into());
+    }
+    Ok((m.trim().to_uppercase(), f))
+}
+
 /// A picture's size and rate, for the commands that make video.
 #[derive(clap::Args, Debug, Clone, Copy)]
 struct Picture {

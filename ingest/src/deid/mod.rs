@@ -113,6 +113,9 @@ pub struct Options {
     pub clean_pixels: bool,
     /// Render every frame (after cleaning) as PNG into the report.
     pub render_frames: bool,
+    /// Header bands to black out whatever the OCR finds: (modality, fraction of the
+    /// height from the top), for modalities known to burn a header in (e.g. `US`).
+    pub header_masks: Vec<(String, f64)>,
 }
 
 impl Options {
@@ -126,6 +129,7 @@ impl Options {
             private_allowed: Vec::new(),
             clean_pixels: true,
             render_frames: false,
+            header_masks: Vec::new(),
         }
     }
 }
@@ -279,6 +283,8 @@ fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) 
     }
     let number = |t: Tag| obj.element(t).ok().and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.first().copied());
     let window = number(tags::WINDOW_CENTER).zip(number(tags::WINDOW_WIDTH));
+    let modality = obj.element(tags::MODALITY).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
+    let band = header_band(&ctx.opts.header_masks, &modality, &layout);
     let mut seen: std::collections::HashMap<u64, Vec<(usize, usize, usize, usize)>> = Default::default();
     for i in 0..layout.frames {
         let frame = &mut px.bytes[i * size..(i + 1) * size];
@@ -310,6 +316,9 @@ fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) 
             report.words_blacked_out += boxes.len();
             crate::pixels::black_out(&layout, frame, &boxes);
         }
+        if let Some(band) = band {
+            crate::pixels::black_out(&layout, frame, &[band]);
+        }
         if ctx.opts.render_frames {
             let gray = crate::pixels::frame_to_gray(&layout, frame, window);
             report.frames_png.push(crate::pixels::png(&gray, layout.cols, layout.rows).map_err(DeidError::Invalid)?);
@@ -321,6 +330,13 @@ fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) 
         obj.put(DataElement::new(tags::BURNED_IN_ANNOTATION, VR::CS, PrimitiveValue::from("NO")));
     }
     Ok(())
+}
+
+/// The configured header band of this modality, as a box over the frame's top.
+fn header_band(masks: &[(String, f64)], modality: &str, l: &crate::pixels::Layout) -> Option<(usize, usize, usize, usize)> {
+    let (_, fraction) = masks.iter().find(|(m, _)| m.eq_ignore_ascii_case(modality))?;
+    let h = ((l.rows as f64) * fraction.clamp(0.0, 1.0)).ceil() as usize;
+    (h > 0).then_some((0, 0, l.cols, h))
 }
 
 struct Context<'a> {
@@ -577,6 +593,15 @@ mod tests {
         assert_eq!(phi.scrub("Dr DOE review").as_deref(), Some("Dr *** review"));
         assert_eq!(phi.scrub("follow-up 2023-04-05"), None, "a date");
         assert_eq!(phi.scrub("MRN 12345678"), None, "an identifier");
+    }
+
+    #[test]
+    fn header_bands_cover_the_top_of_their_modality_only() {
+        let l = crate::pixels::Layout { rows: 480, cols: 640, samples: 1, bits_allocated: 8, signed: false, planar: false, inverted: false, frames: 1 };
+        let masks = vec![("US".to_string(), 0.1)];
+        assert_eq!(header_band(&masks, "us", &l), Some((0, 0, 640, 48)));
+        assert_eq!(header_band(&masks, "CT", &l), None);
+        assert_eq!(header_band(&[("US".into(), 0.0)], "US", &l), None);
     }
 
     #[test]
