@@ -104,6 +104,49 @@ impl NativePixels {
     }
 }
 
+/// Decompresses encapsulated pixel data in place (JPEG baseline/extended/lossless,
+/// RLE), so its frames can be read and cleaned like native ones: the pixel data,
+/// its attributes and the transfer syntax (now Explicit VR Little Endian) change
+/// together. `Ok(false)` when the pixel data is native already or absent.
+pub fn decompress(file: &mut dicom_object::DefaultDicomObject) -> Result<bool, String> {
+    use dicom_core::{DataElement, VR};
+    use dicom_pixeldata::PixelDecoder;
+    let encapsulated = matches!(file.element(tags::PIXEL_DATA).map(|e| e.value()), Ok(Value::PixelSequence(_)));
+    if !encapsulated {
+        return Ok(false);
+    }
+    // The decoders panic on some hostile input (a JPEG whose components disagree
+    // with the header): that must fail this file, not the process.
+    let decode = std::panic::AssertUnwindSafe(|| {
+        let d = file.decode_pixel_data().map_err(|e| format!("compressed pixel data that cannot be decoded: {e}"))?;
+        Ok::<_, String>((
+            d.data().to_vec(),
+            d.rows(),
+            d.columns(),
+            d.samples_per_pixel(),
+            d.bits_allocated(),
+            d.photometric_interpretation().as_str().to_string(),
+            matches!(d.pixel_representation(), dicom_pixeldata::PixelRepresentation::Signed),
+        ))
+    });
+    let (bytes, rows, cols, samples, bits, photometric, signed) = std::panic::catch_unwind(decode)
+        .map_err(|_| "compressed pixel data that does not match its header (the decoder gave up)".to_string())??;
+    let us = |t, v: u16| DataElement::new(t, VR::US, PrimitiveValue::from(v));
+    file.put(us(tags::ROWS, rows as u16));
+    file.put(us(tags::COLUMNS, cols as u16));
+    file.put(us(tags::SAMPLES_PER_PIXEL, samples));
+    file.put(us(tags::BITS_ALLOCATED, bits));
+    file.put(us(tags::PIXEL_REPRESENTATION, u16::from(signed)));
+    file.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from(photometric.as_str())));
+    if samples > 1 {
+        file.put(us(tags::PLANAR_CONFIGURATION, 0));
+    }
+    let vr = if bits > 8 { VR::OW } else { VR::OB };
+    file.put(DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::U8(bytes.into())));
+    file.update_meta(|m| m.transfer_syntax = "1.2.840.10008.1.2.1".to_string());
+    Ok(true)
+}
+
 /// One frame as an 8-bit picture: grey (windowed with the object's first window,
 /// else the frame's own range; MONOCHROME1 inverted) or, for colour, its luminance.
 /// `rgb` is the colour frame interleaved, for PNG output.

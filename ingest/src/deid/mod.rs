@@ -156,6 +156,8 @@ pub struct Report {
     pub pixels_unchecked: Option<String>,
     /// The frames as PNG, when asked for.
     pub frames_png: Vec<Vec<u8>>,
+    /// Compressed pixel data was decoded (the output is uncompressed).
+    pub decompressed: bool,
 }
 
 /// Why an object cannot be de-identified.
@@ -245,8 +247,16 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
     };
     let mut report = Report::default();
     if opts.clean_pixels || opts.render_frames {
+        // Compressed pictures are decoded to be read; they are written uncompressed.
+        let decoded = crate::pixels::decompress(file);
+        let obj: &mut InMemDicomObject = file;
+        match decoded {
+            Ok(d) => report.decompressed = d,
+            Err(why) => report.pixels_unchecked = Some(why),
+        }
         clean_pixels(obj, &ctx, &mut report)?;
     }
+    let obj: &mut InMemDicomObject = file;
     clean(obj, &ctx, &mut report, true);
     record_method(obj, opts);
     let sop = obj.element(tags::SOP_INSTANCE_UID).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches('\0').to_string());
@@ -269,7 +279,7 @@ fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) 
     let (layout, mut px) = match (layout, taken) {
         (Ok(l), Some(px)) => (l, px),
         (layout, _) => {
-            let why = layout.err().unwrap_or_else(|| "compressed pixel data".into());
+            let why = report.pixels_unchecked.clone().or(layout.err()).unwrap_or_else(|| "compressed pixel data".into());
             if flagged && ctx.opts.clean_pixels {
                 return Err(DeidError::Quarantined(format!("Burned In Annotation is YES and the pixels cannot be checked: {why}")));
             }
