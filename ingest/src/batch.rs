@@ -35,8 +35,18 @@ pub fn files(input: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// De-identifies one file into the folder `out_dir`.
+/// Files above this size with native pixel data are streamed frame by frame.
+pub const STREAM_ABOVE_BYTES: u64 = 64 << 20;
+
+/// De-identifies one file into the folder `out_dir`. A large file with native pixel
+/// data is streamed a frame at a time (memory stays at one frame whatever the file's
+/// size); the rest is read whole.
 pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > STREAM_ABOVE_BYTES)
+        && let Some(outcome) = streamed(path, out_dir, opts)
+    {
+        return outcome;
+    }
     let fail = |why: String| Outcome::Failed(path.to_path_buf(), why);
     let mut obj = match dicom_object::open_file(path) {
         Ok(o) => o,
@@ -61,4 +71,117 @@ pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
         return fail(format!("cannot write {}: {e}", out.display()));
     }
     Outcome::Done(out, report)
+}
+
+/// The streamed path: the header is read up to the pixel data, de-identified and
+/// written; then the pixel data is copied frame by frame, each frame cleaned on the
+/// way. `None` when the file is not of a kind streamed here (compressed, big endian,
+/// deflated, no pixel data where it is expected): the whole-file path takes it.
+fn streamed(path: &Path, out_dir: &Path, opts: &Options) -> Option<Outcome> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use dicom_dictionary_std::tags;
+    let mut obj = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).ok()?;
+    let explicit = match obj.meta().transfer_syntax().trim_end_matches('\0') {
+        "1.2.840.10008.1.2.1" => true,
+        "1.2.840.10008.1.2" => false,
+        _ => return None,
+    };
+    let layout = crate::pixels::Layout::of(&obj).ok()?;
+    let frame_bytes = layout.frame_bytes();
+    let (offset, length) = find_pixel_data(path, (frame_bytes * layout.frames) as u64, explicit)?;
+    let fail = |why: String| Some(Outcome::Failed(path.to_path_buf(), why));
+    let mut cleaner = opts.clean_pixels.then(|| deid::FrameCleaner::new(&obj, layout, opts));
+    let tags_only = Options { clean_pixels: false, render_frames: false, ..opts.clone() };
+    let mut report = match deid::deidentify(&mut obj, &tags_only) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    if opts.clean_pixels {
+        deid::record_method(&mut obj, opts);
+        obj.put(dicom_core::DataElement::new(tags::BURNED_IN_ANNOTATION, dicom_core::VR::CS, dicom_core::PrimitiveValue::from("NO")));
+    }
+    let uid = obj.meta().media_storage_sop_instance_uid.trim_end_matches('\0').to_string();
+    let out = out_dir.join(format!("{uid}.dcm"));
+    let tmp = out.with_extension("dcm.tmp");
+    let result = (|| -> Result<(), String> {
+        obj.write_to_file(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        let mut w = std::io::BufWriter::new(std::fs::OpenOptions::new().append(true).open(&tmp).map_err(|e| e.to_string())?);
+        let mut header = vec![0xE0, 0x7F, 0x10, 0x00];
+        if explicit {
+            header.extend_from_slice(if layout.bits_allocated > 8 { b"OW\0\0" } else { b"OB\0\0" });
+        }
+        header.extend_from_slice(&(length as u32).to_le_bytes());
+        w.write_all(&header).map_err(|e| e.to_string())?;
+        let mut input = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        input.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+        let mut frame = vec![0u8; frame_bytes];
+        for _ in 0..layout.frames {
+            input.read_exact(&mut frame).map_err(|e| format!("pixel data cut short: {e}"))?;
+            if let Some(c) = cleaner.as_mut() {
+                c.clean(&mut frame).map_err(|e| e.to_string())?;
+            }
+            w.write_all(&frame).map_err(|e| e.to_string())?;
+        }
+        // The padding byte of an odd length.
+        w.write_all(&vec![0u8; (length - (frame_bytes * layout.frames) as u64) as usize]).map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?;
+        drop(w);
+        std::fs::rename(&tmp, &out).map_err(|e| e.to_string())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return fail(e);
+    }
+    if let Some(c) = cleaner {
+        (report.frames_read, report.words_blacked_out) = (c.frames_read, c.words_blacked_out);
+    }
+    Some(Outcome::Done(out, report))
+}
+
+/// Where the native pixel data of `expected` bytes starts in the file and its
+/// encoded length: its element header (tag, VR and length, or tag and length) is
+/// looked for first at the end of the file, then anywhere, reading in chunks.
+fn find_pixel_data(path: &Path, expected: u64, explicit: bool) -> Option<(u64, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let header_len: u64 = if explicit { 12 } else { 8 };
+    let matches = |h: &[u8]| -> Option<u64> {
+        if h.len() < header_len as usize || h[..4] != [0xE0, 0x7F, 0x10, 0x00] {
+            return None;
+        }
+        let len_at = if explicit {
+            if !(h[4..6] == *b"OW" || h[4..6] == *b"OB") || h[6..8] != [0, 0] {
+                return None;
+            }
+            8
+        } else {
+            4
+        };
+        let len = u64::from(u32::from_le_bytes(h[len_at..len_at + 4].try_into().ok()?));
+        (len == expected || len == expected + 1).then_some(len)
+    };
+    let mut f = std::fs::File::open(path).ok()?;
+    let size = f.metadata().ok()?.len();
+    for pad in [0, 1] {
+        let at = size.checked_sub(expected + pad + header_len)?;
+        let mut h = vec![0u8; header_len as usize];
+        if f.seek(SeekFrom::Start(at)).is_ok() && f.read_exact(&mut h).is_ok() && let Some(len) = matches(&h) {
+            return Some((at + header_len, len));
+        }
+    }
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    f.seek(SeekFrom::Start(0)).ok()?;
+    loop {
+        f.seek(SeekFrom::Start(pos)).ok()?;
+        let n = f.read(&mut buf).ok()?;
+        if n < header_len as usize {
+            return None;
+        }
+        for i in 0..=n - header_len as usize {
+            if let Some(len) = matches(&buf[i..i + header_len as usize]) {
+                return Some((pos + i as u64 + header_len, len));
+            }
+        }
+        pos += (n - header_len as usize + 1) as u64;
+    }
 }

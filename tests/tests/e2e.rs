@@ -1148,3 +1148,46 @@ print(json.dumps({
     assert_eq!(v["codes"], json!(["113100", "113101", "113105"]), "Basic Profile, Clean Pixel Data, Clean Descriptors");
     Ok(())
 }
+
+/// A cine larger than memory should need: 154 MB of frames with the PHI burned into
+/// every one is streamed a frame at a time (peak RSS far below the file's size),
+/// identical frames are read once, and the last frame, as dcmtk renders it, shows no
+/// PHI.
+#[test]
+fn a_large_cine_is_streamed_a_frame_at_a_time() -> Result<()> {
+    let dir = TempDir::new("deid-large");
+    let (input, output) = (dir.0.join("in"), dir.0.join("out"));
+    std::fs::create_dir_all(&input)?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make_dicom.py");
+    let made = std::process::Command::new("/usr/bin/python3").arg(&script).arg(&input).args(["large", "3000"]).output()?;
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // Peak memory of the de-identifying process, from its parent's rusage.
+    let run = std::process::Command::new("python3")
+        .args(["-c", "import resource, subprocess, sys\nr = subprocess.run(sys.argv[1:], capture_output=True, text=True)\nsys.stderr.write(r.stderr)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, r.returncode)"])
+        .arg(casecast_bin())
+        .args(["deid", "--data-dir"])
+        .arg(dir.0.join("data"))
+        .arg(&input)
+        .arg(&output)
+        .output()?;
+    let log = String::from_utf8_lossy(&run.stderr).to_string();
+    let out = String::from_utf8_lossy(&run.stdout).to_string();
+    let (rss_mb, code): (u64, i32) = match out.split_whitespace().collect::<Vec<_>>()[..] {
+        [a, b] => (a.parse()?, b.parse()?),
+        _ => anyhow::bail!("no measurement: {out} {log}"),
+    };
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("1 frames read, 9000 burned-in words blacked out"), "{log}");
+    assert!(rss_mb < 100, "peak RSS {rss_mb} MB for a 154 MB file: not streamed");
+    let result = std::fs::read_dir(&output)?.next().ok_or_else(|| anyhow::anyhow!("no output"))??.path();
+    let dump = String::from_utf8_lossy(&std::process::Command::new("dcmdump").arg("-q").arg(&result).output()?.stdout).to_string();
+    assert!(dump.contains("(0028,0008) IS [3000]") && dump.contains("# 153600000, 1 PixelData"), "{dump}");
+    let png = dir.0.join("last.png");
+    assert!(std::process::Command::new("dcmj2pnm").args(["--frame", "3000", "--write-png"]).arg(&result).arg(&png).status()?.success());
+    let read = String::from_utf8_lossy(&std::process::Command::new("tesseract").arg(&png).args(["stdout", "--psm", "11"]).output()?.stdout).to_lowercase();
+    assert!(read.contains("axial"), "{read:?}");
+    for term in ["doe", "john", "pid4711x", "1961"] {
+        assert!(!read.contains(term), "{term:?} in the last frame: {read:?}");
+    }
+    Ok(())
+}

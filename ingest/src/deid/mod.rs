@@ -266,6 +266,71 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
     Ok(report)
 }
 
+/// Cleans frames one at a time, for pixel data streamed from a file too large to
+/// hold: built from the object's header before de-identification (which holds the
+/// PHI to look for), it remembers what it read, so identical frames are read once.
+pub struct FrameCleaner {
+    phi: Phi,
+    window: Option<(f64, f64)>,
+    band: Option<(usize, usize, usize, usize)>,
+    layout: crate::pixels::Layout,
+    seen: std::collections::HashMap<u64, Vec<(usize, usize, usize, usize)>>,
+    /// Frames read (not counting repeats).
+    pub frames_read: usize,
+    /// Words blacked out.
+    pub words_blacked_out: usize,
+}
+
+impl FrameCleaner {
+    /// For `obj`'s pixel layout (native), before `obj` is de-identified.
+    pub fn new(obj: &InMemDicomObject, layout: crate::pixels::Layout, opts: &Options) -> FrameCleaner {
+        let number = |t: Tag| obj.element(t).ok().and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.first().copied());
+        let modality = obj.element(tags::MODALITY).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
+        FrameCleaner {
+            phi: Phi::gather(obj),
+            window: number(tags::WINDOW_CENTER).zip(number(tags::WINDOW_WIDTH)),
+            band: header_band(&opts.header_masks, &modality, &layout),
+            layout,
+            seen: Default::default(),
+            frames_read: 0,
+            words_blacked_out: 0,
+        }
+    }
+
+    /// Reads one frame and blacks out its PHI in place.
+    pub fn clean(&mut self, frame: &mut [u8]) -> Result<(), DeidError> {
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            frame.hash(&mut h);
+            h.finish()
+        };
+        let boxes = match self.seen.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                self.frames_read += 1;
+                let gray = crate::pixels::frame_to_gray(&self.layout, frame, self.window);
+                let words = crate::ocr::words(&gray, self.layout.cols, self.layout.rows).map_err(DeidError::Quarantined)?;
+                let mut b: Vec<_> = words
+                    .iter()
+                    .filter(|w| self.phi.in_word(&w.text))
+                    .map(|w| (w.x.saturating_sub(3), w.y.saturating_sub(3), w.w + 6, w.h + 6))
+                    .collect();
+                b.sort_unstable();
+                b.dedup();
+                self.seen.insert(key, b.clone());
+                b
+            }
+        };
+        self.words_blacked_out += boxes.len();
+        crate::pixels::black_out(&self.layout, frame, &boxes);
+        if let Some(band) = self.band {
+            crate::pixels::black_out(&self.layout, frame, &[band]);
+        }
+        Ok(())
+    }
+}
+
 /// Reads every frame for burned-in text and blacks out the PHI in the pixel data;
 /// renders the frames if asked. Identical frames (a still cine) are read once.
 fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) -> Result<(), DeidError> {
@@ -539,7 +604,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// Records how the object was de-identified, as PS3.15 E.1.1 asks.
-fn record_method(obj: &mut InMemDicomObject, opts: &Options) {
+pub(crate) fn record_method(obj: &mut InMemDicomObject, opts: &Options) {
     let mut codes = vec![("113100", "Basic Application Confidentiality Profile")];
     // One value per part (LO values are at most 64 characters).
     let mut method = vec![format!("casecast PS3.15 E.1-1 {} Basic Profile", table::EDITION)];
