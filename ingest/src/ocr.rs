@@ -1,7 +1,8 @@
 //! Text burned into pictures, found with Debian's tesseract (the command line: no
 //! binding to build). Tesseract reads dark text on a light ground best and misses
-//! small light-on-colour banners, so each picture is binarised, enlarged 2× and read
-//! in both polarities.
+//! small light-on-colour banners, so each picture is binarised, enlarged 2× (when it
+//! is small: big pictures have big enough text) and read in both polarities. Each
+//! run is bounded in time: a picture that keeps tesseract busy fails its file.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,22 +22,26 @@ pub struct Word {
     pub h: usize,
 }
 
+/// The longest one tesseract run may take.
+pub const TESSERACT_TIMEOUT_SECS: u64 = 120;
+
 /// The words in an 8-bit grey picture of `width` × `height`.
 pub fn words(gray: &[u8], width: usize, height: usize) -> Result<Vec<Word>, String> {
     let threshold = otsu(gray);
+    let scale = if width.max(height) <= 1600 { 2 } else { 1 };
     let mut found = Vec::new();
     for dark_text in [true, false] {
-        // Enlarged 2× with the text black on white, as tesseract likes it.
-        let (w2, h2) = (width * 2, height * 2);
+        // Enlarged with the text black on white, as tesseract likes it.
+        let (w2, h2) = (width * scale, height * scale);
         let mut big = vec![0u8; w2 * h2];
         for y in 0..h2 {
             for x in 0..w2 {
-                let light = gray[(y / 2) * width + x / 2] > threshold;
+                let light = gray[(y / scale) * width + x / scale] > threshold;
                 big[y * w2 + x] = if light == dark_text { 255 } else { 0 };
             }
         }
         for mut word in read(&big, w2, h2)? {
-            (word.x, word.y, word.w, word.h) = (word.x / 2, word.y / 2, word.w.div_ceil(2), word.h.div_ceil(2));
+            (word.x, word.y, word.w, word.h) = (word.x / scale, word.y / scale, word.w.div_ceil(scale), word.h.div_ceil(scale));
             found.push(word);
         }
     }
@@ -74,9 +79,18 @@ fn read(gray: &[u8], width: usize, height: usize) -> Result<Vec<Word>, String> {
     let mut pgm = format!("P5\n{width} {height}\n255\n").into_bytes();
     pgm.extend_from_slice(gray);
     std::fs::write(&path, pgm).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    let out = std::process::Command::new("tesseract").arg(&path).args(["stdout", "--psm", "11", "tsv"]).output();
+    // coreutils' timeout bounds the run (exit 124 when it had to stop it).
+    let out = std::process::Command::new("timeout")
+        .arg(TESSERACT_TIMEOUT_SECS.to_string())
+        .arg("tesseract")
+        .arg(&path)
+        .args(["stdout", "--psm", "11", "tsv"])
+        .output();
     let _ = std::fs::remove_file(&path);
     let out = out.map_err(|e| format!("cannot run tesseract (Debian package tesseract-ocr): {e}"))?;
+    if out.status.code() == Some(124) {
+        return Err(format!("reading the picture for text took over {TESSERACT_TIMEOUT_SECS} s"));
+    }
     if !out.status.success() {
         return Err(format!("tesseract failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
