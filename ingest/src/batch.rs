@@ -90,6 +90,7 @@ fn streamed(path: &Path, out_dir: &Path, opts: &Options) -> Option<Outcome> {
     let frame_bytes = layout.frame_bytes();
     let (offset, length) = find_pixel_data(path, (frame_bytes * layout.frames) as u64, explicit)?;
     let fail = |why: String| Some(Outcome::Failed(path.to_path_buf(), why));
+    let opts = &Options { clean_pixels: opts.clean_pixels && deid::needs_reading(&obj, opts), ..opts.clone() };
     let mut cleaner = opts.clean_pixels.then(|| deid::FrameCleaner::new(&obj, layout, opts));
     let tags_only = Options { clean_pixels: false, render_frames: false, ..opts.clone() };
     let mut report = match deid::deidentify(&mut obj, &tags_only) {

@@ -90,6 +90,9 @@ enum Cmd {
         /// Do not read the frames for burned-in text (tags only; for benchmarks).
         #[arg(long)]
         no_ocr: bool,
+        /// Read CT, MR, PET and NM pictures too when they say Burned In Annotation NO.
+        #[arg(long)]
+        ocr_all: bool,
         /// Also write every frame, cleaned, as PNG (`<new UID>.frameNNNN.png`).
         #[arg(long)]
         frames: bool,
@@ -201,7 +204,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Deid { config, input, output, shift_dates, retain_device_identity, no_clean_descriptors, no_ocr, frames, masks } => {
+        Cmd::Deid { config, input, output, shift_dates, retain_device_identity, no_clean_descriptors, no_ocr, ocr_all, frames, masks } => {
             use casecast_ingest::batch::{self, Outcome};
             let config = config.load()?;
             let opts = casecast_ingest::deid::Options {
@@ -211,6 +214,7 @@ fn main() -> anyhow::Result<()> {
                 clean_pixels: !no_ocr,
                 render_frames: frames,
                 header_masks: masks,
+                read_all_pictures: ocr_all,
                 ..casecast_ingest::deid::Options::new(config.secret()?)
             };
             let files = batch::files(&input).with_context(|| format!("cannot read {}", input.display()))?;

@@ -116,6 +116,21 @@ pub struct Options {
     /// Header bands to black out whatever the OCR finds: (modality, fraction of the
     /// height from the top), for modalities known to burn a header in (e.g. `US`).
     pub header_masks: Vec<(String, f64)>,
+    /// Read every picture, even a cross-sectional one (CT, MR, PET, NM) that says it
+    /// has no burned-in annotation (off by default: those are taken at their word).
+    pub read_all_pictures: bool,
+}
+
+/// Modalities whose pictures are reconstructions, not screens: when they say
+/// Burned In Annotation `NO`, they are not read for text unless asked.
+pub const CROSS_SECTIONAL: &[&str] = &["CT", "MR", "PT", "NM"];
+
+/// Whether `obj`'s pictures must be read for burned-in text: always, except a
+/// cross-sectional picture that says it has none (PS3.3 C.7.6.1.1.7: Burned In
+/// Annotation `NO`), unless `read_all_pictures`.
+pub fn needs_reading(obj: &InMemDicomObject, opts: &Options) -> bool {
+    let text = |t: Tag| obj.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_uppercase()).unwrap_or_default();
+    opts.read_all_pictures || !(text(tags::BURNED_IN_ANNOTATION) == "NO" && CROSS_SECTIONAL.contains(&text(tags::MODALITY).as_str()))
 }
 
 impl Options {
@@ -130,6 +145,7 @@ impl Options {
             clean_pixels: true,
             render_frames: false,
             header_masks: Vec::new(),
+            read_all_pictures: false,
         }
     }
 }
@@ -232,6 +248,9 @@ impl Phi {
 /// De-identifies one DICOM file object in place; the file meta information follows
 /// (its SOP Instance UID is the new one).
 pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Report, DeidError> {
+    // Pictures that need no reading are not read, and the output does not claim it.
+    let effective = Options { clean_pixels: opts.clean_pixels && needs_reading(file, opts), ..opts.clone() };
+    let opts = &effective;
     let obj: &mut InMemDicomObject = file;
     if obj.element(tags::SOP_INSTANCE_UID).is_err() {
         return Err(DeidError::Invalid("no SOP Instance UID (0008,0018)".into()));
@@ -668,6 +687,24 @@ mod tests {
         assert_eq!(phi.scrub("Dr DOE review").as_deref(), Some("Dr *** review"));
         assert_eq!(phi.scrub("follow-up 2023-04-05"), None, "a date");
         assert_eq!(phi.scrub("MRN 12345678"), None, "an identifier");
+    }
+
+    #[test]
+    fn cross_sectional_pictures_that_say_no_burned_in_text_are_not_read() {
+        let obj = |modality: &str, burned: Option<&str>| {
+            let mut o = InMemDicomObject::new_empty();
+            o.put(DataElement::new(tags::MODALITY, VR::CS, PrimitiveValue::from(modality)));
+            if let Some(b) = burned {
+                o.put(DataElement::new(tags::BURNED_IN_ANNOTATION, VR::CS, PrimitiveValue::from(b)));
+            }
+            o
+        };
+        let opts = Options::new("s");
+        assert!(!needs_reading(&obj("CT", Some("NO")), &opts));
+        assert!(needs_reading(&obj("CT", None), &opts), "not said: read");
+        assert!(needs_reading(&obj("US", Some("NO")), &opts), "a screen capture is read anyway");
+        assert!(needs_reading(&obj("MR", Some("YES")), &opts));
+        assert!(needs_reading(&obj("CT", Some("NO")), &Options { read_all_pictures: true, ..opts }));
     }
 
     #[test]
