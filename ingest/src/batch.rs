@@ -92,13 +92,13 @@ fn streamed(path: &Path, out_dir: &Path, opts: &Options) -> Option<Outcome> {
     let fail = |why: String| Some(Outcome::Failed(path.to_path_buf(), why));
     let opts = &Options { clean_pixels: opts.clean_pixels && deid::needs_reading(&obj, opts), ..opts.clone() };
     let mut cleaner = opts.clean_pixels.then(|| deid::FrameCleaner::new(&obj, layout, opts));
-    let tags_only = Options { clean_pixels: false, render_frames: false, ..opts.clone() };
-    let mut report = match deid::deidentify(&mut obj, &tags_only) {
+    // The header holds no pixel data: de-identifying it records the method (Clean
+    // Pixel Data included) and leaves the frames to the loop below.
+    let mut report = match deid::deidentify(&mut obj, &Options { render_frames: false, ..opts.clone() }) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    if opts.clean_pixels {
-        deid::record_method(&mut obj, opts);
+    if cleaner.is_some() {
         obj.put(dicom_core::DataElement::new(tags::BURNED_IN_ANNOTATION, dicom_core::VR::CS, dicom_core::PrimitiveValue::from("NO")));
     }
     let uid = obj.meta().media_storage_sop_instance_uid.trim_end_matches('\0').to_string();

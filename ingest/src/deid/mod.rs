@@ -189,7 +189,7 @@ pub enum DeidError {
 
 /// The values that identify this patient, gathered before anything is changed; a
 /// free-text descriptor containing one of them is not kept as it is.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Phi {
     terms: Vec<String>,
 }
@@ -303,11 +303,14 @@ pub struct FrameCleaner {
 impl FrameCleaner {
     /// For `obj`'s pixel layout (native), before `obj` is de-identified.
     pub fn new(obj: &InMemDicomObject, layout: crate::pixels::Layout, opts: &Options) -> FrameCleaner {
-        let number = |t: Tag| obj.element(t).ok().and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.first().copied());
+        FrameCleaner::with_phi(Phi::gather(obj), obj, layout, opts)
+    }
+
+    fn with_phi(phi: Phi, obj: &InMemDicomObject, layout: crate::pixels::Layout, opts: &Options) -> FrameCleaner {
         let modality = obj.element(tags::MODALITY).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
         FrameCleaner {
-            phi: Phi::gather(obj),
-            window: number(tags::WINDOW_CENTER).zip(number(tags::WINDOW_WIDTH)),
+            phi,
+            window: first_window(obj),
             band: header_band(&opts.header_masks, &modality, &layout),
             layout,
             seen: Default::default(),
@@ -375,48 +378,22 @@ fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) 
     if px.bytes.len() < size * layout.frames {
         return Err(DeidError::Invalid(format!("pixel data holds {} bytes, {} frames of {size} expected", px.bytes.len(), layout.frames)));
     }
-    let number = |t: Tag| obj.element(t).ok().and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.first().copied());
-    let window = number(tags::WINDOW_CENTER).zip(number(tags::WINDOW_WIDTH));
-    let modality = obj.element(tags::MODALITY).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
-    let band = header_band(&ctx.opts.header_masks, &modality, &layout);
-    let mut seen: std::collections::HashMap<u64, Vec<(usize, usize, usize, usize)>> = Default::default();
+    // One cleaner per object, as for streamed files: the same reading, the same
+    // boxes, the same memory of frames already read.
+    let mut cleaner = ctx.opts.clean_pixels.then(|| FrameCleaner::with_phi(ctx.phi.clone(), obj, layout, ctx.opts));
+    let window = first_window(obj);
     for i in 0..layout.frames {
         let frame = &mut px.bytes[i * size..(i + 1) * size];
-        if ctx.opts.clean_pixels {
-            let key = {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                frame.hash(&mut h);
-                h.finish()
-            };
-            let boxes = match seen.get(&key) {
-                Some(b) => b.clone(),
-                None => {
-                    report.frames_read += 1;
-                    let gray = crate::pixels::frame_to_gray(&layout, frame, window);
-                    let words = crate::ocr::words(&gray, layout.cols, layout.rows).map_err(DeidError::Quarantined)?;
-                    let mut b: Vec<_> = words
-                        .iter()
-                        .filter(|w| ctx.phi.in_word(&w.text))
-                        .map(|w| (w.x.saturating_sub(3), w.y.saturating_sub(3), w.w + 6, w.h + 6))
-                        .collect();
-                    // Both polarities may find the same word.
-                    b.sort_unstable();
-                    b.dedup();
-                    seen.insert(key, b.clone());
-                    b
-                }
-            };
-            report.words_blacked_out += boxes.len();
-            crate::pixels::black_out(&layout, frame, &boxes);
-        }
-        if let Some(band) = band {
-            crate::pixels::black_out(&layout, frame, &[band]);
+        if let Some(c) = cleaner.as_mut() {
+            c.clean(frame)?;
         }
         if ctx.opts.render_frames {
             let gray = crate::pixels::frame_to_gray(&layout, frame, window);
             report.frames_png.push(crate::pixels::png(&gray, layout.cols, layout.rows).map_err(DeidError::Invalid)?);
         }
+    }
+    if let Some(c) = cleaner {
+        (report.frames_read, report.words_blacked_out) = (c.frames_read, c.words_blacked_out);
     }
     px.put_back(obj);
     if ctx.opts.clean_pixels {
@@ -424,6 +401,12 @@ fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) 
         obj.put(DataElement::new(tags::BURNED_IN_ANNOTATION, VR::CS, PrimitiveValue::from("NO")));
     }
     Ok(())
+}
+
+/// The first VOI window (center, width), if the object has one.
+fn first_window(obj: &InMemDicomObject) -> Option<(f64, f64)> {
+    let number = |t: Tag| obj.element(t).ok().and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.first().copied());
+    number(tags::WINDOW_CENTER).zip(number(tags::WINDOW_WIDTH))
 }
 
 /// The configured header band of this modality, as a box over the frame's top.
@@ -623,7 +606,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// Records how the object was de-identified, as PS3.15 E.1.1 asks.
-pub(crate) fn record_method(obj: &mut InMemDicomObject, opts: &Options) {
+fn record_method(obj: &mut InMemDicomObject, opts: &Options) {
     let mut codes = vec![("113100", "Basic Application Confidentiality Profile")];
     // One value per part (LO values are at most 64 characters).
     let mut method = vec![format!("casecast PS3.15 E.1-1 {} Basic Profile", table::EDITION)];
