@@ -146,6 +146,9 @@ impl Playlist {
         let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
         let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration.max(longest));
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);
+        if !self.ended {
+            let _ = writeln!(out, "#EXT-X-SERVER-CONTROL:HOLD-BACK={}.0", self.hold_back());
+        }
         if self.discontinuity_sequence > 0 {
             let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
         }
@@ -159,6 +162,15 @@ impl Playlist {
             out.push_str("#EXT-X-ENDLIST\n");
         }
         out
+    }
+
+    /// How far behind the live edge players start (`#EXT-X-SERVER-CONTROL:HOLD-BACK`,
+    /// honoured by hls.js and Safari), seconds: four target durations for long
+    /// segments (quality: 24 s + the segment being written ≈ 30 s), three — the least
+    /// the HLS specification allows — for short ones.
+    pub fn hold_back(&self) -> u32 {
+        let target = self.target_duration.max(self.segments.iter().map(|s| s.duration.round() as u32).max().unwrap_or(0));
+        target * if target >= 4 { 4 } else { 3 }
     }
 
     /// Writes the playlist to `path` whole (a temporary file renamed over it), so a
@@ -183,7 +195,7 @@ mod tests {
         }
         assert_eq!(p.media_sequence, 2);
         let text = p.render();
-        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXTINF:6.000,\ns2.ts\n"), "{text}");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-SERVER-CONTROL:HOLD-BACK=24.0\n#EXTINF:6.000,\ns2.ts\n"), "{text}");
         assert!(!text.contains("ENDLIST") && !text.contains("DISCONTINUITY"));
         assert_eq!(Playlist::parse(&text).unwrap(), Playlist { window: usize::MAX, ..p });
     }
@@ -205,6 +217,7 @@ mod tests {
         let text = second.render();
         assert!(text.contains("a-2.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.100,\nb-0.ts\n"), "{text}");
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "the sequence goes on: {text}");
+        assert!(text.contains("HOLD-BACK=6.0"), "short segments: three target durations: {text}");
         // The discontinuity leaves the window: it is counted.
         for i in 2..6 {
             second.push(format!("b-{i}.ts"), 2.0);
@@ -214,6 +227,7 @@ mod tests {
 
         // An ended playlist is not continued; the new one clears the old segments.
         second.ended = true;
+        assert!(!second.render().contains("HOLD-BACK"), "VOD has no live edge");
         second.write(&path).unwrap();
         let third = Playlist::load(&path, 2, 4);
         assert!(third.segments.is_empty() && third.media_sequence == 0);

@@ -45,23 +45,6 @@ impl HlsPreset {
     }
 }
 
-/// A live playlist as served to players: with the hold-back (how far behind the live
-/// edge players start, `#EXT-X-SERVER-CONTROL:HOLD-BACK`, honoured by hls.js and
-/// Safari) that makes each preset's delay: four target durations for long segments
-/// (quality: 24 s + the segment being written ≈ 30 s), three — the least the HLS
-/// specification allows — for short ones. A finished (VOD) playlist is unchanged.
-pub fn live_playlist(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains("#EXT-X-ENDLIST") || text.contains("#EXT-X-SERVER-CONTROL") {
-        return text.into();
-    }
-    let Some(target) = text.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")?.trim().parse::<u32>().ok()) else {
-        return text.into();
-    };
-    let Some(rest) = text.strip_prefix("#EXTM3U\n") else { return text.into() };
-    let hold_back = target * if target >= 4 { 4 } else { 3 };
-    format!("#EXTM3U\n#EXT-X-SERVER-CONTROL:HOLD-BACK={hold_back}.0\n{rest}").into()
-}
-
 impl std::str::FromStr for HlsPreset {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -918,18 +901,6 @@ mod tests {
         l.main = Some("b".into());
         assert_eq!(l.slate_text(), None);
         assert_eq!(Layout::new(1280, 720).slate_text(), Some("Waiting for the surgery feed"));
-    }
-
-    #[test]
-    fn live_playlists_carry_the_presets_hold_back() {
-        let live = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\nsegment00000.ts\n";
-        let served = live_playlist(live);
-        assert!(served.starts_with("#EXTM3U\n#EXT-X-SERVER-CONTROL:HOLD-BACK=24.0\n#EXT-X-VERSION:3\n"), "{served}");
-        let short = live.replace("TARGETDURATION:6", "TARGETDURATION:1");
-        assert!(live_playlist(&short).contains("HOLD-BACK=3.0"));
-        let ended = format!("{live}#EXT-X-ENDLIST\n");
-        assert_eq!(live_playlist(&ended), ended.as_str(), "VOD is served as written");
-        assert_eq!(live_playlist("garbage"), "garbage");
     }
 
     #[test]

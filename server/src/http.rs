@@ -98,10 +98,7 @@ async fn hls(path: web::Path<(String, String)>, state: web::Data<AppState>) -> H
             state.sfu.metrics().program.playlist_requests.with_label_values(&[&room]).inc();
             // A long DVR window makes a long playlist, fetched every segment by every
             // viewer: it is gzipped for those who accept it (about 8× smaller).
-            match String::from_utf8(body) {
-                Ok(text) => res.body(casecast_actors::program::live_playlist(&text).into_owned()),
-                Err(e) => res.body(e.into_bytes()),
-            }
+            res.body(body)
         }
         Err(_) => error_response(StatusCode::NOT_FOUND, "no such file (the program may not have started)"),
     }
