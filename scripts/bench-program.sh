@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_MEASURED="${SECONDS_MEASURED:-60}"
-WARMUP="${WARMUP:-15}"
+WARMUP="${WARMUP:-5}"
 HTTP_PORT="${HTTP_PORT:-18580}"
 UDP_PORT="${UDP_PORT:-18581}"
 SECRET="bench-secret-0123456789abcdef"
@@ -77,6 +77,17 @@ RUST_LOG=warn "$BIN/casecast" compositor --url "$URL" --room bench --token "$(to
   > "$OUT/program-compositor.log" 2>&1 &
 COMPOSITOR=$!
 PIDS+=($COMPOSITOR)
+# Warm-up: until the compositor encodes at full rate with the four commentators in
+# the room (bounded), then $WARMUP s more for the pipeline to settle.
+metric() { curl -s "$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { print $2 }'; }
+ready=0
+for _ in $(seq 120); do
+  fps=$(metric "http://127.0.0.1:$((HTTP_PORT + 2))" 'casecast_program_fps{room="bench"}')
+  in_room=$(metric "$URL" 'casecast_participants{role="commentator"}')
+  if python3 -c "import sys; sys.exit(0 if float('${fps:-0}') > 25 and float('${in_room:-0}') >= 4 else 1)"; then ready=1; break; fi
+  sleep 0.5
+done
+[ "$ready" = 1 ] || { echo "the room did not come up (fps ${fps:-?}, commentators ${in_room:-?}); see $OUT/program-*.log" >&2; exit 1; }
 sleep "$WARMUP"
 start=$(cpu_seconds $COMPOSITOR)
 frames0=$(curl -s "http://127.0.0.1:$((HTTP_PORT + 2))/metrics" | awk '/^casecast_program_frames_total/ { print $2 }')
