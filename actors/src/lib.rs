@@ -30,6 +30,7 @@
 
 pub mod hls;
 pub mod ids;
+pub mod ingest;
 pub mod metrics;
 mod participant;
 pub mod program;

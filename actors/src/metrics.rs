@@ -29,6 +29,23 @@ pub struct Metrics {
     pub forward_latency: Histogram,
     /// The program's metrics, by room.
     pub program: ProgramMetrics,
+    /// The DICOM ingest pool's metrics.
+    pub ingest: IngestMetrics,
+}
+
+/// The DICOM ingest pool's metrics.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    /// Jobs by status (queued, running, done, failed), as recorded in the database.
+    pub jobs: IntGaugeVec,
+    /// Jobs this process finished, by outcome (done, failed).
+    pub finished: IntCounterVec,
+    /// Input bytes processed.
+    pub bytes: IntCounter,
+    /// Frames published (rendered) and frames read for burned-in text.
+    pub frames: IntCounterVec,
+    /// Seconds per job, from start of work to published.
+    pub job_seconds: Histogram,
 }
 
 /// The program's (compositor's) metrics, labelled by room.
@@ -136,6 +153,34 @@ impl Metrics {
         ] {
             registry.register(m).expect("metric names are unique");
         }
+        let ingest = IngestMetrics {
+            jobs: IntGaugeVec::new(Opts::new("casecast_ingest_jobs", "Ingest jobs by status"), &["status"]).unwrap(),
+            finished: IntCounterVec::new(Opts::new("casecast_ingest_jobs_finished_total", "Ingest jobs finished here, by outcome"), &["outcome"])
+                .unwrap(),
+            bytes: c("casecast_ingest_bytes_total", "Input bytes processed by ingest"),
+            frames: IntCounterVec::new(Opts::new("casecast_ingest_frames_total", "Frames published or read for burned-in text"), &["kind"])
+                .unwrap(),
+            job_seconds: Histogram::with_opts(
+                HistogramOpts::new("casecast_ingest_job_seconds", "Seconds per ingest job")
+                    .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            )
+            .unwrap(),
+        };
+        for m in [
+            Box::new(ingest.jobs.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ingest.finished.clone()),
+            Box::new(ingest.bytes.clone()),
+            Box::new(ingest.frames.clone()),
+            Box::new(ingest.job_seconds.clone()),
+        ] {
+            registry.register(m).expect("metric names are unique");
+        }
+        for status in ["queued", "running", "done", "failed"] {
+            ingest.jobs.with_label_values(&[status]).set(0);
+        }
+        for outcome in ["done", "failed"] {
+            ingest.finished.with_label_values(&[outcome]).inc_by(0);
+        }
         for role in ["encoder", "commentator", "viewer", "operator"] {
             participants.with_label_values(&[role]).set(0);
         }
@@ -154,6 +199,7 @@ impl Metrics {
             dropped,
             forward_latency,
             program,
+            ingest,
         }
     }
 }

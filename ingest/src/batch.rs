@@ -42,8 +42,13 @@ pub const STREAM_ABOVE_BYTES: u64 = 64 << 20;
 /// data is streamed a frame at a time (memory stays at one frame whatever the file's
 /// size); the rest is read whole.
 pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
+    deidentify_file_with_progress(path, out_dir, opts, &mut |_| ())
+}
+
+/// As [`deidentify_file`], telling `progress` how far a streamed file is (0..1).
+pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Outcome {
     if std::fs::metadata(path).is_ok_and(|m| m.len() > STREAM_ABOVE_BYTES)
-        && let Some(outcome) = streamed(path, out_dir, opts)
+        && let Some(outcome) = streamed(path, out_dir, opts, progress)
     {
         return outcome;
     }
@@ -77,7 +82,7 @@ pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
 /// written; then the pixel data is copied frame by frame, each frame cleaned on the
 /// way. `None` when the file is not of a kind streamed here (compressed, big endian,
 /// deflated, no pixel data where it is expected): the whole-file path takes it.
-fn streamed(path: &Path, out_dir: &Path, opts: &Options) -> Option<Outcome> {
+fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Option<Outcome> {
     use std::io::{Read, Seek, SeekFrom, Write};
     use dicom_dictionary_std::tags;
     let mut obj = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).ok()?;
@@ -116,7 +121,10 @@ fn streamed(path: &Path, out_dir: &Path, opts: &Options) -> Option<Outcome> {
         let mut input = std::fs::File::open(path).map_err(|e| e.to_string())?;
         input.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
         let mut frame = vec![0u8; frame_bytes];
-        for _ in 0..layout.frames {
+        for i in 0..layout.frames {
+            if i % 16 == 0 {
+                progress(i as f64 / layout.frames as f64);
+            }
             input.read_exact(&mut frame).map_err(|e| format!("pixel data cut short: {e}"))?;
             if let Some(c) = cleaner.as_mut() {
                 c.clean(&mut frame).map_err(|e| e.to_string())?;
@@ -142,7 +150,7 @@ fn streamed(path: &Path, out_dir: &Path, opts: &Options) -> Option<Outcome> {
 /// Where the native pixel data of `expected` bytes starts in the file and its
 /// encoded length: its element header (tag, VR and length, or tag and length) is
 /// looked for first at the end of the file, then anywhere, reading in chunks.
-fn find_pixel_data(path: &Path, expected: u64, explicit: bool) -> Option<(u64, u64)> {
+pub(crate) fn find_pixel_data(path: &Path, expected: u64, explicit: bool) -> Option<(u64, u64)> {
     use std::io::{Read, Seek, SeekFrom};
     let header_len: u64 = if explicit { 12 } else { 8 };
     let matches = |h: &[u8]| -> Option<u64> {

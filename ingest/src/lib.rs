@@ -8,10 +8,18 @@
 //!   recorded in the output.
 //! - [`uid`]: keyed, consistent UID replacement and patient pseudonyms.
 //!
-//! Not here yet (issue "DICOM cases"): burned-in text (OCR), frames, stores, upload.
+//! - [`ocr`], [`pixels`]: burned-in text read and blacked out; frames rendered.
+//! - [`batch`]: files and folders from disk (`casecast deid`); large files streamed.
+//! - [`cases`]: one ingest job's work (a staged file to what is published of it;
+//!   ZIP archives expanded), run by the pool in `actors/`.
+//! - [`store`]: metadata in SQL (SQLite or PostgreSQL) and objects (local or S3).
+//! - [`dicomweb`]: DICOM JSON and multipart bodies for QIDO-RS, WADO-RS and STOW-RS.
 
 pub mod batch;
+pub mod cases;
+pub mod dicomweb;
 pub mod deid;
 pub mod ocr;
 pub mod pixels;
+pub mod store;
 pub mod uid;

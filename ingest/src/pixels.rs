@@ -211,6 +211,35 @@ pub fn black_out(l: &Layout, frame: &mut [u8], boxes: &[(usize, usize, usize, us
     }
 }
 
+/// One frame as a picture for the viewer: PNG (lossless, for single frames) or JPEG
+/// (for cine), grey windowed as [`frame_to_gray`] does, colour as it is.
+pub fn render(l: &Layout, frame: &[u8], window: Option<(f64, f64)>, jpeg: bool) -> Result<Vec<u8>, String> {
+    let (pixels, colour) = if l.samples == 3 {
+        let n = l.rows * l.cols;
+        let rgb: Vec<u8> = if l.planar { (0..3 * n).map(|i| frame[(i % 3) * n + i / 3]).collect() } else { frame[..3 * n].to_vec() };
+        (rgb, true)
+    } else {
+        (frame_to_gray(l, frame, window), false)
+    };
+    if !jpeg {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, l.cols as u32, l.rows as u32);
+            enc.set_color(if colour { png::ColorType::Rgb } else { png::ColorType::Grayscale });
+            enc.set_depth(png::BitDepth::Eight);
+            let mut w = enc.write_header().map_err(|e| e.to_string())?;
+            w.write_image_data(&pixels).map_err(|e| e.to_string())?;
+        }
+        return Ok(out);
+    }
+    let (w, h) = (u16::try_from(l.cols).map_err(|_| "too wide for JPEG")?, u16::try_from(l.rows).map_err(|_| "too high for JPEG")?);
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 88)
+        .encode(&pixels, w, h, if colour { jpeg_encoder::ColorType::Rgb } else { jpeg_encoder::ColorType::Luma })
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 /// An 8-bit grey picture as PNG.
 pub fn png(gray: &[u8], width: usize, height: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();

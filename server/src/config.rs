@@ -34,6 +34,125 @@ pub struct Config {
     pub room: RoomConfig,
     /// The program's HLS output.
     pub program: ProgramConfig,
+    /// DICOM cases: stores, ingest, receivers.
+    pub cases: CasesConfig,
+}
+
+/// DICOM cases: where they are kept, how they are ingested, who may send them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CasesConfig {
+    /// Metadata database: an SQLite file path or `sqlite://…`, or `postgres://…`;
+    /// default `<data_dir>/cases.db`.
+    pub database: Option<String>,
+    /// Object store: a directory, `file:///dir` or `s3://bucket/prefix`; default
+    /// `<data_dir>/cases/objects`.
+    pub objects: Option<String>,
+    /// S3 endpoint (for S3-compatible stores); default: AWS, or `AWS_ENDPOINT_URL`.
+    pub s3_endpoint: Option<String>,
+    /// Ingest worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Keep originals in `<data_dir>/cases/staging` after processing (never served).
+    pub keep_originals: bool,
+    /// Largest upload (one file, archive or STOW-RS request), bytes.
+    pub max_upload_bytes: u64,
+    /// Read every frame for burned-in text (false: trust Burned In Annotation NO on
+    /// CT, MR, PET and NM pictures).
+    pub ocr_all: bool,
+    /// Read frames for burned-in text at all (false only where OCR is unavailable:
+    /// pictures flagged YES are then quarantined).
+    pub ocr: bool,
+    /// Shift dates per patient instead of removing them.
+    pub shift_dates: bool,
+    /// Keep device identity (serial numbers, station names).
+    pub retain_device_identity: bool,
+    /// Keep free text only when no PHI is found in it (Clean Descriptors).
+    pub clean_descriptors: bool,
+    /// Header bands blacked out by modality, as `US=0.1` (top tenth of the frame).
+    pub masks: Vec<String>,
+    /// DICOM C-STORE receiver address; empty = off.
+    pub cstore_listen: String,
+    /// The receiver's AE title.
+    pub cstore_ae_title: String,
+    /// Calling AE titles allowed to send (empty: any).
+    pub cstore_allowed: Vec<String>,
+    /// The case library (room) C-STORE objects go to.
+    pub cstore_room: String,
+}
+
+impl Default for CasesConfig {
+    fn default() -> Self {
+        CasesConfig {
+            database: None,
+            objects: None,
+            s3_endpoint: None,
+            workers: 0,
+            keep_originals: false,
+            max_upload_bytes: 64 << 30,
+            ocr_all: false,
+            ocr: true,
+            shift_dates: false,
+            retain_device_identity: false,
+            clean_descriptors: true,
+            masks: Vec::new(),
+            cstore_listen: "0.0.0.0:11112".into(),
+            cstore_ae_title: "CASECAST".into(),
+            cstore_allowed: Vec::new(),
+            cstore_room: "demo".into(),
+        }
+    }
+}
+
+impl Config {
+    /// The cases database URL.
+    pub fn cases_database(&self) -> String {
+        self.cases.database.clone().unwrap_or_else(|| self.data_dir.join("cases.db").display().to_string())
+    }
+
+    /// The cases object store URL.
+    pub fn cases_objects(&self) -> String {
+        self.cases.objects.clone().unwrap_or_else(|| self.data_dir.join("cases").join("objects").display().to_string())
+    }
+
+    /// The local staging folder.
+    pub fn cases_staging(&self) -> PathBuf {
+        self.data_dir.join("cases").join("staging")
+    }
+
+    /// De-identification as configured.
+    pub fn deid_options(&self) -> anyhow::Result<casecast_ingest::deid::Options> {
+        let mut header_masks = Vec::new();
+        for m in &self.cases.masks {
+            let (modality, fraction) = m.split_once('=').with_context(|| format!("cases.masks: {m:?} is not MODALITY=FRACTION"))?;
+            let f: f64 = fraction.parse().with_context(|| format!("cases.masks: {fraction:?} is not a number"))?;
+            if !(0.0..=1.0).contains(&f) {
+                bail!("cases.masks: {m:?}: the fraction must be 0..1");
+            }
+            header_masks.push((modality.to_string(), f));
+        }
+        Ok(casecast_ingest::deid::Options {
+            clean_descriptors: self.cases.clean_descriptors,
+            shift_dates: self.cases.shift_dates,
+            retain_device_identity: self.cases.retain_device_identity,
+            clean_pixels: self.cases.ocr,
+            read_all_pictures: self.cases.ocr_all,
+            header_masks,
+            ..casecast_ingest::deid::Options::new(self.secret()?)
+        })
+    }
+
+    /// The ingest pool's settings.
+    pub fn ingest_config(&self) -> anyhow::Result<casecast_actors::ingest::IngestConfig> {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Ok(casecast_actors::ingest::IngestConfig {
+            workers: if self.cases.workers == 0 { cores } else { self.cases.workers },
+            staging: self.cases_staging(),
+            keep_originals: self.cases.keep_originals,
+            deid: self.deid_options()?,
+            zip: casecast_ingest::cases::ZipLimits { max_total: self.cases.max_upload_bytes.saturating_mul(4), ..Default::default() },
+            max_attempts: 3,
+        })
+    }
 }
 
 /// The program's HLS output.
@@ -121,6 +240,7 @@ impl Default for Config {
             connect_timeout_secs: 20,
             room: RoomConfig::default(),
             program: ProgramConfig::default(),
+            cases: CasesConfig::default(),
         }
     }
 }
@@ -200,6 +320,30 @@ pub struct ConfigArgs {
     /// Publish the program back into the room as the monitor feed (default true).
     #[arg(long, env = "CASECAST_PROGRAM_MONITOR")]
     pub program_monitor: Option<bool>,
+    /// Cases metadata database (SQLite path or URL, or postgres://…).
+    #[arg(long, env = "CASECAST_CASES_DATABASE")]
+    pub cases_database: Option<String>,
+    /// Cases object store (directory, file:///dir or s3://bucket/prefix).
+    #[arg(long, env = "CASECAST_CASES_OBJECTS")]
+    pub cases_objects: Option<String>,
+    /// S3 endpoint for an S3-compatible object store.
+    #[arg(long, env = "CASECAST_CASES_S3_ENDPOINT")]
+    pub cases_s3_endpoint: Option<String>,
+    /// Ingest worker threads (0 = one per core).
+    #[arg(long, env = "CASECAST_CASES_WORKERS")]
+    pub cases_workers: Option<usize>,
+    /// Keep originals in staging after processing.
+    #[arg(long, env = "CASECAST_CASES_KEEP_ORIGINALS")]
+    pub cases_keep_originals: Option<bool>,
+    /// Largest upload, bytes.
+    #[arg(long, env = "CASECAST_CASES_MAX_UPLOAD_BYTES")]
+    pub cases_max_upload_bytes: Option<u64>,
+    /// DICOM C-STORE receiver address ("" = off).
+    #[arg(long, env = "CASECAST_CASES_CSTORE_LISTEN")]
+    pub cases_cstore_listen: Option<String>,
+    /// The case library (room) C-STORE objects go to.
+    #[arg(long, env = "CASECAST_CASES_CSTORE_ROOM")]
+    pub cases_cstore_room: Option<String>,
 }
 
 impl ConfigArgs {
@@ -234,7 +378,21 @@ impl ConfigArgs {
              program_height => program.height,
              program_fps => program.fps,
              program_video_bitrate => program.video_bitrate,
-             program_monitor => program.monitor);
+             program_monitor => program.monitor,
+             cases_workers => cases.workers,
+             cases_keep_originals => cases.keep_originals,
+             cases_max_upload_bytes => cases.max_upload_bytes,
+             cases_cstore_listen => cases.cstore_listen,
+             cases_cstore_room => cases.cstore_room);
+        if self.cases_database.is_some() {
+            c.cases.database = self.cases_database.clone();
+        }
+        if self.cases_objects.is_some() {
+            c.cases.objects = self.cases_objects.clone();
+        }
+        if self.cases_s3_endpoint.is_some() {
+            c.cases.s3_endpoint = self.cases_s3_endpoint.clone();
+        }
         if self.public_url.is_some() {
             c.public_url = self.public_url.clone();
         }

@@ -1,4 +1,4 @@
-//! HTTP routes: pages, signaling, WHIP/WHEP, metrics.
+//! HTTP routes: pages, signaling, WHIP/WHEP, metrics (the cases' routes are in `cases`).
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
@@ -16,6 +16,7 @@ mod assets {
     pub const STYLE: &str = include_str!("../../web/style.css");
     pub const WATCH: &str = include_str!("../../web/watch.html");
     pub const WATCH_JS: &str = include_str!("../../web/watch.js");
+    pub const CASES_JS: &str = include_str!("../../web/cases.js");
     pub const HLS_JS: &str = include_str!("../../web/vendor/hls.light.min.js");
 }
 
@@ -63,6 +64,7 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
     let (body, ct) = match name.as_str() {
         "room.js" => (assets::ROOM_JS, "text/javascript; charset=utf-8"),
         "watch.js" => (assets::WATCH_JS, "text/javascript; charset=utf-8"),
+        "cases.js" => (assets::CASES_JS, "text/javascript; charset=utf-8"),
         "style.css" => (assets::STYLE, "text/css; charset=utf-8"),
         "vendor/hls.light.min.js" => (assets::HLS_JS, "text/javascript; charset=utf-8"),
         _ => return error_response(StatusCode::NOT_FOUND, "no such asset"),
@@ -237,6 +239,7 @@ async fn whep_delete(req: actix_web::HttpRequest, p: web::Path<(String, String)>
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let sdp_limit = web::PayloadConfig::new(casecast_signaling::whip::MAX_SDP_BYTES);
+    crate::cases::routes(cfg);
     cfg.route("/", web::get().to(index))
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))

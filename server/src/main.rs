@@ -4,8 +4,10 @@
 //! synthetic surgery feed), `token` (mint an access token), `publish` (publish a
 //! test pattern to any WHIP endpoint).
 
+mod cases;
 mod compositor;
 mod config;
+mod cstore;
 mod http;
 mod process;
 mod state;
@@ -139,6 +141,9 @@ enum Cmd {
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
     },
+    /// DICOM cases.
+    #[command(subcommand)]
+    Cases(CasesCmd),
     /// Publish a synthetic test pattern to a WHIP endpoint (GStreamer webrtcbin).
     Publish {
         /// The WHIP URL, e.g. http://127.0.0.1:8080/whip/demo.
@@ -158,6 +163,22 @@ enum Cmd {
         /// Video bitrate, bits/s.
         #[arg(long, default_value_t = 2_500_000)]
         bitrate: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum CasesCmd {
+    /// Ingest DICOM files, folders or ZIP archives from disk as an upload would
+    /// (de-identified, rendered, stored; the originals are left where they are).
+    Import {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The case library (room) they go to.
+        #[arg(long, default_value = "demo")]
+        room: String,
+        /// Files, folders (searched recursively) or .zip archives.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
     },
 }
 
@@ -192,6 +213,11 @@ fn main() -> anyhow::Result<()> {
             let config = config.load()?;
             init_logs(&config.log_format);
             serve(config, Some(Demo { room, codec: codec(&c)?, program }))
+        }
+        Cmd::Cases(CasesCmd::Import { config, room, paths }) => {
+            let config = config.load()?;
+            init_logs(&config.log_format);
+            import(config, room, paths)
         }
         Cmd::Token { config, room, role, name, ttl, link } => {
             let config = config.load()?;
@@ -440,6 +466,73 @@ impl WhipClient for HttpWhip {
     }
 }
 
+/// `casecast cases import`: the files become jobs, processed here by a pool of
+/// this process (a server sharing the database may take some of them too).
+fn import(config: Config, room: String, paths: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
+    use casecast_ingest::store::NewJob;
+    let mut files = Vec::new();
+    for p in &paths {
+        let found = casecast_ingest::batch::files(p).with_context(|| format!("cannot read {}", p.display()))?;
+        files.extend(found.into_iter().map(|f| std::fs::canonicalize(&f).unwrap_or(f)));
+    }
+    if files.is_empty() {
+        anyhow::bail!("no files found in {paths:?}");
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let cases = cases::open(&config, None).await?;
+        let batch = cases::random_id();
+        let jobs: Vec<NewJob> = files
+            .iter()
+            .map(|f| NewJob {
+                id: cases::random_id(),
+                room: room.clone(),
+                source: "import".into(),
+                kind: if f.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) { "zip" } else { "dicom" }.into(),
+                bytes: std::fs::metadata(f).map(|m| m.len() as i64).unwrap_or(0),
+                staging: f.display().to_string(),
+                batch: Some(batch.clone()),
+            })
+            .collect();
+        cases.db.insert_jobs(&jobs).await?;
+        cases.pool.do_send(casecast_actors::ingest::Wake);
+        eprintln!("importing {} file(s) into the case library {room:?}", jobs.len());
+        let names: std::collections::HashMap<String, String> = jobs.iter().map(|j| (j.id.clone(), j.staging.clone())).collect();
+        let mut reported = std::collections::HashSet::new();
+        let (mut done, mut failed) = (0usize, 0usize);
+        loop {
+            // Our jobs, and those made of our archives (`<archive job>-<n>`).
+            let all = cases.db.jobs(&room, 1_000_000).await?;
+            let ours: Vec<_> = all
+                .iter()
+                .filter(|j| names.contains_key(&j.id) || j.id.split_once('-').is_some_and(|(zip, _)| names.contains_key(zip)))
+                .collect();
+            for j in &ours {
+                if (j.status == "done" || j.status == "failed") && reported.insert(j.id.clone()) {
+                    let what = names.get(&j.id).cloned().unwrap_or_else(|| format!("archive entry {}", j.id));
+                    if j.status == "done" {
+                        done += 1;
+                        if j.kind == "dicom" {
+                            eprintln!("done    {what} -> study {}", j.study_uid.as_deref().unwrap_or("?"));
+                        }
+                    } else {
+                        failed += 1;
+                        eprintln!("failed  {what}: {}", j.error.as_deref().unwrap_or("?"));
+                    }
+                }
+            }
+            if ours.iter().all(|j| j.status == "done" || j.status == "failed") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!("{done} done, {failed} failed");
+        if failed > 0 {
+            anyhow::bail!("{failed} file(s) failed");
+        }
+        Ok(())
+    })
+}
+
 /// What `casecast demo` adds to the server.
 struct Demo {
     room: String,
@@ -461,6 +554,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             metrics,
         )
         .with_context(|| format!("cannot bind the UDP media socket on {}", config.udp_bind))?;
+        let cases = cases::open(&config, Some(sfu.metrics().ingest.clone())).await?;
         let state = actix_web::web::Data::new(AppState {
             sfu: sfu.clone(),
             key: TokenKey::new(&secret),
@@ -468,7 +562,15 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             resources: Mutex::new(Default::default()),
             hls_root: config.data_dir.join("hls"),
             recordings_root: config.data_dir.join("recordings"),
+            cases,
         });
+        let cstore = match cases::start_cstore(&config, state.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "DICOM C-STORE receiver not started");
+                None
+            }
+        };
         let st = state.clone();
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
@@ -493,7 +595,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             let c = Config { listen: std::net::SocketAddr::new(config.listen.ip(), port), ..config.clone() };
             c.public_url()
         });
-        tracing::info!(http = %public, udp = ?sfu.udp_addrs(), candidates = ?sfu.candidates(), "casecast listening");
+        tracing::info!(http = %public, udp = ?sfu.udp_addrs(), candidates = ?sfu.candidates(), cstore = ?cstore, "casecast listening");
         let server = server.run();
 
         let mut feed = None;
@@ -519,7 +621,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             let c2 = key.mint(&room, Role::Commentator, "Dr. Second", now, 86400);
             let viewer = key.mint(&room, Role::Viewer, "viewer", now, 86400);
             println!(
-                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Watch the program: {public}/watch/{room}   (HLS: /hls/{room}/index.m3u8)\n  Metrics: {public}/metrics\n\nPress Ctrl-C to stop.\n"
+                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Watch the program: {public}/watch/{room}   (HLS: /hls/{room}/index.m3u8)\n  Metrics: {public}/metrics\n  DICOM cases (upload and viewer): {public}/cases?token={c1}\n\nPress Ctrl-C to stop.\n"
             );
         }
         let r = server.await.context("http server failed");

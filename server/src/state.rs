@@ -22,6 +22,8 @@ pub struct AppState {
     pub hls_root: std::path::PathBuf,
     /// Where programs are recorded, one directory per room.
     pub recordings_root: std::path::PathBuf,
+    /// DICOM cases.
+    pub cases: crate::cases::Cases,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.

@@ -86,6 +86,15 @@ impl Browser {
         Ok(v["value"].clone())
     }
 
+    /// Puts a local file into the page's `<input type=file>` chosen by `css`, as a
+    /// user picking it would.
+    pub fn choose_file(&self, css: &str, path: &std::path::Path) -> Result<()> {
+        let v = post(&self.agent, &self.url("element"), &json!({"using": "css selector", "value": css}))?;
+        let id = v["value"]["element-6066-11e4-a52e-4f735466cecf"].as_str().with_context(|| format!("no element {css}: {v}"))?.to_string();
+        post(&self.agent, &self.url(&format!("element/{id}/value")), &json!({"text": path.display().to_string()}))?;
+        Ok(())
+    }
+
     /// The browser's console log, for failures.
     pub fn title(&self) -> String {
         self.eval("return document.title").map(|v| v.to_string()).unwrap_or_default()

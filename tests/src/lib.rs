@@ -306,3 +306,20 @@ pub fn http_delete(url: &str, headers: &[(&str, &str)]) -> Result<u16> {
     }
     Ok(req.call()?.status().as_u16())
 }
+
+/// Any request: status, headers (names lower case), body bytes.
+pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(body.map(<[u8]>::to_vec).unwrap_or_default())?;
+    let mut r = agent().run(req)?;
+    let hs = r.headers().iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_string())).collect();
+    Ok((r.status().as_u16(), hs, r.body_mut().with_config().limit(1 << 30).read_to_vec()?))
+}
+
+/// A header's value, if present (`name` lower case).
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}

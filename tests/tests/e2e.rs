@@ -1202,3 +1202,241 @@ fn a_large_cine_is_streamed_a_frame_at_a_time() -> Result<()> {
     }
     Ok(())
 }
+
+// DICOM cases: upload, ingest, stores, DICOMweb, receivers.
+
+/// The PHI the fixtures carry, lower case, as it could appear in any output byte.
+const CASE_PHI: [&str; 10] = ["doe^john", "doe_john", "pid4711x", "19610412", "acc99887", "elsewhere", "house^gregory", "private note", "4711.3", "0123456789"];
+
+fn make_fixtures(dir: &std::path::Path, args: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make_dicom.py");
+    let made = std::process::Command::new("/usr/bin/python3").arg(&script).arg(dir).args(args).output()?;
+    anyhow::ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    Ok(())
+}
+
+/// Uploads a file with tus in chunks of `chunk` bytes; returns the job id.
+fn tus_upload(server: &Server, token: &str, bytes: &[u8], kind: &str, chunk: usize) -> Result<String> {
+    use base64::Engine;
+    let auth = format!("Bearer {token}");
+    let meta = format!("kind {}, batch {}", base64::engine::general_purpose::STANDARD.encode(kind), base64::engine::general_purpose::STANDARD.encode("b1"));
+    let len = bytes.len().to_string();
+    let (status, hs, body) = http_request(
+        "POST",
+        &format!("{}/api/cases/uploads", server.url),
+        &[("Authorization", &auth), ("Tus-Resumable", "1.0.0"), ("Upload-Length", &len), ("Upload-Metadata", &meta)],
+        None,
+    )?;
+    anyhow::ensure!(status == 201, "create: {status} {}", String::from_utf8_lossy(&body));
+    let url = format!("{}{}", server.url, header(&hs, "location").unwrap_or_default());
+    let mut offset = 0usize;
+    loop {
+        let end = (offset + chunk).min(bytes.len());
+        let at = offset.to_string();
+        let (status, hs, body) = http_request(
+            "PATCH",
+            &url,
+            &[("Authorization", &auth), ("Tus-Resumable", "1.0.0"), ("Upload-Offset", &at), ("Content-Type", "application/offset+octet-stream")],
+            Some(&bytes[offset..end]),
+        )?;
+        anyhow::ensure!(status == 204, "patch at {offset}: {status} {}", String::from_utf8_lossy(&body));
+        offset = header(&hs, "upload-offset").unwrap_or("0").parse()?;
+        if offset == bytes.len() {
+            return header(&hs, "casecast-job").map(str::to_string).ok_or_else(|| anyhow::anyhow!("no job for a complete upload"));
+        }
+    }
+}
+
+fn get_json(url: &str, token: &str) -> Result<(u16, Value)> {
+    let (status, _, body) = http_request("GET", url, &[("Authorization", &format!("Bearer {token}"))], None)?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+/// Waits until every job of the library is done or failed; returns them.
+fn wait_jobs(server: &Server, token: &str, count: usize, limit: Duration) -> Result<Vec<Value>> {
+    wait_for("the ingest jobs to finish", limit, || {
+        let (_, jobs) = get_json(&format!("{}/api/cases/jobs", server.url), token).ok()?;
+        let jobs = jobs.as_array()?.clone();
+        (jobs.len() >= count && jobs.iter().all(|j| j["status"] == "done" || j["status"] == "failed")).then_some(jobs)
+    })
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() { dirs.push(p) } else { out.push(p) }
+        }
+    }
+    out
+}
+
+fn assert_no_phi(what: &str, bytes: &[u8]) {
+    let lower = bytes.to_ascii_lowercase();
+    for term in CASE_PHI {
+        assert!(!lower.windows(term.len()).any(|w| w == term.as_bytes()), "{term:?} found in {what}");
+    }
+}
+
+/// A doctor uploads a study with tus (one file resumed after a refused offset, the
+/// rest as a ZIP), next to broken and hostile uploads: the good files are published
+/// de-identified (rows, objects, rendered frames, DICOMweb, logs: no byte of the
+/// patient), each bad one fails alone with its reason, originals are deleted, and
+/// every request needs the right token.
+#[test]
+fn cases_upload_ingest_and_dicomweb() -> Result<()> {
+    let server = Server::start(&["--cases-cstore-listen", ""])?;
+    let dir = TempDir::new("cases");
+    let input = dir.0.join("in");
+    make_fixtures(&input, &[])?;
+    let doctor = server.token("demo", Role::Commentator, "Dr. Upload");
+    let read = |n: &str| std::fs::read(input.join(n));
+
+    // Access: no token, a viewer uploading, a bad token.
+    let base = format!("{}/api/cases/uploads", server.url);
+    let (s, _, body) = http_request("POST", &base, &[("Upload-Length", "10")], None)?;
+    assert_eq!(s, 401, "{}", String::from_utf8_lossy(&body));
+    let viewer = server.token("demo", Role::Viewer, "v");
+    let (s, _, body) = http_request("POST", &base, &[("Authorization", &format!("Bearer {viewer}")), ("Upload-Length", "10")], None)?;
+    assert_eq!(s, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("may not"));
+    assert_eq!(get_json(&format!("{}/api/cases/studies", server.url), "garbage")?.0, 401);
+
+    // A resumed upload: a chunk at the wrong offset is refused with the right one.
+    let first = read("DOE_JOHN_0.dcm")?;
+    let job0 = {
+        use base64::Engine;
+        let auth = format!("Bearer {doctor}");
+        let meta = format!("kind {}", base64::engine::general_purpose::STANDARD.encode("dicom"));
+        let (_, hs, _) = http_request("POST", &base, &[("Authorization", &auth), ("Tus-Resumable", "1.0.0"), ("Upload-Length", &first.len().to_string()), ("Upload-Metadata", &meta)], None)?;
+        let url = format!("{}{}", server.url, header(&hs, "location").unwrap());
+        let patch = |at: usize, body: &[u8]| {
+            http_request("PATCH", &url, &[("Authorization", &auth), ("Tus-Resumable", "1.0.0"), ("Upload-Offset", &at.to_string()), ("Content-Type", "application/offset+octet-stream")], Some(body))
+        };
+        let (s, hs, _) = patch(0, &first[..1000])?;
+        assert_eq!((s, header(&hs, "upload-offset")), (204, Some("1000")));
+        let (s, hs, _) = patch(500, &first[500..2000])?;
+        assert_eq!((s, header(&hs, "upload-offset")), (409, Some("1000")), "a wrong offset is refused with the right one");
+        let (s, hs, _) = http_request("HEAD", &url, &[("Authorization", &auth), ("Tus-Resumable", "1.0.0")], None)?;
+        assert_eq!((s, header(&hs, "upload-offset")), (200, Some("1000")));
+        let (s, hs, _) = patch(1000, &first[1000..])?;
+        assert_eq!(s, 204);
+        header(&hs, "casecast-job").unwrap().to_string()
+    };
+    // The rest of the study as a ZIP (DOE_JOHN_3/4 cannot be checked: quarantined).
+    let zip_path = dir.0.join("study.zip");
+    let z = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    for f in sys.argv[2:]: z.write(f, 'DOE_JOHN/' + f.rsplit('/', 1)[1])"])
+        .arg(&zip_path)
+        .args(["DOE_JOHN_1.dcm", "DOE_JOHN_2.dcm", "DOE_JOHN_3.dcm", "DOE_JOHN_4.dcm"].map(|n| input.join(n)))
+        .status()?;
+    assert!(z.success());
+    tus_upload(&server, &doctor, &std::fs::read(&zip_path)?, "zip", 4096)?;
+    // Hostile and broken uploads.
+    let bomb = dir.0.join("bomb.zip");
+    let z = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    z.writestr('a.dcm', bytes(300 << 20))"])
+        .arg(&bomb)
+        .status()?;
+    assert!(z.success());
+    let bomb_job = tus_upload(&server, &doctor, &std::fs::read(&bomb)?, "zip", 1 << 20)?;
+    let text_job = tus_upload(&server, &doctor, b"just some text, not DICOM", "dicom", 1 << 20)?;
+    let cut_job = tus_upload(&server, &doctor, &first[..first.len() / 2], "dicom", 1 << 20)?;
+    let mut huge = read("DOE_JOHN_1.dcm")?[..132].to_vec();
+    huge.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00, 0xff, 0xff, 0xff, 0xff]);
+    huge.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0, 0xf0, 0xff, 0xff, 0xff]);
+    let huge_job = tus_upload(&server, &doctor, &huge, "dicom", 1 << 20)?;
+    // An upload past its announced length is refused.
+    let (s, _, _) = http_request("POST", &base, &[("Authorization", &format!("Bearer {doctor}")), ("Upload-Length", "99999999999999")], None)?;
+    assert_eq!(s, 413);
+
+    // 1 + zip + 4 entries + 4 bad = 10 jobs.
+    let jobs = wait_jobs(&server, &doctor, 10, Duration::from_secs(180))?;
+    let by_id = |id: &str| jobs.iter().find(|j| j["id"] == id).cloned().unwrap_or(Value::Null);
+    assert_eq!(by_id(&job0)["status"], "done", "{jobs:#?}");
+    let reason = |id: &str| by_id(id)["error"].as_str().unwrap_or("").to_string();
+    assert!(reason(&bomb_job).contains("zip bomb"), "{}", reason(&bomb_job));
+    assert!(reason(&text_job).contains("not a DICOM file"), "{}", reason(&text_job));
+    assert!(!reason(&cut_job).is_empty() && !reason(&huge_job).is_empty(), "{jobs:#?}");
+    let quarantined = jobs.iter().filter(|j| j["error"].as_str().is_some_and(|e| e.contains("quarantined"))).count();
+    assert_eq!(quarantined, 2, "{jobs:#?}");
+    let done = jobs.iter().filter(|j| j["status"] == "done").count();
+    assert_eq!(done, 4, "3 instances and the archive: {jobs:#?}");
+
+    // The study: one, three instances, the pseudonym.
+    let (s, studies) = get_json(&format!("{}/api/cases/studies", server.url), &doctor)?;
+    assert_eq!(s, 200);
+    assert_eq!(studies.as_array().map(Vec::len), Some(1), "{studies}");
+    let study = studies[0]["study_uid"].as_str().unwrap().to_string();
+    assert!(study.starts_with("2.25."));
+    assert_eq!(studies[0]["instance_count"], 3);
+    assert!(studies[0]["patient"].as_str().unwrap().starts_with("ANON^"));
+    // Another library (room) sees nothing of it.
+    let other = server.token("other", Role::Commentator, "x");
+    assert_eq!(get_json(&format!("{}/api/cases/studies", server.url), &other)?.1, json!([]));
+    assert_eq!(get_json(&format!("{}/api/cases/studies/{study}", server.url), &other)?.0, 404);
+
+    // DICOMweb: QIDO, metadata, frames (raw and rendered), WADO instance.
+    let dw = format!("{}/dicomweb/studies", server.url);
+    let (s, qido) = get_json(&format!("{dw}?StudyInstanceUID={study}"), &doctor)?;
+    assert_eq!((s, qido.as_array().map(Vec::len)), (200, Some(1)), "{qido}");
+    let (_, series) = get_json(&format!("{dw}/{study}/series"), &doctor)?;
+    let series_uid = series[0]["0020000E"]["Value"][0].as_str().unwrap().to_string();
+    let (_, instances) = get_json(&format!("{dw}/{study}/series/{series_uid}/instances"), &doctor)?;
+    assert_eq!(instances.as_array().map(Vec::len), Some(3), "{instances}");
+    let (_, detail) = get_json(&format!("{}/api/cases/studies/{study}", server.url), &doctor)?;
+    let inst = detail["series"][0]["instances"].as_array().unwrap().iter().find(|i| i["rows"] == 160 && i["samples"] == 1).unwrap().clone();
+    let sop = inst["sop_uid"].as_str().unwrap();
+    let (s, meta) = get_json(&format!("{dw}/{study}/series/{series_uid}/instances/{sop}/metadata"), &doctor)?;
+    assert_eq!(s, 200);
+    assert_eq!(meta[0]["00080018"]["Value"][0], sop);
+    assert_eq!(meta[0]["00120062"]["Value"][0], "YES", "Patient Identity Removed");
+    let auth = format!("Bearer {doctor}");
+    let (s, hs, raw) = http_request("GET", &format!("{dw}/{study}/series/{series_uid}/instances/{sop}/frames/1"), &[("Authorization", &auth), ("Accept", "application/octet-stream")], None)?;
+    assert_eq!((s, raw.len()), (200, 320 * 160), "{hs:?}");
+    let (s, hs, multi) = http_request("GET", &format!("{dw}/{study}/series/{series_uid}/instances/{sop}/frames/1"), &[("Authorization", &auth)], None)?;
+    assert!(s == 200 && header(&hs, "content-type").unwrap().starts_with("multipart/related") && multi.windows(raw.len()).any(|w| w == &raw[..]));
+    let png_url = format!("{dw}/{study}/series/{series_uid}/instances/{sop}/frames/1/rendered?token={doctor}");
+    let (s, _, png) = http_request("GET", &png_url, &[], None)?;
+    assert!(s == 200 && png.starts_with(b"\x89PNG"));
+    let png_path = dir.0.join("frame.png");
+    std::fs::write(&png_path, &png)?;
+    let ocr = String::from_utf8_lossy(&std::process::Command::new("tesseract").arg(&png_path).args(["stdout", "--psm", "11"]).output()?.stdout).to_lowercase();
+    assert!(ocr.contains("axial"), "{ocr}");
+    for term in ["doe", "john", "pid4711x", "1961"] {
+        assert!(!ocr.contains(term), "{term} readable in the published frame: {ocr}");
+    }
+    assert_eq!(http_request("GET", &format!("{dw}/{study}/series/{series_uid}/instances/{sop}/frames/2"), &[("Authorization", &auth)], None)?.0, 404);
+    let (s, hs, body) = http_request("GET", &format!("{dw}/{study}/series/{series_uid}/instances/{sop}"), &[("Authorization", &auth)], None)?;
+    assert_eq!(s, 200);
+    let ct = header(&hs, "content-type").unwrap().to_string();
+    assert!(ct.contains("application/dicom"), "{ct}");
+    let boundary = ct.split("boundary=").nth(1).unwrap().trim_matches('"').to_string();
+    let start = body.windows(4).position(|w| w == b"DICM").unwrap() - 128;
+    let end = body.windows(boundary.len() + 4).rposition(|w| w == format!("\r\n--{boundary}").as_bytes()).unwrap();
+    let dcm = dir.0.join("wado.dcm");
+    std::fs::write(&dcm, &body[start..end])?;
+    let dump = std::process::Command::new("dcmdump").arg("-q").arg(&dcm).output()?;
+    assert!(String::from_utf8_lossy(&dump.stdout).contains(sop), "dcmtk reads the WADO-RS instance: {}", String::from_utf8_lossy(&dump.stderr));
+    let (_, tags) = get_json(&format!("{}/api/cases/studies/{study}/series/{series_uid}/instances/{sop}/tags", server.url), &doctor)?;
+    assert!(tags.as_array().unwrap().iter().any(|t| t["keyword"] == "PatientName" && t["value"].as_str().unwrap().starts_with("ANON^")), "{tags}");
+    assert_no_phi("the JSON API", format!("{studies}{detail}{meta}{qido}{series}{instances}{tags}{jobs:?}").as_bytes());
+
+    // Every byte the server keeps or logs: objects, database (with its WAL), staging.
+    let data = server.data_dir().to_path_buf();
+    for f in files_under(&data) {
+        assert_no_phi(&f.display().to_string(), &std::fs::read(&f)?);
+    }
+    assert_no_phi("the server log", server.log_text().as_bytes());
+    let staged: Vec<_> = files_under(&data.join("cases/staging"));
+    assert!(staged.is_empty(), "originals are deleted once processed: {staged:?}");
+    let metrics = http_get(&format!("{}/metrics", server.url))?.1;
+    assert!(metric_value(&metrics, "casecast_ingest_jobs_finished_total{outcome=\"done\"}").is_some_and(|v| v >= 4.0), "{metrics}");
+    assert!(metric_value(&metrics, "casecast_ingest_jobs_finished_total{outcome=\"failed\"}").is_some_and(|v| v >= 6.0));
+    assert!(metric_value(&metrics, "casecast_ingest_bytes_total").is_some_and(|v| v > 0.0));
+    Ok(())
+}

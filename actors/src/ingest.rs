@@ -1,0 +1,329 @@
+//! The DICOM ingest pool: an [`IngestPool`] supervisor on the async side (database,
+//! object store, metrics) and a [`SyncArbiter`] of [`IngestWorker`] threads doing the
+//! CPU work (de-identification, OCR, rendering), apart from the media actors.
+//!
+//! Jobs are rows before work starts (the routes that accept uploads write them); the
+//! pool claims queued rows as workers come free, so a restart resumes what was left,
+//! and several processes may share one database. A job that fails is marked failed
+//! with its reason; the others go on. Publishing is idempotent (objects and rows are
+//! keyed by the new UIDs), so a job interrupted after publishing and run again shows
+//! nothing twice.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use casecast_ingest::cases::{self, Published, ZipLimits};
+use casecast_ingest::deid::Options;
+use casecast_ingest::store::{Db, Job, NewJob, Objects};
+
+use crate::metrics::IngestMetrics;
+
+/// How the pool works.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Worker threads.
+    pub workers: usize,
+    /// The local staging folder: uploads arrive here, jobs work under `work/`.
+    pub staging: PathBuf,
+    /// Keep originals in staging after processing (they are never served).
+    pub keep_originals: bool,
+    /// De-identification settings.
+    pub deid: Options,
+    /// Limits on archives.
+    pub zip: ZipLimits,
+    /// A job interrupted this many times (the process stopped while it ran) fails.
+    pub max_attempts: i64,
+}
+
+/// What a worker made of a job.
+enum Work {
+    Published(Box<Published>),
+    Expanded(Vec<PathBuf>),
+}
+
+/// Work for a worker.
+#[derive(Message)]
+#[rtype(result = "Result<WorkDone, String>")]
+struct Process {
+    job: Job,
+    progress: Recipient<Progress>,
+}
+
+/// A worker's result, with the time it took.
+pub struct WorkDone {
+    work: Work,
+    seconds: f64,
+}
+
+/// A worker's progress on a job.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Progress {
+    job: String,
+    fraction: f64,
+}
+
+/// A worker thread.
+pub struct IngestWorker {
+    cfg: IngestConfig,
+}
+
+impl Actor for IngestWorker {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Process> for IngestWorker {
+    type Result = Result<WorkDone, String>;
+
+    fn handle(&mut self, msg: Process, _: &mut SyncContext<Self>) -> Self::Result {
+        let started = Instant::now();
+        let job = msg.job;
+        let mut last = Instant::now();
+        let mut progress = |f: f64| {
+            if last.elapsed() >= Duration::from_millis(250) {
+                last = Instant::now();
+                msg.progress.do_send(Progress { job: job.id.clone(), fraction: f });
+            }
+        };
+        let input = Path::new(&job.staging);
+        // A decoder that panics on hostile data fails this job, not the thread.
+        let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job.kind.as_str() {
+            "zip" => cases::expand_zip(input, &self.cfg.staging.join("zip").join(&job.id), self.cfg.zip, &mut progress).map(Work::Expanded),
+            _ => {
+                let work = self.cfg.staging.join("work").join(&job.id);
+                let _ = std::fs::remove_dir_all(&work);
+                cases::process(input, &work, &self.cfg.deid, &mut progress).map(|p| Work::Published(Box::new(p)))
+            }
+        }))
+        .unwrap_or_else(|_| Err("internal error while processing this file (the worker recovered; see the server log)".into()))?;
+        Ok(WorkDone { work, seconds: started.elapsed().as_secs_f64() })
+    }
+}
+
+/// Wakes the pool: new jobs were recorded.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// The pool's supervisor.
+pub struct IngestPool {
+    db: Db,
+    objects: Objects,
+    cfg: IngestConfig,
+    metrics: Option<IngestMetrics>,
+    workers: Option<Addr<IngestWorker>>,
+    /// Jobs being worked on, and when their progress was last written.
+    running: HashMap<String, Instant>,
+    claiming: bool,
+}
+
+impl IngestPool {
+    /// A pool over `db` and `objects`; start it with [`Actor::start`].
+    pub fn new(db: Db, objects: Objects, cfg: IngestConfig, metrics: Option<IngestMetrics>) -> IngestPool {
+        IngestPool { db, objects, cfg, metrics, workers: None, running: HashMap::new(), claiming: false }
+    }
+
+    /// Claims as many queued jobs as there are idle workers and hands them out.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let free = self.cfg.workers.saturating_sub(self.running.len());
+        if free == 0 || self.claiming {
+            return;
+        }
+        self.claiming = true;
+        let db = self.db.clone();
+        ctx.spawn(async move { db.claim(free).await }.into_actor(self).map(|claimed, pool, ctx| {
+            pool.claiming = false;
+            match claimed {
+                Ok(jobs) => {
+                    for job in jobs {
+                        pool.start_job(job, ctx);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot claim ingest jobs"),
+            }
+        }));
+    }
+
+    fn start_job(&mut self, job: Job, ctx: &mut Context<Self>) {
+        let Some(workers) = self.workers.clone() else { return };
+        tracing::info!(job = %job.id, kind = %job.kind, bytes = job.bytes, attempt = job.attempts, "ingest job started");
+        self.running.insert(job.id.clone(), Instant::now());
+        let progress = ctx.address().recipient();
+        let (db, objects, cfg, metrics) = (self.db.clone(), self.objects.clone(), self.cfg.clone(), self.metrics.clone());
+        let fut = async move {
+            let result = workers.send(Process { job: job.clone(), progress }).await.unwrap_or_else(|e| Err(format!("the worker stopped: {e}")));
+            let outcome = match result {
+                Ok(done) => {
+                    let seconds = done.seconds;
+                    finish(&db, &objects, &cfg, &job, done).await.map(|frames| (seconds, frames))
+                }
+                Err(why) => Err(why),
+            };
+            if let Some(m) = &metrics {
+                m.bytes.inc_by(job.bytes.max(0) as u64);
+            }
+            match outcome {
+                Ok((seconds, (published, read))) => {
+                    tracing::info!(job = %job.id, seconds, frames = published, frames_read = read, "ingest job done");
+                    if let Some(m) = &metrics {
+                        m.finished.with_label_values(&["done"]).inc();
+                        m.job_seconds.observe(seconds);
+                        m.frames.with_label_values(&["published"]).inc_by(published as u64);
+                        m.frames.with_label_values(&["read"]).inc_by(read as u64);
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(job = %job.id, error = %why, "ingest job failed");
+                    if let Err(e) = db.job_failed(&job.id, &why).await {
+                        tracing::error!(job = %job.id, error = %e, "cannot record the job's failure");
+                    }
+                    if let Some(m) = &metrics {
+                        m.finished.with_label_values(&["failed"]).inc();
+                    }
+                }
+            }
+            remove_staged(&cfg, &job);
+            job.id
+        };
+        ctx.spawn(fut.into_actor(self).map(|id, pool, ctx| {
+            pool.running.remove(&id);
+            pool.pump(ctx);
+        }));
+    }
+
+    fn refresh_counts(&mut self, ctx: &mut Context<Self>) {
+        let (Some(m), db) = (self.metrics.clone(), self.db.clone()) else { return };
+        ctx.spawn(
+            async move {
+                if let Ok(counts) = db.job_counts().await {
+                    for status in ["queued", "running", "done", "failed"] {
+                        let n = counts.iter().find(|(s, _)| s == status).map(|(_, n)| *n).unwrap_or(0);
+                        m.jobs.with_label_values(&[status]).set(n);
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// Publishes a worker's result and records the job done. Returns (frames published,
+/// frames read for text).
+async fn finish(db: &Db, objects: &Objects, cfg: &IngestConfig, job: &Job, done: WorkDone) -> Result<(usize, usize), String> {
+    match done.work {
+        Work::Expanded(files) => {
+            let jobs: Vec<NewJob> = files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| NewJob {
+                    id: format!("{}-{}", job.id, i + 1),
+                    room: job.room.clone(),
+                    source: "zip".into(),
+                    kind: "dicom".into(),
+                    bytes: std::fs::metadata(f).map(|m| m.len() as i64).unwrap_or(0),
+                    staging: f.display().to_string(),
+                    batch: Some(job.batch.clone().unwrap_or_else(|| job.id.clone())),
+                })
+                .collect();
+            db.zip_expanded(&job.id, &jobs).await.map_err(|e| e.to_string())?;
+            Ok((0, 0))
+        }
+        Work::Published(p) => {
+            let i = &p.instance;
+            let key = format!("{}/{}/{}/{}.dcm", job.room, i.study_uid, i.series_uid, i.sop_uid);
+            let publish = async {
+                for (n, frame) in p.frames.iter().enumerate() {
+                    let fk = casecast_ingest::store::frame_key(&key, n as i64 + 1, &i.rendered);
+                    objects.put_file(&fk, frame).await?;
+                }
+                objects.put_file(&key, &p.dicom).await?;
+                db.put_instance(&job.room, i, &p.dicom_json, &key, &job.id).await?;
+                db.job_done(&job.id, Some(&i.study_uid)).await
+            };
+            let result = publish.await.map_err(|e| format!("cannot publish: {e}"));
+            let _ = std::fs::remove_dir_all(cfg.staging.join("work").join(&job.id));
+            result.map(|_| (p.frames.len(), p.frames_read))
+        }
+    }
+}
+
+/// Removes a finished job's staged input, unless originals are kept.
+fn remove_staged(cfg: &IngestConfig, job: &Job) {
+    if cfg.keep_originals {
+        return;
+    }
+    let path = Path::new(&job.staging);
+    // Only what lies in staging is ours to remove (`cases import` reads files in place).
+    if path.starts_with(&cfg.staging) {
+        let _ = std::fs::remove_file(path);
+        if job.kind == "zip" {
+            // The expanded files are jobs of their own; the folder goes when empty.
+        } else if let Some(parent) = path.parent()
+            && parent.parent().is_some_and(|p| p.ends_with("zip"))
+        {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+impl Actor for IngestPool {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let cfg = self.cfg.clone();
+        self.workers = Some(SyncArbiter::start(cfg.workers.max(1), move || IngestWorker { cfg: cfg.clone() }));
+        let (db, cfg) = (self.db.clone(), self.cfg.clone());
+        ctx.wait(
+            async move {
+                match db.requeue_interrupted(cfg.max_attempts).await {
+                    Ok((0, 0)) => {}
+                    Ok((requeued, failed)) => tracing::info!(requeued, failed, "ingest jobs interrupted by the last stop"),
+                    Err(e) => tracing::error!(error = %e, "cannot requeue interrupted ingest jobs"),
+                }
+                if !cfg.keep_originals
+                    && let Ok(paths) = db.finished_staging().await
+                {
+                    for p in paths.iter().map(Path::new).filter(|p| p.starts_with(&cfg.staging) && p.exists()) {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+        // Other processes (`casecast cases import`, a second server) may add jobs.
+        ctx.run_interval(Duration::from_secs(1), |pool, ctx| {
+            pool.pump(ctx);
+            pool.refresh_counts(ctx);
+        });
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Wake> for IngestPool {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Progress> for IngestPool {
+    type Result = ();
+
+    fn handle(&mut self, p: Progress, ctx: &mut Context<Self>) {
+        let Some(last) = self.running.get_mut(&p.job) else { return };
+        if last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        *last = Instant::now();
+        let db = self.db.clone();
+        ctx.spawn(
+            async move {
+                let _ = db.set_progress(&p.job, p.fraction.clamp(0.0, 0.99)).await;
+            }
+            .into_actor(self),
+        );
+    }
+}

@@ -1,0 +1,743 @@
+//! Where cases are kept: metadata rows through sqlx (SQLite by default, PostgreSQL by
+//! configuration; the same SQL text for both, through sqlx's `Any` driver) and
+//! objects through `object_store` (a local directory by default, S3 by configuration).
+//!
+//! Jobs are rows before any work starts; claiming one is a conditional update, so
+//! several pools (processes) may share one database without taking a job twice.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The object store refused or failed.
+    #[error("object store: {0}")]
+    Objects(#[from] object_store::Error),
+    /// A local file could not be read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A URL or setting that cannot work.
+    #[error("{0}")]
+    Config(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// The schema, in order; each runs once, recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "cases", include_str!("../migrations/0001_cases.sql"))];
+
+/// The metadata database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite:///path/cases.db`, a bare path to an SQLite file, or
+    /// `postgres://…`) and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let url = if url.contains("://") || url.starts_with("sqlite:") {
+            url.to_string()
+        } else {
+            if let Some(parent) = Path::new(url).parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            format!("sqlite://{url}?mode=rwc")
+        };
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 8 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // Readers do not wait for the writer; a writer waits for another.
+                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL")
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        let db = Db { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for &(version, description, sql) in MIGRATIONS {
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)")
+                .bind(version)
+                .bind(description)
+                .bind(unix_now())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, description, "database migrated");
+        }
+        Ok(())
+    }
+
+    // Uploads (tus).
+
+    /// Records a new upload.
+    pub async fn create_upload(&self, u: &Upload) -> Result<()> {
+        sqlx::query("INSERT INTO uploads (id, room, kind, batch, length, job_id, created_at) VALUES ($1, $2, $3, $4, $5, NULL, $6)")
+            .bind(&u.id)
+            .bind(&u.room)
+            .bind(&u.kind)
+            .bind(&u.batch)
+            .bind(u.length)
+            .bind(u.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// An upload by id.
+    pub async fn upload(&self, id: &str) -> Result<Option<Upload>> {
+        let row = sqlx::query("SELECT id, room, kind, batch, length, job_id, created_at FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| -> Result<Upload> {
+            Ok(Upload {
+                id: r.try_get("id")?,
+                room: r.try_get("room")?,
+                kind: r.try_get("kind")?,
+                batch: r.try_get("batch")?,
+                length: r.try_get("length")?,
+                job_id: r.try_get("job_id")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Forgets an upload.
+    pub async fn delete_upload(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Turns a complete upload into a job, once: the upload row records the job.
+    pub async fn complete_upload(&self, upload: &Upload, job: &NewJob) -> Result<String> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<Option<String>> =
+            sqlx::query_scalar("SELECT job_id FROM uploads WHERE id = $1").bind(&upload.id).fetch_optional(&mut *tx).await?;
+        if let Some(Some(job_id)) = existing {
+            return Ok(job_id);
+        }
+        insert_job(&mut tx, job).await?;
+        sqlx::query("UPDATE uploads SET job_id = $1 WHERE id = $2").bind(&job.id).bind(&upload.id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(job.id.clone())
+    }
+
+    // Jobs.
+
+    /// Records a job, queued.
+    pub async fn insert_job(&self, job: &NewJob) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_job(&mut tx, job).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records several jobs in one transaction (a ZIP's files).
+    pub async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for job in jobs {
+            insert_job(&mut tx, job).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the files of an expanded archive as jobs and the archive's job as done,
+    /// together: a crash leaves either both or neither.
+    pub async fn zip_expanded(&self, zip_job: &str, jobs: &[NewJob]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for job in jobs {
+            insert_job(&mut tx, job).await?;
+        }
+        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, updated_at = $1 WHERE id = $2")
+            .bind(unix_now())
+            .bind(zip_job)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Staged inputs of finished jobs still on disk (left by a stop between the
+    /// job's end and the file's removal).
+    pub async fn finished_staging(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT staging FROM jobs WHERE status IN ('done', 'failed') ORDER BY updated_at DESC LIMIT 10000")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Takes up to `n` queued jobs, oldest first, marking them running.
+    pub async fn claim(&self, n: usize) -> Result<Vec<Job>> {
+        let candidates: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT $1")
+                .bind(n as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut claimed = Vec::new();
+        for id in candidates {
+            let done = sqlx::query(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1 WHERE id = $2 AND status = 'queued'",
+            )
+            .bind(unix_now())
+            .bind(&id)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1
+                && let Some(job) = self.job(&id).await?
+            {
+                claimed.push(job);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// After a restart: jobs left running are queued again, unless they were
+    /// interrupted `max_attempts` times already (a file that takes the process down
+    /// must not take it down forever). Returns (requeued, failed).
+    pub async fn requeue_interrupted(&self, max_attempts: i64) -> Result<(u64, u64)> {
+        let failed = sqlx::query(
+            "UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE status = 'running' AND attempts >= $3",
+        )
+        .bind(format!("interrupted {max_attempts} times while being processed; not tried again"))
+        .bind(unix_now())
+        .bind(max_attempts)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let requeued = sqlx::query("UPDATE jobs SET status = 'queued', progress = 0, updated_at = $1 WHERE status = 'running'")
+            .bind(unix_now())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok((requeued, failed))
+    }
+
+    /// Records a running job's progress (0..1).
+    pub async fn set_progress(&self, id: &str, progress: f64) -> Result<()> {
+        sqlx::query("UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
+            .bind(progress)
+            .bind(unix_now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a job done.
+    pub async fn job_done(&self, id: &str, study_uid: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, error = NULL, study_uid = $1, updated_at = $2 WHERE id = $3")
+            .bind(study_uid)
+            .bind(unix_now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a job failed, with the reason.
+    pub async fn job_failed(&self, id: &str, error: &str) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3")
+            .bind(error)
+            .bind(unix_now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// One job.
+    pub async fn job(&self, id: &str) -> Result<Option<Job>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))).bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| Job::from_row(&r)).transpose()
+    }
+
+    /// A room's jobs, newest first.
+    pub async fn jobs(&self, room: &str, limit: usize) -> Result<Vec<Job>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE room = $1 ORDER BY created_at DESC, id DESC LIMIT $2")))
+            .bind(room)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Job::from_row).collect()
+    }
+
+    /// Jobs by status, over all rooms (for metrics).
+    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
+    }
+
+    // Instances.
+
+    /// Publishes an instance (again: a job done twice overwrites, it does not add).
+    pub async fn put_instance(&self, room: &str, i: &Instance, dicom_json: &str, object_key: &str, job_id: &str) -> Result<()> {
+        let info = serde_json::to_string(i).map_err(|e| StoreError::Config(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM instances WHERE room = $1 AND sop_uid = $2").bind(room).bind(&i.sop_uid).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO instances (room, sop_uid, study_uid, series_uid, patient, study_date, study_description, modality, \
+             series_description, series_number, instance_number, object_key, info, dicom_json, job_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(room)
+        .bind(&i.sop_uid)
+        .bind(&i.study_uid)
+        .bind(&i.series_uid)
+        .bind(&i.patient)
+        .bind(&i.study_date)
+        .bind(&i.study_description)
+        .bind(&i.modality)
+        .bind(&i.series_description)
+        .bind(i.series_number)
+        .bind(i.number)
+        .bind(object_key)
+        .bind(info)
+        .bind(dicom_json)
+        .bind(job_id)
+        .bind(unix_now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A room's studies, newest first.
+    pub async fn studies(&self, room: &str) -> Result<Vec<Study>> {
+        let rows = sqlx::query(
+            "SELECT study_uid, MAX(patient) AS patient, MAX(study_date) AS study_date, MAX(study_description) AS description, \
+             COUNT(DISTINCT series_uid) AS series_count, COUNT(*) AS instance_count, MIN(created_at) AS created_at \
+             FROM instances WHERE room = $1 GROUP BY study_uid ORDER BY MIN(created_at) DESC, study_uid",
+        )
+        .bind(room)
+        .fetch_all(&self.pool)
+        .await?;
+        let modalities = sqlx::query("SELECT DISTINCT study_uid, modality FROM instances WHERE room = $1 ORDER BY modality")
+            .bind(room)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let study_uid: String = r.try_get("study_uid")?;
+                Ok(Study {
+                    modalities: modalities
+                        .iter()
+                        .filter(|m| m.try_get::<String, _>("study_uid").is_ok_and(|s| s == study_uid))
+                        .filter_map(|m| m.try_get::<String, _>("modality").ok())
+                        .filter(|m| !m.is_empty())
+                        .collect(),
+                    study_uid,
+                    patient: r.try_get("patient")?,
+                    study_date: r.try_get("study_date")?,
+                    description: r.try_get("description")?,
+                    series_count: r.try_get("series_count")?,
+                    instance_count: r.try_get("instance_count")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The instances of a study (or of one of its series), in series and instance
+    /// number order, with their object keys.
+    pub async fn instances(&self, room: &str, study: &str, series: Option<&str>) -> Result<Vec<StoredInstance>> {
+        let rows = sqlx::query(
+            "SELECT info, object_key FROM instances WHERE room = $1 AND study_uid = $2 AND ($3 = '' OR series_uid = $3) \
+             ORDER BY series_number, series_uid, instance_number, sop_uid",
+        )
+        .bind(room)
+        .bind(study)
+        .bind(series.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StoredInstance::from_row).collect()
+    }
+
+    /// One instance, with its object key.
+    pub async fn instance(&self, room: &str, sop: &str) -> Result<Option<StoredInstance>> {
+        let row = sqlx::query("SELECT info, object_key FROM instances WHERE room = $1 AND sop_uid = $2")
+            .bind(room)
+            .bind(sop)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| StoredInstance::from_row(&r)).transpose()
+    }
+
+    /// The de-identified header of instances as DICOM JSON objects (no pixel data).
+    pub async fn dicom_json(&self, room: &str, study: &str, series: Option<&str>, sop: Option<&str>) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT dicom_json FROM instances WHERE room = $1 AND study_uid = $2 AND ($3 = '' OR series_uid = $3) \
+             AND ($4 = '' OR sop_uid = $4) ORDER BY series_number, series_uid, instance_number, sop_uid",
+        )
+        .bind(room)
+        .bind(study)
+        .bind(series.unwrap_or(""))
+        .bind(sop.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+const JOB_COLUMNS: &str = "id, room, source, kind, status, progress, error, bytes, staging, batch, study_uid, attempts, created_at, updated_at";
+
+async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &NewJob) -> Result<()> {
+    let now = unix_now();
+    sqlx::query(
+        "INSERT INTO jobs (id, room, source, kind, status, progress, error, bytes, staging, batch, study_uid, attempts, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'queued', 0, NULL, $5, $6, $7, NULL, 0, $8, $8)",
+    )
+    .bind(&job.id)
+    .bind(&job.room)
+    .bind(&job.source)
+    .bind(&job.kind)
+    .bind(job.bytes)
+    .bind(&job.staging)
+    .bind(&job.batch)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A resumable upload in progress. What has arrived is the staging file's length.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Random id, in the upload's URL.
+    pub id: String,
+    /// The case library (room) it goes to.
+    pub room: String,
+    /// `dicom` or `zip`.
+    pub kind: String,
+    /// The client's grouping of uploads (one folder or drop).
+    pub batch: Option<String>,
+    /// Announced length, bytes.
+    pub length: i64,
+    /// The job made of it once complete.
+    pub job_id: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A job to record.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Random id.
+    pub id: String,
+    /// The case library (room).
+    pub room: String,
+    /// `upload`, `zip`, `stow`, `cstore` or `import`.
+    pub source: String,
+    /// `dicom` (one file) or `zip` (an archive to expand into jobs).
+    pub kind: String,
+    /// Size of the staged input.
+    pub bytes: i64,
+    /// Path of the staged input (local).
+    pub staging: String,
+    /// Batch (one upload of several files).
+    pub batch: Option<String>,
+}
+
+/// A job as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Random id.
+    pub id: String,
+    /// The case library (room).
+    #[serde(skip)]
+    pub room: String,
+    /// Where it came from.
+    pub source: String,
+    /// `dicom` or `zip`.
+    pub kind: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+    /// 0..1.
+    pub progress: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Size of the input.
+    pub bytes: i64,
+    /// Path of the staged input; never shown.
+    #[serde(skip)]
+    pub staging: String,
+    /// The batch it belongs to.
+    pub batch: Option<String>,
+    /// The (de-identified) study it added to.
+    pub study_uid: Option<String>,
+    /// How many times it was started.
+    #[serde(skip)]
+    pub attempts: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+impl Job {
+    fn from_row(r: &AnyRow) -> Result<Job> {
+        Ok(Job {
+            id: r.try_get("id")?,
+            room: r.try_get("room")?,
+            source: r.try_get("source")?,
+            kind: r.try_get("kind")?,
+            status: r.try_get("status")?,
+            progress: r.try_get("progress")?,
+            error: r.try_get("error")?,
+            bytes: r.try_get("bytes")?,
+            staging: r.try_get("staging")?,
+            batch: r.try_get("batch")?,
+            study_uid: r.try_get("study_uid")?,
+            attempts: r.try_get("attempts")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+/// A study as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Study {
+    /// The (new) Study Instance UID.
+    pub study_uid: String,
+    /// The patient's pseudonym.
+    pub patient: String,
+    /// Study date (shifted when so configured), `YYYYMMDD` or empty.
+    pub study_date: String,
+    /// Study description (cleaned).
+    pub description: String,
+    /// Modalities in the study.
+    pub modalities: Vec<String>,
+    /// Series.
+    pub series_count: i64,
+    /// Instances.
+    pub instance_count: i64,
+    /// Unix seconds of the first instance published.
+    pub created_at: i64,
+}
+
+/// What the viewer and DICOMweb need to know of one published instance.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Instance {
+    /// SOP Instance UID (new).
+    pub sop_uid: String,
+    /// SOP Class UID.
+    pub sop_class: String,
+    /// Study Instance UID (new).
+    pub study_uid: String,
+    /// Series Instance UID (new).
+    pub series_uid: String,
+    /// The patient's pseudonym.
+    pub patient: String,
+    /// Study date.
+    pub study_date: String,
+    /// Study description.
+    pub study_description: String,
+    /// Study time.
+    pub study_time: String,
+    /// Modality.
+    pub modality: String,
+    /// Series description.
+    pub series_description: String,
+    /// Series number.
+    pub series_number: Option<i64>,
+    /// Instance number.
+    pub number: Option<i64>,
+    /// Frames.
+    pub frames: i64,
+    /// Rows.
+    pub rows: i64,
+    /// Columns.
+    pub cols: i64,
+    /// Photometric interpretation.
+    pub photometric: String,
+    /// Samples per pixel.
+    pub samples: i64,
+    /// Bits allocated.
+    pub bits_allocated: i64,
+    /// Bits stored.
+    pub bits_stored: i64,
+    /// Pixel representation 1.
+    pub signed: bool,
+    /// Rescale slope.
+    pub rescale_slope: f64,
+    /// Rescale intercept.
+    pub rescale_intercept: f64,
+    /// First VOI window center.
+    pub window_center: Option<f64>,
+    /// First VOI window width.
+    pub window_width: Option<f64>,
+    /// Frame time (cine), milliseconds.
+    pub frame_time_ms: Option<f64>,
+    /// The frames endpoint serves native little-endian pixel values.
+    pub raw: bool,
+    /// Rendered frames: `png`, `jpeg`, or empty when none could be made.
+    pub rendered: String,
+    /// Transfer syntax of the stored object.
+    pub transfer_syntax: String,
+    /// Where native pixel data starts in the stored object.
+    pub pixel_offset: Option<i64>,
+    /// Bytes per frame (native).
+    pub frame_bytes: i64,
+    /// Size of the stored object.
+    pub bytes: i64,
+}
+
+/// An instance with the key of its stored object.
+#[derive(Debug, Clone)]
+pub struct StoredInstance {
+    /// What is known of it.
+    pub info: Instance,
+    /// Key of the de-identified DICOM object.
+    pub object_key: String,
+}
+
+impl StoredInstance {
+    fn from_row(r: &AnyRow) -> Result<StoredInstance> {
+        let info: String = r.try_get("info")?;
+        Ok(StoredInstance {
+            info: serde_json::from_str(&info).map_err(|e| StoreError::Config(format!("instance row: {e}")))?,
+            object_key: r.try_get("object_key")?,
+        })
+    }
+
+    /// Key of rendered frame `n` (from 1).
+    pub fn frame_key(&self, n: i64) -> String {
+        frame_key(&self.object_key, n, &self.info.rendered)
+    }
+}
+
+/// Key of rendered frame `n` (from 1) of the object at `object_key`.
+pub fn frame_key(object_key: &str, n: i64, format: &str) -> String {
+    let base = object_key.strip_suffix(".dcm").unwrap_or(object_key);
+    format!("{base}/{n}.{}", if format == "jpeg" { "jpg" } else { "png" })
+}
+
+/// The objects (de-identified DICOM, rendered frames).
+#[derive(Clone, Debug)]
+pub struct Objects {
+    store: Arc<dyn ObjectStore>,
+}
+
+/// Files above this are sent in parts.
+const MULTIPART_ABOVE: u64 = 16 << 20;
+
+impl Objects {
+    /// Opens `url`: `s3://bucket[/prefix]` (credentials, region and endpoint from the
+    /// standard AWS environment: `AWS_ACCESS_KEY_ID`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
+    /// …; `endpoint` overrides the latter), `file:///dir`, or a bare directory path.
+    pub fn open(url: &str, endpoint: Option<&str>) -> Result<Objects> {
+        let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let endpoint = endpoint.map(str::to_string).or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+            if let Some(e) = endpoint {
+                b = b.with_allow_http(e.starts_with("http://")).with_endpoint(e);
+            }
+            let s3 = Arc::new(b.build().map_err(|e| StoreError::Config(format!("S3 store {url}: {e}")))?);
+            if prefix.trim_matches('/').is_empty() {
+                s3
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.trim_matches('/')))
+            }
+        } else {
+            let dir = url.strip_prefix("file://").unwrap_or(url);
+            std::fs::create_dir_all(dir)?;
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir)?)
+        };
+        Ok(Objects { store })
+    }
+
+    /// Stores a local file under `key`, in parts when large (memory stays at a part).
+    pub async fn put_file(&self, key: &str, path: &Path) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let key = Key::from(key);
+        let len = tokio::fs::metadata(path).await?.len();
+        if len <= MULTIPART_ABOVE {
+            let bytes = tokio::fs::read(path).await?;
+            self.store.put(&key, PutPayload::from(bytes)).await?;
+            return Ok(());
+        }
+        let upload = self.store.put_multipart(&key).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        let mut f = tokio::fs::File::open(path).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            w.wait_for_capacity(4).await?;
+            w.write(&buf[..n]);
+        }
+        w.finish().await?;
+        Ok(())
+    }
+
+    /// Stores bytes under `key`.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store.put(&Key::from(key), PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// A whole object.
+    pub async fn get(&self, key: &str) -> Result<bytes::Bytes> {
+        Ok(self.store.get(&Key::from(key)).await?.bytes().await?)
+    }
+
+    /// A byte range of an object.
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<bytes::Bytes> {
+        Ok(self.store.get_range(&Key::from(key), range).await?)
+    }
+
+    /// An object as a stream of chunks, with its size.
+    pub async fn stream(&self, key: &str) -> Result<(u64, futures_util::stream::BoxStream<'static, Result<bytes::Bytes>>)> {
+        use futures_util::StreamExt;
+        let r = self.store.get(&Key::from(key)).await?;
+        let size = r.meta.size;
+        Ok((size, r.into_stream().map(|c| c.map_err(StoreError::from)).boxed()))
+    }
+}

@@ -1,0 +1,794 @@
+//! DICOM cases over HTTP: resumable uploads (tus 1.0.0), the jobs and studies the
+//! viewer shows, and DICOMweb (QIDO-RS, WADO-RS, STOW-RS). Every request checks a
+//! token; the token's room is the case library it opens.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use actix::Addr;
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use casecast_actors::ingest::{IngestPool, Wake};
+use casecast_ingest::dicomweb;
+use casecast_ingest::store::{Db, NewJob, Objects, StoredInstance, Upload, unix_now};
+use casecast_signaling::{Claims, Role};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+/// The cases part of the server's state.
+pub struct Cases {
+    /// Metadata.
+    pub db: Db,
+    /// Objects.
+    pub objects: Objects,
+    /// The ingest pool, woken when jobs are recorded.
+    pub pool: Addr<IngestPool>,
+    /// Local staging folder (uploads arrive in `uploads/`).
+    pub staging: PathBuf,
+    /// Largest upload accepted, bytes.
+    pub max_upload: u64,
+    /// Uploads being written to right now (one writer at a time).
+    pub writing: Mutex<HashSet<String>>,
+}
+
+impl Cases {
+    /// Records a staged file as a job and wakes the pool.
+    pub async fn enqueue(&self, room: &str, source: &str, kind: &str, staging: &Path, batch: Option<String>) -> Result<String, String> {
+        let bytes = std::fs::metadata(staging).map(|m| m.len() as i64).unwrap_or(0);
+        let job = NewJob {
+            id: random_id(),
+            room: room.to_string(),
+            source: source.into(),
+            kind: kind.into(),
+            bytes,
+            staging: staging.display().to_string(),
+            batch,
+        };
+        self.db.insert_job(&job).await.map_err(|e| e.to_string())?;
+        self.pool.do_send(Wake);
+        Ok(job.id)
+    }
+}
+
+/// 128 random bits in hex.
+pub fn random_id() -> String {
+    use rand::Rng;
+    let n: u128 = rand::rng().random();
+    format!("{n:032x}")
+}
+
+fn json_error(status: StatusCode, message: &str) -> HttpResponse {
+    let mut r = HttpResponse::build(status);
+    if status == StatusCode::UNAUTHORIZED {
+        r.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+    }
+    r.json(json!({ "error": message }))
+}
+
+fn internal(e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "cases request failed");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the server failed: {e}"))
+}
+
+const VIEW: &[Role] = &[Role::Commentator, Role::Operator, Role::Viewer];
+const UPLOAD: &[Role] = &[Role::Commentator, Role::Operator];
+
+/// The token (header, or `?token=` for pages and pictures), verified, with a role
+/// among `roles`.
+#[allow(clippy::result_large_err)] // the error is the response itself
+fn authorize(req: &HttpRequest, st: &AppState, roles: &[Role]) -> Result<Claims, HttpResponse> {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(casecast_signaling::whip::bearer_token);
+    let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok();
+    let token = header.map(str::to_string).or_else(|| query.and_then(|q| q.get("token").cloned()));
+    let Some(token) = token else {
+        return Err(json_error(StatusCode::UNAUTHORIZED, "a token is required (Authorization: Bearer <token>, or ?token=)"));
+    };
+    let claims = st.key.verify(&token, crate::state::unix_now()).map_err(|e| json_error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    if !roles.contains(&claims.role) {
+        let allowed: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            &format!("role {} may not do this; allowed: {}", claims.role.as_str(), allowed.join(", ")),
+        ));
+    }
+    Ok(claims)
+}
+
+macro_rules! auth {
+    ($req:expr, $st:expr, $roles:expr) => {
+        match authorize(&$req, &$st, $roles) {
+            Ok(c) => c,
+            Err(r) => return r,
+        }
+    };
+}
+
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(include_str!("../../web/cases.html"))
+}
+
+// tus 1.0.0: core, creation and termination.
+
+const TUS_VERSION: &str = "1.0.0";
+
+fn tus(mut r: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    r.insert_header(("Tus-Resumable", TUS_VERSION)).insert_header((header::CACHE_CONTROL, "no-store"));
+    r
+}
+
+async fn tus_options(st: web::Data<AppState>) -> HttpResponse {
+    tus(HttpResponse::NoContent())
+        .insert_header(("Tus-Version", TUS_VERSION))
+        .insert_header(("Tus-Extension", "creation,termination"))
+        .insert_header(("Tus-Max-Size", st.cases.max_upload.to_string()))
+        .finish()
+}
+
+fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `Upload-Metadata: key b64, key b64`.
+fn upload_metadata(req: &HttpRequest) -> Result<std::collections::HashMap<String, String>, String> {
+    use base64::Engine;
+    let mut out = std::collections::HashMap::new();
+    for pair in header_str(req, "Upload-Metadata").unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once(' ').unwrap_or((pair, ""));
+        let v = base64::engine::general_purpose::STANDARD.decode(v.trim()).map_err(|_| format!("Upload-Metadata: {k} is not base64"))?;
+        out.insert(k.to_string(), String::from_utf8(v).map_err(|_| format!("Upload-Metadata: {k} is not UTF-8"))?);
+    }
+    Ok(out)
+}
+
+fn upload_path(st: &AppState, id: &str) -> PathBuf {
+    st.cases.staging.join("uploads").join(format!("{id}.part"))
+}
+
+async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, UPLOAD);
+    let Some(length) = header_str(&req, "Upload-Length").and_then(|v| v.trim().parse::<u64>().ok()) else {
+        return json_error(StatusCode::BAD_REQUEST, "Upload-Length (the file's size in bytes) is required");
+    };
+    if length > st.cases.max_upload {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the upload is {length} bytes; the limit is {} (cases.max_upload_bytes)", st.cases.max_upload),
+        );
+    }
+    let meta = match upload_metadata(&req) {
+        Ok(m) => m,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let kind = meta.get("kind").map(String::as_str).unwrap_or("dicom");
+    if !matches!(kind, "dicom" | "zip") {
+        return json_error(StatusCode::BAD_REQUEST, "Upload-Metadata kind must be dicom or zip");
+    }
+    let batch = meta.get("batch").filter(|b| !b.is_empty() && b.len() <= 64 && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')).cloned();
+    let u = Upload { id: random_id(), room: claims.room, kind: kind.into(), batch, length: length as i64, job_id: None, created_at: unix_now() };
+    let path = upload_path(&st, &u.id);
+    if let Err(e) = std::fs::create_dir_all(path.parent().unwrap_or(&st.cases.staging)).and_then(|_| std::fs::File::create(&path)) {
+        return internal(format!("cannot stage the upload: {e}"));
+    }
+    if let Err(e) = st.cases.db.create_upload(&u).await {
+        let _ = std::fs::remove_file(&path);
+        return internal(e);
+    }
+    tus(HttpResponse::Created()).insert_header((header::LOCATION, format!("/api/cases/uploads/{}", u.id))).finish()
+}
+
+/// The upload `id` in the caller's library, and how much of it has arrived.
+async fn find_upload(st: &AppState, claims: &Claims, id: &str) -> Result<(Upload, u64), HttpResponse> {
+    let missing = || json_error(StatusCode::NOT_FOUND, "no such upload (it may have been completed or cancelled)");
+    if !id.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(missing());
+    }
+    let u = st.cases.db.upload(id).await.map_err(internal)?.filter(|u| u.room == claims.room).ok_or_else(missing)?;
+    let offset = std::fs::metadata(upload_path(st, id)).map(|m| m.len()).unwrap_or(0);
+    Ok((u, offset))
+}
+
+async fn tus_head(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, UPLOAD);
+    match find_upload(&st, &claims, &id).await {
+        Ok((u, offset)) => {
+            let mut r = tus(HttpResponse::Ok());
+            r.insert_header(("Upload-Offset", offset.to_string())).insert_header(("Upload-Length", u.length.to_string()));
+            if let Some(job) = u.job_id {
+                r.insert_header(("Casecast-Job", job));
+            }
+            r.finish()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn tus_patch(req: HttpRequest, id: web::Path<String>, mut body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
+    use tokio::io::AsyncWriteExt;
+    let claims = auth!(req, st, UPLOAD);
+    if header_str(&req, "Content-Type") != Some("application/offset+octet-stream") {
+        return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/offset+octet-stream");
+    }
+    let (upload, offset) = match find_upload(&st, &claims, &id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let Some(claimed) = header_str(&req, "Upload-Offset").and_then(|v| v.trim().parse::<u64>().ok()) else {
+        return json_error(StatusCode::BAD_REQUEST, "Upload-Offset is required");
+    };
+    if claimed != offset {
+        return tus(HttpResponse::Conflict())
+            .insert_header(("Upload-Offset", offset.to_string()))
+            .json(json!({ "error": format!("Upload-Offset is {claimed}, the server has {offset}: resume from {offset}") }));
+    }
+    if !st.cases.writing.lock().unwrap_or_else(|e| e.into_inner()).insert(upload.id.clone()) {
+        return json_error(StatusCode::CONFLICT, "this upload is being written by another request");
+    }
+    struct Release<'a>(&'a Cases, String);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.writing.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+        }
+    }
+    let _release = Release(&st.cases, upload.id.clone());
+    let path = upload_path(&st, &upload.id);
+    let mut file = match tokio::fs::OpenOptions::new().append(true).open(&path).await {
+        Ok(f) => f,
+        Err(e) => return internal(format!("cannot open the staged upload: {e}")),
+    };
+    let length = upload.length as u64;
+    let mut at = offset;
+    // What arrived is kept even when the connection drops: the client resumes there.
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = file.sync_data().await;
+                tracing::info!(upload = %upload.id, at, error = %e, "upload interrupted; it can resume");
+                return json_error(StatusCode::BAD_REQUEST, &format!("the body was cut short: {e}"));
+            }
+        };
+        if at + chunk.len() as u64 > length {
+            let _ = file.sync_data().await;
+            return json_error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body goes past Upload-Length ({length})"));
+        }
+        if let Err(e) = file.write_all(&chunk).await {
+            return internal(format!("cannot write the upload: {e}"));
+        }
+        at += chunk.len() as u64;
+    }
+    if let Err(e) = file.sync_data().await {
+        return internal(format!("cannot write the upload: {e}"));
+    }
+    let mut r = tus(HttpResponse::NoContent());
+    r.insert_header(("Upload-Offset", at.to_string()));
+    if at == length {
+        let job = NewJob {
+            id: random_id(),
+            room: upload.room.clone(),
+            source: "upload".into(),
+            kind: upload.kind.clone(),
+            bytes: at as i64,
+            staging: path.display().to_string(),
+            batch: upload.batch.clone(),
+        };
+        match st.cases.db.complete_upload(&upload, &job).await {
+            Ok(job_id) => {
+                st.cases.pool.do_send(Wake);
+                r.insert_header(("Casecast-Job", job_id));
+            }
+            Err(e) => return internal(e),
+        }
+    }
+    r.finish()
+}
+
+async fn tus_delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, UPLOAD);
+    let (upload, _) = match find_upload(&st, &claims, &id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if upload.job_id.is_some() {
+        return json_error(StatusCode::CONFLICT, "this upload is complete and is being processed");
+    }
+    let _ = std::fs::remove_file(upload_path(&st, &upload.id));
+    if let Err(e) = st.cases.db.delete_upload(&upload.id).await {
+        return internal(e);
+    }
+    tus(HttpResponse::NoContent()).finish()
+}
+
+// The viewer's JSON.
+
+async fn jobs(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    match st.cases.db.jobs(&claims.room, 200).await {
+        Ok(j) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(j),
+        Err(e) => internal(e),
+    }
+}
+
+async fn studies(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    match st.cases.db.studies(&claims.room).await {
+        Ok(s) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(s),
+        Err(e) => internal(e),
+    }
+}
+
+fn no_study() -> HttpResponse {
+    json_error(StatusCode::NOT_FOUND, "no such study in this case library")
+}
+
+async fn study(req: HttpRequest, uid: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (studies, instances) = match (st.cases.db.studies(&claims.room).await, st.cases.db.instances(&claims.room, &uid, None).await) {
+        (Ok(s), Ok(i)) => (s, i),
+        (Err(e), _) | (_, Err(e)) => return internal(e),
+    };
+    let Some(study) = studies.into_iter().find(|s| s.study_uid == *uid) else { return no_study() };
+    let mut series: Vec<Value> = Vec::new();
+    for i in &instances {
+        let i = &i.info;
+        if series.last().is_none_or(|s| s["series_uid"] != i.series_uid) {
+            series.push(json!({
+                "series_uid": i.series_uid,
+                "modality": i.modality,
+                "description": i.series_description,
+                "number": i.series_number,
+                "instances": [],
+            }));
+        }
+        if let Some(list) = series.last_mut().and_then(|s| s["instances"].as_array_mut()) {
+            list.push(serde_json::to_value(i).unwrap_or(Value::Null));
+        }
+    }
+    let mut body = serde_json::to_value(&study).unwrap_or(Value::Null);
+    body["series"] = Value::Array(series);
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
+}
+
+async fn instance_in(st: &AppState, room: &str, study: &str, series: &str, sop: &str) -> Result<StoredInstance, HttpResponse> {
+    match st.cases.db.instance(room, sop).await {
+        Ok(Some(i)) if i.info.study_uid == study && i.info.series_uid == series => Ok(i),
+        Ok(_) => Err(json_error(StatusCode::NOT_FOUND, "no such instance in this case library")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn tags(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series, sop) = p.into_inner();
+    if let Err(r) = instance_in(&st, &claims.room, &study, &series, &sop).await {
+        return r;
+    }
+    match st.cases.db.dicom_json(&claims.room, &study, Some(&series), Some(&sop)).await {
+        Ok(j) => {
+            let v: Value = j.first().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
+            HttpResponse::Ok().json(dicomweb::tag_rows(&v))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+// DICOMweb.
+
+fn dicom_json(body: Value) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/dicom+json").insert_header((header::CACHE_CONTROL, "no-store")).body(body.to_string())
+}
+
+/// QIDO-RS matching on the few keys clients use (UIDs, ModalitiesInStudy, dates),
+/// with `limit` and `offset`.
+fn qido_filter(req: &HttpRequest, items: Vec<Value>) -> Vec<Value> {
+    let q = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let key = |k: &str| -> Option<&'static str> {
+        Some(match k {
+            "StudyInstanceUID" | "0020000D" => "0020000D",
+            "SeriesInstanceUID" | "0020000E" => "0020000E",
+            "SOPInstanceUID" | "00080018" => "00080018",
+            "Modality" | "00080060" => "00080060",
+            "ModalitiesInStudy" | "00080061" => "00080061",
+            "PatientName" | "00100010" => "00100010",
+            "StudyDate" | "00080020" => "00080020",
+            _ => return None,
+        })
+    };
+    let mut out: Vec<Value> = items
+        .into_iter()
+        .filter(|item| {
+            q.iter().all(|(k, want)| {
+                let Some(tag) = key(k) else { return true };
+                let values = item[tag]["Value"].as_array().cloned().unwrap_or_default();
+                let texts: Vec<String> = values
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string).or_else(|| v["Alphabetic"].as_str().map(str::to_string)).unwrap_or_else(|| v.to_string()))
+                    .collect();
+                let want = want.trim_end_matches('*');
+                texts.iter().any(|t| if tag == "00100010" { t.to_lowercase().starts_with(&want.to_lowercase()) } else { want.split(',').any(|w| w == t || (tag == "00080020" && t.starts_with(w))) })
+            })
+        })
+        .collect();
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.parse::<usize>().ok());
+    let offset = get("offset").unwrap_or(0).min(out.len());
+    out.drain(..offset);
+    if let Some(limit) = get("limit") {
+        out.truncate(limit);
+    }
+    out
+}
+
+async fn qido_studies(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    match st.cases.db.studies(&claims.room).await {
+        Ok(s) => dicom_json(Value::Array(qido_filter(&req, s.iter().map(dicomweb::study_json).collect()))),
+        Err(e) => internal(e),
+    }
+}
+
+async fn study_instances(st: &AppState, room: &str, study: &str, series: Option<&str>) -> Result<Vec<StoredInstance>, HttpResponse> {
+    let list = st.cases.db.instances(room, study, series).await.map_err(internal)?;
+    if list.is_empty() { Err(no_study()) } else { Ok(list) }
+}
+
+async fn qido_series(req: HttpRequest, study: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let list = match study_instances(&st, &claims.room, &study, None).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let mut groups: Vec<Vec<&casecast_ingest::store::Instance>> = Vec::new();
+    for i in &list {
+        match groups.last_mut() {
+            Some(g) if g[0].series_uid == i.info.series_uid => g.push(&i.info),
+            _ => groups.push(vec![&i.info]),
+        }
+    }
+    dicom_json(Value::Array(qido_filter(&req, groups.iter().map(|g| dicomweb::series_json(g)).collect())))
+}
+
+async fn qido_instances(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series) = p.into_inner();
+    match study_instances(&st, &claims.room, &study, Some(&series)).await {
+        Ok(l) => dicom_json(Value::Array(qido_filter(&req, l.iter().map(|i| dicomweb::instance_json(&i.info)).collect()))),
+        Err(r) => r,
+    }
+}
+
+async fn metadata(req: HttpRequest, p: web::Path<Vec<String>>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let p = p.into_inner();
+    let (study, series, sop) = (p[0].as_str(), p.get(1).map(String::as_str), p.get(2).map(String::as_str));
+    match st.cases.db.dicom_json(&claims.room, study, series, sop).await {
+        Ok(list) if list.is_empty() => no_study(),
+        Ok(list) => {
+            let items: Vec<Value> = list.iter().filter_map(|s| serde_json::from_str(s).ok()).collect();
+            dicom_json(Value::Array(items))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn metadata_study(req: HttpRequest, p: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    metadata(req, web::Path::from(vec![p.into_inner()]), st).await
+}
+
+async fn metadata_series(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let (a, b) = p.into_inner();
+    metadata(req, web::Path::from(vec![a, b]), st).await
+}
+
+async fn metadata_instance(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let (a, b, c) = p.into_inner();
+    metadata(req, web::Path::from(vec![a, b, c]), st).await
+}
+
+/// WADO-RS: instances as `multipart/related; type="application/dicom"`, streamed.
+async fn retrieve(st: &AppState, instances: Vec<StoredInstance>) -> HttpResponse {
+    let boundary = dicomweb::boundary();
+    let objects = st.cases.objects.clone();
+    let b = boundary.clone();
+    let parts = futures_util::stream::iter(instances).then(move |i| {
+        let (objects, b) = (objects.clone(), b.clone());
+        async move {
+            let head = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(web::Bytes::from(dicomweb::part_head(&b, "application/dicom"))) });
+            let body = match objects.stream(&i.object_key).await {
+                Ok((_, s)) => s.map(|c| c.map_err(actix_web::error::ErrorInternalServerError)).boxed(),
+                Err(e) => futures_util::stream::once(async move { Err(actix_web::error::ErrorInternalServerError(e)) }).boxed(),
+            };
+            let crlf = futures_util::stream::once(async { Ok(web::Bytes::from_static(b"\r\n")) });
+            head.chain(body).chain(crlf)
+        }
+    });
+    let closing = format!("--{boundary}--\r\n");
+    let stream = parts.flatten().chain(futures_util::stream::once(async move { Ok(web::Bytes::from(closing)) }));
+    HttpResponse::Ok()
+        .content_type(format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
+        .streaming(stream)
+}
+
+async fn wado_study(req: HttpRequest, p: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    match study_instances(&st, &claims.room, &p, None).await {
+        Ok(l) => retrieve(&st, l).await,
+        Err(r) => r,
+    }
+}
+
+async fn wado_series(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series) = p.into_inner();
+    match study_instances(&st, &claims.room, &study, Some(&series)).await {
+        Ok(l) => retrieve(&st, l).await,
+        Err(r) => r,
+    }
+}
+
+async fn wado_instance(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series, sop) = p.into_inner();
+    match instance_in(&st, &claims.room, &study, &series, &sop).await {
+        Ok(i) => retrieve(&st, vec![i]).await,
+        Err(r) => r,
+    }
+}
+
+/// Frame numbers: `1`, or `1,2,3`.
+fn frame_numbers(s: &str, frames: i64) -> Result<Vec<i64>, HttpResponse> {
+    let list: Option<Vec<i64>> = s.split(',').map(|n| n.trim().parse::<i64>().ok().filter(|n| (1..=frames).contains(n))).collect();
+    list.filter(|l| !l.is_empty() && l.len() <= 1000)
+        .ok_or_else(|| json_error(StatusCode::NOT_FOUND, &format!("frames are numbered 1 to {frames}")))
+}
+
+async fn frames(req: HttpRequest, p: web::Path<(String, String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series, sop, list) = p.into_inner();
+    let i = match instance_in(&st, &claims.room, &study, &series, &sop).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let numbers = match frame_numbers(&list, i.info.frames) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let Some(offset) = i.info.pixel_offset.filter(|_| i.info.raw) else {
+        return json_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "this instance's pixel data is compressed in a form the server does not decode; use the rendered frames",
+        );
+    };
+    let size = i.info.frame_bytes as u64;
+    let mut bodies = Vec::new();
+    for n in &numbers {
+        let start = offset as u64 + (*n as u64 - 1) * size;
+        match st.cases.objects.get_range(&i.object_key, start..start + size).await {
+            Ok(b) => bodies.push(b),
+            Err(e) => return internal(e),
+        }
+    }
+    let accept = header_str(&req, "Accept").unwrap_or("");
+    if accept.trim() == "application/octet-stream" && bodies.len() == 1 {
+        return HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
+            .body(bodies.remove(0));
+    }
+    let boundary = dicomweb::boundary();
+    let mut body = Vec::with_capacity(bodies.iter().map(|b| b.len() + 128).sum());
+    for b in &bodies {
+        body.extend(dicomweb::part_head(&boundary, "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"));
+        body.extend_from_slice(b);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").bytes());
+    HttpResponse::Ok()
+        .content_type(format!("multipart/related; type=\"application/octet-stream\"; boundary={boundary}"))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
+        .body(body)
+}
+
+async fn rendered(req: HttpRequest, p: web::Path<(String, String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series, sop, n) = p.into_inner();
+    let i = match instance_in(&st, &claims.room, &study, &series, &sop).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let n = match frame_numbers(&n, i.info.frames) {
+        Ok(n) if n.len() == 1 => n[0],
+        Ok(_) => return json_error(StatusCode::BAD_REQUEST, "one frame at a time"),
+        Err(r) => return r,
+    };
+    if i.info.rendered.is_empty() {
+        return json_error(StatusCode::NOT_FOUND, "this instance has no rendered frames (its pixel data could not be decoded)");
+    }
+    match st.cases.objects.get(&i.frame_key(n)).await {
+        Ok(b) => HttpResponse::Ok()
+            .content_type(if i.info.rendered == "jpeg" { "image/jpeg" } else { "image/png" })
+            .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
+            .body(b),
+        Err(e) => internal(e),
+    }
+}
+
+/// STOW-RS: each `application/dicom` part is staged and becomes a job. The parts are
+/// written to disk as they arrive; the response lists the jobs (the published UIDs
+/// are the de-identified ones, known once the jobs are done).
+async fn stow(req: HttpRequest, mut body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
+    use tokio::io::AsyncWriteExt;
+    let claims = auth!(req, st, UPLOAD);
+    let Some(boundary) = header_str(&req, "Content-Type").and_then(dicomweb::boundary_of) else {
+        return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "STOW-RS takes multipart/related; type=\"application/dicom\" with a boundary");
+    };
+    let dir = st.cases.staging.join("stow");
+    if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+        return internal(e);
+    }
+    let mut splitter = dicomweb::MultipartSplitter::new(&boundary);
+    let mut staged: Vec<PathBuf> = Vec::new();
+    let mut current: Option<tokio::io::BufWriter<tokio::fs::File>> = None;
+    let mut total = 0u64;
+    let cleanup = |staged: &[PathBuf]| {
+        for p in staged {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup(&staged);
+                return json_error(StatusCode::BAD_REQUEST, &format!("the body was cut short: {e}"));
+            }
+        };
+        total += chunk.len() as u64;
+        if total > st.cases.max_upload {
+            cleanup(&staged);
+            return json_error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the request exceeds {} bytes (cases.max_upload_bytes)", st.cases.max_upload));
+        }
+        let events = match splitter.feed(&chunk) {
+            Ok(e) => e,
+            Err(e) => {
+                cleanup(&staged);
+                return json_error(StatusCode::BAD_REQUEST, &e);
+            }
+        };
+        for e in events {
+            let r = match e {
+                dicomweb::PartEvent::Begin(ct) => {
+                    if !ct.is_empty() && !ct.to_ascii_lowercase().starts_with("application/dicom") {
+                        cleanup(&staged);
+                        return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &format!("a part is {ct}; only application/dicom parts are taken"));
+                    }
+                    let path = dir.join(format!("{}.dcm", random_id()));
+                    match tokio::fs::File::create(&path).await {
+                        Ok(f) => {
+                            staged.push(path);
+                            current = Some(tokio::io::BufWriter::new(f));
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                dicomweb::PartEvent::Data(d) => match current.as_mut() {
+                    Some(w) => w.write_all(&d).await,
+                    None => Ok(()),
+                },
+                dicomweb::PartEvent::End => match current.take() {
+                    Some(mut w) => w.flush().await,
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = r {
+                cleanup(&staged);
+                return internal(format!("cannot stage a part: {e}"));
+            }
+        }
+    }
+    if !splitter.finished() || staged.is_empty() {
+        cleanup(&staged);
+        return json_error(StatusCode::BAD_REQUEST, "the multipart body holds no complete part (no closing boundary)");
+    }
+    let mut jobs = Vec::new();
+    for p in &staged {
+        match st.cases.enqueue(&claims.room, "stow", "dicom", p, None).await {
+            Ok(id) => jobs.push(id),
+            Err(e) => return internal(e),
+        }
+    }
+    HttpResponse::Accepted().json(json!({ "jobs": jobs }))
+}
+
+/// Registers the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use actix_web::http::Method;
+    let tus_base = web::resource("/api/cases/uploads")
+        .route(web::post().to(tus_create))
+        .route(web::method(Method::OPTIONS).to(tus_options));
+    let tus_one = web::resource("/api/cases/uploads/{id}")
+        .route(web::head().to(tus_head))
+        .route(web::patch().to(tus_patch))
+        .route(web::delete().to(tus_delete))
+        .route(web::method(Method::OPTIONS).to(tus_options));
+    let base = "/dicomweb/studies";
+    cfg.route("/cases", web::get().to(page))
+        .service(tus_base)
+        .service(tus_one)
+        .route("/api/cases/jobs", web::get().to(jobs))
+        .route("/api/cases/studies", web::get().to(studies))
+        .route("/api/cases/studies/{study}", web::get().to(study))
+        .route("/api/cases/studies/{study}/series/{series}/instances/{sop}/tags", web::get().to(tags))
+        .route(base, web::get().to(qido_studies))
+        .route(base, web::post().to(stow))
+        .route(&format!("{base}/{{study}}"), web::get().to(wado_study))
+        .route(&format!("{base}/{{study}}"), web::post().to(stow))
+        .route(&format!("{base}/{{study}}/metadata"), web::get().to(metadata_study))
+        .route(&format!("{base}/{{study}}/series"), web::get().to(qido_series))
+        .route(&format!("{base}/{{study}}/series/{{series}}"), web::get().to(wado_series))
+        .route(&format!("{base}/{{study}}/series/{{series}}/metadata"), web::get().to(metadata_series))
+        .route(&format!("{base}/{{study}}/series/{{series}}/instances"), web::get().to(qido_instances))
+        .route(&format!("{base}/{{study}}/series/{{series}}/instances/{{sop}}"), web::get().to(wado_instance))
+        .route(&format!("{base}/{{study}}/series/{{series}}/instances/{{sop}}/metadata"), web::get().to(metadata_instance))
+        .route(&format!("{base}/{{study}}/series/{{series}}/instances/{{sop}}/frames/{{frames}}"), web::get().to(frames))
+        .route(&format!("{base}/{{study}}/series/{{series}}/instances/{{sop}}/frames/{{frames}}/rendered"), web::get().to(rendered));
+}
+
+/// Opens the stores and starts the ingest pool, as configured.
+pub async fn open(config: &crate::config::Config, metrics: Option<casecast_actors::metrics::IngestMetrics>) -> anyhow::Result<Cases> {
+    use actix::Actor;
+    use anyhow::Context;
+    let url = config.cases_database();
+    let db = Db::connect(&url).await.with_context(|| format!("cannot open the cases database {url}"))?;
+    let objects = Objects::open(&config.cases_objects(), config.cases.s3_endpoint.as_deref())
+        .with_context(|| format!("cannot open the cases object store {}", config.cases_objects()))?;
+    let staging = config.cases_staging();
+    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let pool = IngestPool::new(db.clone(), objects.clone(), config.ingest_config()?, metrics).start();
+    Ok(Cases { db, objects, pool, staging, max_upload: config.cases.max_upload_bytes, writing: Mutex::new(HashSet::new()) })
+}
+
+/// Starts the DICOM C-STORE receiver, if configured: each object received becomes a
+/// job in the configured case library.
+pub fn start_cstore(config: &crate::config::Config, state: web::Data<AppState>) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    use anyhow::Context;
+    let listen = config.cases.cstore_listen.trim();
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let listener = std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen for DICOM C-STORE on {listen} (cases.cstore_listen; \"\" turns it off)"))?;
+    let addr = listener.local_addr()?;
+    let room = config.cases.cstore_room.clone();
+    // The receiver's threads hand files to the async side and wait for the job row.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(crate::cstore::Received, tokio::sync::oneshot::Sender<Result<(), String>>)>();
+    actix_web::rt::spawn(async move {
+        while let Some((received, reply)) = rx.recv().await {
+            let r = state.cases.enqueue(&room, "cstore", "dicom", &received.path, Some(format!("cstore-{}", sanitize_ae(&received.calling_ae)))).await.map(|_| ());
+            let _ = reply.send(r);
+        }
+    });
+    let sink: crate::cstore::Sink = std::sync::Arc::new(move |received| {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tx.send((received, reply)).map_err(|_| "the server is stopping".to_string())?;
+        answer.blocking_recv().map_err(|_| "the server is stopping".to_string())?
+    });
+    let opts = crate::cstore::Options {
+        ae_title: config.cases.cstore_ae_title.clone(),
+        staging: config.cases_staging().join("cstore"),
+        max_bytes: config.cases.max_upload_bytes,
+        max_associations: 16,
+        allowed_calling: config.cases.cstore_allowed.clone(),
+    };
+    std::fs::create_dir_all(&opts.staging)?;
+    crate::cstore::spawn(listener, opts, sink)?;
+    Ok(Some(addr))
+}
+
+fn sanitize_ae(ae: &str) -> String {
+    ae.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(16).collect()
+}
