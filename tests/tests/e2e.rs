@@ -1440,3 +1440,57 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     assert!(metric_value(&metrics, "casecast_ingest_bytes_total").is_some_and(|v| v > 0.0));
     Ok(())
 }
+
+/// The server is killed in the middle of an upload and in the middle of processing:
+/// the upload resumes where the disk has it, interrupted jobs run again, and the
+/// library shows every instance exactly once.
+#[test]
+fn cases_survive_a_crash_mid_upload_and_mid_processing() -> Result<()> {
+    let mut server = Server::start(&["--cases-cstore-listen", "", "--cases-workers", "1"])?;
+    let dir = TempDir::new("cases-restart");
+    let input = dir.0.join("in");
+    make_fixtures(&input, &["series", "12"])?;
+    let doctor = server.token("demo", Role::Commentator, "Dr. Restart");
+    let auth = format!("Bearer {doctor}");
+
+    // Half an upload, then the crash.
+    let first = std::fs::read(input.join("DOE_JOHN_s000.dcm"))?;
+    let (_, hs, _) = http_request(
+        "POST",
+        &format!("{}/api/cases/uploads", server.url),
+        &[("Authorization", &auth), ("Tus-Resumable", "1.0.0"), ("Upload-Length", &first.len().to_string())],
+        None,
+    )?;
+    let url = format!("{}{}", server.url, header(&hs, "location").unwrap());
+    let half = first.len() / 2;
+    let patch = |at: usize, body: &[u8]| {
+        http_request("PATCH", &url, &[("Authorization", &auth), ("Tus-Resumable", "1.0.0"), ("Upload-Offset", &at.to_string()), ("Content-Type", "application/offset+octet-stream")], Some(body))
+    };
+    assert_eq!(patch(0, &first[..half])?.0, 204);
+    server.crash_and_restart()?;
+    let (s, hs, _) = http_request("HEAD", &url, &[("Authorization", &auth), ("Tus-Resumable", "1.0.0")], None)?;
+    assert_eq!((s, header(&hs, "upload-offset")), (200, Some(half.to_string().as_str())), "the upload resumes after a restart");
+    let (s, _, _) = patch(half, &first[half..])?;
+    assert_eq!(s, 204);
+
+    // The rest of the series, then a crash while the single worker is busy.
+    for n in 1..12 {
+        tus_upload(&server, &doctor, &std::fs::read(input.join(format!("DOE_JOHN_s{n:03}.dcm")))?, "dicom", 1 << 20)?;
+    }
+    wait_for("some jobs done, others not yet", Duration::from_secs(120), || {
+        let (_, jobs) = get_json(&format!("{}/api/cases/jobs", server.url), &doctor).ok()?;
+        let jobs = jobs.as_array()?.clone();
+        let done = jobs.iter().filter(|j| j["status"] == "done").count();
+        (done >= 1 && done < 10).then_some(())
+    })?;
+    server.crash_and_restart()?;
+    let jobs = wait_jobs(&server, &doctor, 12, Duration::from_secs(240))?;
+    assert!(jobs.iter().all(|j| j["status"] == "done"), "{jobs:#?}");
+    let (_, studies) = get_json(&format!("{}/api/cases/studies", server.url), &doctor)?;
+    assert_eq!(studies.as_array().map(Vec::len), Some(1), "{studies}");
+    assert_eq!(studies[0]["instance_count"], 12, "every instance once: {studies}");
+    let log = server.log_text();
+    assert!(log.contains("ingest jobs interrupted by the last stop"), "the job that was running is queued again");
+    assert_no_phi("the server log", log.as_bytes());
+    Ok(())
+}
