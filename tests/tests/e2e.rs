@@ -1494,3 +1494,49 @@ fn cases_survive_a_crash_mid_upload_and_mid_processing() -> Result<()> {
     assert_no_phi("the server log", log.as_bytes());
     Ok(())
 }
+
+/// A doctor in Chromium picks a cine and a series on the /cases page: the page uploads
+/// them (tus), the jobs finish, the study opens in the viewer, frames are drawn from
+/// raw pixel values, and scrolling and cine move through them.
+#[test]
+fn cases_page_uploads_and_shows_a_study_in_chromium() -> Result<()> {
+    let server = Server::start(&["--cases-cstore-listen", ""])?;
+    let dir = TempDir::new("cases-browser");
+    let input = dir.0.join("in");
+    make_fixtures(&input, &["series", "6"])?;
+    let doctor = server.token("demo", Role::Commentator, "Dr. Browser");
+    let page = Browser::start()?;
+    page.goto(&format!("{}/cases?token={doctor}", server.url))?;
+    let hook = |expr: &str| page.eval(&format!("return window.casecastCases ? {expr} : null")).unwrap_or(Value::Null);
+    wait_for("the page to load", Duration::from_secs(20), || hook("window.casecastCases.studies").as_array().map(|_| ()))?;
+    for n in 0..6 {
+        page.choose_file("#files", &input.join(format!("DOE_JOHN_s{n:03}.dcm")))?;
+    }
+    wait_for("six jobs done in the page", Duration::from_secs(120), || {
+        let jobs = hook("window.casecastCases.jobs");
+        let jobs = jobs.as_array()?;
+        (jobs.len() >= 6 && jobs.iter().all(|j| j["status"] == "done")).then_some(())
+    })?;
+    wait_for("the study listed", Duration::from_secs(20), || {
+        page.eval("const a = document.querySelector('#studies a.study'); if (a) { a.click(); return true } return false").ok().filter(|v| v == &json!(true))
+    })?;
+    wait_for("a frame drawn", Duration::from_secs(20), || (hook("window.casecastCases.drawn").as_f64()? > 0.0).then_some(()))?;
+    assert_eq!(hook("window.casecastCases.frames"), json!(6), "the series is one stack of six pictures");
+    assert_eq!(page.eval("return document.querySelector('#frame-label').textContent")?, json!("frame 1 / 6"));
+    // The canvas shows the picture: not blank.
+    let lit = page.eval("const c = document.querySelector('#image'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 100) n++; return n")?;
+    assert!(lit.as_f64().is_some_and(|n| n > 100.0), "the canvas is blank: {lit}");
+    // Scroll with the wheel, then play the cine.
+    page.eval("document.querySelector('#image').dispatchEvent(new WheelEvent('wheel', {deltaY: 100, deltaMode: 1, bubbles: true, cancelable: true}))")?;
+    wait_for("frame 2", Duration::from_secs(10), || (hook("window.casecastCases.frame") == json!(2)).then_some(()))?;
+    page.eval("document.querySelector('#play').click()")?;
+    wait_for("the cine to reach the last frame", Duration::from_secs(20), || (hook("window.casecastCases.frame") == json!(6)).then_some(()))?;
+    page.eval("document.querySelector('#play').click()")?;
+    assert_eq!(hook("window.casecastCases.lastError"), Value::Null);
+    // The metadata panel shows the pseudonym, not the name.
+    let meta = wait_for("the metadata", Duration::from_secs(10), || {
+        page.eval("return document.querySelector('#meta').textContent").ok().and_then(|v| v.as_str().map(str::to_string)).filter(|t| t.contains("PatientName"))
+    })?;
+    assert!(meta.contains("ANON^") && !meta.to_lowercase().contains("doe"), "{meta}");
+    Ok(())
+}
