@@ -12,14 +12,26 @@ pkgs=(
   fonts-dejavu-core tesseract-ocr tesseract-ocr-eng
 )
 if [ "$mode" = test ]; then
-  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dcmtk)
+  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dcmtk postgresql)
 fi
+
+# Test peers from PyPI, in a virtual environment of the project's own:
+# moto's stand-in AWS endpoint (S3 for the cases' object store).
+python_peers() {
+  local venv=target/test-venv
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "installing moto[server] into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'moto[server]==5.2.5'
+  fi
+}
 
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
+  [ "$mode" = test ] && python_peers
   exit 0
 fi
 echo "installing: ${missing[*]}"
@@ -28,3 +40,5 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+[ "$mode" = test ] && python_peers
+exit 0

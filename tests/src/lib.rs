@@ -323,3 +323,76 @@ pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: Opt
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
+
+/// A PostgreSQL server of Debian's, in a fresh cluster on a loopback port, run as the
+/// `postgres` user (the server refuses root); stopped and removed on drop.
+pub struct Postgres {
+    /// `postgres://…` for the cluster's superuser.
+    pub url: String,
+    _server: Proc,
+    _dir: TempDir,
+}
+
+impl Postgres {
+    /// Makes the cluster and starts its server.
+    pub fn start() -> Result<Postgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .context("PostgreSQL is not installed (scripts/install-deps.sh test)")?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|b| b.join("initdb").exists())
+            .context("no initdb under /usr/lib/postgresql")?;
+        let dir = TempDir::new("postgres");
+        let data = dir.0.join("data");
+        std::fs::create_dir_all(&data)?;
+        let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir.0).status()?;
+        anyhow::ensure!(chown.success(), "cannot give the cluster's folder to the postgres user");
+        let init = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args(["-A", "trust", "-U", "casecast", "-D"])
+            .arg(&data)
+            .output()?;
+        anyhow::ensure!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        let port = free_tcp_port();
+        let server = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
+            .arg(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start postgres")?;
+        let server = Proc(server);
+        wait_for("PostgreSQL to listen", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).ok())?;
+        Ok(Postgres { url: format!("postgres://casecast@127.0.0.1:{port}/postgres"), _server: server, _dir: dir })
+    }
+}
+
+/// moto's stand-in AWS endpoint (`moto_server` from PyPI, installed by
+/// `scripts/install-deps.sh test` into `target/test-venv`), on a loopback port.
+pub struct Moto {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    _server: Proc,
+}
+
+impl Moto {
+    /// Starts it.
+    pub fn start() -> Result<Moto> {
+        let bin = target_dir().join("test-venv/bin/moto_server");
+        let port = free_tcp_port();
+        let server = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {} (scripts/install-deps.sh test)", bin.display()))?;
+        let server = Proc(server);
+        let endpoint = format!("http://127.0.0.1:{port}");
+        wait_for("moto to answer", Duration::from_secs(30), || http_get(&format!("{endpoint}/moto-api/")).ok())?;
+        Ok(Moto { endpoint, _server: server })
+    }
+}

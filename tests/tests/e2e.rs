@@ -1540,3 +1540,61 @@ fn cases_page_uploads_and_shows_a_study_in_chromium() -> Result<()> {
     assert!(meta.contains("ANON^") && !meta.to_lowercase().contains("doe"), "{meta}");
     Ok(())
 }
+
+/// The production stores: metadata in PostgreSQL (Debian's server) and objects in S3
+/// (moto standing in), the same code and SQL as the embedded default: uploads are
+/// published, listed, and served back from S3 by WADO-RS.
+#[test]
+fn cases_on_postgresql_and_s3() -> Result<()> {
+    let pg = Postgres::start()?;
+    let moto = Moto::start()?;
+    let (s, _, body) = http_request("PUT", &format!("{}/cases-bucket", moto.endpoint), &[], None)?;
+    assert_eq!(s, 200, "create the bucket: {}", String::from_utf8_lossy(&body));
+    // SAFETY: nextest runs each test in a process of its own; the server started
+    // below inherits these (dummy credentials for moto).
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_REGION", "us-east-1");
+    }
+    let server = Server::start(&[
+        "--cases-cstore-listen",
+        "",
+        "--cases-database",
+        &pg.url,
+        "--cases-objects",
+        "s3://cases-bucket/library",
+        "--cases-s3-endpoint",
+        &moto.endpoint,
+    ])?;
+    let dir = TempDir::new("cases-pg");
+    let input = dir.0.join("in");
+    make_fixtures(&input, &["series", "3"])?;
+    let doctor = server.token("demo", Role::Operator, "Dr. Cloud");
+    for n in 0..3 {
+        tus_upload(&server, &doctor, &std::fs::read(input.join(format!("DOE_JOHN_s{n:03}.dcm")))?, "dicom", 1 << 20)?;
+    }
+    let jobs = wait_jobs(&server, &doctor, 3, Duration::from_secs(120))?;
+    assert!(jobs.iter().all(|j| j["status"] == "done"), "{jobs:#?}");
+    let (_, studies) = get_json(&format!("{}/api/cases/studies", server.url), &doctor)?;
+    assert_eq!(studies[0]["instance_count"], 3, "{studies}");
+    let study = studies[0]["study_uid"].as_str().unwrap();
+    // The objects are in the bucket, under the prefix.
+    let (_, _, listing) = http_request("GET", &format!("{}/cases-bucket?list-type=2&prefix=library/demo/", moto.endpoint), &[], None)?;
+    let listing = String::from_utf8_lossy(&listing);
+    assert_eq!(listing.matches(".dcm</Key>").count(), 3, "{listing}");
+    assert_eq!(listing.matches(".png</Key>").count(), 3, "{listing}");
+    // Served back from S3: a frame's raw bytes and its rendering.
+    let (_, detail) = get_json(&format!("{}/api/cases/studies/{study}", server.url), &doctor)?;
+    let series = detail["series"][0]["series_uid"].as_str().unwrap();
+    let sop = detail["series"][0]["instances"][0]["sop_uid"].as_str().unwrap();
+    let frame = format!("{}/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/1", server.url);
+    let auth = format!("Bearer {doctor}");
+    let (s, _, raw) = http_request("GET", &frame, &[("Authorization", &auth), ("Accept", "application/octet-stream")], None)?;
+    assert_eq!((s, raw.len()), (200, 320 * 160));
+    let (s, _, png) = http_request("GET", &format!("{frame}/rendered"), &[("Authorization", &auth)], None)?;
+    assert!(s == 200 && png.starts_with(b"\x89PNG"));
+    // The rows are in PostgreSQL (no SQLite file was made).
+    assert!(!server.data_dir().join("cases.db").exists());
+    Ok(())
+}
