@@ -1079,7 +1079,7 @@ fn deid_removes_every_trace_of_the_patient_and_keeps_the_study_linked() -> Resul
         .output()?;
     let log = String::from_utf8_lossy(&run.stderr).to_string();
     assert!(!run.status.success(), "one input was not DICOM: {log}");
-    assert!(log.contains("notes.txt: FAILED: not readable as DICOM") && log.contains("3 de-identified, 5 failed"), "{log}");
+    assert!(log.contains("notes.txt: FAILED: not readable as DICOM") && log.contains("5 de-identified, 5 failed"), "{log}");
     for broken in ["truncated.dcm: FAILED: not readable as DICOM", "huge.dcm: FAILED: not readable as DICOM"] {
         assert!(log.contains(broken), "{broken}: {log}");
     }
@@ -1090,7 +1090,7 @@ fn deid_removes_every_trace_of_the_patient_and_keeps_the_study_linked() -> Resul
 
     let all: Vec<_> = std::fs::read_dir(&output)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
     let (outputs, frames): (Vec<_>, Vec<_>) = all.into_iter().partition(|p| p.extension().is_some_and(|e| e == "dcm"));
-    assert_eq!((outputs.len(), frames.len()), (3, 3), "{outputs:?} {frames:?}");
+    assert_eq!((outputs.len(), frames.len()), (5, 5), "{outputs:?} {frames:?}");
     // The burned-in name, ID and birth date are blacked out; the rest still reads.
     let read: String = frames
         .iter()
@@ -1327,12 +1327,13 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
         assert_eq!(s, 204);
         header(&hs, "casecast-job").unwrap().to_string()
     };
-    // The rest of the study as a ZIP (DOE_JOHN_3/4 cannot be checked: quarantined).
+    // The rest of the study as a ZIP (JPEG, JPEG 2000 and RLE pictures to decode and
+    // clean; DOE_JOHN_3/4 cannot be checked: quarantined).
     let zip_path = dir.0.join("study.zip");
     let z = std::process::Command::new("/usr/bin/python3")
         .args(["-c", "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    for f in sys.argv[2:]: z.write(f, 'DOE_JOHN/' + f.rsplit('/', 1)[1])"])
         .arg(&zip_path)
-        .args(["DOE_JOHN_1.dcm", "DOE_JOHN_2.dcm", "DOE_JOHN_3.dcm", "DOE_JOHN_4.dcm"].map(|n| input.join(n)))
+        .args(["DOE_JOHN_1.dcm", "DOE_JOHN_2.dcm", "DOE_JOHN_3.dcm", "DOE_JOHN_4.dcm", "DOE_JOHN_5.dcm", "DOE_JOHN_6.dcm"].map(|n| input.join(n)))
         .status()?;
     assert!(z.success());
     tus_upload(&server, &doctor, &std::fs::read(&zip_path)?, "zip", 4096)?;
@@ -1354,8 +1355,8 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let (s, _, _) = http_request("POST", &base, &[("Authorization", &format!("Bearer {doctor}")), ("Upload-Length", "99999999999999")], None)?;
     assert_eq!(s, 413);
 
-    // 1 + zip + 4 entries + 4 bad = 10 jobs.
-    let jobs = wait_jobs(&server, &doctor, 10, Duration::from_secs(180))?;
+    // 1 + zip + 6 entries + 4 bad = 12 jobs.
+    let jobs = wait_jobs(&server, &doctor, 12, Duration::from_secs(180))?;
     let by_id = |id: &str| jobs.iter().find(|j| j["id"] == id).cloned().unwrap_or(Value::Null);
     assert_eq!(by_id(&job0)["status"], "done", "{jobs:#?}");
     let reason = |id: &str| by_id(id)["error"].as_str().unwrap_or("").to_string();
@@ -1365,15 +1366,15 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let quarantined = jobs.iter().filter(|j| j["error"].as_str().is_some_and(|e| e.contains("quarantined"))).count();
     assert_eq!(quarantined, 2, "{jobs:#?}");
     let done = jobs.iter().filter(|j| j["status"] == "done").count();
-    assert_eq!(done, 4, "3 instances and the archive: {jobs:#?}");
+    assert_eq!(done, 6, "5 instances and the archive: {jobs:#?}");
 
-    // The study: one, three instances, the pseudonym.
+    // The study: one, five instances, the pseudonym.
     let (s, studies) = get_json(&format!("{}/api/cases/studies", server.url), &doctor)?;
     assert_eq!(s, 200);
     assert_eq!(studies.as_array().map(Vec::len), Some(1), "{studies}");
     let study = studies[0]["study_uid"].as_str().unwrap().to_string();
     assert!(study.starts_with("2.25."));
-    assert_eq!(studies[0]["instance_count"], 3);
+    assert_eq!(studies[0]["instance_count"], 5);
     assert!(studies[0]["patient"].as_str().unwrap().starts_with("ANON^"));
     // Another library (room) sees nothing of it.
     let other = server.token("other", Role::Commentator, "x");
@@ -1387,7 +1388,7 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let (_, series) = get_json(&format!("{dw}/{study}/series"), &doctor)?;
     let series_uid = series[0]["0020000E"]["Value"][0].as_str().unwrap().to_string();
     let (_, instances) = get_json(&format!("{dw}/{study}/series/{series_uid}/instances"), &doctor)?;
-    assert_eq!(instances.as_array().map(Vec::len), Some(3), "{instances}");
+    assert_eq!(instances.as_array().map(Vec::len), Some(5), "{instances}");
     let (_, detail) = get_json(&format!("{}/api/cases/studies/{study}", server.url), &doctor)?;
     let inst = detail["series"][0]["instances"].as_array().unwrap().iter().find(|i| i["rows"] == 160 && i["samples"] == 1).unwrap().clone();
     let sop = inst["sop_uid"].as_str().unwrap();
@@ -1435,7 +1436,7 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let staged: Vec<_> = files_under(&data.join("cases/staging"));
     assert!(staged.is_empty(), "originals are deleted once processed: {staged:?}");
     let metrics = http_get(&format!("{}/metrics", server.url))?.1;
-    assert!(metric_value(&metrics, "casecast_ingest_jobs_finished_total{outcome=\"done\"}").is_some_and(|v| v >= 4.0), "{metrics}");
+    assert!(metric_value(&metrics, "casecast_ingest_jobs_finished_total{outcome=\"done\"}").is_some_and(|v| v >= 6.0), "{metrics}");
     assert!(metric_value(&metrics, "casecast_ingest_jobs_finished_total{outcome=\"failed\"}").is_some_and(|v| v >= 6.0));
     assert!(metric_value(&metrics, "casecast_ingest_bytes_total").is_some_and(|v| v > 0.0));
     Ok(())
@@ -1596,5 +1597,64 @@ fn cases_on_postgresql_and_s3() -> Result<()> {
     assert!(s == 200 && png.starts_with(b"\x89PNG"));
     // The rows are in PostgreSQL (no SQLite file was made).
     assert!(!server.data_dir().join("cases.db").exists());
+    Ok(())
+}
+
+/// PACS and modalities send directly: DICOMweb STOW-RS (multipart) and DICOM
+/// C-STORE (dcmtk's storescu as the modality) both end as published instances of
+/// the same study; a wrong AE title and a non-DICOM part are refused.
+#[test]
+fn cases_arrive_by_stow_rs_and_c_store() -> Result<()> {
+    let port = free_tcp_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start(&["--cases-cstore-listen", &listen, "--cases-cstore-room", "demo"])?;
+    let dir = TempDir::new("cases-stow");
+    let input = dir.0.join("in");
+    make_fixtures(&input, &["series", "4"])?;
+    let doctor = server.token("demo", Role::Commentator, "Dr. Stow");
+
+    // STOW-RS: two instances and a part that is not DICOM.
+    let boundary = "stow-boundary-1234";
+    let mut body = Vec::new();
+    for part in [std::fs::read(input.join("DOE_JOHN_s000.dcm"))?, std::fs::read(input.join("DOE_JOHN_s001.dcm"))?, b"hello".to_vec()] {
+        body.extend(format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").bytes());
+        body.extend(part);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").bytes());
+    let ct = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
+    let auth = format!("Bearer {doctor}");
+    let url = format!("{}/dicomweb/studies", server.url);
+    let (s, _, resp) = http_request("POST", &url, &[("Authorization", &auth), ("Content-Type", &ct)], Some(&body))?;
+    assert_eq!(s, 202, "{}", String::from_utf8_lossy(&resp));
+    let resp: Value = serde_json::from_slice(&resp)?;
+    assert_eq!(resp["jobs"].as_array().map(Vec::len), Some(3), "{resp}");
+    let (s, _, _) = http_request("POST", &url, &[("Authorization", &auth), ("Content-Type", "application/json")], Some(b"{}"))?;
+    assert_eq!(s, 415);
+    let viewer = format!("Bearer {}", server.token("demo", Role::Viewer, "v"));
+    assert_eq!(http_request("POST", &url, &[("Authorization", &viewer), ("Content-Type", &ct)], Some(&body))?.0, 403);
+
+    // C-STORE: a modality sends the other two; a wrong called AE title is refused.
+    let sent = std::process::Command::new("storescu")
+        .args(["-aet", "MODALITY", "-aec", "CASECAST", "127.0.0.1", &port.to_string()])
+        .args([input.join("DOE_JOHN_s002.dcm"), input.join("DOE_JOHN_s003.dcm")])
+        .output()?;
+    assert!(sent.status.success(), "storescu: {}", String::from_utf8_lossy(&sent.stderr));
+    let wrong = std::process::Command::new("storescu")
+        .args(["-aet", "MODALITY", "-aec", "SOMEONE", "127.0.0.1", &port.to_string()])
+        .arg(input.join("DOE_JOHN_s002.dcm"))
+        .output()?;
+    assert!(!wrong.status.success(), "a wrong called AE title is refused");
+
+    let jobs = wait_jobs(&server, &doctor, 5, Duration::from_secs(120))?;
+    let by = |source: &str, status: &str| jobs.iter().filter(|j| j["source"] == source && j["status"] == status).count();
+    assert_eq!((by("stow", "done"), by("stow", "failed"), by("cstore", "done")), (2, 1, 2), "{jobs:#?}");
+    let (_, studies) = get_json(&format!("{}/api/cases/studies", server.url), &doctor)?;
+    assert_eq!(studies.as_array().map(Vec::len), Some(1), "{studies}");
+    assert_eq!(studies[0]["instance_count"], 4, "{studies}");
+    for f in files_under(server.data_dir()) {
+        assert_no_phi(&f.display().to_string(), &std::fs::read(&f)?);
+    }
+    assert_no_phi("the server log", server.log_text().as_bytes());
     Ok(())
 }
