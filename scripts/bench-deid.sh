@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # De-identification benchmark: files/s and MB/s of `casecast deid --no-ocr` (tags
-# only) over a corpus of small CT files, next to dicognito (PyPI) and dcmtk's dcmodify
-# editing a handful of tags, on the same files in the same run; then casecast with
-# OCR on a smaller set of pictures with burned-in text. See docs/benchmarks.md.
+# only), of de-identify + render (`--frames`) and of the whole ingest (`casecast cases
+# import`: pool, render, object store, SQLite) over a corpus of CT files, next to
+# dicognito (PyPI) and dcmtk's dcmodify editing a handful of tags, on the same files
+# in the same run; then casecast with OCR on a smaller set of pictures with burned-in
+# text. See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +51,13 @@ rate() { python3 -c "print(round($1 / $2, 1))"; }
 echo "== casecast deid --no-ocr"
 t_casecast=$(timed "$BIN" deid --no-ocr --data-dir "$WORK/data" "$WORK/corpus" "$WORK/out-casecast")
 
+echo "== casecast deid --no-ocr --frames (de-identify + render every frame as PNG)"
+t_render=$(timed "$BIN" deid --no-ocr --frames --data-dir "$WORK/data" "$WORK/corpus" "$WORK/out-render")
+
+echo "== casecast cases import (the whole ingest: pool, render, object store, SQLite), OCR off"
+printf '[cases]\nocr = false\ncstore_listen = ""\n' > "$WORK/import.toml"
+t_import=$(timed "$BIN" cases import --config "$WORK/import.toml" --data-dir "$WORK/import" "$WORK/corpus")
+
 echo "== dicognito (PyPI, in a venv)"
 if [ ! -x "$OUT/venv/bin/python" ]; then
   python3 -m venv "$OUT/venv" && "$OUT/venv/bin/pip" install -q dicognito
@@ -66,11 +75,12 @@ for i in $(seq 1 "$OCR_FILES"); do
 done
 t_ocr=$(timed "$BIN" deid --data-dir "$WORK/data" "$WORK/ocr" "$WORK/out-ocr")
 
-python3 - "$FILES" "$MB" "$t_casecast" "$t_dicognito" "$t_dcmodify" "$OCR_FILES" "$t_ocr" <<'PY' | tee "$OUT/deid.json"
+python3 - "$FILES" "$MB" "$t_casecast" "$t_dicognito" "$t_dcmodify" "$OCR_FILES" "$t_ocr" "$t_render" "$t_import" <<'PY' | tee "$OUT/deid.json"
 import json, sys
-n, mb, tc, td, tm, no, to = int(sys.argv[1]), float(sys.argv[2]), *map(float, sys.argv[3:6]), int(sys.argv[6]), float(sys.argv[7])
+n, mb, tc, td, tm, no, to, tr, ti = int(sys.argv[1]), float(sys.argv[2]), *map(float, sys.argv[3:6]), int(sys.argv[6]), *map(float, sys.argv[7:10])
 r = lambda t: {"seconds": t, "files_per_s": round(n / t, 1), "mb_per_s": round(mb / t, 2)}
-print(json.dumps({"files": n, "mb": mb, "casecast_no_ocr": r(tc), "dicognito": r(td), "dcmodify_5_tags": r(tm),
+print(json.dumps({"files": n, "mb": mb, "casecast_no_ocr": r(tc), "casecast_no_ocr_render": r(tr), "casecast_cases_import": r(ti),
+                  "dicognito": r(td), "dcmodify_5_tags": r(tm),
                   "casecast_vs_dicognito": round(td / tc, 1), "casecast_vs_dcmodify": round(tm / tc, 2),
                   "casecast_ocr": {"files": no, "seconds": to, "s_per_frame": round(to / no, 2)}}, indent=1))
 PY

@@ -35,6 +35,9 @@ pub fn files(input: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Files above this size that cannot be streamed are refused.
+pub const READ_WHOLE_MAX_BYTES: u64 = 1 << 30;
+
 /// Files above this size with native pixel data are streamed frame by frame.
 pub const STREAM_ABOVE_BYTES: u64 = 64 << 20;
 
@@ -53,6 +56,16 @@ pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options
         return outcome;
     }
     let fail = |why: String| Outcome::Failed(path.to_path_buf(), why);
+    // Read whole below: bounded, so one file cannot take the memory of the server.
+    if let Ok(m) = std::fs::metadata(path)
+        && m.len() > READ_WHOLE_MAX_BYTES
+    {
+        return fail(format!(
+            "{} MB with compressed (or big endian) pixel data: files above {} MB are handled only with native pixel data",
+            m.len() >> 20,
+            READ_WHOLE_MAX_BYTES >> 20
+        ));
+    }
     let mut obj = match dicom_object::open_file(path) {
         Ok(o) => o,
         Err(e) => return fail(format!("not readable as DICOM: {e}")),

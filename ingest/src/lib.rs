@@ -1,5 +1,6 @@
 //! casecast DICOM ingest, as a library (the actor pool that runs it lives in
-//! `actors/`): de-identification of DICOM objects per PS3.15 Annex E.
+//! `actors/`): de-identification of DICOM objects per PS3.15 Annex E, and what
+//! publishing them needs.
 //!
 //! - [`deid`]: the Basic Application Level Confidentiality Profile, table-driven
 //!   ([`deid::table`], generated from the standard's Table E.1-1), with the options
@@ -7,7 +8,6 @@
 //!   per-patient date shift, retain device identity) and the de-identification method
 //!   recorded in the output.
 //! - [`uid`]: keyed, consistent UID replacement and patient pseudonyms.
-//!
 //! - [`ocr`], [`pixels`]: burned-in text read and blacked out; frames rendered.
 //! - [`batch`]: files and folders from disk (`casecast deid`); large files streamed.
 //! - [`cases`]: one ingest job's work (a staged file to what is published of it;

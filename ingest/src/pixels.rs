@@ -5,6 +5,9 @@ use dicom_core::value::{PrimitiveValue, Value};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
+/// The most bytes compressed pixel data is decoded to (decoding is whole-object).
+pub const MAX_DECODED_BYTES: u64 = 1 << 30;
+
 /// The layout of a native pixel data element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
@@ -114,6 +117,12 @@ pub fn decompress(file: &mut dicom_object::DefaultDicomObject) -> Result<bool, S
     let encapsulated = matches!(file.element(tags::PIXEL_DATA).map(|e| e.value()), Ok(Value::PixelSequence(_)));
     if !encapsulated {
         return Ok(false);
+    }
+    // Decoded whole: bounded, so one file cannot take the memory of the server.
+    let uint = |t| file.element(t).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(1);
+    let decoded = uint(tags::ROWS) * uint(tags::COLUMNS) * uint(tags::SAMPLES_PER_PIXEL) * uint(tags::BITS_ALLOCATED).div_ceil(8) * uint(tags::NUMBER_OF_FRAMES);
+    if decoded > MAX_DECODED_BYTES {
+        return Err(format!("compressed pixel data that decodes to {} MB; at most {} MB are decoded", decoded >> 20, MAX_DECODED_BYTES >> 20));
     }
     // The decoders panic on some hostile input (a JPEG whose components disagree
     // with the header): that must fail this file, not the process.
