@@ -95,6 +95,17 @@ impl Browser {
         Ok(())
     }
 
+    /// Saves a PNG screenshot of the page.
+    pub fn screenshot(&self, path: &std::path::Path) -> Result<()> {
+        use base64::Engine;
+        post(&self.agent, &self.url("window/rect"), &json!({"width": 1400, "height": 900}))?;
+        std::thread::sleep(Duration::from_millis(500)); // a picture only: let the page lay out again
+        let v: Value = self.agent.get(&self.url("screenshot")).call()?.body_mut().read_json()?;
+        let png = base64::engine::general_purpose::STANDARD.decode(v["value"].as_str().context("no screenshot")?)?;
+        std::fs::write(path, png)?;
+        Ok(())
+    }
+
     /// The browser's console log, for failures.
     pub fn title(&self) -> String {
         self.eval("return document.title").map(|v| v.to_string()).unwrap_or_default()
