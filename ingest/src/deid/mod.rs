@@ -539,7 +539,7 @@ fn dummy(tag: Tag, vr: VR, elem: &Elem, ctx: &Context) -> Elem {
     }
     let text = |s: &str| DataElement::new(tag, vr, PrimitiveValue::from(s));
     match vr {
-        VR::PN | VR::LO | VR::LT | VR::ST | VR::UT | VR::UC | VR::SH | VR::AE | VR::CS => text("ANONYMIZED"),
+        VR::PN | VR::LO | VR::LT | VR::ST | VR::UT | VR::UC | VR::UR | VR::SH | VR::AE | VR::CS => text("ANONYMIZED"),
         VR::DA => text("19000101"),
         VR::TM => text("000000"),
         VR::DT => text("19000101000000"),
@@ -556,6 +556,11 @@ fn dummy(tag: Tag, vr: VR, elem: &Elem, ctx: &Context) -> Elem {
         VR::FL => DataElement::new(tag, vr, PrimitiveValue::from(0f32)),
         VR::FD => DataElement::new(tag, vr, PrimitiveValue::from(0f64)),
         VR::SQ => DataElement::new(tag, vr, DataSetSequence::<InMemDicomObject>::new(Vec::new(), Length::UNDEFINED)),
+        // Binary values: zeros, as long as the original (at least one word).
+        VR::OB | VR::OW | VR::OD | VR::OF | VR::OL | VR::OV | VR::UN => {
+            let len = elem.to_bytes().map(|b| b.len()).unwrap_or(0).max(2).next_multiple_of(2);
+            DataElement::new(tag, vr, PrimitiveValue::U8(vec![0u8; len].into()))
+        }
         _ => DataElement::empty(tag, vr),
     }
 }
@@ -661,6 +666,101 @@ mod tests {
         assert_eq!(action(tags::PATIENT_BIRTH_DATE), Some(Action::Z));
         assert_eq!(action(Tag(0x6002, 0x4000)), Some(Action::X), "overlay comments in any 60xx group");
         assert_eq!(action(tags::MODALITY), None, "not in the table: kept");
+    }
+
+    /// Every row of Table E.1-1 (but the repeating-group ones), given a value in an
+    /// object, ends as its action says: X gone, Z empty, D replaced, K kept, U a new
+    /// `2.25.` UID, and the combined codes as one of their parts; sequences kept are
+    /// cleaned inside.
+    #[test]
+    fn every_row_of_the_table_is_applied_as_the_standard_asks() {
+        use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+        let dict = dicom_dictionary_std::StandardDataDictionary;
+        let recorded = [tags::PATIENT_IDENTITY_REMOVED, tags::DEIDENTIFICATION_METHOD, tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
+            tags::LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED, tags::SOP_INSTANCE_UID];
+        let inner = || {
+            InMemDicomObject::from_element_iter([
+                DataElement::new(tags::PATIENT_NAME, VR::PN, PrimitiveValue::from("DOE^JOHN")),
+                DataElement::new(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.826.0.1.3680043.8.498.77")),
+            ])
+        };
+        let mut rows = Vec::new();
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.826.0.1.3680043.8.498.1")));
+        for (i, r) in table::BASIC_PROFILE.iter().enumerate() {
+            let tag = Tag(r.tag.0, r.tag.1);
+            if r.mask != (0xFFFF, 0xFFFF) || tag.group() == 0x0002 || recorded.contains(&tag) {
+                continue;
+            }
+            let Some(vr) = dict.by_tag(tag).and_then(|e| match e.vr() {
+                VirtualVr::Exact(vr) => Some(vr),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let text = |s: &str| PrimitiveValue::from(s);
+            let value: Value<InMemDicomObject> = match vr {
+                VR::DA => text("19610412").into(),
+                VR::TM => text("101500").into(),
+                VR::DT => text("19610412101500").into(),
+                VR::UI => text(&format!("1.2.826.0.1.3680043.8.498.{}", 1000 + i)).into(),
+                VR::AS => text("061Y").into(),
+                VR::IS => text("7").into(),
+                VR::DS => text("7.5").into(),
+                VR::PN => text("DOE^JOHN").into(),
+                VR::AE | VR::CS | VR::SH | VR::LO | VR::ST | VR::LT | VR::UT | VR::UC | VR::UR => text("ORIGINAL").into(),
+                VR::US => PrimitiveValue::from(7u16).into(),
+                VR::SS => PrimitiveValue::from(7i16).into(),
+                VR::UL => PrimitiveValue::from(7u32).into(),
+                VR::SL => PrimitiveValue::from(7i32).into(),
+                VR::FL => PrimitiveValue::from(7f32).into(),
+                VR::FD => PrimitiveValue::from(7f64).into(),
+                VR::OB | VR::UN => PrimitiveValue::U8(vec![1, 2, 3, 4].into()).into(),
+                VR::SQ => DataSetSequence::new(vec![inner()], Length::UNDEFINED).into(),
+                _ => continue,
+            };
+            obj.put(DataElement::new(tag, vr, value));
+            rows.push((tag, vr, r));
+        }
+        assert!(rows.len() > 500, "{} rows tried", rows.len());
+        let original = obj.clone();
+        let meta = dicom_object::meta::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7")
+            .media_storage_sop_instance_uid("1.2.826.0.1.3680043.8.498.1")
+            .transfer_syntax("1.2.840.10008.1.2.1")
+            .build()
+            .unwrap();
+        let mut file = obj.with_exact_meta(meta);
+        let opts = Options { clean_descriptors: false, clean_pixels: false, ..Options::new(b"secret".to_vec()) };
+        deidentify(&mut file, &opts).unwrap();
+        let out: &InMemDicomObject = &file;
+        let str_of = |o: &InMemDicomObject, t: Tag| o.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string());
+        let items_clean = |t: Tag| match out.element(t).map(|e| e.value()) {
+            Ok(Value::Sequence(seq)) => seq.items().iter().all(|item| {
+                str_of(item, tags::PATIENT_NAME).is_none_or(|n| !n.contains("DOE"))
+                    && str_of(item, tags::REFERENCED_SOP_INSTANCE_UID).is_none_or(|u| u.starts_with("2.25."))
+            }),
+            _ => false,
+        };
+        for (tag, vr, r) in rows {
+            let before = str_of(&original, tag);
+            let after = out.element(tag).ok();
+            let empty = after.is_some_and(|e| e.header().len.0 == 0 || matches!(e.value(), Value::Primitive(PrimitiveValue::Empty)) || str_of(out, tag).is_some_and(|s| s.is_empty()));
+            let replaced = after.is_some() && (vr == VR::SQ && matches!(after.unwrap().value(), Value::Sequence(s) if s.items().is_empty())
+                || str_of(out, tag) != before && !empty);
+            let ok = match r.action {
+                Action::X => after.is_none(),
+                Action::Z | Action::XZ if tag == tags::PATIENT_NAME => str_of(out, tag).is_some_and(|n| n.starts_with("ANON^")),
+                Action::Z | Action::XZ => empty,
+                Action::D | Action::ZD | Action::XD | Action::XZD => replaced || (empty && r.action != Action::D),
+                Action::K if vr == VR::SQ => items_clean(tag),
+                Action::K => str_of(out, tag) == before,
+                Action::U => str_of(out, tag).is_some_and(|u| u.starts_with("2.25.") && Some(&u) != before.as_ref()),
+                Action::C => str_of(out, tag).is_none_or(|v| !v.contains("DOE")),
+                Action::XZU => after.is_none() || empty || (vr == VR::SQ && items_clean(tag)) || str_of(out, tag).is_some_and(|u| u.starts_with("2.25.")),
+            };
+            assert!(ok, "{} {tag} {vr:?}: action {:?}, {before:?} became {:?}", r.name, r.action, str_of(out, tag));
+        }
     }
 
     #[test]
