@@ -256,15 +256,11 @@ mod tests {
     #[test]
     fn splits_multipart_fed_byte_by_byte() {
         let b = "xyz";
-        let mut body = b"preamble".to_vec();
-        for (i, content) in [&b"first\r\n--xy body"[..], &b"second"[..]].iter().enumerate() {
-            body.extend(part_head(b, "application/dicom"));
-            if i > 0 {
-                body.splice(body.len() - part_head(b, "application/dicom").len().., []);
-                body.extend(format!("\r\n--{b}\r\nContent-Type: application/dicom\r\n\r\n").bytes());
-            }
-            body.extend_from_slice(content);
-        }
+        let mut body = b"preamble\r\n".to_vec();
+        body.extend(part_head(b, "application/dicom"));
+        body.extend(b"first\r\n--xy body\r\n");
+        body.extend(part_head(b, "application/dicom"));
+        body.extend(b"second");
         body.extend(closing(b));
         for chunk in [1usize, 3, 1000] {
             let mut s = MultipartSplitter::new(b);
