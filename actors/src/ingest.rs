@@ -272,8 +272,10 @@ impl Actor for IngestPool {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let cfg = self.cfg.clone();
-        self.workers = Some(SyncArbiter::start(cfg.workers.max(1), move || IngestWorker { cfg: cfg.clone() }));
+        if self.workers.is_none() {
+            let cfg = self.cfg.clone();
+            self.workers = Some(SyncArbiter::start(cfg.workers.max(1), move || IngestWorker { cfg: cfg.clone() }));
+        }
         let (db, cfg) = (self.db.clone(), self.cfg.clone());
         ctx.wait(
             async move {
@@ -298,6 +300,15 @@ impl Actor for IngestPool {
             pool.refresh_counts(ctx);
         });
         self.pump(ctx);
+    }
+}
+
+/// Restarted by its [`Supervisor`] if it stops: what was running is claimed again
+/// after the requeue that `started` does.
+impl actix::Supervised for IngestPool {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.running.clear();
+        self.claiming = false;
     }
 }
 

@@ -741,7 +741,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Opens the stores and starts the ingest pool, as configured.
 pub async fn open(config: &crate::config::Config, metrics: Option<casecast_actors::metrics::IngestMetrics>) -> anyhow::Result<Cases> {
-    use actix::Actor;
     use anyhow::Context;
     let url = config.cases_database();
     let db = Db::connect(&url).await.with_context(|| format!("cannot open the cases database {url}"))?;
@@ -749,7 +748,10 @@ pub async fn open(config: &crate::config::Config, metrics: Option<casecast_actor
         .with_context(|| format!("cannot open the cases object store {}", config.cases_objects()))?;
     let staging = config.cases_staging();
     std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    let pool = IngestPool::new(db.clone(), objects.clone(), config.ingest_config()?, metrics).start();
+    let pool = actix::Supervisor::start({
+        let (db, objects, cfg) = (db.clone(), objects.clone(), config.ingest_config()?);
+        move |_| IngestPool::new(db, objects, cfg, metrics)
+    });
     Ok(Cases { db, objects, pool, staging, max_upload: config.cases.max_upload_bytes, writing: Mutex::new(HashSet::new()) })
 }
 

@@ -1345,6 +1345,9 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
         .status()?;
     assert!(z.success());
     let bomb_job = tus_upload(&server, &doctor, &std::fs::read(&bomb)?, "zip", 1 << 20)?;
+    // A cine of the same study (40 frames with the PHI burned into each).
+    make_fixtures(&dir.0.join("cine"), &["large", "40"])?;
+    let cine_job = tus_upload(&server, &doctor, &std::fs::read(dir.0.join("cine/cine.dcm"))?, "dicom", 1 << 20)?;
     let text_job = tus_upload(&server, &doctor, b"just some text, not DICOM", "dicom", 1 << 20)?;
     let cut_job = tus_upload(&server, &doctor, &first[..first.len() / 2], "dicom", 1 << 20)?;
     let mut huge = read("DOE_JOHN_1.dcm")?[..132].to_vec();
@@ -1355,10 +1358,11 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let (s, _, _) = http_request("POST", &base, &[("Authorization", &format!("Bearer {doctor}")), ("Upload-Length", "99999999999999")], None)?;
     assert_eq!(s, 413);
 
-    // 1 + zip + 6 entries + 4 bad = 12 jobs.
-    let jobs = wait_jobs(&server, &doctor, 12, Duration::from_secs(180))?;
+    // 1 + zip + 6 entries + cine + 4 bad = 13 jobs.
+    let jobs = wait_jobs(&server, &doctor, 13, Duration::from_secs(180))?;
     let by_id = |id: &str| jobs.iter().find(|j| j["id"] == id).cloned().unwrap_or(Value::Null);
     assert_eq!(by_id(&job0)["status"], "done", "{jobs:#?}");
+    assert_eq!(by_id(&cine_job)["status"], "done", "{jobs:#?}");
     let reason = |id: &str| by_id(id)["error"].as_str().unwrap_or("").to_string();
     assert!(reason(&bomb_job).contains("zip bomb"), "{}", reason(&bomb_job));
     assert!(reason(&text_job).contains("not a DICOM file"), "{}", reason(&text_job));
@@ -1366,15 +1370,15 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let quarantined = jobs.iter().filter(|j| j["error"].as_str().is_some_and(|e| e.contains("quarantined"))).count();
     assert_eq!(quarantined, 2, "{jobs:#?}");
     let done = jobs.iter().filter(|j| j["status"] == "done").count();
-    assert_eq!(done, 6, "5 instances and the archive: {jobs:#?}");
+    assert_eq!(done, 7, "6 instances and the archive: {jobs:#?}");
 
-    // The study: one, five instances, the pseudonym.
+    // The study: one, six instances, the pseudonym.
     let (s, studies) = get_json(&format!("{}/api/cases/studies", server.url), &doctor)?;
     assert_eq!(s, 200);
     assert_eq!(studies.as_array().map(Vec::len), Some(1), "{studies}");
     let study = studies[0]["study_uid"].as_str().unwrap().to_string();
     assert!(study.starts_with("2.25."));
-    assert_eq!(studies[0]["instance_count"], 5);
+    assert_eq!(studies[0]["instance_count"], 6);
     assert!(studies[0]["patient"].as_str().unwrap().starts_with("ANON^"));
     // Another library (room) sees nothing of it.
     let other = server.token("other", Role::Commentator, "x");
@@ -1390,6 +1394,18 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let (_, instances) = get_json(&format!("{dw}/{study}/series/{series_uid}/instances"), &doctor)?;
     assert_eq!(instances.as_array().map(Vec::len), Some(5), "{instances}");
     let (_, detail) = get_json(&format!("{}/api/cases/studies/{study}", server.url), &doctor)?;
+    // The cine: its own series, 40 frames, each rendered as JPEG and served raw.
+    let cine = detail["series"].as_array().unwrap().iter().flat_map(|s| s["instances"].as_array().unwrap().clone()).find(|i| i["frames"] == 40).expect("the cine");
+    assert_eq!(cine["rendered"], "jpeg", "{cine}");
+    let cine_base = format!("{dw}/{study}/series/{}/instances/{}", detail["series"].as_array().unwrap().iter().find(|s| s["instances"][0]["sop_uid"] == cine["sop_uid"]).unwrap()["series_uid"].as_str().unwrap(), cine["sop_uid"].as_str().unwrap());
+    let (s, _, jpeg) = http_request("GET", &format!("{cine_base}/frames/40/rendered?token={doctor}"), &[], None)?;
+    assert!(s == 200 && jpeg.starts_with(&[0xFF, 0xD8]), "{s}");
+    let (s, _, raw40) = http_request("GET", &format!("{cine_base}/frames/40?token={doctor}"), &[("Accept", "application/octet-stream")], None)?;
+    assert_eq!((s, raw40.len()), (200, 320 * 160));
+    let jpeg_path = dir.0.join("cine40.jpg");
+    std::fs::write(&jpeg_path, &jpeg)?;
+    let ocr = String::from_utf8_lossy(&std::process::Command::new("tesseract").arg(&jpeg_path).args(["stdout", "--psm", "11"]).output()?.stdout).to_lowercase();
+    assert!(ocr.contains("axial") && !ocr.contains("doe") && !ocr.contains("pid4711x"), "the cine's last frame: {ocr}");
     let inst = detail["series"][0]["instances"].as_array().unwrap().iter().find(|i| i["rows"] == 160 && i["samples"] == 1).unwrap().clone();
     let sop = inst["sop_uid"].as_str().unwrap();
     let (s, meta) = get_json(&format!("{dw}/{study}/series/{series_uid}/instances/{sop}/metadata"), &doctor)?;
