@@ -127,7 +127,9 @@ impl IngestPool {
 
     /// Claims as many queued jobs as there are idle workers and hands them out.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let free = self.cfg.workers.saturating_sub(self.running.len());
+        // Twice the workers: while one job is published (async), the next one is
+        // already waiting in the workers' mailbox, so no worker idles.
+        let free = (2 * self.cfg.workers).saturating_sub(self.running.len());
         if free == 0 || self.claiming {
             return;
         }

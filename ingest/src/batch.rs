@@ -84,11 +84,19 @@ pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options
     }
     // Written whole, then renamed: a reader never sees half a file.
     let tmp = out.with_extension("dcm.tmp");
-    if let Err(e) = obj.write_to_file(&tmp).map_err(|e| e.to_string()).and_then(|_| std::fs::rename(&tmp, &out).map_err(|e| e.to_string())) {
+    if let Err(e) = write_file(&obj, &tmp).and_then(|_| std::fs::rename(&tmp, &out).map_err(|e| e.to_string())) {
         let _ = std::fs::remove_file(&tmp);
         return fail(format!("cannot write {}: {e}", out.display()));
     }
     Outcome::Done(out, report)
+}
+
+/// Writes `obj` as a DICOM file: made in memory and written at once (the library's
+/// writer makes a system call per element or so; files are mostly small).
+pub(crate) fn write_file(obj: &dicom_object::DefaultDicomObject, path: &Path) -> Result<(), String> {
+    let mut bytes = Vec::with_capacity(64 << 10);
+    obj.write_all(&mut bytes).map_err(|e| e.to_string())?;
+    std::fs::write(path, bytes).map_err(|e| e.to_string())
 }
 
 /// The streamed path: the header is read up to the pixel data, de-identified and

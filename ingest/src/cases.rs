@@ -81,7 +81,7 @@ fn normalize(path: &Path) -> Result<(), String> {
     let mut obj = dicom_object::open_file(path).map_err(|e| e.to_string())?;
     if pixels::decompress(&mut obj).unwrap_or(false) {
         let tmp = path.with_extension("dcm.tmp");
-        obj.write_to_file(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        batch::write_file(&obj, &tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
     }
     Ok(())

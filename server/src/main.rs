@@ -247,12 +247,16 @@ fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&output).with_context(|| format!("cannot create {}", output.display()))?;
             let (mut done, mut failed) = (0usize, 0usize);
             let started = std::time::Instant::now();
+            // One line per file, each in one write (stderr is unbuffered).
+            let mut err = std::io::LineWriter::new(std::io::stderr().lock());
+            use std::io::Write as _;
             for (n, f) in files.iter().enumerate() {
                 match batch::deidentify_file(f, &output, &opts) {
                     Outcome::Done(out, r) => {
                         done += 1;
                         // The input's name is not repeated: it may carry PHI itself.
-                        eprintln!(
+                        let _ = writeln!(
+                            err,
                             "[{}/{}] -> {} ({} removed, {} replaced, {} UIDs, {} private; {} frames read, {} burned-in words blacked out{})",
                             n + 1,
                             files.len(),
@@ -268,10 +272,11 @@ fn main() -> anyhow::Result<()> {
                     }
                     Outcome::Failed(p, why) => {
                         failed += 1;
-                        eprintln!("[{}/{}] {}: FAILED: {why}", n + 1, files.len(), p.display());
+                        let _ = writeln!(err, "[{}/{}] {}: FAILED: {why}", n + 1, files.len(), p.display());
                     }
                 }
             }
+            drop(err);
             eprintln!("{done} de-identified, {failed} failed, in {:.1} s", started.elapsed().as_secs_f64());
             if failed > 0 {
                 anyhow::bail!("{failed} of {} files could not be de-identified", files.len());
