@@ -42,8 +42,9 @@ pub const READ_WHOLE_MAX_BYTES: u64 = 1 << 30;
 pub const STREAM_ABOVE_BYTES: u64 = 64 << 20;
 
 /// De-identifies one file into the folder `out_dir`. A large file with native pixel
-/// data is streamed a frame at a time (memory stays at one frame whatever the file's
-/// size); the rest is read whole.
+/// data, and any multi-frame file with compressed pixel data, is streamed a frame at
+/// a time (memory stays at one frame whatever the file's size); the rest is read
+/// whole.
 pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
     deidentify_file_with_progress(path, out_dir, opts, &mut |_| ())
 }
@@ -53,6 +54,9 @@ pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options
     if std::fs::metadata(path).is_ok_and(|m| m.len() > STREAM_ABOVE_BYTES)
         && let Some(outcome) = streamed(path, out_dir, opts, progress)
     {
+        return outcome;
+    }
+    if let Some(outcome) = crate::encapsulated::streamed(path, out_dir, opts, progress) {
         return outcome;
     }
     let fail = |why: String| Outcome::Failed(path.to_path_buf(), why);

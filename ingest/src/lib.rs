@@ -10,6 +10,7 @@
 //! - [`uid`]: keyed, consistent UID replacement and patient pseudonyms.
 //! - [`ocr`], [`pixels`]: burned-in text read and blacked out; frames rendered.
 //! - [`batch`]: files and folders from disk (`casecast deid`); large files streamed.
+//! - [`encapsulated`]: compressed multi-frame files, decoded a frame at a time.
 //! - [`cases`]: one ingest job's work (a staged file to what is published of it;
 //!   ZIP archives expanded), run by the pool in `actors/`.
 //! - [`store`]: metadata in SQL (SQLite or PostgreSQL) and objects (local or S3).
@@ -18,6 +19,7 @@
 pub mod batch;
 pub mod cases;
 pub mod dicomweb;
+pub mod encapsulated;
 pub mod deid;
 pub mod ocr;
 pub mod pixels;

@@ -1679,3 +1679,43 @@ fn cases_arrive_by_stow_rs_and_c_store() -> Result<()> {
     assert_no_phi("the server log", server.log_text().as_bytes());
     Ok(())
 }
+
+/// A JPEG ultrasound cine (colour, flagged as carrying burned-in text) decodes to far
+/// more than it weighs: it is decoded, read and cleaned a frame at a time (peak RSS
+/// far below the decoded size), written native, and its last frame, as dcmtk renders
+/// it, shows no PHI.
+#[test]
+fn a_compressed_cine_is_decoded_a_frame_at_a_time() -> Result<()> {
+    let dir = TempDir::new("deid-jpegcine");
+    let (input, output) = (dir.0.join("in"), dir.0.join("out"));
+    make_fixtures(&input, &["jpegcine", "2000"])?;
+    let run = std::process::Command::new("python3")
+        .args(["-c", "import resource, subprocess, sys\nr = subprocess.run(sys.argv[1:], capture_output=True, text=True)\nsys.stderr.write(r.stderr)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, r.returncode)"])
+        .arg(casecast_bin())
+        .args(["deid", "--data-dir"])
+        .arg(dir.0.join("data"))
+        .arg(&input)
+        .arg(&output)
+        .output()?;
+    let log = String::from_utf8_lossy(&run.stderr).to_string();
+    let out = String::from_utf8_lossy(&run.stdout).to_string();
+    let (rss_mb, code): (u64, i32) = match out.split_whitespace().collect::<Vec<_>>()[..] {
+        [a, b] => (a.parse()?, b.parse()?),
+        _ => anyhow::bail!("no measurement: {out} {log}"),
+    };
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("1 frames read, 6000 burned-in words blacked out"), "{log}");
+    // 2000 frames of 320×160 RGB decode to 307 MB.
+    assert!(rss_mb < 100, "peak RSS {rss_mb} MB: not decoded a frame at a time");
+    let result = std::fs::read_dir(&output)?.next().ok_or_else(|| anyhow::anyhow!("no output"))??.path();
+    let dump = String::from_utf8_lossy(&std::process::Command::new("dcmdump").arg("-q").arg(&result).output()?.stdout).to_string();
+    assert!(dump.contains("(0028,0008) IS [2000]") && dump.contains("# 307200000, 1 PixelData") && dump.contains("[RGB]"), "{dump}");
+    let png = dir.0.join("last.png");
+    assert!(std::process::Command::new("dcmj2pnm").args(["--frame", "2000", "--write-png"]).arg(&result).arg(&png).status()?.success());
+    let read = String::from_utf8_lossy(&std::process::Command::new("tesseract").arg(&png).args(["stdout", "--psm", "11"]).output()?.stdout).to_lowercase();
+    assert!(read.contains("axial"), "{read:?}");
+    for term in ["doe", "john", "pid4711x", "1961"] {
+        assert!(!read.contains(term), "{term:?} in the last frame: {read:?}");
+    }
+    Ok(())
+}
