@@ -1079,7 +1079,7 @@ fn deid_removes_every_trace_of_the_patient_and_keeps_the_study_linked() -> Resul
         .output()?;
     let log = String::from_utf8_lossy(&run.stderr).to_string();
     assert!(!run.status.success(), "one input was not DICOM: {log}");
-    assert!(log.contains("notes.txt: FAILED: not readable as DICOM") && log.contains("5 de-identified, 5 failed"), "{log}");
+    assert!(log.contains("notes.txt: FAILED: not readable as DICOM") && log.contains("6 de-identified, 5 failed"), "{log}");
     for broken in ["truncated.dcm: FAILED: not readable as DICOM", "huge.dcm: FAILED: not readable as DICOM"] {
         assert!(log.contains(broken), "{broken}: {log}");
     }
@@ -1090,7 +1090,7 @@ fn deid_removes_every_trace_of_the_patient_and_keeps_the_study_linked() -> Resul
 
     let all: Vec<_> = std::fs::read_dir(&output)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
     let (outputs, frames): (Vec<_>, Vec<_>) = all.into_iter().partition(|p| p.extension().is_some_and(|e| e == "dcm"));
-    assert_eq!((outputs.len(), frames.len()), (5, 5), "{outputs:?} {frames:?}");
+    assert_eq!((outputs.len(), frames.len()), (6, 6), "{outputs:?} {frames:?}");
     // The burned-in name, ID and birth date are blacked out; the rest still reads.
     let read: String = frames
         .iter()
@@ -1327,13 +1327,13 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
         assert_eq!(s, 204);
         header(&hs, "casecast-job").unwrap().to_string()
     };
-    // The rest of the study as a ZIP (JPEG, JPEG 2000 and RLE pictures to decode and
-    // clean; DOE_JOHN_3/4 cannot be checked: quarantined).
+    // The rest of the study as a ZIP (JPEG, JPEG 2000, RLE and JPEG-LS pictures to
+    // decode and clean; DOE_JOHN_3/4 cannot be checked: quarantined).
     let zip_path = dir.0.join("study.zip");
     let z = std::process::Command::new("/usr/bin/python3")
         .args(["-c", "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    for f in sys.argv[2:]: z.write(f, 'DOE_JOHN/' + f.rsplit('/', 1)[1])"])
         .arg(&zip_path)
-        .args(["DOE_JOHN_1.dcm", "DOE_JOHN_2.dcm", "DOE_JOHN_3.dcm", "DOE_JOHN_4.dcm", "DOE_JOHN_5.dcm", "DOE_JOHN_6.dcm"].map(|n| input.join(n)))
+        .args(["DOE_JOHN_1.dcm", "DOE_JOHN_2.dcm", "DOE_JOHN_3.dcm", "DOE_JOHN_4.dcm", "DOE_JOHN_5.dcm", "DOE_JOHN_6.dcm", "DOE_JOHN_7.dcm"].map(|n| input.join(n)))
         .status()?;
     assert!(z.success());
     tus_upload(&server, &doctor, &std::fs::read(&zip_path)?, "zip", 4096)?;
@@ -1358,8 +1358,8 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let (s, _, _) = http_request("POST", &base, &[("Authorization", &format!("Bearer {doctor}")), ("Upload-Length", "99999999999999")], None)?;
     assert_eq!(s, 413);
 
-    // 1 + zip + 6 entries + cine + 4 bad = 13 jobs.
-    let jobs = wait_jobs(&server, &doctor, 13, Duration::from_secs(180))?;
+    // 1 + zip + 7 entries + cine + 4 bad = 14 jobs.
+    let jobs = wait_jobs(&server, &doctor, 14, Duration::from_secs(180))?;
     let by_id = |id: &str| jobs.iter().find(|j| j["id"] == id).cloned().unwrap_or(Value::Null);
     assert_eq!(by_id(&job0)["status"], "done", "{jobs:#?}");
     assert_eq!(by_id(&cine_job)["status"], "done", "{jobs:#?}");
@@ -1370,15 +1370,15 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let quarantined = jobs.iter().filter(|j| j["error"].as_str().is_some_and(|e| e.contains("quarantined"))).count();
     assert_eq!(quarantined, 2, "{jobs:#?}");
     let done = jobs.iter().filter(|j| j["status"] == "done").count();
-    assert_eq!(done, 7, "6 instances and the archive: {jobs:#?}");
+    assert_eq!(done, 8, "7 instances and the archive: {jobs:#?}");
 
-    // The study: one, six instances, the pseudonym.
+    // The study: one, seven instances, the pseudonym.
     let (s, studies) = get_json(&format!("{}/api/cases/studies", server.url), &doctor)?;
     assert_eq!(s, 200);
     assert_eq!(studies.as_array().map(Vec::len), Some(1), "{studies}");
     let study = studies[0]["study_uid"].as_str().unwrap().to_string();
     assert!(study.starts_with("2.25."));
-    assert_eq!(studies[0]["instance_count"], 6);
+    assert_eq!(studies[0]["instance_count"], 7);
     assert!(studies[0]["patient"].as_str().unwrap().starts_with("ANON^"));
     // Another library (room) sees nothing of it.
     let other = server.token("other", Role::Commentator, "x");
@@ -1392,7 +1392,7 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let (_, series) = get_json(&format!("{dw}/{study}/series"), &doctor)?;
     let series_uid = series[0]["0020000E"]["Value"][0].as_str().unwrap().to_string();
     let (_, instances) = get_json(&format!("{dw}/{study}/series/{series_uid}/instances"), &doctor)?;
-    assert_eq!(instances.as_array().map(Vec::len), Some(5), "{instances}");
+    assert_eq!(instances.as_array().map(Vec::len), Some(6), "{instances}");
     let (_, detail) = get_json(&format!("{}/api/cases/studies/{study}", server.url), &doctor)?;
     // The cine: its own series, 40 frames, each rendered as JPEG and served raw.
     let cine = detail["series"].as_array().unwrap().iter().flat_map(|s| s["instances"].as_array().unwrap().clone()).find(|i| i["frames"] == 40).expect("the cine");
@@ -1452,7 +1452,7 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     let staged: Vec<_> = files_under(&data.join("cases/staging"));
     assert!(staged.is_empty(), "originals are deleted once processed: {staged:?}");
     let metrics = http_get(&format!("{}/metrics", server.url))?.1;
-    assert!(metric_value(&metrics, "casecast_ingest_jobs_finished_total{outcome=\"done\"}").is_some_and(|v| v >= 6.0), "{metrics}");
+    assert!(metric_value(&metrics, "casecast_ingest_jobs_finished_total{outcome=\"done\"}").is_some_and(|v| v >= 8.0), "{metrics}");
     assert!(metric_value(&metrics, "casecast_ingest_jobs_finished_total{outcome=\"failed\"}").is_some_and(|v| v >= 6.0));
     assert!(metric_value(&metrics, "casecast_ingest_bytes_total").is_some_and(|v| v > 0.0));
     Ok(())
