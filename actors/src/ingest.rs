@@ -296,6 +296,24 @@ impl Actor for IngestPool {
             }
             .into_actor(self),
         );
+        // Uploads abandoned for a week are forgotten, their parts removed.
+        ctx.run_interval(Duration::from_secs(3600), |pool, ctx| {
+            let (db, staging) = (pool.db.clone(), pool.cfg.staging.clone());
+            ctx.spawn(
+                async move {
+                    let week_ago = casecast_ingest::store::unix_now() - 7 * 86400;
+                    if let Ok(ids) = db.expire_uploads(week_ago).await {
+                        for id in &ids {
+                            let _ = std::fs::remove_file(staging.join("uploads").join(format!("{id}.part")));
+                        }
+                        if !ids.is_empty() {
+                            tracing::info!(count = ids.len(), "abandoned uploads removed");
+                        }
+                    }
+                }
+                .into_actor(pool),
+            );
+        });
         // Other processes (`casecast cases import`, a second server) may add jobs.
         ctx.run_interval(Duration::from_secs(1), |pool, ctx| {
             pool.pump(ctx);

@@ -153,6 +153,19 @@ impl Db {
         Ok(())
     }
 
+    /// Forgets uploads never completed and created before `before` (unix seconds);
+    /// returns their ids, whose staged parts the caller removes.
+    pub async fn expire_uploads(&self, before: i64) -> Result<Vec<String>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE job_id IS NULL AND created_at < $1")
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
+        for id in &ids {
+            sqlx::query("DELETE FROM uploads WHERE id = $1 AND job_id IS NULL").bind(id).execute(&self.pool).await?;
+        }
+        Ok(ids)
+    }
+
     /// Turns a complete upload into a job, once: the upload row records the job.
     pub async fn complete_upload(&self, upload: &Upload, job: &NewJob) -> Result<String> {
         let mut tx = self.pool.begin().await?;
