@@ -35,6 +35,9 @@ pub struct IngestConfig {
     pub zip: ZipLimits,
     /// A job interrupted this many times (the process stopped while it ran) fails.
     pub max_attempts: i64,
+    /// At start, queue again the jobs a stop left running and sweep the staging
+    /// area: the server does; `casecast cases import`, beside a running server, not.
+    pub recover: bool,
 }
 
 /// What a worker made of a job.
@@ -97,7 +100,11 @@ impl Handler<Process> for IngestWorker {
                 cases::process(input, &work, &self.cfg.deid, &mut progress).map(|p| Work::Published(Box::new(p)))
             }
         }))
-        .unwrap_or_else(|_| Err("internal error while processing this file (the worker recovered; see the server log)".into()))?;
+        .unwrap_or_else(|_| Err("internal error while processing this file (the worker recovered; see the server log)".into()));
+        if work.is_err() {
+            let _ = std::fs::remove_dir_all(self.cfg.staging.join("work").join(&job.id));
+        }
+        let work = work?;
         Ok(WorkDone { work, seconds: started.elapsed().as_secs_f64() })
     }
 }
@@ -127,9 +134,9 @@ impl IngestPool {
 
     /// Claims as many queued jobs as there are idle workers and hands them out.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        // Twice the workers: while one job is published (async), the next one is
-        // already waiting in the workers' mailbox, so no worker idles.
-        let free = (2 * self.cfg.workers).saturating_sub(self.running.len());
+        // As many as there are workers: a claimed job is a started one, so its
+        // attempts count only what really ran.
+        let free = self.cfg.workers.saturating_sub(self.running.len());
         if free == 0 || self.claiming {
             return;
         }
@@ -159,7 +166,19 @@ impl IngestPool {
             let outcome = match result {
                 Ok(done) => {
                     let seconds = done.seconds;
-                    finish(&db, &objects, &cfg, &job, done).await.map(|frames| (seconds, frames))
+                    match finish(&db, &objects, &cfg, &job, done).await {
+                        Ok(frames) => Ok((seconds, frames)),
+                        // The store may be back soon: the job waits in the queue, its
+                        // input kept, unless it has been tried enough.
+                        Err(why) if job.attempts < cfg.max_attempts => {
+                            tracing::warn!(job = %job.id, error = %why, "cannot publish; the job is queued again");
+                            if let Err(e) = db.requeue(&job.id, &why).await {
+                                tracing::error!(job = %job.id, error = %e, "cannot queue the job again");
+                            }
+                            return job.id;
+                        }
+                        Err(why) => Err(why),
+                    }
                 }
                 Err(why) => Err(why),
             };
@@ -279,6 +298,13 @@ impl Actor for IngestPool {
             self.workers = Some(SyncArbiter::start(cfg.workers.max(1), move || IngestWorker { cfg: cfg.clone() }));
         }
         let (db, cfg) = (self.db.clone(), self.cfg.clone());
+        if !cfg.recover {
+            ctx.run_interval(Duration::from_secs(1), |pool, ctx| pool.pump(ctx));
+            self.pump(ctx);
+            return;
+        }
+        // Work folders of jobs a stop interrupted: their jobs start again from scratch.
+        let _ = std::fs::remove_dir_all(cfg.staging.join("work"));
         ctx.wait(
             async move {
                 match db.requeue_interrupted(cfg.max_attempts).await {
@@ -301,14 +327,21 @@ impl Actor for IngestPool {
             let (db, staging) = (pool.db.clone(), pool.cfg.staging.clone());
             ctx.spawn(
                 async move {
-                    let week_ago = casecast_ingest::store::unix_now() - 7 * 86400;
-                    if let Ok(ids) = db.expire_uploads(week_ago).await {
-                        for id in &ids {
-                            let _ = std::fs::remove_file(staging.join("uploads").join(format!("{id}.part")));
+                    let week = Duration::from_secs(7 * 86400);
+                    let week_ago = casecast_ingest::store::unix_now() - week.as_secs() as i64;
+                    let Ok(ids) = db.stale_uploads(week_ago).await else { return };
+                    let mut removed = 0;
+                    for id in &ids {
+                        let part = staging.join("uploads").join(format!("{id}.part"));
+                        // A week without a byte, not a week since it began.
+                        let idle = std::fs::metadata(&part).and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default() > week).unwrap_or(true);
+                        if idle && db.forget_incomplete_upload(id).await.unwrap_or(false) {
+                            let _ = std::fs::remove_file(&part);
+                            removed += 1;
                         }
-                        if !ids.is_empty() {
-                            tracing::info!(count = ids.len(), "abandoned uploads removed");
-                        }
+                    }
+                    if removed > 0 {
+                        tracing::info!(count = removed, "abandoned uploads removed");
                     }
                 }
                 .into_actor(pool),

@@ -114,6 +114,7 @@ pub fn describe(path: &Path) -> Result<Instance, String> {
         study_uid: text(tags::STUDY_INSTANCE_UID),
         series_uid: text(tags::SERIES_INSTANCE_UID),
         patient: text(tags::PATIENT_NAME),
+        patient_id: text(tags::PATIENT_ID),
         study_date: text(tags::STUDY_DATE),
         study_description: text(tags::STUDY_DESCRIPTION),
         study_time: text(tags::STUDY_TIME),
@@ -158,7 +159,7 @@ fn render(path: &Path, header: &InMemDicomObject, instance: &mut Instance, work:
     let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| e.to_string())?);
     f.seek(SeekFrom::Start(offset as u64)).map_err(|e| e.to_string())?;
     let mut frame = vec![0u8; layout.frame_bytes()];
-    let mut out = Vec::with_capacity(layout.frames);
+    let mut out = Vec::new();
     for i in 0..layout.frames {
         f.read_exact(&mut frame).map_err(|e| format!("pixel data cut short at frame {}: {e}", i + 1))?;
         let picture = pixels::render(&layout, &frame, window, jpeg)?;
@@ -194,6 +195,15 @@ impl Default for ZipLimits {
 /// folders, DICOMDIR and operating-system litter. Sizes are counted as the bytes
 /// come out, not as the archive claims them.
 pub fn expand_zip(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut dyn FnMut(f64)) -> Result<Vec<PathBuf>, String> {
+    // What was expanded of an archive that fails is removed: originals are not kept.
+    let r = expand(zip, out_dir, limits, progress);
+    if r.is_err() {
+        let _ = std::fs::remove_dir_all(out_dir);
+    }
+    r
+}
+
+fn expand(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut dyn FnMut(f64)) -> Result<Vec<PathBuf>, String> {
     let file = std::fs::File::open(zip).map_err(|e| format!("cannot open the archive: {e}"))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| format!("not a readable ZIP archive: {e}"))?;
@@ -225,8 +235,6 @@ pub fn expand_zip(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut 
             }
             written += n as u64;
             if written > budget {
-                drop(w);
-                let _ = std::fs::remove_dir_all(out_dir);
                 return Err(format!(
                     "the archive expands beyond {} MB ({}× its size, or the configured limit): refused as a possible zip bomb",
                     budget >> 20,

@@ -32,7 +32,8 @@ pub fn study_json(s: &Study) -> Value {
     json!({
         "0020000D": text("UI", &s.study_uid),
         "00100010": attr("PN", vec![json!({ "Alphabetic": s.patient })]),
-        "00100020": text("LO", &s.patient),
+        "00100020": text("LO", &s.patient_id),
+        "00080050": attr("SH", vec![]),
         "00080020": text("DA", &s.study_date),
         "00081030": text("LO", &s.description),
         "00080061": attr("CS", s.modalities.iter().map(|m| json!(m)).collect()),

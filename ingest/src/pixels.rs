@@ -5,6 +5,9 @@ use dicom_core::value::{PrimitiveValue, Value};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
+/// The most frames an object may have (a header could claim any number).
+pub const MAX_FRAMES: usize = 100_000;
+
 /// The most bytes compressed pixel data is decoded to (decoding is whole-object).
 pub const MAX_DECODED_BYTES: u64 = 1 << 30;
 
@@ -59,6 +62,9 @@ impl Layout {
             (3, 8) => photometric == "RGB",
             _ => false,
         };
+        if l.frames > MAX_FRAMES {
+            return Err(format!("{} frames; at most {MAX_FRAMES} are handled", l.frames));
+        }
         if !supported || l.rows == 0 || l.cols == 0 || l.rows > 16_384 || l.cols > 16_384 {
             return Err(format!("pixel data {photometric} {}×{} bits {} not handled", l.samples, l.rows, l.bits_allocated));
         }

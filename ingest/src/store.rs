@@ -41,7 +41,10 @@ pub fn unix_now() -> i64 {
 }
 
 /// The schema, in order; each runs once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "cases", include_str!("../migrations/0001_cases.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "cases", include_str!("../migrations/0001_cases.sql")),
+    (2, "patient id", include_str!("../migrations/0002_patient_id.sql")),
+];
 
 /// The metadata database.
 #[derive(Clone, Debug)]
@@ -153,29 +156,38 @@ impl Db {
         Ok(())
     }
 
-    /// Forgets uploads never completed and created before `before` (unix seconds);
-    /// returns their ids, whose staged parts the caller removes.
-    pub async fn expire_uploads(&self, before: i64) -> Result<Vec<String>> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE job_id IS NULL AND created_at < $1")
+    /// Uploads never completed and created before `before` (unix seconds).
+    pub async fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM uploads WHERE job_id IS NULL AND created_at < $1")
             .bind(before)
             .fetch_all(&self.pool)
-            .await?;
-        for id in &ids {
-            sqlx::query("DELETE FROM uploads WHERE id = $1 AND job_id IS NULL").bind(id).execute(&self.pool).await?;
-        }
-        Ok(ids)
+            .await?)
     }
 
-    /// Turns a complete upload into a job, once: the upload row records the job.
+    /// Forgets an upload if it is still incomplete; whether it did.
+    pub async fn forget_incomplete_upload(&self, id: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM uploads WHERE id = $1 AND job_id IS NULL").bind(id).execute(&self.pool).await?.rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Turns a complete upload into a job, once: the upload row records the job
+    /// (written first, so the transaction holds the write lock from its start and a
+    /// second caller finds the job already made).
     pub async fn complete_upload(&self, upload: &Upload, job: &NewJob) -> Result<String> {
         let mut tx = self.pool.begin().await?;
-        let existing: Option<Option<String>> =
-            sqlx::query_scalar("SELECT job_id FROM uploads WHERE id = $1").bind(&upload.id).fetch_optional(&mut *tx).await?;
-        if let Some(Some(job_id)) = existing {
-            return Ok(job_id);
+        let claimed = sqlx::query("UPDATE uploads SET job_id = $1 WHERE id = $2 AND job_id IS NULL")
+            .bind(&job.id)
+            .bind(&upload.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if claimed == 0 {
+            let existing: Option<Option<String>> =
+                sqlx::query_scalar("SELECT job_id FROM uploads WHERE id = $1").bind(&upload.id).fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            return existing.flatten().ok_or_else(|| StoreError::Config("the upload was cancelled".into()));
         }
         insert_job(&mut tx, job).await?;
-        sqlx::query("UPDATE uploads SET job_id = $1 WHERE id = $2").bind(&job.id).bind(&upload.id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(job.id.clone())
     }
@@ -270,6 +282,18 @@ impl Db {
         Ok((requeued, failed))
     }
 
+    /// Puts a running job back in the queue (its work could not be published for a
+    /// reason that may pass: a store unreachable).
+    pub async fn requeue(&self, id: &str, why: &str) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = 'queued', progress = 0, error = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
+            .bind(why)
+            .bind(unix_now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records a running job's progress (0..1).
     pub async fn set_progress(&self, id: &str, progress: f64) -> Result<()> {
         sqlx::query("UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
@@ -283,7 +307,7 @@ impl Db {
 
     /// Marks a job done.
     pub async fn job_done(&self, id: &str, study_uid: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, error = NULL, study_uid = $1, updated_at = $2 WHERE id = $3")
+        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, error = NULL, study_uid = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
             .bind(study_uid)
             .bind(unix_now())
             .bind(id)
@@ -294,7 +318,7 @@ impl Db {
 
     /// Marks a job failed, with the reason.
     pub async fn job_failed(&self, id: &str, error: &str) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3")
+        sqlx::query("UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
             .bind(error)
             .bind(unix_now())
             .bind(id)
@@ -334,8 +358,8 @@ impl Db {
         sqlx::query("DELETE FROM instances WHERE room = $1 AND sop_uid = $2").bind(room).bind(&i.sop_uid).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO instances (room, sop_uid, study_uid, series_uid, patient, study_date, study_description, modality, \
-             series_description, series_number, instance_number, object_key, info, dicom_json, job_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             series_description, series_number, instance_number, object_key, info, dicom_json, job_id, created_at, patient_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(room)
         .bind(&i.sop_uid)
@@ -353,6 +377,7 @@ impl Db {
         .bind(dicom_json)
         .bind(job_id)
         .bind(unix_now())
+        .bind(&i.patient_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -362,7 +387,7 @@ impl Db {
     /// A room's studies, newest first.
     pub async fn studies(&self, room: &str) -> Result<Vec<Study>> {
         let rows = sqlx::query(
-            "SELECT study_uid, MAX(patient) AS patient, MAX(study_date) AS study_date, MAX(study_description) AS description, \
+            "SELECT study_uid, MAX(patient) AS patient, MAX(patient_id) AS patient_id, MAX(study_date) AS study_date, MAX(study_description) AS description, \
              COUNT(DISTINCT series_uid) AS series_count, COUNT(*) AS instance_count, MIN(created_at) AS created_at \
              FROM instances WHERE room = $1 GROUP BY study_uid ORDER BY MIN(created_at) DESC, study_uid",
         )
@@ -385,6 +410,7 @@ impl Db {
                         .collect(),
                     study_uid,
                     patient: r.try_get("patient")?,
+                    patient_id: r.try_get("patient_id")?,
                     study_date: r.try_get("study_date")?,
                     description: r.try_get("description")?,
                     series_count: r.try_get("series_count")?,
@@ -558,6 +584,8 @@ pub struct Study {
     pub study_uid: String,
     /// The patient's pseudonym.
     pub patient: String,
+    /// The pseudonym's Patient ID.
+    pub patient_id: String,
     /// Study date (shifted when so configured), `YYYYMMDD` or empty.
     pub study_date: String,
     /// Study description (cleaned).
@@ -585,6 +613,9 @@ pub struct Instance {
     pub series_uid: String,
     /// The patient's pseudonym.
     pub patient: String,
+    /// The pseudonym's Patient ID.
+    #[serde(default)]
+    pub patient_id: String,
     /// Study date.
     pub study_date: String,
     /// Study description.
@@ -718,16 +749,28 @@ impl Objects {
         let mut w = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
         let mut f = tokio::fs::File::open(path).await?;
         let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).await?;
-            if n == 0 {
-                break;
+        let sent = async {
+            loop {
+                let n = f.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<(), StoreError>(());
+                }
+                w.wait_for_capacity(4).await?;
+                w.write(&buf[..n]);
             }
-            w.wait_for_capacity(4).await?;
-            w.write(&buf[..n]);
         }
-        w.finish().await?;
-        Ok(())
+        .await;
+        match sent {
+            Ok(()) => {
+                w.finish().await?;
+                Ok(())
+            }
+            Err(e) => {
+                // No half-uploaded parts are left behind in the bucket.
+                let _ = w.abort().await;
+                Err(e)
+            }
+        }
     }
 
     /// Stores bytes under `key`.

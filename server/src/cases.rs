@@ -152,6 +152,9 @@ fn upload_path(st: &AppState, id: &str) -> PathBuf {
 
 async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, UPLOAD);
+    if let Err(r) = tus_version(&req) {
+        return r;
+    }
     let Some(length) = header_str(&req, "Upload-Length").and_then(|v| v.trim().parse::<u64>().ok()) else {
         return json_error(StatusCode::BAD_REQUEST, "Upload-Length (the file's size in bytes) is required");
     };
@@ -179,110 +182,173 @@ async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         let _ = std::fs::remove_file(&path);
         return internal(e);
     }
-    tus(HttpResponse::Created()).insert_header((header::LOCATION, format!("/api/cases/uploads/{}", u.id))).finish()
+    let mut r = tus(HttpResponse::Created());
+    r.insert_header((header::LOCATION, format!("/api/cases/uploads/{}", u.id)));
+    if length == 0 {
+        // Nothing to send: complete at once (its job fails: not DICOM).
+        match complete(&st, &u).await {
+            Ok(job) => {
+                r.insert_header(("Casecast-Job", job));
+            }
+            Err(resp) => return resp,
+        }
+    }
+    r.finish()
 }
 
-/// The upload `id` in the caller's library, and how much of it has arrived.
+/// The upload `id` in the caller's library, and how much of it has arrived (all of
+/// it once it is a job: its staged part may be gone, processed).
 async fn find_upload(st: &AppState, claims: &Claims, id: &str) -> Result<(Upload, u64), HttpResponse> {
     let missing = || json_error(StatusCode::NOT_FOUND, "no such upload (it may have been completed or cancelled)");
     if !id.bytes().all(|c| c.is_ascii_hexdigit()) {
         return Err(missing());
     }
     let u = st.cases.db.upload(id).await.map_err(internal)?.filter(|u| u.room == claims.room).ok_or_else(missing)?;
+    if u.job_id.is_some() {
+        let length = u.length as u64;
+        return Ok((u, length));
+    }
     let offset = std::fs::metadata(upload_path(st, id)).map(|m| m.len()).unwrap_or(0);
     Ok((u, offset))
 }
 
+/// Makes the job of a complete upload (once; a second call finds it made).
+async fn complete(st: &AppState, upload: &Upload) -> Result<String, HttpResponse> {
+    let path = upload_path(st, &upload.id);
+    let job = NewJob {
+        id: random_id(),
+        room: upload.room.clone(),
+        source: "upload".into(),
+        kind: upload.kind.clone(),
+        bytes: upload.length,
+        staging: path.display().to_string(),
+        batch: upload.batch.clone(),
+    };
+    let id = st.cases.db.complete_upload(upload, &job).await.map_err(internal)?;
+    st.cases.pool.do_send(Wake);
+    Ok(id)
+}
+
+/// Refuses a client speaking another tus version (412); one that does not say is
+/// taken as speaking 1.0.0.
+#[allow(clippy::result_large_err)]
+fn tus_version(req: &HttpRequest) -> Result<(), HttpResponse> {
+    match header_str(req, "Tus-Resumable") {
+        Some(v) if v.trim() != TUS_VERSION => Err(tus(HttpResponse::PreconditionFailed())
+            .insert_header(("Tus-Version", TUS_VERSION))
+            .json(json!({ "error": format!("tus {v} is not supported; this server speaks {TUS_VERSION}") }))),
+        _ => Ok(()),
+    }
+}
+
 async fn tus_head(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, UPLOAD);
-    match find_upload(&st, &claims, &id).await {
-        Ok((u, offset)) => {
-            let mut r = tus(HttpResponse::Ok());
-            r.insert_header(("Upload-Offset", offset.to_string())).insert_header(("Upload-Length", u.length.to_string()));
-            if let Some(job) = u.job_id {
-                r.insert_header(("Casecast-Job", job));
-            }
-            r.finish()
+    if let Err(r) = tus_version(&req) {
+        return r;
+    }
+    let (mut u, offset) = match find_upload(&st, &claims, &id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    // All bytes arrived but the job was not made (the server stopped between the
+    // two): it is made now, as the client asks where it stands.
+    if u.job_id.is_none() && offset == u.length as u64 {
+        match complete(&st, &u).await {
+            Ok(job) => u.job_id = Some(job),
+            Err(r) => return r,
         }
-        Err(r) => r,
+    }
+    let mut r = tus(HttpResponse::Ok());
+    r.insert_header(("Upload-Offset", offset.to_string())).insert_header(("Upload-Length", u.length.to_string()));
+    if let Some(job) = u.job_id {
+        r.insert_header(("Casecast-Job", job));
+    }
+    r.finish()
+}
+
+/// Holds an upload's write lock until dropped.
+struct Writing<'a>(&'a Cases, String);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.writing.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
     }
 }
 
 async fn tus_patch(req: HttpRequest, id: web::Path<String>, mut body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
-    use tokio::io::AsyncWriteExt;
+    use std::io::{Seek, SeekFrom, Write};
     let claims = auth!(req, st, UPLOAD);
+    if let Err(r) = tus_version(&req) {
+        return r;
+    }
     if header_str(&req, "Content-Type") != Some("application/offset+octet-stream") {
         return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/offset+octet-stream");
     }
+    let Some(claimed) = header_str(&req, "Upload-Offset").and_then(|v| v.trim().parse::<u64>().ok()) else {
+        return json_error(StatusCode::BAD_REQUEST, "Upload-Offset is required");
+    };
+    if !id.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return json_error(StatusCode::NOT_FOUND, "no such upload");
+    }
+    // The lock first, then where the upload stands: two requests never both write.
+    if !st.cases.writing.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string()) {
+        return json_error(StatusCode::CONFLICT, "this upload is being written by another request");
+    }
+    let _writing = Writing(&st.cases, id.to_string());
     let (upload, offset) = match find_upload(&st, &claims, &id).await {
         Ok(u) => u,
         Err(r) => return r,
-    };
-    let Some(claimed) = header_str(&req, "Upload-Offset").and_then(|v| v.trim().parse::<u64>().ok()) else {
-        return json_error(StatusCode::BAD_REQUEST, "Upload-Offset is required");
     };
     if claimed != offset {
         return tus(HttpResponse::Conflict())
             .insert_header(("Upload-Offset", offset.to_string()))
             .json(json!({ "error": format!("Upload-Offset is {claimed}, the server has {offset}: resume from {offset}") }));
     }
-    if !st.cases.writing.lock().unwrap_or_else(|e| e.into_inner()).insert(upload.id.clone()) {
-        return json_error(StatusCode::CONFLICT, "this upload is being written by another request");
+    let length = upload.length as u64;
+    if let Some(job) = upload.job_id.clone() {
+        // Complete already (an answer lost on the way): nothing more to take.
+        return tus(HttpResponse::NoContent()).insert_header(("Upload-Offset", length.to_string())).insert_header(("Casecast-Job", job)).finish();
     }
-    struct Release<'a>(&'a Cases, String);
-    impl Drop for Release<'_> {
-        fn drop(&mut self) {
-            self.0.writing.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
-        }
-    }
-    let _release = Release(&st.cases, upload.id.clone());
+    // Each write goes to its own offset (not appended), so a write that lands after
+    // its request was dropped puts the client's bytes where they belong.
     let path = upload_path(&st, &upload.id);
-    let mut file = match tokio::fs::OpenOptions::new().append(true).open(&path).await {
+    let mut file = match std::fs::OpenOptions::new().write(true).open(&path) {
         Ok(f) => f,
         Err(e) => return internal(format!("cannot open the staged upload: {e}")),
     };
-    let length = upload.length as u64;
     let mut at = offset;
     // What arrived is kept even when the connection drops: the client resumes there.
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                let _ = file.sync_data().await;
+                let _ = file.sync_data();
                 tracing::info!(upload = %upload.id, at, error = %e, "upload interrupted; it can resume");
                 return json_error(StatusCode::BAD_REQUEST, &format!("the body was cut short: {e}"));
             }
         };
         if at + chunk.len() as u64 > length {
-            let _ = file.sync_data().await;
+            let _ = file.sync_data();
             return json_error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body goes past Upload-Length ({length})"));
         }
-        if let Err(e) = file.write_all(&chunk).await {
+        // Chunks are at most a few hundred KB: written in place, without a thread hop.
+        if let Err(e) = file.seek(SeekFrom::Start(at)).and_then(|_| file.write_all(&chunk)) {
             return internal(format!("cannot write the upload: {e}"));
         }
         at += chunk.len() as u64;
     }
-    if let Err(e) = file.sync_data().await {
+    if let Err(e) = file.sync_data() {
         return internal(format!("cannot write the upload: {e}"));
     }
+    drop(file);
     let mut r = tus(HttpResponse::NoContent());
     r.insert_header(("Upload-Offset", at.to_string()));
     if at == length {
-        let job = NewJob {
-            id: random_id(),
-            room: upload.room.clone(),
-            source: "upload".into(),
-            kind: upload.kind.clone(),
-            bytes: at as i64,
-            staging: path.display().to_string(),
-            batch: upload.batch.clone(),
-        };
-        match st.cases.db.complete_upload(&upload, &job).await {
+        match complete(&st, &upload).await {
             Ok(job_id) => {
-                st.cases.pool.do_send(Wake);
                 r.insert_header(("Casecast-Job", job_id));
             }
-            Err(e) => return internal(e),
+            Err(resp) => return resp,
         }
     }
     r.finish()
@@ -290,18 +356,22 @@ async fn tus_patch(req: HttpRequest, id: web::Path<String>, mut body: web::Paylo
 
 async fn tus_delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, UPLOAD);
+    if !st.cases.writing.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string()) {
+        return json_error(StatusCode::CONFLICT, "this upload is being written; cancel that request first");
+    }
+    let _writing = Writing(&st.cases, id.to_string());
     let (upload, _) = match find_upload(&st, &claims, &id).await {
         Ok(u) => u,
         Err(r) => return r,
     };
-    if upload.job_id.is_some() {
-        return json_error(StatusCode::CONFLICT, "this upload is complete and is being processed");
+    match st.cases.db.forget_incomplete_upload(&upload.id).await {
+        Ok(true) => {
+            let _ = std::fs::remove_file(upload_path(&st, &upload.id));
+            tus(HttpResponse::NoContent()).finish()
+        }
+        Ok(false) => json_error(StatusCode::CONFLICT, "this upload is complete and is being processed"),
+        Err(e) => internal(e),
     }
-    let _ = std::fs::remove_file(upload_path(&st, &upload.id));
-    if let Err(e) = st.cases.db.delete_upload(&upload.id).await {
-        return internal(e);
-    }
-    tus(HttpResponse::NoContent()).finish()
 }
 
 // The viewer's JSON.
@@ -333,22 +403,19 @@ async fn study(req: HttpRequest, uid: web::Path<String>, st: web::Data<AppState>
         (Err(e), _) | (_, Err(e)) => return internal(e),
     };
     let Some(study) = studies.into_iter().find(|s| s.study_uid == *uid) else { return no_study() };
-    let mut series: Vec<Value> = Vec::new();
-    for i in &instances {
-        let i = &i.info;
-        if series.last().is_none_or(|s| s["series_uid"] != i.series_uid) {
-            series.push(json!({
+    let series: Vec<Value> = by_series(&instances)
+        .iter()
+        .map(|g| {
+            let i = g[0];
+            json!({
                 "series_uid": i.series_uid,
                 "modality": i.modality,
                 "description": i.series_description,
                 "number": i.series_number,
-                "instances": [],
-            }));
-        }
-        if let Some(list) = series.last_mut().and_then(|s| s["instances"].as_array_mut()) {
-            list.push(serde_json::to_value(i).unwrap_or(Value::Null));
-        }
-    }
+                "instances": g.iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     let mut body = serde_json::to_value(&study).unwrap_or(Value::Null);
     body["series"] = Value::Array(series);
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
@@ -383,8 +450,9 @@ fn dicom_json(body: Value) -> HttpResponse {
     HttpResponse::Ok().content_type("application/dicom+json").insert_header((header::CACHE_CONTROL, "no-store")).body(body.to_string())
 }
 
-/// QIDO-RS matching on the few keys clients use (UIDs, ModalitiesInStudy, dates),
-/// with `limit` and `offset`.
+/// QIDO-RS matching (PS3.18 8.3.4) on the keys clients use: single values, lists of
+/// UIDs, `*`/`?` wildcards, date ranges (`20240101-20241231`), and for names a
+/// case-insensitive prefix; `limit` and `offset`. Unknown keys are ignored.
 fn qido_filter(req: &HttpRequest, items: Vec<Value>) -> Vec<Value> {
     let q = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     let key = |k: &str| -> Option<&'static str> {
@@ -395,7 +463,10 @@ fn qido_filter(req: &HttpRequest, items: Vec<Value>) -> Vec<Value> {
             "Modality" | "00080060" => "00080060",
             "ModalitiesInStudy" | "00080061" => "00080061",
             "PatientName" | "00100010" => "00100010",
+            "PatientID" | "00100020" => "00100020",
+            "AccessionNumber" | "00080050" => "00080050",
             "StudyDate" | "00080020" => "00080020",
+            "StudyDescription" | "00081030" => "00081030",
             _ => return None,
         })
     };
@@ -404,13 +475,20 @@ fn qido_filter(req: &HttpRequest, items: Vec<Value>) -> Vec<Value> {
         .filter(|item| {
             q.iter().all(|(k, want)| {
                 let Some(tag) = key(k) else { return true };
-                let values = item[tag]["Value"].as_array().cloned().unwrap_or_default();
-                let texts: Vec<String> = values
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_string).or_else(|| v["Alphabetic"].as_str().map(str::to_string)).unwrap_or_else(|| v.to_string()))
-                    .collect();
-                let want = want.trim_end_matches('*');
-                texts.iter().any(|t| if tag == "00100010" { t.to_lowercase().starts_with(&want.to_lowercase()) } else { want.split(',').any(|w| w == t || (tag == "00080020" && t.starts_with(w))) })
+                let want = want.trim();
+                if want.is_empty() || want == "*" {
+                    return true;
+                }
+                let texts: Vec<String> = item[tag]["Value"]
+                    .as_array()
+                    .map(|values| {
+                        values
+                            .iter()
+                            .map(|v| v.as_str().map(str::to_string).or_else(|| v["Alphabetic"].as_str().map(str::to_string)).unwrap_or_else(|| v.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                texts.iter().any(|t| qido_match(tag, want, t))
             })
         })
         .collect();
@@ -421,6 +499,48 @@ fn qido_filter(req: &HttpRequest, items: Vec<Value>) -> Vec<Value> {
         out.truncate(limit);
     }
     out
+}
+
+/// One QIDO-RS value match.
+fn qido_match(tag: &str, want: &str, value: &str) -> bool {
+    if tag == "00080020" && want.contains('-') {
+        let (from, to) = want.split_once('-').unwrap_or((want, ""));
+        return !value.is_empty() && (from.is_empty() || value >= from) && (to.is_empty() || value <= to);
+    }
+    let text_like = matches!(tag, "00100010" | "00081030");
+    let (want, value) = if text_like { (want.to_lowercase(), value.to_lowercase()) } else { (want.to_string(), value.to_string()) };
+    if want.contains(['*', '?']) {
+        return wildcard(want.as_bytes(), value.as_bytes());
+    }
+    if text_like {
+        return value.starts_with(&want);
+    }
+    want.split(['\\', ',']).any(|w| w == value)
+}
+
+/// `*` any run, `?` any one character.
+fn wildcard(p: &[u8], v: &[u8]) -> bool {
+    match (p.first(), v.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => wildcard(&p[1..], v) || (!v.is_empty() && wildcard(p, &v[1..])),
+        (Some(b'?'), Some(_)) => wildcard(&p[1..], &v[1..]),
+        (Some(a), Some(b)) if a == b => wildcard(&p[1..], &v[1..]),
+        _ => false,
+    }
+}
+
+/// Instances grouped by series, in the order the series first appear.
+fn by_series(list: &[StoredInstance]) -> Vec<Vec<&casecast_ingest::store::Instance>> {
+    let mut groups: Vec<Vec<&casecast_ingest::store::Instance>> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for i in list {
+        let at = *index.entry(i.info.series_uid.clone()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[at].push(&i.info);
+    }
+    groups
 }
 
 async fn qido_studies(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
@@ -442,14 +562,7 @@ async fn qido_series(req: HttpRequest, study: web::Path<String>, st: web::Data<A
         Ok(l) => l,
         Err(r) => return r,
     };
-    let mut groups: Vec<Vec<&casecast_ingest::store::Instance>> = Vec::new();
-    for i in &list {
-        match groups.last_mut() {
-            Some(g) if g[0].series_uid == i.info.series_uid => g.push(&i.info),
-            _ => groups.push(vec![&i.info]),
-        }
-    }
-    dicom_json(Value::Array(qido_filter(&req, groups.iter().map(|g| dicomweb::series_json(g)).collect())))
+    dicom_json(Value::Array(qido_filter(&req, by_series(&list).iter().map(|g| dicomweb::series_json(g)).collect())))
 }
 
 async fn qido_instances(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
@@ -539,12 +652,18 @@ async fn wado_instance(req: HttpRequest, p: web::Path<(String, String, String)>,
     }
 }
 
-/// Frame numbers: `1`, or `1,2,3`.
+/// Frame numbers: `1`, or `1,2,3` (each once, in the order asked).
+#[allow(clippy::result_large_err)]
 fn frame_numbers(s: &str, frames: i64) -> Result<Vec<i64>, HttpResponse> {
     let list: Option<Vec<i64>> = s.split(',').map(|n| n.trim().parse::<i64>().ok().filter(|n| (1..=frames).contains(n))).collect();
-    list.filter(|l| !l.is_empty() && l.len() <= 1000)
-        .ok_or_else(|| json_error(StatusCode::NOT_FOUND, &format!("frames are numbered 1 to {frames}")))
+    let mut list = list.filter(|l| !l.is_empty()).ok_or_else(|| json_error(StatusCode::NOT_FOUND, &format!("frames are numbered 1 to {frames}")))?;
+    let mut seen = HashSet::new();
+    list.retain(|n| seen.insert(*n));
+    Ok(list)
 }
+
+/// The most pixel bytes one frames request returns.
+const MAX_FRAMES_BYTES: u64 = 256 << 20;
 
 async fn frames(req: HttpRequest, p: web::Path<(String, String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
@@ -564,6 +683,12 @@ async fn frames(req: HttpRequest, p: web::Path<(String, String, String, String)>
         );
     };
     let size = i.info.frame_bytes as u64;
+    if size * numbers.len() as u64 > MAX_FRAMES_BYTES {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("{} frames of {} KB are more than one request returns ({} MB); ask for fewer", numbers.len(), size >> 10, MAX_FRAMES_BYTES >> 20),
+        );
+    }
     let mut bodies = Vec::new();
     for n in &numbers {
         let start = offset as u64 + (*n as u64 - 1) * size;
@@ -631,31 +756,33 @@ async fn stow(req: HttpRequest, mut body: web::Payload, st: web::Data<AppState>)
         return internal(e);
     }
     let mut splitter = dicomweb::MultipartSplitter::new(&boundary);
-    let mut staged: Vec<PathBuf> = Vec::new();
+    /// Staged parts not yet jobs are removed however the request ends (an error, a
+    /// dropped connection): nothing of an original stays behind.
+    struct Staged(Vec<PathBuf>);
+    impl Drop for Staged {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    let mut staged = Staged(Vec::new());
     let mut current: Option<tokio::io::BufWriter<tokio::fs::File>> = None;
     let mut total = 0u64;
-    let cleanup = |staged: &[PathBuf]| {
-        for p in staged {
-            let _ = std::fs::remove_file(p);
-        }
-    };
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                cleanup(&staged);
                 return json_error(StatusCode::BAD_REQUEST, &format!("the body was cut short: {e}"));
             }
         };
         total += chunk.len() as u64;
         if total > st.cases.max_upload {
-            cleanup(&staged);
             return json_error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the request exceeds {} bytes (cases.max_upload_bytes)", st.cases.max_upload));
         }
         let events = match splitter.feed(&chunk) {
             Ok(e) => e,
             Err(e) => {
-                cleanup(&staged);
                 return json_error(StatusCode::BAD_REQUEST, &e);
             }
         };
@@ -663,13 +790,12 @@ async fn stow(req: HttpRequest, mut body: web::Payload, st: web::Data<AppState>)
             let r = match e {
                 dicomweb::PartEvent::Begin(ct) => {
                     if !ct.is_empty() && !ct.to_ascii_lowercase().starts_with("application/dicom") {
-                        cleanup(&staged);
                         return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &format!("a part is {ct}; only application/dicom parts are taken"));
                     }
                     let path = dir.join(format!("{}.dcm", random_id()));
                     match tokio::fs::File::create(&path).await {
                         Ok(f) => {
-                            staged.push(path);
+                            staged.0.push(path);
                             current = Some(tokio::io::BufWriter::new(f));
                             Ok(())
                         }
@@ -686,37 +812,75 @@ async fn stow(req: HttpRequest, mut body: web::Payload, st: web::Data<AppState>)
                 },
             };
             if let Err(e) = r {
-                cleanup(&staged);
                 return internal(format!("cannot stage a part: {e}"));
             }
         }
     }
-    if !splitter.finished() || staged.is_empty() {
-        cleanup(&staged);
+    drop(current);
+    if !splitter.finished() || staged.0.is_empty() {
         return json_error(StatusCode::BAD_REQUEST, "the multipart body holds no complete part (no closing boundary)");
     }
     let mut jobs = Vec::new();
-    for p in &staged {
-        match st.cases.enqueue(&claims.room, "stow", "dicom", p, None).await {
-            Ok(id) => jobs.push(id),
+    while let Some(p) = staged.0.first().cloned() {
+        match st.cases.enqueue(&claims.room, "stow", "dicom", &p, None).await {
+            Ok(id) => {
+                jobs.push(id);
+                staged.0.remove(0);
+            }
             Err(e) => return internal(e),
         }
     }
     HttpResponse::Accepted().json(json!({ "jobs": jobs }))
 }
 
+/// DICOMweb clients (OHIF) are often served from another origin: every answer says
+/// any origin may read it (tokens travel in headers, not cookies), and preflights
+/// are answered.
+fn cors() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add(("Access-Control-Allow-Origin", "*"))
+        .add(("Access-Control-Expose-Headers", "Content-Type, Content-Length, Location, Upload-Offset, Upload-Length, Tus-Resumable, Casecast-Job"))
+}
+
+async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header(("Access-Control-Allow-Methods", "GET, POST, HEAD, PATCH, DELETE, OPTIONS"))
+        .insert_header(("Access-Control-Allow-Headers", "Authorization, Accept, Content-Type, Upload-Length, Upload-Offset, Upload-Metadata, Tus-Resumable"))
+        .insert_header(("Access-Control-Max-Age", "86400"))
+        .finish()
+}
+
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use actix_web::http::Method;
+    let tus_headers = || actix_web::middleware::DefaultHeaders::new().add(("Tus-Resumable", TUS_VERSION));
     let tus_base = web::resource("/api/cases/uploads")
+        .wrap(tus_headers())
         .route(web::post().to(tus_create))
         .route(web::method(Method::OPTIONS).to(tus_options));
     let tus_one = web::resource("/api/cases/uploads/{id}")
+        .wrap(tus_headers())
         .route(web::head().to(tus_head))
         .route(web::patch().to(tus_patch))
         .route(web::delete().to(tus_delete))
         .route(web::method(Method::OPTIONS).to(tus_options));
-    let base = "/dicomweb/studies";
+    let s = "/studies";
+    let dicomweb = web::scope("/dicomweb")
+        .wrap(cors())
+        .route("/{any:.*}", web::method(Method::OPTIONS).to(preflight))
+        .route(s, web::get().to(qido_studies))
+        .route(s, web::post().to(stow))
+        .route(&format!("{s}/{{study}}"), web::get().to(wado_study))
+        .route(&format!("{s}/{{study}}"), web::post().to(stow))
+        .route(&format!("{s}/{{study}}/metadata"), web::get().to(metadata_study))
+        .route(&format!("{s}/{{study}}/series"), web::get().to(qido_series))
+        .route(&format!("{s}/{{study}}/series/{{series}}"), web::get().to(wado_series))
+        .route(&format!("{s}/{{study}}/series/{{series}}/metadata"), web::get().to(metadata_series))
+        .route(&format!("{s}/{{study}}/series/{{series}}/instances"), web::get().to(qido_instances))
+        .route(&format!("{s}/{{study}}/series/{{series}}/instances/{{sop}}"), web::get().to(wado_instance))
+        .route(&format!("{s}/{{study}}/series/{{series}}/instances/{{sop}}/metadata"), web::get().to(metadata_instance))
+        .route(&format!("{s}/{{study}}/series/{{series}}/instances/{{sop}}/frames/{{frames}}"), web::get().to(frames))
+        .route(&format!("{s}/{{study}}/series/{{series}}/instances/{{sop}}/frames/{{frames}}/rendered"), web::get().to(rendered));
     cfg.route("/cases", web::get().to(page))
         .service(tus_base)
         .service(tus_one)
@@ -724,23 +888,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/cases/studies", web::get().to(studies))
         .route("/api/cases/studies/{study}", web::get().to(study))
         .route("/api/cases/studies/{study}/series/{series}/instances/{sop}/tags", web::get().to(tags))
-        .route(base, web::get().to(qido_studies))
-        .route(base, web::post().to(stow))
-        .route(&format!("{base}/{{study}}"), web::get().to(wado_study))
-        .route(&format!("{base}/{{study}}"), web::post().to(stow))
-        .route(&format!("{base}/{{study}}/metadata"), web::get().to(metadata_study))
-        .route(&format!("{base}/{{study}}/series"), web::get().to(qido_series))
-        .route(&format!("{base}/{{study}}/series/{{series}}"), web::get().to(wado_series))
-        .route(&format!("{base}/{{study}}/series/{{series}}/metadata"), web::get().to(metadata_series))
-        .route(&format!("{base}/{{study}}/series/{{series}}/instances"), web::get().to(qido_instances))
-        .route(&format!("{base}/{{study}}/series/{{series}}/instances/{{sop}}"), web::get().to(wado_instance))
-        .route(&format!("{base}/{{study}}/series/{{series}}/instances/{{sop}}/metadata"), web::get().to(metadata_instance))
-        .route(&format!("{base}/{{study}}/series/{{series}}/instances/{{sop}}/frames/{{frames}}"), web::get().to(frames))
-        .route(&format!("{base}/{{study}}/series/{{series}}/instances/{{sop}}/frames/{{frames}}/rendered"), web::get().to(rendered));
+        .service(dicomweb);
 }
 
 /// Opens the stores and starts the ingest pool, as configured.
-pub async fn open(config: &crate::config::Config, metrics: Option<casecast_actors::metrics::IngestMetrics>) -> anyhow::Result<Cases> {
+pub async fn open(config: &crate::config::Config, metrics: Option<casecast_actors::metrics::IngestMetrics>, recover: bool) -> anyhow::Result<Cases> {
     use anyhow::Context;
     let url = config.cases_database();
     let db = Db::connect(&url).await.with_context(|| format!("cannot open the cases database {url}"))?;
@@ -749,7 +901,7 @@ pub async fn open(config: &crate::config::Config, metrics: Option<casecast_actor
     let staging = config.cases_staging();
     std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     let pool = actix::Supervisor::start({
-        let (db, objects, cfg) = (db.clone(), objects.clone(), config.ingest_config()?);
+        let (db, objects, cfg) = (db.clone(), objects.clone(), casecast_actors::ingest::IngestConfig { recover, ..config.ingest_config()? });
         move |_| IngestPool::new(db, objects, cfg, metrics)
     });
     Ok(Cases { db, objects, pool, staging, max_upload: config.cases.max_upload_bytes, writing: Mutex::new(HashSet::new()) })

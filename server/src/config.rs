@@ -70,7 +70,8 @@ pub struct CasesConfig {
     pub clean_descriptors: bool,
     /// Header bands blacked out by modality, as `US=0.1` (top tenth of the frame).
     pub masks: Vec<String>,
-    /// DICOM C-STORE receiver address; empty = off.
+    /// DICOM C-STORE receiver address, e.g. `0.0.0.0:11112`; empty (the default) = off:
+    /// DICOM has no tokens, so the receiver is opened on purpose, with its AE titles.
     pub cstore_listen: String,
     /// The receiver's AE title.
     pub cstore_ae_title: String,
@@ -95,7 +96,7 @@ impl Default for CasesConfig {
             retain_device_identity: false,
             clean_descriptors: true,
             masks: Vec::new(),
-            cstore_listen: "0.0.0.0:11112".into(),
+            cstore_listen: String::new(),
             cstore_ae_title: "CASECAST".into(),
             cstore_allowed: Vec::new(),
             cstore_room: "demo".into(),
@@ -151,6 +152,7 @@ impl Config {
             deid: self.deid_options()?,
             zip: casecast_ingest::cases::ZipLimits { max_total: self.cases.max_upload_bytes.saturating_mul(4), ..Default::default() },
             max_attempts: 3,
+            recover: true,
         })
     }
 }

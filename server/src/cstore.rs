@@ -725,7 +725,6 @@ impl Session<'_> {
                 drop(pending.file.take());
                 warn!(
                     calling_ae = %self.calling_ae,
-                    sop_instance = %pending.sop_instance,
                     status = %format!("{status:#06x}"),
                     %comment,
                     "DICOM: request refused"
@@ -775,7 +774,6 @@ impl Session<'_> {
                 info!(
                     calling_ae = %self.calling_ae,
                     sop_class = %pending.sop_class,
-                    sop_instance = %pending.sop_instance,
                     bytes,
                     path = %final_path.display(),
                     "DICOM: object stored"
@@ -788,9 +786,9 @@ impl Session<'_> {
                 {
                     warn!(path = %final_path.display(), error = %e, "DICOM: cannot remove refused file");
                 }
+                // The sender's UIDs identify the patient's study: not logged.
                 warn!(
                     calling_ae = %self.calling_ae,
-                    sop_instance = %pending.sop_instance,
                     %reason,
                     "DICOM: object refused"
                 );

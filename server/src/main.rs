@@ -484,7 +484,7 @@ fn import(config: Config, room: String, paths: Vec<std::path::PathBuf>) -> anyho
         anyhow::bail!("no files found in {paths:?}");
     }
     actix_web::rt::System::new().block_on(async move {
-        let cases = cases::open(&config, None).await?;
+        let cases = cases::open(&config, None, false).await?;
         let batch = cases::random_id();
         let jobs: Vec<NewJob> = files
             .iter()
@@ -559,7 +559,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             metrics,
         )
         .with_context(|| format!("cannot bind the UDP media socket on {}", config.udp_bind))?;
-        let cases = cases::open(&config, Some(sfu.metrics().ingest.clone())).await?;
+        let cases = cases::open(&config, Some(sfu.metrics().ingest.clone()), true).await?;
         let state = actix_web::web::Data::new(AppState {
             sfu: sfu.clone(),
             key: TokenKey::new(&secret),

@@ -1079,12 +1079,16 @@ fn deid_removes_every_trace_of_the_patient_and_keeps_the_study_linked() -> Resul
         .output()?;
     let log = String::from_utf8_lossy(&run.stderr).to_string();
     assert!(!run.status.success(), "one input was not DICOM: {log}");
-    assert!(log.contains("notes.txt: FAILED: not readable as DICOM") && log.contains("6 de-identified, 5 failed"), "{log}");
+    assert!(log.contains("notes.txt: FAILED: not readable as DICOM") && log.contains("6 de-identified, 6 failed"), "{log}");
     for broken in ["truncated.dcm: FAILED: not readable as DICOM", "huge.dcm: FAILED: not readable as DICOM"] {
         assert!(log.contains(broken), "{broken}: {log}");
     }
     // The JPEG one is decoded, read and cleaned; what cannot be decoded is kept back.
-    for q in ["DOE_JOHN_3.dcm: FAILED: quarantined: Burned In Annotation is YES", "DOE_JOHN_4.dcm: FAILED: quarantined"] {
+    for q in [
+        "DOE_JOHN_3.dcm: FAILED: quarantined: Burned In Annotation is YES",
+        "DOE_JOHN_4.dcm: FAILED: quarantined",
+        "DOE_JOHN_8.dcm: FAILED: quarantined: the picture may carry burned-in text",
+    ] {
         assert!(log.contains(q), "{q}: {log}");
     }
 
@@ -1325,7 +1329,13 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
         assert_eq!((s, header(&hs, "upload-offset")), (200, Some("1000")));
         let (s, hs, _) = patch(1000, &first[1000..])?;
         assert_eq!(s, 204);
-        header(&hs, "casecast-job").unwrap().to_string()
+        let job = header(&hs, "casecast-job").unwrap().to_string();
+        // The answer lost, the client asks again: complete, the same job.
+        let (s, hs, _) = http_request("HEAD", &url, &[("Authorization", &auth), ("Tus-Resumable", "1.0.0")], None)?;
+        assert_eq!((s, header(&hs, "upload-offset"), header(&hs, "casecast-job")), (200, Some(first.len().to_string().as_str()), Some(job.as_str())));
+        let (s, _, _) = http_request("HEAD", &url, &[("Authorization", &auth), ("Tus-Resumable", "0.2.2")], None)?;
+        assert_eq!(s, 412, "another tus version is refused");
+        job
     };
     // The rest of the study as a ZIP (JPEG, JPEG 2000, RLE and JPEG-LS pictures to
     // decode and clean; DOE_JOHN_3/4 cannot be checked: quarantined).
@@ -1441,6 +1451,16 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     assert!(String::from_utf8_lossy(&dump.stdout).contains(sop), "dcmtk reads the WADO-RS instance: {}", String::from_utf8_lossy(&dump.stderr));
     let (_, tags) = get_json(&format!("{}/api/cases/studies/{study}/series/{series_uid}/instances/{sop}/tags", server.url), &doctor)?;
     assert!(tags.as_array().unwrap().iter().any(|t| t["keyword"] == "PatientName" && t["value"].as_str().unwrap().starts_with("ANON^")), "{tags}");
+    // QIDO-RS matching as clients send it; CORS for viewers on another origin.
+    let pid = detail["series"][0]["instances"][0]["patient_id"].as_str().unwrap_or_default().to_string();
+    for (query, n) in [("PatientName=anon*", 1), ("PatientName=SMITH*", 0), ("ModalitiesInStudy=*", 1), (&format!("PatientID={pid}") as &str, 1), ("PatientID=PID4711X", 0), ("StudyDate=19000101-20991231", 0), ("limit=0", 0)] {
+        let (s, v) = get_json(&format!("{dw}?{query}"), &doctor)?;
+        assert_eq!((s, v.as_array().map(Vec::len)), (200, Some(n)), "{query}: {v}");
+    }
+    let (s, hs, _) = http_request("OPTIONS", &format!("{dw}/{study}/series"), &[("Origin", "http://ohif.example"), ("Access-Control-Request-Headers", "authorization")], None)?;
+    assert!(s == 204 && header(&hs, "access-control-allow-headers").is_some_and(|h| h.contains("Authorization")), "{s} {hs:?}");
+    let (_, hs, _) = http_request("GET", &format!("{dw}/{study}/series"), &[("Authorization", &auth)], None)?;
+    assert_eq!(header(&hs, "access-control-allow-origin"), Some("*"));
     assert_no_phi("the JSON API", format!("{studies}{detail}{meta}{qido}{series}{instances}{tags}{jobs:?}").as_bytes());
 
     // Every byte the server keeps or logs: objects, database (with its WAL), staging.

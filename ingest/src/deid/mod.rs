@@ -63,6 +63,9 @@ impl Rule {
     }
 }
 
+/// casecast's Implementation Class UID (a `2.25.` UUID-derived UID).
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.200425316939165012925617125069917395905";
+
 /// Free-text descriptors the Clean Descriptors option keeps when they identify
 /// nobody (their basic action would remove them).
 pub const DESCRIPTORS: &[Tag] = &[
@@ -279,9 +282,20 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
     clean(obj, &ctx, &mut report, true);
     record_method(obj, opts);
     let sop = obj.element(tags::SOP_INSTANCE_UID).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches('\0').to_string());
-    if let Some(sop) = sop {
-        file.update_meta(|m| m.media_storage_sop_instance_uid = sop);
-    }
+    // The file meta group is rebuilt: the sender's AE titles and private information
+    // identify where the object came from.
+    file.update_meta(|m| {
+        if let Some(sop) = sop {
+            m.media_storage_sop_instance_uid = sop;
+        }
+        m.source_application_entity_title = None;
+        m.sending_application_entity_title = None;
+        m.receiving_application_entity_title = None;
+        m.private_information_creator_uid = None;
+        m.private_information = None;
+        m.implementation_class_uid = IMPLEMENTATION_CLASS_UID.to_string();
+        m.implementation_version_name = Some("CASECAST".to_string());
+    });
     Ok(report)
 }
 
@@ -367,8 +381,11 @@ fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) 
         (Ok(l), Some(px)) => (l, px),
         (layout, _) => {
             let why = report.pixels_unchecked.clone().or(layout.err()).unwrap_or_else(|| "compressed pixel data".into());
-            if flagged && ctx.opts.clean_pixels {
-                return Err(DeidError::Quarantined(format!("Burned In Annotation is YES and the pixels cannot be checked: {why}")));
+            // Pictures that need reading (all but those that say Burned In Annotation
+            // NO on cross-sectional modalities) and cannot be read are not published.
+            if ctx.opts.clean_pixels {
+                let said = if flagged { "Burned In Annotation is YES" } else { "the picture may carry burned-in text (Burned In Annotation is not NO)" };
+                return Err(DeidError::Quarantined(format!("{said} and the pixels cannot be checked: {why}")));
             }
             report.pixels_unchecked = Some(why);
             return Ok(());
