@@ -15,14 +15,15 @@ if [ "$mode" = test ]; then
   pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dcmtk postgresql)
 fi
 
-# Test peers from PyPI, in a virtual environment of the project's own:
-# moto's stand-in AWS endpoint (S3 for the cases' object store).
+# Test peers from PyPI, in a virtual environment of the project's own: moto's
+# stand-in AWS endpoint (S3 for the cases' object store) and dicomweb-client (an
+# independent DICOMweb client for QIDO-RS and WADO-RS).
 python_peers() {
   local venv=target/test-venv
-  if [ ! -x "$venv/bin/moto_server" ]; then
-    echo "installing moto[server] into $venv"
+  if ! "$venv/bin/python" -c 'import moto, dicomweb_client' 2>/dev/null; then
+    echo "installing moto[server] and dicomweb-client into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'moto[server]==5.2.5'
+    "$venv/bin/pip" install -q 'moto[server]==5.2.5' 'dicomweb-client==0.59.3'
   fi
 }
 

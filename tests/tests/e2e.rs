@@ -1451,6 +1451,31 @@ fn cases_upload_ingest_and_dicomweb() -> Result<()> {
     assert!(String::from_utf8_lossy(&dump.stdout).contains(sop), "dcmtk reads the WADO-RS instance: {}", String::from_utf8_lossy(&dump.stderr));
     let (_, tags) = get_json(&format!("{}/api/cases/studies/{study}/series/{series_uid}/instances/{sop}/tags", server.url), &doctor)?;
     assert!(tags.as_array().unwrap().iter().any(|t| t["keyword"] == "PatientName" && t["value"].as_str().unwrap().starts_with("ANON^")), "{tags}");
+    // An independent DICOMweb client (dicomweb-client from PyPI) searches and
+    // retrieves: studies, series, instances, metadata, a whole instance, a frame.
+    let client = std::process::Command::new(target_dir().join("test-venv/bin/python"))
+        .args(["-c", "import sys, json
+from dicomweb_client.api import DICOMwebClient
+c = DICOMwebClient(url=sys.argv[1], headers={'Authorization': 'Bearer ' + sys.argv[2]})
+studies = c.search_for_studies()
+st = studies[0]['0020000D']['Value'][0]
+series = c.search_for_series(st)
+se = [s for s in series if s['00201209']['Value'][0] > 1][0]['0020000E']['Value'][0]
+inst = c.search_for_instances(st, se)
+sop = [i for i in inst if i['00280010']['Value'][0] == 160][0]['00080018']['Value'][0]
+meta = c.retrieve_series_metadata(st, se)
+ds = c.retrieve_instance(st, se, sop)
+frames = c.retrieve_instance_frames(st, se, sop, frame_numbers=[1])
+print(json.dumps({'studies': len(studies), 'series': len(series), 'instances': len(inst), 'meta': len(meta),
+  'name': str(ds.PatientName), 'sop': str(ds.SOPInstanceUID), 'frame': len(frames[0]), 'pixels': len(ds.PixelData)}))"])
+        .arg(format!("{}/dicomweb", server.url))
+        .arg(&doctor)
+        .output()?;
+    assert!(client.status.success(), "dicomweb-client: {}", String::from_utf8_lossy(&client.stderr));
+    let c: Value = serde_json::from_slice(&client.stdout)?;
+    assert_eq!((c["studies"].as_u64(), c["series"].as_u64(), c["instances"].as_u64(), c["meta"].as_u64()), (Some(1), Some(2), Some(6), Some(6)), "{c}");
+    assert!(c["name"].as_str().unwrap().starts_with("ANON^") && c["frame"] == c["pixels"] && c["frame"].as_u64() >= Some(320 * 160), "{c}");
+
     // QIDO-RS matching as clients send it; CORS for viewers on another origin.
     let pid = detail["series"][0]["instances"][0]["patient_id"].as_str().unwrap_or_default().to_string();
     for (query, n) in [("PatientName=anon*", 1), ("PatientName=SMITH*", 0), ("ModalitiesInStudy=*", 1), (&format!("PatientID={pid}") as &str, 1), ("PatientID=PID4711X", 0), ("StudyDate=19000101-20991231", 0), ("limit=0", 0)] {
