@@ -87,13 +87,24 @@ impl Db {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-        )
+        self.apply_migrations("schema_migrations", MIGRATIONS).await
+    }
+
+    /// The connection pool, for another part of the server keeping its own tables in
+    /// the same database (the events); it brings them up with [`Db::apply_migrations`].
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies `migrations` (version, description, SQL) not yet recorded in `table`.
+    pub async fn apply_migrations(&self, table: &'static str, migrations: &[(i64, &str, &str)]) -> Result<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+        )))
         .execute(&self.pool)
         .await?;
-        for &(version, description, sql) in MIGRATIONS {
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+        for &(version, description, sql) in migrations {
+            let done: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT version FROM {table} WHERE version = $1")))
                 .bind(version)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -101,15 +112,15 @@ impl Db {
                 continue;
             }
             let mut tx = self.pool.begin().await?;
-            sqlx::raw_sql(sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)")
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {table} (version, description, applied_at) VALUES ($1, $2, $3)")))
                 .bind(version)
                 .bind(description)
                 .bind(unix_now())
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            tracing::info!(version, description, "database migrated");
+            tracing::info!(table, version, description, "database migrated");
         }
         Ok(())
     }

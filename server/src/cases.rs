@@ -86,7 +86,7 @@ fn authorize(req: &HttpRequest, st: &AppState, roles: &[Role]) -> Result<Claims,
     let Some(token) = token else {
         return Err(json_error(StatusCode::UNAUTHORIZED, "a token is required (Authorization: Bearer <token>, or ?token=)"));
     };
-    let claims = st.key.verify(&token, crate::state::unix_now()).map_err(|e| json_error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    let claims = st.verify(&token).map_err(|e| json_error(StatusCode::UNAUTHORIZED, &e))?;
     if !roles.contains(&claims.role) {
         let allowed: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
         return Err(json_error(

@@ -240,6 +240,7 @@ async fn whep_delete(req: actix_web::HttpRequest, p: web::Path<(String, String)>
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let sdp_limit = web::PayloadConfig::new(casecast_signaling::whip::MAX_SDP_BYTES);
     crate::cases::routes(cfg);
+    crate::events::routes(cfg);
     cfg.route("/", web::get().to(index))
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))

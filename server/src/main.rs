@@ -7,6 +7,7 @@
 mod cases;
 mod compositor;
 mod config;
+mod events;
 mod cstore;
 mod http;
 mod process;
@@ -560,6 +561,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         )
         .with_context(|| format!("cannot bind the UDP media socket on {}", config.udp_bind))?;
         let cases = cases::open(&config, Some(sfu.metrics().ingest.clone()), true).await?;
+        let events = events::Events::open(cases.db.clone()).await.context("cannot open the events tables")?;
         let state = actix_web::web::Data::new(AppState {
             sfu: sfu.clone(),
             key: TokenKey::new(&secret),
@@ -568,6 +570,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             hls_root: config.data_dir.join("hls"),
             recordings_root: config.data_dir.join("recordings"),
             cases,
+            events,
         });
         let cstore = match cases::start_cstore(&config, state.clone()) {
             Ok(a) => a,
@@ -625,8 +628,9 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             let c1 = key.mint(&room, Role::Commentator, "Dr. Demo", now, 86400);
             let c2 = key.mint(&room, Role::Commentator, "Dr. Second", now, 86400);
             let viewer = key.mint(&room, Role::Viewer, "viewer", now, 86400);
+            let center = key.mint(events::ALL_EVENTS, Role::Operator, "Distribution center", now, 86400);
             println!(
-                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Watch the program: {public}/watch/{room}   (HLS: /hls/{room}/index.m3u8)\n  Metrics: {public}/metrics\n  DICOM cases (upload and viewer): {public}/cases?token={c1}\n\nPress Ctrl-C to stop.\n"
+                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Watch the program: {public}/watch/{room}   (HLS: /hls/{room}/index.m3u8)\n  Metrics: {public}/metrics\n  DICOM cases (upload and viewer): {public}/cases?token={c1}\n  Operator API: {public}/api/events   Authorization: Bearer {center}   (document: {public}/api/openapi.json)\n\nPress Ctrl-C to stop.\n"
             );
         }
         let r = server.await.context("http server failed");

@@ -24,6 +24,8 @@ pub struct AppState {
     pub recordings_root: std::path::PathBuf,
     /// DICOM cases.
     pub cases: crate::cases::Cases,
+    /// Events, invitations, the audit log.
+    pub events: crate::events::Events,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.
@@ -55,12 +57,38 @@ pub enum AccessError {
 }
 
 impl AppState {
+    /// Verifies a token: signature, expiry, and that its invitation (if it was issued
+    /// as one) was not revoked.
+    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        let claims = self.key.verify(token, unix_now()).map_err(|e: TokenError| e.to_string())?;
+        if claims.jti.as_deref().is_some_and(|j| self.events.is_revoked(j)) {
+            return Err("this invitation was revoked; ask the organisers for a new link".into());
+        }
+        Ok(claims)
+    }
+
+    /// The policy of room `room`: its event's, or the server's default.
+    pub fn room_policy(&self, room: &str) -> RoomPolicy {
+        match self.events.event(room) {
+            Some(e) => RoomPolicy {
+                commentator_video: e.policy.commentator_uplink == "video",
+                commentator_max_fps: e.policy.commentator_max_fps,
+                commentator_max_bitrate: e.policy.commentator_max_bitrate,
+                ..self.policy.clone()
+            },
+            None => self.policy.clone(),
+        }
+    }
+
     /// Verifies `token` for `room`, and that its role is one of `roles`.
     pub fn authorize(&self, token: Option<&str>, room: &str, roles: &[Role]) -> Result<Claims, AccessError> {
         let token = token.ok_or_else(|| {
             AccessError::Unauthorized("a token is required (Authorization: Bearer <token>, or in the join message)".into())
         })?;
-        let claims = self.key.verify(token, unix_now()).map_err(|e: TokenError| AccessError::Unauthorized(e.to_string()))?;
+        let claims = self.verify(token).map_err(AccessError::Unauthorized)?;
+        if self.events.event(room).is_some_and(|e| e.status == "ended") {
+            return Err(AccessError::Forbidden(format!("the event {room:?} has ended")));
+        }
         if claims.room != room {
             return Err(AccessError::Forbidden(format!(
                 "this token is for room {:?}, not {room:?}",
@@ -78,15 +106,16 @@ impl AppState {
         Ok(claims)
     }
 
-    /// What a role may send, as told to the client.
-    pub fn uplink(&self, role: Role) -> UplinkPolicy {
+    /// What a role may send in `room`, as told to the client.
+    pub fn uplink(&self, room: &str, role: Role) -> UplinkPolicy {
+        let policy = self.room_policy(room);
         match role {
             Role::Encoder => UplinkPolicy { publish: true, video: true, max_fps: 60, max_video_bitrate: 20_000_000 },
             Role::Commentator => UplinkPolicy {
                 publish: true,
-                video: self.policy.commentator_video,
-                max_fps: self.policy.commentator_max_fps,
-                max_video_bitrate: self.policy.commentator_max_bitrate,
+                video: policy.commentator_video,
+                max_fps: policy.commentator_max_fps,
+                max_video_bitrate: policy.commentator_max_bitrate,
             },
             // An operator may publish the program's monitor feed (the compositor).
             Role::Operator => UplinkPolicy { publish: true, video: true, max_fps: 60, max_video_bitrate: 20_000_000 },

@@ -84,7 +84,7 @@ pub async fn post(
         // WHIP is publish-only: nothing is sent back on it.
         Kind::Whip => opts.subscribe = casecast_actors::Subscribe::None,
     }
-    let handle = match state.sfu.join(&room, &state.policy, opts).await {
+    let handle = match state.sfu.join(&room, &state.room_policy(&room), opts).await {
         Ok(h) => h,
         Err(e) => return join_error_response(e),
     };

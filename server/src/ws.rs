@@ -244,7 +244,7 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
             };
             let opts = participant_options(&claims, name, true, false);
             let name = opts.name.clone();
-            match state.sfu.join(&room, &state.policy, opts).await {
+            match state.sfu.join(&room, &state.room_policy(&room), opts).await {
                 Ok(h) => {
                     let reply = ServerMessage::Joined {
                         v: PROTOCOL_VERSION,
@@ -252,7 +252,7 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                         participant_id: h.id.to_string(),
                         role: claims.role,
                         name,
-                        policy: state.uplink(claims.role),
+                        policy: state.uplink(&room, claims.role),
                         participants: h
                             .peers
                             .iter()

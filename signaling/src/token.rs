@@ -62,6 +62,9 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (Unix seconds).
     pub exp: u64,
+    /// The invitation this token was issued as, if any (it can be revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// Why a token was refused.
@@ -135,6 +138,7 @@ impl TokenKey {
             name: name.to_string(),
             iat: now,
             exp: now.saturating_add(ttl_secs),
+            jti: None,
         })
     }
 
@@ -212,7 +216,7 @@ mod tests {
     fn matches_a_known_jwt() {
         // Built by hand with the same secret and claims, as jwt.io would.
         let k = TokenKey::new("k");
-        let c = Claims { room: "r".into(), role: Role::Encoder, name: "e".into(), iat: 1, exp: 2 };
+        let c = Claims { room: "r".into(), role: Role::Encoder, name: "e".into(), iat: 1, exp: 2, jti: None };
         let t = k.sign(&c);
         assert!(t.starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."));
         assert_eq!(k.verify(&t, 1).unwrap(), c);

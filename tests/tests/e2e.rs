@@ -1764,3 +1764,120 @@ fn a_compressed_cine_is_decoded_a_frame_at_a_time() -> Result<()> {
     }
     Ok(())
 }
+
+// The operators' API: events, invitations, the audit log.
+
+fn api(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> Result<(u16, Value)> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let body = body.map(|b| b.to_string());
+    let (s, _, bytes) = http_request(method, url, &headers, body.as_deref().map(str::as_bytes))?;
+    Ok((s, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+/// Joins `room` over the signaling with `token`: "joined" (with the uplink policy) or
+/// the error's code.
+fn try_join(server: &Server, room: &str, token: &str) -> Value {
+    let mut ws = ws_connect(server);
+    ws_send(&mut ws, &json!({"type":"join","v":1,"room":room,"token":token}).to_string());
+    ws_recv(&mut ws).unwrap_or(Value::Null)
+}
+
+/// Operators create, change, end and delete events and invite people with tokens of
+/// their own; a revoked invitation no longer joins, and a restart keeps events,
+/// invitations and revocations; every action is in the audit log with who did it;
+/// the OpenAPI document validates and names exactly the routes that exist; refusals
+/// say why.
+#[test]
+fn operators_run_events_and_invitations() -> Result<()> {
+    let mut server = Server::start(&[])?;
+    let base = format!("{}/api/events", server.url);
+    let center = server.token("*", Role::Operator, "Ops Ana");
+
+    // The document: valid OpenAPI, and every operation it names answers (401 without
+    // a token), so document and routes agree.
+    let (s, doc) = api("GET", &format!("{}/api/openapi.json", server.url), None, None)?;
+    assert_eq!(s, 200);
+    let doc_path = TempDir::new("openapi");
+    std::fs::write(doc_path.0.join("openapi.json"), doc.to_string())?;
+    let check = std::process::Command::new(target_dir().join("test-venv/bin/python"))
+        .args(["-c", "import json, sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))"])
+        .arg(doc_path.0.join("openapi.json"))
+        .output()?;
+    assert!(check.status.success(), "the OpenAPI document: {}", String::from_utf8_lossy(&check.stderr));
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys().filter(|m| *m != "parameters") {
+            let url = format!("{}{}", server.url, path.replace("{id}", "some-event").replace("{invitation}", "abc"));
+            let (s, _) = api(&method.to_uppercase(), &url, None, None)?;
+            let expected = if path == "/api/openapi.json" { 200 } else { 401 };
+            assert_eq!(s, expected, "{method} {path}");
+        }
+    }
+
+    // Refusals.
+    let commentator = server.token("or-1", Role::Commentator, "Dr. A");
+    assert_eq!(api("GET", &base, Some(&commentator), None)?.0, 403);
+    let (s, e) = api("POST", &base, Some(&center), Some(json!({"title": "Knee", "policy": {"commentator_uplink": "smoke"}})))?;
+    assert!(s == 400 && e["error"].as_str().unwrap().contains("commentator_uplink"), "{e}");
+    let (s, e) = api("POST", &base, Some(&center), Some(json!({"title": "Knee", "colour": "red"})))?;
+    assert!(s == 400 && e["error"].as_str().unwrap().contains("colour"), "{e}");
+    assert_eq!(api("POST", &base, Some(&center), Some(json!({"title": ""})))?.0, 400);
+    assert_eq!(api("GET", &format!("{base}/nope"), Some(&center), None)?.0, 404);
+    let (s, _, _) = http_request("POST", &base, &[("Authorization", &format!("Bearer {center}")), ("Content-Type", "application/json")], Some(b"{not json"))?;
+    assert_eq!(s, 400);
+
+    // An event, audio-only commentators.
+    let (s, ev) = api("POST", &base, Some(&center), Some(json!({"id": "knee-1", "title": "Knee replacement", "starts_at": 1800000000, "policy": {"commentator_uplink": "audio"}})))?;
+    assert_eq!(s, 201, "{ev}");
+    assert_eq!(api("POST", &base, Some(&center), Some(json!({"id": "knee-1", "title": "again"})))?.0, 409);
+    let (s, ev) = api("PATCH", &format!("{base}/knee-1"), Some(&center), Some(json!({"title": "Knee replacement, live"})))?;
+    assert_eq!((s, ev["title"].as_str()), (200, Some("Knee replacement, live")));
+    // The event's own operator runs it, and only it.
+    let event_op = server.token("knee-1", Role::Operator, "Ops Ben");
+    assert_eq!(api("GET", &base, Some(&event_op), None)?.1.as_array().map(Vec::len), Some(1));
+    assert_eq!(api("GET", &format!("{base}/knee-1"), Some(&event_op), None)?.0, 200);
+    assert_eq!(api("POST", &base, Some(&event_op), Some(json!({"title": "mine"})))?.0, 403);
+    assert_eq!(api("GET", &format!("{base}/other"), Some(&event_op), None)?.0, 403);
+
+    // Invitations: tokens of their own, the event's policy on joining.
+    let invite = |name: &str| api("POST", &format!("{base}/knee-1/invitations"), Some(&event_op), Some(json!({"name": name, "role": "commentator"})));
+    let (s, keep) = invite("Dr. Keep")?;
+    assert_eq!(s, 201, "{keep}");
+    assert!(keep["url"].as_str().unwrap().starts_with("/room/knee-1?token="));
+    let (_, gone) = invite("Dr. Gone")?;
+    let joined = try_join(&server, "knee-1", keep["token"].as_str().unwrap());
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["policy"]["video"], false, "the event is audio-only for commentators: {joined}");
+    let (s, _) = api("DELETE", &format!("{base}/knee-1/invitations/{}", gone["id"].as_str().unwrap()), Some(&event_op), None)?;
+    assert_eq!(s, 204);
+    let refused = try_join(&server, "knee-1", gone["token"].as_str().unwrap());
+    assert_eq!(refused["code"], "unauthorized", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("revoked"), "{refused}");
+    let (_, list) = api("GET", &format!("{base}/knee-1/invitations"), Some(&event_op), None)?;
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
+
+    // A restart keeps all of it.
+    server.crash_and_restart()?;
+    assert_eq!(api("GET", &format!("{base}/knee-1"), Some(&center), None)?.1["title"], "Knee replacement, live");
+    assert_eq!(try_join(&server, "knee-1", gone["token"].as_str().unwrap())["code"], "unauthorized", "still revoked");
+    assert_eq!(try_join(&server, "knee-1", keep["token"].as_str().unwrap())["type"], "joined");
+
+    // Ended: nobody joins; deleted: its invitations stop working.
+    assert_eq!(api("POST", &format!("{base}/knee-1/end"), Some(&center), None)?.1["status"], "ended");
+    assert_eq!(try_join(&server, "knee-1", keep["token"].as_str().unwrap())["code"], "forbidden");
+    assert_eq!(api("DELETE", &format!("{base}/knee-1"), Some(&center), None)?.0, 204);
+    assert_eq!(try_join(&server, "knee-1", keep["token"].as_str().unwrap())["code"], "unauthorized");
+
+    // The audit log: who did what, newest first.
+    let (s, log) = api("GET", &format!("{}/api/audit", server.url), Some(&center), None)?;
+    assert_eq!(s, 200);
+    let actions: Vec<(String, String)> = log.as_array().unwrap().iter().map(|e| (e["actor"].as_str().unwrap().to_string(), e["action"].as_str().unwrap().to_string())).collect();
+    for want in [("Ops Ana", "event.create"), ("Ops Ana", "event.update"), ("Ops Ben", "invitation.create"), ("Ops Ben", "invitation.revoke"), ("Ops Ana", "event.end"), ("Ops Ana", "event.delete")] {
+        assert!(actions.contains(&(want.0.to_string(), want.1.to_string())), "{want:?} in {actions:?}");
+    }
+    assert_eq!(actions[0].1, "event.delete", "newest first");
+    Ok(())
+}

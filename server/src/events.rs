@@ -1,0 +1,633 @@
+//! Events and invitations, as the distribution center's operators run them: an event
+//! is a room with a title, a schedule and a policy; an invitation is a token for one
+//! person, which can be revoked; every operator action goes into the audit log. Rows
+//! in the server's database (the one the cases use: SQLite by default, PostgreSQL by
+//! configuration), so a restart keeps them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use casecast_ingest::store::{Db, unix_now};
+use casecast_signaling::{Claims, Role};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::state::AppState;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "events", include_str!("../migrations/0001_events.sql"))];
+
+/// What an event allows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// `video` (low-FPS camera and microphone) or `audio` (microphone only).
+    pub commentator_uplink: String,
+    /// Commentators' video frame-rate ceiling.
+    pub commentator_max_fps: u32,
+    /// Commentators' video bitrate ceiling, bits/s.
+    pub commentator_max_bitrate: u32,
+    /// Viewers' latency preset: `quality` or `low-latency`.
+    pub latency_preset: String,
+    /// `public` or `private` viewing.
+    pub viewing: String,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            commentator_uplink: "video".into(),
+            commentator_max_fps: 5,
+            commentator_max_bitrate: 300_000,
+            latency_preset: "quality".into(),
+            viewing: "public".into(),
+        }
+    }
+}
+
+impl Policy {
+    fn check(&self) -> Result<()> {
+        if !matches!(self.commentator_uplink.as_str(), "video" | "audio") {
+            return Err(format!("policy.commentator_uplink must be \"video\" or \"audio\", not {:?}", self.commentator_uplink));
+        }
+        if !(1..=30).contains(&self.commentator_max_fps) {
+            return Err("policy.commentator_max_fps must be 1 to 30".into());
+        }
+        if !(50_000..=5_000_000).contains(&self.commentator_max_bitrate) {
+            return Err("policy.commentator_max_bitrate must be 50000 to 5000000 bits/s".into());
+        }
+        if !matches!(self.latency_preset.as_str(), "quality" | "low-latency") {
+            return Err(format!("policy.latency_preset must be \"quality\" or \"low-latency\", not {:?}", self.latency_preset));
+        }
+        if !matches!(self.viewing.as_str(), "public" | "private") {
+            return Err(format!("policy.viewing must be \"public\" or \"private\", not {:?}", self.viewing));
+        }
+        Ok(())
+    }
+}
+
+/// An event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Its id, which is its room's id (in links and tokens).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Scheduled start, Unix seconds.
+    pub starts_at: Option<i64>,
+    /// Scheduled end, Unix seconds.
+    pub ends_at: Option<i64>,
+    /// What it allows.
+    pub policy: Policy,
+    /// `scheduled` or `ended`.
+    pub status: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+impl Event {
+    fn from_row(r: &AnyRow) -> Result<Event> {
+        let get = |e: sqlx::Error| e.to_string();
+        let policy: String = r.try_get("policy").map_err(get)?;
+        Ok(Event {
+            id: r.try_get("id").map_err(get)?,
+            title: r.try_get("title").map_err(get)?,
+            starts_at: r.try_get("starts_at").map_err(get)?,
+            ends_at: r.try_get("ends_at").map_err(get)?,
+            policy: serde_json::from_str(&policy).map_err(|e| e.to_string())?,
+            status: r.try_get("status").map_err(get)?,
+            created_at: r.try_get("created_at").map_err(get)?,
+            updated_at: r.try_get("updated_at").map_err(get)?,
+        })
+    }
+}
+
+/// An invitation: one person's token for an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invitation {
+    /// Its id (the token's `jti`).
+    pub id: String,
+    /// The event.
+    pub event_id: String,
+    /// Who it is for (shown to others).
+    pub name: String,
+    /// The role it grants.
+    pub role: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// When it was revoked, Unix seconds.
+    pub revoked_at: Option<i64>,
+}
+
+/// The events store, with what joins need at hand: events by id and the revoked
+/// invitations, kept in memory and written through.
+pub struct Events {
+    db: Db,
+    events: RwLock<HashMap<String, Event>>,
+    revoked: RwLock<HashSet<String>>,
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+impl Events {
+    /// Brings the tables up to date and loads events and revocations.
+    pub async fn open(db: Db) -> anyhow::Result<Events> {
+        db.apply_migrations("events_schema_migrations", MIGRATIONS).await?;
+        let rows = sqlx::query("SELECT * FROM events").fetch_all(db.pool()).await?;
+        let events = rows.iter().map(Event::from_row).collect::<Result<Vec<_>>>().map_err(anyhow::Error::msg)?;
+        let revoked: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM invitations WHERE revoked_at IS NOT NULL").fetch_all(db.pool()).await?;
+        Ok(Events {
+            db,
+            events: RwLock::new(events.into_iter().map(|e| (e.id.clone(), e)).collect()),
+            revoked: RwLock::new(revoked.into_iter().collect()),
+        })
+    }
+
+    /// Whether the invitation `jti` was revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.read().unwrap_or_else(|e| e.into_inner()).contains(jti)
+    }
+
+    /// The event of room `id`, if it is one.
+    pub fn event(&self, id: &str) -> Option<Event> {
+        self.events.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+
+    fn all(&self) -> Vec<Event> {
+        let mut v: Vec<Event> = self.events.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        v.sort_by(|a, b| a.starts_at.cmp(&b.starts_at).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    async fn save(&self, e: &Event, new: bool) -> Result<()> {
+        let policy = serde_json::to_string(&e.policy).map_err(|e| e.to_string())?;
+        let sql = if new {
+            "INSERT INTO events (title, starts_at, ends_at, policy, status, created_at, updated_at, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        } else {
+            "UPDATE events SET title = $1, starts_at = $2, ends_at = $3, policy = $4, status = $5, created_at = $6, updated_at = $7 WHERE id = $8"
+        };
+        sqlx::query(sql)
+            .bind(&e.title)
+            .bind(e.starts_at)
+            .bind(e.ends_at)
+            .bind(policy)
+            .bind(&e.status)
+            .bind(e.created_at)
+            .bind(e.updated_at)
+            .bind(&e.id)
+            .execute(self.db.pool())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.events.write().unwrap_or_else(|e| e.into_inner()).insert(e.id.clone(), e.clone());
+        Ok(())
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        let mut tx = self.db.pool().begin().await.map_err(|e| e.to_string())?;
+        // Its invitations stop working: they are revoked before the rows go.
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM invitations WHERE event_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query("UPDATE invitations SET revoked_at = $1 WHERE event_id = $2 AND revoked_at IS NULL")
+            .bind(unix_now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query("DELETE FROM events WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        self.revoked.write().unwrap_or_else(|e| e.into_inner()).extend(ids);
+        self.events.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        Ok(())
+    }
+
+    async fn invitations(&self, event: &str) -> Result<Vec<Invitation>> {
+        let rows = sqlx::query("SELECT * FROM invitations WHERE event_id = $1 ORDER BY created_at, id")
+            .bind(event)
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(|e| e.to_string())?;
+        rows.iter()
+            .map(|r| {
+                let get = |e: sqlx::Error| e.to_string();
+                Ok(Invitation {
+                    id: r.try_get("id").map_err(get)?,
+                    event_id: r.try_get("event_id").map_err(get)?,
+                    name: r.try_get("name").map_err(get)?,
+                    role: r.try_get("role").map_err(get)?,
+                    created_at: r.try_get("created_at").map_err(get)?,
+                    expires_at: r.try_get("expires_at").map_err(get)?,
+                    revoked_at: r.try_get("revoked_at").map_err(get)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_invitation(&self, i: &Invitation) -> Result<()> {
+        sqlx::query("INSERT INTO invitations (id, event_id, name, role, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)")
+            .bind(&i.id)
+            .bind(&i.event_id)
+            .bind(&i.name)
+            .bind(&i.role)
+            .bind(i.created_at)
+            .bind(i.expires_at)
+            .execute(self.db.pool())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    async fn revoke(&self, event: &str, id: &str) -> Result<bool> {
+        let n = sqlx::query("UPDATE invitations SET revoked_at = $1 WHERE id = $2 AND event_id = $3 AND revoked_at IS NULL")
+            .bind(unix_now())
+            .bind(id)
+            .bind(event)
+            .execute(self.db.pool())
+            .await
+            .map_err(|e| e.to_string())?
+            .rows_affected();
+        if n == 1 {
+            self.revoked.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
+        }
+        Ok(n == 1)
+    }
+
+    /// Records an operator's action.
+    async fn audit(&self, who: &Claims, action: &str, event: Option<&str>, detail: Value) {
+        // Ids sort as the actions happened (nanoseconds, then a random tail).
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let id = format!("{nanos:024}-{}", &crate::cases::random_id()[..8]);
+        let r = sqlx::query("INSERT INTO audit (id, at, actor, actor_role, actor_scope, action, event_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(id)
+            .bind(unix_now())
+            .bind(&who.name)
+            .bind(who.role.as_str())
+            .bind(&who.room)
+            .bind(action)
+            .bind(event)
+            .bind(detail.to_string())
+            .execute(self.db.pool())
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, action, "cannot write the audit log");
+        }
+        tracing::info!(actor = %who.name, action, event = event.unwrap_or(""), "operator action");
+    }
+
+    async fn audit_log(&self, event: Option<&str>, limit: i64) -> Result<Vec<Value>> {
+        let rows = sqlx::query("SELECT * FROM audit WHERE ($1 = '' OR event_id = $1) ORDER BY id DESC LIMIT $2")
+            .bind(event.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(|e| e.to_string())?;
+        rows.iter()
+            .map(|r| {
+                let get = |e: sqlx::Error| e.to_string();
+                let detail: String = r.try_get("detail").map_err(get)?;
+                Ok(json!({
+                    "at": r.try_get::<i64, _>("at").map_err(get)?,
+                    "actor": r.try_get::<String, _>("actor").map_err(get)?,
+                    "actor_role": r.try_get::<String, _>("actor_role").map_err(get)?,
+                    "actor_scope": r.try_get::<String, _>("actor_scope").map_err(get)?,
+                    "action": r.try_get::<String, _>("action").map_err(get)?,
+                    "event_id": r.try_get::<Option<String>, _>("event_id").map_err(get)?,
+                    "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
+                }))
+            })
+            .collect()
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    let mut r = HttpResponse::build(status);
+    if status == StatusCode::UNAUTHORIZED {
+        r.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+    }
+    r.json(json!({ "error": message }))
+}
+
+fn internal(e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "events request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the server failed: {e}"))
+}
+
+/// The scope of all events: an operator token for room `*` runs the distribution
+/// center; one for a room runs that event only.
+pub const ALL_EVENTS: &str = "*";
+
+/// An operator's token (any scope).
+#[allow(clippy::result_large_err)]
+fn operator_claims(req: &HttpRequest, st: &AppState) -> std::result::Result<Claims, HttpResponse> {
+    let token = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(casecast_signaling::whip::bearer_token);
+    let Some(token) = token else {
+        return Err(error(StatusCode::UNAUTHORIZED, "an operator token is required (Authorization: Bearer <token>)"));
+    };
+    let claims = st.verify(token).map_err(|m| error(StatusCode::UNAUTHORIZED, &m))?;
+    if claims.role != Role::Operator {
+        return Err(error(StatusCode::FORBIDDEN, &format!("role {} may not run events; an operator token is needed", claims.role.as_str())));
+    }
+    Ok(claims)
+}
+
+/// An operator's token, for `event` (or for all events when `None`).
+#[allow(clippy::result_large_err)]
+fn operator(req: &HttpRequest, st: &AppState, event: Option<&str>) -> std::result::Result<Claims, HttpResponse> {
+    let claims = operator_claims(req, st)?;
+    match event {
+        _ if claims.room == ALL_EVENTS => Ok(claims),
+        Some(e) if claims.room == e => Ok(claims),
+        Some(e) => Err(error(StatusCode::FORBIDDEN, &format!("this token is for event {:?}, not {e:?}", claims.room))),
+        None => Err(error(StatusCode::FORBIDDEN, "this needs an operator token for all events (room \"*\")")),
+    }
+}
+
+macro_rules! op {
+    ($req:expr, $st:expr, $event:expr) => {
+        match operator(&$req, &$st, $event) {
+            Ok(c) => c,
+            Err(r) => return r,
+        }
+    };
+}
+
+/// A JSON body, or a 400 that says what is wrong with it.
+#[allow(clippy::result_large_err)]
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, HttpResponse> {
+    serde_json::from_slice(bytes).map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEvent {
+    id: Option<String>,
+    title: String,
+    starts_at: Option<i64>,
+    ends_at: Option<i64>,
+    #[serde(default)]
+    policy: Policy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventChange {
+    title: Option<String>,
+    starts_at: Option<Option<i64>>,
+    ends_at: Option<Option<i64>>,
+    policy: Option<Policy>,
+}
+
+fn check_event(e: &Event) -> Result<()> {
+    if e.title.trim().is_empty() || e.title.chars().count() > 200 {
+        return Err("title must be 1 to 200 characters".into());
+    }
+    if let (Some(a), Some(b)) = (e.starts_at, e.ends_at)
+        && b <= a
+    {
+        return Err("ends_at must be after starts_at".into());
+    }
+    e.policy.check()
+}
+
+/// A room id: letters, digits, `-` and `_`, 1 to 64.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+fn slug(title: &str) -> String {
+    let mut s: String = title.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    let s = s.trim_matches('-');
+    let s: String = s.chars().take(40).collect();
+    let suffix = &crate::cases::random_id()[..6];
+    if s.is_empty() { format!("event-{suffix}") } else { format!("{s}-{suffix}") }
+}
+
+async fn list(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    let who = match operator_claims(&req, &st) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    // The distribution center sees every event; an event's operator, that event.
+    let list: Vec<Event> = st.events.all().into_iter().filter(|e| who.room == ALL_EVENTS || e.id == who.room).collect();
+    HttpResponse::Ok().json(list)
+}
+
+async fn create(req: HttpRequest, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let who = op!(req, st, None);
+    let new: NewEvent = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let id = new.id.clone().unwrap_or_else(|| slug(&new.title));
+    if !valid_id(&id) || id == ALL_EVENTS {
+        return error(StatusCode::BAD_REQUEST, "id must be 1 to 64 letters, digits, - or _");
+    }
+    if st.events.event(&id).is_some() {
+        return error(StatusCode::CONFLICT, &format!("event {id:?} exists"));
+    }
+    let now = unix_now();
+    let e = Event { id, title: new.title.trim().to_string(), starts_at: new.starts_at, ends_at: new.ends_at, policy: new.policy, status: "scheduled".into(), created_at: now, updated_at: now };
+    if let Err(m) = check_event(&e) {
+        return error(StatusCode::BAD_REQUEST, &m);
+    }
+    if let Err(m) = st.events.save(&e, true).await {
+        return internal(m);
+    }
+    st.events.audit(&who, "event.create", Some(&e.id), json!({ "title": e.title, "policy": e.policy })).await;
+    HttpResponse::Created().insert_header((header::LOCATION, format!("/api/events/{}", e.id))).json(e)
+}
+
+fn no_event(id: &str) -> HttpResponse {
+    error(StatusCode::NOT_FOUND, &format!("no event {id:?}"))
+}
+
+async fn get(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    op!(req, st, Some(&id));
+    match st.events.event(&id) {
+        Some(e) => HttpResponse::Ok().json(e),
+        None => no_event(&id),
+    }
+}
+
+async fn update(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let who = op!(req, st, Some(&id));
+    let change: EventChange = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(mut e) = st.events.event(&id) else { return no_event(&id) };
+    if e.status == "ended" {
+        return error(StatusCode::CONFLICT, "the event has ended");
+    }
+    if let Some(t) = &change.title {
+        e.title = t.trim().to_string();
+    }
+    if let Some(s) = change.starts_at {
+        e.starts_at = s;
+    }
+    if let Some(s) = change.ends_at {
+        e.ends_at = s;
+    }
+    if let Some(p) = &change.policy {
+        e.policy = p.clone();
+    }
+    e.updated_at = unix_now();
+    if let Err(m) = check_event(&e) {
+        return error(StatusCode::BAD_REQUEST, &m);
+    }
+    if let Err(m) = st.events.save(&e, false).await {
+        return internal(m);
+    }
+    st.events.audit(&who, "event.update", Some(&e.id), serde_json::from_slice(&bytes).unwrap_or(Value::Null)).await;
+    HttpResponse::Ok().json(e)
+}
+
+async fn end(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    let who = op!(req, st, Some(&id));
+    let Some(mut e) = st.events.event(&id) else { return no_event(&id) };
+    e.status = "ended".into();
+    e.updated_at = unix_now();
+    if let Err(m) = st.events.save(&e, false).await {
+        return internal(m);
+    }
+    st.events.audit(&who, "event.end", Some(&e.id), Value::Null).await;
+    HttpResponse::Ok().json(e)
+}
+
+async fn delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    let who = op!(req, st, None);
+    if st.events.event(&id).is_none() {
+        return no_event(&id);
+    }
+    if let Err(m) = st.events.delete(&id).await {
+        return internal(m);
+    }
+    st.events.audit(&who, "event.delete", Some(&id), Value::Null).await;
+    HttpResponse::NoContent().finish()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewInvitation {
+    name: String,
+    role: Role,
+    /// Lifetime, hours (default 48).
+    ttl_hours: Option<u64>,
+}
+
+async fn invitations(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    op!(req, st, Some(&id));
+    if st.events.event(&id).is_none() {
+        return no_event(&id);
+    }
+    match st.events.invitations(&id).await {
+        Ok(list) => HttpResponse::Ok().json(list),
+        Err(m) => internal(m),
+    }
+}
+
+async fn invite(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let who = op!(req, st, Some(&id));
+    let new: NewInvitation = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(event) = st.events.event(&id) else { return no_event(&id) };
+    if event.status == "ended" {
+        return error(StatusCode::CONFLICT, "the event has ended");
+    }
+    let name = new.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 80 {
+        return error(StatusCode::BAD_REQUEST, "name must be 1 to 80 characters");
+    }
+    let ttl = new.ttl_hours.unwrap_or(48);
+    if !(1..=24 * 90).contains(&ttl) {
+        return error(StatusCode::BAD_REQUEST, "ttl_hours must be 1 to 2160");
+    }
+    let now = crate::state::unix_now();
+    let inv = Invitation {
+        id: crate::cases::random_id(),
+        event_id: id.to_string(),
+        name: name.clone(),
+        role: new.role.as_str().to_string(),
+        created_at: now as i64,
+        expires_at: (now + ttl * 3600) as i64,
+        revoked_at: None,
+    };
+    if let Err(m) = st.events.add_invitation(&inv).await {
+        return internal(m);
+    }
+    let token = st.key.sign(&Claims { room: id.to_string(), role: new.role, name, iat: now, exp: now + ttl * 3600, jti: Some(inv.id.clone()) });
+    st.events.audit(&who, "invitation.create", Some(&id), json!({ "invitation": inv.id, "name": inv.name, "role": inv.role })).await;
+    let mut out = serde_json::to_value(&inv).unwrap_or(Value::Null);
+    out["token"] = json!(token);
+    out["url"] = match new.role {
+        Role::Encoder => json!(format!("/whip/{id}")),
+        Role::Viewer => json!(format!("/watch/{id}")),
+        _ => json!(format!("/room/{id}?token={token}")),
+    };
+    HttpResponse::Created().json(out)
+}
+
+async fn revoke(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let (id, inv) = p.into_inner();
+    let who = op!(req, st, Some(&id));
+    match st.events.revoke(&id, &inv).await {
+        Ok(true) => {
+            st.events.audit(&who, "invitation.revoke", Some(&id), json!({ "invitation": inv })).await;
+            HttpResponse::NoContent().finish()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such invitation for this event (or it was revoked already)"),
+        Err(m) => internal(m),
+    }
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    event: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn audit(req: HttpRequest, q: web::Query<AuditQuery>, st: web::Data<AppState>) -> HttpResponse {
+    op!(req, st, q.event.as_deref());
+    match st.events.audit_log(q.event.as_deref(), q.limit.unwrap_or(200).clamp(1, 10_000)).await {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(m) => internal(m),
+    }
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
+}
+
+/// Registers the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let json_limit = web::PayloadConfig::new(16 << 10);
+    cfg.route("/api/openapi.json", web::get().to(openapi)).service(
+        web::scope("/api/events")
+            .app_data(json_limit)
+            .route("", web::get().to(list))
+            .route("", web::post().to(create))
+            .route("/{id}", web::get().to(get))
+            .route("/{id}", web::patch().to(update))
+            .route("/{id}", web::delete().to(delete))
+            .route("/{id}/end", web::post().to(end))
+            .route("/{id}/invitations", web::get().to(invitations))
+            .route("/{id}/invitations", web::post().to(invite))
+            .route("/{id}/invitations/{inv}", web::delete().to(revoke)),
+    )
+    .route("/api/audit", web::get().to(audit));
+}
