@@ -4,7 +4,11 @@
 // retried every few seconds; an ended event plays as VOD.
 
 const room = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] ?? "");
-const src = `/hls/${encodeURIComponent(room)}/index.m3u8`;
+// An id for this viewer (this tab), sent with playlist requests so the server counts
+// concurrent viewers once each; nothing else is in it.
+const viewer = sessionStorage.getItem("casecast-viewer") ?? Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+sessionStorage.setItem("casecast-viewer", viewer);
+const src = `/hls/${encodeURIComponent(room)}/index.m3u8?viewer=${viewer}`;
 const video = document.getElementById("video");
 const status = document.getElementById("status");
 const note = document.getElementById("note");
@@ -26,7 +30,15 @@ function behindLive() {
 
 function start() {
   if (window.Hls && window.Hls.isSupported()) {
-    hls = new window.Hls({ liveDurationInfinity: true });
+    hls = new window.Hls({
+      liveDurationInfinity: true,
+      // Every playlist reload says who is watching (the first one has it already).
+      xhrSetup: (xhr, url) => {
+        if (url.includes(".m3u8") && !url.includes("viewer=")) {
+          xhr.open("GET", `${url}${url.includes("?") ? "&" : "?"}viewer=${viewer}`, true);
+        }
+      },
+    });
     hls.on(window.Hls.Events.ERROR, (_, data) => {
       if (!data.fatal) return;
       say("waiting for the program…", false);

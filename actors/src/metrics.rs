@@ -65,6 +65,8 @@ pub struct ProgramMetrics {
     pub output_up: IntGaugeVec,
     /// Viewers' playlist requests.
     pub playlist_requests: IntCounterVec,
+    /// Concurrent HLS viewers (each counted once, seen in the last 20 s).
+    pub viewers: IntGaugeVec,
 }
 
 impl Metrics {
@@ -141,6 +143,7 @@ impl Metrics {
                 room,
             )
             .unwrap(),
+            viewers: IntGaugeVec::new(Opts::new("casecast_hls_viewers", "Concurrent HLS viewers, each counted once"), room).unwrap(),
         };
         for m in [
             Box::new(program.frames.clone()) as Box<dyn prometheus::core::Collector>,
@@ -150,6 +153,7 @@ impl Metrics {
             Box::new(program.hls_segments.clone()),
             Box::new(program.output_up.clone()),
             Box::new(program.playlist_requests.clone()),
+            Box::new(program.viewers.clone()),
         ] {
             registry.register(m).expect("metric names are unique");
         }

@@ -609,6 +609,31 @@ async fn audit(req: HttpRequest, q: web::Query<AuditQuery>, st: web::Data<AppSta
     }
 }
 
+/// `GET /api/events/{id}/distribution`: each output's state (from the program's
+/// metrics: local HLS, RTMP pushes) and the concurrent HLS viewers.
+async fn distribution(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    op!(req, st, Some(&id));
+    let mut outputs = Vec::new();
+    for family in st.sfu.metrics().registry.gather() {
+        if family.name() != "casecast_program_output_up" {
+            continue;
+        }
+        for m in family.get_metric() {
+            let label = |n: &str| m.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_string()).unwrap_or_default();
+            if label("room") == *id {
+                outputs.push(json!({ "output": label("output"), "up": m.get_gauge().get_value() >= 1.0 }));
+            }
+        }
+    }
+    let playlist = st.hls_root.join(id.as_str()).join("index.m3u8");
+    HttpResponse::Ok().json(json!({
+        "event": *id,
+        "hls": { "url": format!("/hls/{}/index.m3u8", *id), "playlist": playlist.exists() },
+        "outputs": outputs,
+        "viewers": st.viewers.count(&id),
+    }))
+}
+
 async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
 }
@@ -625,6 +650,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{id}", web::patch().to(update))
             .route("/{id}", web::delete().to(delete))
             .route("/{id}/end", web::post().to(end))
+            .route("/{id}/distribution", web::get().to(distribution))
             .route("/{id}/invitations", web::get().to(invitations))
             .route("/{id}/invitations", web::post().to(invite))
             .route("/{id}/invitations/{inv}", web::delete().to(revoke)),

@@ -74,7 +74,7 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
 
 /// `GET /hls/{room}/{file}`: the program's playlist and segments. The playlist is
 /// never cached (it changes every segment); segments never change once written.
-async fn hls(path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
+async fn hls(req: actix_web::HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
     let (room, file) = path.into_inner();
     if !safe_name(&room) || !safe_name(&file) {
         return error_response(StatusCode::NOT_FOUND, "no such file");
@@ -98,6 +98,8 @@ async fn hls(path: web::Path<(String, String)>, state: web::Data<AppState>) -> H
             }
             // Counted only for playlists that exist: a label per real room.
             state.sfu.metrics().program.playlist_requests.with_label_values(&[&room]).inc();
+            let n = state.viewers.seen(&room, &crate::viewers::key(&req));
+            state.sfu.metrics().program.viewers.with_label_values(&[&room]).set(n as i64);
             // A long DVR window makes a long playlist, fetched every segment by every
             // viewer: it is gzipped for those who accept it (about 8× smaller).
             res.body(body)

@@ -12,6 +12,7 @@ mod cstore;
 mod http;
 mod process;
 mod state;
+mod viewers;
 mod whip;
 mod ws;
 
@@ -571,6 +572,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             recordings_root: config.data_dir.join("recordings"),
             cases,
             events,
+            viewers: Default::default(),
         });
         let cstore = match cases::start_cstore(&config, state.clone()) {
             Ok(a) => a,

@@ -26,6 +26,8 @@ pub struct AppState {
     pub cases: crate::cases::Cases,
     /// Events, invitations, the audit log.
     pub events: crate::events::Events,
+    /// Concurrent HLS viewers by room.
+    pub viewers: crate::viewers::Viewers,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.

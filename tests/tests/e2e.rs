@@ -541,6 +541,8 @@ fn chromium_plays_the_program_on_the_watch_page() -> Result<()> {
     wait_for("playback to advance", Duration::from_secs(30), || time(&page).filter(|&t| t > first + 2.0))?;
     let status = page.eval("return document.getElementById('status').textContent")?;
     assert!(status.as_str().is_some_and(|s| s == "live" || s.contains("behind live")), "{status}");
+    // The page's playlist reloads carry its viewer id: one viewer, counted once.
+    assert_eq!(server.metric("casecast_hls_viewers{room=\"demo\"}"), Some(1.0));
     Ok(())
 }
 
@@ -1879,5 +1881,20 @@ fn operators_run_events_and_invitations() -> Result<()> {
         assert!(actions.contains(&(want.0.to_string(), want.1.to_string())), "{want:?} in {actions:?}");
     }
     assert_eq!(actions[0].1, "event.delete", "newest first");
+
+    // Distribution: concurrent viewers of the program's HLS, each counted once.
+    let hls = server.data_dir().join("hls/hip-2");
+    std::fs::create_dir_all(&hls)?;
+    std::fs::write(hls.join("index.m3u8"), "#EXTM3U\n#EXT-X-TARGETDURATION:6\n")?;
+    for viewer in ["viewer0001", "viewer0002", "viewer0001", "viewer0003", ""] {
+        let (s, _) = http_get(&format!("{}/hls/hip-2/index.m3u8?viewer={viewer}", server.url))?;
+        assert_eq!(s, 200);
+    }
+    let (s, d) = api("GET", &format!("{base}/hip-2/distribution"), Some(&center), None)?;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(d["viewers"], 4, "three viewer ids and one without: {d}");
+    assert_eq!(d["hls"]["playlist"], true);
+    assert_eq!(server.metric("casecast_hls_viewers{room=\"hip-2\"}"), Some(4.0));
+    assert_eq!(api("GET", &format!("{base}/hip-2/distribution"), Some(&event_op), None)?.0, 403);
     Ok(())
 }
