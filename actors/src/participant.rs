@@ -153,7 +153,60 @@ pub struct ParticipantActor {
     /// Mute state the peer announced, by kind, to pass on changes only.
     muted: HashMap<MediaKind, bool>,
     closing_reason: Option<String>,
+    /// What operators see of it, updated at each stats tick.
+    stats: ParticipantStats,
+    /// Bytes received and sent at the last peer stats tick.
+    last_peer: Option<(Instant, u64, u64)>,
+    /// Video frames received since the last tick.
+    frames_in: u64,
+    /// The last audio level heard (dBov, 0 = loudest) and when.
+    audio_level: Option<(i8, Instant)>,
 }
+
+/// What an operator sees of a participant: its connection and media, as of the last
+/// stats tick (every 2 s).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ParticipantStats {
+    /// Participant id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Media connected.
+    pub connected: bool,
+    /// Bits/s received from it.
+    pub bitrate_in: u64,
+    /// Bits/s sent to it.
+    pub bitrate_out: u64,
+    /// Round-trip time, ms.
+    pub rtt_ms: Option<f64>,
+    /// Fraction of its packets lost on the way in (0..1).
+    pub loss_in: Option<f32>,
+    /// Fraction of packets lost on the way to it (0..1).
+    pub loss_out: Option<f32>,
+    /// Jitter of its video (or audio), ms.
+    pub jitter_ms: Option<f64>,
+    /// Video frames per second received from it.
+    pub fps_in: f64,
+    /// The simulcast layer forwarded, if it sends several.
+    pub layer: Option<String>,
+    /// Its audio level, 0 (silence) to 1 (loudest), from the RTP audio-level header.
+    pub audio_level: Option<f64>,
+    /// Speaking now (audio above -50 dBov in the last second).
+    pub speaking: bool,
+    /// It muted its microphone.
+    pub audio_muted: bool,
+    /// It turned its camera off.
+    pub video_muted: bool,
+    /// Kinds it publishes.
+    pub publishing: Vec<String>,
+}
+
+/// A participant's stats, for operators.
+#[derive(Message)]
+#[rtype(result = "ParticipantStats")]
+pub struct GetStats;
 
 /// How long a lost ICE connection may take to come back before the participant ends.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
@@ -218,6 +271,10 @@ impl ParticipantActor {
             offers_sent: 0,
             muted: HashMap::new(),
             closing_reason: None,
+            stats: ParticipantStats::default(),
+            last_peer: None,
+            frames_in: 0,
+            audio_level: None,
         }
     }
 
@@ -355,6 +412,30 @@ impl ParticipantActor {
                     self.room.do_send(WantKeyframe(o.track.id));
                 }
             }
+            Event::PeerStats(p) => {
+                let now = Instant::now();
+                if let Some((at, rx, tx)) = self.last_peer {
+                    let secs = now.duration_since(at).as_secs_f64().max(0.001);
+                    self.stats.bitrate_in = ((p.peer_bytes_rx.saturating_sub(rx)) as f64 * 8.0 / secs) as u64;
+                    self.stats.bitrate_out = ((p.peer_bytes_tx.saturating_sub(tx)) as f64 * 8.0 / secs) as u64;
+                    self.stats.fps_in = (self.frames_in as f64 / secs * 10.0).round() / 10.0;
+                }
+                self.frames_in = 0;
+                self.last_peer = Some((now, p.peer_bytes_rx, p.peer_bytes_tx));
+                self.stats.rtt_ms = p.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                self.stats.loss_in = p.ingress_loss_fraction;
+                self.stats.loss_out = p.egress_loss_fraction;
+            }
+            Event::MediaIngressStats(m) => {
+                // Jitter is in RTP clock units: 90 kHz for video, 48 kHz for audio.
+                let video = self.inbound.get(&m.mid).is_some_and(|i| i.track.kind == MediaKind::Video);
+                if video || self.stats.jitter_ms.is_none() {
+                    self.stats.jitter_ms = Some(f64::from(m.jitter) / if video { 90.0 } else { 48.0 });
+                }
+                if m.rtt.is_some() && self.stats.rtt_ms.is_none() {
+                    self.stats.rtt_ms = m.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                }
+            }
             _ => {}
         }
     }
@@ -416,6 +497,15 @@ impl ParticipantActor {
         let Some(inbound) = self.inbound.get_mut(&data.mid) else {
             return;
         };
+        match inbound.track.kind {
+            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rid => self.frames_in += 1,
+            MediaKind::Audio => {
+                if let Some(level) = data.ext_vals.audio_level {
+                    self.audio_level = Some((level, Instant::now()));
+                }
+            }
+            _ => {}
+        }
         let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
         self.metrics.rtp_packets_in.inc_by(packets);
         self.metrics.rtp_bytes_in.inc_by(data.data.len() as u64);
@@ -847,6 +937,29 @@ impl Handler<SetMuted> for ParticipantActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Close(pub String);
+
+impl Handler<GetStats> for ParticipantActor {
+    type Result = MessageResult<GetStats>;
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        let mut s = self.stats.clone();
+        s.id = self.id.to_string();
+        s.name = self.opts.name.clone();
+        s.role = self.opts.role.to_string();
+        s.connected = self.connected && !self.ice_down;
+        s.layer = self.inbound.values().find_map(|i| i.rid.map(|r| r.to_string()));
+        // dBov: 0 is the loudest, -127 silence.
+        let recent = self.audio_level.filter(|(_, at)| at.elapsed() < Duration::from_secs(1));
+        s.audio_level = recent.map(|(l, _)| ((127.0 + f64::from(l.max(-127))) / 127.0 * 100.0).round() / 100.0);
+        s.speaking = recent.is_some_and(|(l, _)| l > -50);
+        s.audio_muted = self.muted.get(&MediaKind::Audio).copied().unwrap_or(false);
+        s.video_muted = self.muted.get(&MediaKind::Video).copied().unwrap_or(false);
+        let mut kinds: Vec<String> = self.inbound.values().filter(|i| i.published).map(|i| format!("{:?}", i.track.kind).to_lowercase()).collect();
+        kinds.sort();
+        kinds.dedup();
+        s.publishing = kinds;
+        MessageResult(s)
+    }
+}
 
 impl Handler<Close> for ParticipantActor {
     type Result = ();

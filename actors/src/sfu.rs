@@ -117,6 +117,18 @@ impl Sfu {
         addr.send(crate::room::ProgramLayout { layout: layout.to_string(), main }).await.ok()
     }
 
+    /// The stats of an open room's members; `None` if the room is not open.
+    pub async fn participants(&self, room: &str) -> Option<Vec<crate::ParticipantStats>> {
+        let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
+        addr.send(crate::room::Participants).await.ok()
+    }
+
+    /// Removes a member of an open room; whether there was one.
+    pub async fn remove(&self, room: &str, participant: &str) -> bool {
+        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).cloned() else { return false };
+        addr.send(crate::room::Remove(participant.to_string())).await.unwrap_or(false)
+    }
+
     /// Routes in the media socket's table, for leak checks: (by ufrag, by address).
     pub fn route_count(&self) -> (usize, usize) {
         self.inner.udp.route_count()

@@ -609,6 +609,26 @@ async fn audit(req: HttpRequest, q: web::Query<AuditQuery>, st: web::Data<AppSta
     }
 }
 
+/// `GET /api/events/{id}/participants`: who is in the event's room now, with their
+/// connection and media (updated every 2 s).
+async fn participants(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    op!(req, st, Some(&id));
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(st.sfu.participants(&id).await.unwrap_or_default())
+}
+
+/// `POST /api/events/{id}/participants/{participant}/remove`: ends a participant's
+/// session (their page says they were removed; the token still works unless its
+/// invitation is revoked too).
+async fn remove(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let (id, participant) = p.into_inner();
+    let who = op!(req, st, Some(&id));
+    if !st.sfu.remove(&id, &participant).await {
+        return error(StatusCode::NOT_FOUND, "no such participant in this event's room");
+    }
+    st.events.audit(&who, "participant.remove", Some(&id), json!({ "participant": participant })).await;
+    HttpResponse::NoContent().finish()
+}
+
 /// `GET /api/events/{id}/distribution`: each output's state (from the program's
 /// metrics: local HLS, RTMP pushes) and the concurrent HLS viewers.
 async fn distribution(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
@@ -651,6 +671,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{id}", web::delete().to(delete))
             .route("/{id}/end", web::post().to(end))
             .route("/{id}/distribution", web::get().to(distribution))
+            .route("/{id}/participants", web::get().to(participants))
+            .route("/{id}/participants/{participant}/remove", web::post().to(remove))
             .route("/{id}/invitations", web::get().to(invitations))
             .route("/{id}/invitations", web::post().to(invite))
             .route("/{id}/invitations/{inv}", web::delete().to(revoke)),

@@ -1898,3 +1898,34 @@ fn operators_run_events_and_invitations() -> Result<()> {
     assert_eq!(api("GET", &format!("{base}/hip-2/distribution"), Some(&event_op), None)?.0, 403);
     Ok(())
 }
+
+/// An operator sees who is in an event's room with live stats (an encoder's bitrate
+/// and frame rate rise within seconds) and removes a participant.
+#[test]
+fn operators_see_participants_live_and_remove_them() -> Result<()> {
+    let server = Server::start(&[])?;
+    let op = server.token("live-1", Role::Operator, "Ops Cid");
+    let url = format!("{}/api/events/live-1/participants", server.url);
+    assert_eq!(api("GET", &url, Some(&op), None)?.1, json!([]), "nobody yet");
+    let _encoder = gst_publisher(&format!("{}/whip/live-1", server.url), &server.token("live-1", Role::Encoder, "OR 3 encoder"), &[])?;
+    let enc = wait_for("the encoder's media in the stats", Duration::from_secs(30), || {
+        let (_, list) = api("GET", &url, Some(&op), None).ok()?;
+        list.as_array()?.iter().find(|p| p["role"] == "encoder" && p["bitrate_in"].as_u64().unwrap_or(0) > 100_000 && p["fps_in"].as_f64().unwrap_or(0.0) > 5.0).cloned()
+    })?;
+    assert_eq!(enc["name"], "OR 3 encoder");
+    assert_eq!(enc["connected"], true);
+    assert!(enc["publishing"].as_array().is_some_and(|k| k.iter().any(|k| k == "video")), "{enc}");
+    let other = server.token("other", Role::Operator, "x");
+    assert_eq!(api("GET", &url, Some(&other), None)?.0, 403);
+    let remove = format!("{url}/{}/remove", enc["id"].as_str().unwrap());
+    assert_eq!(api("POST", &remove, Some(&op), None)?.0, 204);
+    wait_for("the encoder gone", Duration::from_secs(10), || {
+        let (_, list) = api("GET", &url, Some(&op), None).ok()?;
+        (!list.as_array()?.iter().any(|p| p["id"] == enc["id"])).then_some(())
+    })?;
+    assert_eq!(api("POST", &remove, Some(&op), None)?.0, 404);
+    let (_, log) = api("GET", &format!("{}/api/audit?event=live-1", server.url), Some(&op), None)?;
+    assert_eq!(log[0]["action"], "participant.remove", "{log}");
+    assert_eq!(log[0]["actor"], "Ops Cid");
+    Ok(())
+}

@@ -206,6 +206,46 @@ impl Handler<Mute> for RoomActor {
     }
 }
 
+/// Every member's stats, for operators.
+#[derive(Message)]
+#[rtype(result = "Vec<crate::ParticipantStats>")]
+pub struct Participants;
+
+impl Handler<Participants> for RoomActor {
+    type Result = ResponseFuture<Vec<crate::ParticipantStats>>;
+    fn handle(&mut self, _: Participants, _: &mut Context<Self>) -> Self::Result {
+        let members: Vec<_> = self.members.values().cloned().collect();
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for m in members {
+                if let Ok(s) = m.send(crate::participant::GetStats).await {
+                    out.push(s);
+                }
+            }
+            out.sort_by(|a, b| a.role.cmp(&b.role).then(a.name.cmp(&b.name)));
+            out
+        })
+    }
+}
+
+/// An operator removes a member.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Remove(pub String);
+
+impl Handler<Remove> for RoomActor {
+    type Result = bool;
+    fn handle(&mut self, msg: Remove, _: &mut Context<Self>) -> bool {
+        match self.members.iter().find(|(id, _)| id.to_string() == msg.0) {
+            Some((_, addr)) => {
+                addr.do_send(crate::participant::Close("removed by the operator".into()));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// How many members, for tests and status.
 #[derive(Message)]
 #[rtype(result = "usize")]
