@@ -8,7 +8,9 @@ const room = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] 
 // concurrent viewers once each; nothing else is in it.
 const viewer = sessionStorage.getItem("casecast-viewer") ?? Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
 sessionStorage.setItem("casecast-viewer", viewer);
-const src = `/hls/${encodeURIComponent(room)}/index.m3u8?viewer=${viewer}`;
+// A private event's playback token, from the link the viewer was given.
+const playback = new URLSearchParams(location.search).get("token");
+const src = `/hls/${encodeURIComponent(room)}/index.m3u8?viewer=${viewer}${playback ? `&token=${encodeURIComponent(playback)}` : ""}`;
 const video = document.getElementById("video");
 const status = document.getElementById("status");
 const note = document.getElementById("note");

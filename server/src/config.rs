@@ -509,6 +509,34 @@ impl Config {
         write_new_secret(&path)
     }
 
+    /// The key pair signing private events' playback tokens (ES384): kept in
+    /// `<data_dir>/playback-key.p8` (PKCS#8 DER), made on first use.
+    pub fn playback_key(&self) -> anyhow::Result<casecast_signaling::playback::PlaybackKey> {
+        let path = self.data_dir.join("playback-key.p8");
+        let der = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(_) => {
+                use std::io::Write;
+                let der = casecast_signaling::playback::PlaybackKey::generate().map_err(anyhow::Error::msg)?;
+                std::fs::create_dir_all(&self.data_dir).with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                match opts.open(&path) {
+                    Ok(mut f) => {
+                        f.write_all(&der)?;
+                        der
+                    }
+                    // Another process made it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path)?,
+                    Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+                }
+            }
+        };
+        casecast_signaling::playback::PlaybackKey::from_pkcs8(&der).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
     /// The room policy for new rooms.
     pub fn room_policy(&self) -> casecast_actors::RoomPolicy {
         casecast_actors::RoomPolicy {

@@ -609,6 +609,55 @@ async fn audit(req: HttpRequest, q: web::Query<AuditQuery>, st: web::Data<AppSta
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPlaybackToken {
+    /// Who it is for (recorded in the audit log and the token).
+    viewer: Option<String>,
+    /// Lifetime, hours (default 24).
+    ttl_hours: Option<u64>,
+}
+
+/// `POST /api/events/{id}/playback-tokens`: a signed playback token (ES384) for a
+/// private event's HLS, and the watch link carrying it.
+async fn playback_token(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let who = op!(req, st, Some(&id));
+    let new: NewPlaybackToken = if bytes.is_empty() { NewPlaybackToken { viewer: None, ttl_hours: None } } else {
+        match body(&bytes) {
+            Ok(b) => b,
+            Err(r) => return r,
+        }
+    };
+    if st.events.event(&id).is_none() {
+        return no_event(&id);
+    }
+    let ttl = new.ttl_hours.unwrap_or(24);
+    if !(1..=24 * 30).contains(&ttl) {
+        return error(StatusCode::BAD_REQUEST, "ttl_hours must be 1 to 720");
+    }
+    let now = crate::state::unix_now();
+    let token = st.playback.mint(&id, new.viewer.as_deref(), now, ttl * 3600);
+    st.events.audit(&who, "playback_token.create", Some(&id), json!({ "viewer": new.viewer, "ttl_hours": ttl })).await;
+    HttpResponse::Created().json(json!({
+        "token": token,
+        "url": format!("/watch/{}?token={token}", *id),
+        "expires_at": now + ttl * 3600,
+    }))
+}
+
+/// `GET /api/playback/public-key`: the key that checks playback tokens (SPKI DER,
+/// base64, and PEM), for whoever else must check them.
+async fn playback_public_key(st: web::Data<AppState>) -> HttpResponse {
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD.encode(st.playback.public_key_der());
+    let pem: Vec<String> = der.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).to_string()).collect();
+    HttpResponse::Ok().json(json!({
+        "algorithm": "ES384",
+        "spki_der_base64": der,
+        "pem": format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", pem.join("\n")),
+    }))
+}
+
 /// `GET /api/events/{id}/participants`: who is in the event's room now, with their
 /// connection and media (updated every 2 s).
 async fn participants(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
@@ -671,11 +720,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{id}", web::delete().to(delete))
             .route("/{id}/end", web::post().to(end))
             .route("/{id}/distribution", web::get().to(distribution))
+            .route("/{id}/playback-tokens", web::post().to(playback_token))
             .route("/{id}/participants", web::get().to(participants))
             .route("/{id}/participants/{participant}/remove", web::post().to(remove))
             .route("/{id}/invitations", web::get().to(invitations))
             .route("/{id}/invitations", web::post().to(invite))
             .route("/{id}/invitations/{inv}", web::delete().to(revoke)),
     )
-    .route("/api/audit", web::get().to(audit));
+    .route("/api/audit", web::get().to(audit))
+    .route("/api/playback/public-key", web::get().to(playback_public_key));
 }

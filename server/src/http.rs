@@ -86,8 +86,27 @@ async fn hls(req: actix_web::HttpRequest, path: web::Path<(String, String)>, sta
     } else {
         return error_response(StatusCode::NOT_FOUND, "no such file");
     };
+    // A private event plays with a playback token only (ES384, as IVS private
+    // channels): `?token=` on the playlist, which then carries it to its segments.
+    let private = state.events.event(&room).is_some_and(|e| e.policy.viewing == "private");
+    let mut playback_token = None;
+    if private {
+        let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok();
+        let Some(token) = q.and_then(|q| q.get("token").cloned()) else {
+            return error_response(StatusCode::UNAUTHORIZED, "this event is private: a playback token is needed (?token=)");
+        };
+        match state.playback.verify(&token, crate::state::unix_now()) {
+            Ok(c) if c.event == room => playback_token = Some(token),
+            Ok(c) => return error_response(StatusCode::FORBIDDEN, &format!("this playback token is for event {:?}", c.event)),
+            Err(e) => return error_response(StatusCode::UNAUTHORIZED, &e.to_string()),
+        }
+    }
     match tokio::fs::read(state.hls_root.join(&room).join(&file)).await {
         Ok(body) => {
+            let body = match (&playback_token, file.ends_with(".m3u8")) {
+                (Some(t), true) => with_token(&body, t),
+                _ => body,
+            };
             let mut res = HttpResponse::Ok();
             res.content_type(ct)
                 .insert_header((header::CACHE_CONTROL, cache))
@@ -106,6 +125,21 @@ async fn hls(req: actix_web::HttpRequest, path: web::Path<(String, String)>, sta
         }
         Err(_) => error_response(StatusCode::NOT_FOUND, "no such file (the program may not have started)"),
     }
+}
+
+/// A playlist whose URIs carry the playback token (segments are fetched with it).
+fn with_token(playlist: &[u8], token: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(playlist);
+    let mut out = String::with_capacity(text.len() + 64 * text.lines().count());
+    for line in text.lines() {
+        out.push_str(line);
+        if !line.is_empty() && !line.starts_with('#') {
+            out.push_str(if line.contains('?') { "&token=" } else { "?token=" });
+            out.push_str(token);
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
 }
 
 #[allow(clippy::result_large_err)] // the error is the response itself, built once per request

@@ -573,6 +573,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             cases,
             events,
             viewers: Default::default(),
+            playback: config.playback_key()?,
         });
         let cstore = match cases::start_cstore(&config, state.clone()) {
             Ok(a) => a,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub events: crate::events::Events,
     /// Concurrent HLS viewers by room.
     pub viewers: crate::viewers::Viewers,
+    /// Signs and checks private events' playback tokens.
+    pub playback: casecast_signaling::playback::PlaybackKey,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.

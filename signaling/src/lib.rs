@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod protocol;
+pub mod playback;
 pub mod token;
 pub mod whip;
 

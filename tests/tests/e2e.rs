@@ -1811,10 +1811,11 @@ fn operators_run_events_and_invitations() -> Result<()> {
         .output()?;
     assert!(check.status.success(), "the OpenAPI document: {}", String::from_utf8_lossy(&check.stderr));
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        for method in ops.as_object().unwrap().keys().filter(|m| *m != "parameters") {
-            let url = format!("{}{}", server.url, path.replace("{id}", "some-event").replace("{invitation}", "abc"));
+        for (method, op) in ops.as_object().unwrap().iter().filter(|(m, _)| *m != "parameters") {
+            let url = format!("{}{}", server.url, path.replace("{id}", "some-event").replace("{invitation}", "abc").replace("{participant}", "p1"));
             let (s, _) = api(&method.to_uppercase(), &url, None, None)?;
-            let expected = if path == "/api/openapi.json" { 200 } else { 401 };
+            // Public operations say so (`security: []`); the rest need a token.
+            let expected = if op["security"] == json!([]) { 200 } else { 401 };
             assert_eq!(s, expected, "{method} {path}");
         }
     }
@@ -1881,6 +1882,33 @@ fn operators_run_events_and_invitations() -> Result<()> {
         assert!(actions.contains(&(want.0.to_string(), want.1.to_string())), "{want:?} in {actions:?}");
     }
     assert_eq!(actions[0].1, "event.delete", "newest first");
+
+    // A private event plays with a signed playback token only (ES384), which the
+    // playlist hands on to its segments.
+    api("POST", &base, Some(&center), Some(json!({"id": "private-1", "title": "Private", "policy": {"viewing": "private"}})))?;
+    let hls = server.data_dir().join("hls/private-1");
+    std::fs::create_dir_all(&hls)?;
+    std::fs::write(hls.join("index.m3u8"), "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\nseg-1-00001.ts\n")?;
+    std::fs::write(hls.join("seg-1-00001.ts"), [0x47u8; 188])?;
+    let playlist = format!("{}/hls/private-1/index.m3u8", server.url);
+    assert_eq!(http_get(&playlist)?.0, 401, "no token");
+    assert_eq!(http_get(&format!("{playlist}?token=abc"))?.0, 401, "a bad token");
+    assert_eq!(http_get(&format!("{}/hls/private-1/seg-1-00001.ts", server.url))?.0, 401, "segments too");
+    let (s, pt) = api("POST", &format!("{base}/private-1/playback-tokens"), Some(&center), Some(json!({"viewer": "Dr. Watch", "ttl_hours": 2})))?;
+    assert_eq!(s, 201, "{pt}");
+    let token = pt["token"].as_str().unwrap();
+    assert!(pt["url"].as_str().unwrap().starts_with("/watch/private-1?token="));
+    let (s, body) = http_get(&format!("{playlist}?token={token}"))?;
+    assert_eq!(s, 200);
+    let segment = body.lines().find(|l| l.starts_with("seg-")).unwrap().to_string();
+    assert_eq!(segment, format!("seg-1-00001.ts?token={token}"), "the playlist hands the token on");
+    assert_eq!(http_get(&format!("{}/hls/private-1/{segment}", server.url))?.0, 200);
+    // Another event's token does not open it; a public event needs none.
+    api("POST", &base, Some(&center), Some(json!({"id": "public-1", "title": "Public"})))?;
+    let (_, other) = api("POST", &format!("{base}/public-1/playback-tokens"), Some(&center), None)?;
+    assert_eq!(http_get(&format!("{playlist}?token={}", other["token"].as_str().unwrap()))?.0, 403);
+    let (_, key) = api("GET", &format!("{}/api/playback/public-key", server.url), None, None)?;
+    assert!(key["pem"].as_str().unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
 
     // Distribution: concurrent viewers of the program's HLS, each counted once.
     let hls = server.data_dir().join("hls/hip-2");
