@@ -658,6 +658,64 @@ async fn playback_public_key(st: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// `GET /api/events/{id}/live?token=…` (WebSocket): what the console shows, pushed
+/// every second: `{"type":"snapshot","participants":[…],"distribution":{…}}`, and
+/// `{"type":"audit","entry":{…}}` for each new audit entry. The token is checked at
+/// the upgrade (browsers cannot set headers on WebSockets: `?token=` or the header).
+async fn live(req: HttpRequest, id: web::Path<String>, body: web::Payload, st: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(casecast_signaling::whip::bearer_token)
+        .map(str::to_string)
+        .or_else(|| web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok().and_then(|q| q.get("token").cloned()));
+    let claims = match token.as_deref().map(|t| st.verify(t)) {
+        None => return Ok(error(StatusCode::UNAUTHORIZED, "an operator token is required (?token= or Authorization: Bearer)")),
+        Some(Err(m)) => return Ok(error(StatusCode::UNAUTHORIZED, &m)),
+        Some(Ok(c)) => c,
+    };
+    if claims.role != Role::Operator || (claims.room != ALL_EVENTS && claims.room != *id) {
+        return Ok(error(StatusCode::FORBIDDEN, "an operator token for this event is needed"));
+    }
+    let (resp, mut session, mut stream) = actix_ws::handle(&req, body)?;
+    let id = id.into_inner();
+    actix_web::rt::spawn(async move {
+        use futures_util::StreamExt;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let participants = st.sfu.participants(&id).await.unwrap_or_default();
+                    let distribution = distribution_of(&st, &id);
+                    let snapshot = json!({ "type": "snapshot", "event": id, "participants": participants, "distribution": distribution });
+                    if session.text(snapshot.to_string()).await.is_err() {
+                        break;
+                    }
+                    // New audit entries, oldest first (the first round sends the last 50).
+                    let entries = st.events.audit_log(Some(&id), 50).await.unwrap_or_default();
+                    for e in entries.iter().rev() {
+                        let key = e.to_string();
+                        if seen.insert(key) && session.text(json!({ "type": "audit", "entry": e, "backlog": first }).to_string()).await.is_err() {
+                            return;
+                        }
+                    }
+                    first = false;
+                }
+                msg = stream.next() => match msg {
+                    Some(Ok(actix_ws::Message::Ping(b))) => { let _ = session.pong(&b).await; }
+                    Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break,
+                    _ => {}
+                }
+            }
+        }
+        let _ = session.close(None).await;
+    });
+    Ok(resp)
+}
+
 /// `GET /api/events/{id}/participants`: who is in the event's room now, with their
 /// connection and media (updated every 2 s).
 async fn participants(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
@@ -682,6 +740,10 @@ async fn remove(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<
 /// metrics: local HLS, RTMP pushes) and the concurrent HLS viewers.
 async fn distribution(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     op!(req, st, Some(&id));
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(distribution_of(&st, &id))
+}
+
+fn distribution_of(st: &AppState, id: &str) -> Value {
     let mut outputs = Vec::new();
     for family in st.sfu.metrics().registry.gather() {
         if family.name() != "casecast_program_output_up" {
@@ -689,18 +751,18 @@ async fn distribution(req: HttpRequest, id: web::Path<String>, st: web::Data<App
         }
         for m in family.get_metric() {
             let label = |n: &str| m.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_string()).unwrap_or_default();
-            if label("room") == *id {
+            if label("room") == id {
                 outputs.push(json!({ "output": label("output"), "up": m.get_gauge().get_value() >= 1.0 }));
             }
         }
     }
-    let playlist = st.hls_root.join(id.as_str()).join("index.m3u8");
-    HttpResponse::Ok().json(json!({
-        "event": *id,
-        "hls": { "url": format!("/hls/{}/index.m3u8", *id), "playlist": playlist.exists() },
+    let playlist = st.hls_root.join(id).join("index.m3u8");
+    json!({
+        "event": id,
+        "hls": { "url": format!("/hls/{id}/index.m3u8"), "playlist": playlist.exists() },
         "outputs": outputs,
-        "viewers": st.viewers.count(&id),
-    }))
+        "viewers": st.viewers.count(id),
+    })
 }
 
 async fn openapi() -> HttpResponse {
@@ -722,6 +784,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{id}/distribution", web::get().to(distribution))
             .route("/{id}/playback-tokens", web::post().to(playback_token))
             .route("/{id}/participants", web::get().to(participants))
+            .route("/{id}/live", web::get().to(live))
             .route("/{id}/participants/{participant}/remove", web::post().to(remove))
             .route("/{id}/invitations", web::get().to(invitations))
             .route("/{id}/invitations", web::post().to(invite))

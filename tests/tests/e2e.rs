@@ -1945,6 +1945,17 @@ fn operators_see_participants_live_and_remove_them() -> Result<()> {
     assert!(enc["publishing"].as_array().is_some_and(|k| k.iter().any(|k| k == "video")), "{enc}");
     let other = server.token("other", Role::Operator, "x");
     assert_eq!(api("GET", &url, Some(&other), None)?.0, 403);
+    // The console's live feed (WebSocket) pushes the same, every second.
+    let live = format!("{}/api/events/live-1/live?token={op}", server.url.replace("http://", "ws://"));
+    assert!(tungstenite::connect(format!("{}/api/events/live-1/live?token={other}", server.url.replace("http://", "ws://"))).is_err(), "another event's operator is refused");
+    let (mut feed, _) = tungstenite::connect(live)?;
+    if let MaybeTlsStream::Plain(s) = feed.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    }
+    let snapshot = (0..5)
+        .filter_map(|_| ws_recv(&mut feed))
+        .find(|m| m["type"] == "snapshot" && m["participants"].as_array().is_some_and(|p| p.iter().any(|p| p["id"] == enc["id"] && p["bitrate_in"].as_u64() > Some(0))));
+    assert!(snapshot.is_some(), "a snapshot with the encoder's stats");
     let remove = format!("{url}/{}/remove", enc["id"].as_str().unwrap());
     assert_eq!(api("POST", &remove, Some(&op), None)?.0, 204);
     wait_for("the encoder gone", Duration::from_secs(10), || {
@@ -1952,6 +1963,8 @@ fn operators_see_participants_live_and_remove_them() -> Result<()> {
         (!list.as_array()?.iter().any(|p| p["id"] == enc["id"])).then_some(())
     })?;
     assert_eq!(api("POST", &remove, Some(&op), None)?.0, 404);
+    let audited = (0..10).filter_map(|_| ws_recv(&mut feed)).find(|m| m["type"] == "audit" && m["entry"]["action"] == "participant.remove");
+    assert!(audited.is_some(), "the removal pushed to the console");
     let (_, log) = api("GET", &format!("{}/api/audit?event=live-1", server.url), Some(&op), None)?;
     assert_eq!(log[0]["action"], "participant.remove", "{log}");
     assert_eq!(log[0]["actor"], "Ops Cid");
