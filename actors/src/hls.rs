@@ -120,6 +120,12 @@ impl Playlist {
         Some(p)
     }
 
+    /// The next segment follows a gap (the program was off air): it is marked as a
+    /// discontinuity.
+    pub fn mark_discontinuity(&mut self) {
+        self.next_discontinuity = true;
+    }
+
     /// Adds a finished segment; returns the segments that left the window (their
     /// files can go).
     pub fn push(&mut self, uri: String, duration: f64) -> Vec<Segment> {

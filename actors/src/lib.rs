@@ -127,6 +127,8 @@ pub enum RoomEvent {
         /// The main source's participant id (`None`: the feed).
         main: Option<String>,
     },
+    /// The operator put the program on or off air (sent to operators).
+    ProgramOnAir(bool),
     /// Someone muted or unmuted.
     Muted {
         /// Who.

@@ -132,6 +132,15 @@ pub struct Program {
     pub stats: Arc<ProgramStats>,
     rtmp: Vec<Arc<RtmpOutput>>,
     layout: Arc<Mutex<Layout>>,
+    air: Arc<OnAir>,
+}
+
+/// Whether the outputs carry the program.
+#[derive(Default)]
+struct OnAir {
+    on: std::sync::atomic::AtomicBool,
+    /// Back on air: the RTMP pushes wait for a key frame.
+    await_key: std::sync::atomic::AtomicBool,
 }
 
 /// Why the program could not start or negotiate.
@@ -295,13 +304,28 @@ impl Program {
             i += 1;
         }
         let rtmp: Vec<Arc<RtmpOutput>> = o.rtmp_urls.iter().map(|u| Arc::new(RtmpOutput::start(u))).collect();
+        let air = Arc::new(OnAir::default());
+        air.on.store(true, Ordering::Relaxed);
         for (name, video) in [("vsink", true), ("asink", false)] {
             let Some(sink) = pipeline.by_name(name).and_then(|e| e.downcast::<gst_app::AppSink>().ok()) else { continue };
             let outputs = rtmp.clone();
+            let air = air.clone();
             sink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        // Off air, the pushes get nothing; back on air, they resume
+                        // at a key frame.
+                        if !air.on.load(Ordering::Relaxed) {
+                            return Ok(gst::FlowSuccess::Ok);
+                        }
+                        if air.await_key.load(Ordering::Relaxed) {
+                            let key = video && sample.buffer().is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
+                            if !key {
+                                return Ok(gst::FlowSuccess::Ok);
+                            }
+                            air.await_key.store(false, Ordering::Relaxed);
+                        }
                         for out in &outputs {
                             out.push(Packet { video, sample: sample.clone() });
                         }
@@ -311,8 +335,8 @@ impl Program {
             );
         }
         pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
-        let hls = Mutex::new(HlsOutput { playlist, path: playlist_path, opened: None, scratch: own_playlist, session, next: 0 });
-        Ok(Program { pipeline, hls, peer, stats, rtmp, layout })
+        let hls = Mutex::new(HlsOutput { playlist, on_air: true, path: playlist_path, opened: None, scratch: own_playlist, session, next: 0 });
+        Ok(Program { pipeline, hls, peer, stats, rtmp, layout, air })
     }
 
     /// The SDP offer to send as the participant's first offer.
@@ -368,6 +392,24 @@ impl Program {
             l.camera_off.remove(participant);
         }
         l.apply();
+    }
+
+    /// Puts the program on air (HLS lists new segments, the RTMP pushes carry it)
+    /// or off air (the outputs stop; the mix, the monitor and the recording go on).
+    /// Back on air, the playlist marks a discontinuity and the pushes resume at a
+    /// key frame.
+    pub fn set_on_air(&self, on: bool) {
+        if self.air.on.swap(on, Ordering::Relaxed) == on {
+            return;
+        }
+        self.air.await_key.store(on, Ordering::Relaxed);
+        self.hls.lock().unwrap_or_else(|e| e.into_inner()).on_air = on;
+        tracing::info!(on_air = on, "program on air changed");
+    }
+
+    /// Whether the program is on air.
+    pub fn on_air(&self) -> bool {
+        self.air.on.load(Ordering::Relaxed)
     }
 
     /// Makes a participant the main (full-frame) source, or the feed with `None`.
@@ -430,6 +472,8 @@ impl Program {
 /// The HLS output: casecast's playlist over hlssink2's segments.
 struct HlsOutput {
     playlist: crate::hls::Playlist,
+    /// Off air, finished segments are not listed (and their files go).
+    on_air: bool,
     path: PathBuf,
     /// Running time at which the segment being written began.
     opened: Option<u64>,
@@ -448,6 +492,12 @@ impl HlsOutput {
         // its segments from 0, one per fragment.
         let name = format!("seg-{}-{:05}.ts", self.session, self.next);
         self.next += 1;
+        if !self.on_air {
+            let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+            let _ = std::fs::remove_file(dir.join(&name));
+            self.playlist.mark_discontinuity();
+            return Ok(());
+        }
         let gone = self.playlist.push(name, duration);
         self.playlist.write(&self.path)?;
         let dir = self.path.parent().unwrap_or(std::path::Path::new("."));

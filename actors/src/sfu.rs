@@ -117,6 +117,13 @@ impl Sfu {
         addr.send(crate::room::ProgramLayout { layout: layout.to_string(), main }).await.ok()
     }
 
+    /// Tells the operators of an open room (the compositor among them) to put the
+    /// program on or off air; `None` if the room is not open, else how many were told.
+    pub async fn program_on_air(&self, room: &str, on_air: bool) -> Option<usize> {
+        let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
+        addr.send(crate::room::ProgramOnAir(on_air)).await.ok()
+    }
+
     /// The stats of an open room's members; `None` if the room is not open.
     pub async fn participants(&self, room: &str) -> Option<Vec<crate::ParticipantStats>> {
         let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;

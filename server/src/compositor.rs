@@ -34,8 +34,11 @@ impl Compositor {
                 // session is awaited; the next one continues its playlist.
                 let mut last: Option<Program> = None;
                 while !s.is_set() {
+                    // A new session keeps the operator's on-air choice.
+                    let on_air = last.as_ref().is_none_or(Program::on_air);
                     drop(last.take());
                     let result = Program::start(&opts).map_err(anyhow::Error::from).and_then(|program| {
+                        program.set_on_air(on_air);
                         let r = session(&program, &url, &room, &token, &opts, &s, metrics.as_ref());
                         last = Some(program);
                         r
@@ -226,6 +229,7 @@ fn run_session(
                 tracing::debug!(%sdp, "compositor answer");
                 program.set_answer(&sdp)?
             }
+            ServerMessage::ProgramOnAir { on_air } => program.set_on_air(on_air),
             ServerMessage::ProgramLayout { layout, main } => {
                 program.set_main(main);
                 match layout.parse() {

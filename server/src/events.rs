@@ -658,6 +658,31 @@ async fn playback_public_key(st: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgramChange {
+    on_air: bool,
+}
+
+/// `POST /api/events/{id}/program` `{"on_air": bool}`: puts the program on or off
+/// air (its outputs, HLS and RTMP, carry it or stop); told to the compositor through
+/// the room. (Layout and main source: `POST /api/rooms/{room}/program`.)
+async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let who = op!(req, st, Some(&id));
+    let change: ProgramChange = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match st.sfu.program_on_air(&id, change.on_air).await {
+        None => error(StatusCode::NOT_FOUND, &format!("the room of {:?} is not open (no program yet)", *id)),
+        Some(0) => error(StatusCode::CONFLICT, "no compositor is in the room"),
+        Some(_) => {
+            st.events.audit(&who, if change.on_air { "program.on_air" } else { "program.off_air" }, Some(&id), Value::Null).await;
+            HttpResponse::Accepted().json(json!({ "on_air": change.on_air }))
+        }
+    }
+}
+
 /// `GET /api/events/{id}/live?token=…` (WebSocket): what the console shows, pushed
 /// every second: `{"type":"snapshot","participants":[…],"distribution":{…}}`, and
 /// `{"type":"audit","entry":{…}}` for each new audit entry. The token is checked at
@@ -785,6 +810,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{id}/playback-tokens", web::post().to(playback_token))
             .route("/{id}/participants", web::get().to(participants))
             .route("/{id}/live", web::get().to(live))
+            .route("/{id}/program", web::post().to(program))
             .route("/{id}/participants/{participant}/remove", web::post().to(remove))
             .route("/{id}/invitations", web::get().to(invitations))
             .route("/{id}/invitations", web::post().to(invite))

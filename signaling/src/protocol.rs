@@ -127,6 +127,12 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         main: Option<String>,
     },
+    /// The operator put the program on air (its outputs carry it) or off air (the
+    /// outputs stop; sent to operators, the compositor applies it).
+    ProgramOnAir {
+        /// On air.
+        on_air: bool,
+    },
     /// A participant muted or unmuted a track.
     Muted {
         /// Who.

@@ -1970,3 +1970,38 @@ fn operators_see_participants_live_and_remove_them() -> Result<()> {
     assert_eq!(log[0]["actor"], "Ops Cid");
     Ok(())
 }
+
+/// The operator takes the program off air: the playlist stops growing and the
+/// segments made meanwhile are not listed; back on air, new segments come after an
+/// `#EXT-X-DISCONTINUITY`. Each switch is audited.
+#[test]
+fn the_operator_takes_the_program_off_air_and_back() -> Result<()> {
+    let server = Server::demo(&["--program-preset", "low-latency"])?;
+    let hls = server.data_dir().join("hls/demo");
+    let text = || std::fs::read_to_string(hls.join("index.m3u8")).unwrap_or_default();
+    wait_for("the program's first segments", Duration::from_secs(90), || (segments(&text()).len() >= 3).then_some(()))?;
+    let op = server.token("demo", Role::Operator, "Ops Dee");
+    let url = format!("{}/api/events/demo/program", server.url);
+    assert_eq!(api("POST", &url, Some(&op), Some(json!({"on_air": "yes"})))?.0, 400);
+    assert_eq!(api("POST", &url, Some(&op), Some(json!({"on_air": false})))?.0, 202);
+    // Off air: within a few segments the list stops (what was being written when the
+    // order came may still be listed), and stays still for 3 s of 1 s segments.
+    let mut still_since = (segments(&text()).len(), std::time::Instant::now());
+    let frozen = wait_for("the playlist to stop growing", Duration::from_secs(20), || {
+        let n = segments(&text()).len();
+        if n != still_since.0 {
+            still_since = (n, std::time::Instant::now());
+        }
+        (still_since.1.elapsed() >= Duration::from_secs(3)).then_some(n)
+    })?;
+    assert!(!text().contains("#EXT-X-DISCONTINUITY"), "no gap yet: {}", text());
+    assert_eq!(api("POST", &url, Some(&op), Some(json!({"on_air": true})))?.0, 202);
+    wait_for("new segments after a discontinuity", Duration::from_secs(20), || {
+        let t = text();
+        (segments(&t).len() > frozen && t.contains("#EXT-X-DISCONTINUITY")).then_some(())
+    })?;
+    let (_, log) = api("GET", &format!("{}/api/audit?event=demo", server.url), Some(&op), None)?;
+    let actions: Vec<&str> = log.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(&actions[..2], ["program.on_air", "program.off_air"], "{log}");
+    Ok(())
+}

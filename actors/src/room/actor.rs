@@ -206,6 +206,24 @@ impl Handler<Mute> for RoomActor {
     }
 }
 
+/// The operator puts the program on or off air; passed on to the room's operators.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ProgramOnAir(pub bool);
+
+impl Handler<ProgramOnAir> for RoomActor {
+    type Result = usize;
+    fn handle(&mut self, msg: ProgramOnAir, _: &mut Context<Self>) -> usize {
+        let to = self.core.members_with_role("operator");
+        for id in &to {
+            if let Some(a) = self.members.get(id) {
+                a.do_send(Notice(RoomEvent::ProgramOnAir(msg.0)));
+            }
+        }
+        to.len()
+    }
+}
+
 /// Every member's stats, for operators.
 #[derive(Message)]
 #[rtype(result = "Vec<crate::ParticipantStats>")]
