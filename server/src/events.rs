@@ -790,6 +790,15 @@ fn distribution_of(st: &AppState, id: &str) -> Value {
     })
 }
 
+/// `GET /console?token=…`: the distribution center's console (the page asks the API
+/// with the token; the page itself is public).
+async fn console_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(include_str!("../../web/console.html"))
+}
+
 async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
 }
@@ -797,7 +806,7 @@ async fn openapi() -> HttpResponse {
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let json_limit = web::PayloadConfig::new(16 << 10);
-    cfg.route("/api/openapi.json", web::get().to(openapi)).service(
+    cfg.route("/console", web::get().to(console_page)).route("/api/openapi.json", web::get().to(openapi)).service(
         web::scope("/api/events")
             .app_data(json_limit)
             .route("", web::get().to(list))

@@ -17,6 +17,7 @@ mod assets {
     pub const WATCH: &str = include_str!("../../web/watch.html");
     pub const WATCH_JS: &str = include_str!("../../web/watch.js");
     pub const CASES_JS: &str = include_str!("../../web/cases.js");
+    pub const CONSOLE_JS: &str = include_str!("../../web/console.js");
     pub const HLS_JS: &str = include_str!("../../web/vendor/hls.light.min.js");
 }
 
@@ -65,6 +66,7 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
         "room.js" => (assets::ROOM_JS, "text/javascript; charset=utf-8"),
         "watch.js" => (assets::WATCH_JS, "text/javascript; charset=utf-8"),
         "cases.js" => (assets::CASES_JS, "text/javascript; charset=utf-8"),
+        "console.js" => (assets::CONSOLE_JS, "text/javascript; charset=utf-8"),
         "style.css" => (assets::STYLE, "text/css; charset=utf-8"),
         "vendor/hls.light.min.js" => (assets::HLS_JS, "text/javascript; charset=utf-8"),
         _ => return error_response(StatusCode::NOT_FOUND, "no such asset"),

@@ -633,7 +633,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             let viewer = key.mint(&room, Role::Viewer, "viewer", now, 86400);
             let center = key.mint(events::ALL_EVENTS, Role::Operator, "Distribution center", now, 86400);
             println!(
-                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Watch the program: {public}/watch/{room}   (HLS: /hls/{room}/index.m3u8)\n  Metrics: {public}/metrics\n  DICOM cases (upload and viewer): {public}/cases?token={c1}\n  Operator API: {public}/api/events   Authorization: Bearer {center}   (document: {public}/api/openapi.json)\n\nPress Ctrl-C to stop.\n"
+                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Watch the program: {public}/watch/{room}   (HLS: /hls/{room}/index.m3u8)\n  Metrics: {public}/metrics\n  DICOM cases (upload and viewer): {public}/cases?token={c1}\n  Operator API: {public}/api/events   Authorization: Bearer {center}   (document: {public}/api/openapi.json)\n  Console: {public}/console?token={center}\n\nPress Ctrl-C to stop.\n"
             );
         }
         let r = server.await.context("http server failed");

@@ -95,10 +95,10 @@ impl Browser {
         Ok(())
     }
 
-    /// Saves a PNG screenshot of the page.
-    pub fn screenshot(&self, path: &std::path::Path) -> Result<()> {
+    /// Saves a PNG screenshot of the page, in a window `width`×`height`.
+    pub fn screenshot(&self, path: &std::path::Path, width: u32, height: u32) -> Result<()> {
         use base64::Engine;
-        post(&self.agent, &self.url("window/rect"), &json!({"width": 1400, "height": 900}))?;
+        post(&self.agent, &self.url("window/rect"), &json!({"width": width, "height": height}))?;
         std::thread::sleep(Duration::from_millis(500)); // a picture only: let the page lay out again
         let v: Value = self.agent.get(&self.url("screenshot")).call()?.body_mut().read_json()?;
         let png = base64::engine::general_purpose::STANDARD.decode(v["value"].as_str().context("no screenshot")?)?;

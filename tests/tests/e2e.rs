@@ -1605,7 +1605,7 @@ fn cases_page_uploads_and_shows_a_study_in_chromium() -> Result<()> {
     // `CASECAST_SCREENSHOT=docs/cases-viewer.png` keeps a picture of the page.
     if let Ok(path) = std::env::var("CASECAST_SCREENSHOT") {
         page.eval("document.querySelector('#image').dispatchEvent(new WheelEvent('wheel', {deltaY: -300, deltaMode: 1, bubbles: true, cancelable: true}))")?;
-        page.screenshot(std::path::Path::new(&path))?;
+        page.screenshot(std::path::Path::new(&path), 1400, 900)?;
     }
     Ok(())
 }
@@ -2003,5 +2003,68 @@ fn the_operator_takes_the_program_off_air_and_back() -> Result<()> {
     let (_, log) = api("GET", &format!("{}/api/audit?event=demo", server.url), Some(&op), None)?;
     let actions: Vec<&str> = log.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(&actions[..2], ["program.on_air", "program.off_air"], "{log}");
+    Ok(())
+}
+
+/// The distribution center's console in Chromium: the operator creates the event,
+/// switches the layout (the HLS program changes), invites a commentator whose link
+/// opened in a second browser joins, and the console shows them with rising stats
+/// within seconds.
+#[test]
+fn the_console_runs_an_event_in_chromium() -> Result<()> {
+    let server = Server::demo(&["--program-preset", "low-latency"])?;
+    let hls = server.data_dir().join("hls/demo");
+    let listed = || segments(&std::fs::read_to_string(hls.join("index.m3u8")).unwrap_or_default());
+    let right_third = |seg: &str| grey_frames(&hls.join(seg)).last().map(|f| mean_of_columns(f, 44, 64));
+    wait_for("the program to show the feed full frame", Duration::from_secs(90), || {
+        listed().last().and_then(|s| right_third(s)).filter(|&m| m > 60).map(|_| ())
+    })?;
+    let center = server.token("*", Role::Operator, "Ops Eve");
+    let console = Browser::start()?;
+    console.goto(&format!("{}/console?token={center}", server.url))?;
+    let hook = |b: &Browser, expr: &str| b.eval(&format!("return window.casecastConsole ? {expr} : null")).unwrap_or(Value::Null);
+    wait_for("the console to load", Duration::from_secs(20), || hook(&console, "window.casecastConsole.events").as_array().map(|_| ()))?;
+    // The event for the demo's room, made through the form.
+    console.eval(
+        "document.querySelector('#ev-title').value = 'Knee replacement, OR 3';
+         document.querySelector('#ev-id').value = 'demo';
+         document.querySelector('#create-event').requestSubmit();",
+    )?;
+    wait_for("the event listed", Duration::from_secs(20), || {
+        hook(&console, "window.casecastConsole.events").as_array()?.iter().any(|e| e["id"] == "demo").then_some(())
+    })?;
+    console.eval("location.hash = '#event=demo'")?;
+    wait_for("the event open", Duration::from_secs(20), || (hook(&console, "window.casecastConsole.event && window.casecastConsole.event.id") == json!("demo")).then_some(()))?;
+    // A layout button changes the program.
+    let before = listed().len();
+    console.eval("document.querySelector('button[data-layout=\"side_by_side\"]').click()")?;
+    wait_for("the console's layout in the program", Duration::from_secs(30), || {
+        let l = listed();
+        (l.len() > before + 1 && right_third(l.last()?)? < 30).then_some(())
+    })?;
+    // An invitation, opened by the commentator in another browser.
+    console.eval(
+        "document.querySelector('#inv-name').value = 'Dr. Remote';
+         document.querySelector('#inv-role').value = 'commentator';
+         document.querySelector('#invite').requestSubmit();",
+    )?;
+    let link = wait_for("the invitation's link", Duration::from_secs(20), || {
+        hook(&console, "window.casecastConsole.lastInvitation && window.casecastConsole.lastInvitation.url").as_str().map(str::to_string)
+    })?;
+    assert!(link.contains("/room/demo?token="), "{link}");
+    let doctor = Browser::start()?;
+    doctor.goto(&if link.starts_with("http") { link.clone() } else { format!("{}{link}", server.url) })?;
+    let row = wait_for("the commentator in the console with rising stats", Duration::from_secs(45), || {
+        let list = hook(&console, "window.casecastConsole.participants");
+        list.as_array()?.iter().find(|p| p["name"] == "Dr. Remote" && p["bitrate_in"].as_u64().unwrap_or(0) > 20_000).cloned()
+    })?;
+    assert_eq!(row["role"], "commentator");
+    let shown = console.eval(&format!("return !!document.querySelector('#participants tr[data-participant=\"{}\"]')", row["id"].as_str().unwrap()))?;
+    assert_eq!(shown, json!(true), "the commentator's row is on the page");
+    assert_eq!(hook(&console, "window.casecastConsole.lastError"), Value::Null);
+    if let Ok(path) = std::env::var("CASECAST_CONSOLE_SCREENSHOT") {
+        console.eval("document.querySelector('#live').scrollIntoView()")?;
+        console.screenshot(std::path::Path::new(&path), 1400, 1500)?;
+    }
     Ok(())
 }
