@@ -343,6 +343,11 @@ fn operator_claims(req: &HttpRequest, st: &AppState) -> std::result::Result<Clai
 /// An operator's token, for `event` (or for all events when `None`).
 #[allow(clippy::result_large_err)]
 fn operator(req: &HttpRequest, st: &AppState, event: Option<&str>) -> std::result::Result<Claims, HttpResponse> {
+    if let Some(e) = event
+        && !valid_id(e)
+    {
+        return Err(error(StatusCode::NOT_FOUND, "no such event (ids are 1 to 64 letters, digits, - or _)"));
+    }
     let claims = operator_claims(req, st)?;
     match event {
         _ if claims.room == ALL_EVENTS => Ok(claims),
@@ -435,13 +440,13 @@ async fn create(req: HttpRequest, bytes: web::Bytes, st: web::Data<AppState>) ->
     if !valid_id(&id) || id == ALL_EVENTS {
         return error(StatusCode::BAD_REQUEST, "id must be 1 to 64 letters, digits, - or _");
     }
-    if st.events.event(&id).is_some() {
-        return error(StatusCode::CONFLICT, &format!("event {id:?} exists"));
-    }
     let now = unix_now();
     let e = Event { id, title: new.title.trim().to_string(), starts_at: new.starts_at, ends_at: new.ends_at, policy: new.policy, status: "scheduled".into(), created_at: now, updated_at: now };
     if let Err(m) = check_event(&e) {
         return error(StatusCode::BAD_REQUEST, &m);
+    }
+    if st.events.event(&e.id).is_some() {
+        return error(StatusCode::CONFLICT, &format!("event {:?} exists", e.id));
     }
     if let Err(m) = st.events.save(&e, true).await {
         return internal(m);
@@ -598,12 +603,21 @@ async fn revoke(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<
 #[derive(Deserialize)]
 struct AuditQuery {
     event: Option<String>,
-    limit: Option<i64>,
+    /// Parsed here, so a bad one gets this API's JSON error.
+    limit: Option<String>,
 }
 
 async fn audit(req: HttpRequest, q: web::Query<AuditQuery>, st: web::Data<AppState>) -> HttpResponse {
     op!(req, st, q.event.as_deref());
-    match st.events.audit_log(q.event.as_deref(), q.limit.unwrap_or(200).clamp(1, 10_000)).await {
+    let limit = match q.limit.as_deref().map(str::parse::<i64>) {
+        None => 200,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => 0,
+    };
+    if !(1..=10_000).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, "limit must be 1 to 10000");
+    }
+    match st.events.audit_log(q.event.as_deref(), limit).await {
         Ok(v) => HttpResponse::Ok().json(v),
         Err(m) => internal(m),
     }
@@ -803,28 +817,36 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
 }
 
-/// Registers the routes.
+/// Query strings that do not parse get this API's JSON error.
+fn query_errors() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|e, _| {
+        let msg = format!("invalid query string: {e}");
+        actix_web::error::InternalError::from_response(e, error(StatusCode::BAD_REQUEST, &msg)).into()
+    })
+}
+
+/// Registers the routes. Each path is one resource, so a method it does not take
+/// gets 405 with the ones it does.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let json_limit = web::PayloadConfig::new(16 << 10);
-    cfg.route("/console", web::get().to(console_page)).route("/api/openapi.json", web::get().to(openapi)).service(
-        web::scope("/api/events")
-            .app_data(json_limit)
-            .route("", web::get().to(list))
-            .route("", web::post().to(create))
-            .route("/{id}", web::get().to(get))
-            .route("/{id}", web::patch().to(update))
-            .route("/{id}", web::delete().to(delete))
-            .route("/{id}/end", web::post().to(end))
-            .route("/{id}/distribution", web::get().to(distribution))
-            .route("/{id}/playback-tokens", web::post().to(playback_token))
-            .route("/{id}/participants", web::get().to(participants))
-            .route("/{id}/live", web::get().to(live))
-            .route("/{id}/program", web::post().to(program))
-            .route("/{id}/participants/{participant}/remove", web::post().to(remove))
-            .route("/{id}/invitations", web::get().to(invitations))
-            .route("/{id}/invitations", web::post().to(invite))
-            .route("/{id}/invitations/{inv}", web::delete().to(revoke)),
-    )
-    .route("/api/audit", web::get().to(audit))
-    .route("/api/playback/public-key", web::get().to(playback_public_key));
+    cfg.service(web::resource("/console").route(web::get().to(console_page)))
+        .service(web::resource("/api/openapi.json").route(web::get().to(openapi)))
+        .service(
+            web::scope("/api/events")
+                .app_data(json_limit)
+                .app_data(query_errors())
+                .service(web::resource("").route(web::get().to(list)).route(web::post().to(create)))
+                .service(web::resource("/{id}").route(web::get().to(get)).route(web::patch().to(update)).route(web::delete().to(delete)))
+                .service(web::resource("/{id}/end").route(web::post().to(end)))
+                .service(web::resource("/{id}/distribution").route(web::get().to(distribution)))
+                .service(web::resource("/{id}/playback-tokens").route(web::post().to(playback_token)))
+                .service(web::resource("/{id}/participants").route(web::get().to(participants)))
+                .service(web::resource("/{id}/live").route(web::get().to(live)))
+                .service(web::resource("/{id}/program").route(web::post().to(program)))
+                .service(web::resource("/{id}/participants/{participant}/remove").route(web::post().to(remove)))
+                .service(web::resource("/{id}/invitations").route(web::get().to(invitations)).route(web::post().to(invite)))
+                .service(web::resource("/{id}/invitations/{inv}").route(web::delete().to(revoke))),
+        )
+        .service(web::resource("/api/audit").app_data(query_errors()).route(web::get().to(audit)))
+        .service(web::resource("/api/playback/public-key").route(web::get().to(playback_public_key)));
 }

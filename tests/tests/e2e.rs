@@ -2068,3 +2068,23 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
     }
     Ok(())
 }
+
+/// schemathesis (PyPI) fuzzes the operators' API from its OpenAPI document, with an
+/// operator token: no server error, every status, content type, header and body as
+/// documented, and 405 for methods a path does not take.
+#[test]
+fn the_operators_api_holds_up_under_schemathesis() -> Result<()> {
+    let server = Server::start(&[])?;
+    let token = server.token("*", Role::Operator, "Fuzz");
+    let out = std::process::Command::new("timeout")
+        .arg("300")
+        .arg(target_dir().join("test-venv/bin/schemathesis"))
+        .args(["run", &format!("{}/api/openapi.json", server.url), "-H", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,unsupported_method"])
+        .args(["--max-examples", "10", "--phases", "examples,coverage,fuzzing", "--seed", "20261124"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "schemathesis found failures:\n{text}");
+    assert!(text.contains("Tested: 18") || text.contains("Tested:"), "{text}");
+    Ok(())
+}
