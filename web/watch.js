@@ -30,6 +30,68 @@ function behindLive() {
   return null;
 }
 
+// Timed metadata: the organisers' messages and polls ride in the segments as ID3
+// tags (a TXXX frame described "casecast" holding JSON); each is shown once.
+const shown = new Set();
+window.casecastWatch = { metadata: [], id3: 0 };
+
+function txxx(tag) {
+  // ID3v2: "ID3", version, flags, syncsafe size; then frames (v2.4 sizes syncsafe).
+  if (tag.length < 10 || tag[0] !== 0x49 || tag[1] !== 0x44 || tag[2] !== 0x33) return null;
+  const syncsafe = (a, i) => (a[i] << 21) | (a[i + 1] << 14) | (a[i + 2] << 7) | a[i + 3];
+  const end = Math.min(tag.length, 10 + syncsafe(tag, 6));
+  for (let i = 10; i + 10 <= end; ) {
+    const id = String.fromCharCode(tag[i], tag[i + 1], tag[i + 2], tag[i + 3]);
+    const size = tag[3] === 4 ? syncsafe(tag, i + 4) : (tag[i + 4] << 24) | (tag[i + 5] << 16) | (tag[i + 6] << 8) | tag[i + 7];
+    const body = tag.subarray(i + 10, i + 10 + size);
+    if (id === "TXXX" && body[0] === 3) {
+      const zero = body.indexOf(0, 1);
+      const description = new TextDecoder().decode(body.subarray(1, zero));
+      if (description === "casecast") return new TextDecoder().decode(body.subarray(zero + 1));
+    }
+    if (size <= 0) break;
+    i += 10 + size;
+  }
+  return null;
+}
+
+function showMetadata(text) {
+  let m;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    return;
+  }
+  if (!m || !m.id || shown.has(m.id)) return;
+  shown.add(m.id);
+  window.casecastWatch.metadata.push(m);
+  const box = document.getElementById("metadata");
+  const item = document.createElement("div");
+  item.className = "metadata-item";
+  if (m.type === "poll") {
+    const q = document.createElement("strong");
+    q.textContent = m.question;
+    item.append(q);
+    const list = document.createElement("div");
+    list.className = "poll-options";
+    for (const o of m.options ?? []) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = o;
+      b.addEventListener("click", () => {
+        for (const other of list.children) other.disabled = true;
+        b.classList.add("chosen");
+      });
+      list.append(b);
+    }
+    item.append(list);
+  } else {
+    item.textContent = m.text;
+  }
+  box.prepend(item);
+  box.hidden = false;
+}
+
 function start() {
   if (window.Hls && window.Hls.isSupported()) {
     hls = new window.Hls({
@@ -47,6 +109,13 @@ function start() {
       hls.destroy();
       hls = null;
       setTimeout(start, 3000);
+    });
+    hls.on(window.Hls.Events.FRAG_PARSING_METADATA, (_, data) => {
+      for (const sample of data.samples ?? []) {
+        window.casecastWatch.id3 += 1;
+        const text = sample.data ? txxx(sample.data) : null;
+        if (text) showMetadata(text);
+      }
     });
     hls.on(window.Hls.Events.LEVEL_LOADED, (_, data) => {
       if (!data.details.live) say("event ended — playing the recording", false);
@@ -80,5 +149,6 @@ setInterval(() => {
   else say(`${Math.round(behind)} s behind live`, false);
 }, 1000);
 
-window.casecastWatch = { video, get hls() { return hls; } };
+window.casecastWatch.video = video;
+Object.defineProperty(window.casecastWatch, "hls", { get: () => hls });
 start();

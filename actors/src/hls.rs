@@ -253,3 +253,94 @@ mod tests {
         assert!(Playlist::parse("#EXTM3U\n#EXTINF:6,\n../../etc/passwd\n").is_none());
     }
 }
+
+/// Marks a segment's metadata stream as ID3 timed metadata, in place: the muxer
+/// writes it as private data (PES stream type 0x06, registered `KLVA`); players
+/// read ID3 from stream type 0x15. The PMT entry is rewritten in every PMT packet
+/// (same length: registration `ID3 `) and its CRC recomputed; the PES carry the ID3
+/// tags as they are, with their PTS.
+pub fn mark_id3_stream(path: &Path) -> std::io::Result<bool> {
+    let mut ts = std::fs::read(path)?;
+    let mut pmt_pid = None;
+    let mut changed = false;
+    for at in (0..ts.len().saturating_sub(187)).step_by(188) {
+        let p = &mut ts[at..at + 188];
+        if p[0] != 0x47 || p[1] & 0x40 == 0 {
+            continue;
+        }
+        let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+        let mut off = 4;
+        if (p[3] >> 4) & 2 != 0 {
+            off += 1 + p[4] as usize;
+        }
+        if off >= 188 {
+            continue;
+        }
+        let sec = off + 1 + p[off] as usize; // after the pointer field
+        if sec + 12 > 188 {
+            continue;
+        }
+        if pid == 0 && p[sec] == 0x00 {
+            // PAT: the first program's PMT PID.
+            pmt_pid = Some((u16::from(p[sec + 10] & 0x1f) << 8) | u16::from(p[sec + 11]));
+            continue;
+        }
+        if Some(pid) != pmt_pid || p[sec] != 0x02 {
+            continue;
+        }
+        let section_len = ((p[sec + 1] as usize & 0x0f) << 8) | p[sec + 2] as usize;
+        let end = sec + 3 + section_len; // CRC is the last 4 bytes
+        if end > 188 || section_len < 13 {
+            continue;
+        }
+        let info_len = ((p[sec + 10] as usize & 0x0f) << 8) | p[sec + 11] as usize;
+        let mut es = sec + 12 + info_len;
+        let mut patched = false;
+        while es + 5 <= end - 4 {
+            let es_info = ((p[es + 3] as usize & 0x0f) << 8) | p[es + 4] as usize;
+            let desc = es + 5;
+            if p[es] == 0x06 && es_info >= 6 && desc + 6 <= end - 4 && p[desc] == 0x05 && p[desc + 1] == 4 && &p[desc + 2..desc + 6] == b"KLVA" {
+                p[es] = 0x15;
+                p[desc + 2..desc + 6].copy_from_slice(b"ID3 ");
+                patched = true;
+            }
+            es += 5 + es_info;
+        }
+        if patched {
+            let crc = crc32_mpeg2(&p[sec..end - 4]);
+            p[end - 4..end].copy_from_slice(&crc.to_be_bytes());
+            changed = true;
+        }
+    }
+    if changed {
+        let tmp = path.with_extension("ts.id3");
+        std::fs::write(&tmp, &ts)?;
+        std::fs::rename(&tmp, path)?;
+    }
+    Ok(changed)
+}
+
+/// CRC-32/MPEG-2 (polynomial 0x04C11DB7, not reflected, initial all ones), as PSI
+/// sections carry it.
+fn crc32_mpeg2(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04c1_1db7 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod id3_tests {
+    use super::*;
+
+    #[test]
+    fn crc_of_a_known_pat() {
+        // A PAT for program 1 on PID 0x1000, as mpegtsmux writes it, ends in this CRC.
+        let pat = [0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01, 0xf0, 0x00];
+        assert_eq!(crc32_mpeg2(&pat), 0x2ab104b2);
+    }
+}

@@ -129,6 +129,9 @@ pub enum RoomEvent {
     },
     /// The operator put the program on or off air (sent to operators).
     ProgramOnAir(bool),
+    /// Timed metadata for viewers, JSON text (sent to operators: the compositor
+    /// puts it into the program's segments).
+    ProgramMetadata(String),
     /// Someone muted or unmuted.
     Muted {
         /// Who.

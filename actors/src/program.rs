@@ -133,6 +133,27 @@ pub struct Program {
     rtmp: Vec<Arc<RtmpOutput>>,
     layout: Arc<Mutex<Layout>>,
     air: Arc<OnAir>,
+    /// Timed metadata waiting to go into the segments (ID3).
+    metadata: Arc<Mutex<std::collections::VecDeque<String>>>,
+}
+
+/// An ID3v2.4 tag with one TXXX frame, description `casecast`, holding `text`
+/// (UTF-8; empty for the keep-alive tags).
+fn id3_tag(text: &str) -> Vec<u8> {
+    fn syncsafe(n: usize) -> [u8; 4] {
+        [((n >> 21) & 0x7f) as u8, ((n >> 14) & 0x7f) as u8, ((n >> 7) & 0x7f) as u8, (n & 0x7f) as u8]
+    }
+    let mut body = vec![3u8]; // UTF-8
+    body.extend_from_slice(b"casecast\0");
+    body.extend_from_slice(text.as_bytes());
+    let mut frame = b"TXXX".to_vec();
+    frame.extend_from_slice(&syncsafe(body.len()));
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(&body);
+    let mut tag = b"ID3\x04\x00\x00".to_vec();
+    tag.extend_from_slice(&syncsafe(frame.len()));
+    tag.extend_from_slice(&frame);
+    tag
 }
 
 /// Whether the outputs carry the program.
@@ -166,7 +187,6 @@ impl Program {
         let level = h264_level(o.width, o.height, o.fps);
         let playlist_length = (o.dvr_window_secs / o.segment_seconds.max(1)).max(3);
         let session = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
-        let own_playlist = std::env::temp_dir().join(format!("casecast-hlssink2-{session}.m3u8"));
         let playlist_path = o.hls_dir.join("index.m3u8");
         let playlist = crate::hls::Playlist::load(&playlist_path, o.segment_seconds, playlist_length as usize);
         // A new event's playlist replaces the last one's: its segments go.
@@ -177,22 +197,21 @@ impl Program {
                {labels} ! queue max-size-buffers=3 ! x264enc name=venc tune=zerolatency speed-preset=veryfast bitrate={kbps} \
                  key-int-max={gop} bframes=0 trellis=false option-string=scenecut=0 ! video/x-h264,profile=main,level=(string){level} ! h264parse ! tee name=vtee ! queue ! hls.video \
              audiomixer name=amix output-buffer-duration=40000000 ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
-               ! aacparse ! tee name=atee ! queue ! hls.audio \
+               ! aacparse ! tee name=atee ! queue ! hls.audio_0 \
+             appsrc name=meta is-live=true format=time do-timestamp=true caps=meta/x-klv,parsed=(boolean)true ! queue ! hls.subtitle_0 \
              {rtmp_branches} {recording_branch} {monitor_branch} \
-             hlssink2 name=hls location=\"{dir}/seg-{session}-%05d.ts\" playlist-location=\"{own_playlist}\" \
-               target-duration={seg} playlist-length=3 max-files=0 \
+             splitmuxsink name=hls muxer-factory=mpegtsmux location=\"{dir}/seg-{session}-%05d.ts\" \
+               max-size-time={seg_ns} send-keyframe-requests=true \
              videotestsrc is-live=true pattern=black ! video/x-raw,{RAW},width=16,height=16,framerate=1/1 ! mix. \
              audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=48000,channels=2 ! amix.",
             w = o.width,
             h = o.height,
             fps = o.fps,
             kbps = o.video_bitrate / 1000,
-            seg = o.segment_seconds,
-            // hlssink2 cuts the segments (named per pipeline, so a restarted one
-            // writes beside them); the playlist viewers get is casecast's own
-            // (crate::hls), which outlives the pipeline. hlssink2's goes to a
-            // scratch file, and it deletes nothing.
-            own_playlist = own_playlist.display().to_string().replace('"', ""),
+            // splitmuxsink cuts the segments (named per pipeline, so a restarted one
+            // writes beside them) with one key frame each; the playlist viewers get
+            // is casecast's own (crate::hls), which outlives the pipeline.
+            seg_ns = u64::from(o.segment_seconds) * 1_000_000_000,
             // One name label per commentator the program can show, drawn at the
             // program's resolution after mixing (crisp at any tile size; a label
             // with no text is passed through untouched).
@@ -334,9 +353,32 @@ impl Program {
                     .build(),
             );
         }
+        // Timed metadata rides in the segments as ID3 (a metadata stream, PES stream
+        // type 0x15, which players read as ID3). The stream is never left idle: a
+        // sparse one would hold the segmenter back, so an empty tag goes every 500 ms
+        // and the operators' messages go with the next one.
+        let metadata: Arc<Mutex<std::collections::VecDeque<String>>> = Default::default();
+        if let Some(src) = pipeline.by_name("meta").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) {
+            let (queue, weak) = (metadata.clone(), pipeline.downgrade());
+            std::thread::Builder::new()
+                .name("program-id3".into())
+                .spawn(move || {
+                    while weak.upgrade().is_some() {
+                        let text = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                        let tag = id3_tag(text.as_deref().unwrap_or(""));
+                        if src.push_buffer(gst::Buffer::from_mut_slice(tag)).is_err() {
+                            break;
+                        }
+                        if text.is_none() {
+                            std::thread::sleep(std::time::Duration::from_millis(500));
+                        }
+                    }
+                })
+                .map_err(|e| ProgramError(format!("cannot start the metadata thread: {e}")))?;
+        }
         pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
-        let hls = Mutex::new(HlsOutput { playlist, on_air: true, path: playlist_path, opened: None, scratch: own_playlist, session, next: 0 });
-        Ok(Program { pipeline, hls, peer, stats, rtmp, layout, air })
+        let hls = Mutex::new(HlsOutput { playlist, on_air: true, path: playlist_path, opened: None, session, next: 0 });
+        Ok(Program { pipeline, hls, peer, stats, rtmp, layout, air, metadata })
     }
 
     /// The SDP offer to send as the participant's first offer.
@@ -407,6 +449,12 @@ impl Program {
         tracing::info!(on_air = on, "program on air changed");
     }
 
+    /// Sends timed metadata (a short JSON text) to viewers: it goes into the next
+    /// segment as an ID3 tag, at the program's current time.
+    pub fn send_metadata(&self, text: &str) {
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner()).push_back(text.to_string());
+    }
+
     /// Whether the program is on air.
     pub fn on_air(&self) -> bool {
         self.air.on.load(Ordering::Relaxed)
@@ -441,9 +489,9 @@ impl Program {
         while let Some(m) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Element]) {
             match m.view() {
                 gst::MessageView::Error(e) => return Some(format!("{} ({:?})", e.error(), e.debug())),
-                // hlssink2 writes through a splitmuxsink of its own (the recording
-                // has another): its fragments are the segments.
-                gst::MessageView::Element(e) if m.src().and_then(|s| s.parent()).is_some_and(|p| p.name() == "hls") => {
+                // The HLS splitmuxsink's fragments are the segments (the recording
+                // has a splitmuxsink of its own).
+                gst::MessageView::Element(e) if m.src().is_some_and(|s| s.name() == "hls") => {
                     let Some(s) = e.structure() else { continue };
                     let Ok(at) = s.get::<u64>("running-time") else { continue };
                     let mut hls = self.hls.lock().unwrap();
@@ -469,7 +517,7 @@ impl Program {
     }
 }
 
-/// The HLS output: casecast's playlist over hlssink2's segments.
+/// The HLS output: casecast's playlist over splitmuxsink's segments.
 struct HlsOutput {
     playlist: crate::hls::Playlist,
     /// Off air, finished segments are not listed (and their files go).
@@ -477,10 +525,8 @@ struct HlsOutput {
     path: PathBuf,
     /// Running time at which the segment being written began.
     opened: Option<u64>,
-    /// hlssink2's own playlist (unused).
-    scratch: PathBuf,
     /// This pipeline's segment names: `seg-{session}-{n:05}.ts`, numbered from 0
-    /// as hlssink2 writes them.
+    /// as splitmuxsink writes them.
     session: String,
     next: u32,
 }
@@ -488,8 +534,7 @@ struct HlsOutput {
 impl HlsOutput {
     /// A segment is finished: list it, drop what left the DVR window.
     fn segment_done(&mut self, duration: f64) -> std::io::Result<()> {
-        // hlssink2 reports no file name (it writes through a stream): it numbers
-        // its segments from 0, one per fragment.
+        // splitmuxsink numbers its segments from 0, one per fragment.
         let name = format!("seg-{}-{:05}.ts", self.session, self.next);
         self.next += 1;
         if !self.on_air {
@@ -498,21 +543,19 @@ impl HlsOutput {
             self.playlist.mark_discontinuity();
             return Ok(());
         }
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        // The timed metadata stream, marked as ID3 before anyone reads the segment.
+        if let Err(e) = crate::hls::mark_id3_stream(&dir.join(&name)) {
+            tracing::warn!(error = %e, segment = %name, "program: metadata stream not marked");
+        }
         let gone = self.playlist.push(name, duration);
         self.playlist.write(&self.path)?;
-        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
         for s in gone {
             // Players that read the last playlist may still fetch it for a moment,
             // but the window is long: the file goes now.
             let _ = std::fs::remove_file(dir.join(&s.uri));
         }
         Ok(())
-    }
-}
-
-impl Drop for HlsOutput {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.scratch);
     }
 }
 

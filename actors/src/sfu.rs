@@ -124,6 +124,13 @@ impl Sfu {
         addr.send(crate::room::ProgramOnAir(on_air)).await.ok()
     }
 
+    /// Passes timed metadata to the operators of an open room (the compositor puts
+    /// it into the program); `None` if the room is not open, else how many were told.
+    pub async fn program_metadata(&self, room: &str, data: String) -> Option<usize> {
+        let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
+        addr.send(crate::room::ProgramMetadata(data)).await.ok()
+    }
+
     /// The stats of an open room's members; `None` if the room is not open.
     pub async fn participants(&self, room: &str) -> Option<Vec<crate::ParticipantStats>> {
         let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;

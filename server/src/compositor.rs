@@ -230,6 +230,7 @@ fn run_session(
                 program.set_answer(&sdp)?
             }
             ServerMessage::ProgramOnAir { on_air } => program.set_on_air(on_air),
+            ServerMessage::ProgramMetadata { data } => program.send_metadata(&data),
             ServerMessage::ProgramLayout { layout, main } => {
                 program.set_main(main);
                 match layout.parse() {

@@ -697,6 +697,57 @@ async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st:
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Poll {
+    question: String,
+    options: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    text: Option<String>,
+    poll: Option<Poll>,
+}
+
+/// `POST /api/events/{id}/metadata` `{"text"}` or `{"poll": {"question", "options"}}`:
+/// timed metadata for viewers, carried in the program's HLS segments as ID3 (as
+/// Amazon IVS's Timed Metadata), shown by the watch page when it plays there.
+async fn metadata(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let who = op!(req, st, Some(&id));
+    let m: Metadata = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let msg_id = crate::cases::random_id()[..12].to_string();
+    let data = match (m.text, m.poll) {
+        (Some(t), None) if !t.trim().is_empty() && t.chars().count() <= 500 => json!({ "type": "message", "id": msg_id, "text": t.trim() }),
+        (None, Some(p))
+            if !p.question.trim().is_empty()
+                && p.question.chars().count() <= 300
+                && (2..=6).contains(&p.options.len())
+                && p.options.iter().all(|o| !o.trim().is_empty() && o.chars().count() <= 100) =>
+        {
+            json!({ "type": "poll", "id": msg_id, "question": p.question.trim(), "options": p.options.iter().map(|o| o.trim()).collect::<Vec<_>>() })
+        }
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "send {\"text\": 1 to 500 characters} or {\"poll\": {\"question\": 1 to 300 characters, \"options\": 2 to 6 of 1 to 100}}",
+            );
+        }
+    };
+    match st.sfu.program_metadata(&id, data.to_string()).await {
+        None => error(StatusCode::NOT_FOUND, &format!("the room of {:?} is not open (no program yet)", *id)),
+        Some(0) => error(StatusCode::CONFLICT, "no compositor is in the room"),
+        Some(_) => {
+            st.events.audit(&who, "metadata.send", Some(&id), data.clone()).await;
+            HttpResponse::Accepted().json(data)
+        }
+    }
+}
+
 /// `GET /api/events/{id}/live?token=…` (WebSocket): what the console shows, pushed
 /// every second: `{"type":"snapshot","participants":[…],"distribution":{…}}`, and
 /// `{"type":"audit","entry":{…}}` for each new audit entry. The token is checked at
@@ -843,6 +894,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/{id}/participants").route(web::get().to(participants)))
                 .service(web::resource("/{id}/live").route(web::get().to(live)))
                 .service(web::resource("/{id}/program").route(web::post().to(program)))
+                .service(web::resource("/{id}/metadata").route(web::post().to(metadata)))
                 .service(web::resource("/{id}/participants/{participant}/remove").route(web::post().to(remove)))
                 .service(web::resource("/{id}/invitations").route(web::get().to(invitations)).route(web::post().to(invite)))
                 .service(web::resource("/{id}/invitations/{inv}").route(web::delete().to(revoke))),

@@ -72,6 +72,7 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
         ParticipantEvent::Room(RoomEvent::TrackRemoved(id)) => ServerMessage::TrackRemoved { track_id: id.to_string() },
         ParticipantEvent::Room(RoomEvent::ProgramLayout { layout, main }) => ServerMessage::ProgramLayout { layout, main },
         ParticipantEvent::Room(RoomEvent::ProgramOnAir(on_air)) => ServerMessage::ProgramOnAir { on_air },
+        ParticipantEvent::Room(RoomEvent::ProgramMetadata(data)) => ServerMessage::ProgramMetadata { data },
         ParticipantEvent::Room(RoomEvent::Muted { participant, kind, muted }) => {
             ServerMessage::Muted { participant_id: participant.to_string(), kind: kind_out(kind), muted }
         }

@@ -133,6 +133,12 @@ pub enum ServerMessage {
         /// On air.
         on_air: bool,
     },
+    /// Timed metadata for viewers (sent to operators; the compositor puts it into the
+    /// program's HLS segments as ID3).
+    ProgramMetadata {
+        /// A short JSON text: `{"type": "message"|"poll", …}`.
+        data: String,
+    },
     /// A participant muted or unmuted a track.
     Muted {
         /// Who.

@@ -543,6 +543,21 @@ fn chromium_plays_the_program_on_the_watch_page() -> Result<()> {
     assert!(status.as_str().is_some_and(|s| s == "live" || s.contains("behind live")), "{status}");
     // The page's playlist reloads carry its viewer id: one viewer, counted once.
     assert_eq!(server.metric("casecast_hls_viewers{room=\"demo\"}"), Some(1.0));
+    // Timed metadata from the operators' API reaches the page inside the stream (ID3
+    // in the segments): a message, then a poll.
+    let op = server.token("demo", Role::Operator, "Ops Fay");
+    let url = format!("{}/api/events/demo/metadata", server.url);
+    assert_eq!(api("POST", &url, Some(&op), Some(json!({"text": ""})))?.0, 400);
+    assert_eq!(api("POST", &url, Some(&op), Some(json!({"text": "Incision at 10:42 — watch the left port"})))?.0, 202);
+    assert_eq!(api("POST", &url, Some(&op), Some(json!({"poll": {"question": "Convert to open?", "options": ["Yes", "No"]}})))?.0, 202);
+    let got = wait_for("the message and the poll on the watch page", Duration::from_secs(30), || {
+        let m = page.eval("return window.casecastWatch.metadata").ok()?;
+        (m.as_array()?.len() >= 2).then_some(m)
+    })?;
+    assert_eq!(got[0]["text"], "Incision at 10:42 — watch the left port", "{got}");
+    assert_eq!(got[1]["question"], "Convert to open?", "{got}");
+    let text = page.eval("return document.getElementById('metadata').textContent")?;
+    assert!(text.as_str().is_some_and(|t| t.contains("watch the left port") && t.contains("Convert to open?")), "{text}");
     Ok(())
 }
 

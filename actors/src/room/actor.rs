@@ -224,6 +224,24 @@ impl Handler<ProgramOnAir> for RoomActor {
     }
 }
 
+/// Timed metadata for viewers; passed on to the room's operators (the compositor).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ProgramMetadata(pub String);
+
+impl Handler<ProgramMetadata> for RoomActor {
+    type Result = usize;
+    fn handle(&mut self, msg: ProgramMetadata, _: &mut Context<Self>) -> usize {
+        let to = self.core.members_with_role("operator");
+        for id in &to {
+            if let Some(a) = self.members.get(id) {
+                a.do_send(Notice(RoomEvent::ProgramMetadata(msg.0.clone())));
+            }
+        }
+        to.len()
+    }
+}
+
 /// Every member's stats, for operators.
 #[derive(Message)]
 #[rtype(result = "Vec<crate::ParticipantStats>")]
