@@ -64,6 +64,14 @@ impl Compositor {
     }
 }
 
+impl Compositor {
+    /// What stops it (from a signal handler, before the server winds down: a
+    /// compositor left running would join again while the server drains).
+    pub fn stopper(&self) -> Stop {
+        self.stop.clone()
+    }
+}
+
 impl Drop for Compositor {
     fn drop(&mut self) {
         self.stop.set();

@@ -626,7 +626,26 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
                     ..config.program_options(&room)?
                 };
                 let metrics = Some(sfu.metrics().program.clone());
-                program_mixer = Some(compositor::Compositor::start(&local, &room, &op, opts, metrics));
+                let mixer = compositor::Compositor::start(&local, &room, &op, opts, metrics);
+                // On SIGINT/SIGTERM the program stops first, so it does not join again
+                // while the server drains its connections.
+                let stop = mixer.stopper();
+                actix_web::rt::spawn(async move {
+                    let term = async {
+                        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                            Ok(mut s) => {
+                                s.recv().await;
+                            }
+                            Err(_) => std::future::pending::<()>().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term => {}
+                    }
+                    stop.set();
+                });
+                program_mixer = Some(mixer);
             }
             let c1 = key.mint(&room, Role::Commentator, "Dr. Demo", now, 86400);
             let c2 = key.mint(&room, Role::Commentator, "Dr. Second", now, 86400);
