@@ -837,6 +837,33 @@ ui.invite.addEventListener("submit", (ev) => {
   });
 });
 
+// Timed metadata: a message or a poll, carried to viewers inside the HLS stream.
+function sendMetadata(form, button, body, reset) {
+  if (!current) return;
+  const id = current.id;
+  busy(button, async () => {
+    const sent = await api("POST", `/api/events/${enc(id)}/metadata`, { body });
+    hooks.lastMetadata = sent;
+    addLog({ source: "page", text: sent.type === "poll" ? `poll sent: ${sent.question}` : `message sent: ${sent.text}` });
+    reset();
+    auditPoller.kick();
+  });
+}
+
+$("send-message").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const input = $("msg-text");
+  sendMetadata(ev.target, $("msg-submit"), { text: input.value.trim() }, () => { input.value = ""; });
+});
+
+$("send-poll").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const q = $("poll-question");
+  const o = $("poll-options");
+  const options = o.value.split(",").map((s) => s.trim()).filter(Boolean);
+  sendMetadata(ev.target, $("poll-submit"), { poll: { question: q.value.trim(), options } }, () => { q.value = ""; o.value = ""; });
+});
+
 function showNewInvitation(inv) {
   const encoder = inv.role === "encoder";
   ui.newInvTitle.textContent = `Invitation for ${inv.name} (${inv.role})`;

@@ -2076,6 +2076,16 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
     assert_eq!(row["role"], "commentator");
     let shown = console.eval(&format!("return !!document.querySelector('#participants tr[data-participant=\"{}\"]')", row["id"].as_str().unwrap()))?;
     assert_eq!(shown, json!(true), "the commentator's row is on the page");
+    // A message to viewers from the console goes into the stream (ID3 in a segment).
+    console.eval(
+        "document.querySelector('#msg-text').value = 'Closing in five minutes';
+         document.querySelector('#send-message').requestSubmit();",
+    )?;
+    wait_for("the console's message in a segment", Duration::from_secs(30), || {
+        std::fs::read_dir(&hls).ok()?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "ts")).any(|p| {
+            std::fs::read(&p).is_ok_and(|b| b.windows(23).any(|w| w == b"Closing in five minutes"))
+        }).then_some(())
+    })?;
     assert_eq!(hook(&console, "window.casecastConsole.lastError"), Value::Null);
     if let Ok(path) = std::env::var("CASECAST_CONSOLE_SCREENSHOT") {
         console.eval("document.querySelector('#live').scrollIntoView()")?;
