@@ -7,15 +7,17 @@
 //     server's {"error": "…"}, or its plain text) go to the #error banner and to
 //     window.casecastConsole.lastError; 401/403 add a hint about the token.
 //  2. #event=<id> in the hash opens an event's live view (the token stays in the query).
-//  3. Polling: one Poller per resource, never overlapping (the next run is scheduled when
+//  3. Live updates over the event's WebSocket (participants, outputs, audit entries),
+//     with polling as the fallback while it is down.
+//  4. Polling: one Poller per resource, never overlapping (the next run is scheduled when
 //     the previous one ends), paused while the page is hidden, stopped when the token is
 //     refused (401; 403 stops until another event is opened). Switching events aborts the
 //     old event's requests and ignores their late answers.
-//  4. The program preview plays /hls/{id}/index.m3u8 once the distribution says the
+//  5. The program preview plays /hls/{id}/index.m3u8 once the distribution says the
 //     playlist exists (so no 404s pile up in the console while the program has not
 //     started), and retries a few seconds after a fatal error. Private events get a
 //     playback token first (POST …/playback-tokens, audited as any operator action).
-//  5. The event log merges the audit log with what this page observes between polls:
+//  6. The event log merges the audit log with what this page observes between polls:
 //     participants joining, leaving, media dropping, outputs going up or down, errors.
 //  6. window.casecastConsole is kept up to date for the browser tests.
 
@@ -57,7 +59,7 @@ const LOG_SHOWN = 200;
 
 const hooks = {
   events: [], event: null, participants: [], invitations: [], distribution: null, log: [],
-  lastError: null, lastInvitation: null, lastCopied: null,
+  lastError: null, lastInvitation: null, lastCopied: null, live: "closed",
   program: { layout: null, main: null }, preview: "idle", polling: true,
 };
 window.casecastConsole = hooks;
@@ -508,12 +510,65 @@ function openEvent(id) {
       });
   }
   for (const p of [participantsPoller, distributionPoller, auditPoller, invitationsPoller]) p.start();
+  openLive(id);
+}
+
+// Live updates: the event's WebSocket pushes participants and outputs every second
+// (and new audit entries). While it is open, those two are not polled; if it drops,
+// polling takes over and the socket is tried again.
+let live = null;
+function openLive(id) {
+  closeLive();
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/events/${enc(id)}/live?token=${encodeURIComponent(token ?? "")}`;
+  let ws;
+  try {
+    ws = new WebSocket(url);
+  } catch {
+    return;
+  }
+  live = { ws, id, retry: null };
+  ws.onopen = () => {
+    if (live?.ws !== ws) return;
+    hooks.live = "open";
+    participantsPoller.stop();
+    distributionPoller.stop();
+  };
+  ws.onmessage = (ev) => {
+    if (live?.ws !== ws || current?.id !== id) return;
+    let m;
+    try { m = JSON.parse(ev.data); } catch { return; }
+    if (m.type === "snapshot") {
+      setParticipants(Array.isArray(m.participants) ? m.participants : []);
+      if (m.distribution) setDistribution(m.distribution);
+    } else if (m.type === "audit" && !m.backlog) {
+      auditPoller.kick();
+    }
+  };
+  ws.onclose = () => {
+    if (live?.ws !== ws) return;
+    hooks.live = "closed";
+    if (current?.id === id) {
+      participantsPoller.start();
+      distributionPoller.start();
+      live.retry = setTimeout(() => { if (current?.id === id) openLive(id); }, 5000);
+    }
+  };
+}
+
+function closeLive() {
+  if (!live) return;
+  const { ws, retry } = live;
+  live = null;
+  clearTimeout(retry);
+  try { ws.close(); } catch { /* closing anyway */ }
+  hooks.live = "closed";
 }
 
 function closeEvent({ keepHash = false } = {}) {
   if (!current) return;
   current.ctrl.abort();
   current = null;
+  closeLive();
   for (const p of [participantsPoller, distributionPoller, auditPoller, invitationsPoller]) p.stop();
   preview.stop();
   participantsById = new Map();

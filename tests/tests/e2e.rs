@@ -2074,6 +2074,7 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
         list.as_array()?.iter().find(|p| p["name"] == "Dr. Remote" && p["bitrate_in"].as_u64().unwrap_or(0) > 20_000).cloned()
     })?;
     assert_eq!(row["role"], "commentator");
+    assert_eq!(hook(&console, "window.casecastConsole.live"), json!("open"), "the stats come over the live WebSocket");
     let shown = console.eval(&format!("return !!document.querySelector('#participants tr[data-participant=\"{}\"]')", row["id"].as_str().unwrap()))?;
     assert_eq!(shown, json!(true), "the commentator's row is on the page");
     // A message to viewers from the console goes into the stream (ID3 in a segment).
