@@ -35,6 +35,7 @@ pub mod metrics;
 mod participant;
 pub mod program;
 pub mod publisher;
+pub mod resolution;
 pub mod room;
 pub mod rtmp;
 pub mod stop;

@@ -191,6 +191,10 @@ pub struct ParticipantStats {
     pub fps_in: f64,
     /// The simulcast layer forwarded, if it sends several.
     pub layer: Option<String>,
+    /// The picture size of its video, from its last key frame.
+    pub width: Option<u32>,
+    /// Height, likewise.
+    pub height: Option<u32>,
     /// Its audio level, 0 (silence) to 1 (loudest), from the RTP audio-level header.
     pub audio_level: Option<f64>,
     /// Speaking now (audio above -50 dBov in the last second).
@@ -498,7 +502,19 @@ impl ParticipantActor {
             return;
         };
         match inbound.track.kind {
-            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rid => self.frames_in += 1,
+            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rid => {
+                self.frames_in += 1;
+                if data.is_keyframe() {
+                    let size = match data.params.spec().codec {
+                        str0m::format::Codec::Vp8 => crate::resolution::vp8(&data.data),
+                        str0m::format::Codec::H264 => crate::resolution::h264(&data.data),
+                        _ => None,
+                    };
+                    if let Some((w, h)) = size {
+                        (self.stats.width, self.stats.height) = (Some(w), Some(h));
+                    }
+                }
+            }
             MediaKind::Audio => {
                 if let Some(level) = data.ext_vals.audio_level {
                     self.audio_level = Some((level, Instant::now()));

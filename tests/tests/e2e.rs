@@ -1950,12 +1950,13 @@ fn operators_see_participants_live_and_remove_them() -> Result<()> {
     let op = server.token("live-1", Role::Operator, "Ops Cid");
     let url = format!("{}/api/events/live-1/participants", server.url);
     assert_eq!(api("GET", &url, Some(&op), None)?.1, json!([]), "nobody yet");
-    let _encoder = gst_publisher(&format!("{}/whip/live-1", server.url), &server.token("live-1", Role::Encoder, "OR 3 encoder"), &[])?;
+    let _encoder = gst_publisher(&format!("{}/whip/live-1", server.url), &server.token("live-1", Role::Encoder, "OR 3 encoder"), &["--width", "640", "--height", "360"])?;
     let enc = wait_for("the encoder's media in the stats", Duration::from_secs(30), || {
         let (_, list) = api("GET", &url, Some(&op), None).ok()?;
-        list.as_array()?.iter().find(|p| p["role"] == "encoder" && p["bitrate_in"].as_u64().unwrap_or(0) > 100_000 && p["fps_in"].as_f64().unwrap_or(0.0) > 5.0).cloned()
+        list.as_array()?.iter().find(|p| p["role"] == "encoder" && p["bitrate_in"].as_u64().unwrap_or(0) > 100_000 && p["fps_in"].as_f64().unwrap_or(0.0) > 5.0 && p["width"].is_u64()).cloned()
     })?;
     assert_eq!(enc["name"], "OR 3 encoder");
+    assert_eq!((enc["width"].as_u64(), enc["height"].as_u64()), (Some(640), Some(360)), "the size from its key frames: {enc}");
     assert_eq!(enc["connected"], true);
     assert!(enc["publishing"].as_array().is_some_and(|k| k.iter().any(|k| k == "video")), "{enc}");
     let other = server.token("other", Role::Operator, "x");
