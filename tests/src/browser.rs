@@ -99,7 +99,11 @@ impl Browser {
     pub fn screenshot(&self, path: &std::path::Path, width: u32, height: u32) -> Result<()> {
         use base64::Engine;
         post(&self.agent, &self.url("window/rect"), &json!({"width": width, "height": height}))?;
-        std::thread::sleep(Duration::from_millis(500)); // a picture only: let the page lay out again
+        // The page has taken its new size (and laid itself out again) when it says so.
+        wait_for("the window's new size", Duration::from_secs(10), || {
+            let w = self.eval("return window.outerWidth").ok()?.as_u64()?;
+            (w == u64::from(width)).then(|| self.eval("return new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => ok(true))))"))
+        })??;
         let v: Value = self.agent.get(&self.url("screenshot")).call()?.body_mut().read_json()?;
         let png = base64::engine::general_purpose::STANDARD.decode(v["value"].as_str().context("no screenshot")?)?;
         std::fs::write(path, png)?;
