@@ -110,25 +110,12 @@ impl Sfu {
         out
     }
 
-    /// Tells the operators of an open room (the compositor among them) the program's
-    /// layout; `None` if the room is not open, else how many were told.
-    pub async fn program_layout(&self, room: &str, layout: &str, main: Option<String>) -> Option<usize> {
+    /// Tells the operators of an open room (the compositor among them) what the
+    /// program is to do (`RoomEvent::ProgramLayout`, `ProgramOnAir`,
+    /// `ProgramMetadata`); `None` if the room is not open, else how many were told.
+    pub async fn to_operators(&self, room: &str, event: crate::RoomEvent) -> Option<usize> {
         let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
-        addr.send(crate::room::ProgramLayout { layout: layout.to_string(), main }).await.ok()
-    }
-
-    /// Tells the operators of an open room (the compositor among them) to put the
-    /// program on or off air; `None` if the room is not open, else how many were told.
-    pub async fn program_on_air(&self, room: &str, on_air: bool) -> Option<usize> {
-        let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
-        addr.send(crate::room::ProgramOnAir(on_air)).await.ok()
-    }
-
-    /// Passes timed metadata to the operators of an open room (the compositor puts
-    /// it into the program); `None` if the room is not open, else how many were told.
-    pub async fn program_metadata(&self, room: &str, data: String) -> Option<usize> {
-        let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
-        addr.send(crate::room::ProgramMetadata(data)).await.ok()
+        addr.send(crate::room::ToOperators(event)).await.ok()
     }
 
     /// The stats of an open room's members; `None` if the room is not open.

@@ -9,6 +9,7 @@ use std::sync::RwLock;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
+use casecast_actors::RoomEvent;
 use casecast_ingest::store::{Db, unix_now};
 use casecast_signaling::{Claims, Role};
 use serde::{Deserialize, Serialize};
@@ -687,10 +688,9 @@ async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st:
         Ok(b) => b,
         Err(r) => return r,
     };
-    match st.sfu.program_on_air(&id, change.on_air).await {
-        None => error(StatusCode::NOT_FOUND, &format!("the room of {:?} is not open (no program yet)", *id)),
-        Some(0) => error(StatusCode::CONFLICT, "no compositor is in the room"),
-        Some(_) => {
+    match crate::http::compositor_told(st.sfu.to_operators(&id, RoomEvent::ProgramOnAir(change.on_air)).await, &id) {
+        Err((status, message)) => error(status, &message),
+        Ok(()) => {
             st.events.audit(&who, if change.on_air { "program.on_air" } else { "program.off_air" }, Some(&id), Value::Null).await;
             HttpResponse::Accepted().json(json!({ "on_air": change.on_air }))
         }
@@ -738,10 +738,9 @@ async fn metadata(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st
             );
         }
     };
-    match st.sfu.program_metadata(&id, data.to_string()).await {
-        None => error(StatusCode::NOT_FOUND, &format!("the room of {:?} is not open (no program yet)", *id)),
-        Some(0) => error(StatusCode::CONFLICT, "no compositor is in the room"),
-        Some(_) => {
+    match crate::http::compositor_told(st.sfu.to_operators(&id, RoomEvent::ProgramMetadata(data.to_string())).await, &id) {
+        Err((status, message)) => error(status, &message),
+        Ok(()) => {
             st.events.audit(&who, "metadata.send", Some(&id), data.clone()).await;
             HttpResponse::Accepted().json(data)
         }

@@ -232,10 +232,20 @@ async fn program(
     if let Err(e) = layout.parse::<casecast_actors::program::LayoutKind>() {
         return error_response(StatusCode::BAD_REQUEST, &e);
     }
-    match state.sfu.program_layout(&room, &layout, main.clone()).await {
-        None => error_response(StatusCode::NOT_FOUND, &format!("room {room:?} is not open")),
-        Some(0) => error_response(StatusCode::CONFLICT, "no compositor is in the room"),
-        Some(_) => HttpResponse::Accepted().json(serde_json::json!({ "layout": layout, "main": main })),
+    let told = state.sfu.to_operators(&room, casecast_actors::RoomEvent::ProgramLayout { layout: layout.clone(), main: main.clone() }).await;
+    match compositor_told(told, &room) {
+        Ok(()) => HttpResponse::Accepted().json(serde_json::json!({ "layout": layout, "main": main })),
+        Err((status, message)) => error_response(status, &message),
+    }
+}
+
+/// What telling a room's compositor came to: not open (404), no compositor in it
+/// (409), or told.
+pub fn compositor_told(told: Option<usize>, room: &str) -> Result<(), (StatusCode, String)> {
+    match told {
+        None => Err((StatusCode::NOT_FOUND, format!("the room {room:?} is not open (no program yet)"))),
+        Some(0) => Err((StatusCode::CONFLICT, "no compositor is in the room".into())),
+        Some(_) => Ok(()),
     }
 }
 

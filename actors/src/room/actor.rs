@@ -206,42 +206,6 @@ impl Handler<Mute> for RoomActor {
     }
 }
 
-/// The operator puts the program on or off air; passed on to the room's operators.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct ProgramOnAir(pub bool);
-
-impl Handler<ProgramOnAir> for RoomActor {
-    type Result = usize;
-    fn handle(&mut self, msg: ProgramOnAir, _: &mut Context<Self>) -> usize {
-        let to = self.core.members_with_role("operator");
-        for id in &to {
-            if let Some(a) = self.members.get(id) {
-                a.do_send(Notice(RoomEvent::ProgramOnAir(msg.0)));
-            }
-        }
-        to.len()
-    }
-}
-
-/// Timed metadata for viewers; passed on to the room's operators (the compositor).
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct ProgramMetadata(pub String);
-
-impl Handler<ProgramMetadata> for RoomActor {
-    type Result = usize;
-    fn handle(&mut self, msg: ProgramMetadata, _: &mut Context<Self>) -> usize {
-        let to = self.core.members_with_role("operator");
-        for id in &to {
-            if let Some(a) = self.members.get(id) {
-                a.do_send(Notice(RoomEvent::ProgramMetadata(msg.0.clone())));
-            }
-        }
-        to.len()
-    }
-}
-
 /// Every member's stats, for operators.
 #[derive(Message)]
 #[rtype(result = "Vec<crate::ParticipantStats>")]
@@ -294,24 +258,19 @@ impl Handler<MemberCount> for RoomActor {
     }
 }
 
-/// The operator sets the program's layout and main source; passed on to the
-/// room's operators.
+/// Tells the room's operators (the compositor is one) what the program is to do:
+/// its layout, on or off air, timed metadata. Answers how many were told.
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct ProgramLayout {
-    /// The layout's name.
-    pub layout: String,
-    /// The main source's participant id (`None`: the feed).
-    pub main: Option<String>,
-}
+pub struct ToOperators(pub RoomEvent);
 
-impl Handler<ProgramLayout> for RoomActor {
+impl Handler<ToOperators> for RoomActor {
     type Result = usize;
-    fn handle(&mut self, msg: ProgramLayout, _: &mut Context<Self>) -> usize {
+    fn handle(&mut self, msg: ToOperators, _: &mut Context<Self>) -> usize {
         let to = self.core.members_with_role("operator");
         for id in &to {
             if let Some(a) = self.members.get(id) {
-                a.do_send(Notice(RoomEvent::ProgramLayout { layout: msg.layout.clone(), main: msg.main.clone() }));
+                a.do_send(Notice(msg.0.clone()));
             }
         }
         to.len()
