@@ -60,18 +60,7 @@ pub fn random_id() -> String {
     format!("{n:032x}")
 }
 
-fn json_error(status: StatusCode, message: &str) -> HttpResponse {
-    let mut r = HttpResponse::build(status);
-    if status == StatusCode::UNAUTHORIZED {
-        r.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-    }
-    r.json(json!({ "error": message }))
-}
-
-fn internal(e: impl std::fmt::Display) -> HttpResponse {
-    tracing::error!(error = %e, "cases request failed");
-    json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the server failed: {e}"))
-}
+use crate::http::{json_error, json_internal as internal};
 
 const VIEW: &[Role] = &[Role::Commentator, Role::Operator, Role::Viewer];
 const UPLOAD: &[Role] = &[Role::Commentator, Role::Operator];
@@ -80,10 +69,7 @@ const UPLOAD: &[Role] = &[Role::Commentator, Role::Operator];
 /// among `roles`.
 #[allow(clippy::result_large_err)] // the error is the response itself
 fn authorize(req: &HttpRequest, st: &AppState, roles: &[Role]) -> Result<Claims, HttpResponse> {
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(casecast_signaling::whip::bearer_token);
-    let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok();
-    let token = header.map(str::to_string).or_else(|| query.and_then(|q| q.get("token").cloned()));
-    let Some(token) = token else {
+    let Some(token) = crate::http::request_token(req, true) else {
         return Err(json_error(StatusCode::UNAUTHORIZED, "a token is required (Authorization: Bearer <token>, or ?token=)"));
     };
     let claims = st.verify(&token).map_err(|e| json_error(StatusCode::UNAUTHORIZED, &e))?;

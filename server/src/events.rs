@@ -310,18 +310,7 @@ impl Events {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> HttpResponse {
-    let mut r = HttpResponse::build(status);
-    if status == StatusCode::UNAUTHORIZED {
-        r.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-    }
-    r.json(json!({ "error": message }))
-}
-
-fn internal(e: impl std::fmt::Display) -> HttpResponse {
-    tracing::error!(error = %e, "events request failed");
-    error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the server failed: {e}"))
-}
+use crate::http::{json_error as error, json_internal as internal};
 
 /// The scope of all events: an operator token for room `*` runs the distribution
 /// center; one for a room runs that event only.
@@ -330,11 +319,10 @@ pub const ALL_EVENTS: &str = "*";
 /// An operator's token (any scope).
 #[allow(clippy::result_large_err)]
 fn operator_claims(req: &HttpRequest, st: &AppState) -> std::result::Result<Claims, HttpResponse> {
-    let token = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(casecast_signaling::whip::bearer_token);
-    let Some(token) = token else {
+    let Some(token) = crate::http::request_token(req, false) else {
         return Err(error(StatusCode::UNAUTHORIZED, "an operator token is required (Authorization: Bearer <token>)"));
     };
-    let claims = st.verify(token).map_err(|m| error(StatusCode::UNAUTHORIZED, &m))?;
+    let claims = st.verify(&token).map_err(|m| error(StatusCode::UNAUTHORIZED, &m))?;
     if claims.role != Role::Operator {
         return Err(error(StatusCode::FORBIDDEN, &format!("role {} may not run events; an operator token is needed", claims.role.as_str())));
     }
@@ -752,13 +740,7 @@ async fn metadata(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st
 /// `{"type":"audit","entry":{…}}` for each new audit entry. The token is checked at
 /// the upgrade (browsers cannot set headers on WebSockets: `?token=` or the header).
 async fn live(req: HttpRequest, id: web::Path<String>, body: web::Payload, st: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(casecast_signaling::whip::bearer_token)
-        .map(str::to_string)
-        .or_else(|| web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok().and_then(|q| q.get("token").cloned()));
+    let token = crate::http::request_token(&req, true);
     let claims = match token.as_deref().map(|t| st.verify(t)) {
         None => return Ok(error(StatusCode::UNAUTHORIZED, "an operator token is required (?token= or Authorization: Bearer)")),
         Some(Err(m)) => return Ok(error(StatusCode::UNAUTHORIZED, &m)),

@@ -31,6 +31,33 @@ pub fn error_response(status: StatusCode, message: &str) -> HttpResponse {
     r.body(format!("{message}\n"))
 }
 
+/// A JSON error body, `{"error": "…"}`, for the JSON APIs (cases, events).
+pub fn json_error(status: StatusCode, message: &str) -> HttpResponse {
+    let mut r = HttpResponse::build(status);
+    if status == StatusCode::UNAUTHORIZED {
+        r.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+    }
+    r.json(serde_json::json!({ "error": message }))
+}
+
+/// A failure of the server's own (database, store) as a JSON 500, logged.
+pub fn json_internal(e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "request failed");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the server failed: {e}"))
+}
+
+/// The request's bearer token (`Authorization: Bearer …`), or with `query` its
+/// `?token=` (pages, pictures and WebSockets, which cannot set headers).
+pub fn request_token(req: &actix_web::HttpRequest, query: bool) -> Option<String> {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(casecast_signaling::whip::bearer_token);
+    header.map(str::to_string).or_else(|| {
+        query
+            .then(|| web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok())
+            .flatten()
+            .and_then(|q| q.get("token").cloned())
+    })
+}
+
 /// The HTTP status for a failed join.
 pub fn join_error_response(e: JoinError) -> HttpResponse {
     let status = match &e {
