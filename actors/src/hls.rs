@@ -1,4 +1,4 @@
-//! The program's HLS playlist, written by casecast rather than by `hlssink2`, so that
+//! The program's HLS playlist, written by casecast rather than by the segmenter, so that
 //! it outlives the pipeline: when the compositor's session restarts (its connection
 //! to the server dropped, the pipeline failed, the server restarted after a crash),
 //! the new pipeline's segments continue the same playlist after an
@@ -6,8 +6,8 @@
 //! watching, DVR window included. A playlist closed with `#EXT-X-ENDLIST` (the event
 //! ended) is not continued: the next program starts a new one.
 //!
-//! Pure apart from [`Playlist::write`] and [`Playlist::load`]; `hlssink2` still cuts
-//! and writes the segments.
+//! Pure apart from [`Playlist::write`], [`Playlist::load`] and [`mark_id3_stream`];
+//! a `splitmuxsink` cuts and writes the segments.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ impl Playlist {
             .count()
     }
 
-    /// Reads a playlist this module wrote (or hlssink2's); `None` if it is not one.
+    /// Reads a playlist this module wrote; `None` if it is not one.
     pub fn parse(text: &str) -> Option<Self> {
         let mut lines = text.lines();
         if lines.next()?.trim() != "#EXTM3U" {

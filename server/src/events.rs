@@ -157,6 +157,11 @@ impl Events {
         self.revoked.read().unwrap_or_else(|e| e.into_inner()).contains(jti)
     }
 
+    /// Whether room `id` is a private event's (its HLS needs a playback token).
+    pub fn is_private(&self, id: &str) -> bool {
+        self.events.read().unwrap_or_else(|e| e.into_inner()).get(id).is_some_and(|e| e.policy.viewing == "private")
+    }
+
     /// The event of room `id`, if it is one.
     pub fn event(&self, id: &str) -> Option<Event> {
         self.events.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()

@@ -117,7 +117,7 @@ async fn hls(req: actix_web::HttpRequest, path: web::Path<(String, String)>, sta
     };
     // A private event plays with a playback token only (ES384, as IVS private
     // channels): `?token=` on the playlist, which then carries it to its segments.
-    let private = state.events.event(&room).is_some_and(|e| e.policy.viewing == "private");
+    let private = state.events.is_private(&room);
     let mut playback_token = None;
     if private {
         let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok();

@@ -12,25 +12,40 @@ const WINDOW: Duration = Duration::from_secs(20);
 /// Viewers by room.
 #[derive(Default)]
 pub struct Viewers {
-    rooms: Mutex<HashMap<String, HashMap<String, Instant>>>,
+    rooms: Mutex<HashMap<String, Room>>,
+}
+
+#[derive(Default)]
+struct Room {
+    seen: HashMap<String, Instant>,
+    pruned: Option<Instant>,
 }
 
 impl Viewers {
     /// Records a playlist request of `viewer` in `room`; returns the room's count.
+    /// Every viewer asks every segment: the map is pruned once a second, not on
+    /// every request.
     pub fn seen(&self, room: &str, viewer: &str) -> usize {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let r = rooms.entry(room.to_string()).or_default();
-        r.insert(viewer.to_string(), now);
-        r.retain(|_, t| now.duration_since(*t) < WINDOW);
-        r.len()
+        if let Some(t) = r.seen.get_mut(viewer) {
+            *t = now;
+        } else {
+            r.seen.insert(viewer.to_string(), now);
+        }
+        if r.pruned.is_none_or(|p| now.duration_since(p) >= Duration::from_secs(1)) {
+            r.seen.retain(|_, t| now.duration_since(*t) < WINDOW);
+            r.pruned = Some(now);
+        }
+        r.seen.len()
     }
 
     /// The room's count now.
     pub fn count(&self, room: &str) -> usize {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        rooms.get(room).map(|r| r.values().filter(|t| now.duration_since(**t) < WINDOW).count()).unwrap_or(0)
+        rooms.get(room).map(|r| r.seen.values().filter(|t| now.duration_since(**t) < WINDOW).count()).unwrap_or(0)
     }
 }
 
