@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use dicom_dictionary_std::tags;
+
 use crate::deid::{self, Options};
 
 /// The outcome of one input file.
@@ -108,8 +110,7 @@ pub(crate) fn write_file(obj: &dicom_object::DefaultDicomObject, path: &Path) ->
 /// way. `None` when the file is not of a kind streamed here (compressed, big endian,
 /// deflated, no pixel data where it is expected): the whole-file path takes it.
 fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Option<Outcome> {
-    use std::io::{Read, Seek, SeekFrom, Write};
-    use dicom_dictionary_std::tags;
+    use std::io::{Read, Seek, SeekFrom};
     let mut obj = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).ok()?;
     let explicit = match obj.meta().transfer_syntax().trim_end_matches('\0') {
         "1.2.840.10008.1.2.1" => true,
@@ -118,46 +119,81 @@ fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMu
     };
     let layout = crate::pixels::Layout::of(&obj).ok()?;
     let frame_bytes = layout.frame_bytes();
-    let (offset, length) = find_pixel_data(path, (frame_bytes * layout.frames) as u64, explicit)?;
+    let (offset, _) = find_pixel_data(path, (frame_bytes * layout.frames) as u64, explicit)?;
     let fail = |why: String| Some(Outcome::Failed(path.to_path_buf(), why));
     let opts = &Options { clean_pixels: opts.clean_pixels && deid::needs_reading(&obj, opts), ..opts.clone() };
-    let mut cleaner = opts.clean_pixels.then(|| deid::FrameCleaner::new(&obj, layout, opts));
+    let cleaner = opts.clean_pixels.then(|| deid::FrameCleaner::new(&obj, layout, opts));
     // The header holds no pixel data: de-identifying it records the method (Clean
     // Pixel Data included) and leaves the frames to the loop below.
-    let mut report = match deid::deidentify(&mut obj, &Options { render_frames: false, ..opts.clone() }) {
+    let report = match deid::deidentify(&mut obj, &Options { render_frames: false, ..opts.clone() }) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    if cleaner.is_some() {
-        obj.put(dicom_core::DataElement::new(tags::BURNED_IN_ANNOTATION, dicom_core::VR::CS, dicom_core::PrimitiveValue::from("NO")));
+    // Written as Explicit VR Little Endian, whatever the input was.
+    obj.update_meta(|m| m.transfer_syntax = "1.2.840.10008.1.2.1".to_string());
+    let mut input = match std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f)) {
+        Ok(f) => std::io::BufReader::with_capacity(1 << 20, f),
+        Err(e) => return fail(e.to_string()),
+    };
+    Some(write_streamed(path, obj, report, layout, cleaner, out_dir, progress, |_, frame| {
+        frame.resize(frame_bytes, 0);
+        input.read_exact(frame).map_err(|e| format!("pixel data cut short: {e}"))
+    }))
+}
+
+/// How both streamed paths end: the de-identified `header` (marked Burned In
+/// Annotation NO when a cleaner reads the frames), then a native Pixel Data element
+/// (OB or OW, explicit little endian) of `layout.frames` frames, each filled by
+/// `next` (frame index, buffer) and cleaned on the way, and the padding byte of an
+/// odd length; into a temporary file, renamed into `out_dir` once complete.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_streamed(
+    input: &Path,
+    mut header: dicom_object::DefaultDicomObject,
+    mut report: deid::Report,
+    layout: crate::pixels::Layout,
+    mut cleaner: Option<deid::FrameCleaner>,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(f64),
+    mut next: impl FnMut(usize, &mut Vec<u8>) -> Result<(), String>,
+) -> Outcome {
+    use std::io::Write;
+    let fail = |why: String| Outcome::Failed(input.to_path_buf(), why);
+    let total = (layout.frame_bytes() * layout.frames) as u64;
+    if total + total % 2 > u64::from(u32::MAX - 1) {
+        return fail(format!("the pixel data would be {} MB, more than a DICOM element can hold", total >> 20));
     }
-    let uid = obj.meta().media_storage_sop_instance_uid.trim_end_matches('\0').to_string();
+    if cleaner.is_some() {
+        header.put(dicom_core::DataElement::new(tags::BURNED_IN_ANNOTATION, dicom_core::VR::CS, dicom_core::PrimitiveValue::from("NO")));
+    }
+    let uid = header.meta().media_storage_sop_instance_uid.trim_end_matches('\0').to_string();
     let out = out_dir.join(format!("{uid}.dcm"));
     let tmp = out.with_extension("dcm.tmp");
     let result = (|| -> Result<(), String> {
-        obj.write_to_file(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        let mut w = std::io::BufWriter::new(std::fs::OpenOptions::new().append(true).open(&tmp).map_err(|e| e.to_string())?);
-        let mut header = vec![0xE0, 0x7F, 0x10, 0x00];
-        if explicit {
-            header.extend_from_slice(if layout.bits_allocated > 8 { b"OW\0\0" } else { b"OB\0\0" });
-        }
-        header.extend_from_slice(&(length as u32).to_le_bytes());
-        w.write_all(&header).map_err(|e| e.to_string())?;
-        let mut input = std::fs::File::open(path).map_err(|e| e.to_string())?;
-        input.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
-        let mut frame = vec![0u8; frame_bytes];
+        write_file(&header, &tmp)?;
+        let file = std::fs::OpenOptions::new().append(true).open(&tmp).map_err(|e| e.to_string())?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut head = vec![0xE0, 0x7F, 0x10, 0x00];
+        head.extend_from_slice(if layout.bits_allocated > 8 { b"OW\0\0" } else { b"OB\0\0" });
+        head.extend_from_slice(&((total + total % 2) as u32).to_le_bytes());
+        w.write_all(&head).map_err(|e| e.to_string())?;
+        let mut frame = Vec::with_capacity(layout.frame_bytes());
         for i in 0..layout.frames {
             if i % 16 == 0 {
                 progress(i as f64 / layout.frames as f64);
             }
-            input.read_exact(&mut frame).map_err(|e| format!("pixel data cut short: {e}"))?;
+            next(i, &mut frame)?;
+            if frame.len() != layout.frame_bytes() {
+                return Err(format!("frame {} holds {} bytes, {} expected", i + 1, frame.len(), layout.frame_bytes()));
+            }
             if let Some(c) = cleaner.as_mut() {
                 c.clean(&mut frame).map_err(|e| e.to_string())?;
             }
             w.write_all(&frame).map_err(|e| e.to_string())?;
         }
-        // The padding byte of an odd length.
-        w.write_all(&vec![0u8; (length - (frame_bytes * layout.frames) as u64) as usize]).map_err(|e| e.to_string())?;
+        if total % 2 == 1 {
+            w.write_all(&[0]).map_err(|e| e.to_string())?;
+        }
         w.flush().map_err(|e| e.to_string())?;
         drop(w);
         std::fs::rename(&tmp, &out).map_err(|e| e.to_string())
@@ -169,7 +205,7 @@ fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMu
     if let Some(c) = cleaner {
         (report.frames_read, report.words_blacked_out) = (c.frames_read, c.words_blacked_out);
     }
-    Some(Outcome::Done(out, report))
+    Outcome::Done(out, report)
 }
 
 /// Where the native pixel data of `expected` bytes starts in the file and its

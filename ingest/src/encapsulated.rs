@@ -5,7 +5,7 @@
 //! codec's start-of-image marker), and each frame is decoded on its own, read for
 //! burned-in text, cleaned and written out native.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
@@ -53,7 +53,7 @@ pub fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn 
     let first = decode(&original, &ts, &read_frame(&mut file, &groups[0]).ok()?).ok()?;
     let layout = Layout { frames: frames as usize, ..first.layout };
     let frame_bytes = layout.frame_bytes();
-    let mut cleaner = clean.then(|| deid::FrameCleaner::new(&original, layout, opts));
+    let cleaner = clean.then(|| deid::FrameCleaner::new(&original, layout, opts));
 
     let mut out_header = header;
     let us = |t, v: u16| DataElement::new(t, VR::US, PrimitiveValue::from(v));
@@ -72,59 +72,23 @@ pub fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn 
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    if cleaner.is_some() {
-        out_header.put(DataElement::new(tags::BURNED_IN_ANNOTATION, VR::CS, PrimitiveValue::from("NO")));
-    }
-    let uid = out_header.meta().media_storage_sop_instance_uid.trim_end_matches('\0').to_string();
-    let out = out_dir.join(format!("{uid}.dcm"));
-    let tmp = out.with_extension("dcm.tmp");
-    let total = (frame_bytes * layout.frames) as u64;
-    if total >= u64::from(u32::MAX) {
-        return fail(format!("the decoded pixel data would be {} MB, more than a DICOM element can hold", total >> 20));
-    }
-    let result = (|| -> Result<(), String> {
-        crate::batch::write_file(&out_header, &tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::OpenOptions::new().append(true).open(&tmp).map_err(|e| e.to_string())?);
-        let mut head = vec![0xE0, 0x7F, 0x10, 0x00];
-        head.extend_from_slice(if layout.bits_allocated > 8 { b"OW\0\0" } else { b"OB\0\0" });
-        head.extend_from_slice(&((total + total % 2) as u32).to_le_bytes());
-        w.write_all(&head).map_err(|e| e.to_string())?;
-        let mut frame = first.bytes;
-        for (i, g) in groups.iter().enumerate() {
-            if i > 0 {
-                let bytes = read_frame(&mut file, g).map_err(|e| format!("frame {} cannot be read: {e}", i + 1))?;
-                let d = decode(&original, &ts, &bytes).map_err(|why| {
-                    if flagged { format!("quarantined: frame {} cannot be checked: {why}", i + 1) } else { format!("frame {}: {why}", i + 1) }
-                })?;
-                if d.layout.frame_bytes() != frame_bytes {
-                    return Err(format!("frame {} decodes to a different size than the first", i + 1));
-                }
-                frame = d.bytes;
-            }
-            if let Some(c) = cleaner.as_mut() {
-                c.clean(&mut frame).map_err(|e| e.to_string())?;
-            }
-            w.write_all(&frame).map_err(|e| e.to_string())?;
-            if i % 16 == 0 {
-                progress(i as f64 / groups.len() as f64);
-            }
-        }
-        if total % 2 == 1 {
-            w.write_all(&[0]).map_err(|e| e.to_string())?;
-        }
-        w.flush().map_err(|e| e.to_string())?;
-        drop(w);
-        std::fs::rename(&tmp, &out).map_err(|e| e.to_string())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return fail(e);
-    }
-    if let Some(c) = cleaner {
-        (report.frames_read, report.words_blacked_out) = (c.frames_read, c.words_blacked_out);
-    }
     report.decompressed = true;
-    Some(Outcome::Done(out, report))
+    let mut first = Some(first.bytes);
+    Some(crate::batch::write_streamed(path, out_header, report, layout, cleaner, out_dir, progress, |i, frame| {
+        if let Some(bytes) = first.take() {
+            *frame = bytes;
+            return Ok(());
+        }
+        let bytes = read_frame(&mut file, &groups[i]).map_err(|e| format!("frame {} cannot be read: {e}", i + 1))?;
+        let d = decode(&original, &ts, &bytes).map_err(|why| {
+            if flagged { format!("quarantined: frame {} cannot be checked: {why}", i + 1) } else { format!("frame {}: {why}", i + 1) }
+        })?;
+        if d.layout.frame_bytes() != frame_bytes {
+            return Err(format!("frame {} decodes to a different size than the first", i + 1));
+        }
+        *frame = d.bytes;
+        Ok(())
+    }))
 }
 
 fn is_encapsulated(ts: &str) -> bool {
