@@ -1074,11 +1074,7 @@ fn a_commentator_gets_the_program_monitor_at_once() -> Result<()> {
 fn deid_removes_every_trace_of_the_patient_and_keeps_the_study_linked() -> Result<()> {
     let dir = TempDir::new("deid");
     let (input, output) = (dir.0.join("in"), dir.0.join("out"));
-    std::fs::create_dir_all(&input)?;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make_dicom.py");
-    // Debian's interpreter, where python3-pydicom is.
-    let made = std::process::Command::new("/usr/bin/python3").arg(&script).arg(&input).output()?;
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    make_fixtures(&input, &[])?;
     std::fs::write(input.join("notes.txt"), "not DICOM")?;
     // Broken files: cut short, and one whose element claims 4 GB.
     let whole = std::fs::read(input.join("DOE_JOHN_1.dcm"))?;
@@ -1181,6 +1177,34 @@ print(json.dumps({
     Ok(())
 }
 
+/// `casecast deid INPUT OUTPUT`: its peak RSS in MB (from its parent's rusage) and
+/// its log; fails unless it succeeded.
+fn deid_peak_rss(dir: &TempDir, input: &std::path::Path, output: &std::path::Path) -> Result<(u64, String)> {
+    let run = std::process::Command::new("python3")
+        .args(["-c", "import resource, subprocess, sys\nr = subprocess.run(sys.argv[1:], capture_output=True, text=True)\nsys.stderr.write(r.stderr)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, r.returncode)"])
+        .arg(casecast_bin())
+        .args(["deid", "--data-dir"])
+        .arg(dir.0.join("data"))
+        .arg(input)
+        .arg(output)
+        .output()?;
+    let log = String::from_utf8_lossy(&run.stderr).to_string();
+    let out = String::from_utf8_lossy(&run.stdout).to_string();
+    let (rss_mb, code): (u64, i32) = match out.split_whitespace().collect::<Vec<_>>()[..] {
+        [a, b] => (a.parse()?, b.parse()?),
+        _ => anyhow::bail!("no measurement: {out} {log}"),
+    };
+    anyhow::ensure!(code == 0, "casecast deid failed: {log}");
+    Ok((rss_mb, log))
+}
+
+/// What tesseract reads in frame `n` of `dcm`, as dcmtk renders it (lower case).
+fn ocr_frame(dir: &TempDir, dcm: &std::path::Path, n: u32) -> Result<String> {
+    let png = dir.0.join(format!("frame-{n}.png"));
+    anyhow::ensure!(std::process::Command::new("dcmj2pnm").args(["--frame", &n.to_string(), "--write-png"]).arg(dcm).arg(&png).status()?.success(), "dcmj2pnm failed");
+    Ok(String::from_utf8_lossy(&std::process::Command::new("tesseract").arg(&png).args(["stdout", "--psm", "11"]).output()?.stdout).to_lowercase())
+}
+
 /// A cine larger than memory should need: 154 MB of frames with the PHI burned into
 /// every one is streamed a frame at a time (peak RSS far below the file's size),
 /// identical frames are read once, and the last frame, as dcmtk renders it, shows no
@@ -1189,34 +1213,14 @@ print(json.dumps({
 fn a_large_cine_is_streamed_a_frame_at_a_time() -> Result<()> {
     let dir = TempDir::new("deid-large");
     let (input, output) = (dir.0.join("in"), dir.0.join("out"));
-    std::fs::create_dir_all(&input)?;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make_dicom.py");
-    let made = std::process::Command::new("/usr/bin/python3").arg(&script).arg(&input).args(["large", "3000"]).output()?;
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    // Peak memory of the de-identifying process, from its parent's rusage.
-    let run = std::process::Command::new("python3")
-        .args(["-c", "import resource, subprocess, sys\nr = subprocess.run(sys.argv[1:], capture_output=True, text=True)\nsys.stderr.write(r.stderr)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, r.returncode)"])
-        .arg(casecast_bin())
-        .args(["deid", "--data-dir"])
-        .arg(dir.0.join("data"))
-        .arg(&input)
-        .arg(&output)
-        .output()?;
-    let log = String::from_utf8_lossy(&run.stderr).to_string();
-    let out = String::from_utf8_lossy(&run.stdout).to_string();
-    let (rss_mb, code): (u64, i32) = match out.split_whitespace().collect::<Vec<_>>()[..] {
-        [a, b] => (a.parse()?, b.parse()?),
-        _ => anyhow::bail!("no measurement: {out} {log}"),
-    };
-    assert_eq!(code, 0, "{log}");
+    make_fixtures(&input, &["large", "3000"])?;
+    let (rss_mb, log) = deid_peak_rss(&dir, &input, &output)?;
     assert!(log.contains("1 frames read, 9000 burned-in words blacked out"), "{log}");
     assert!(rss_mb < 100, "peak RSS {rss_mb} MB for a 154 MB file: not streamed");
     let result = std::fs::read_dir(&output)?.next().ok_or_else(|| anyhow::anyhow!("no output"))??.path();
     let dump = String::from_utf8_lossy(&std::process::Command::new("dcmdump").arg("-q").arg(&result).output()?.stdout).to_string();
     assert!(dump.contains("(0028,0008) IS [3000]") && dump.contains("# 153600000, 1 PixelData"), "{dump}");
-    let png = dir.0.join("last.png");
-    assert!(std::process::Command::new("dcmj2pnm").args(["--frame", "3000", "--write-png"]).arg(&result).arg(&png).status()?.success());
-    let read = String::from_utf8_lossy(&std::process::Command::new("tesseract").arg(&png).args(["stdout", "--psm", "11"]).output()?.stdout).to_lowercase();
+    let read = ocr_frame(&dir, &result, 3000)?;
     assert!(read.contains("axial"), "{read:?}");
     for term in ["doe", "john", "pid4711x", "1961"] {
         assert!(!read.contains(term), "{term:?} in the last frame: {read:?}");
@@ -1229,6 +1233,8 @@ fn a_large_cine_is_streamed_a_frame_at_a_time() -> Result<()> {
 /// The PHI the fixtures carry, lower case, as it could appear in any output byte.
 const CASE_PHI: [&str; 10] = ["doe^john", "doe_john", "pid4711x", "19610412", "acc99887", "elsewhere", "house^gregory", "private note", "4711.3", "0123456789"];
 
+/// Writes the test DICOM files (`tests/fixtures/make_dicom.py`, with Debian's
+/// interpreter, where python3-pydicom is) into `dir`.
 fn make_fixtures(dir: &std::path::Path, args: &[&str]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make_dicom.py");
@@ -1751,30 +1757,14 @@ fn a_compressed_cine_is_decoded_a_frame_at_a_time() -> Result<()> {
     let dir = TempDir::new("deid-jpegcine");
     let (input, output) = (dir.0.join("in"), dir.0.join("out"));
     make_fixtures(&input, &["jpegcine", "2000"])?;
-    let run = std::process::Command::new("python3")
-        .args(["-c", "import resource, subprocess, sys\nr = subprocess.run(sys.argv[1:], capture_output=True, text=True)\nsys.stderr.write(r.stderr)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, r.returncode)"])
-        .arg(casecast_bin())
-        .args(["deid", "--data-dir"])
-        .arg(dir.0.join("data"))
-        .arg(&input)
-        .arg(&output)
-        .output()?;
-    let log = String::from_utf8_lossy(&run.stderr).to_string();
-    let out = String::from_utf8_lossy(&run.stdout).to_string();
-    let (rss_mb, code): (u64, i32) = match out.split_whitespace().collect::<Vec<_>>()[..] {
-        [a, b] => (a.parse()?, b.parse()?),
-        _ => anyhow::bail!("no measurement: {out} {log}"),
-    };
-    assert_eq!(code, 0, "{log}");
+    let (rss_mb, log) = deid_peak_rss(&dir, &input, &output)?;
     assert!(log.contains("1 frames read, 6000 burned-in words blacked out"), "{log}");
     // 2000 frames of 320×160 RGB decode to 307 MB.
     assert!(rss_mb < 100, "peak RSS {rss_mb} MB: not decoded a frame at a time");
     let result = std::fs::read_dir(&output)?.next().ok_or_else(|| anyhow::anyhow!("no output"))??.path();
     let dump = String::from_utf8_lossy(&std::process::Command::new("dcmdump").arg("-q").arg(&result).output()?.stdout).to_string();
     assert!(dump.contains("(0028,0008) IS [2000]") && dump.contains("# 307200000, 1 PixelData") && dump.contains("[RGB]"), "{dump}");
-    let png = dir.0.join("last.png");
-    assert!(std::process::Command::new("dcmj2pnm").args(["--frame", "2000", "--write-png"]).arg(&result).arg(&png).status()?.success());
-    let read = String::from_utf8_lossy(&std::process::Command::new("tesseract").arg(&png).args(["stdout", "--psm", "11"]).output()?.stdout).to_lowercase();
+    let read = ocr_frame(&dir, &result, 2000)?;
     assert!(read.contains("axial"), "{read:?}");
     for term in ["doe", "john", "pid4711x", "1961"] {
         assert!(!read.contains(term), "{term:?} in the last frame: {read:?}");
