@@ -17,6 +17,8 @@
 //     lookup table; anything else shows the server's rendered picture.
 //  6. window.casecastCases is kept up to date for the browser tests.
 
+import { h } from "./dom.js";
+
 const $ = (id) => document.getElementById(id);
 const ui = {
   error: $("error"), summary: $("summary"), library: $("library"), viewer: $("viewer"),
@@ -39,19 +41,6 @@ const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 
 // ---------------------------------------------------------------- helpers
 
-/** Creates an element: props are attributes, except class, dataset and on* listeners. */
-function h(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children.flat()) if (c != null && c !== false) node.append(typeof c === "string" ? c : c instanceof Node ? c : String(c));
-  return node;
-}
 
 function fmtBytes(n) {
   if (!Number.isFinite(n)) return "?";

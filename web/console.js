@@ -21,6 +21,8 @@
 //     participants joining, leaving, media dropping, outputs going up or down, errors.
 //  6. window.casecastConsole is kept up to date for the browser tests.
 
+import { h } from "./dom.js";
+
 const $ = (id) => document.getElementById(id);
 const ui = {
   whoami: $("whoami"), home: $("home"),
@@ -66,19 +68,6 @@ window.casecastConsole = hooks;
 
 // ---------------------------------------------------------------- helpers
 
-/** Creates an element: props are attributes, except class, dataset and on* listeners. */
-function h(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children.flat()) if (c != null && c !== false) node.append(c instanceof Node ? c : String(c));
-  return node;
-}
 
 const nowSecs = () => Math.floor(Date.now() / 1000);
 const fmtWhen = (secs) => (secs == null ? "—" : new Date(secs * 1000).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }));

@@ -18,6 +18,7 @@ mod assets {
     pub const WATCH_JS: &str = include_str!("../../web/watch.js");
     pub const CASES_JS: &str = include_str!("../../web/cases.js");
     pub const CONSOLE_JS: &str = include_str!("../../web/console.js");
+    pub const DOM_JS: &str = include_str!("../../web/dom.js");
     pub const HLS_JS: &str = include_str!("../../web/vendor/hls.light.min.js");
 }
 
@@ -94,6 +95,7 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
         "watch.js" => (assets::WATCH_JS, "text/javascript; charset=utf-8"),
         "cases.js" => (assets::CASES_JS, "text/javascript; charset=utf-8"),
         "console.js" => (assets::CONSOLE_JS, "text/javascript; charset=utf-8"),
+        "dom.js" => (assets::DOM_JS, "text/javascript; charset=utf-8"),
         "style.css" => (assets::STYLE, "text/css; charset=utf-8"),
         "vendor/hls.light.min.js" => (assets::HLS_JS, "text/javascript; charset=utf-8"),
         _ => return error_response(StatusCode::NOT_FOUND, "no such asset"),
