@@ -354,6 +354,17 @@ impl Db {
         rows.iter().map(Job::from_row).collect()
     }
 
+    /// The jobs of one batch (an import, an upload's folder), with those made of its
+    /// archives.
+    pub async fn batch_jobs(&self, room: &str, batch: &str) -> Result<Vec<Job>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE room = $1 AND batch = $2 ORDER BY created_at, id")))
+            .bind(room)
+            .bind(batch)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Job::from_row).collect()
+    }
+
     /// Jobs by status, over all rooms (for metrics).
     pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetch_all(&self.pool).await?;

@@ -506,13 +506,19 @@ fn import(config: Config, room: String, paths: Vec<std::path::PathBuf>) -> anyho
         let names: std::collections::HashMap<String, String> = jobs.iter().map(|j| (j.id.clone(), j.staging.clone())).collect();
         let mut reported = std::collections::HashSet::new();
         let (mut done, mut failed) = (0usize, 0usize);
+        // Bounded: a job that does not move for this long is held by a process that
+        // went away (the server requeues it when it starts).
+        const STALL: Duration = Duration::from_secs(600);
+        let mut moved = (0i64, std::time::Instant::now());
         loop {
-            // Our jobs, and those made of our archives (`<archive job>-<n>`).
-            let all = cases.db.jobs(&room, 1_000_000).await?;
-            let ours: Vec<_> = all
-                .iter()
-                .filter(|j| names.contains_key(&j.id) || j.id.split_once('-').is_some_and(|(zip, _)| names.contains_key(zip)))
-                .collect();
+            // Our jobs, and those made of our archives (they carry our batch).
+            let ours = cases.db.batch_jobs(&room, &batch).await?;
+            let latest = ours.iter().map(|j| j.updated_at).max().unwrap_or(0);
+            if latest != moved.0 {
+                moved = (latest, std::time::Instant::now());
+            } else if moved.1.elapsed() > STALL {
+                anyhow::bail!("no job of this import moved for {} minutes; another process may hold them", STALL.as_secs() / 60);
+            }
             for j in &ours {
                 if (j.status == "done" || j.status == "failed") && reported.insert(j.id.clone()) {
                     let what = names.get(&j.id).cloned().unwrap_or_else(|| format!("archive entry {}", j.id));

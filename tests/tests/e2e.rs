@@ -2105,3 +2105,30 @@ fn the_operators_api_holds_up_under_schemathesis() -> Result<()> {
     assert!(text.contains("Tested: 18") || text.contains("Tested:"), "{text}");
     Ok(())
 }
+
+/// `casecast cases import` takes a folder from disk as an upload would, beside a
+/// running server on the same data folder: the good files are published (the
+/// server lists them), a non-DICOM file fails with its reason, and the exit status
+/// says so; the originals stay where they were.
+#[test]
+fn cases_import_takes_a_folder_from_disk() -> Result<()> {
+    let server = Server::start(&[])?;
+    let dir = TempDir::new("cases-import");
+    let input = dir.0.join("in");
+    make_fixtures(&input, &["series", "3"])?;
+    std::fs::write(input.join("notes.txt"), "not DICOM")?;
+    let run = std::process::Command::new(casecast_bin())
+        .args(["cases", "import", "--room", "demo", "--secret", SECRET, "--data-dir"])
+        .arg(server.data_dir())
+        .arg(&input)
+        .output()?;
+    let log = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(!run.status.success(), "one file was not DICOM: {log}");
+    assert!(log.contains("3 done, 1 failed"), "{log}");
+    assert!(log.contains("notes.txt: not a DICOM file"), "the failure names its file and reason: {log}");
+    let doctor = server.token("demo", Role::Commentator, "Dr. Import");
+    let (_, studies) = get_json(&format!("{}/api/cases/studies", server.url), &doctor)?;
+    assert_eq!(studies[0]["instance_count"], 3, "{studies}");
+    assert!(input.join("DOE_JOHN_s000.dcm").exists(), "originals on disk are left alone");
+    Ok(())
+}
