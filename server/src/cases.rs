@@ -53,12 +53,7 @@ impl Cases {
     }
 }
 
-/// 128 random bits in hex.
-pub fn random_id() -> String {
-    use rand::Rng;
-    let n: u128 = rand::rng().random();
-    format!("{n:032x}")
-}
+pub use crate::state::random_id;
 
 use crate::http::{json_error, json_internal as internal};
 

@@ -755,7 +755,7 @@ impl Session<'_> {
             .shared
             .opts
             .staging
-            .join(format!("{:032x}.dcm", rand::random::<u128>()));
+            .join(format!("{}.dcm", crate::state::random_id()));
         let bytes = file.header_len + pending.data_bytes;
         if let Err(e) = file.commit(&final_path) {
             warn!(error = %e, "DICOM: cannot finish staging file");
@@ -823,7 +823,7 @@ impl Session<'_> {
             .shared
             .opts
             .staging
-            .join(format!(".{:032x}.part", rand::random::<u128>()));
+            .join(format!(".{}.part", crate::state::random_id()));
         let file = File::create_new(&tmp)?;
         let mut part = PartFile {
             tmp,

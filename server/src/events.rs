@@ -272,7 +272,7 @@ impl Events {
     async fn audit(&self, who: &Claims, action: &str, event: Option<&str>, detail: Value) {
         // Ids sort as the actions happened (nanoseconds, then a random tail).
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let id = format!("{nanos:024}-{}", &crate::cases::random_id()[..8]);
+        let id = format!("{nanos:024}-{}", &crate::state::random_id()[..8]);
         let r = sqlx::query("INSERT INTO audit (id, at, actor, actor_role, actor_scope, action, event_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(id)
             .bind(unix_now())
@@ -410,7 +410,7 @@ fn slug(title: &str) -> String {
     }
     let s = s.trim_matches('-');
     let s: String = s.chars().take(40).collect();
-    let suffix = &crate::cases::random_id()[..6];
+    let suffix = &crate::state::random_id()[..6];
     if s.is_empty() { format!("event-{suffix}") } else { format!("{s}-{suffix}") }
 }
 
@@ -558,7 +558,7 @@ async fn invite(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: 
     }
     let now = crate::state::unix_now();
     let inv = Invitation {
-        id: crate::cases::random_id(),
+        id: crate::state::random_id(),
         event_id: id.to_string(),
         name: name.clone(),
         role: new.role.as_str().to_string(),
@@ -713,7 +713,7 @@ async fn metadata(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st
         Ok(b) => b,
         Err(r) => return r,
     };
-    let msg_id = crate::cases::random_id()[..12].to_string();
+    let msg_id = crate::state::random_id()[..12].to_string();
     let data = match (m.text, m.poll) {
         (Some(t), None) if !t.trim().is_empty() && t.chars().count() <= 500 => json!({ "type": "message", "id": msg_id, "text": t.trim() }),
         (None, Some(p))

@@ -46,6 +46,11 @@ pub struct Resource {
     pub addr: Addr<ParticipantActor>,
 }
 
+/// 128 random bits in hex: ids of uploads, jobs, invitations, staged files.
+pub fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// Unix time now, in seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
