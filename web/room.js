@@ -50,6 +50,7 @@ const app = {
   localStream: null,       // acquired once, reused across rejoins
   mediaTried: false,
   participants: new Map(), // id -> { id, name, role }, everyone but us
+  held: { audio: false, video: false }, // muted by an operator: the server drops it
   tracks: new Map(),       // mid -> TrackInfo from the server's offers
   media: new Map(),        // mid -> { info, el, track } for what is playing
   attempt: 0, reconnectTimer: 0, left: false, fatal: false,
@@ -144,6 +145,7 @@ async function handle(conn, msg) {
     case "track_added": return console.info("casecast: track added", msg.track);
     case "track_removed": return removeTrack(msg.track_id);
     case "muted": return setMuted(msg.participant_id, msg.kind, msg.muted);
+    case "muted_by_operator": return onHeld(msg.kind, msg.muted);
     case "connection": app.serverMedia = msg.state; return renderConn();
     case "pong": return undefined;
     default: return console.debug("casecast: unknown message", msg);
@@ -151,7 +153,8 @@ async function handle(conn, msg) {
 }
 
 async function onJoined(conn, m) {
-  Object.assign(app, { participantId: m.participant_id, policy: m.policy });
+  // A new session: nothing of ours is held by an operator.
+  Object.assign(app, { participantId: m.participant_id, policy: m.policy, held: { audio: false, video: false } });
   app.ownIds.add(m.participant_id);
   ui.roomName.textContent = m.room;
   ui.selfName.textContent = m.name;
@@ -293,15 +296,26 @@ function toggle(kind) {
   renderControls();
 }
 
+/** An operator muted (or unmuted) what we send of one kind: the button says so and
+ * waits until they unmute it (the server drops it meanwhile). */
+function onHeld(kind, muted) {
+  if (!(kind in app.held)) return;
+  app.held[kind] = muted;
+  const noun = kind === "audio" ? "microphone" : "camera";
+  showBanner(muted ? `The operator muted your ${noun}.` : `The operator unmuted your ${noun}.`, { code: "held" });
+  renderControls();
+}
+
 function renderControls() {
   if (!app.policy) return; // not joined yet: the buttons keep their initial text
   const render = (btn, track, noun, onLabel, offLabel) => {
-    const on = Boolean(track?.enabled);
-    btn.disabled = !track || app.left;
+    const held = app.held[noun === "microphone" ? "audio" : "video"];
+    const on = Boolean(track?.enabled) && !held;
+    btn.disabled = !track || app.left || held;
     btn.dataset.on = String(on);
     btn.setAttribute("aria-pressed", String(Boolean(track) && !on));
     btn.setAttribute("aria-label", track ? `${on ? "Turn off" : "Turn on"} ${noun}` : `No ${noun}`);
-    btn.querySelector(".label").textContent = track ? (on ? onLabel : offLabel) : `No ${noun}`;
+    btn.querySelector(".label").textContent = !track ? `No ${noun}` : held ? "Muted by operator" : on ? onLabel : offLabel;
   };
   const mic = localTrack("audio");
   const cam = localTrack("video");

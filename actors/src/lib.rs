@@ -34,6 +34,7 @@ pub mod ingest;
 pub mod metrics;
 mod participant;
 pub mod program;
+pub mod recorder;
 pub mod publisher;
 pub mod resolution;
 pub mod room;
@@ -128,8 +129,16 @@ pub enum RoomEvent {
         /// The main source's participant id (`None`: the feed).
         main: Option<String>,
     },
-    /// The operator put the program on or off air (sent to operators).
-    ProgramOnAir(bool),
+    /// The operator set some of the program's switches: on or off air, name labels,
+    /// recording (sent to operators; `None`: unchanged).
+    ProgramSwitches {
+        /// On air.
+        on_air: Option<bool>,
+        /// Name labels shown.
+        labels: Option<bool>,
+        /// Recording.
+        recording: Option<bool>,
+    },
     /// Timed metadata for viewers, JSON text (sent to operators: the compositor
     /// puts it into the program's segments).
     ProgramMetadata(String),

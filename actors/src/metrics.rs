@@ -61,8 +61,11 @@ pub struct ProgramMetrics {
     pub encoder_bitrate: prometheus::GaugeVec,
     /// HLS segments written.
     pub hls_segments: IntCounterVec,
-    /// 1 while an output (hls, rtmp URL) works, else 0.
+    /// 1 while an output (hls, recording, rtmp URL) works, else 0.
     pub output_up: IntGaugeVec,
+    /// The operator's switches as the compositor has them: 1 on, 0 off
+    /// (`switch`: on_air, labels, recording).
+    pub switch: IntGaugeVec,
     /// Viewers' playlist requests.
     pub playlist_requests: IntCounterVec,
     /// Concurrent HLS viewers (each counted once, seen in the last 20 s).
@@ -138,6 +141,11 @@ impl Metrics {
                 &["room", "output"],
             )
             .unwrap(),
+            switch: IntGaugeVec::new(
+                Opts::new("casecast_program_switch", "The program's switches as the compositor has them (1 on, 0 off)"),
+                &["room", "switch"],
+            )
+            .unwrap(),
             playlist_requests: IntCounterVec::new(
                 Opts::new("casecast_hls_playlist_requests_total", "Viewers' HLS playlist requests"),
                 room,
@@ -152,6 +160,7 @@ impl Metrics {
             Box::new(program.encoder_bitrate.clone()),
             Box::new(program.hls_segments.clone()),
             Box::new(program.output_up.clone()),
+            Box::new(program.switch.clone()),
             Box::new(program.playlist_requests.clone()),
             Box::new(program.viewers.clone()),
         ] {

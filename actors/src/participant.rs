@@ -45,6 +45,14 @@ pub enum ParticipantEvent {
         /// The track.
         track: TrackDesc,
     },
+    /// An operator muted (true) or unmuted (false) what it sends of this kind: the
+    /// server drops it meanwhile, whatever the peer does.
+    HeldByOperator {
+        /// Which kind.
+        kind: MediaKind,
+        /// Held or released.
+        held: bool,
+    },
     /// ICE+DTLS connected (true) or lost (false).
     Connection(bool),
     /// The participant ended; the reason is for logs and the client.
@@ -152,6 +160,8 @@ pub struct ParticipantActor {
     offers_sent: u64,
     /// Mute state the peer announced, by kind, to pass on changes only.
     muted: HashMap<MediaKind, bool>,
+    /// Kinds an operator muted: not forwarded until released.
+    held: HashMap<MediaKind, bool>,
     closing_reason: Option<String>,
     /// What operators see of it, updated at each stats tick.
     stats: ParticipantStats,
@@ -203,6 +213,10 @@ pub struct ParticipantStats {
     pub audio_muted: bool,
     /// It turned its camera off.
     pub video_muted: bool,
+    /// An operator muted its audio (the server drops it).
+    pub audio_muted_by_operator: bool,
+    /// An operator muted its video (the server drops it).
+    pub video_muted_by_operator: bool,
     /// Kinds it publishes.
     pub publishing: Vec<String>,
 }
@@ -274,6 +288,7 @@ impl ParticipantActor {
             ice_down: false,
             offers_sent: 0,
             muted: HashMap::new(),
+            held: HashMap::new(),
             closing_reason: None,
             stats: ParticipantStats::default(),
             last_peer: None,
@@ -525,7 +540,7 @@ impl ParticipantActor {
         let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
         self.metrics.rtp_packets_in.inc_by(packets);
         self.metrics.rtp_bytes_in.inc_by(data.data.len() as u64);
-        if !inbound.published {
+        if !inbound.published || self.held.get(&inbound.track.kind) == Some(&true) {
             return;
         }
         // Simulcast: forward one layer only, the best that has shown up. A better
@@ -940,11 +955,51 @@ impl Handler<SetMuted> for ParticipantActor {
     fn handle(&mut self, m: SetMuted, _: &mut Context<Self>) {
         // Only for what it publishes, and only changes: a client cannot make the
         // room repeat itself.
-        let publishes = self.inbound.values().any(|i| i.published && i.track.kind == m.kind);
-        let changed = self.muted.get(&m.kind) != Some(&m.muted);
-        if publishes && changed {
-            self.muted.insert(m.kind, m.muted);
-            self.room.do_send(Mute { id: self.id, kind: m.kind, muted: m.muted });
+        let before = self.muted_now(m.kind);
+        self.muted.insert(m.kind, m.muted);
+        self.tell_room_if_changed(m.kind, before);
+    }
+}
+
+/// Operator → participant: mute (hold) or release what it sends of one kind. Held
+/// media is dropped by the server, so the peer cannot unmute itself; the room sees
+/// it muted, and the peer is told why.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Hold {
+    /// Which kind.
+    pub kind: MediaKind,
+    /// Held (muted) or released.
+    pub held: bool,
+}
+
+impl Handler<Hold> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, m: Hold, _: &mut Context<Self>) {
+        let before = self.muted_now(m.kind);
+        self.held.insert(m.kind, m.held);
+        let _ = self.events.send(ParticipantEvent::HeldByOperator { kind: m.kind, held: m.held });
+        self.tell_room_if_changed(m.kind, before);
+        if !m.held && m.kind == MediaKind::Video {
+            // Subscribers' decoders start again at a key frame.
+            for i in self.inbound.values().filter(|i| i.published && i.track.kind == MediaKind::Video) {
+                self.room.do_send(WantKeyframe(i.track.id));
+            }
+        }
+    }
+}
+
+impl ParticipantActor {
+    /// Muted as the room sees it: by the peer or by an operator.
+    fn muted_now(&self, kind: MediaKind) -> bool {
+        self.muted.get(&kind) == Some(&true) || self.held.get(&kind) == Some(&true)
+    }
+
+    fn tell_room_if_changed(&mut self, kind: MediaKind, before: bool) {
+        let publishes = self.inbound.values().any(|i| i.published && i.track.kind == kind);
+        let now = self.muted_now(kind);
+        if publishes && now != before {
+            self.room.do_send(Mute { id: self.id, kind, muted: now });
         }
     }
 }
@@ -969,6 +1024,8 @@ impl Handler<GetStats> for ParticipantActor {
         s.speaking = recent.is_some_and(|(l, _)| l > -50);
         s.audio_muted = self.muted.get(&MediaKind::Audio).copied().unwrap_or(false);
         s.video_muted = self.muted.get(&MediaKind::Video).copied().unwrap_or(false);
+        s.audio_muted_by_operator = self.held.get(&MediaKind::Audio).copied().unwrap_or(false);
+        s.video_muted_by_operator = self.held.get(&MediaKind::Video).copied().unwrap_or(false);
         let mut kinds: Vec<String> = self.inbound.values().filter(|i| i.published).map(|i| format!("{:?}", i.track.kind).to_lowercase()).collect();
         kinds.sort();
         kinds.dedup();

@@ -135,6 +135,25 @@ pub struct Program {
     air: Arc<OnAir>,
     /// Timed metadata waiting to go into the segments (ID3).
     metadata: Arc<Mutex<std::collections::VecDeque<String>>>,
+    /// The recorder, when the program is recorded.
+    recorder: Option<Arc<crate::recorder::Recorder>>,
+}
+
+/// The program's switches the operator sets, kept across compositor sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Switches {
+    /// The outputs carry the program.
+    pub on_air: bool,
+    /// Name labels are drawn.
+    pub labels: bool,
+    /// The program is recorded (only where a recording directory is set).
+    pub recording: bool,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Switches { on_air: true, labels: true, recording: true }
+    }
 }
 
 /// An ID3v2.4 tag with one TXXX frame, description `casecast`, holding `text`
@@ -199,7 +218,7 @@ impl Program {
              audiomixer name=amix output-buffer-duration=40000000 ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
                ! aacparse ! tee name=atee ! queue ! hls.audio_0 \
              appsrc name=meta is-live=true format=time do-timestamp=true caps=meta/x-klv,parsed=(boolean)true ! queue ! hls.subtitle_0 \
-             {rtmp_branches} {recording_branch} {monitor_branch} \
+             {encoded_branches} {monitor_branch} \
              splitmuxsink name=hls muxer-factory=mpegtsmux location=\"{dir}/seg-{session}-%05d.ts\" \
                max-size-time={seg_ns} send-keyframe-requests=true \
              videotestsrc is-live=true pattern=black ! video/x-raw,{RAW},width=16,height=16,framerate=1/1 ! mix. \
@@ -246,23 +265,12 @@ impl Program {
                 String::new()
             },
             level = level.0,
-            recording_branch = match &o.recording_dir {
-                None => String::new(),
-                // One file per `recording_split_secs`, each cut at a keyframe and
-                // finished (playable) as soon as the next one starts.
-                Some(d) => format!(
-                    "splitmuxsink name=rec async-finalize=true muxer-factory=mp4mux max-size-time={ns} \
-                       location=\"{dir}/program-%05d.mp4\" \
-                     vtee. ! queue ! h264parse ! rec.video \
-                     atee. ! queue ! aacparse ! rec.audio_%u ",
-                    ns = u64::from(o.recording_split_secs) * 1_000_000_000,
-                    dir = d.display().to_string().replace('"', ""),
-                ),
-            },
-            rtmp_branches = if o.rtmp_urls.is_empty() {
+            // The encoded streams for the RTMP pushes and the recorder, each of which
+            // runs a pipeline of its own.
+            encoded_branches = if o.rtmp_urls.is_empty() && o.recording_dir.is_none() {
                 String::new()
             } else {
-                // FLV wants AVC and raw AAC; HLS (MPEG-TS) takes the streams as they are.
+                // FLV and MP4 want AVC and raw AAC; HLS (MPEG-TS) takes the streams as they are.
                 "vtee. ! queue leaky=downstream max-size-buffers=120 ! h264parse \
                    ! video/x-h264,stream-format=avc,alignment=au ! appsink name=vsink sync=false drop=true max-buffers=120 \
                  atee. ! queue leaky=downstream max-size-buffers=200 ! aacparse \
@@ -325,14 +333,19 @@ impl Program {
         let rtmp: Vec<Arc<RtmpOutput>> = o.rtmp_urls.iter().map(|u| Arc::new(RtmpOutput::start(u))).collect();
         let air = Arc::new(OnAir::default());
         air.on.store(true, Ordering::Relaxed);
+        let recorder = o.recording_dir.as_ref().map(|d| Arc::new(crate::recorder::Recorder::new(d.clone(), o.recording_split_secs)));
         for (name, video) in [("vsink", true), ("asink", false)] {
             let Some(sink) = pipeline.by_name(name).and_then(|e| e.downcast::<gst_app::AppSink>().ok()) else { continue };
             let outputs = rtmp.clone();
-            let air = air.clone();
+            let (air, recorder) = (air.clone(), recorder.clone());
             sink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        // The recording goes on off air.
+                        if let Some(r) = &recorder {
+                            r.push(Packet { video, sample: sample.clone() });
+                        }
                         // Off air, the pushes get nothing; back on air, they resume
                         // at a key frame.
                         if !air.on.load(Ordering::Relaxed) {
@@ -378,7 +391,9 @@ impl Program {
         }
         pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
         let hls = Mutex::new(HlsOutput { playlist, on_air: true, path: playlist_path, opened: None, session, next: 0 });
-        Ok(Program { pipeline, hls, peer, stats, rtmp, layout, air, metadata })
+        let program = Program { pipeline, hls, peer, stats, rtmp, layout, air, metadata, recorder };
+        program.set_recording(true);
+        Ok(program)
     }
 
     /// The SDP offer to send as the participant's first offer.
@@ -460,6 +475,55 @@ impl Program {
         self.air.on.load(Ordering::Relaxed)
     }
 
+    /// Shows or hides the commentators' name labels.
+    pub fn set_labels(&self, on: bool) {
+        let mut l = self.layout.lock().unwrap();
+        if l.show_labels != on {
+            l.show_labels = on;
+            l.apply();
+            tracing::info!(labels = on, "program labels changed");
+        }
+    }
+
+    /// Starts or stops recording (a stopped recording's last file is finished
+    /// first). False when the program has no recording directory.
+    pub fn set_recording(&self, on: bool) -> bool {
+        let Some(r) = &self.recorder else { return false };
+        if on && !r.is_on() {
+            r.start();
+            // Start at a key frame now rather than at the next segment's.
+            if let Some(pad) = self.pipeline.by_name("vsink").and_then(|e| e.static_pad("sink")) {
+                let s = gst::Structure::builder("GstForceKeyUnit").field("all-headers", true).build();
+                pad.send_event(gst::event::CustomUpstream::new(s));
+            }
+        } else if !on {
+            r.stop();
+        }
+        true
+    }
+
+    /// The switches as they are now.
+    pub fn switches(&self) -> Switches {
+        Switches {
+            on_air: self.on_air(),
+            labels: self.layout.lock().unwrap().show_labels,
+            recording: self.recorder.as_ref().is_some_and(|r| r.is_on()),
+        }
+    }
+
+    /// Sets every switch (a new session takes the last one's).
+    pub fn apply(&self, s: Switches) {
+        self.set_on_air(s.on_air);
+        self.set_labels(s.labels);
+        self.set_recording(s.recording);
+    }
+
+    /// The recording's state: `None` without a recording directory, else whether it
+    /// is writing, and its last error.
+    pub fn recording_state(&self) -> Option<(bool, Option<String>)> {
+        self.recorder.as_ref().map(|r| (r.is_writing(), r.error()))
+    }
+
     /// Makes a participant the main (full-frame) source, or the feed with `None`.
     pub fn set_main(&self, participant: Option<String>) {
         let mut l = self.layout.lock().unwrap();
@@ -476,6 +540,9 @@ impl Program {
     /// (`#EXT-X-ENDLIST`), so it stays playable as VOD.
     pub fn finish(self) -> Result<(), ProgramError> {
         let _ = self.error();
+        if let Some(r) = &self.recorder {
+            r.stop();
+        }
         let _ = self.pipeline.set_state(gst::State::Null);
         let mut hls = self.hls.lock().unwrap();
         hls.playlist.ended = true;
@@ -623,6 +690,8 @@ struct Layout {
     names: std::collections::HashMap<String, String>,
     /// The name-label overlays (`textoverlay`s after the compositor).
     labels: Vec<gst::Element>,
+    /// The operator shows the labels (on by default).
+    show_labels: bool,
     /// The slate's text overlay.
     slate: Option<gst::Element>,
 }
@@ -681,6 +750,7 @@ impl Layout {
             main: None,
             names: Default::default(),
             labels: Vec::new(),
+            show_labels: true,
             slate: None,
         }
     }
@@ -817,7 +887,7 @@ impl Layout {
                 None => slate.set_property("silent", true),
             }
         }
-        let mut labels = self.label_places(&places).into_iter();
+        let mut labels = self.label_places(&places).into_iter().filter(|_| self.show_labels);
         for overlay in &self.labels {
             match labels.next() {
                 Some(l) => {

@@ -111,7 +111,7 @@ impl Sfu {
     }
 
     /// Tells the operators of an open room (the compositor among them) what the
-    /// program is to do (`RoomEvent::ProgramLayout`, `ProgramOnAir`,
+    /// program is to do (`RoomEvent::ProgramLayout`, `ProgramSwitches`,
     /// `ProgramMetadata`); `None` if the room is not open, else how many were told.
     pub async fn to_operators(&self, room: &str, event: crate::RoomEvent) -> Option<usize> {
         let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
@@ -128,6 +128,13 @@ impl Sfu {
     pub async fn remove(&self, room: &str, participant: &str) -> bool {
         let Some(addr) = self.inner.rooms.lock().unwrap().get(room).cloned() else { return false };
         addr.send(crate::room::Remove(participant.to_string())).await.unwrap_or(false)
+    }
+
+    /// Mutes (holds) or releases one kind of a participant's media, as an operator;
+    /// false when it is not in the room.
+    pub async fn hold(&self, room: &str, participant: &str, kind: crate::MediaKind, held: bool) -> bool {
+        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).cloned() else { return false };
+        addr.send(crate::room::Hold { participant: participant.to_string(), kind, held }).await.unwrap_or(false)
     }
 
     /// Routes in the media socket's table, for leak checks: (by ufrag, by address).

@@ -34,11 +34,12 @@ impl Compositor {
                 // session is awaited; the next one continues its playlist.
                 let mut last: Option<Program> = None;
                 while !s.is_set() {
-                    // A new session keeps the operator's on-air choice.
-                    let on_air = last.as_ref().is_none_or(Program::on_air);
+                    // A new session keeps the operator's switches (the last
+                    // session's recording finishes its file first).
+                    let switches = last.as_ref().map(Program::switches).unwrap_or_default();
                     drop(last.take());
                     let result = Program::start(&opts).map_err(anyhow::Error::from).and_then(|program| {
-                        program.set_on_air(on_air);
+                        program.apply(switches);
                         let r = session(&program, &url, &room, &token, &opts, &s, metrics.as_ref());
                         last = Some(program);
                         r
@@ -152,6 +153,13 @@ impl Reporter<'_> {
             let up = matches!(state, casecast_actors::rtmp::RtmpState::Live);
             m.output_up.with_label_values(&[self.room, &url]).set(i64::from(up));
         }
+        if let Some((writing, _)) = program.recording_state() {
+            m.output_up.with_label_values(&[self.room, "recording"]).set(i64::from(writing));
+        }
+        let s = program.switches();
+        for (name, on) in [("on_air", s.on_air), ("labels", s.labels), ("recording", s.recording)] {
+            m.switch.with_label_values(&[self.room, name]).set(i64::from(on));
+        }
         (self.last, self.frames, self.bytes, self.segments) = (std::time::Instant::now(), frames, bytes, segments);
     }
 
@@ -159,6 +167,9 @@ impl Reporter<'_> {
         self.metrics.output_up.with_label_values(&[self.room, "hls"]).set(0);
         for (url, _) in program.rtmp_states() {
             self.metrics.output_up.with_label_values(&[self.room, &url]).set(0);
+        }
+        if program.recording_state().is_some() {
+            self.metrics.output_up.with_label_values(&[self.room, "recording"]).set(0);
         }
         self.metrics.fps.with_label_values(&[self.room]).set(0.0);
     }
@@ -177,7 +188,7 @@ fn session(
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
     }
-    send(&mut ws, &ClientMessage::Join { v: PROTOCOL_VERSION, room: room.into(), token: token.into(), name: Some("program".into()) })?;
+    send(&mut ws, &ClientMessage::Join { v: PROTOCOL_VERSION, room: room.into(), token: token.into(), name: Some("program".into()), receive_only: false })?;
     let mut ping = std::time::Instant::now();
     let mut reporter = metrics.map(|metrics| Reporter {
         metrics,
@@ -237,7 +248,17 @@ fn run_session(
                 tracing::debug!(%sdp, "compositor answer");
                 program.set_answer(&sdp)?
             }
-            ServerMessage::ProgramOnAir { on_air } => program.set_on_air(on_air),
+            ServerMessage::ProgramSwitches { on_air, labels, recording } => {
+                if let Some(on) = on_air {
+                    program.set_on_air(on);
+                }
+                if let Some(on) = labels {
+                    program.set_labels(on);
+                }
+                if recording.is_some_and(|on| !program.set_recording(on)) {
+                    tracing::warn!("compositor: recording asked for, but no recording directory is set");
+                }
+            }
             ServerMessage::ProgramMetadata { data } => program.send_metadata(&data),
             ServerMessage::ProgramLayout { layout, main } => {
                 program.set_main(main);

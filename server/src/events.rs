@@ -669,25 +669,72 @@ async fn playback_public_key(st: web::Data<AppState>) -> HttpResponse {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProgramChange {
-    on_air: bool,
+    on_air: Option<bool>,
+    labels: Option<bool>,
+    recording: Option<bool>,
+    layout: Option<String>,
+    /// Absent: the feed; with `layout` only.
+    #[serde(default, deserialize_with = "present")]
+    main: Option<Option<String>>,
 }
 
-/// `POST /api/events/{id}/program` `{"on_air": bool}`: puts the program on or off
-/// air (its outputs, HLS and RTMP, carry it or stop); told to the compositor through
-/// the room. (Layout and main source: `POST /api/rooms/{room}/program`.)
+/// Tells a field given as `null` from one left out.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `POST /api/events/{id}/program` `{"on_air", "labels", "recording", "layout",
+/// "main"}` (any of them): the program's switches (on or off air, name labels,
+/// recording) and its layout with the main source; told to the compositor through
+/// the room, each change audited.
 async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, Some(&id));
     let change: ProgramChange = match body(&bytes) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    match crate::http::compositor_told(st.sfu.to_operators(&id, RoomEvent::ProgramOnAir(change.on_air)).await, &id) {
-        Err((status, message)) => error(status, &message),
-        Ok(()) => {
-            st.events.audit(&who, if change.on_air { "program.on_air" } else { "program.off_air" }, Some(&id), Value::Null).await;
-            HttpResponse::Accepted().json(json!({ "on_air": change.on_air }))
+    let ProgramChange { on_air, labels, recording, layout, main } = change;
+    if on_air.is_none() && labels.is_none() && recording.is_none() && layout.is_none() {
+        return error(StatusCode::BAD_REQUEST, "nothing to change: give on_air, labels, recording or layout");
+    }
+    if main.is_some() && layout.is_none() {
+        return error(StatusCode::BAD_REQUEST, "main goes with layout: give both");
+    }
+    let main = main.flatten();
+    if main.as_ref().is_some_and(|m| m.is_empty() || m.len() > 64) {
+        return error(StatusCode::BAD_REQUEST, "main: not a participant id");
+    }
+    if let Some(Err(e)) = layout.as_ref().map(|l| l.parse::<casecast_actors::program::LayoutKind>()) {
+        return error(StatusCode::BAD_REQUEST, &e);
+    }
+    let mut told = st.sfu.to_operators(&id, RoomEvent::ProgramSwitches { on_air, labels, recording }).await;
+    if let (Some(layout), Some(_)) = (&layout, told) {
+        told = st.sfu.to_operators(&id, RoomEvent::ProgramLayout { layout: layout.clone(), main: main.clone() }).await;
+    }
+    if let Err((status, message)) = crate::http::compositor_told(told, &id) {
+        return error(status, &message);
+    }
+    let switch = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
+    let changes = [
+        on_air.map(|on| (switch(on, "program.on_air", "program.off_air"), Value::Null)),
+        labels.map(|on| (switch(on, "program.labels_on", "program.labels_off"), Value::Null)),
+        recording.map(|on| (switch(on, "program.recording_on", "program.recording_off"), Value::Null)),
+        layout.as_ref().map(|l| ("program.layout", json!({ "layout": l, "main": main }))),
+    ];
+    for (action, detail) in changes.into_iter().flatten() {
+        st.events.audit(&who, action, Some(&id), detail).await;
+    }
+    let mut out = serde_json::Map::new();
+    for (k, v) in [("on_air", on_air), ("labels", labels), ("recording", recording)] {
+        if let Some(v) = v {
+            out.insert(k.into(), v.into());
         }
     }
+    if let Some(l) = layout {
+        out.insert("layout".into(), l.into());
+        out.insert("main".into(), main.into());
+    }
+    HttpResponse::Accepted().json(out)
 }
 
 #[derive(Deserialize)]
@@ -812,6 +859,37 @@ async fn remove(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<
     HttpResponse::NoContent().finish()
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MuteChange {
+    kind: String,
+    muted: bool,
+}
+
+/// `POST /api/events/{id}/participants/{participant}/mute` `{"kind": "audio" |
+/// "video", "muted": bool}`: the server stops (or resumes) forwarding what the
+/// participant sends of that kind; the room sees it muted, and the participant is
+/// told it was the operator and cannot unmute it itself.
+async fn mute(req: HttpRequest, p: web::Path<(String, String)>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let (id, participant) = p.into_inner();
+    let who = op!(req, st, Some(&id));
+    let m: MuteChange = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let kind = match m.kind.as_str() {
+        "audio" => casecast_actors::MediaKind::Audio,
+        "video" => casecast_actors::MediaKind::Video,
+        other => return error(StatusCode::BAD_REQUEST, &format!("kind {other:?}: use audio or video")),
+    };
+    if !st.sfu.hold(&id, &participant, kind, m.muted).await {
+        return error(StatusCode::NOT_FOUND, "no such participant in this event's room");
+    }
+    let action = if m.muted { "participant.mute" } else { "participant.unmute" };
+    st.events.audit(&who, action, Some(&id), json!({ "participant": participant, "kind": m.kind })).await;
+    HttpResponse::NoContent().finish()
+}
+
 /// `GET /api/events/{id}/distribution`: each output's state (from the program's
 /// metrics: local HLS, RTMP pushes) and the concurrent HLS viewers.
 async fn distribution(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
@@ -820,15 +898,25 @@ async fn distribution(req: HttpRequest, id: web::Path<String>, st: web::Data<App
 }
 
 fn distribution_of(st: &AppState, id: &str) -> Value {
+    // What the compositor reports through the metrics: each output's state and the
+    // operator's switches as it has them (none until a compositor reports).
     let mut outputs = Vec::new();
+    let mut program = serde_json::Map::new();
     for family in st.sfu.metrics().registry.gather() {
-        if family.name() != "casecast_program_output_up" {
+        let name = family.name();
+        if name != "casecast_program_output_up" && name != "casecast_program_switch" {
             continue;
         }
         for m in family.get_metric() {
             let label = |n: &str| m.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_string()).unwrap_or_default();
-            if label("room") == id {
-                outputs.push(json!({ "output": label("output"), "up": m.get_gauge().get_value() >= 1.0 }));
+            if label("room") != id {
+                continue;
+            }
+            let on = m.get_gauge().get_value() >= 1.0;
+            if name == "casecast_program_switch" {
+                program.insert(label("switch"), on.into());
+            } else {
+                outputs.push(json!({ "output": label("output"), "up": on }));
             }
         }
     }
@@ -837,6 +925,7 @@ fn distribution_of(st: &AppState, id: &str) -> Value {
         "event": id,
         "hls": { "url": format!("/hls/{id}/index.m3u8"), "playlist": playlist.exists() },
         "outputs": outputs,
+        "program": if program.is_empty() { Value::Null } else { Value::Object(program) },
         "viewers": st.viewers.count(id),
     })
 }
@@ -882,6 +971,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/{id}/program").route(web::post().to(program)))
                 .service(web::resource("/{id}/metadata").route(web::post().to(metadata)))
                 .service(web::resource("/{id}/participants/{participant}/remove").route(web::post().to(remove)))
+                .service(web::resource("/{id}/participants/{participant}/mute").route(web::post().to(mute)))
                 .service(web::resource("/{id}/invitations").route(web::get().to(invitations)).route(web::post().to(invite)))
                 .service(web::resource("/{id}/invitations/{inv}").route(web::delete().to(revoke))),
         )

@@ -12,7 +12,7 @@ use casecast_actors::{
 };
 use casecast_signaling::{
     ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, MediaKind, PROTOCOL_VERSION, ParticipantInfo, Role, ServerMessage,
-    TrackInfo, TrackSource,
+    TrackInfo, TrackSource, UplinkPolicy,
 };
 use futures_util::StreamExt as _;
 
@@ -71,7 +71,9 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
         ParticipantEvent::Room(RoomEvent::TrackAdded(t)) => ServerMessage::TrackAdded { track: track_info(&t, None) },
         ParticipantEvent::Room(RoomEvent::TrackRemoved(id)) => ServerMessage::TrackRemoved { track_id: id.to_string() },
         ParticipantEvent::Room(RoomEvent::ProgramLayout { layout, main }) => ServerMessage::ProgramLayout { layout, main },
-        ParticipantEvent::Room(RoomEvent::ProgramOnAir(on_air)) => ServerMessage::ProgramOnAir { on_air },
+        ParticipantEvent::Room(RoomEvent::ProgramSwitches { on_air, labels, recording }) => {
+            ServerMessage::ProgramSwitches { on_air, labels, recording }
+        }
         ParticipantEvent::Room(RoomEvent::ProgramMetadata(data)) => ServerMessage::ProgramMetadata { data },
         ParticipantEvent::Room(RoomEvent::Muted { participant, kind, muted }) => {
             ServerMessage::Muted { participant_id: participant.to_string(), kind: kind_out(kind), muted }
@@ -81,6 +83,7 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
             tracks: tracks.into_iter().map(|(mid, t)| track_info(&t, Some(mid))).collect(),
         },
         ParticipantEvent::Bound { mid, track } => ServerMessage::TrackBound { track: track_info(&track, Some(mid)) },
+        ParticipantEvent::HeldByOperator { kind, held } => ServerMessage::MutedByOperator { kind: kind_out(kind), muted: held },
         ParticipantEvent::Connection(up) => ServerMessage::Connection { state: if up { "connected" } else { "disconnected" }.into() },
         ParticipantEvent::Closed(_) => return None,
     })
@@ -230,7 +233,7 @@ enum Step {
 async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, state: &AppState) -> Step {
     let err = |code, m: &str| Step::Reply(ServerMessage::error(code, m));
     match (msg, joined.as_ref()) {
-        (ClientMessage::Join { v, room, token, name }, None) => {
+        (ClientMessage::Join { v, room, token, name, receive_only }, None) => {
             if v != PROTOCOL_VERSION {
                 let m = format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}");
                 return Step::End(Some(ServerMessage::error(ErrorCode::UnsupportedVersion, m)), CloseCode::Policy, "version".into());
@@ -244,7 +247,12 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                     return Step::End(Some(ServerMessage::error(ErrorCode::Forbidden, m)), CloseCode::Policy, "forbidden".into());
                 }
             };
-            let opts = participant_options(&claims, name, true, false);
+            let mut opts = participant_options(&claims, name, true, false);
+            let mut policy = state.uplink(&room, claims.role);
+            if receive_only {
+                opts.publish = None;
+                policy = UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0 };
+            }
             let name = opts.name.clone();
             match state.sfu.join(&room, &state.room_policy(&room), opts).await {
                 Ok(h) => {
@@ -254,7 +262,7 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                         participant_id: h.id.to_string(),
                         role: claims.role,
                         name,
-                        policy: state.uplink(&room, claims.role),
+                        policy,
                         participants: h
                             .peers
                             .iter()

@@ -34,6 +34,10 @@ pub enum ClientMessage {
         /// Display name; defaults to the name in the token.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// Receive only, whatever the role may send: an operator's console watching
+        /// the room (it is not told the program's orders, and is not a compositor).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        receive_only: bool,
     },
     /// An SDP offer from the client (its first offer carries what it publishes).
     Offer {
@@ -127,11 +131,18 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         main: Option<String>,
     },
-    /// The operator put the program on air (its outputs carry it) or off air (the
-    /// outputs stop; sent to operators, the compositor applies it).
-    ProgramOnAir {
-        /// On air.
-        on_air: bool,
+    /// The operator set some of the program's switches (sent to the compositor,
+    /// which applies them; absent: unchanged).
+    ProgramSwitches {
+        /// On air (the outputs carry the program) or off air (they stop).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_air: Option<bool>,
+        /// The commentators' name labels shown or hidden.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        labels: Option<bool>,
+        /// Recording on or off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recording: Option<bool>,
     },
     /// Timed metadata for viewers (sent to operators; the compositor puts it into the
     /// program's HLS segments as ID3).
@@ -143,6 +154,14 @@ pub enum ServerMessage {
     Muted {
         /// Who.
         participant_id: String,
+        /// Which kind of track.
+        kind: MediaKind,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// An operator muted (or unmuted) what this participant sends of one kind. While
+    /// muted the server drops it, and the participant cannot unmute it itself.
+    MutedByOperator {
         /// Which kind of track.
         kind: MediaKind,
         /// Muted or not.
@@ -309,7 +328,8 @@ mod tests {
                 v: 1,
                 room: "r".into(),
                 token: "t".into(),
-                name: None
+                name: None,
+                receive_only: false,
             }
         );
         let m = ClientMessage::parse(

@@ -818,6 +818,48 @@ fn the_program_is_recorded_as_mp4_files_listed_per_event() -> Result<()> {
     })?;
     let viewer = format!("Bearer {}", server.token("demo", Role::Viewer, "v"));
     assert_eq!(get(&list, &viewer).map(|r| r.0), Some(403));
+    // The operator stops the recording: its last file is finished at once (it
+    // plays), and no file grows while it is off; back on, a new file starts.
+    let op_token = server.token("demo", Role::Operator, "desk");
+    let switches = format!("{}/api/events/demo/program", server.url);
+    let recorded = || -> Vec<(String, u64)> {
+        let dir = server.data_dir().join("recordings/demo");
+        let mut v: Vec<_> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), file_size(&e.path()))).collect()).unwrap_or_default();
+        v.sort();
+        v
+    };
+    let distribution = format!("{}/api/events/demo/distribution", server.url);
+    wait_for("the recording reported on", Duration::from_secs(20), || {
+        let (_, d) = api("GET", &distribution, Some(&op_token), None).ok()?;
+        (d["program"]["recording"] == true && d["outputs"].as_array()?.iter().any(|o| o["output"] == "recording" && o["up"] == true)).then_some(())
+    })?;
+    assert_eq!(api("POST", &switches, Some(&op_token), Some(json!({"recording": false})))?, (202, json!({"recording": false})));
+    let off = wait_for("the recording reported off", Duration::from_secs(20), || {
+        let (_, d) = api("GET", &distribution, Some(&op_token), None).ok()?;
+        (d["program"]["recording"] == false).then(|| recorded())
+    })?;
+    let last = server.data_dir().join("recordings/demo").join(&off.last().unwrap().0);
+    let probe = std::process::Command::new("ffprobe").args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]).arg(&last).output()?;
+    let secs: f64 = String::from_utf8_lossy(&probe.stdout).trim().parse().unwrap_or(0.0);
+    assert!(probe.status.success() && secs > 0.5, "the last file is finished and plays: {secs} s, {}", String::from_utf8_lossy(&probe.stderr));
+    // Off for two segments' worth of program: nothing is written.
+    let hls_dir = server.data_dir().join("hls/demo");
+    let seg_count = || std::fs::read_dir(&hls_dir).map(|d| d.count()).unwrap_or(0);
+    let segs = seg_count();
+    wait_for("two more segments while the recording is off", Duration::from_secs(30), || (seg_count() >= segs + 2).then_some(()))?;
+    assert_eq!(recorded(), off, "nothing recorded while off");
+    assert_eq!(api("POST", &switches, Some(&op_token), Some(json!({"recording": true})))?.0, 202);
+    wait_for("a new file once back on", Duration::from_secs(30), || {
+        let now = recorded();
+        (now.len() > off.len() && now.last()?.1 > 0).then_some(())
+    })?;
+    let (_, log) = api("GET", &format!("{}/api/audit?event=demo", server.url), Some(&op_token), None)?;
+    let actions: Vec<&str> = log.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(&actions[..2], ["program.recording_on", "program.recording_off"], "{log}");
+    for bad in [json!({}), json!({"main": "x"}), json!({"layout": "mosaic"}), json!({"recording": "yes"}), json!({"on_air": true, "volume": 3})] {
+        let (code, body) = api("POST", &switches, Some(&op_token), Some(bad.clone()))?;
+        assert!(code == 400 && body["error"].is_string(), "{bad} → {code} {body}");
+    }
     let url = format!("{}{}", server.url, files[0]["url"].as_str().unwrap());
     let (code, mp4) = get(&url, &op).unwrap();
     assert_eq!(code, 200);
@@ -906,12 +948,23 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
     assert_eq!(size, json!([1280, 720]), "the monitor is the program itself");
     // In picture-in-picture the commentator's tile (bottom left, 256×144 from
     // (16, 560)) carries a name label: white text where the fake camera has none.
+    let label = (16, 664, 160, 40);
     wait_for("the commentator's name label in the program", Duration::from_secs(60), || {
-        let n = white_pixels(&hls.join(latest()?), (16, 664, 160, 40))?;
+        let n = white_pixels(&hls.join(latest()?), label)?;
         (n > 40).then_some(())
     })?;
-    let api = format!("{}/api/rooms/demo/program", server.url);
-    let op = format!("Bearer {}", server.token("demo", Role::Operator, "desk"));
+    // The operator hides the labels, and shows them again.
+    let op_token = server.token("demo", Role::Operator, "desk");
+    let switches = format!("{}/api/events/demo/program", server.url);
+    for (on, what) in [(false, "the label gone"), (true, "the label back")] {
+        assert_eq!(api("POST", &switches, Some(&op_token), Some(json!({"labels": on})))?, (202, json!({"labels": on})));
+        wait_for(what, Duration::from_secs(30), || {
+            let n = white_pixels(&hls.join(latest()?), label)?;
+            (if on { n > 40 } else { n < 5 }).then_some(())
+        })?;
+    }
+    let layout_api = format!("{}/api/rooms/demo/program", server.url);
+    let op = format!("Bearer {op_token}");
     let body = json!({"layout": "pip", "main": id}).to_string();
     // Chromium's fake camera is green: the centre of the program turns green when the
     // commentator is the main source (and the bars' centre is not).
@@ -925,21 +978,33 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
     })?;
     wait_for("the commentator as the main source", Duration::from_secs(60), || {
         // Repeated until it lands: the commentator's track may bind after the join.
-        let (s, _, _) = http_post(&api, &[("Content-Type", "application/json"), ("Authorization", &op)], body.as_bytes()).ok()?;
+        let (s, _, _) = http_post(&layout_api, &[("Content-Type", "application/json"), ("Authorization", &op)], body.as_bytes()).ok()?;
         let f = last_rgb_frame(&hls.join(latest()?))?;
         (s == 202 && green(&f)).then_some(())
     })?;
     // And back to the feed.
     let back = json!({"layout": "pip"}).to_string();
-    let (s, _, _) = http_post(&api, &[("Content-Type", "application/json"), ("Authorization", &op)], back.as_bytes())?;
+    let (s, _, _) = http_post(&layout_api, &[("Content-Type", "application/json"), ("Authorization", &op)], back.as_bytes())?;
     assert_eq!(s, 202);
     wait_for("the feed as the main source again", Duration::from_secs(30), || {
         let f = last_rgb_frame(&hls.join(latest()?))?;
         (!green(&f)).then_some(())
     })?;
-    // The commentator's tile (bottom left) leaves the program with the commentator.
+    // The commentator's tile (bottom left) leaves the program while an operator
+    // mutes their camera (the server drops it; the page says who did it), and with
+    // the commentator.
     let tile = (40, 580, 200, 100);
     wait_for("the commentator's tile in the program", Duration::from_secs(30), || mostly_green(&hls.join(latest()?), tile)?.then_some(()))?;
+    let mute = format!("{}/api/events/demo/participants/{}/mute", server.url, id);
+    assert_eq!(api("POST", &mute, Some(&op_token), Some(json!({"kind": "video", "muted": true})))?.0, 204);
+    wait_for("the muted camera's tile out of the program", Duration::from_secs(30), || {
+        (!mostly_green(&hls.join(latest()?), tile)?).then_some(())
+    })?;
+    let said = page.eval("return document.querySelector('#btn-cam').disabled && document.querySelector('#banner-text').textContent")?;
+    assert!(said.as_str().is_some_and(|t| t.contains("operator")), "the page says the operator muted the camera: {said}");
+    assert_eq!(api("POST", &mute, Some(&op_token), Some(json!({"kind": "video", "muted": false})))?.0, 204);
+    wait_for("the tile back", Duration::from_secs(30), || mostly_green(&hls.join(latest()?), tile)?.then_some(()))?;
+    assert_eq!(api("POST", &mute, Some(&op_token), Some(json!({"kind": "screen", "muted": true})))?.0, 400);
     drop(page);
     wait_for("the tile to leave with the commentator", Duration::from_secs(60), || {
         (!mostly_green(&hls.join(latest()?), tile)?).then_some(())

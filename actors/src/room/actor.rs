@@ -246,6 +246,32 @@ impl Handler<Remove> for RoomActor {
     }
 }
 
+/// An operator mutes (holds) or releases one kind of a member's media: answers
+/// whether the member is in the room.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Hold {
+    /// The participant id.
+    pub participant: String,
+    /// Which kind.
+    pub kind: crate::MediaKind,
+    /// Held (muted) or released.
+    pub held: bool,
+}
+
+impl Handler<Hold> for RoomActor {
+    type Result = bool;
+    fn handle(&mut self, msg: Hold, _: &mut Context<Self>) -> bool {
+        match self.members.iter().find(|(id, _)| id.to_string() == msg.participant) {
+            Some((_, addr)) => {
+                addr.do_send(crate::participant::Hold { kind: msg.kind, held: msg.held });
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// How many members, for tests and status.
 #[derive(Message)]
 #[rtype(result = "usize")]
@@ -258,8 +284,9 @@ impl Handler<MemberCount> for RoomActor {
     }
 }
 
-/// Tells the room's operators (the compositor is one) what the program is to do:
-/// its layout, on or off air, timed metadata. Answers how many were told.
+/// Tells the room's compositors (the members that publish the program) what the
+/// program is to do: its layout, on or off air, timed metadata. Answers how many
+/// were told.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct ToOperators(pub RoomEvent);
@@ -267,7 +294,7 @@ pub struct ToOperators(pub RoomEvent);
 impl Handler<ToOperators> for RoomActor {
     type Result = usize;
     fn handle(&mut self, msg: ToOperators, _: &mut Context<Self>) -> usize {
-        let to = self.core.members_with_role("operator");
+        let to = self.core.members_publishing(crate::TrackSource::Program);
         for id in &to {
             if let Some(a) = self.members.get(id) {
                 a.do_send(Notice(msg.0.clone()));

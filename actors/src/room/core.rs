@@ -250,9 +250,9 @@ impl RoomCore {
         fire.then(|| RoomOutput::RequestKeyframe(self.tracks[&id].clone()))
     }
 
-    /// The members with a role.
-    pub fn members_with_role(&self, role: &str) -> Vec<ParticipantId> {
-        self.members.iter().filter(|(_, m)| m.info.role == role).map(|(&id, _)| id).collect()
+    /// The members that publish as `source`.
+    pub fn members_publishing(&self, source: TrackSource) -> Vec<ParticipantId> {
+        self.members.iter().filter(|(_, m)| m.publish == Some(source)).map(|(&id, _)| id).collect()
     }
 
     /// A member muted or unmuted.

@@ -1,0 +1,211 @@
+//! Recording of the program as MP4 files, switched on and off while live. Each
+//! recording runs in a pipeline of its own fed from the program's encoded streams
+//! (as the RTMP outputs are): it starts at a key frame, is cut into files of
+//! `split_secs`, and ends with an end-of-stream, so its last file is finished
+//! (playable) when the operator stops it or the program ends.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::rtmp::Packet;
+
+/// How long a stopping recording may take to finish its last file.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The program's recorder: off, or one recording running.
+pub struct Recorder {
+    dir: PathBuf,
+    split_secs: u32,
+    active: Mutex<Option<Recording>>,
+    /// The last recording's error, if it failed.
+    error: Arc<Mutex<Option<String>>>,
+}
+
+struct Recording {
+    tx: SyncSender<Packet>,
+    stop: Arc<AtomicBool>,
+    /// Media reaches the files.
+    writing: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Recorder {
+    /// A recorder writing `program-NNNNN.mp4` files into `dir`, each `split_secs` long.
+    pub fn new(dir: PathBuf, split_secs: u32) -> Recorder {
+        Recorder { dir, split_secs, active: Mutex::new(None), error: Arc::default() }
+    }
+
+    /// Starts a recording (nothing if one runs). It begins at the next key frame.
+    pub fn start(&self) {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if active.is_some() {
+            return;
+        }
+        // About two seconds of program: a slow disk drops packets, never the program.
+        let (tx, rx) = sync_channel::<Packet>(200);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writing = Arc::new(AtomicBool::new(false));
+        let (dir, split, s, w, error) = (self.dir.clone(), self.split_secs, stop.clone(), writing.clone(), self.error.clone());
+        let thread = std::thread::Builder::new()
+            .name("recording".into())
+            .spawn(move || {
+                let result = record(&dir, split, &rx, &s, &w);
+                w.store(false, Ordering::Relaxed);
+                match result {
+                    Ok(()) => tracing::info!(dir = %dir.display(), "recording stopped"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "recording failed");
+                        *error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    }
+                }
+            })
+            .ok();
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        tracing::info!(dir = %self.dir.display(), "recording started");
+        *active = Some(Recording { tx, stop, writing, thread });
+    }
+
+    /// Stops the recording, finishing its last file (waits for that, bounded).
+    pub fn stop(&self) {
+        let taken = self.active.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(taken);
+    }
+
+    /// Whether a recording is switched on.
+    pub fn is_on(&self) -> bool {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Whether media reaches the files now.
+    pub fn is_writing(&self) -> bool {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|r| r.writing.load(Ordering::Relaxed))
+    }
+
+    /// The last recording's failure, if it failed.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Offers an encoded buffer of the program; dropped when off or behind.
+    pub(crate) fn push(&self, p: Packet) {
+        if let Some(r) = self.active.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && let Err(TrySendError::Full(_)) = r.tx.try_send(p)
+        {
+            tracing::debug!("recording behind; packet dropped");
+        }
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The first free file number in `dir` (files of earlier recordings stay).
+fn next_index(dir: &std::path::Path) -> u32 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    name.strip_prefix("program-")?.strip_suffix(".mp4")?.parse::<u32>().ok()
+                })
+                .max()
+                .map_or(0, |n| n + 1)
+        })
+        .unwrap_or(0)
+}
+
+fn record(dir: &std::path::Path, split_secs: u32, rx: &Receiver<Packet>, stop: &AtomicBool, writing: &AtomicBool) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let desc = format!(
+        "splitmuxsink name=rec async-finalize=true muxer-factory=mp4mux max-size-time={ns} start-index={first} \
+           location=\"{dir}/program-%05d.mp4\" \
+         appsrc name=v is-live=true format=time do-timestamp=true ! queue ! h264parse ! rec.video \
+         appsrc name=a is-live=true format=time do-timestamp=true ! queue ! aacparse ! rec.audio_%u",
+        ns = u64::from(split_secs.max(1)) * 1_000_000_000,
+        first = next_index(dir),
+        dir = dir.display().to_string().replace('"', ""),
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .map_err(|e| format!("cannot build the recording pipeline: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    let src = |n: &str| -> Result<gst_app::AppSrc, String> {
+        pipeline.by_name(n).and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or_else(|| format!("no appsrc {n}"))
+    };
+    let (vsrc, asrc) = (src("v")?, src("a")?);
+    let bus = pipeline.bus().ok_or("no bus")?;
+    let mut playing = false;
+    let mut keyframe_seen = false;
+    let result = loop {
+        if stop.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                break Err(format!("{} ({:?})", e.error(), e.debug()));
+            }
+        }
+        let Ok(p) = rx.recv_timeout(Duration::from_millis(100)) else { continue };
+        let Some(mut buffer) = p.sample.buffer_owned() else { continue };
+        {
+            // Stamped again on arrival (`do-timestamp`), as the RTMP outputs are.
+            let b = buffer.make_mut();
+            b.set_pts(gst::ClockTime::NONE);
+            b.set_dts(gst::ClockTime::NONE);
+        }
+        if p.video && !keyframe_seen {
+            if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                continue;
+            }
+            keyframe_seen = true;
+        }
+        if !keyframe_seen {
+            continue;
+        }
+        let target = if p.video { &vsrc } else { &asrc };
+        if target.caps().is_none() {
+            target.set_caps(p.sample.caps_owned().as_ref());
+        }
+        if !playing && vsrc.caps().is_some() && asrc.caps().is_some() {
+            if let Err(e) = pipeline.set_state(gst::State::Playing) {
+                break Err(format!("cannot start the recording: {e}"));
+            }
+            playing = true;
+        }
+        if target.push_buffer(buffer).is_err() {
+            break Err("the recording pipeline stopped taking data".into());
+        }
+        writing.store(playing, Ordering::Relaxed);
+    };
+    // The last file is finished by an end-of-stream through the muxer.
+    if playing {
+        let _ = vsrc.end_of_stream();
+        let _ = asrc.end_of_stream();
+        let deadline = Instant::now() + FINISH_TIMEOUT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match bus.timed_pop_filtered(gst::ClockTime::from_nseconds(left.as_nanos() as u64), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+                Some(m) if matches!(m.view(), gst::MessageView::Eos(_)) => break,
+                Some(_) | None => {
+                    tracing::warn!("recording: the last file may not be finished");
+                    break;
+                }
+            }
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
