@@ -1,7 +1,8 @@
 // casecast — the distribution center's console (/console?token=…). Plain ES module, no build
-// step; hls.js (window.Hls) comes from a classic script tag before this one.
-// The API it speaks: server/src/openapi.json (events, invitations, audit, participants,
-// distribution, on/off air) and POST /api/rooms/{room}/program (layout and main source).
+// step, no libraries.
+// The API it speaks: server/src/openapi.json (events, invitations, audit, participants and
+// their mute, distribution, the program's switches and layout), and the signaling
+// WebSocket for the monitor.
 //
 //  1. Every request carries the page's ?token= as `Authorization: Bearer`. Errors (the
 //     server's {"error": "…"}, or its plain text) go to the #error banner and to
@@ -13,15 +14,15 @@
 //     the previous one ends), paused while the page is hidden, stopped when the token is
 //     refused (401; 403 stops until another event is opened). Switching events aborts the
 //     old event's requests and ignores their late answers.
-//  5. The program preview plays /hls/{id}/index.m3u8 once the distribution says the
-//     playlist exists (so no 404s pile up in the console while the program has not
-//     started), and retries a few seconds after a fatal error. Private events get a
-//     playback token first (POST …/playback-tokens, audited as any operator action).
+//  5. The program preview is the program monitor over WebRTC (./monitor.js: a
+//     receive-only session in the event's room, a fraction of a second behind), with
+//     the surgery feed and a tile per commentator (video, speaking, stats) beside it.
 //  6. The event log merges the audit log with what this page observes between polls:
 //     participants joining, leaving, media dropping, outputs going up or down, errors.
-//  6. window.casecastConsole is kept up to date for the browser tests.
+//  7. window.casecastConsole is kept up to date for the browser tests.
 
 import { h } from "./dom.js";
+import { RoomMonitor } from "./monitor.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -33,9 +34,11 @@ const ui = {
   evTitle: $("ev-title"), evId: $("ev-id"), evStart: $("ev-start"), evEnd: $("ev-end"),
   evUplink: $("ev-uplink"), evFps: $("ev-fps"), evBitrate: $("ev-bitrate"), evPreset: $("ev-preset"), evViewing: $("ev-viewing"),
   live: $("live"), liveTitle: $("live-title"), liveStatus: $("live-status"), liveInfo: $("live-info"),
-  watchLink: $("watch-link"), onAir: $("on-air"), offAir: $("off-air"),
+  watchLink: $("watch-link"), onAir: $("on-air"), offAir: $("off-air"), labels: $("labels"), recording: $("recording"),
   endEvent: $("end-event"), deleteEvent: $("delete-event"), closeEvent: $("close-event"),
   preview: $("preview"), previewNote: $("preview-note"), previewState: $("preview-state"),
+  sources: $("sources"), feedTile: $("feed-tile"), feedVideo: $("feed-video"), feedStats: $("feed-stats"),
+  audioSink: $("audio-sink"), listen: $("listen"),
   layoutButtons: [...document.querySelectorAll("button[data-layout]")], feedMain: $("feed-main"), programState: $("program-state"),
   viewers: $("viewers"), hlsState: $("hls-state"), outputs: $("outputs"),
   participants: $("participants"), participantsBody: $("participants").tBodies[0],
@@ -55,16 +58,17 @@ const enc = encodeURIComponent;
 const LAYOUTS = ["pip", "surgery_only", "side_by_side", "grid"];
 const LAYOUT_NAMES = { pip: "picture in picture", surgery_only: "surgery only", side_by_side: "side by side", grid: "grid" };
 const EVERY = { events: 10_000, participants: 2_000, distribution: 2_000, audit: 5_000, invitations: 10_000 };
-const PREVIEW_RETRY_MS = 4_000;
 const LOG_MAX = 500;
 const LOG_SHOWN = 200;
 
 const hooks = {
   events: [], event: null, participants: [], invitations: [], distribution: null, log: [],
   lastError: null, lastInvitation: null, lastCopied: null, live: "closed",
-  program: { layout: null, main: null }, preview: "idle", polling: true,
+  program: { layout: null, main: null }, switches: null, preview: "idle", polling: true,
 };
 window.casecastConsole = hooks;
+/** The monitor session's inbound statistics per track (for the browser tests). */
+hooks.monitorStats = () => preview.monitor?.stats() ?? Promise.resolve([]);
 
 // ---------------------------------------------------------------- helpers
 
@@ -468,6 +472,10 @@ function openEvent(id) {
   hooks.distribution = null;
   hooks.log = [];
   hooks.program = { layout: null, main: null };
+  hooks.switches = null;
+  for (const b of [ui.onAir, ui.offAir, ui.labels, ui.recording]) b.setAttribute("aria-pressed", "false");
+  ui.labels.textContent = "Labels";
+  ui.recording.textContent = "Recording";
   logKeys.clear();
   ui.log.replaceChildren();
   ui.participantsBody.replaceChildren();
@@ -487,7 +495,7 @@ function openEvent(id) {
   eventsJson = "";
   renderEvents();
   addLog({ source: "page", text: `opened the console for ${id}` });
-  preview.reset();
+  preview.open(id);
   if (!hooks.events.some((e) => e.id === id)) {
     // Not listed (yet): ask for it, which also says whether it exists.
     api("GET", `/api/events/${enc(id)}`, { signal: current.ctrl.signal })
@@ -574,10 +582,8 @@ ui.closeEvent.addEventListener("click", () => closeEvent());
 ui.home.addEventListener("click", (ev) => { ev.preventDefault(); closeEvent(); });
 
 function setCurrentEvent(e) {
-  const wasPrivate = hooks.event?.policy?.viewing === "private";
   hooks.event = e;
   renderHead();
-  if (wasPrivate !== (e.policy?.viewing === "private")) preview.reset();
 }
 
 function renderHead() {
@@ -603,18 +609,42 @@ function refreshButtons() {
 ui.endEvent.addEventListener("click", () => { if (current) endEvent(current.id, ui.endEvent); });
 ui.deleteEvent.addEventListener("click", () => { if (current) deleteEvent(current.id, ui.deleteEvent); });
 
+/** Sets program switches (on_air, labels, recording) and shows them at once; the
+ * distribution then reports them as the compositor has them. */
+function setSwitches(change, buttons) {
+  if (!current) return;
+  const id = current.id;
+  busy(buttons, async () => {
+    await api("POST", `/api/events/${enc(id)}/program`, { body: change });
+    if (current?.id !== id) return;
+    hooks.switches = { ...hooks.switches, ...change };
+    renderSwitches(hooks.switches);
+    auditPoller.kick();
+  });
+}
+
+function renderSwitches(sw) {
+  if (!sw) return;
+  hooks.switches = sw;
+  if (typeof sw.on_air === "boolean") {
+    ui.onAir.setAttribute("aria-pressed", String(sw.on_air));
+    ui.offAir.setAttribute("aria-pressed", String(!sw.on_air));
+  }
+  for (const b of [ui.labels, ui.recording]) {
+    const on = sw[b.dataset.switch];
+    if (typeof on !== "boolean") continue;
+    b.setAttribute("aria-pressed", String(on));
+    b.textContent = `${b.dataset.switch === "labels" ? "Labels" : "Recording"}: ${on ? "on" : "off"}`;
+  }
+}
+
 for (const button of [ui.onAir, ui.offAir]) {
+  button.addEventListener("click", () => setSwitches({ on_air: button.dataset.onAir === "true" }, [ui.onAir, ui.offAir]));
+}
+for (const button of [ui.labels, ui.recording]) {
   button.addEventListener("click", () => {
-    if (!current) return;
-    const id = current.id;
-    const onAir = button.dataset.onAir === "true";
-    busy([ui.onAir, ui.offAir], async () => {
-      await api("POST", `/api/events/${enc(id)}/program`, { body: { on_air: onAir } });
-      if (current?.id !== id) return;
-      ui.onAir.setAttribute("aria-pressed", String(onAir));
-      ui.offAir.setAttribute("aria-pressed", String(!onAir));
-      auditPoller.kick();
-    });
+    const name = button.dataset.switch;
+    setSwitches({ [name]: !(hooks.switches?.[name] ?? true) }, button);
   });
 }
 
@@ -632,7 +662,7 @@ async function setProgram(layout, main, button) {
   if (!current) return;
   const id = current.id;
   await busy([button, ...ui.layoutButtons, ui.feedMain], async () => {
-    const answer = await api("POST", `/api/rooms/${enc(id)}/program`, { body: { layout, main } });
+    const answer = await api("POST", `/api/events/${enc(id)}/program`, { body: { layout, main } });
     if (current?.id !== id) return;
     hooks.program = { layout: answer?.layout ?? layout, main: answer?.main ?? main ?? null };
     const who = hooks.program.main == null ? "the surgery feed" : (participantsById.get(hooks.program.main)?.name ?? hooks.program.main);
@@ -680,6 +710,7 @@ function setParticipants(list) {
     updateRow(row, p);
     ui.participantsBody.append(row.tr); // moves it into sorted place
   }
+  syncTiles(list);
   ui.participantsEmpty.hidden = list.length > 0;
   const media = list.filter((p) => p.connected).length;
   ui.participantsSummary.textContent = list.length ? `${list.length} in the room, ${media} with media` : "";
@@ -699,10 +730,14 @@ function makeRow(p) {
     ? h("button", { type: "button", class: "btn btn-small", "data-action": "main", "aria-pressed": "false",
       onclick: (ev) => setProgram(hooks.program.layout ?? "pip", p.id, ev.currentTarget) }, "Make main")
     : null;
+  const muteButton = (kind) => h("button", { type: "button", class: "btn btn-small", "data-action": `mute-${kind}`, "aria-pressed": "false",
+    onclick: (ev) => muteParticipant(p.id, kind, ev.currentTarget) }, kind === "audio" ? "Mute mic" : "Mute cam");
+  const mute = { audio: muteButton("audio"), video: muteButton("video") };
   const removeButton = h("button", { type: "button", class: "btn btn-small btn-danger", "data-action": "remove",
     onclick: (ev) => removeParticipant(p.id, ev.currentTarget) }, "Remove");
-  const tr = h("tr", { dataset: { participant: p.id } }, ...COLS.map((c) => cells[c]), h("td", { class: "actions" }, mainButton, removeButton));
-  const row = { tr, cells, dot, name, mainButton, removeButton };
+  const tr = h("tr", { dataset: { participant: p.id } }, ...COLS.map((c) => cells[c]),
+    h("td", { class: "actions" }, mainButton, mute.audio, mute.video, removeButton));
+  const row = { tr, cells, dot, name, mainButton, mute, removeButton };
   rows.set(p.id, row);
   return row;
 }
@@ -723,7 +758,19 @@ function updateRow(row, p) {
   set("lossOut", fmtPct(p.loss_out));
   set("jitter", fmtNum(p.jitter_ms, 1));
   set("layer", p.layer ?? "—");
-  const muted = [p.audio_muted && "mic", p.video_muted && "camera"].filter(Boolean);
+  for (const kind of ["audio", "video"]) {
+    const b = row.mute[kind];
+    const held = Boolean(p[`${kind}_muted_by_operator`]);
+    // The program's monitor (an operator's) is not muted from here.
+    b.hidden = !canBeMain(p.role) || !(p.publishing ?? []).includes(kind);
+    b.setAttribute("aria-pressed", String(held));
+    b.dataset.held = String(held);
+    b.textContent = `${held ? "Unmute" : "Mute"} ${kind === "audio" ? "mic" : "cam"}`;
+  }
+  const muted = [
+    p.audio_muted_by_operator ? "mic (by operator)" : p.audio_muted && "mic",
+    p.video_muted_by_operator ? "camera (by operator)" : p.video_muted && "camera",
+  ].filter(Boolean);
   set("muted", muted.length ? muted.join(", ") : "—");
   row.cells.muted.dataset.muted = String(muted.length > 0);
   const publishing = Array.isArray(p.publishing) && p.publishing.length ? `publishes ${p.publishing.join(", ")}` : "publishes nothing";
@@ -749,6 +796,21 @@ function observeParticipants(list) {
     }
   }
   seenParticipants = next;
+}
+
+/** Mutes (or unmutes) what a participant sends of one kind: the server drops it. */
+async function muteParticipant(pid, kind, button) {
+  if (!current) return;
+  const id = current.id;
+  const muted = button.dataset.held !== "true";
+  await busy(button, async () => {
+    await api("POST", `/api/events/${enc(id)}/participants/${enc(pid)}/mute`, { body: { kind, muted } });
+    if (current?.id !== id) return;
+    button.dataset.held = String(muted);
+    button.textContent = `${muted ? "Unmute" : "Mute"} ${kind === "audio" ? "mic" : "cam"}`;
+    participantsPoller.kick();
+    auditPoller.kick();
+  });
 }
 
 async function removeParticipant(pid, button) {
@@ -795,7 +857,7 @@ function setDistribution(d) {
     for (const name of seenOutputs.keys()) if (!now.has(name)) addLog({ source: "page", level: "warn", text: `output ${name} is no longer reported` });
   }
   seenOutputs = now;
-  preview.maybeStart(playlist);
+  renderSwitches(d?.program ?? null);
 }
 
 // ---------------------------------------------------------------- audit log
@@ -982,106 +1044,139 @@ async function copy(text, button, input) {
   }
 }
 
-// ---------------------------------------------------------------- program preview
+// ---------------------------------------------------------------- program preview and sources
 
+// The program monitor, the surgery feed and the commentators, received over WebRTC in
+// a receive-only session of the event's room. Audio plays only after "Listen".
 const preview = {
-  hls: null,
-  eventId: null,
-  playbackToken: null,
-  fetchingToken: false,
-  retryAt: 0,
-  viewer: `console-${randomHex(6)}`,
+  monitor: null,
+  audio: new Map(), // track id → <audio>
+  listening: false,
 
   say(state, note) {
     hooks.preview = state;
-    ui.previewState.textContent = { idle: "", waiting: "waiting for the program", loading: "loading…", playing: "playing", retrying: "retrying…", unsupported: "" }[state] ?? state;
+    ui.previewState.textContent = { idle: "", connecting: "connecting…", waiting: "waiting for the program", playing: "live (WebRTC)", retrying: "reconnecting…", refused: "refused" }[state] ?? state;
     ui.previewNote.textContent = note ?? "";
     ui.previewNote.hidden = !note;
   },
 
+  open(id) {
+    this.stop();
+    this.say("connecting", "Connecting to the event's room…");
+    this.monitor = new RoomMonitor({
+      room: id, token, name: `console (${claims?.name ?? "operator"})`,
+      onTrack: (info, track) => this.show(info, track),
+      onGone: (info) => this.hide(info),
+      onState: (state, detail) => {
+        if (state === "live") {
+          if (!ui.preview.srcObject) this.say("waiting", "In the room; the program monitor is not there yet (no compositor, or its monitor is off).");
+        } else if (state === "retrying") this.say("retrying", `Reconnecting: ${detail}`);
+        else if (state === "refused") { this.say("refused", `The room refused the console: ${detail}`); addLog({ source: "page", level: "error", text: `monitor refused: ${detail}` }); }
+      },
+    });
+    this.monitor.start();
+  },
+
   stop() {
-    if (this.hls) { this.hls.destroy(); this.hls = null; }
-    ui.preview.removeAttribute("src");
-    ui.preview.load();
-    this.eventId = null;
+    this.monitor?.stop();
+    this.monitor = null;
+    for (const el of [ui.preview, ui.feedVideo]) el.srcObject = null;
+    ui.feedTile.dataset.video = "off";
+    for (const el of this.audio.values()) el.remove();
+    this.audio.clear();
+    for (const tile of tiles.values()) { tile.video.srcObject = null; tile.fig.dataset.video = "off"; }
+    this.say("idle", "The program has not started yet.");
   },
 
-  reset() {
-    this.stop();
-    this.playbackToken = null;
-    this.retryAt = 0;
-    this.say("waiting", "The program has not started yet — the preview starts by itself.");
+  show(info, track) {
+    const stream = new MediaStream([track]);
+    if (track.kind === "audio") {
+      if (info.source === "program") return;
+      const el = h("audio", { autoplay: true, dataset: { participant: info.participant_id } });
+      el.muted = !this.listening;
+      el.srcObject = stream;
+      ui.audioSink.append(el);
+      this.audio.set(track.id, el);
+      return;
+    }
+    let el;
+    if (info.source === "program") el = ui.preview;
+    else if (info.source === "feed") { el = ui.feedVideo; ui.feedTile.dataset.video = "on"; }
+    else {
+      const tile = tileFor({ id: info.participant_id, name: info.name });
+      tile.fig.dataset.video = "on";
+      el = tile.video;
+    }
+    el.srcObject = stream;
+    el.play().catch(() => {});
   },
 
-  /** Called with each distribution answer: starts the player once there is a playlist. */
-  maybeStart(playlist) {
-    if (!current || this.eventId === current.id) return;
-    if (!playlist) { this.say("waiting", "The program has not started yet — the preview starts by itself."); return; }
-    if (Date.now() < this.retryAt) return;
-    const policy = hooks.event?.policy;
-    if (!policy) return; // the event itself is not loaded yet: is it private?
-    if (policy.viewing === "private" && !this.playbackToken) { this.fetchToken(current.id); return; }
-    this.start(current.id);
-  },
-
-  fetchToken(id) {
-    if (this.fetchingToken) return;
-    this.fetchingToken = true;
-    api("POST", `/api/events/${enc(id)}/playback-tokens`, { body: { viewer: "console preview", ttl_hours: 24 }, signal: current?.ctrl.signal })
-      .then((t) => { if (current?.id === id) { this.playbackToken = t.token; this.start(id); } })
-      .catch((err) => { if (!isAbort(err)) { showError(err); this.retryAt = Date.now() + 30_000; } })
-      .finally(() => { this.fetchingToken = false; });
-  },
-
-  src(id) {
-    const q = new URLSearchParams({ viewer: this.viewer });
-    if (this.playbackToken) q.set("token", this.playbackToken);
-    return `/hls/${enc(id)}/index.m3u8?${q}`;
-  },
-
-  start(id) {
-    this.stop();
-    this.eventId = id;
-    this.say("loading", "Loading the program…");
-    const src = this.src(id);
-    const Hls = window.Hls;
-    if (Hls && Hls.isSupported()) {
-      const hls = new Hls({
-        debug: false,
-        lowLatencyMode: true,
-        liveSyncDurationCount: 2,
-        liveMaxLatencyDurationCount: 5,
-        maxLiveSyncPlaybackRate: 1.5,
-        liveDurationInfinity: true,
-        backBufferLength: 30,
-        manifestLoadingMaxRetry: 1,
-        levelLoadingMaxRetry: 2,
-      });
-      this.hls = hls;
-      hls.on(Hls.Events.MANIFEST_PARSED, () => { ui.preview.play().catch(() => {}); });
-      hls.on(Hls.Events.FRAG_BUFFERED, () => { if (this.hls === hls && hooks.preview !== "playing") this.say("playing", null); });
-      hls.on(Hls.Events.ERROR, (_, data) => { if (data?.fatal && this.hls === hls) this.failed(); });
-      hls.loadSource(src);
-      hls.attachMedia(ui.preview);
-    } else if (ui.preview.canPlayType("application/vnd.apple.mpegurl")) {
-      ui.preview.src = src;
-      ui.preview.play().catch(() => {});
-    } else {
-      this.say("unsupported", "This browser cannot play HLS.");
+  hide(info) {
+    for (const [id, el] of this.audio) {
+      if (el.dataset.participant === info.participant_id && info.kind === "audio") { el.remove(); this.audio.delete(id); }
+    }
+    if (info.kind !== "video") return;
+    if (info.source === "program") { ui.preview.srcObject = null; this.say("waiting", "The program monitor stopped; waiting for it to come back."); }
+    else if (info.source === "feed") { ui.feedVideo.srcObject = null; ui.feedTile.dataset.video = "off"; }
+    else {
+      const tile = tiles.get(info.participant_id);
+      if (tile) { tile.video.srcObject = null; tile.fig.dataset.video = "off"; }
     }
   },
 
-  /** A fatal player error: the next distribution poll after the pause tries again. */
-  failed() {
-    this.stop();
-    this.retryAt = Date.now() + PREVIEW_RETRY_MS;
-    this.say("retrying", "The program is not playable yet — retrying in a few seconds.");
+  listen(on) {
+    this.listening = on;
+    for (const el of this.audio.values()) { el.muted = !on; if (on) el.play().catch(() => {}); }
+    ui.listen.setAttribute("aria-pressed", String(on));
   },
 };
 
-ui.preview.addEventListener("playing", () => { if (preview.eventId) preview.say("playing", null); });
-ui.preview.addEventListener("error", () => { if (preview.eventId && !preview.hls) preview.failed(); });
+ui.preview.addEventListener("playing", () => { if (preview.monitor) preview.say("playing", null); });
+ui.listen.addEventListener("click", () => preview.listen(!preview.listening));
 preview.say("idle", null);
+
+// One tile per commentator: their camera (from the monitor session), name, speaking,
+// mute state and the stats the server measures.
+const tiles = new Map(); // participant id → { fig, video, name, dot, stats, badges }
+
+function tileFor(p) {
+  let t = tiles.get(p.id);
+  if (!t) {
+    const video = h("video", { autoplay: true, muted: true, playsinline: true });
+    video.muted = true;
+    const dot = h("span", { class: "speak-dot", title: "speaking", dataset: { speaking: "false" } });
+    const name = h("span", { class: "source-name" });
+    const badges = h("span", { class: "source-badges" });
+    const stats = h("span", { class: "source-stats muted small" });
+    const fig = h("figure", { class: "source", dataset: { participant: p.id, video: "off" } },
+      video, h("figcaption", {}, dot, name, badges, stats));
+    ui.sources.append(fig);
+    t = { fig, video, name, dot, stats, badges };
+    tiles.set(p.id, t);
+  }
+  if (t.name.textContent !== p.name) t.name.textContent = p.name;
+  return t;
+}
+
+/** Tiles follow the participants list: commentators get one, leavers lose theirs. */
+function syncTiles(list) {
+  const commentators = list.filter((p) => p.role === "commentator");
+  const ids = new Set(commentators.map((p) => p.id));
+  for (const [id, t] of tiles) if (!ids.has(id)) { t.fig.remove(); tiles.delete(id); }
+  for (const p of commentators) {
+    const t = tileFor(p);
+    t.dot.dataset.speaking = String(Boolean(p.speaking));
+    t.fig.classList.toggle("speaking", Boolean(p.speaking));
+    const muted = [
+      (p.audio_muted || p.audio_muted_by_operator) && (p.audio_muted_by_operator ? "mic muted by operator" : "mic off"),
+      (p.video_muted || p.video_muted_by_operator) && (p.video_muted_by_operator ? "cam muted by operator" : "cam off"),
+    ].filter(Boolean);
+    t.badges.textContent = muted.join(" · ");
+    t.stats.textContent = `${fmtKbps(p.bitrate_in)} kbit/s · ${fmtNum(p.fps_in, 1)} fps · RTT ${fmtNum(p.rtt_ms)} ms · loss ${fmtPct(p.loss_in)} %`;
+  }
+  const feed = list.find((p) => p.role === "encoder");
+  ui.feedStats.textContent = feed ? `${fmtKbps(feed.bitrate_in)} kbit/s · ${fmtNum(feed.fps_in, 1)} fps${feed.width ? ` · ${feed.width}×${feed.height}` : ""}` : "no encoder";
+}
 
 // ---------------------------------------------------------------- start
 

@@ -139,6 +139,8 @@ pub enum RoomEvent {
         /// Recording.
         recording: Option<bool>,
     },
+    /// The event's latency preset for viewers (sent to operators).
+    ProgramPreset(String),
     /// Timed metadata for viewers, JSON text (sent to operators: the compositor
     /// puts it into the program's segments).
     ProgramMetadata(String),

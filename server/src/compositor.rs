@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use casecast_actors::metrics::ProgramMetrics;
 use casecast_actors::stop::Stop;
-use casecast_actors::program::{Program, ProgramOptions};
+use casecast_actors::program::{HlsPreset, Program, ProgramOptions};
 use casecast_signaling::{ClientMessage, PROTOCOL_VERSION, ServerMessage};
 
 /// A running compositor; stops on drop.
@@ -21,7 +21,7 @@ pub struct Compositor {
 impl Compositor {
     /// Joins `room` at `base_url` (`http://…`) with `token` (role operator) and writes
     /// the program as HLS; reconnects with backoff until stopped.
-    pub fn start(base_url: &str, room: &str, token: &str, opts: ProgramOptions, metrics: Option<ProgramMetrics>) -> Compositor {
+    pub fn start(base_url: &str, room: &str, token: &str, mut opts: ProgramOptions, metrics: Option<ProgramMetrics>) -> Compositor {
         let stop = Stop::new();
         let s = stop.clone();
         let url = format!("{}/ws", base_url.trim_end_matches('/').replacen("http", "ws", 1));
@@ -33,10 +33,11 @@ impl Compositor {
                 // The last program keeps writing (black or frozen) while the next
                 // session is awaited; the next one continues its playlist.
                 let mut last: Option<Program> = None;
+                let mut carried = None;
                 while !s.is_set() {
                     // A new session keeps the operator's switches (the last
                     // session's recording finishes its file first).
-                    let switches = last.as_ref().map(Program::switches).unwrap_or_default();
+                    let switches = last.as_ref().map(Program::switches).or(carried.take()).unwrap_or_default();
                     drop(last.take());
                     let result = Program::start(&opts).map_err(anyhow::Error::from).and_then(|program| {
                         program.apply(switches);
@@ -45,7 +46,25 @@ impl Compositor {
                         r
                     });
                     match result {
-                        Ok(()) => break,
+                        Ok(None) => break,
+                        Ok(Some(preset)) => {
+                            // Another segment length is another playlist (a live
+                            // playlist's target duration may not change): this one
+                            // ends, and the next session starts a new one.
+                            tracing::info!(?preset, "compositor: the event's latency preset; the program's HLS starts again");
+                            opts.segment_seconds = preset.segment_seconds();
+                            if let Some(program) = last.take() {
+                                let switches = program.switches();
+                                if let Err(e) = program.finish() {
+                                    tracing::warn!(error = %e, "compositor: playlist not closed");
+                                }
+                                let _ = std::fs::remove_file(opts.hls_dir.join("index.m3u8"));
+                                // The switches go on; the next program takes them.
+                                carried = Some(switches);
+                            }
+                            backoff = Duration::from_millis(500);
+                            continue;
+                        }
                         Err(e) => tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "compositor session ended"),
                     }
                     if s.wait(backoff) {
@@ -183,7 +202,7 @@ fn session(
     opts: &ProgramOptions,
     stop: &Stop,
     metrics: Option<&ProgramMetrics>,
-) -> Result<()> {
+) -> Result<Option<HlsPreset>> {
     let (mut ws, _) = tungstenite::connect(url).with_context(|| format!("cannot reach {url}"))?;
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -199,25 +218,28 @@ fn session(
         bytes: 0,
         segments: 0,
     });
-    let result = run_session(program, &mut ws, room, stop, &mut ping, reporter.as_mut());
+    let result = run_session(program, &mut ws, room, opts, stop, &mut ping, reporter.as_mut());
     if let Some(r) = &reporter {
         r.down(program);
     }
-    result?;
+    let preset = result?;
     let _ = send(&mut ws, &ClientMessage::Leave);
-    Ok(())
+    Ok(preset)
 }
 
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
+/// Carries the session until stopped (`None`) or until the event asks for another
+/// latency preset than the program's (`Some`).
 fn run_session(
     program: &Program,
     ws: &mut Ws,
     room: &str,
+    opts: &ProgramOptions,
     stop: &Stop,
     ping: &mut std::time::Instant,
     mut reporter: Option<&mut Reporter>,
-) -> Result<()> {
+) -> Result<Option<HlsPreset>> {
     let ws = &mut *ws;
     while !stop.is_set() {
         if let Some(e) = program.error() {
@@ -260,6 +282,11 @@ fn run_session(
                 }
             }
             ServerMessage::ProgramMetadata { data } => program.send_metadata(&data),
+            ServerMessage::ProgramPreset { latency_preset } => match latency_preset.parse::<HlsPreset>() {
+                Ok(p) if p.segment_seconds() != opts.segment_seconds => return Ok(Some(p)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "compositor: preset ignored"),
+            },
             ServerMessage::ProgramLayout { layout, main } => {
                 program.set_main(main);
                 match layout.parse() {
@@ -293,5 +320,5 @@ fn run_session(
             _ => {}
         }
     }
-    Ok(())
+    Ok(None)
 }

@@ -446,6 +446,7 @@ async fn create(req: HttpRequest, bytes: web::Bytes, st: web::Data<AppState>) ->
         return internal(m);
     }
     st.events.audit(&who, "event.create", Some(&e.id), json!({ "title": e.title, "policy": e.policy })).await;
+    tell_preset(&st, &e.id).await;
     HttpResponse::Created().insert_header((header::LOCATION, format!("/api/events/{}", e.id))).json(e)
 }
 
@@ -491,6 +492,7 @@ async fn update(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: 
         return internal(m);
     }
     st.events.audit(&who, "event.update", Some(&e.id), serde_json::from_slice(&bytes).unwrap_or(Value::Null)).await;
+    tell_preset(&st, &e.id).await;
     HttpResponse::Ok().json(e)
 }
 
@@ -888,6 +890,14 @@ async fn mute(req: HttpRequest, p: web::Path<(String, String)>, bytes: web::Byte
     let action = if m.muted { "participant.mute" } else { "participant.unmute" };
     st.events.audit(&who, action, Some(&id), json!({ "participant": participant, "kind": m.kind })).await;
     HttpResponse::NoContent().finish()
+}
+
+/// Tells the compositors in an event's room the event's latency preset (nothing if
+/// the room has no event or is not open).
+pub async fn tell_preset(st: &AppState, room: &str) {
+    if let Some(e) = st.events.event(room) {
+        st.sfu.to_operators(room, RoomEvent::ProgramPreset(e.policy.latency_preset.clone())).await;
+    }
 }
 
 /// `GET /api/events/{id}/distribution`: each output's state (from the program's

@@ -19,6 +19,7 @@ mod assets {
     pub const CASES_JS: &str = include_str!("../../web/cases.js");
     pub const CONSOLE_JS: &str = include_str!("../../web/console.js");
     pub const DOM_JS: &str = include_str!("../../web/dom.js");
+    pub const MONITOR_JS: &str = include_str!("../../web/monitor.js");
     pub const HLS_JS: &str = include_str!("../../web/vendor/hls.light.min.js");
 }
 
@@ -96,6 +97,7 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
         "cases.js" => (assets::CASES_JS, "text/javascript; charset=utf-8"),
         "console.js" => (assets::CONSOLE_JS, "text/javascript; charset=utf-8"),
         "dom.js" => (assets::DOM_JS, "text/javascript; charset=utf-8"),
+        "monitor.js" => (assets::MONITOR_JS, "text/javascript; charset=utf-8"),
         "style.css" => (assets::STYLE, "text/css; charset=utf-8"),
         "vendor/hls.light.min.js" => (assets::HLS_JS, "text/javascript; charset=utf-8"),
         _ => return error_response(StatusCode::NOT_FOUND, "no such asset"),

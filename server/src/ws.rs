@@ -74,6 +74,7 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
         ParticipantEvent::Room(RoomEvent::ProgramSwitches { on_air, labels, recording }) => {
             ServerMessage::ProgramSwitches { on_air, labels, recording }
         }
+        ParticipantEvent::Room(RoomEvent::ProgramPreset(latency_preset)) => ServerMessage::ProgramPreset { latency_preset },
         ParticipantEvent::Room(RoomEvent::ProgramMetadata(data)) => ServerMessage::ProgramMetadata { data },
         ParticipantEvent::Room(RoomEvent::Muted { participant, kind, muted }) => {
             ServerMessage::Muted { participant_id: participant.to_string(), kind: kind_out(kind), muted }
@@ -271,6 +272,10 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                     };
                     tracing::info!(%room, participant = %h.id, role = claims.role.as_str(), "joined over websocket");
                     *joined = Some(h);
+                    if claims.role == Role::Operator && !receive_only {
+                        // A compositor: the event's preset follows the joined message.
+                        crate::events::tell_preset(state, &room).await;
+                    }
                     Step::Reply(reply)
                 }
                 Err(casecast_actors::JoinError::Room(casecast_actors::RoomError::Full(n))) => Step::End(

@@ -144,6 +144,13 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recording: Option<bool>,
     },
+    /// The event's latency preset for viewers, `quality` or `low-latency` (sent to the
+    /// compositor when it joins an event's room and when the preset changes; a
+    /// different preset restarts the program's HLS with that segment length).
+    ProgramPreset {
+        /// The preset.
+        latency_preset: String,
+    },
     /// Timed metadata for viewers (sent to operators; the compositor puts it into the
     /// program's HLS segments as ID3).
     ProgramMetadata {

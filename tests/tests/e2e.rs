@@ -2074,6 +2074,26 @@ fn the_operator_takes_the_program_off_air_and_back() -> Result<()> {
     let (_, log) = api("GET", &format!("{}/api/audit?event=demo", server.url), Some(&op), None)?;
     let actions: Vec<&str> = log.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(&actions[..2], ["program.on_air", "program.off_air"], "{log}");
+    // An event for the room with the quality preset: the program's HLS starts again
+    // with 6 s segments, players held 24 s back; back to low latency, 1 s and 3 s.
+    let center = server.token("*", Role::Operator, "Ops Dee");
+    let event = json!({"id": "demo", "title": "Hip, OR 2", "policy": {"latency_preset": "quality"}});
+    assert_eq!(api("POST", &format!("{}/api/events", server.url), Some(&center), Some(event))?.0, 201);
+    for (preset, target, hold_back) in [("quality", 6, 24), ("low-latency", 1, 3)] {
+        if preset == "low-latency" {
+            let change = json!({"policy": {"latency_preset": preset}});
+            assert_eq!(api("PATCH", &format!("{}/api/events/demo", server.url), Some(&center), Some(change))?.0, 200);
+        }
+        wait_for("the new playlist with the preset's segments", Duration::from_secs(60), || {
+            let t = text();
+            (t.contains(&format!("#EXT-X-TARGETDURATION:{target}\n"))
+                && t.contains(&format!("HOLD-BACK={hold_back}.0"))
+                && !segments(&t).is_empty()
+                && !t.contains("#EXT-X-ENDLIST"))
+            .then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: {}", text()))?;
+    }
     Ok(())
 }
 
@@ -2099,6 +2119,7 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
     console.eval(
         "document.querySelector('#ev-title').value = 'Knee replacement, OR 3';
          document.querySelector('#ev-id').value = 'demo';
+         document.querySelector('#ev-preset').value = 'low-latency';
          document.querySelector('#create-event').requestSubmit();",
     )?;
     wait_for("the event listed", Duration::from_secs(20), || {
@@ -2131,8 +2152,55 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
     })?;
     assert_eq!(row["role"], "commentator");
     assert_eq!(hook(&console, "window.casecastConsole.live"), json!("open"), "the stats come over the live WebSocket");
-    let shown = console.eval(&format!("return !!document.querySelector('#participants tr[data-participant=\"{}\"]')", row["id"].as_str().unwrap()))?;
+    let pid = row["id"].as_str().unwrap().to_string();
+    let shown = console.eval(&format!("return !!document.querySelector('#participants tr[data-participant=\"{pid}\"]')"))?;
     assert_eq!(shown, json!(true), "the commentator's row is on the page");
+    // The console watches over WebRTC: the program monitor at the program's size, and
+    // the commentator's camera and voice in their tile.
+    let received = |source: &str, kind: &str, what: &str| -> f64 {
+        let stats = console.eval("return window.casecastConsole.monitorStats()").unwrap_or(Value::Null);
+        stats.as_array().map(|a| a.iter()
+            .filter(|s| s["source"] == source && s["kind"] == kind && (source != "commentator" || s["participantId"] == json!(pid)))
+            .filter_map(|s| s[what].as_f64()).sum()).unwrap_or(0.0)
+    };
+    wait_for("the program monitor decoding in the console", Duration::from_secs(45), || (received("program", "video", "framesDecoded") > 30.0).then_some(()))?;
+    assert_eq!(console.eval("const v = document.querySelector('#preview'); return [v.videoWidth, v.videoHeight]")?, json!([1280, 720]));
+    wait_for("the commentator's camera in their tile", Duration::from_secs(45), || {
+        let playing = console.eval(&format!("const f = document.querySelector('#sources figure[data-participant=\"{pid}\"]'); return !!f && f.dataset.video === 'on' && f.querySelector('video').videoWidth > 0")).ok()?;
+        (playing == json!(true) && received("commentator", "video", "framesDecoded") > 2.0).then_some(())
+    })?;
+    wait_for("the commentator's voice", Duration::from_secs(30), || (received("commentator", "audio", "packetsReceived") > 50.0).then_some(()))?;
+    // Muting their microphone from the console: the server stops forwarding it (the
+    // console's own count stands still), and their page says why; unmuting brings it back.
+    let click = |action: &str| console.eval(&format!("document.querySelector('#participants tr[data-participant=\"{pid}\"] button[data-action=\"{action}\"]').click()"));
+    click("mute-audio")?;
+    let mut last = (received("commentator", "audio", "packetsReceived"), std::time::Instant::now());
+    wait_for("the commentator's voice to stop", Duration::from_secs(20), || {
+        let n = received("commentator", "audio", "packetsReceived");
+        if n != last.0 {
+            last = (n, std::time::Instant::now());
+        }
+        (last.1.elapsed() > Duration::from_secs(2)).then_some(())
+    })?;
+    wait_for("the commentator's page to say the operator muted them", Duration::from_secs(10), || {
+        let label = doctor.eval("return document.querySelector('#btn-mic .label').textContent").ok()?;
+        (label == json!("Muted by operator")).then_some(())
+    })?;
+    wait_for("the console to show the mute", Duration::from_secs(10), || {
+        let list = hook(&console, "window.casecastConsole.participants");
+        list.as_array()?.iter().any(|p| p["id"] == json!(pid) && p["audio_muted_by_operator"] == true).then_some(())
+    })?;
+    let stopped = received("commentator", "audio", "packetsReceived");
+    click("mute-audio")?;
+    wait_for("the commentator's voice again", Duration::from_secs(20), || (received("commentator", "audio", "packetsReceived") > stopped + 50.0).then_some(()))?;
+    // The labels and recording switches, as the compositor reports them.
+    for (button, switch) in [("#labels", "labels"), ("#recording", "recording")] {
+        wait_for("the switch reported", Duration::from_secs(20), || (hook(&console, &format!("window.casecastConsole.switches && window.casecastConsole.switches.{switch}")) == json!(true)).then_some(()))?;
+        console.eval(&format!("document.querySelector('{button}').click()"))?;
+        wait_for("the switch off in the distribution", Duration::from_secs(20), || {
+            (hook(&console, &format!("window.casecastConsole.distribution && window.casecastConsole.distribution.program && window.casecastConsole.distribution.program.{switch}")) == json!(false)).then_some(())
+        })?;
+    }
     // A message to viewers from the console goes into the stream (ID3 in a segment).
     console.eval(
         "document.querySelector('#msg-text').value = 'Closing in five minutes';
