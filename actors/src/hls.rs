@@ -256,9 +256,11 @@ mod tests {
 
 /// Marks a segment's metadata stream as ID3 timed metadata, in place: the muxer
 /// writes it as private data (PES stream type 0x06, registered `KLVA`); players
-/// read ID3 from stream type 0x15. The PMT entry is rewritten in every PMT packet
-/// (same length: registration `ID3 `) and its CRC recomputed; the PES carry the ID3
-/// tags as they are, with their PTS.
+/// read ID3 from stream type 0x15 with a metadata descriptor (0x26, format `ID3 `:
+/// Apple's "Timed Metadata for HTTP Live Streaming", which Safari's native player
+/// needs; hls.js reads the stream type). Every PMT packet's entry is rewritten (the
+/// section grows by 9 bytes into the packet's stuffing) and its CRC recomputed; the
+/// PES carry the ID3 tags as they are, with their PTS.
 pub fn mark_id3_stream(path: &Path) -> std::io::Result<bool> {
     let mut ts = std::fs::read(path)?;
     let mut pmt_pid = None;
@@ -288,28 +290,8 @@ pub fn mark_id3_stream(path: &Path) -> std::io::Result<bool> {
         if Some(pid) != pmt_pid || p[sec] != 0x02 {
             continue;
         }
-        let section_len = ((p[sec + 1] as usize & 0x0f) << 8) | p[sec + 2] as usize;
-        let end = sec + 3 + section_len; // CRC is the last 4 bytes
-        if end > 188 || section_len < 13 {
-            continue;
-        }
-        let info_len = ((p[sec + 10] as usize & 0x0f) << 8) | p[sec + 11] as usize;
-        let mut es = sec + 12 + info_len;
-        let mut patched = false;
-        while es + 5 <= end - 4 {
-            let es_info = ((p[es + 3] as usize & 0x0f) << 8) | p[es + 4] as usize;
-            let desc = es + 5;
-            if p[es] == 0x06 && es_info >= 6 && desc + 6 <= end - 4 && p[desc] == 0x05 && p[desc + 1] == 4 && &p[desc + 2..desc + 6] == b"KLVA" {
-                p[es] = 0x15;
-                p[desc + 2..desc + 6].copy_from_slice(b"ID3 ");
-                patched = true;
-            }
-            es += 5 + es_info;
-        }
-        if patched {
-            let crc = crc32_mpeg2(&p[sec..end - 4]);
-            p[end - 4..end].copy_from_slice(&crc.to_be_bytes());
-            changed = true;
+        if let Some(section) = id3_pmt(&p[sec..]) {
+            changed |= put_section(p, sec, &section);
         }
     }
     if changed {
@@ -318,6 +300,84 @@ pub fn mark_id3_stream(path: &Path) -> std::io::Result<bool> {
         std::fs::rename(&tmp, path)?;
     }
     Ok(changed)
+}
+
+/// Puts a grown PSI `section` in place of the one at `sec` in packet `p`: into the
+/// stuffing after it, or, where the muxer stuffed the adaptation field instead (it
+/// ends the section at the packet's end), into room taken from that stuffing. False
+/// if it does not fit.
+fn put_section(p: &mut [u8], sec: usize, section: &[u8]) -> bool {
+    let old_len = 3 + (((p[sec + 1] as usize & 0x0f) << 8) | p[sec + 2] as usize);
+    let Some(extra) = section.len().checked_sub(old_len) else { return false };
+    // Only stuffing may follow (another section would be overwritten).
+    let after = p.get(sec + old_len..).unwrap_or(&[]);
+    if after.iter().any(|&b| b != 0xff) {
+        return false;
+    }
+    let free_after = after.len();
+    let mut sec = sec;
+    if extra > free_after {
+        let need = extra - free_after;
+        let has_af = (p[3] >> 4) & 2 != 0;
+        let af_len = if has_af { p[4] as usize } else { 0 };
+        // Stuffing bytes end the adaptation field, after its flags byte.
+        let stuffing = if af_len >= 1 { p[6..5 + af_len].iter().rev().take_while(|&&b| b == 0xff).count() } else { 0 };
+        if need > stuffing {
+            return false;
+        }
+        // Shift the pointer field (and what it skips) back by `need`.
+        let payload = 5 + af_len;
+        p.copy_within(payload..sec, payload - need);
+        p[4] = (af_len - need) as u8;
+        sec -= need;
+    }
+    p[sec..sec + section.len()].copy_from_slice(section);
+    p[sec + section.len()..].fill(0xff);
+    true
+}
+
+/// The metadata descriptor of an ID3 stream (tag 0x26, 13 bytes): application
+/// format 0xFFFF and format 0xFF, both identified as `ID3 `, service 0, no decoder
+/// config, no DSM-CC.
+const ID3_METADATA_DESCRIPTOR: [u8; 15] = [0x26, 13, 0xff, 0xff, b'I', b'D', b'3', b' ', 0xff, b'I', b'D', b'3', b' ', 0x00, 0x0f];
+
+/// A PMT section (from its table id, within one packet: `rest` is the packet from
+/// there on) with its `KLVA` private streams made ID3 streams, and the new CRC; `None`
+/// when it has none or would not fit.
+fn id3_pmt(rest: &[u8]) -> Option<Vec<u8>> {
+    let section_len = ((rest[1] as usize & 0x0f) << 8) | rest[2] as usize;
+    let end = 3 + section_len; // the CRC is the last 4 bytes
+    if end > rest.len() || section_len < 13 {
+        return None;
+    }
+    let body = &rest[..end - 4];
+    let info_len = ((body[10] as usize & 0x0f) << 8) | body[11] as usize;
+    let mut out = body[..(12 + info_len).min(body.len())].to_vec();
+    let mut es = 12 + info_len;
+    let mut patched = false;
+    while es + 5 <= body.len() {
+        let es_info = ((body[es + 3] as usize & 0x0f) << 8) | body[es + 4] as usize;
+        let descriptors = body.get(es + 5..es + 5 + es_info)?;
+        if body[es] == 0x06 && descriptors.starts_with(&[0x05, 4, b'K', b'L', b'V', b'A']) {
+            let mut d = ID3_METADATA_DESCRIPTOR.to_vec();
+            d.extend_from_slice(&descriptors[6..]);
+            out.extend_from_slice(&[0x15, body[es + 1], body[es + 2], 0xf0 | (d.len() >> 8) as u8, d.len() as u8]);
+            out.extend_from_slice(&d);
+            patched = true;
+        } else {
+            out.extend_from_slice(&body[es..es + 5 + es_info]);
+        }
+        es += 5 + es_info;
+    }
+    let new_len = out.len() + 4 - 3;
+    if !patched || new_len > 1021 {
+        return None;
+    }
+    out[1] = (out[1] & 0xf0) | (new_len >> 8) as u8;
+    out[2] = new_len as u8;
+    let crc = crc32_mpeg2(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    Some(out)
 }
 
 /// CRC-32/MPEG-2 (polynomial 0x04C11DB7, not reflected, initial all ones), as PSI
@@ -342,5 +402,49 @@ mod id3_tests {
         // A PAT for program 1 on PID 0x1000, as mpegtsmux writes it, ends in this CRC.
         let pat = [0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01, 0xf0, 0x00];
         assert_eq!(crc32_mpeg2(&pat), 0x2ab104b2);
+    }
+
+    #[test]
+    fn a_klv_stream_becomes_an_id3_stream_with_its_descriptor() {
+        // PMT: program 1, PCR PID 0x41, H.264 on 0x41, AAC on 0x42, KLV on 0x43.
+        let mut section = vec![0x02, 0xb0, 0, 0x00, 0x01, 0xc1, 0x00, 0x00, 0xe0, 0x41, 0xf0, 0x00];
+        section.extend_from_slice(&[0x1b, 0xe0, 0x41, 0xf0, 0x00]);
+        section.extend_from_slice(&[0x0f, 0xe0, 0x42, 0xf0, 0x00]);
+        section.extend_from_slice(&[0x06, 0xe0, 0x43, 0xf0, 0x06, 0x05, 0x04, b'K', b'L', b'V', b'A']);
+        section[2] = (section.len() + 4 - 3) as u8;
+        let crc = crc32_mpeg2(&section);
+        section.extend_from_slice(&crc.to_be_bytes());
+        let out = id3_pmt(&section).expect("patched");
+        assert_eq!(out.len(), section.len() + 9, "the registration (6 bytes) became the descriptor (15)");
+        assert_eq!(usize::from(out[2]) + 3, out.len());
+        let es = 12 + 10;
+        assert_eq!(&out[es..es + 5], &[0x15, 0xe0, 0x43, 0xf0, 15]);
+        assert_eq!(&out[es + 5..es + 20], &ID3_METADATA_DESCRIPTOR);
+        assert_eq!(crc32_mpeg2(&out), 0, "a section with its CRC checks to zero");
+        assert_eq!(&out[12..22], &section[12..22], "the other streams as they were");
+        // Done already (or no KLV): nothing to do.
+        assert!(id3_pmt(&out).is_none());
+        // In a packet whose adaptation field is all stuffing up to the section (as
+        // mpegtsmux writes it), the section takes room from that stuffing.
+        let mut packet = vec![0x47, 0x40, 0x20, 0x30];
+        let af_len = 188 - 5 - 1 - section.len();
+        packet.push(af_len as u8);
+        packet.push(0x00);
+        packet.resize(5 + af_len, 0xff);
+        packet.push(0x00); // pointer field
+        packet.extend_from_slice(&section);
+        assert_eq!(packet.len(), 188);
+        assert!(put_section(&mut packet, 188 - section.len(), &out));
+        assert_eq!(packet[4] as usize, af_len - 9);
+        let sec = 5 + packet[4] as usize + 1;
+        assert_eq!(packet[sec - 1], 0, "the pointer field moved with it");
+        assert_eq!(&packet[sec..], &out[..]);
+        // No room at all: left alone.
+        let mut full = vec![0x47, 0x40, 0x20, 0x10, 0x00];
+        full.extend_from_slice(&section);
+        full.resize(188, 0xaa);
+        let before = full.clone();
+        assert!(!put_section(&mut full, 5, &out));
+        assert_eq!(full, before);
     }
 }

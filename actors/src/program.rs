@@ -494,7 +494,8 @@ impl Program {
             // Start at a key frame now rather than at the next segment's.
             if let Some(pad) = self.pipeline.by_name("vsink").and_then(|e| e.static_pad("sink")) {
                 let s = gst::Structure::builder("GstForceKeyUnit").field("all-headers", true).build();
-                pad.send_event(gst::event::CustomUpstream::new(s));
+                // Pushed from the appsink's pad upstream, through the tee to x264.
+                pad.push_event(gst::event::CustomUpstream::new(s));
             }
         } else if !on {
             r.stop();

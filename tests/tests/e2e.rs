@@ -558,6 +558,16 @@ fn chromium_plays_the_program_on_the_watch_page() -> Result<()> {
     assert_eq!(got[1]["question"], "Convert to open?", "{got}");
     let text = page.eval("return document.getElementById('metadata').textContent")?;
     assert!(text.as_str().is_some_and(|t| t.contains("watch the left port") && t.contains("Convert to open?")), "{text}");
+    // ffmpeg's demuxer, like Safari's native player, takes the stream as timed ID3
+    // only from its metadata descriptor: it names it so.
+    let hls = server.data_dir().join("hls/demo");
+    let last = segments(&std::fs::read_to_string(hls.join("index.m3u8"))?).last().cloned().unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "compact"])
+        .arg(hls.join(&last))
+        .output()?;
+    let probe = String::from_utf8_lossy(&out.stdout);
+    assert!(probe.contains("codec_name=timed_id3|codec_type=data"), "{probe}");
     Ok(())
 }
 
