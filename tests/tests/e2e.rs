@@ -2037,6 +2037,21 @@ fn operators_see_participants_live_and_remove_them() -> Result<()> {
         .filter_map(|_| ws_recv(&mut feed))
         .find(|m| m["type"] == "snapshot" && m["participants"].as_array().is_some_and(|p| p.iter().any(|p| p["id"] == enc["id"] && p["bitrate_in"].as_u64() > Some(0))));
     assert!(snapshot.is_some(), "a snapshot with the encoder's stats");
+    // Muting: refusals first (the encoder's audio is muted and unmuted below).
+    let mute = format!("{url}/{}/mute", enc["id"].as_str().unwrap());
+    let body = json!({"kind": "audio", "muted": true});
+    assert_eq!(api("POST", &mute, None, Some(body.clone()))?.0, 401);
+    assert_eq!(api("POST", &mute, Some(&other), Some(body.clone()))?.0, 403);
+    assert_eq!(api("POST", &format!("{url}/p-nobody/mute"), Some(&op), Some(body.clone()))?.0, 404);
+    for bad in [json!({"kind": "audio"}), json!({"kind": "audio", "muted": 1}), json!({"kind": "audio", "muted": true, "why": "x"}), json!([1])] {
+        let (code, e) = api("POST", &mute, Some(&op), Some(bad.clone()))?;
+        assert!(code == 400 && e["error"].is_string(), "{bad} → {code} {e}");
+    }
+    assert_eq!(api("POST", &mute, Some(&op), Some(body))?.0, 204);
+    wait_for("the mute in the stats", Duration::from_secs(10), || {
+        let (_, list) = api("GET", &url, Some(&op), None).ok()?;
+        list.as_array()?.iter().any(|p| p["id"] == enc["id"] && p["audio_muted_by_operator"] == true).then_some(())
+    })?;
     let remove = format!("{url}/{}/remove", enc["id"].as_str().unwrap());
     assert_eq!(api("POST", &remove, Some(&op), None)?.0, 204);
     wait_for("the encoder gone", Duration::from_secs(10), || {
@@ -2049,6 +2064,8 @@ fn operators_see_participants_live_and_remove_them() -> Result<()> {
     let (_, log) = api("GET", &format!("{}/api/audit?event=live-1", server.url), Some(&op), None)?;
     assert_eq!(log[0]["action"], "participant.remove", "{log}");
     assert_eq!(log[0]["actor"], "Ops Cid");
+    assert_eq!(log[1]["action"], "participant.mute", "{log}");
+    assert_eq!(log[1]["detail"]["kind"], "audio", "{log}");
     Ok(())
 }
 
@@ -2150,9 +2167,12 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
          document.querySelector('#inv-role').value = 'commentator';
          document.querySelector('#invite').requestSubmit();",
     )?;
-    let link = wait_for("the invitation's link", Duration::from_secs(20), || {
-        hook(&console, "window.casecastConsole.lastInvitation && window.casecastConsole.lastInvitation.url").as_str().map(str::to_string)
+    wait_for("the invitation's link", Duration::from_secs(20), || {
+        hook(&console, "window.casecastConsole.lastInvitation && window.casecastConsole.lastInvitation.url").as_str().map(|_| ())
     })?;
+    // The operator copies the link (the copy button) and sends it to the doctor.
+    console.eval("document.querySelector('#copy-link').click()")?;
+    let link = wait_for("the copied link", Duration::from_secs(10), || hook(&console, "window.casecastConsole.lastCopied").as_str().map(str::to_string))?;
     assert!(link.contains("/room/demo?token="), "{link}");
     let doctor = Browser::start()?;
     doctor.goto(&if link.starts_with("http") { link.clone() } else { format!("{}{link}", server.url) })?;
@@ -2206,10 +2226,12 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
     // The labels and recording switches, as the compositor reports them.
     for (button, switch) in [("#labels", "labels"), ("#recording", "recording")] {
         wait_for("the switch reported", Duration::from_secs(20), || (hook(&console, &format!("window.casecastConsole.switches && window.casecastConsole.switches.{switch}")) == json!(true)).then_some(()))?;
-        console.eval(&format!("document.querySelector('{button}').click()"))?;
-        wait_for("the switch off in the distribution", Duration::from_secs(20), || {
-            (hook(&console, &format!("window.casecastConsole.distribution && window.casecastConsole.distribution.program && window.casecastConsole.distribution.program.{switch}")) == json!(false)).then_some(())
-        })?;
+        for on in [false, true] {
+            console.eval(&format!("document.querySelector('{button}').click()"))?;
+            wait_for("the switch in the distribution", Duration::from_secs(20), || {
+                (hook(&console, &format!("window.casecastConsole.distribution && window.casecastConsole.distribution.program && window.casecastConsole.distribution.program.{switch}")) == json!(on)).then_some(())
+            })?;
+        }
     }
     // A message to viewers from the console goes into the stream (ID3 in a segment).
     console.eval(
@@ -2221,9 +2243,29 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
             std::fs::read(&p).is_ok_and(|b| b.windows(23).any(|w| w == b"Closing in five minutes"))
         }).then_some(())
     })?;
+    // Off air from the console: the playlist stops growing; back on air it goes on.
+    console.eval("document.querySelector('#off-air').click()")?;
+    let mut still_since = (listed().len(), std::time::Instant::now());
+    let frozen = wait_for("the outputs to stop", Duration::from_secs(20), || {
+        let n = listed().len();
+        if n != still_since.0 {
+            still_since = (n, std::time::Instant::now());
+        }
+        (still_since.1.elapsed() >= Duration::from_secs(3)).then_some(n)
+    })?;
+    assert_eq!(hook(&console, "document.querySelector('#off-air').getAttribute('aria-pressed')"), json!("true"));
+    console.eval("document.querySelector('#on-air').click()")?;
+    wait_for("the program back on air", Duration::from_secs(20), || (listed().len() > frozen).then_some(()))?;
+    wait_for("the console to show it on air", Duration::from_secs(10), || {
+        let pressed = hook(&console, "[document.querySelector('#on-air').getAttribute('aria-pressed'), document.querySelector('#off-air').getAttribute('aria-pressed')]");
+        (pressed == json!(["true", "false"])).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", hook(&console, "JSON.stringify(window.casecastConsole.switches)")))?;
     assert_eq!(hook(&console, "window.casecastConsole.lastError"), Value::Null);
     if let Ok(path) = std::env::var("CASECAST_CONSOLE_SCREENSHOT") {
-        console.eval("document.querySelector('#live').scrollIntoView()")?;
+        // Sized first, then scrolled to the event's head (a resize keeps no scroll).
+        console.screenshot(std::path::Path::new(&path), 1400, 1500)?;
+        console.eval("document.querySelector('.live-head').scrollIntoView()")?;
         console.screenshot(std::path::Path::new(&path), 1400, 1500)?;
     }
     Ok(())
