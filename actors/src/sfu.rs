@@ -130,6 +130,11 @@ impl Sfu {
         addr.send(crate::room::Remove(participant.to_string())).await.unwrap_or(false)
     }
 
+    /// Whether a room is open (someone is in it).
+    pub fn is_open(&self, room: &str) -> bool {
+        self.inner.rooms.lock().unwrap().get(room).is_some_and(|a| a.connected())
+    }
+
     /// Mutes (holds) or releases one kind of a participant's media, as an operator;
     /// false when it is not in the room.
     pub async fn hold(&self, room: &str, participant: &str, kind: crate::MediaKind, held: bool) -> bool {

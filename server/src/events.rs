@@ -420,8 +420,18 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         Err(r) => return r,
     };
     // The distribution center sees every event; an event's operator, that event.
-    let list: Vec<Event> = st.events.all().into_iter().filter(|e| who.room == ALL_EVENTS || e.id == who.room).collect();
+    let list: Vec<Event> =
+        st.events.all().into_iter().filter(|e| who.room == ALL_EVENTS || e.id == who.room).map(|e| as_now(&st, e)).collect();
     HttpResponse::Ok().json(list)
+}
+
+/// An event as it is now: `live` while its room is open (a scheduled event someone
+/// is in), else as stored.
+fn as_now(st: &AppState, mut e: Event) -> Event {
+    if e.status == "scheduled" && st.sfu.is_open(&e.id) {
+        e.status = "live".into();
+    }
+    e
 }
 
 async fn create(req: HttpRequest, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
@@ -457,7 +467,7 @@ fn no_event(id: &str) -> HttpResponse {
 async fn get(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     op!(req, st, Some(&id));
     match st.events.event(&id) {
-        Some(e) => HttpResponse::Ok().json(e),
+        Some(e) => HttpResponse::Ok().json(as_now(&st, e)),
         None => no_event(&id),
     }
 }

@@ -2182,6 +2182,9 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
     })?;
     assert_eq!(row["role"], "commentator");
     assert_eq!(hook(&console, "window.casecastConsole.live"), json!("open"), "the stats come over the live WebSocket");
+    wait_for("the event listed as live", Duration::from_secs(20), || {
+        hook(&console, "window.casecastConsole.events").as_array()?.iter().any(|e| e["id"] == "demo" && e["status"] == "live").then_some(())
+    })?;
     let pid = row["id"].as_str().unwrap().to_string();
     let shown = console.eval(&format!("return !!document.querySelector('#participants tr[data-participant=\"{pid}\"]')"))?;
     assert_eq!(shown, json!(true), "the commentator's row is on the page");
