@@ -9,13 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
-
-use crate::rtmp::Packet;
+use crate::rtmp::{Feed, Packet};
 
 /// How long a stopping recording may take to finish its last file.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -143,67 +141,31 @@ fn record(dir: &std::path::Path, split_secs: u32, rx: &Receiver<Packet>, stop: &
         .map_err(|e| format!("cannot build the recording pipeline: {e}"))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline".to_string())?;
-    let src = |n: &str| -> Result<gst_app::AppSrc, String> {
-        pipeline.by_name(n).and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or_else(|| format!("no appsrc {n}"))
-    };
-    let (vsrc, asrc) = (src("v")?, src("a")?);
+    let mut feed = Feed::new(&pipeline)?;
     let bus = pipeline.bus().ok_or("no bus")?;
-    let mut playing = false;
-    let mut keyframe_seen = false;
     let result = loop {
         if stop.load(Ordering::SeqCst) {
             break Ok(());
         }
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = msg.view() {
-                break Err(format!("{} ({:?})", e.error(), e.debug()));
-            }
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            break Err(format!("{} ({:?})", e.error(), e.debug()));
         }
         let Ok(p) = rx.recv_timeout(Duration::from_millis(100)) else { continue };
-        let Some(mut buffer) = p.sample.buffer_owned() else { continue };
-        {
-            // Stamped again on arrival (`do-timestamp`), as the RTMP outputs are.
-            let b = buffer.make_mut();
-            b.set_pts(gst::ClockTime::NONE);
-            b.set_dts(gst::ClockTime::NONE);
+        match feed.push(p) {
+            Ok(playing) => writing.store(playing, Ordering::Relaxed),
+            Err(e) => break Err(format!("recording: {e}")),
         }
-        if p.video && !keyframe_seen {
-            if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
-                continue;
-            }
-            keyframe_seen = true;
-        }
-        if !keyframe_seen {
-            continue;
-        }
-        let target = if p.video { &vsrc } else { &asrc };
-        if target.caps().is_none() {
-            target.set_caps(p.sample.caps_owned().as_ref());
-        }
-        if !playing && vsrc.caps().is_some() && asrc.caps().is_some() {
-            if let Err(e) = pipeline.set_state(gst::State::Playing) {
-                break Err(format!("cannot start the recording: {e}"));
-            }
-            playing = true;
-        }
-        if target.push_buffer(buffer).is_err() {
-            break Err("the recording pipeline stopped taking data".into());
-        }
-        writing.store(playing, Ordering::Relaxed);
     };
     // The last file is finished by an end-of-stream through the muxer.
-    if playing {
-        let _ = vsrc.end_of_stream();
-        let _ = asrc.end_of_stream();
-        let deadline = Instant::now() + FINISH_TIMEOUT;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match bus.timed_pop_filtered(gst::ClockTime::from_nseconds(left.as_nanos() as u64), &[gst::MessageType::Eos, gst::MessageType::Error]) {
-                Some(m) if matches!(m.view(), gst::MessageView::Eos(_)) => break,
-                Some(_) | None => {
-                    tracing::warn!("recording: the last file may not be finished");
-                    break;
-                }
-            }
+    if feed.playing() {
+        let _ = feed.video.end_of_stream();
+        let _ = feed.audio.end_of_stream();
+        let wait = gst::ClockTime::from_nseconds(FINISH_TIMEOUT.as_nanos() as u64);
+        let ended = bus.timed_pop_filtered(wait, &[gst::MessageType::Eos, gst::MessageType::Error]);
+        if !ended.is_some_and(|m| matches!(m.view(), gst::MessageView::Eos(_))) {
+            tracing::warn!("recording: the last file may not be finished");
         }
     }
     let _ = pipeline.set_state(gst::State::Null);

@@ -122,13 +122,8 @@ fn session(url: &str, rx: &Receiver<Packet>, state: &Mutex<RtmpState>, stop: &At
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline".to_string())?;
     let guard = Null(pipeline.clone());
-    let src = |n: &str| -> Result<gst_app::AppSrc, String> {
-        pipeline.by_name(n).and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or_else(|| format!("no appsrc {n}"))
-    };
-    let (vsrc, asrc) = (src("v")?, src("a")?);
+    let mut feed = Feed::new(&pipeline)?;
     let bus = pipeline.bus().ok_or("no bus")?;
-    let mut playing = false;
-    let mut keyframe_seen = false;
     while !stop.load(Ordering::SeqCst) {
         if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]) {
             return Err(match msg.view() {
@@ -137,7 +132,37 @@ fn session(url: &str, rx: &Receiver<Packet>, state: &Mutex<RtmpState>, stop: &At
             });
         }
         let Ok(p) = rx.recv_timeout(Duration::from_millis(100)) else { continue };
-        let Some(mut buffer) = p.sample.buffer_owned() else { continue };
+        if feed.push(p).map_err(|e| format!("RTMP output: {e}"))? {
+            set(state, url, RtmpState::Live);
+        }
+    }
+    drop(guard);
+    Ok(())
+}
+
+/// The encoded program fed into a pipeline of its own through two appsrcs named `v`
+/// and `a` (stamped on arrival, `do-timestamp`): it starts at a key frame, and the
+/// pipeline plays once both streams' caps are known.
+pub(crate) struct Feed {
+    pipeline: gst::Pipeline,
+    pub(crate) video: gst_app::AppSrc,
+    pub(crate) audio: gst_app::AppSrc,
+    keyframe_seen: bool,
+    playing: bool,
+}
+
+impl Feed {
+    pub(crate) fn new(pipeline: &gst::Pipeline) -> Result<Feed, String> {
+        let src = |n: &str| -> Result<gst_app::AppSrc, String> {
+            pipeline.by_name(n).and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or_else(|| format!("no appsrc {n}"))
+        };
+        Ok(Feed { pipeline: pipeline.clone(), video: src("v")?, audio: src("a")?, keyframe_seen: false, playing: false })
+    }
+
+    /// Pushes one packet (dropped until the first key frame); answers whether the
+    /// pipeline plays.
+    pub(crate) fn push(&mut self, p: Packet) -> Result<bool, String> {
+        let Some(mut buffer) = p.sample.buffer_owned() else { return Ok(self.playing) };
         {
             // Stamped again on arrival (`do-timestamp`): this pipeline has its own
             // clock base, and x264's DTS carry a large offset.
@@ -145,33 +170,32 @@ fn session(url: &str, rx: &Receiver<Packet>, state: &Mutex<RtmpState>, stop: &At
             b.set_pts(gst::ClockTime::NONE);
             b.set_dts(gst::ClockTime::NONE);
         }
-        if p.video && !keyframe_seen {
-            // Receivers need to start at a keyframe.
+        if p.video && !self.keyframe_seen {
+            // Receivers and files start at a keyframe.
             if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
-                continue;
+                return Ok(self.playing);
             }
-            keyframe_seen = true;
+            self.keyframe_seen = true;
         }
-        if !keyframe_seen {
-            continue;
+        if !self.keyframe_seen {
+            return Ok(self.playing);
         }
-        let target = if p.video { &vsrc } else { &asrc };
+        let target = if p.video { &self.video } else { &self.audio };
         if target.caps().is_none() {
             target.set_caps(p.sample.caps_owned().as_ref());
         }
-        if !playing && vsrc.caps().is_some() && asrc.caps().is_some() {
-            pipeline.set_state(gst::State::Playing).map_err(|e| format!("cannot start the RTMP output: {e}"))?;
-            playing = true;
+        if !self.playing && self.video.caps().is_some() && self.audio.caps().is_some() {
+            self.pipeline.set_state(gst::State::Playing).map_err(|e| format!("cannot start: {e}"))?;
+            self.playing = true;
         }
-        if target.push_buffer(buffer).is_err() {
-            return Err("the RTMP pipeline stopped taking data".into());
-        }
-        if playing {
-            set(state, url, RtmpState::Live);
-        }
+        target.push_buffer(buffer).map_err(|_| "the pipeline stopped taking data".to_string())?;
+        Ok(self.playing)
     }
-    drop(guard);
-    Ok(())
+
+    /// Whether the pipeline plays.
+    pub(crate) fn playing(&self) -> bool {
+        self.playing
+    }
 }
 
 struct Null(gst::Pipeline);

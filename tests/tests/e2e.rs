@@ -846,7 +846,7 @@ fn the_program_is_recorded_as_mp4_files_listed_per_event() -> Result<()> {
     assert_eq!(api("POST", &switches, Some(&op_token), Some(json!({"recording": false})))?, (202, json!({"recording": false})));
     let off = wait_for("the recording reported off", Duration::from_secs(20), || {
         let (_, d) = api("GET", &distribution, Some(&op_token), None).ok()?;
-        (d["program"]["recording"] == false).then(|| recorded())
+        (d["program"]["recording"] == false).then(&recorded)
     })?;
     let last = server.data_dir().join("recordings/demo").join(&off.last().unwrap().0);
     let probe = std::process::Command::new("ffprobe").args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]).arg(&last).output()?;
