@@ -1,7 +1,9 @@
-// The viewer page: plays the program's HLS (/hls/{room}/index.m3u8) with hls.js, or
-// with the browser's own HLS where there is one (Safari), and says how far behind
-// live the viewer is. A playlist that is not there yet (the program is starting) is
-// retried every few seconds; an ended event plays as VOD.
+// The viewer page: plays the program's HLS with hls.js, or with the browser's own HLS
+// where there is one (Safari), and says how far behind live the viewer is. Where it
+// plays from, /watch/{room}/source says: this server (/hls/{room}/index.m3u8), or
+// CloudFront when the event goes out through AWS (with a signed query on every
+// request for a private event). A playlist that is not there yet (the program is
+// starting) is retried every few seconds; an ended event plays as VOD.
 
 const room = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] ?? "");
 // An id for this viewer (this tab), sent with playlist requests so the server counts
@@ -10,7 +12,9 @@ const viewer = sessionStorage.getItem("casecast-viewer") ?? Array.from(crypto.ge
 sessionStorage.setItem("casecast-viewer", viewer);
 // A private event's playback token, from the link the viewer was given.
 const playback = new URLSearchParams(location.search).get("token");
-const src = `/hls/${encodeURIComponent(room)}/index.m3u8?viewer=${viewer}${playback ? `&token=${encodeURIComponent(playback)}` : ""}`;
+let src = `/hls/${encodeURIComponent(room)}/index.m3u8?viewer=${viewer}${playback ? `&token=${encodeURIComponent(playback)}` : ""}`;
+// CloudFront's signed query, added to every request (segments too); none locally.
+let signedQuery = null;
 const video = document.getElementById("video");
 const status = document.getElementById("status");
 const note = document.getElementById("note");
@@ -96,9 +100,12 @@ function start() {
   if (window.Hls && window.Hls.isSupported()) {
     hls = new window.Hls({
       liveDurationInfinity: true,
-      // Every playlist reload says who is watching (the first one has it already).
+      // Every playlist reload says who is watching (the first one has it already);
+      // through CloudFront every request carries the signed query instead.
       xhrSetup: (xhr, url) => {
-        if (url.includes(".m3u8") && !url.includes("viewer=")) {
+        if (signedQuery && !url.includes("Signature=")) {
+          xhr.open("GET", `${url}${url.includes("?") ? "&" : "?"}${signedQuery}`, true);
+        } else if (!signedQuery && url.includes(".m3u8") && !url.includes("viewer=")) {
           xhr.open("GET", `${url}${url.includes("?") ? "&" : "?"}viewer=${viewer}`, true);
         }
       },
@@ -151,4 +158,23 @@ setInterval(() => {
 
 window.casecastWatch.video = video;
 Object.defineProperty(window.casecastWatch, "hls", { get: () => hls });
-start();
+
+/** Asks where to play from; this server's HLS if the answer does not come. */
+async function begin() {
+  try {
+    const r = await fetch(`/watch/${encodeURIComponent(room)}/source${playback ? `?token=${encodeURIComponent(playback)}` : ""}`);
+    const source = r.ok ? await r.json() : null;
+    if (source?.via === "cloudfront") {
+      src = source.url;
+      signedQuery = source.query ?? null;
+      // Safari's own player cannot add the query to each request: the playlist
+      // carries it only where CloudFront is set to pass it on.
+      if (signedQuery && !(window.Hls && window.Hls.isSupported())) src = `${src}?${signedQuery}`;
+    }
+    window.casecastWatch.source = source;
+  } catch {
+    // Played from here.
+  }
+  start();
+}
+begin();

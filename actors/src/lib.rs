@@ -141,6 +141,9 @@ pub enum RoomEvent {
     },
     /// The event's latency preset for viewers (sent to operators).
     ProgramPreset(String),
+    /// Where the program is pushed over RTMP now (sent to operators: the AWS
+    /// distribution's MediaLive input).
+    ProgramOutputs(Vec<String>),
     /// Timed metadata for viewers, JSON text (sent to operators: the compositor
     /// puts it into the program's segments).
     ProgramMetadata(String),

@@ -130,7 +130,7 @@ pub struct Program {
     peer: WebrtcbinPeer,
     /// Counters.
     pub stats: Arc<ProgramStats>,
-    rtmp: Vec<Arc<RtmpOutput>>,
+    rtmp: Outputs,
     layout: Arc<Mutex<Layout>>,
     air: Arc<OnAir>,
     /// Timed metadata waiting to go into the segments (ID3).
@@ -158,7 +158,7 @@ impl Default for Switches {
 
 /// An ID3v2.4 tag with one TXXX frame, description `casecast`, holding `text`
 /// (UTF-8; empty for the keep-alive tags).
-fn id3_tag(text: &str) -> Vec<u8> {
+pub fn id3_tag(text: &str) -> Vec<u8> {
     fn syncsafe(n: usize) -> [u8; 4] {
         [((n >> 21) & 0x7f) as u8, ((n >> 14) & 0x7f) as u8, ((n >> 7) & 0x7f) as u8, (n & 0x7f) as u8]
     }
@@ -174,6 +174,9 @@ fn id3_tag(text: &str) -> Vec<u8> {
     tag.extend_from_slice(&frame);
     tag
 }
+
+/// The RTMP outputs, which the distribution may change while live.
+type Outputs = Arc<Mutex<Vec<Arc<RtmpOutput>>>>;
 
 /// Whether the outputs carry the program.
 #[derive(Default)]
@@ -265,18 +268,13 @@ impl Program {
                 String::new()
             },
             level = level.0,
-            // The encoded streams for the RTMP pushes and the recorder, each of which
-            // runs a pipeline of its own.
-            encoded_branches = if o.rtmp_urls.is_empty() && o.recording_dir.is_none() {
-                String::new()
-            } else {
-                // FLV and MP4 want AVC and raw AAC; HLS (MPEG-TS) takes the streams as they are.
-                "vtee. ! queue leaky=downstream max-size-buffers=120 ! h264parse \
+            // The encoded streams for the RTMP pushes (configured, or set later by the
+            // distribution) and the recorder, each of which runs a pipeline of its own.
+            // FLV and MP4 want AVC and raw AAC; HLS (MPEG-TS) takes the streams as they are.
+            encoded_branches = "vtee. ! queue leaky=downstream max-size-buffers=120 ! h264parse \
                    ! video/x-h264,stream-format=avc,alignment=au ! appsink name=vsink sync=false drop=true max-buffers=120 \
                  atee. ! queue leaky=downstream max-size-buffers=200 ! aacparse \
-                   ! audio/mpeg,stream-format=raw ! appsink name=asink sync=false drop=true max-buffers=200 "
-                    .to_string()
-            },
+                   ! audio/mpeg,stream-format=raw ! appsink name=asink sync=false drop=true max-buffers=200 ",
         );
         let pipeline = gst::parse::launch(&desc)
             .map_err(|e| ProgramError(format!("cannot build the program pipeline: {e}")))?
@@ -330,7 +328,7 @@ impl Program {
             }
             i += 1;
         }
-        let rtmp: Vec<Arc<RtmpOutput>> = o.rtmp_urls.iter().map(|u| Arc::new(RtmpOutput::start(u))).collect();
+        let rtmp: Outputs = Arc::new(Mutex::new(o.rtmp_urls.iter().map(|u| Arc::new(RtmpOutput::start(u))).collect()));
         let air = Arc::new(OnAir::default());
         air.on.store(true, Ordering::Relaxed);
         let recorder = o.recording_dir.as_ref().map(|d| Arc::new(crate::recorder::Recorder::new(d.clone(), o.recording_split_secs)));
@@ -358,7 +356,7 @@ impl Program {
                             }
                             air.await_key.store(false, Ordering::Relaxed);
                         }
-                        for out in &outputs {
+                        for out in outputs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                             out.push(Packet { video, sample: sample.clone() });
                         }
                         Ok(gst::FlowSuccess::Ok)
@@ -534,7 +532,22 @@ impl Program {
 
     /// Each RTMP output's URL and state.
     pub fn rtmp_states(&self) -> Vec<(String, RtmpState)> {
-        self.rtmp.iter().map(|o| (o.url.clone(), o.state())).collect()
+        self.rtmp.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|o| (o.url.clone(), o.state())).collect()
+    }
+
+    /// Pushes to these RTMP URLs from now on, instead of the ones before (each new
+    /// one starts at a key frame; the same list changes nothing).
+    pub fn set_rtmp_urls(&self, urls: &[String]) {
+        let old = {
+            let mut outputs = self.rtmp.lock().unwrap_or_else(|e| e.into_inner());
+            if outputs.iter().map(|o| &o.url).eq(urls.iter()) {
+                return;
+            }
+            std::mem::replace(&mut *outputs, urls.iter().map(|u| Arc::new(RtmpOutput::start(u))).collect())
+        };
+        tracing::info!(?urls, "program: RTMP outputs changed");
+        // The old outputs stop outside the lock the encoder's callback takes.
+        drop(old);
     }
 
     /// Ends the program for good: stops the pipeline and marks the playlist complete

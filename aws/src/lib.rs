@@ -51,10 +51,10 @@ pub struct AwsConfig {
     pub cloudfront_key_pair_id: Option<String>,
     /// The matching RSA private key (PEM file), for private events.
     pub cloudfront_private_key: Option<std::path::PathBuf>,
-    /// A channel left running this long with no live event is stopped.
-    pub idle_stop_minutes: u32,
-    /// How long starting or stopping a channel may take.
-    pub wait_minutes: u32,
+    /// A channel left running this long (seconds) with no live event is stopped.
+    pub idle_stop_secs: u64,
+    /// How long starting or stopping a channel may take, seconds.
+    pub wait_secs: u64,
 }
 
 impl Default for AwsConfig {
@@ -74,8 +74,8 @@ impl Default for AwsConfig {
             cloudfront_domain: None,
             cloudfront_key_pair_id: None,
             cloudfront_private_key: None,
-            idle_stop_minutes: 30,
-            wait_minutes: 10,
+            idle_stop_secs: 1800,
+            wait_secs: 600,
         }
     }
 }
@@ -109,7 +109,7 @@ impl AwsConfig {
 
     /// How long a start or stop may take.
     pub fn wait(&self) -> Duration {
-        Duration::from_secs(u64::from(self.wait_minutes.max(1)) * 60)
+        Duration::from_secs(self.wait_secs.max(1))
     }
 }
 

@@ -145,6 +145,7 @@ struct Reporter<'a> {
     frames: u64,
     bytes: u64,
     segments: u64,
+    rtmp_seen: Vec<String>,
 }
 
 impl Reporter<'_> {
@@ -168,10 +169,16 @@ impl Reporter<'_> {
         let expected = (f64::from(self.fps) * dt).round() as u64;
         m.dropped_frames.with_label_values(&r).inc_by(expected.saturating_sub(df));
         m.output_up.with_label_values(&[self.room, "hls"]).set(i64::from(df > 0));
-        for (url, state) in program.rtmp_states() {
+        let rtmp = program.rtmp_states();
+        for (url, state) in &rtmp {
             let up = matches!(state, casecast_actors::rtmp::RtmpState::Live);
-            m.output_up.with_label_values(&[self.room, &url]).set(i64::from(up));
+            m.output_up.with_label_values(&[self.room, url]).set(i64::from(up));
         }
+        // Outputs the distribution replaced are no longer reported.
+        for gone in self.rtmp_seen.iter().filter(|u| !rtmp.iter().any(|(url, _)| url == *u)) {
+            let _ = m.output_up.remove_label_values(&[self.room, gone]);
+        }
+        self.rtmp_seen = rtmp.into_iter().map(|(u, _)| u).collect();
         if let Some((writing, _)) = program.recording_state() {
             m.output_up.with_label_values(&[self.room, "recording"]).set(i64::from(writing));
         }
@@ -217,6 +224,7 @@ fn session(
         frames: 0,
         bytes: 0,
         segments: 0,
+        rtmp_seen: Vec::new(),
     });
     let result = run_session(program, &mut ws, room, opts, stop, &mut ping, reporter.as_mut());
     if let Some(r) = &reporter {
@@ -282,6 +290,7 @@ fn run_session(
                 }
             }
             ServerMessage::ProgramMetadata { data } => program.send_metadata(&data),
+            ServerMessage::ProgramOutputs { rtmp } => program.set_rtmp_urls(&rtmp),
             ServerMessage::ProgramPreset { latency_preset } => match latency_preset.parse::<HlsPreset>() {
                 Ok(p) if p.segment_seconds() != opts.segment_seconds => return Ok(Some(p)),
                 Ok(_) => {}

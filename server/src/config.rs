@@ -36,6 +36,10 @@ pub struct Config {
     pub program: ProgramConfig,
     /// DICOM cases: stores, ingest, receivers.
     pub cases: CasesConfig,
+    /// How the program reaches viewers: `local` (HLS served here) or `aws`.
+    pub distribution: String,
+    /// The AWS distribution (MediaLive, MediaPackage, CloudFront): docs/aws.md.
+    pub aws: casecast_aws::AwsConfig,
 }
 
 /// DICOM cases: where they are kept, how they are ingested, who may send them.
@@ -243,6 +247,8 @@ impl Default for Config {
             room: RoomConfig::default(),
             program: ProgramConfig::default(),
             cases: CasesConfig::default(),
+            distribution: "local".into(),
+            aws: casecast_aws::AwsConfig::default(),
         }
     }
 }

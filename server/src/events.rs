@@ -515,6 +515,10 @@ async fn end(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -
         return internal(m);
     }
     st.events.audit(&who, "event.end", Some(&e.id), Value::Null).await;
+    if let Some(aws) = st.distribution.aws() {
+        // Harvested (if configured) and torn down in the background.
+        aws.end(&e.id);
+    }
     HttpResponse::Ok().json(e)
 }
 
@@ -527,6 +531,9 @@ async fn delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>
         return internal(m);
     }
     st.events.audit(&who, "event.delete", Some(&id), Value::Null).await;
+    if let Some(aws) = st.distribution.aws() {
+        aws.end(&id);
+    }
     HttpResponse::NoContent().finish()
 }
 
@@ -736,6 +743,11 @@ async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st:
     for (action, detail) in changes.into_iter().flatten() {
         st.events.audit(&who, action, Some(&id), detail).await;
     }
+    if let (Some(aws), Some(live)) = (st.distribution.aws(), on_air) {
+        // MediaLive starts (or stops) in the background; the distribution says how far.
+        let preset = st.events.event(&id).map_or_else(|| "quality".to_string(), |e| e.policy.latency_preset);
+        aws.set_live(&id, live, &preset);
+    }
     let mut out = serde_json::Map::new();
     for (k, v) in [("on_air", on_air), ("labels", labels), ("recording", recording)] {
         if let Some(v) = v {
@@ -794,6 +806,10 @@ async fn metadata(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st
         Err((status, message)) => error(status, &message),
         Ok(()) => {
             st.events.audit(&who, "metadata.send", Some(&id), data.clone()).await;
+            if let Some(aws) = st.distribution.aws() {
+                // Also into MediaPackage's segments, through the channel's schedule.
+                aws.metadata(&id, &msg_id, &data.to_string());
+            }
             HttpResponse::Accepted().json(data)
         }
     }
@@ -910,6 +926,35 @@ pub async fn tell_preset(st: &AppState, room: &str) {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputChoice {
+    input: String,
+}
+
+/// `POST /api/events/{id}/distribution/input` `{"input": "primary" | "backup"}`: the
+/// MediaLive channel takes that input now (an input switch in its schedule).
+async fn switch_input(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let who = op!(req, st, Some(&id));
+    let choice: InputChoice = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let backup = match choice.input.as_str() {
+        "primary" => false,
+        "backup" => true,
+        other => return error(StatusCode::BAD_REQUEST, &format!("input {other:?}: use primary or backup")),
+    };
+    let Some(aws) = st.distribution.aws() else {
+        return error(StatusCode::CONFLICT, "the distribution is local: there are no inputs to switch (distribution = \"aws\" has)");
+    };
+    if let Err(m) = aws.switch_input(&id, backup) {
+        return error(StatusCode::CONFLICT, &m);
+    }
+    st.events.audit(&who, "distribution.input", Some(&id), json!({ "input": choice.input })).await;
+    HttpResponse::Accepted().json(json!({ "input": choice.input }))
+}
+
 /// `GET /api/events/{id}/distribution`: each output's state (from the program's
 /// metrics: local HLS, RTMP pushes) and the concurrent HLS viewers.
 async fn distribution(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
@@ -947,6 +992,8 @@ fn distribution_of(st: &AppState, id: &str) -> Value {
         "outputs": outputs,
         "program": if program.is_empty() { Value::Null } else { Value::Object(program) },
         "viewers": st.viewers.count(id),
+        "kind": if st.distribution.aws().is_some() { "aws" } else { "local" },
+        "aws": st.distribution.aws().map(|a| serde_json::to_value(a.state(id).unwrap_or_default()).unwrap_or(Value::Null)),
     })
 }
 
@@ -985,6 +1032,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/{id}").route(web::get().to(get)).route(web::patch().to(update)).route(web::delete().to(delete)))
                 .service(web::resource("/{id}/end").route(web::post().to(end)))
                 .service(web::resource("/{id}/distribution").route(web::get().to(distribution)))
+                .service(web::resource("/{id}/distribution/input").route(web::post().to(switch_input)))
                 .service(web::resource("/{id}/playback-tokens").route(web::post().to(playback_token)))
                 .service(web::resource("/{id}/participants").route(web::get().to(participants)))
                 .service(web::resource("/{id}/live").route(web::get().to(live)))

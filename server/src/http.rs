@@ -105,6 +105,47 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
     HttpResponse::Ok().content_type(ct).insert_header((header::CACHE_CONTROL, "no-cache")).body(body)
 }
 
+/// A private event plays with a playback token only (ES384, as IVS private
+/// channels): `?token=` on the playlist, which then carries it to its segments.
+/// Answers the token (private) or nothing (public), or the refusal.
+#[allow(clippy::result_large_err)]
+fn playback_allowed(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<Option<String>, HttpResponse> {
+    if !state.events.is_private(room) {
+        return Ok(None);
+    }
+    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok();
+    let Some(token) = q.and_then(|q| q.get("token").cloned()) else {
+        return Err(error_response(StatusCode::UNAUTHORIZED, "this event is private: a playback token is needed (?token=)"));
+    };
+    match state.playback.verify(&token, crate::state::unix_now()) {
+        Ok(c) if c.event == room => Ok(Some(token)),
+        Ok(c) => Err(error_response(StatusCode::FORBIDDEN, &format!("this playback token is for event {:?}", c.event))),
+        Err(e) => Err(error_response(StatusCode::UNAUTHORIZED, &e.to_string())),
+    }
+}
+
+/// `GET /watch/{room}/source[?token=…]`: where the watch page plays from: this
+/// server's HLS, or CloudFront when the event distributes through AWS (signed for a
+/// private event, after its playback token is checked).
+async fn watch_source(req: actix_web::HttpRequest, room: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let room = room.into_inner();
+    let token = match playback_allowed(&req, &state, &room) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let cloudfront = state.distribution.aws().and_then(|a| a.viewer_source(&room, token.is_some(), std::time::Duration::from_secs(6 * 3600)));
+    let body = match cloudfront {
+        Some(Ok((url, query))) => serde_json::json!({ "via": "cloudfront", "url": url, "query": query }),
+        Some(Err(m)) => return error_response(StatusCode::SERVICE_UNAVAILABLE, &m),
+        None => serde_json::json!({
+            "via": "local",
+            "url": format!("/hls/{room}/index.m3u8"),
+            "query": token.map(|t| format!("token={t}")),
+        }),
+    };
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
+}
+
 /// `GET /hls/{room}/{file}`: the program's playlist and segments. The playlist is
 /// never cached (it changes every segment); segments never change once written.
 async fn hls(req: actix_web::HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
@@ -119,21 +160,10 @@ async fn hls(req: actix_web::HttpRequest, path: web::Path<(String, String)>, sta
     } else {
         return error_response(StatusCode::NOT_FOUND, "no such file");
     };
-    // A private event plays with a playback token only (ES384, as IVS private
-    // channels): `?token=` on the playlist, which then carries it to its segments.
-    let private = state.events.is_private(&room);
-    let mut playback_token = None;
-    if private {
-        let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok();
-        let Some(token) = q.and_then(|q| q.get("token").cloned()) else {
-            return error_response(StatusCode::UNAUTHORIZED, "this event is private: a playback token is needed (?token=)");
-        };
-        match state.playback.verify(&token, crate::state::unix_now()) {
-            Ok(c) if c.event == room => playback_token = Some(token),
-            Ok(c) => return error_response(StatusCode::FORBIDDEN, &format!("this playback token is for event {:?}", c.event)),
-            Err(e) => return error_response(StatusCode::UNAUTHORIZED, &e.to_string()),
-        }
-    }
+    let playback_token = match playback_allowed(&req, &state, &room) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     match tokio::fs::read(state.hls_root.join(&room).join(&file)).await {
         Ok(body) => {
             let body = match (&playback_token, file.ends_with(".m3u8")) {
@@ -325,6 +355,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/room/{id}", web::get().to(room_page))
         .route("/watch/{room}", web::get().to(watch_page))
+        .route("/watch/{room}/source", web::get().to(watch_source))
         .route("/assets/{name:.*}", web::get().to(asset))
         .route("/ws", web::get().to(ws::ws))
         .service(web::resource("/hls/{room}/{file}").wrap(actix_web::middleware::Compress::default()).route(web::get().to(hls)))

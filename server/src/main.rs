@@ -9,6 +9,7 @@ mod compositor;
 mod config;
 mod events;
 mod cstore;
+mod distribution;
 mod http;
 mod process;
 mod state;
@@ -569,6 +570,9 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind the UDP media socket on {}", config.udp_bind))?;
         let cases = cases::open(&config, Some(sfu.metrics().ingest.clone()), true).await?;
         let events = events::Events::open(cases.db.clone()).await.context("cannot open the events tables")?;
+        let distribution = distribution::Distribution::open(&config.distribution, &config.aws, sfu.clone())
+            .await
+            .context("cannot set up the distribution")?;
         let state = actix_web::web::Data::new(AppState {
             sfu: sfu.clone(),
             key: TokenKey::new(&secret),
@@ -580,6 +584,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             events,
             viewers: Default::default(),
             playback: config.playback_key()?,
+            distribution,
         });
         let cstore = match cases::start_cstore(&config, state.clone()) {
             Ok(a) => a,

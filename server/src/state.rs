@@ -30,6 +30,8 @@ pub struct AppState {
     pub viewers: crate::viewers::Viewers,
     /// Signs and checks private events' playback tokens.
     pub playback: casecast_signaling::playback::PlaybackKey,
+    /// How the program reaches viewers (local HLS, or AWS).
+    pub distribution: crate::distribution::Distribution,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.

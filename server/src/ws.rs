@@ -75,6 +75,7 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
             ServerMessage::ProgramSwitches { on_air, labels, recording }
         }
         ParticipantEvent::Room(RoomEvent::ProgramPreset(latency_preset)) => ServerMessage::ProgramPreset { latency_preset },
+        ParticipantEvent::Room(RoomEvent::ProgramOutputs(rtmp)) => ServerMessage::ProgramOutputs { rtmp },
         ParticipantEvent::Room(RoomEvent::ProgramMetadata(data)) => ServerMessage::ProgramMetadata { data },
         ParticipantEvent::Room(RoomEvent::Muted { participant, kind, muted }) => {
             ServerMessage::Muted { participant_id: participant.to_string(), kind: kind_out(kind), muted }
@@ -275,6 +276,9 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                     if claims.role == Role::Operator && !receive_only {
                         // A compositor: the event's preset follows the joined message.
                         crate::events::tell_preset(state, &room).await;
+                        if let Some(aws) = state.distribution.aws() {
+                            aws.tell_outputs(&room).await;
+                        }
                     }
                     Step::Reply(reply)
                 }

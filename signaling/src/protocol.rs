@@ -151,6 +151,13 @@ pub enum ServerMessage {
         /// The preset.
         latency_preset: String,
     },
+    /// Where the compositor pushes the program over RTMP from now on (the AWS
+    /// distribution's MediaLive input, once its channel runs); replaces the
+    /// configured URLs.
+    ProgramOutputs {
+        /// RTMP URLs (primary, backup).
+        rtmp: Vec<String>,
+    },
     /// Timed metadata for viewers (sent to operators; the compositor puts it into the
     /// program's HLS segments as ID3).
     ProgramMetadata {

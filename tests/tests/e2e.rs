@@ -2320,3 +2320,112 @@ fn cases_import_takes_a_folder_from_disk() -> Result<()> {
     assert!(input.join("DOE_JOHN_s000.dcm").exists(), "originals on disk are left alone");
     Ok(())
 }
+
+/// What moto holds of a MediaLive or MediaPackage collection (`prod/channels`,
+/// `prod/inputs`, `channels`): moto routes by the service named in the signature's
+/// scope and checks nothing else.
+fn moto_list(moto: &Moto, service: &str, path: &str, key: &str) -> Vec<Value> {
+    let auth = format!("AWS4-HMAC-SHA256 Credential=testing/20261124/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0");
+    let (_, _, body) = http_request("GET", &format!("{}/{path}", moto.endpoint), &[("Authorization", &auth)], None).unwrap_or_default();
+    serde_json::from_slice::<Value>(&body).ok().and_then(|v| v[key].as_array().cloned()).unwrap_or_default()
+}
+
+/// The AWS distribution's control plane against moto (which stands in for MediaLive
+/// and MediaPackage; the security group, schedule and harvest calls it lacks are
+/// checked by the replay tests in `casecast-aws`): going on air provisions the event
+/// and starts its channel (RUNNING, seen in moto and in the distribution API with the
+/// CloudFront viewer URL); off air stops it; after a crash the restarted server finds
+/// the channel, stops it once it has run idle past `idle_stop_secs` and says so, and
+/// going on air again re-uses what exists; ending the event tears everything down.
+#[test]
+fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
+    let moto = Moto::start()?;
+    // SAFETY: nextest runs each test in a process of its own; the server started
+    // below inherits these (dummy credentials for moto).
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    }
+    let dir = TempDir::new("aws");
+    let config = dir.0.join("casecast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "distribution = \"aws\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+             role_arn = \"arn:aws:iam::123456789012:role/MediaLiveAccessRole\"\n\
+             input_security_group_id = \"sg-0123\"\nidle_stop_secs = 3\nwait_secs = 60\n\
+             cloudfront_domain = \"d111111abcdef8.cloudfront.net\"\n",
+            moto.endpoint
+        ),
+    )?;
+    let mut server = Server::demo(&["--config", config.to_str().unwrap(), "--program-preset", "low-latency"])?;
+    let center = server.token("*", Role::Operator, "Ops Gil");
+    let base = format!("{}/api/events", server.url);
+    let event = json!({"id": "demo", "title": "Knee, OR 1", "policy": {"latency_preset": "low-latency"}});
+    assert_eq!(api("POST", &base, Some(&center), Some(event))?.0, 201);
+    let program = format!("{base}/demo/program");
+    let aws = |server: &Server| api("GET", &format!("{base}/demo/distribution"), Some(&center), None).map(|(_, d)| d["aws"].clone()).unwrap_or(Value::Null);
+    assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": true})))?.0, 202);
+    let running = wait_for("the channel running", Duration::from_secs(60), || {
+        let a = aws(&server);
+        (a["phase"] == "running" && a["channel"]["state"] == "RUNNING").then_some(a)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}\n{}", aws(&server), server.log_text()))?;
+    let r = &running["resources"];
+    assert_eq!(r["mediapackage_channel_id"], "casecast-demo");
+    assert_eq!(r["origin_endpoint_id"], "casecast-demo-hls");
+    assert!(running["viewer_url"].as_str().is_some_and(|u| u.starts_with("https://d111111abcdef8.cloudfront.net/")), "{running}");
+    // moto returns no RTMP URLs for inputs (AWS does): the console is told.
+    assert!(running["error"].as_str().is_some_and(|e| e.contains("no RTMP URLs")), "{running}");
+    let channels = || moto_list(&moto, "medialive", "prod/channels", "channels");
+    let live_channels = || channels().into_iter().filter(|c| c["state"] != "DELETED" && c["state"] != "DELETING").collect::<Vec<_>>();
+    assert_eq!(live_channels().len(), 1);
+    assert_eq!(live_channels()[0]["name"], "casecast-demo");
+    assert_eq!(live_channels()[0]["tags"]["casecast:event"], "demo");
+    assert_eq!(live_channels()[0]["channelClass"], "SINGLE_PIPELINE");
+    // The watch page plays from CloudFront now.
+    let (_, _, body) = http_request("GET", &format!("{}/watch/demo/source", server.url), &[], None)?;
+    let source: Value = serde_json::from_slice(&body)?;
+    assert_eq!((source["via"].as_str(), source["url"].as_str()), (Some("cloudfront"), running["viewer_url"].as_str()));
+    // Off air: the channel stops.
+    assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": false})))?.0, 202);
+    wait_for("the channel stopped", Duration::from_secs(60), || {
+        let a = aws(&server);
+        (a["phase"] == "stopped" && a["channel"]["state"] == "IDLE").then_some(())
+    })?;
+    // Live again, then the server crashes: the restarted one finds the running
+    // channel with no live event and stops it after 3 s idle, and says so.
+    assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": true})))?.0, 202);
+    wait_for("the channel running again", Duration::from_secs(60), || (aws(&server)["channel"]["state"] == "RUNNING").then_some(()))?;
+    server.crash_and_restart()?;
+    let stopped = wait_for("the idle channel stopped by itself", Duration::from_secs(60), || {
+        let a = aws(&server);
+        (a["auto_stopped_at"].is_u64() && a["channel"]["state"] == "IDLE").then_some(a)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", aws(&server)))?;
+    assert_eq!(stopped["phase"], "stopped");
+    // On air after the crash: what exists is found, nothing is made twice.
+    assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": true})))?.0, 202);
+    wait_for("the channel running after the crash", Duration::from_secs(60), || (aws(&server)["channel"]["state"] == "RUNNING").then_some(()))?;
+    assert_eq!(live_channels().len(), 1, "one channel: {:?}", channels());
+    let inputs = moto_list(&moto, "medialive", "prod/inputs", "inputs");
+    assert_eq!(inputs.iter().filter(|i| i["name"] == "casecast-demo").count(), 1, "one input: {inputs:?}");
+    assert_eq!(moto_list(&moto, "mediapackage", "channels", "channels").len(), 1);
+    // The operator forces the backup input: this event has none.
+    let input = format!("{base}/demo/distribution/input");
+    assert_eq!(api("POST", &input, Some(&center), Some(json!({"input": "backup"})))?.0, 202);
+    assert_eq!(api("POST", &input, Some(&center), Some(json!({"input": "third"})))?.0, 400);
+    // The event ends: everything of it goes.
+    assert_eq!(api("POST", &format!("{base}/demo/end"), Some(&center), None)?.0, 200);
+    wait_for("everything torn down", Duration::from_secs(60), || {
+        (aws(&server)["phase"] == "torn_down"
+            && live_channels().is_empty()
+            && moto_list(&moto, "medialive", "prod/inputs", "inputs").iter().all(|i| i["state"] == "DELETED" || i["state"] == "DELETING")
+            && moto_list(&moto, "mediapackage", "channels", "channels").is_empty())
+        .then_some(())
+    })
+    .map_err(|e| {
+        anyhow::anyhow!("{e}: {} {:?} {:?}", aws(&server), moto_list(&moto, "medialive", "prod/inputs", "inputs"), moto_list(&moto, "mediapackage", "channels", "channels"))
+    })?;
+    Ok(())
+}
