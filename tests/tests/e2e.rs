@@ -2364,7 +2364,7 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
     let event = json!({"id": "demo", "title": "Knee, OR 1", "policy": {"latency_preset": "low-latency"}});
     assert_eq!(api("POST", &base, Some(&center), Some(event))?.0, 201);
     let program = format!("{base}/demo/program");
-    let aws = |server: &Server| api("GET", &format!("{base}/demo/distribution"), Some(&center), None).map(|(_, d)| d["aws"].clone()).unwrap_or(Value::Null);
+    let aws = |_: &Server| api("GET", &format!("{base}/demo/distribution"), Some(&center), None).map(|(_, d)| d["aws"].clone()).unwrap_or(Value::Null);
     assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": true})))?.0, 202);
     let running = wait_for("the channel running", Duration::from_secs(60), || {
         let a = aws(&server);
@@ -2429,3 +2429,74 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// The media side of the AWS distribution: MediaLive's input answers its RTMP URLs
+/// when it is made (a replayed answer, as AWS documents it; moto gives none), and the
+/// program, running without any push, switches to pushing there — to `ffmpeg -listen`
+/// standing in for the input. What arrives is the program: H.264 1280×720 and AAC.
+#[test]
+fn the_program_is_pushed_to_the_provisioned_medialive_input() -> Result<()> {
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_types::body::SdkBody;
+    let dir = TempDir::new("aws-media");
+    let port = free_tcp_port();
+    let flv = dir.0.join("input.flv");
+    let _receiver = rtmp_receiver(port, &flv)?;
+    let url = format!("rtmp://127.0.0.1:{port}/live/program");
+    let answers = [
+        (200, json!({"inputs": []})),
+        (201, json!({"input": {"id": "in-1", "name": "casecast-or-5", "type": "RTMP_PUSH", "tags": {"casecast:event": "or-5"},
+            "destinations": [{"ip": "127.0.0.1", "port": port.to_string(), "url": url}]}})),
+        (200, json!({"id": "casecast-or-5"})),
+        (200, json!({"id": "casecast-or-5-hls", "url": "https://x.mediapackage.us-east-1.amazonaws.com/out/v1/1/index.m3u8"})),
+        (200, json!({"channels": [{"id": "ch-1", "name": "casecast-or-5", "state": "IDLE", "tags": {"casecast:event": "or-5"}}]})),
+    ];
+    let replay = StaticReplayClient::new(
+        answers
+            .into_iter()
+            .map(|(status, body)| {
+                let req = http::Request::builder().uri("https://any").body(SdkBody::empty()).unwrap();
+                ReplayEvent::new(req, http::Response::builder().status(status).body(SdkBody::from(body.to_string())).unwrap())
+            })
+            .collect(),
+    );
+    let shared = aws_config::SdkConfig::builder()
+        .http_client(replay)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "test",
+        )))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let cfg = casecast_aws::AwsConfig {
+        role_arn: "arn:aws:iam::123456789012:role/MediaLiveAccessRole".into(),
+        input_security_group_id: Some("sg-1".into()),
+        ..Default::default()
+    };
+    let aws = casecast_aws::Aws::from_config(&shared, cfg);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let provisioned = rt.block_on(aws.provision("or-5", &casecast_aws::Preset::named("low-latency")))?;
+    assert_eq!(provisioned.rtmp_urls, [url.clone()]);
+    // The program runs (black and silent without a room), pushing nowhere; then the
+    // distribution's URLs come, as the compositor gets them when the channel runs.
+    let opts = casecast_actors::program::ProgramOptions {
+        hls_dir: dir.0.join("hls"),
+        segment_seconds: 1,
+        monitor: false,
+        ..Default::default()
+    };
+    let program = casecast_actors::program::Program::start(&opts)?;
+    program.set_rtmp_urls(&provisioned.rtmp_urls);
+    wait_for("the program at the input", Duration::from_secs(60), || (file_size(&flv) > 300_000).then_some(()))?;
+    assert_eq!(program.rtmp_states().iter().map(|(u, _)| u.clone()).collect::<Vec<_>>(), [url]);
+    drop(program);
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "compact"])
+        .arg(&flv)
+        .output()?;
+    let probe = String::from_utf8_lossy(&out.stdout);
+    assert!(probe.contains("codec_name=h264|width=1280|height=720"), "{probe}");
+    assert!(probe.contains("codec_name=aac"), "{probe}");
+    Ok(())
+}
+
