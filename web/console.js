@@ -41,6 +41,8 @@ const ui = {
   audioSink: $("audio-sink"), listen: $("listen"),
   layoutButtons: [...document.querySelectorAll("button[data-layout]")], feedMain: $("feed-main"), programState: $("program-state"),
   viewers: $("viewers"), hlsState: $("hls-state"), outputs: $("outputs"),
+  aws: $("aws"), awsPhase: $("aws-phase"), awsChannel: $("aws-channel"), awsInput: $("aws-input"),
+  awsViewer: $("aws-viewer"), awsNote: $("aws-note"), awsButtons: [$("aws-primary"), $("aws-backup")],
   participants: $("participants"), participantsBody: $("participants").tBodies[0],
   participantsEmpty: $("participants-empty"), participantsSummary: $("participants-summary"),
   invite: $("invite"), invName: $("inv-name"), invRole: $("inv-role"), invTtl: $("inv-ttl"), invSubmit: $("inv-submit"),
@@ -858,6 +860,42 @@ function setDistribution(d) {
   }
   seenOutputs = now;
   renderSwitches(d?.program ?? null);
+  renderAws(d?.aws ?? null, before?.aws ?? null);
+}
+
+/** The AWS distribution: the channel's phase and state, its input, alerts, errors. */
+function renderAws(a, before) {
+  ui.aws.hidden = !a;
+  if (!a) return;
+  const c = a.channel;
+  ui.awsPhase.textContent = a.phase || "not on air yet";
+  ui.awsPhase.dataset.phase = a.phase || "";
+  ui.awsChannel.textContent = c ? `${c.state} · ${c.pipelines_running} pipeline(s)` : "none";
+  ui.awsInput.textContent = c?.active_input ?? "–";
+  ui.awsViewer.textContent = a.viewer_url ?? "";
+  ui.awsViewer.href = a.viewer_url ?? "#";
+  const notes = [
+    a.error && `Error: ${a.error}`,
+    a.auto_stopped_at && `The channel ran with no live event and was stopped at ${fmtClock(a.auto_stopped_at * 1000)}.`,
+    ...(c?.alerts ?? []).map((t) => `Alert: ${t}`),
+  ].filter(Boolean);
+  ui.awsNote.textContent = notes.join(" ");
+  ui.awsNote.hidden = notes.length === 0;
+  ui.awsNote.dataset.level = a.error || c?.alerts?.length ? "warn" : "info";
+  for (const b of ui.awsButtons) b.disabled = !a.resources;
+  if (before && before.phase !== a.phase) addLog({ source: "page", level: a.phase === "failed" ? "error" : "info", text: `AWS channel: ${a.phase}${a.error ? ` (${a.error})` : ""}` });
+  if (a.auto_stopped_at && a.auto_stopped_at !== before?.auto_stopped_at) addLog({ source: "page", level: "warn", text: "AWS channel stopped: it ran with no live event" });
+}
+
+for (const b of ui.awsButtons ?? []) {
+  b.addEventListener("click", () => {
+    if (!current) return;
+    const id = current.id;
+    busy(ui.awsButtons, async () => {
+      await api("POST", `/api/events/${enc(id)}/distribution/input`, { body: { input: b.dataset.input } });
+      addLog({ source: "page", text: `input switch to ${b.dataset.input} sent` });
+    });
+  });
 }
 
 // ---------------------------------------------------------------- audit log

@@ -50,10 +50,44 @@ pub enum Distribution {
     Aws(AwsDistribution),
 }
 
+/// The channel's state as metrics, by room (event).
+#[derive(Clone)]
+struct ChannelMetrics {
+    /// 1 while the channel runs (or starts).
+    running: prometheus::IntGaugeVec,
+    /// Pipelines running.
+    pipelines: prometheus::IntGaugeVec,
+    /// Alerts set now.
+    alerts: prometheus::IntGaugeVec,
+}
+
+impl ChannelMetrics {
+    fn register(registry: &prometheus::Registry) -> anyhow::Result<ChannelMetrics> {
+        let gauge = |name: &str, help: &str| -> anyhow::Result<prometheus::IntGaugeVec> {
+            let g = prometheus::IntGaugeVec::new(prometheus::Opts::new(name, help), &["room"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        Ok(ChannelMetrics {
+            running: gauge("casecast_medialive_channel_running", "1 while the event's MediaLive channel runs (it costs by the hour)")?,
+            pipelines: gauge("casecast_medialive_pipelines_running", "Pipelines of the event's MediaLive channel running")?,
+            alerts: gauge("casecast_medialive_alerts", "Alerts set on the event's MediaLive channel")?,
+        })
+    }
+
+    fn set(&self, room: &str, s: Option<&ChannelStatus>) {
+        let running = s.is_some_and(|s| s.state == "RUNNING" || s.state == "STARTING");
+        self.running.with_label_values(&[room]).set(i64::from(running));
+        self.pipelines.with_label_values(&[room]).set(if running { s.map_or(0, |s| i64::from(s.pipelines_running)) } else { 0 });
+        self.alerts.with_label_values(&[room]).set(s.map_or(0, |s| s.alerts.len() as i64));
+    }
+}
+
 /// The AWS distribution: an actor per event, and what each knows.
 pub struct AwsDistribution {
     aws: Aws,
     sfu: Sfu,
+    metrics: ChannelMetrics,
     signer: Option<cloudfront::Signer>,
     actors: Mutex<HashMap<String, Addr<EventDistribution>>>,
     states: Arc<Mutex<HashMap<String, AwsState>>>,
@@ -75,7 +109,8 @@ impl Distribution {
                     _ => None,
                 };
                 let aws = Aws::new(cfg.clone()).await;
-                let d = AwsDistribution { aws, sfu, signer, actors: Mutex::default(), states: Arc::default() };
+                let metrics = ChannelMetrics::register(&sfu.metrics().registry)?;
+                let d = AwsDistribution { aws, sfu, metrics, signer, actors: Mutex::default(), states: Arc::default() };
                 d.adopt().await;
                 Ok(Distribution::Aws(d))
             }
@@ -102,6 +137,7 @@ impl AwsDistribution {
             event: event.to_string(),
             aws: self.aws.clone(),
             sfu: self.sfu.clone(),
+            metrics: self.metrics.clone(),
             states: self.states.clone(),
             resources: None,
             live: false,
@@ -191,6 +227,7 @@ pub struct EventDistribution {
     event: String,
     aws: Aws,
     sfu: Sfu,
+    metrics: ChannelMetrics,
     states: Arc<Mutex<HashMap<String, AwsState>>>,
     resources: Option<Provisioned>,
     /// An operator put the event on air (and has not taken it off).
@@ -323,6 +360,7 @@ impl Handler<End> for EventDistribution {
             .map(|r: Result<Option<String>, casecast_aws::AwsError>, act, ctx| match r {
                 Err(e) => act.failed(&e),
                 Ok(job) => {
+                    act.metrics.set(&act.event, None);
                     act.resources = None;
                     act.update(|s| {
                         s.phase = "torn_down".into();
@@ -430,6 +468,7 @@ impl Handler<Tick> for EventDistribution {
                 let mut stop = None;
                 match r {
                     Ok(status) => {
+                        act.metrics.set(&act.event, Some(&status));
                         let running = status.state == "RUNNING" || status.state == "STARTING";
                         act.update(|s| s.channel = Some(status));
                         if running && !act.live {
@@ -442,6 +481,7 @@ impl Handler<Tick> for EventDistribution {
                         }
                     }
                     Err(e) if e.is_not_found() => {
+                        act.metrics.set(&act.event, None);
                         act.resources = None;
                         act.update(|s| s.channel = None);
                     }

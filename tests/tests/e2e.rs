@@ -2380,9 +2380,20 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
     let channels = || moto_list(&moto, "medialive", "prod/channels", "channels");
     let live_channels = || channels().into_iter().filter(|c| c["state"] != "DELETED" && c["state"] != "DELETING").collect::<Vec<_>>();
     assert_eq!(live_channels().len(), 1);
+    wait_for("the channel in the metrics", Duration::from_secs(20), || {
+        (server.metric("casecast_medialive_channel_running{room=\"demo\"}") == Some(1.0)).then_some(())
+    })?;
     assert_eq!(live_channels()[0]["name"], "casecast-demo");
     assert_eq!(live_channels()[0]["tags"]["casecast:event"], "demo");
     assert_eq!(live_channels()[0]["channelClass"], "SINGLE_PIPELINE");
+    // The console shows the channel.
+    let console = Browser::start()?;
+    console.goto(&format!("{}/console?token={center}#event=demo", server.url))?;
+    wait_for("the console to show the channel running", Duration::from_secs(30), || {
+        let shown = console.eval("return [document.querySelector('#aws').hidden, document.querySelector('#aws-phase').textContent, document.querySelector('#aws-channel').textContent]").ok()?;
+        (shown[0] == false && shown[1] == "running" && shown[2].as_str()?.starts_with("RUNNING")).then_some(())
+    })?;
+    drop(console);
     // The watch page plays from CloudFront now.
     let (_, _, body) = http_request("GET", &format!("{}/watch/demo/source", server.url), &[], None)?;
     let source: Value = serde_json::from_slice(&body)?;
@@ -2404,6 +2415,9 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
     })
     .map_err(|e| anyhow::anyhow!("{e}: {}", aws(&server)))?;
     assert_eq!(stopped["phase"], "stopped");
+    wait_for("the stop in the metrics", Duration::from_secs(20), || {
+        (server.metric("casecast_medialive_channel_running{room=\"demo\"}") == Some(0.0)).then_some(())
+    })?;
     // On air after the crash: what exists is found, nothing is made twice.
     assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": true})))?.0, 202);
     wait_for("the channel running after the crash", Duration::from_secs(60), || (aws(&server)["channel"]["state"] == "RUNNING").then_some(()))?;
