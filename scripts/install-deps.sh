@@ -12,7 +12,7 @@ pkgs=(
   fonts-dejavu-core tesseract-ocr tesseract-ocr-eng
 )
 if [ "$mode" = test ]; then
-  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dcmtk postgresql)
+  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dcmtk postgresql openssl)
 fi
 
 # Test peers from PyPI, in a virtual environment of the project's own: moto's

@@ -51,9 +51,10 @@ impl Signer {
     }
 }
 
-/// CloudFront's custom policy, without white space.
+/// CloudFront's custom policy, without white space, in the documented order.
 pub fn policy(resource: &str, expires: u64) -> String {
-    serde_json::json!({ "Statement": [{ "Resource": resource, "Condition": { "DateLessThan": { "AWS:EpochTime": expires } } }] }).to_string()
+    let resource = serde_json::Value::from(resource);
+    format!(r#"{{"Statement":[{{"Resource":{resource},"Condition":{{"DateLessThan":{{"AWS:EpochTime":{expires}}}}}}}]}}"#)
 }
 
 /// CloudFront's URL-safe base64: `+` → `-`, `=` → `_`, `/` → `~`.
@@ -64,4 +65,44 @@ pub fn url_safe(bytes: &[u8]) -> String {
 /// The viewer's playlist URL: the CloudFront domain and the origin endpoint's path.
 pub fn viewer_url(domain: &str, playlist_path: &str) -> String {
     format!("https://{}{}", domain.trim_start_matches("https://").trim_end_matches('/'), playlist_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key made by openssl, the query checked by openssl: the policy decodes to the
+    /// resource and expiry, and the signature verifies over SHA-256.
+    #[test]
+    fn signed_queries_verify_with_openssl() {
+        let dir = std::env::temp_dir().join(format!("casecast-cf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl (scripts/install-deps.sh test)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        run(&["genrsa", "-traditional", "-out", "key.pem", "2048"]);
+        run(&["rsa", "-in", "key.pem", "-pubout", "-out", "pub.pem"]);
+        let pem = std::fs::read_to_string(dir.join("key.pem")).unwrap();
+        assert!(pem.contains("BEGIN RSA PRIVATE KEY"), "PKCS#1, as CloudFront hands keys out");
+        let signer = Signer::from_pem("K2JCJMDEHXQW5F", &pem).unwrap();
+        let q = signer.query("https://d111.cloudfront.net/out/v1/abc/*", 1_800_000_000).unwrap();
+        let params: std::collections::HashMap<&str, &str> = q.split('&').filter_map(|kv| kv.split_once('=')).collect();
+        assert_eq!(params["Key-Pair-Id"], "K2JCJMDEHXQW5F");
+        assert_eq!(params["Hash-Algorithm"], "SHA256");
+        let unsafe_b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s.replace('-', "+").replace('_', "=").replace('~', "/")).unwrap();
+        let policy = unsafe_b64(params["Policy"]);
+        assert_eq!(
+            String::from_utf8(policy.clone()).unwrap(),
+            r#"{"Statement":[{"Resource":"https://d111.cloudfront.net/out/v1/abc/*","Condition":{"DateLessThan":{"AWS:EpochTime":1800000000}}}]}"#
+        );
+        std::fs::write(dir.join("policy"), &policy).unwrap();
+        std::fs::write(dir.join("sig"), unsafe_b64(params["Signature"])).unwrap();
+        let verified = run(&["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig", "policy"]);
+        assert_eq!(String::from_utf8_lossy(&verified).trim(), "Verified OK");
+        assert!(Signer::from_pem("K", "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----").is_err());
+        assert_eq!(viewer_url("d111.cloudfront.net/", "/out/v1/abc/index.m3u8"), "https://d111.cloudfront.net/out/v1/abc/index.m3u8");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
