@@ -2347,6 +2347,9 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     }
     let dir = TempDir::new("aws");
+    let key = dir.0.join("cloudfront.pem");
+    let made = std::process::Command::new("openssl").args(["genrsa", "-traditional", "-out"]).arg(&key).arg("2048").output()?;
+    assert!(made.status.success(), "openssl genrsa");
     let config = dir.0.join("casecast.toml");
     std::fs::write(
         &config,
@@ -2354,8 +2357,10 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
             "distribution = \"aws\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
              role_arn = \"arn:aws:iam::123456789012:role/MediaLiveAccessRole\"\n\
              input_security_group_id = \"sg-0123\"\nidle_stop_secs = 3\nwait_secs = 60\n\
-             cloudfront_domain = \"d111111abcdef8.cloudfront.net\"\n",
-            moto.endpoint
+             cloudfront_domain = \"d111111abcdef8.cloudfront.net\"\n\
+             cloudfront_key_pair_id = \"K2JCJMDEHXQW5F\"\ncloudfront_private_key = \"{}\"\n",
+            moto.endpoint,
+            key.display()
         ),
     )?;
     let mut server = Server::demo(&["--config", config.to_str().unwrap(), "--program-preset", "low-latency"])?;
@@ -2365,7 +2370,10 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
     assert_eq!(api("POST", &base, Some(&center), Some(event))?.0, 201);
     let program = format!("{base}/demo/program");
     let aws = |_: &Server| api("GET", &format!("{base}/demo/distribution"), Some(&center), None).map(|(_, d)| d["aws"].clone()).unwrap_or(Value::Null);
-    assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": true})))?.0, 202);
+    // On air once the demo's compositor is in the room (404 until then).
+    wait_for("the program on air", Duration::from_secs(60), || {
+        (api("POST", &program, Some(&center), Some(json!({"on_air": true}))).ok()?.0 == 202).then_some(())
+    })?;
     let running = wait_for("the channel running", Duration::from_secs(60), || {
         let a = aws(&server);
         (a["phase"] == "running" && a["channel"]["state"] == "RUNNING").then_some(a)
@@ -2398,6 +2406,16 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
     let (_, _, body) = http_request("GET", &format!("{}/watch/demo/source", server.url), &[], None)?;
     let source: Value = serde_json::from_slice(&body)?;
     assert_eq!((source["via"].as_str(), source["url"].as_str()), (Some("cloudfront"), running["viewer_url"].as_str()));
+    assert_eq!(source["query"], Value::Null, "a public event needs no signature");
+    // Private: a playback token first, then a CloudFront signed query for the path.
+    let private = json!({"policy": {"latency_preset": "low-latency", "viewing": "private"}});
+    assert_eq!(api("PATCH", &format!("{base}/demo"), Some(&center), Some(private))?.0, 200);
+    assert_eq!(http_request("GET", &format!("{}/watch/demo/source", server.url), &[], None)?.0, 401);
+    let (_, pt) = api("POST", &format!("{base}/demo/playback-tokens"), Some(&center), Some(json!({"viewer": "Dr. Watch"})))?;
+    let (_, _, body) = http_request("GET", &format!("{}/watch/demo/source?token={}", server.url, pt["token"].as_str().unwrap()), &[], None)?;
+    let signed: Value = serde_json::from_slice(&body)?;
+    let query = signed["query"].as_str().unwrap_or_default();
+    assert!(["Policy=", "Signature=", "Key-Pair-Id=K2JCJMDEHXQW5F", "Hash-Algorithm=SHA256"].iter().all(|p| query.contains(p)), "{signed}");
     // Off air: the channel stops.
     assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": false})))?.0, 202);
     wait_for("the channel stopped", Duration::from_secs(60), || {
@@ -2419,7 +2437,9 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
         (server.metric("casecast_medialive_channel_running{room=\"demo\"}") == Some(0.0)).then_some(())
     })?;
     // On air after the crash: what exists is found, nothing is made twice.
-    assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": true})))?.0, 202);
+    wait_for("the program on air again", Duration::from_secs(60), || {
+        (api("POST", &program, Some(&center), Some(json!({"on_air": true}))).ok()?.0 == 202).then_some(())
+    })?;
     wait_for("the channel running after the crash", Duration::from_secs(60), || (aws(&server)["channel"]["state"] == "RUNNING").then_some(()))?;
     assert_eq!(live_channels().len(), 1, "one channel: {:?}", channels());
     let inputs = moto_list(&moto, "medialive", "prod/inputs", "inputs");
