@@ -47,7 +47,7 @@ pub enum Distribution {
     /// The compositor's HLS, served by this server.
     Local,
     /// MediaLive, MediaPackage and CloudFront.
-    Aws(AwsDistribution),
+    Aws(Box<AwsDistribution>),
 }
 
 /// The channel's state as metrics, by room (event).
@@ -112,7 +112,7 @@ impl Distribution {
                 let metrics = ChannelMetrics::register(&sfu.metrics().registry)?;
                 let d = AwsDistribution { aws, sfu, metrics, signer, actors: Mutex::default(), states: Arc::default() };
                 d.adopt().await;
-                Ok(Distribution::Aws(d))
+                Ok(Distribution::Aws(Box::new(d)))
             }
             other => anyhow::bail!("distribution must be local or aws, not {other:?}"),
         }
@@ -534,7 +534,7 @@ mod tests {
     #[test]
     fn rfc3339_dates() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T08:26:40Z");
+        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -307,8 +307,11 @@ pub fn http_delete(url: &str, headers: &[(&str, &str)]) -> Result<u16> {
     Ok(req.call()?.status().as_u16())
 }
 
+/// An answer: status, headers (names lower case), body bytes.
+pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// Any request: status, headers (names lower case), body bytes.
-pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Answer> {
     let mut req = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);

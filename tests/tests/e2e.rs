@@ -1641,7 +1641,7 @@ fn cases_survive_a_crash_mid_upload_and_mid_processing() -> Result<()> {
         let (_, jobs) = get_json(&format!("{}/api/cases/jobs", server.url), &doctor).ok()?;
         let jobs = jobs.as_array()?.clone();
         let done = jobs.iter().filter(|j| j["status"] == "done").count();
-        (done >= 1 && done < 10).then_some(())
+        (1..10).contains(&done).then_some(())
     })?;
     server.crash_and_restart()?;
     let jobs = wait_jobs(&server, &doctor, 12, Duration::from_secs(240))?;
@@ -2510,7 +2510,7 @@ fn the_program_is_pushed_to_the_provisioned_medialive_input() -> Result<()> {
     let aws = casecast_aws::Aws::from_config(&shared, cfg);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let provisioned = rt.block_on(aws.provision("or-5", &casecast_aws::Preset::named("low-latency")))?;
-    assert_eq!(provisioned.rtmp_urls, [url.clone()]);
+    assert_eq!(provisioned.rtmp_urls, std::slice::from_ref(&url));
     // The program runs (black and silent without a room), pushing nowhere; then the
     // distribution's URLs come, as the compositor gets them when the channel runs.
     let opts = casecast_actors::program::ProgramOptions {
