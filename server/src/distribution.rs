@@ -186,7 +186,7 @@ impl AwsDistribution {
     /// compositor that joins).
     pub async fn tell_outputs(&self, event: &str) {
         if let Some(s) = self.state(event).filter(|s| s.phase == "running")
-            && let Some(r) = s.resources
+            && let Some(r) = s.resources.filter(|r| !r.rtmp_urls.is_empty())
         {
             self.sfu.to_operators(event, RoomEvent::ProgramOutputs(r.rtmp_urls)).await;
         }
@@ -257,6 +257,28 @@ impl EventDistribution {
         self.update(|s| s.phase = phase.to_string());
     }
 
+    /// Runs `call` on the event's channel (nothing without one); a failure is shown.
+    fn on_channel<F>(&self, call: impl FnOnce(Aws, Provisioned) -> F) -> AtomicResponse<Self, ()>
+    where
+        F: std::future::Future<Output = Result<(), casecast_aws::AwsError>> + 'static,
+    {
+        let call = self.resources.clone().map(|p| call(self.aws.clone(), p));
+        AtomicResponse::new(Box::pin(
+            async move {
+                match call {
+                    Some(c) => c.await,
+                    None => Ok(()),
+                }
+            }
+            .into_actor(self)
+            .map(|r, act, _| {
+                if let Err(e) = r {
+                    act.update(|s| s.error = Some(e.to_string()));
+                }
+            }),
+        ))
+    }
+
     fn failed(&self, e: &casecast_aws::AwsError) {
         tracing::warn!(event = %self.event, error = %e, "aws distribution");
         let message = e.to_string();
@@ -318,11 +340,14 @@ impl Handler<Live> for EventDistribution {
                         s.resources = Some(p);
                         s.viewer_url = viewer;
                     });
-                    // The compositor pushes to the input now.
-                    let (sfu, event) = (act.sfu.clone(), act.event.clone());
-                    actix::spawn(async move {
-                        sfu.to_operators(&event, RoomEvent::ProgramOutputs(urls)).await;
-                    });
+                    // The compositor pushes to the input now (with no URLs it keeps
+                    // its own outputs).
+                    if !urls.is_empty() {
+                        let (sfu, event) = (act.sfu.clone(), act.event.clone());
+                        actix::spawn(async move {
+                            sfu.to_operators(&event, RoomEvent::ProgramOutputs(urls)).await;
+                        });
+                    }
                 }
             }),
         ))
@@ -387,21 +412,7 @@ struct Metadata {
 impl Handler<Metadata> for EventDistribution {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, m: Metadata, _: &mut Context<Self>) -> Self::Result {
-        let (aws, known) = (self.aws.clone(), self.resources.clone());
-        AtomicResponse::new(Box::pin(
-            async move {
-                match known {
-                    Some(p) => aws.send_metadata(&p, &m.id, &m.id3).await,
-                    None => Ok(()),
-                }
-            }
-            .into_actor(self)
-            .map(|r, act, _| {
-                if let Err(e) = r {
-                    act.update(|s| s.error = Some(e.to_string()));
-                }
-            }),
-        ))
+        self.on_channel(move |aws, p| async move { aws.send_metadata(&p, &m.id, &m.id3).await })
     }
 }
 
@@ -415,22 +426,8 @@ struct SwitchInput {
 impl Handler<SwitchInput> for EventDistribution {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, m: SwitchInput, _: &mut Context<Self>) -> Self::Result {
-        let (aws, known) = (self.aws.clone(), self.resources.clone());
         let action = crate::state::random_id()[..8].to_string();
-        AtomicResponse::new(Box::pin(
-            async move {
-                match known {
-                    Some(p) => aws.switch_input(&p, m.backup, &action).await,
-                    None => Ok(()),
-                }
-            }
-            .into_actor(self)
-            .map(|r, act, _| {
-                if let Err(e) = r {
-                    act.update(|s| s.error = Some(e.to_string()));
-                }
-            }),
-        ))
+        self.on_channel(move |aws, p| async move { aws.switch_input(&p, m.backup, &action).await })
     }
 }
 
