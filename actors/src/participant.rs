@@ -72,6 +72,9 @@ pub struct ParticipantOptions {
     pub subscribe: crate::Subscribe,
     /// Whether the server may send it offers (WebSocket signaling: yes; WHIP/WHEP: no).
     pub renegotiate: bool,
+    /// Who it is across sessions (its invitation, or its role and name): an
+    /// operator's mute follows the person into a new session.
+    pub identity: String,
 }
 
 #[derive(Debug)]
@@ -478,6 +481,11 @@ impl ParticipantActor {
                         if let Some(i) = act.inbound.get_mut(&mid) {
                             i.track.source = source;
                             i.published = true;
+                        }
+                        // Held before it published (a mute from an earlier session):
+                        // the room learns it now.
+                        if act.held.get(&kind) == Some(&true) {
+                            act.room.do_send(Mute { id: act.id, kind, muted: true });
                         }
                     }
                     Ok(Err(e)) => {

@@ -192,7 +192,7 @@ impl Sfu {
             let addr = ParticipantActor::start_in_arbiter(&self.inner.arbiter, move |_| ParticipantActor::new(id, o, wiring));
             // Routed before the offer is even answered: the first STUN request finds it.
             self.inner.udp.register(&ufrag, addr.clone().recipient());
-            match room.send(Join { member, addr: addr.clone() }).await {
+            match room.send(Join { member, addr: addr.clone(), identity: opts.identity.clone() }).await {
                 Ok(Ok(peers)) => return Ok(ParticipantHandle { id, peers, addr, events: rx }),
                 Ok(Err(e)) => {
                     addr.do_send(crate::participant::Close(e.to_string()));
@@ -230,6 +230,7 @@ mod tests {
             publish: Some(TrackSource::Commentator),
             subscribe: Subscribe::All,
             renegotiate: true,
+            identity: format!("commentator:{name}"),
         }
     }
 

@@ -150,5 +150,7 @@ pub fn participant_options(claims: &Claims, name: Option<String>, renegotiate: b
         .map(|n| n.trim().chars().filter(|c| !c.is_control()).take(64).collect::<String>())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| claims.name.clone());
-    ParticipantOptions { name, role: claims.role.as_str(), publish, subscribe, renegotiate }
+    // The person: their invitation, or (a token made otherwise) their role and name.
+    let identity = claims.jti.clone().unwrap_or_else(|| format!("{}:{}", claims.role.as_str(), claims.name));
+    ParticipantOptions { name, role: claims.role.as_str(), publish, subscribe, renegotiate, identity }
 }

@@ -1012,6 +1012,22 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
     })?;
     let said = page.eval("return document.querySelector('#btn-cam').disabled && document.querySelector('#banner-text').textContent")?;
     assert!(said.as_str().is_some_and(|t| t.contains("operator")), "the page says the operator muted the camera: {said}");
+    // Leaving and joining again does not undo it: the new session is held too.
+    page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Green")))?;
+    let participants = format!("{}/api/events/demo/participants", server.url);
+    let again = wait_for("the commentator back, camera arriving and still held", Duration::from_secs(60), || {
+        let (_, list) = api("GET", &participants, Some(&op_token), None).ok()?;
+        let p = list.as_array()?.iter().find(|p| p["name"] == "Dr. Green" && p["id"] != json!(id))?.clone();
+        (p["video_muted_by_operator"] == true && p["fps_in"].as_f64()? > 0.0).then_some(p)
+    })?;
+    let label = page.eval("return document.querySelector('#btn-cam .label').textContent")?;
+    assert_eq!(label, json!("Muted by operator"));
+    let segs = segments(&std::fs::read_to_string(hls.join("index.m3u8")).unwrap_or_default()).len();
+    wait_for("three more segments", Duration::from_secs(30), || {
+        (segments(&std::fs::read_to_string(hls.join("index.m3u8")).unwrap_or_default()).len() >= segs + 3).then_some(())
+    })?;
+    assert_eq!(mostly_green(&hls.join(latest().unwrap()), tile), Some(false), "the held camera stays out of the program");
+    let mute = format!("{}/api/events/demo/participants/{}/mute", server.url, again["id"].as_str().unwrap());
     assert_eq!(api("POST", &mute, Some(&op_token), Some(json!({"kind": "video", "muted": false})))?.0, 204);
     wait_for("the tile back", Duration::from_secs(30), || mostly_green(&hls.join(latest()?), tile)?.then_some(()))?;
     assert_eq!(api("POST", &mute, Some(&op_token), Some(json!({"kind": "screen", "muted": true})))?.0, 400);

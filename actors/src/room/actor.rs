@@ -22,13 +22,25 @@ pub struct RoomActor {
     id: String,
     core: RoomCore,
     members: HashMap<ParticipantId, Addr<ParticipantActor>>,
+    /// Who each member is across sessions.
+    identities: HashMap<ParticipantId, String>,
+    /// What operators muted, by person: it stays muted in their next session.
+    held: HashMap<String, std::collections::HashSet<MediaKind>>,
     registry: Weak<RoomRegistry>,
     metrics: Metrics,
 }
 
 impl RoomActor {
     pub(crate) fn new(id: String, policy: RoomPolicy, registry: Weak<RoomRegistry>, metrics: Metrics) -> Self {
-        RoomActor { id, core: RoomCore::new(policy), members: HashMap::new(), registry, metrics }
+        RoomActor {
+            id,
+            core: RoomCore::new(policy),
+            members: HashMap::new(),
+            identities: HashMap::new(),
+            held: HashMap::new(),
+            registry,
+            metrics,
+        }
     }
 
     fn apply(&mut self, out: Vec<RoomOutput>, ctx: &mut Context<Self>) {
@@ -103,16 +115,23 @@ pub struct Join {
     pub member: Member,
     /// Its actor.
     pub addr: Addr<ParticipantActor>,
+    /// Who it is across sessions.
+    pub identity: String,
 }
 
 impl Handler<Join> for RoomActor {
     type Result = Result<Vec<PeerInfo>, RoomError>;
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
         let id = msg.member.info.id;
-        self.members.insert(id, msg.addr);
+        self.members.insert(id, msg.addr.clone());
         match self.core.join(id, msg.member) {
             Ok((peers, out)) => {
                 self.apply(out, ctx);
+                // An operator's mute from an earlier session holds again.
+                for &kind in self.held.get(&msg.identity).into_iter().flatten() {
+                    msg.addr.do_send(crate::participant::Hold { kind, held: true });
+                }
+                self.identities.insert(id, msg.identity);
                 Ok(peers)
             }
             Err(e) => {
@@ -137,6 +156,7 @@ impl Handler<Leave> for RoomActor {
         let out = self.core.leave(msg.0);
         self.apply(out, ctx);
         self.members.remove(&msg.0);
+        self.identities.remove(&msg.0);
         if self.core.is_empty() {
             ctx.stop();
         }
@@ -262,13 +282,17 @@ pub struct Hold {
 impl Handler<Hold> for RoomActor {
     type Result = bool;
     fn handle(&mut self, msg: Hold, _: &mut Context<Self>) -> bool {
-        match self.members.iter().find(|(id, _)| id.to_string() == msg.participant) {
-            Some((_, addr)) => {
-                addr.do_send(crate::participant::Hold { kind: msg.kind, held: msg.held });
-                true
+        let Some((&id, addr)) = self.members.iter().find(|(id, _)| id.to_string() == msg.participant) else { return false };
+        addr.do_send(crate::participant::Hold { kind: msg.kind, held: msg.held });
+        if let Some(who) = self.identities.get(&id) {
+            let kinds = self.held.entry(who.clone()).or_default();
+            if msg.held {
+                kinds.insert(msg.kind);
+            } else {
+                kinds.remove(&msg.kind);
             }
-            None => false,
         }
+        true
     }
 }
 
