@@ -89,6 +89,55 @@ impl Aws {
         Ok(p)
     }
 
+    /// What the event has in AWS, found without making anything (parts not found
+    /// are empty); `None` when it has nothing at all.
+    pub async fn find(&self, event: &str) -> Result<Option<Provisioned>, AwsError> {
+        let name = resource_name(event);
+        let mut p = Provisioned { event: event.to_string(), ..Provisioned::default() };
+        if self.cfg.input_security_group_id.is_none() {
+            for g in self.medialive.list_input_security_groups().into_paginator().items().send().collect::<Vec<_>>().await {
+                let g = g.map_err(|e| classify("ListInputSecurityGroups", e))?;
+                if tagged(g.tags(), event) {
+                    p.security_group_id = g.id().unwrap_or_default().to_string();
+                }
+            }
+        }
+        for i in self.medialive.list_inputs().into_paginator().items().send().collect::<Vec<_>>().await {
+            let i = i.map_err(|e| classify("ListInputs", e))?;
+            if !tagged(i.tags(), event) || gone(i.state().map(|s| s.as_str())) {
+                continue;
+            }
+            let id = i.id().unwrap_or_default().to_string();
+            if i.name() == Some(name.as_str()) {
+                p.input_id = id;
+            } else if i.name() == Some(format!("{name}-backup").as_str()) {
+                p.backup_input_id = Some(id);
+            }
+        }
+        for c in self.medialive.list_channels().into_paginator().items().send().collect::<Vec<_>>().await {
+            let c = c.map_err(|e| classify("ListChannels", e))?;
+            if c.name() == Some(name.as_str()) && tagged(c.tags(), event) && !gone(c.state().map(|s| s.as_str())) {
+                p.channel_id = c.id().unwrap_or_default().to_string();
+            }
+        }
+        match self.mediapackage.describe_channel().id(&name).send().await {
+            Ok(_) => p.mediapackage_channel_id = name.clone(),
+            Err(e) => ignore_missing(Err(classify("DescribeChannel (MediaPackage)", e)))?,
+        }
+        let endpoint = format!("{name}-hls");
+        match self.mediapackage.describe_origin_endpoint().id(&endpoint).send().await {
+            Ok(o) => (p.origin_endpoint_id, p.origin_url) = (endpoint, o.url().map(str::to_string)),
+            Err(e) => ignore_missing(Err(classify("DescribeOriginEndpoint", e)))?,
+        }
+        let nothing = p.security_group_id.is_empty()
+            && p.input_id.is_empty()
+            && p.backup_input_id.is_none()
+            && p.channel_id.is_empty()
+            && p.mediapackage_channel_id.is_empty()
+            && p.origin_endpoint_id.is_empty();
+        Ok((!nothing).then_some(p))
+    }
+
     async fn security_group(&self, event: &str) -> Result<String, AwsError> {
         if let Some(id) = &self.cfg.input_security_group_id {
             return Ok(id.clone());
@@ -380,25 +429,32 @@ impl Aws {
     /// Tears everything of the event down (stopping the channel first); what is
     /// gone already is skipped, so it can be run again.
     pub async fn teardown(&self, p: &Provisioned) -> Result<(), AwsError> {
-        match self.stop(p).await {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+        if !p.channel_id.is_empty() {
+            match self.stop(p).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+            let deleted = self.medialive.delete_channel().channel_id(&p.channel_id).send().await;
+            ignore_missing(deleted.map(|_| ()).map_err(|e| classify("DeleteChannel (MediaLive)", e)))?;
+            // Inputs can go once the channel has let go of them.
+            let _ = self.medialive.wait_until_channel_deleted().channel_id(&p.channel_id).wait(self.cfg.wait()).await;
         }
-        ignore_missing(self.medialive.delete_channel().channel_id(&p.channel_id).send().await.map(|_| ()).map_err(|e| classify("DeleteChannel (MediaLive)", e)))?;
-        // Inputs can go once the channel has let go of them.
-        let _ = self.medialive.wait_until_channel_deleted().channel_id(&p.channel_id).wait(self.cfg.wait()).await;
-        for input in std::iter::once(&p.input_id).chain(p.backup_input_id.as_ref()) {
+        for input in std::iter::once(&p.input_id).chain(p.backup_input_id.as_ref()).filter(|i| !i.is_empty()) {
             ignore_missing(self.medialive.delete_input().input_id(input).send().await.map(|_| ()).map_err(|e| classify("DeleteInput", e)))?;
         }
-        if self.cfg.input_security_group_id.is_none() {
+        if self.cfg.input_security_group_id.is_none() && !p.security_group_id.is_empty() {
             let deleted = self.medialive.delete_input_security_group().input_security_group_id(&p.security_group_id).send().await;
             ignore_missing(deleted.map(|_| ()).map_err(|e| classify("DeleteInputSecurityGroup", e)))?;
         }
-        let endpoint = self.mediapackage.delete_origin_endpoint().id(&p.origin_endpoint_id).send().await;
-        ignore_missing(endpoint.map(|_| ()).map_err(|e| classify("DeleteOriginEndpoint", e)))?;
-        let channel = self.mediapackage.delete_channel().id(&p.mediapackage_channel_id).send().await;
-        ignore_missing(channel.map(|_| ()).map_err(|e| classify("DeleteChannel (MediaPackage)", e)))?;
+        if !p.origin_endpoint_id.is_empty() {
+            let endpoint = self.mediapackage.delete_origin_endpoint().id(&p.origin_endpoint_id).send().await;
+            ignore_missing(endpoint.map(|_| ()).map_err(|e| classify("DeleteOriginEndpoint", e)))?;
+        }
+        if !p.mediapackage_channel_id.is_empty() {
+            let channel = self.mediapackage.delete_channel().id(&p.mediapackage_channel_id).send().await;
+            ignore_missing(channel.map(|_| ()).map_err(|e| classify("DeleteChannel (MediaPackage)", e)))?;
+        }
         tracing::info!(event = %p.event, "aws: torn down");
         Ok(())
     }

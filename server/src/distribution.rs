@@ -367,15 +367,21 @@ impl Handler<End> for EventDistribution {
         let (aws, event, known, started_at) = (self.aws.clone(), self.event.clone(), self.resources.clone(), self.live_since);
         AtomicResponse::new(Box::pin(
             async move {
-                // What exists is found again by name (a restarted server knows nothing).
+                // What exists is found again by name (a restarted server knows
+                // nothing); nothing is made only to be torn down.
                 let p = match known {
-                    Some(p) if !p.input_id.is_empty() => p,
-                    _ => aws.provision(&event, &Preset::named("quality")).await?,
+                    Some(p) if !p.input_id.is_empty() => Some(p),
+                    _ => aws.find(&event).await?,
                 };
-                aws.stop(&p).await?;
+                let Some(p) = p else { return Ok(None) };
                 let now = crate::state::unix_now();
                 let job = match started_at {
-                    Some(start) if start < now => aws.harvest(&p, &rfc3339(start), &rfc3339(now)).await?,
+                    Some(start) if start < now && !p.origin_endpoint_id.is_empty() => {
+                        if !p.channel_id.is_empty() {
+                            aws.stop(&p).await?;
+                        }
+                        aws.harvest(&p, &rfc3339(start), &rfc3339(now)).await?
+                    }
                     _ => None,
                 };
                 aws.teardown(&p).await?;

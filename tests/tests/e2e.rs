@@ -2477,6 +2477,15 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
     .map_err(|e| {
         anyhow::anyhow!("{e}: {} {:?} {:?}", aws(&server), moto_list(&moto, "medialive", "prod/inputs", "inputs"), moto_list(&moto, "mediapackage", "channels", "channels"))
     })?;
+    // An event that never went on air ends without anything made for it.
+    assert_eq!(api("POST", &base, Some(&center), Some(json!({"id": "idle-1", "title": "Never live"})))?.0, 201);
+    assert_eq!(api("POST", &format!("{base}/idle-1/end"), Some(&center), None)?.0, 200);
+    wait_for("the idle event's distribution done", Duration::from_secs(30), || {
+        let (_, d) = api("GET", &format!("{base}/idle-1/distribution"), Some(&center), None).ok()?;
+        (d["aws"]["phase"] == "torn_down").then_some(())
+    })?;
+    assert!(moto_list(&moto, "mediapackage", "channels", "channels").is_empty(), "nothing made to be torn down");
+    assert!(live_channels().is_empty());
     Ok(())
 }
 
