@@ -1,9 +1,18 @@
-//! A synthetic surgery feed published over WHIP with GStreamer's webrtcbin.
+//! A surgery feed published over WHIP with GStreamer's webrtcbin: a synthetic one,
+//! or a hospital encoder's stream taken in over SRT, RTMP or RTSP.
 //!
-//! It is what the demo room shows, and a second WebRTC stack for interop tests: the
-//! server sees exactly what it would see from a hospital encoder. The picture is a
-//! moving test pattern with the wall clock and the running time burned in (the clock
-//! lets latency be read off any downstream frame); the sound is a tick per second.
+//! The synthetic feed is what the demo room shows, and a second WebRTC stack for
+//! interop tests: the server sees exactly what it would see from a hospital encoder.
+//! The picture is a moving test pattern with the wall clock and the running time
+//! burned in (the clock lets latency be read off any downstream frame); the sound is a
+//! tick per second.
+//!
+//! With a source URI (`srt://:7001?mode=listener` for an encoder that pushes SRT,
+//! `rtmp://…` or `rtsp://…` to pull), `uridecodebin` takes the stream in; its
+//! decoded picture and sound are stamped again on arrival (an appsink → appsrc hop:
+//! the source's own timestamps start when it connects, not when this pipeline did)
+//! and encoded for WebRTC at the options' size, rate and codec (B-frames and the
+//! encoder's GOP never reach the browsers).
 //!
 //! The publisher supervises its session: if the WHIP POST fails or the connection
 //! fails, it tears the pipeline down and starts again with backoff, until stopped.
@@ -48,6 +57,9 @@ pub struct TestPatternOptions {
     /// Local addresses ICE may use (empty: every interface but loopback, libnice's
     /// default). Give `127.0.0.1` to publish to a server on this machine's loopback.
     pub local_addresses: Vec<String>,
+    /// Take the feed from this URI (SRT, RTMP, RTSP, a file) instead of the test
+    /// pattern.
+    pub source: Option<String>,
 }
 
 impl Default for TestPatternOptions {
@@ -61,6 +73,7 @@ impl Default for TestPatternOptions {
             audio: true,
             title: "casecast demo feed".into(),
             local_addresses: Vec::new(),
+            source: None,
         }
     }
 }
@@ -188,20 +201,42 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
             format!("application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,ssrc=(uint){vssrc}"),
         ),
     };
+    let raw_video = format!("video/x-raw,format=I420,width={},height={},framerate={}/1,pixel-aspect-ratio=1/1", o.width, o.height, o.fps);
+    let raw_audio = "audio/x-raw,format=S16LE,layout=interleaved,rate=48000,channels=2";
+    let picture = match &o.source {
+        None => format!(
+            "videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
+             ! video/x-raw,width={w},height={h},framerate={fps}/1 \
+             ! textoverlay text=\"{title}\" valignment=top halignment=left font-desc=\"Sans {font}\" \
+             ! clockoverlay time-format=\"%H:%M:%S\" valignment=center halignment=center shaded-background=true shading-value=200 font-desc=\"Sans Bold {big}\" \
+             ! timeoverlay valignment=bottom halignment=right font-desc=\"Sans {font}\" ",
+            w = o.width,
+            h = o.height,
+            fps = o.fps,
+            big = font * 3,
+        ),
+        // The encoder's stream, decoded and scaled (the aspect kept, bordered), then
+        // stamped again on arrival (see the module's notes).
+        Some(uri) => format!(
+            "uridecodebin uri=\"{uri}\" name=src \
+             src. ! video/x-raw ! queue ! videoconvert ! videoscale add-borders=true ! videorate ! {raw_video} \
+               ! appsink name=vin sync=false max-buffers=2 drop=true \
+             src. ! audio/x-raw ! queue ! audioconvert ! audioresample ! {raw_audio} ! appsink name=ain sync=false max-buffers=50 drop=true \
+             appsrc name=vout is-live=true do-timestamp=true format=time caps=\"{raw_video}\" ",
+            uri = uri.replace(['"', '\\'], ""),
+        ),
+    };
     let mut desc = format!(
-        "webrtcbin name=webrtc bundle-policy=max-bundle \
-         videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
-         ! video/x-raw,width={w},height={h},framerate={fps}/1 \
-         ! textoverlay text=\"{title}\" valignment=top halignment=left font-desc=\"Sans {font}\" \
-         ! clockoverlay time-format=\"%H:%M:%S\" valignment=center halignment=center shaded-background=true shading-value=200 font-desc=\"Sans Bold {big}\" \
-         ! timeoverlay valignment=bottom halignment=right font-desc=\"Sans {font}\" \
-         ! videoconvert ! queue max-size-buffers=2 leaky=downstream ! {enc} ! {pay} ! {caps} ! webrtc. ",
-        w = o.width,
-        h = o.height,
-        fps = o.fps,
-        big = font * 3,
+        "webrtcbin name=webrtc bundle-policy=max-bundle {picture} \
+         ! videoconvert ! queue max-size-buffers=2 leaky=downstream ! {enc} ! {pay} ! {caps} ! webrtc. "
     );
-    if o.audio {
+    if o.audio && o.source.is_some() {
+        desc += &format!(
+            "appsrc name=aout is-live=true do-timestamp=true format=time caps=\"{raw_audio}\" ! queue \
+             ! opusenc bitrate=64000 ! rtpopuspay pt=111 ssrc={assrc} \
+             ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,ssrc=(uint){assrc} ! webrtc. "
+        );
+    } else if o.audio {
         desc += &format!(
             "audiotestsrc is-live=true wave=ticks volume=0.3 ! audioconvert ! audioresample \
              ! opusenc bitrate=32000 ! rtpopuspay pt=111 ssrc={assrc} \
@@ -213,6 +248,28 @@ fn build_pipeline(o: &TestPatternOptions) -> Result<(gst::Pipeline, gst::Element
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline".to_string())?;
     let webrtc = pipeline.by_name("webrtc").ok_or("no webrtcbin in the pipeline")?;
+    for (from, to) in [("vin", "vout"), ("ain", "aout")] {
+        let (Some(sink), Some(src)) = (
+            pipeline.by_name(from).and_then(|e| e.downcast::<gstreamer_app::AppSink>().ok()),
+            pipeline.by_name(to).and_then(|e| e.downcast::<gstreamer_app::AppSrc>().ok()),
+        ) else {
+            continue;
+        };
+        sink.set_callbacks(
+            gstreamer_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(mut buffer) = sample.buffer_owned() {
+                        let b = buffer.make_mut();
+                        b.set_pts(gst::ClockTime::NONE);
+                        b.set_dts(gst::ClockTime::NONE);
+                        let _ = src.push_buffer(buffer);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
     Ok((pipeline, webrtc))
 }
 

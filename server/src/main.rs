@@ -147,7 +147,7 @@ enum Cmd {
     /// DICOM cases.
     #[command(subcommand)]
     Cases(CasesCmd),
-    /// Publish a synthetic test pattern to a WHIP endpoint (GStreamer webrtcbin).
+    /// Publish a feed to a WHIP endpoint (GStreamer webrtcbin): a synthetic test pattern, or an encoder's SRT, RTMP or RTSP stream (`--source`).
     Publish {
         /// The WHIP URL, e.g. http://127.0.0.1:8080/whip/demo.
         #[arg(long)]
@@ -166,6 +166,11 @@ enum Cmd {
         /// Video bitrate, bits/s.
         #[arg(long, default_value_t = 2_500_000)]
         bitrate: u32,
+        /// Publish a hospital encoder's stream instead of the test pattern: any URI
+        /// GStreamer opens, e.g. `srt://:7001?mode=listener` (the encoder pushes SRT
+        /// here), `rtmp://host/app/key` or `rtsp://camera/stream` (pulled).
+        #[arg(long)]
+        source: Option<String>,
     },
 }
 
@@ -323,7 +328,7 @@ fn main() -> anyhow::Result<()> {
             drop(compositor);
             Ok(())
         }
-        Cmd::Publish { whip, token, duration, codec: c, picture: Picture { width, height, fps }, bitrate } => {
+        Cmd::Publish { whip, token, duration, codec: c, picture: Picture { width, height, fps }, bitrate, source } => {
             init_logs("text");
             let opts = TestPatternOptions {
                 width,
@@ -332,6 +337,7 @@ fn main() -> anyhow::Result<()> {
                 video_bitrate: bitrate,
                 codec: codec(&c)?,
                 local_addresses: loopback_if_local(&whip),
+                source,
                 ..Default::default()
             };
             let mut publisher = TestPatternPublisher::start(opts, HttpWhip::new(whip, token))?;

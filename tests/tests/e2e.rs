@@ -2559,3 +2559,42 @@ fn the_program_is_pushed_to_the_provisioned_medialive_input() -> Result<()> {
     Ok(())
 }
 
+
+/// A hospital encoder that speaks SRT (ffmpeg: H.264 + AAC in MPEG-TS, pushed as an
+/// SRT caller) reaches the room through `casecast publish --source srt://…?mode=listener`:
+/// the room's operators see the feed arrive at its size and full frame rate, with
+/// its sound.
+#[test]
+fn an_encoder_pushes_srt_into_the_room() -> Result<()> {
+    let server = Server::start(&[])?;
+    let port = free_udp_port();
+    let _bridge = gst_publisher(
+        &format!("{}/whip/or-9", server.url),
+        &server.token("or-9", Role::Encoder, "OR 9 (SRT)"),
+        &["--source", &format!("srt://127.0.0.1:{port}?mode=listener"), "--width", "640", "--height", "360", "--fps", "25"],
+    )?;
+    let bound = || {
+        let want = format!(":{port:04X}");
+        std::fs::read_to_string("/proc/net/udp").unwrap_or_default().lines().any(|l| l.split_whitespace().nth(1).is_some_and(|local| local.ends_with(&want)))
+    };
+    wait_for("the SRT listener", Duration::from_secs(20), || bound().then_some(()))?;
+    let encoder = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440"])
+        .args(["-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50", "-c:a", "aac", "-f", "mpegts"])
+        .arg(format!("srt://127.0.0.1:{port}?mode=caller"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let _encoder = Proc(encoder);
+    let op = server.token("or-9", Role::Operator, "Ops Hal");
+    let url = format!("{}/api/events/or-9/participants", server.url);
+    let feed = wait_for("the SRT feed in the room at full rate", Duration::from_secs(45), || {
+        let (_, list) = api("GET", &url, Some(&op), None).ok()?;
+        list.as_array()?.iter().find(|p| p["role"] == "encoder" && p["fps_in"].as_f64().unwrap_or(0.0) >= 20.0 && p["width"] == 640).cloned()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", api("GET", &url, Some(&op), None).map(|r| r.1).unwrap_or_default()))?;
+    assert_eq!(feed["height"], 360);
+    assert!(feed["bitrate_in"].as_u64().unwrap_or(0) > 200_000, "{feed}");
+    assert!(feed["publishing"].as_array().is_some_and(|k| k.iter().any(|k| k == "audio") && k.iter().any(|k| k == "video")), "{feed}");
+    Ok(())
+}
