@@ -1039,29 +1039,13 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
 }
 
 /// Reads the clock the demo feed burns into the middle of the picture, as the
-/// watch page shows it now: (the page's wall clock, seconds of the day UTC; the
-/// clock read, seconds of the day).
-fn read_burned_in_clock(page: &Browser, dir: &std::path::Path) -> Option<(f64, u32)> {
+/// page's `video` element shows it now: (the page's wall clock, seconds of the day
+/// UTC; the clock read, seconds of the day).
+fn read_burned_in_clock(page: &Browser, dir: &std::path::Path, video: &str) -> Option<(f64, u32)> {
     use base64::Engine;
     let shot = page
-        .eval(
-            "const v = document.getElementById('video');
-             if (v.readyState < 2 || !v.videoWidth) return null;
-             const w = v.videoWidth, h = v.videoHeight, cw = Math.round(w * 0.9), ch = Math.round(h * 0.3);
-             // A quarter size with a margin reads best (tesseract likes ~30 px glyphs).
-             const c = document.createElement('canvas'); c.width = cw / 4 + 40; c.height = ch / 4 + 40;
-             const now = Date.now(), g = c.getContext('2d');
-             g.fillStyle = '#000'; g.fillRect(0, 0, c.width, c.height);
-             g.drawImage(v, (w - cw) / 2, (h - ch) / 2, cw, ch, 20, 20, cw / 4, ch / 4);
-             // Black text on white for the OCR: the clock is white on a dark box.
-             const img = g.getImageData(0, 0, c.width, c.height), d = img.data;
-             for (let i = 0; i < d.length; i += 4) {
-               const on = d[i] > 170 && d[i + 1] > 170 && d[i + 2] > 170;
-               d[i] = d[i + 1] = d[i + 2] = on ? 0 : 255;
-             }
-             g.putImageData(img, 0, 0);
-             return [now, c.toDataURL('image/png')];",
-        )
+        .eval(&format!("const v = document.querySelector('{video}');
+             {READ_CLOCK}"))
         .ok()?;
     let now_ms = shot[0].as_f64()?;
     let png = base64::engine::general_purpose::STANDARD.decode(shot[1].as_str()?.strip_prefix("data:image/png;base64,")?).ok()?;
@@ -1077,6 +1061,23 @@ fn read_burned_in_clock(page: &Browser, dir: &std::path::Path) -> Option<(f64, u
     let (h, m, s) = (h1 * 10 + h2, m1 * 10 + m2, s1 * 10 + s2);
     (h < 24 && m < 60 && s < 60).then_some(((now_ms / 1000.0) % 86400.0, h * 3600 + m * 60 + s))
 }
+
+/// The page script that grabs the middle of video `v` (the burned-in clock) for OCR.
+const READ_CLOCK: &str = "if (v.readyState < 2 || !v.videoWidth) return null;
+             const w = v.videoWidth, h = v.videoHeight, cw = Math.round(w * 0.9), ch = Math.round(h * 0.3);
+             // A quarter size with a margin reads best (tesseract likes ~30 px glyphs).
+             const c = document.createElement('canvas'); c.width = cw / 4 + 40; c.height = ch / 4 + 40;
+             const now = Date.now(), g = c.getContext('2d');
+             g.fillStyle = '#000'; g.fillRect(0, 0, c.width, c.height);
+             g.drawImage(v, (w - cw) / 2, (h - ch) / 2, cw, ch, 20, 20, cw / 4, ch / 4);
+             // Black text on white for the OCR: the clock is white on a dark box.
+             const img = g.getImageData(0, 0, c.width, c.height), d = img.data;
+             for (let i = 0; i < d.length; i += 4) {
+               const on = d[i] > 170 && d[i + 1] > 170 && d[i + 2] > 170;
+               d[i] = d[i + 1] = d[i + 2] = on ? 0 : 255;
+             }
+             g.putImageData(img, 0, 0);
+             return [now, c.toDataURL('image/png')];";
 
 /// Glass-to-glass delay of the program in Chromium's `/watch` page (hls.js with its
 /// defaults), from the wall clock the demo feed burns in: the median of eight
@@ -1099,27 +1100,45 @@ fn hls_latency_of_each_preset_from_the_burned_in_clock() -> Result<()> {
         let time = |b: &Browser| b.eval("return document.getElementById('video').currentTime").ok().and_then(|v| v.as_f64());
         let first = wait_for("the program to play", Duration::from_secs(120), || time(&page).filter(|&t| t > 0.5))?;
         wait_for("playback to settle", Duration::from_secs(30), || time(&page).filter(|&t| t > first + 3.0))?;
-        let mut delays: Vec<f64> = Vec::new();
-        let mut last = None;
-        for n in 0..8 {
-            // The clock shows whole seconds: the frame is from the middle of one. A
-            // misread (a delay over two minutes) is read again.
-            let (clock, delay) = wait_for(&format!("reading {n} of the burned-in clock"), Duration::from_secs(30), || {
-                let (now, clock) = read_burned_in_clock(&page, &scratch.0)?;
-                let delay = (now - f64::from(clock) - 0.5).rem_euclid(86400.0);
-                (Some(clock) != last && delay < 120.0).then_some((clock, delay))
-            })?;
-            last = Some(clock);
-            delays.push(delay);
-        }
-        delays.sort_by(f64::total_cmp);
-        let median = (delays[3] + delays[4]) / 2.0;
-        eprintln!("latency {preset}: median {median:.1} s, min {:.1} s, max {:.1} s ({delays:.1?})", delays[0], delays[7]);
+        let median = median_delay(&page, &scratch.0, "#video", preset)?;
         report.push((preset, median));
         assert!(bound.contains(&median), "{preset}: {median:.1} s behind live, expected {bound:?}");
+        if preset == "low-latency" {
+            // The console's preview, the program monitor over WebRTC, read the same way.
+            let center = server.token("*", Role::Operator, "Ops Ida");
+            let event = json!({"id": "demo", "title": "Latency", "policy": {"latency_preset": "low-latency"}});
+            assert_eq!(api("POST", &format!("{}/api/events", server.url), Some(&center), Some(event))?.0, 201);
+            let console = Browser::start()?;
+            console.goto(&format!("{}/console?token={center}#event=demo", server.url))?;
+            let monitor = median_delay(&console, &scratch.0, "#preview", "console monitor")?;
+            report.push(("console monitor (WebRTC)", monitor));
+            assert!(monitor < 2.0, "the console's monitor is {monitor:.1} s behind live");
+        }
     }
     eprintln!("{report:?}");
     Ok(())
+}
+
+/// The median of eight readings (of different seconds) of how far behind the burned-in
+/// clock the page's `video` is, seconds.
+fn median_delay(page: &Browser, dir: &std::path::Path, video: &str, what: &str) -> Result<f64> {
+    let mut delays: Vec<f64> = Vec::new();
+    let mut last = None;
+    for n in 0..8 {
+        // The clock shows whole seconds: the frame is from the middle of one. A
+        // misread (a delay over two minutes) is read again.
+        let (clock, delay) = wait_for(&format!("reading {n} of the burned-in clock ({what})"), Duration::from_secs(60), || {
+            let (now, clock) = read_burned_in_clock(page, dir, video)?;
+            let delay = (now - f64::from(clock) - 0.5).rem_euclid(86400.0);
+            (Some(clock) != last && delay < 120.0).then_some((clock, delay))
+        })?;
+        last = Some(clock);
+        delays.push(delay);
+    }
+    delays.sort_by(f64::total_cmp);
+    let median = (delays[3] + delays[4]) / 2.0;
+    eprintln!("latency {what}: median {median:.1} s, min {:.1} s, max {:.1} s ({delays:.1?})", delays[0], delays[7]);
+    Ok(median)
 }
 
 /// Key frames in a segment's video.
