@@ -720,15 +720,22 @@ async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st:
         return error(StatusCode::BAD_REQUEST, "main goes with layout: give both");
     }
     let main = main.flatten();
-    if main.as_ref().is_some_and(|m| m.is_empty() || m.len() > 64) {
-        return error(StatusCode::BAD_REQUEST, "main: not a participant id");
+    let layout_order = match layout.as_deref().map(|l| crate::http::layout_order(l, main.clone())).transpose() {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    // One order per kind of change, only for what changes.
+    let mut orders = Vec::new();
+    if on_air.is_some() || labels.is_some() || recording.is_some() {
+        orders.push(RoomEvent::ProgramSwitches { on_air, labels, recording });
     }
-    if let Some(Err(e)) = layout.as_ref().map(|l| l.parse::<casecast_actors::program::LayoutKind>()) {
-        return error(StatusCode::BAD_REQUEST, &e);
-    }
-    let mut told = st.sfu.to_operators(&id, RoomEvent::ProgramSwitches { on_air, labels, recording }).await;
-    if let (Some(layout), Some(_)) = (&layout, told) {
-        told = st.sfu.to_operators(&id, RoomEvent::ProgramLayout { layout: layout.clone(), main: main.clone() }).await;
+    orders.extend(layout_order);
+    let mut told = None;
+    for order in orders {
+        told = st.sfu.to_operators(&id, order).await;
+        if told.is_none_or(|n| n == 0) {
+            break;
+        }
     }
     if let Err((status, message)) = crate::http::compositor_told(told, &id) {
         return error(status, &message);

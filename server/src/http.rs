@@ -287,17 +287,25 @@ async fn program(
             return error_response(StatusCode::BAD_REQUEST, &format!("expected {{\"layout\": \"…\", \"main\": participant id or null}}: {e}"));
         }
     };
-    if main.as_ref().is_some_and(|m| m.len() > 64) {
-        return error_response(StatusCode::BAD_REQUEST, "main: not a participant id");
-    }
-    if let Err(e) = layout.parse::<casecast_actors::program::LayoutKind>() {
-        return error_response(StatusCode::BAD_REQUEST, &e);
-    }
-    let told = state.sfu.to_operators(&room, casecast_actors::RoomEvent::ProgramLayout { layout: layout.clone(), main: main.clone() }).await;
+    let order = match layout_order(&layout, main.clone()) {
+        Ok(o) => o,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
+    };
+    let told = state.sfu.to_operators(&room, order).await;
     match compositor_told(told, &room) {
         Ok(()) => HttpResponse::Accepted().json(serde_json::json!({ "layout": layout, "main": main })),
         Err((status, message)) => error_response(status, &message),
     }
+}
+
+/// The order that sets the program's layout and main source (`None`: the feed),
+/// checked; both program doors give it.
+pub fn layout_order(layout: &str, main: Option<String>) -> Result<casecast_actors::RoomEvent, String> {
+    if main.as_ref().is_some_and(|m| m.is_empty() || m.len() > 64) {
+        return Err("main: not a participant id".into());
+    }
+    layout.parse::<casecast_actors::program::LayoutKind>()?;
+    Ok(casecast_actors::RoomEvent::ProgramLayout { layout: layout.to_string(), main })
 }
 
 /// What telling a room's compositor came to: not open (404), no compositor in it
