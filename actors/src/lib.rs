@@ -39,6 +39,7 @@ pub mod publisher;
 pub mod resolution;
 pub mod room;
 pub mod rtmp;
+pub mod sdp;
 pub mod stop;
 mod sfu;
 pub mod udp;
@@ -93,6 +94,10 @@ pub struct Member {
     pub publish: Option<TrackSource>,
     /// What it receives.
     pub subscribe: Subscribe,
+    /// Who it is across sessions (its invitation, or its role and name).
+    pub identity: String,
+    /// The credential it joined with (its invitation, or a digest of its token).
+    pub credential: String,
 }
 
 /// A published track.

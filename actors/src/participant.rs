@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::SdpPendingOffer;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
@@ -75,6 +75,9 @@ pub struct ParticipantOptions {
     /// Who it is across sessions (its invitation, or its role and name): an
     /// operator's mute follows the person into a new session.
     pub identity: String,
+    /// The credential it joined with (its invitation, or a digest of its token):
+    /// the room limits how many sessions one credential holds.
+    pub credential: String,
 }
 
 #[derive(Debug)]
@@ -645,7 +648,7 @@ impl ParticipantActor {
         if mlines > MAX_MLINES {
             return Err(format!("the offer has {mlines} m-lines; at most {MAX_MLINES} are accepted"));
         }
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("SDP offer not understood: {e}"))?;
+        let offer = crate::sdp::parse_offer(sdp)?;
         if self.pending.is_some() {
             // The peer's offer wins over ours: redo ours after answering it.
             self.offer_again();
@@ -660,7 +663,7 @@ impl ParticipantActor {
     }
 
     fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
-        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("SDP answer not understood: {e}"))?;
+        let answer = crate::sdp::parse_answer(sdp)?;
         let Some(pending) = self.pending.take() else {
             return Err("no offer is waiting for an answer".into());
         };

@@ -328,7 +328,7 @@ impl Program {
             }
             i += 1;
         }
-        let rtmp: Outputs = Arc::new(Mutex::new(o.rtmp_urls.iter().map(|u| Arc::new(RtmpOutput::start(u))).collect()));
+        let rtmp: Outputs = Arc::new(Mutex::new(start_outputs(&o.rtmp_urls)));
         let air = Arc::new(OnAir::default());
         air.on.store(true, Ordering::Relaxed);
         let recorder = o.recording_dir.as_ref().map(|d| Arc::new(crate::recorder::Recorder::new(d.clone(), o.recording_split_secs)));
@@ -530,9 +530,10 @@ impl Program {
         l.apply();
     }
 
-    /// Each RTMP output's URL and state.
+    /// Each RTMP output's name (`rtmp-primary`, `rtmp-backup`; never its URL, which
+    /// holds the stream key) and state.
     pub fn rtmp_states(&self) -> Vec<(String, RtmpState)> {
-        self.rtmp.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|o| (o.url.clone(), o.state())).collect()
+        self.rtmp.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|o| (o.name.clone(), o.state())).collect()
     }
 
     /// Pushes to these RTMP URLs from now on, instead of the ones before (each new
@@ -540,12 +541,13 @@ impl Program {
     pub fn set_rtmp_urls(&self, urls: &[String]) {
         let old = {
             let mut outputs = self.rtmp.lock().unwrap_or_else(|e| e.into_inner());
-            if outputs.iter().map(|o| &o.url).eq(urls.iter()) {
+            if outputs.len() == urls.len() && outputs.iter().zip(urls).all(|(o, u)| o.is_for(u)) {
                 return;
             }
-            std::mem::replace(&mut *outputs, urls.iter().map(|u| Arc::new(RtmpOutput::start(u))).collect())
+            std::mem::replace(&mut *outputs, start_outputs(urls))
         };
-        tracing::info!(?urls, "program: RTMP outputs changed");
+        let shown: Vec<String> = urls.iter().map(|u| crate::rtmp::redact_url(u)).collect();
+        tracing::info!(urls = ?shown, "program: RTMP outputs changed");
         // The old outputs stop outside the lock the encoder's callback takes.
         drop(old);
     }
@@ -1013,6 +1015,11 @@ fn link_audio(pipeline: &gst::Pipeline, src: &gst::Pad) -> Result<(), String> {
     bin.sync_state_with_parent().map_err(|e| e.to_string())?;
     src.link(&bin.static_pad("sink").ok_or("no sink")?).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// One output per URL, named by its place (primary, backup).
+fn start_outputs(urls: &[String]) -> Vec<Arc<RtmpOutput>> {
+    urls.iter().enumerate().map(|(i, u)| Arc::new(RtmpOutput::start(&crate::rtmp::output_name(i), u))).collect()
 }
 
 #[cfg(test)]

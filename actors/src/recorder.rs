@@ -3,6 +3,12 @@
 //! (as the RTMP outputs are): it starts at a key frame, is cut into files of
 //! `split_secs`, and ends with an end-of-stream, so its last file is finished
 //! (playable) when the operator stops it or the program ends.
+//!
+//! The files are fragmented MP4 (a fragment a second): the header comes first and
+//! every fragment is whole in itself, so a file cut short by a crash or a power cut
+//! plays up to its last second written, instead of being lost whole for want of the
+//! index a plain MP4 writes at its end. A finished file ends with its fragment index
+//! (`mfra`); [`list`] tells finished files from interrupted ones by it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +23,100 @@ use crate::rtmp::{Feed, Packet};
 
 /// How long a stopping recording may take to finish its last file.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One fragment per this many milliseconds: at most this much is lost in a crash.
+pub const FRAGMENT_MS: u32 = 1000;
+
+/// A recorded file, as the recordings' listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedFile {
+    /// Its name in the room's folder.
+    pub name: String,
+    /// Its size, bytes.
+    pub bytes: u64,
+    /// Whether it is finished.
+    pub state: FileState,
+}
+
+/// Whether a recorded file is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// Finished: closed with its index.
+    Complete,
+    /// Being written now (changed in the last few seconds).
+    Recording,
+    /// Cut short (the server stopped while writing it): it plays up to its last
+    /// whole fragment.
+    Interrupted,
+}
+
+impl FileState {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Complete => "complete",
+            FileState::Recording => "recording",
+            FileState::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The `.mp4` files in `dir`, by name, each with its state.
+pub fn list(dir: &std::path::Path) -> Vec<RecordedFile> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<RecordedFile> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok().filter(|n| n.ends_with(".mp4"))?;
+            let meta = e.metadata().ok().filter(|m| m.is_file())?;
+            let whole = std::fs::File::open(e.path()).ok().is_some_and(|mut f| mp4_is_finished(&mut f));
+            let fresh = meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age < Duration::from_secs(10));
+            let state = match (whole, fresh) {
+                (true, _) => FileState::Complete,
+                (false, true) => FileState::Recording,
+                (false, false) => FileState::Interrupted,
+            };
+            Some(RecordedFile { name, bytes: meta.len(), state })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Whether an MP4 is finished: its top-level boxes reach exactly to its end, with a
+/// `moov`, and (fragmented) the closing `mfra`, or (plain) no fragments.
+pub fn mp4_is_finished(r: &mut (impl std::io::Read + std::io::Seek)) -> bool {
+    use std::io::SeekFrom;
+    let Ok(end) = r.seek(SeekFrom::End(0)) else { return false };
+    let (mut at, mut moov, mut moof, mut last) = (0u64, false, false, [0u8; 4]);
+    while at < end {
+        let mut head = [0u8; 16];
+        if r.seek(SeekFrom::Start(at)).is_err() || r.read_exact(&mut head[..8]).is_err() {
+            return false;
+        }
+        let mut size = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        let kind = [head[4], head[5], head[6], head[7]];
+        if size == 1 {
+            if r.read_exact(&mut head[8..16]).is_err() {
+                return false;
+            }
+            size = u64::from_be_bytes([head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15]]);
+        } else if size == 0 {
+            size = end - at;
+        }
+        if size < 8 {
+            return false;
+        }
+        moov |= &kind == b"moov";
+        moof |= &kind == b"moof";
+        last = kind;
+        at = match at.checked_add(size) {
+            Some(n) => n,
+            None => return false,
+        };
+    }
+    at == end && moov && (!moof || &last == b"mfra")
+}
 
 /// The program's recorder: off, or one recording running.
 pub struct Recorder {
@@ -130,6 +230,7 @@ fn record(dir: &std::path::Path, split_secs: u32, rx: &Receiver<Packet>, stop: &
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let desc = format!(
         "splitmuxsink name=rec async-finalize=true muxer-factory=mp4mux max-size-time={ns} start-index={first} \
+           muxer-properties=\"properties,fragment-duration=(uint){FRAGMENT_MS}\" \
            location=\"{dir}/program-%05d.mp4\" \
          appsrc name=v is-live=true format=time do-timestamp=true ! queue ! h264parse ! rec.video \
          appsrc name=a is-live=true format=time do-timestamp=true ! queue ! aacparse ! rec.audio_%u",
@@ -170,4 +271,35 @@ fn record(dir: &std::path::Path, split_secs: u32, rx: &Receiver<Packet>, stop: &
     }
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mp4(boxes: &[(&[u8; 4], usize)]) -> std::io::Cursor<Vec<u8>> {
+        let mut out = Vec::new();
+        for (kind, body) in boxes {
+            out.extend(((body + 8) as u32).to_be_bytes());
+            out.extend(*kind);
+            out.extend(std::iter::repeat_n(0u8, *body));
+        }
+        std::io::Cursor::new(out)
+    }
+
+    #[test]
+    fn finished_files_are_told_from_cut_ones() {
+        let fragmented = [(b"ftyp", 16), (b"moov", 100), (b"moof", 40), (b"mdat", 500), (b"moof", 40), (b"mdat", 500)];
+        assert!(!mp4_is_finished(&mut mp4(&fragmented)), "no index: interrupted");
+        let mut whole = fragmented.to_vec();
+        whole.push((b"mfra", 30));
+        assert!(mp4_is_finished(&mut mp4(&whole)));
+        let mut cut = mp4(&whole).into_inner();
+        cut.truncate(cut.len() - 10);
+        assert!(!mp4_is_finished(&mut std::io::Cursor::new(cut)), "a box cut short");
+        assert!(mp4_is_finished(&mut mp4(&[(b"ftyp", 16), (b"mdat", 900), (b"moov", 100)])), "a plain MP4 with its moov");
+        assert!(!mp4_is_finished(&mut mp4(&[(b"ftyp", 16), (b"mdat", 900)])), "a plain MP4 without moov");
+        assert!(!mp4_is_finished(&mut std::io::Cursor::new(vec![0, 0, 0, 3, b'f', b't', b'y', b'p'])));
+        assert!(!mp4_is_finished(&mut std::io::Cursor::new(Vec::new())));
+    }
 }

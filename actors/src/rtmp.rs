@@ -3,6 +3,10 @@
 //! encoded streams. A receiver that drops fails only its own output, which is built
 //! again with backoff and resumes at the next keyframe; the program and the other
 //! output carry on.
+//!
+//! An RTMP URL's last path segment is the stream key, a secret (whoever has it can
+//! push into the channel): an output is named by its place (`rtmp-primary`,
+//! `rtmp-backup`) in metrics and logs, and its URL is only ever shown redacted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -33,10 +37,51 @@ pub(crate) struct Packet {
     pub sample: gst::Sample,
 }
 
+/// The stable name of the RTMP output at `index` (0: primary, 1: backup), used in
+/// metrics and logs instead of its URL.
+pub fn output_name(index: usize) -> String {
+    match index {
+        0 => "rtmp-primary".into(),
+        1 => "rtmp-backup".into(),
+        n => format!("rtmp-{}", n + 1),
+    }
+}
+
+/// An RTMP URL as it may be shown: scheme, host and application, with the stream
+/// key (the last path segment), any query and any user info replaced by `…`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "…".into() };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.rsplit('@').next().unwrap_or("");
+    match path.rsplit_once('/') {
+        Some((app, _key)) => format!("{scheme}://{host}/{app}/…"),
+        None if path.is_empty() => format!("{scheme}://{host}"),
+        None => format!("{scheme}://{host}/…"),
+    }
+}
+
+/// `text` with `url`, and the secret parts of it, replaced by the redacted URL: for
+/// error messages of elements that quote what they were given.
+pub fn redact_in(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redact_url(url));
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let key = rest.split(['?', '#']).next().unwrap_or("").rsplit('/').next().unwrap_or("");
+    if key.len() >= 4 && rest.contains('/') {
+        out = out.replace(key, "…");
+    }
+    if let Some(query) = url.split_once('?').map(|(_, q)| q).filter(|q| q.len() >= 4) {
+        out = out.replace(query, "…");
+    }
+    out
+}
+
 /// A running RTMP output.
 pub struct RtmpOutput {
-    /// The receiver's URL.
-    pub url: String,
+    /// Its stable name (`rtmp-primary`, `rtmp-backup`).
+    pub name: String,
+    /// The receiver's URL; secret (it holds the stream key): never logged.
+    url: String,
     /// Its state.
     pub state: Arc<Mutex<RtmpState>>,
     pub(crate) tx: SyncSender<Packet>,
@@ -45,21 +90,27 @@ pub struct RtmpOutput {
 }
 
 impl RtmpOutput {
-    /// Starts pushing to `url`.
-    pub fn start(url: &str) -> RtmpOutput {
+    /// Starts pushing to `url`, as the output `name`.
+    pub fn start(name: &str, url: &str) -> RtmpOutput {
         // About two seconds of program: a slow receiver drops packets, never the program.
         let (tx, rx) = sync_channel::<Packet>(200);
         let state = Arc::new(Mutex::new(RtmpState::Connecting));
         let stop = Arc::new(AtomicBool::new(false));
-        let (u, st, s) = (url.to_string(), state.clone(), stop.clone());
-        let thread = std::thread::Builder::new().name("rtmp".into()).spawn(move || supervise(&u, rx, &st, &s)).ok();
-        RtmpOutput { url: url.to_string(), state, tx, stop, thread }
+        let target = Target { name: name.to_string(), url: url.to_string() };
+        let (st, s) = (state.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name("rtmp".into()).spawn(move || supervise(&target, rx, &st, &s)).ok();
+        RtmpOutput { name: name.to_string(), url: url.to_string(), state, tx, stop, thread }
+    }
+
+    /// Whether this output pushes to `url`.
+    pub fn is_for(&self, url: &str) -> bool {
+        self.url == url
     }
 
     /// Offers a packet; dropped if the output is behind.
     pub(crate) fn push(&self, p: Packet) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(p) {
-            tracing::debug!(url = %self.url, "rtmp output behind; packet dropped");
+            tracing::debug!(output = %self.name, "rtmp output behind; packet dropped");
         }
     }
 
@@ -78,28 +129,50 @@ impl Drop for RtmpOutput {
     }
 }
 
-fn set(state: &Mutex<RtmpState>, url: &str, s: RtmpState) {
+/// Where one output pushes: its name for people, its URL for rtmp2sink only.
+struct Target {
+    name: String,
+    url: String,
+}
+
+fn set(state: &Mutex<RtmpState>, to: &Target, s: RtmpState) {
     let mut cur = state.lock().unwrap();
     if *cur != s {
-        tracing::info!(%url, state = ?s, "rtmp output");
+        // Going live and stopping are news; the connect/retry cycle is logged once
+        // per cause by `supervise`.
+        if matches!(s, RtmpState::Live | RtmpState::Stopped) {
+            tracing::info!(output = %to.name, url = %redact_url(&to.url), state = ?s, "rtmp output");
+        } else {
+            tracing::debug!(output = %to.name, state = ?s, "rtmp output");
+        }
         *cur = s;
     }
 }
 
-fn supervise(url: &str, rx: Receiver<Packet>, state: &Mutex<RtmpState>, stop: &AtomicBool) {
+fn supervise(to: &Target, rx: Receiver<Packet>, state: &Mutex<RtmpState>, stop: &AtomicBool) {
     let mut backoff = Duration::from_millis(500);
+    // One line per failure cause, not per retry: a receiver down for an hour at a
+    // 10 s backoff would otherwise write 360 warnings.
+    let mut last_err = String::new();
     while !stop.load(Ordering::SeqCst) {
-        set(state, url, RtmpState::Connecting);
+        set(state, to, RtmpState::Connecting);
         let started = Instant::now();
-        let err = match session(url, &rx, state, stop) {
+        let err = match session(to, &rx, state, stop) {
             Ok(()) => break,
-            Err(e) => e,
+            Err(e) => redact_in(&e, &to.url),
         };
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(500);
         }
-        tracing::warn!(%url, error = %err, retry_in = ?backoff, "rtmp output failed");
-        set(state, url, RtmpState::Retrying(err));
+        // The cause, without GStreamer's detail (which names a new element each try).
+        let cause = err.split(" (").next().unwrap_or(&err).to_string();
+        if cause != last_err {
+            tracing::warn!(output = %to.name, url = %redact_url(&to.url), error = %err, retry_in = ?backoff, "rtmp output failed");
+        } else {
+            tracing::debug!(output = %to.name, retry_in = ?backoff, "rtmp output failed again");
+        }
+        last_err = cause;
+        set(state, to, RtmpState::Retrying(err));
         let until = Instant::now() + backoff;
         // Drain while waiting: stale packets are worthless after a reconnect.
         while Instant::now() < until && !stop.load(Ordering::SeqCst) {
@@ -107,15 +180,15 @@ fn supervise(url: &str, rx: Receiver<Packet>, state: &Mutex<RtmpState>, stop: &A
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
-    set(state, url, RtmpState::Stopped);
+    set(state, to, RtmpState::Stopped);
 }
 
-fn session(url: &str, rx: &Receiver<Packet>, state: &Mutex<RtmpState>, stop: &AtomicBool) -> Result<(), String> {
+fn session(to: &Target, rx: &Receiver<Packet>, state: &Mutex<RtmpState>, stop: &AtomicBool) -> Result<(), String> {
     let desc = format!(
         "flvmux name=m streamable=true ! rtmp2sink location=\"{}\" async-connect=false \
          appsrc name=v is-live=true format=time do-timestamp=true ! queue ! m.video \
          appsrc name=a is-live=true format=time do-timestamp=true ! queue ! m.audio",
-        url.replace('"', "")
+        to.url.replace('"', "")
     );
     let pipeline = gst::parse::launch(&desc)
         .map_err(|e| format!("cannot build the RTMP pipeline: {e}"))?
@@ -133,7 +206,7 @@ fn session(url: &str, rx: &Receiver<Packet>, state: &Mutex<RtmpState>, stop: &At
         }
         let Ok(p) = rx.recv_timeout(Duration::from_millis(100)) else { continue };
         if feed.push(p).map_err(|e| format!("RTMP output: {e}"))? {
-            set(state, url, RtmpState::Live);
+            set(state, to, RtmpState::Live);
         }
     }
     drop(guard);
@@ -203,5 +276,28 @@ struct Null(gst::Pipeline);
 impl Drop for Null {
     fn drop(&mut self) {
         let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_keys_never_show() {
+        let url = "rtmp://user:pw@ingest.example:1935/live/SeCrEtKeY123?auth=tok999";
+        let shown = redact_url(url);
+        assert_eq!(shown, "rtmp://ingest.example:1935/live/…");
+        for secret in ["SeCrEtKeY123", "tok999", "pw"] {
+            assert!(!shown.contains(secret));
+        }
+        let err = format!("Could not connect to {url}: refused; stream SeCrEtKeY123 unknown (auth=tok999)");
+        let clean = redact_in(&err, url);
+        assert!(!clean.contains("SeCrEtKeY123") && !clean.contains("tok999"), "{clean}");
+        assert!(clean.contains("ingest.example"));
+        assert_eq!(redact_url("rtmp://h/app"), "rtmp://h/…");
+        assert_eq!(redact_url("nonsense"), "…");
+        assert_eq!(output_name(0), "rtmp-primary");
+        assert_eq!(output_name(1), "rtmp-backup");
     }
 }

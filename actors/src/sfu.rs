@@ -142,6 +142,13 @@ impl Sfu {
         addr.send(crate::room::Hold { participant: participant.to_string(), kind, held }).await.unwrap_or(false)
     }
 
+    /// Ends every session of one person (`identity`) in an open room, saying why:
+    /// a revoked invitation. Answers how many were ended.
+    pub async fn end_sessions(&self, room: &str, identity: &str, reason: &str) -> usize {
+        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).cloned() else { return 0 };
+        addr.send(crate::room::EndSessions { identity: identity.to_string(), reason: reason.to_string() }).await.unwrap_or(0)
+    }
+
     /// Routes in the media socket's table, for leak checks: (by ufrag, by address).
     pub fn route_count(&self) -> (usize, usize) {
         self.inner.udp.route_count()
@@ -175,6 +182,8 @@ impl Sfu {
                 info: PeerInfo { id, name: opts.name.clone(), role: opts.role },
                 publish: opts.publish,
                 subscribe: opts.subscribe,
+                identity: opts.identity.clone(),
+                credential: opts.credential.clone(),
             };
             let creds = str0m::IceCreds::new();
             let ufrag = creds.ufrag.clone();
@@ -192,7 +201,7 @@ impl Sfu {
             let addr = ParticipantActor::start_in_arbiter(&self.inner.arbiter, move |_| ParticipantActor::new(id, o, wiring));
             // Routed before the offer is even answered: the first STUN request finds it.
             self.inner.udp.register(&ufrag, addr.clone().recipient());
-            match room.send(Join { member, addr: addr.clone(), identity: opts.identity.clone() }).await {
+            match room.send(Join { member, addr: addr.clone() }).await {
                 Ok(Ok(peers)) => return Ok(ParticipantHandle { id, peers, addr, events: rx }),
                 Ok(Err(e)) => {
                     addr.do_send(crate::participant::Close(e.to_string()));
@@ -231,6 +240,7 @@ mod tests {
             subscribe: Subscribe::All,
             renegotiate: true,
             identity: format!("commentator:{name}"),
+            credential: format!("tok:{name}"),
         }
     }
 
@@ -271,7 +281,7 @@ mod tests {
         let policy = RoomPolicy::default();
         let mut handles = Vec::new();
         for i in 0..20 {
-            handles.push(sfu.join(&format!("room-{}", i % 4), &policy, commentator("x")).await.unwrap());
+            handles.push(sfu.join(&format!("room-{}", i % 4), &policy, commentator(&format!("x{i}"))).await.unwrap());
         }
         assert_eq!(sfu.rooms().await.len(), 4);
         assert_eq!(sfu.route_count().0, 20);

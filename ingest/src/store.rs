@@ -44,6 +44,7 @@ pub fn unix_now() -> i64 {
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "cases", include_str!("../migrations/0001_cases.sql")),
     (2, "patient id", include_str!("../migrations/0002_patient_id.sql")),
+    (3, "upload owner", include_str!("../migrations/0003_upload_owner.sql")),
 ];
 
 /// The metadata database.
@@ -129,21 +130,36 @@ impl Db {
 
     /// Records a new upload.
     pub async fn create_upload(&self, u: &Upload) -> Result<()> {
-        sqlx::query("INSERT INTO uploads (id, room, kind, batch, length, job_id, created_at) VALUES ($1, $2, $3, $4, $5, NULL, $6)")
+        sqlx::query("INSERT INTO uploads (id, room, kind, batch, length, job_id, created_at, owner) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7)")
             .bind(&u.id)
             .bind(&u.room)
             .bind(&u.kind)
             .bind(&u.batch)
             .bind(u.length)
             .bind(u.created_at)
+            .bind(&u.owner)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
+    /// What unfinished uploads hold now: `owner`'s count and declared bytes, and
+    /// everyone's declared bytes.
+    pub async fn reserved(&self, owner: &str) -> Result<Reserved> {
+        let (open, bytes): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(length), 0) AS BIGINT) FROM uploads WHERE owner = $1 AND job_id IS NULL")
+                .bind(owner)
+                .fetch_one(&self.pool)
+                .await?;
+        let all: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(length), 0) AS BIGINT) FROM uploads WHERE job_id IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Reserved { owner_open: open as u64, owner_bytes: bytes as u64, all_bytes: all as u64 })
+    }
+
     /// An upload by id.
     pub async fn upload(&self, id: &str) -> Result<Option<Upload>> {
-        let row = sqlx::query("SELECT id, room, kind, batch, length, job_id, created_at FROM uploads WHERE id = $1")
+        let row = sqlx::query("SELECT id, room, kind, batch, length, job_id, created_at, owner FROM uploads WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -156,6 +172,7 @@ impl Db {
                 length: r.try_get("length")?,
                 job_id: r.try_get("job_id")?,
                 created_at: r.try_get("created_at")?,
+                owner: r.try_get("owner")?,
             })
         })
         .transpose()
@@ -521,6 +538,19 @@ pub struct Upload {
     pub job_id: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Who made it: its token's credential (for quotas).
+    pub owner: String,
+}
+
+/// What unfinished uploads hold (declared lengths of uploads not yet complete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserved {
+    /// The owner's unfinished uploads.
+    pub owner_open: u64,
+    /// The bytes they declare.
+    pub owner_bytes: u64,
+    /// The bytes every unfinished upload declares.
+    pub all_bytes: u64,
 }
 
 /// A job to record.

@@ -30,6 +30,11 @@ pub struct Cases {
     pub staging: PathBuf,
     /// Largest upload accepted, bytes.
     pub max_upload: u64,
+    /// Limits on unfinished uploads.
+    pub quota: Quota,
+    /// Held while an upload is checked against the quota and recorded, so that
+    /// concurrent creations cannot all pass the same check.
+    pub reserving: tokio::sync::Mutex<()>,
     /// Uploads being written to right now (one writer at a time).
     pub writing: Mutex<HashSet<String>>,
 }
@@ -55,10 +60,26 @@ impl Cases {
 
 pub use crate::state::random_id;
 
+/// Limits on what unfinished uploads may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    /// Unfinished uploads of one token.
+    pub open_per_token: u64,
+    /// Bytes one token's unfinished uploads declare.
+    pub bytes_per_token: u64,
+    /// Bytes all unfinished uploads declare.
+    pub bytes: u64,
+}
+
+/// Room left on the staging disk beside the uploads.
+const DISK_MARGIN: u64 = 1 << 30;
+
 use crate::http::{json_error, json_internal as internal};
 
-const VIEW: &[Role] = &[Role::Commentator, Role::Operator, Role::Viewer];
-const UPLOAD: &[Role] = &[Role::Commentator, Role::Operator];
+/// Who may view a case library.
+pub(crate) const VIEW: &[Role] = &[Role::Commentator, Role::Operator, Role::Viewer];
+/// Who may add to it.
+pub(crate) const UPLOAD: &[Role] = &[Role::Commentator, Role::Operator];
 
 /// The token (header, or `?token=` for pages and pictures), verified, with a role
 /// among `roles`.
@@ -67,7 +88,7 @@ fn authorize(req: &HttpRequest, st: &AppState, roles: &[Role]) -> Result<Claims,
     let Some(token) = crate::http::request_token(req, true) else {
         return Err(json_error(StatusCode::UNAUTHORIZED, "a token is required (Authorization: Bearer <token>, or ?token=)"));
     };
-    let claims = st.verify(&token).map_err(|e| json_error(StatusCode::UNAUTHORIZED, &e))?;
+    let claims = st.verify(&token).map_err(|e| json_error(e.status(), e.message()))?;
     if !roles.contains(&claims.role) {
         let allowed: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
         return Err(json_error(
@@ -87,7 +108,7 @@ macro_rules! auth {
     };
 }
 
-async fn page() -> HttpResponse {
+pub(crate) async fn page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -96,15 +117,15 @@ async fn page() -> HttpResponse {
 
 // tus 1.0.0: core, creation and termination.
 
-const TUS_VERSION: &str = "1.0.0";
+use casecast_signaling::tus::{self, TUS_VERSION};
 
-fn tus(mut r: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+fn tus_response(mut r: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
     r.insert_header(("Tus-Resumable", TUS_VERSION)).insert_header((header::CACHE_CONTROL, "no-store"));
     r
 }
 
-async fn tus_options(st: web::Data<AppState>) -> HttpResponse {
-    tus(HttpResponse::NoContent())
+pub(crate) async fn tus_options(st: web::Data<AppState>) -> HttpResponse {
+    tus_response(HttpResponse::NoContent())
         .insert_header(("Tus-Version", TUS_VERSION))
         .insert_header(("Tus-Extension", "creation,termination"))
         .insert_header(("Tus-Max-Size", st.cases.max_upload.to_string()))
@@ -115,29 +136,18 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// `Upload-Metadata: key b64, key b64`.
-fn upload_metadata(req: &HttpRequest) -> Result<std::collections::HashMap<String, String>, String> {
-    use base64::Engine;
-    let mut out = std::collections::HashMap::new();
-    for pair in header_str(req, "Upload-Metadata").unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once(' ').unwrap_or((pair, ""));
-        let v = base64::engine::general_purpose::STANDARD.decode(v.trim()).map_err(|_| format!("Upload-Metadata: {k} is not base64"))?;
-        out.insert(k.to_string(), String::from_utf8(v).map_err(|_| format!("Upload-Metadata: {k} is not UTF-8"))?);
-    }
-    Ok(out)
-}
-
 fn upload_path(st: &AppState, id: &str) -> PathBuf {
     st.cases.staging.join("uploads").join(format!("{id}.part"))
 }
 
-async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, UPLOAD);
     if let Err(r) = tus_version(&req) {
         return r;
     }
-    let Some(length) = header_str(&req, "Upload-Length").and_then(|v| v.trim().parse::<u64>().ok()) else {
-        return json_error(StatusCode::BAD_REQUEST, "Upload-Length (the file's size in bytes) is required");
+    let length = match tus::byte_count("Upload-Length", header_str(&req, "Upload-Length")) {
+        Ok(n) => n,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("{e} (the file's size in bytes)")),
     };
     if length > st.cases.max_upload {
         return json_error(
@@ -145,7 +155,7 @@ async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
             &format!("the upload is {length} bytes; the limit is {} (cases.max_upload_bytes)", st.cases.max_upload),
         );
     }
-    let meta = match upload_metadata(&req) {
+    let meta = match tus::metadata(header_str(&req, "Upload-Metadata")) {
         Ok(m) => m,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
     };
@@ -154,8 +164,15 @@ async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         return json_error(StatusCode::BAD_REQUEST, "Upload-Metadata kind must be dicom or zip");
     }
     let batch = meta.get("batch").filter(|b| !b.is_empty() && b.len() <= 64 && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')).cloned();
-    let u = Upload { id: random_id(), room: claims.room, kind: kind.into(), batch, length: length as i64, job_id: None, created_at: unix_now() };
+    let token = crate::http::request_token(&req, true).unwrap_or_default();
+    let owner = casecast_signaling::token::credential(&token, &claims);
+    let u = Upload { id: random_id(), room: claims.room, kind: kind.into(), batch, length: length as i64, job_id: None, created_at: unix_now(), owner };
     let path = upload_path(&st, &u.id);
+    // Checked and recorded under one lock: two creations never pass the same check.
+    let reserving = st.cases.reserving.lock().await;
+    if let Err(r) = within_quota(&st, &u).await {
+        return r;
+    }
     if let Err(e) = std::fs::create_dir_all(path.parent().unwrap_or(&st.cases.staging)).and_then(|_| std::fs::File::create(&path)) {
         return internal(format!("cannot stage the upload: {e}"));
     }
@@ -163,7 +180,8 @@ async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         let _ = std::fs::remove_file(&path);
         return internal(e);
     }
-    let mut r = tus(HttpResponse::Created());
+    drop(reserving);
+    let mut r = tus_response(HttpResponse::Created());
     r.insert_header((header::LOCATION, format!("/api/cases/uploads/{}", u.id)));
     if length == 0 {
         // Nothing to send: complete at once (its job fails: not DICOM).
@@ -175,6 +193,37 @@ async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
         }
     }
     r.finish()
+}
+
+/// Refuses an upload its token's quota, the server's, or the staging disk has no
+/// room for (declared lengths of unfinished uploads count; a finished one is a job).
+#[allow(clippy::result_large_err)]
+async fn within_quota(st: &AppState, u: &Upload) -> Result<(), HttpResponse> {
+    let q = st.cases.quota;
+    let length = u.length as u64;
+    let held = st.cases.db.reserved(&u.owner).await.map_err(internal)?;
+    let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+    if held.owner_open >= q.open_per_token {
+        return Err(json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("this link has {} unfinished uploads, the most one may have (cases.max_open_uploads_per_token): finish or cancel some first", held.owner_open),
+        ));
+    }
+    if held.owner_bytes.saturating_add(length) > q.bytes_per_token {
+        return Err(json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "this link's unfinished uploads declare {}; with this one it would pass its {} (cases.max_reserved_bytes_per_token): finish or cancel some first",
+                gib(held.owner_bytes),
+                gib(q.bytes_per_token)
+            ),
+        ));
+    }
+    let free = crate::files::free_bytes(&st.cases.staging).unwrap_or(u64::MAX);
+    if held.all_bytes.saturating_add(length) > q.bytes || length.saturating_add(DISK_MARGIN) > free {
+        return Err(json_error(StatusCode::INSUFFICIENT_STORAGE, "the server has no room for this upload now; try again later or tell the organisers"));
+    }
+    Ok(())
 }
 
 /// The upload `id` in the caller's library, and how much of it has arrived (all of
@@ -214,15 +263,11 @@ async fn complete(st: &AppState, upload: &Upload) -> Result<String, HttpResponse
 /// taken as speaking 1.0.0.
 #[allow(clippy::result_large_err)]
 fn tus_version(req: &HttpRequest) -> Result<(), HttpResponse> {
-    match header_str(req, "Tus-Resumable") {
-        Some(v) if v.trim() != TUS_VERSION => Err(tus(HttpResponse::PreconditionFailed())
-            .insert_header(("Tus-Version", TUS_VERSION))
-            .json(json!({ "error": format!("tus {v} is not supported; this server speaks {TUS_VERSION}") }))),
-        _ => Ok(()),
-    }
+    tus::check_version(header_str(req, "Tus-Resumable"))
+        .map_err(|e| tus_response(HttpResponse::PreconditionFailed()).insert_header(("Tus-Version", TUS_VERSION)).json(json!({ "error": e })))
 }
 
-async fn tus_head(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn tus_head(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, UPLOAD);
     if let Err(r) = tus_version(&req) {
         return r;
@@ -239,7 +284,7 @@ async fn tus_head(req: HttpRequest, id: web::Path<String>, st: web::Data<AppStat
             Err(r) => return r,
         }
     }
-    let mut r = tus(HttpResponse::Ok());
+    let mut r = tus_response(HttpResponse::Ok());
     r.insert_header(("Upload-Offset", offset.to_string())).insert_header(("Upload-Length", u.length.to_string()));
     if let Some(job) = u.job_id {
         r.insert_header(("Casecast-Job", job));
@@ -256,7 +301,7 @@ impl Drop for Writing<'_> {
     }
 }
 
-async fn tus_patch(req: HttpRequest, id: web::Path<String>, mut body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn tus_patch(req: HttpRequest, id: web::Path<String>, mut body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
     use std::io::{Seek, SeekFrom, Write};
     let claims = auth!(req, st, UPLOAD);
     if let Err(r) = tus_version(&req) {
@@ -265,8 +310,9 @@ async fn tus_patch(req: HttpRequest, id: web::Path<String>, mut body: web::Paylo
     if header_str(&req, "Content-Type") != Some("application/offset+octet-stream") {
         return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/offset+octet-stream");
     }
-    let Some(claimed) = header_str(&req, "Upload-Offset").and_then(|v| v.trim().parse::<u64>().ok()) else {
-        return json_error(StatusCode::BAD_REQUEST, "Upload-Offset is required");
+    let claimed = match tus::byte_count("Upload-Offset", header_str(&req, "Upload-Offset")) {
+        Ok(n) => n,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
     };
     if !id.bytes().all(|c| c.is_ascii_hexdigit()) {
         return json_error(StatusCode::NOT_FOUND, "no such upload");
@@ -281,14 +327,14 @@ async fn tus_patch(req: HttpRequest, id: web::Path<String>, mut body: web::Paylo
         Err(r) => return r,
     };
     if claimed != offset {
-        return tus(HttpResponse::Conflict())
+        return tus_response(HttpResponse::Conflict())
             .insert_header(("Upload-Offset", offset.to_string()))
             .json(json!({ "error": format!("Upload-Offset is {claimed}, the server has {offset}: resume from {offset}") }));
     }
     let length = upload.length as u64;
     if let Some(job) = upload.job_id.clone() {
         // Complete already (an answer lost on the way): nothing more to take.
-        return tus(HttpResponse::NoContent()).insert_header(("Upload-Offset", length.to_string())).insert_header(("Casecast-Job", job)).finish();
+        return tus_response(HttpResponse::NoContent()).insert_header(("Upload-Offset", length.to_string())).insert_header(("Casecast-Job", job)).finish();
     }
     // Each write goes to its own offset (not appended), so a write that lands after
     // its request was dropped puts the client's bytes where they belong.
@@ -322,7 +368,7 @@ async fn tus_patch(req: HttpRequest, id: web::Path<String>, mut body: web::Paylo
         return internal(format!("cannot write the upload: {e}"));
     }
     drop(file);
-    let mut r = tus(HttpResponse::NoContent());
+    let mut r = tus_response(HttpResponse::NoContent());
     r.insert_header(("Upload-Offset", at.to_string()));
     if at == length {
         match complete(&st, &upload).await {
@@ -335,7 +381,7 @@ async fn tus_patch(req: HttpRequest, id: web::Path<String>, mut body: web::Paylo
     r.finish()
 }
 
-async fn tus_delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn tus_delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, UPLOAD);
     if !st.cases.writing.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string()) {
         return json_error(StatusCode::CONFLICT, "this upload is being written; cancel that request first");
@@ -348,7 +394,7 @@ async fn tus_delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppSt
     match st.cases.db.forget_incomplete_upload(&upload.id).await {
         Ok(true) => {
             let _ = std::fs::remove_file(upload_path(&st, &upload.id));
-            tus(HttpResponse::NoContent()).finish()
+            tus_response(HttpResponse::NoContent()).finish()
         }
         Ok(false) => json_error(StatusCode::CONFLICT, "this upload is complete and is being processed"),
         Err(e) => internal(e),
@@ -357,7 +403,7 @@ async fn tus_delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppSt
 
 // The viewer's JSON.
 
-async fn jobs(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn jobs(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     match st.cases.db.jobs(&claims.room, 200).await {
         Ok(j) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(j),
@@ -365,7 +411,7 @@ async fn jobs(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn studies(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn studies(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     match st.cases.db.studies(&claims.room).await {
         Ok(s) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(s),
@@ -377,7 +423,7 @@ fn no_study() -> HttpResponse {
     json_error(StatusCode::NOT_FOUND, "no such study in this case library")
 }
 
-async fn study(req: HttpRequest, uid: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn study(req: HttpRequest, uid: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     let (studies, instances) = match (st.cases.db.studies(&claims.room).await, st.cases.db.instances(&claims.room, &uid, None).await) {
         (Ok(s), Ok(i)) => (s, i),
@@ -410,7 +456,7 @@ async fn instance_in(st: &AppState, room: &str, study: &str, series: &str, sop: 
     }
 }
 
-async fn tags(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn tags(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     let (study, series, sop) = p.into_inner();
     if let Err(r) = instance_in(&st, &claims.room, &study, &series, &sop).await {
@@ -524,7 +570,7 @@ fn by_series(list: &[StoredInstance]) -> Vec<Vec<&casecast_ingest::store::Instan
     groups
 }
 
-async fn qido_studies(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn qido_studies(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     match st.cases.db.studies(&claims.room).await {
         Ok(s) => dicom_json(Value::Array(qido_filter(&req, s.iter().map(dicomweb::study_json).collect()))),
@@ -537,7 +583,7 @@ async fn study_instances(st: &AppState, room: &str, study: &str, series: Option<
     if list.is_empty() { Err(no_study()) } else { Ok(list) }
 }
 
-async fn qido_series(req: HttpRequest, study: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn qido_series(req: HttpRequest, study: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     let list = match study_instances(&st, &claims.room, &study, None).await {
         Ok(l) => l,
@@ -546,7 +592,7 @@ async fn qido_series(req: HttpRequest, study: web::Path<String>, st: web::Data<A
     dicom_json(Value::Array(qido_filter(&req, by_series(&list).iter().map(|g| dicomweb::series_json(g)).collect())))
 }
 
-async fn qido_instances(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn qido_instances(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     let (study, series) = p.into_inner();
     match study_instances(&st, &claims.room, &study, Some(&series)).await {
@@ -569,16 +615,16 @@ async fn metadata(req: HttpRequest, p: web::Path<Vec<String>>, st: web::Data<App
     }
 }
 
-async fn metadata_study(req: HttpRequest, p: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metadata_study(req: HttpRequest, p: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     metadata(req, web::Path::from(vec![p.into_inner()]), st).await
 }
 
-async fn metadata_series(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metadata_series(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let (a, b) = p.into_inner();
     metadata(req, web::Path::from(vec![a, b]), st).await
 }
 
-async fn metadata_instance(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metadata_instance(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let (a, b, c) = p.into_inner();
     metadata(req, web::Path::from(vec![a, b, c]), st).await
 }
@@ -607,7 +653,7 @@ async fn retrieve(st: &AppState, instances: Vec<StoredInstance>) -> HttpResponse
         .streaming(stream)
 }
 
-async fn wado_study(req: HttpRequest, p: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn wado_study(req: HttpRequest, p: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     match study_instances(&st, &claims.room, &p, None).await {
         Ok(l) => retrieve(&st, l).await,
@@ -615,7 +661,7 @@ async fn wado_study(req: HttpRequest, p: web::Path<String>, st: web::Data<AppSta
     }
 }
 
-async fn wado_series(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn wado_series(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     let (study, series) = p.into_inner();
     match study_instances(&st, &claims.room, &study, Some(&series)).await {
@@ -624,7 +670,7 @@ async fn wado_series(req: HttpRequest, p: web::Path<(String, String)>, st: web::
     }
 }
 
-async fn wado_instance(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn wado_instance(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     let (study, series, sop) = p.into_inner();
     match instance_in(&st, &claims.room, &study, &series, &sop).await {
@@ -646,7 +692,7 @@ fn frame_numbers(s: &str, frames: i64) -> Result<Vec<i64>, HttpResponse> {
 /// The most pixel bytes one frames request returns.
 const MAX_FRAMES_BYTES: u64 = 256 << 20;
 
-async fn frames(req: HttpRequest, p: web::Path<(String, String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn frames(req: HttpRequest, p: web::Path<(String, String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     let (study, series, sop, list) = p.into_inner();
     let i = match instance_in(&st, &claims.room, &study, &series, &sop).await {
@@ -699,7 +745,7 @@ async fn frames(req: HttpRequest, p: web::Path<(String, String, String, String)>
         .body(body)
 }
 
-async fn rendered(req: HttpRequest, p: web::Path<(String, String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn rendered(req: HttpRequest, p: web::Path<(String, String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
     let (study, series, sop, n) = p.into_inner();
     let i = match instance_in(&st, &claims.room, &study, &series, &sop).await {
@@ -726,7 +772,7 @@ async fn rendered(req: HttpRequest, p: web::Path<(String, String, String, String
 /// STOW-RS: each `application/dicom` part is staged and becomes a job. The parts are
 /// written to disk as they arrive; the response lists the jobs (the published UIDs
 /// are the de-identified ones, known once the jobs are done).
-async fn stow(req: HttpRequest, mut body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn stow(req: HttpRequest, mut body: web::Payload, st: web::Data<AppState>) -> HttpResponse {
     use tokio::io::AsyncWriteExt;
     let claims = auth!(req, st, UPLOAD);
     let Some(boundary) = header_str(&req, "Content-Type").and_then(dicomweb::boundary_of) else {
@@ -817,59 +863,18 @@ async fn stow(req: HttpRequest, mut body: web::Payload, st: web::Data<AppState>)
 /// DICOMweb clients (OHIF) are often served from another origin: every answer says
 /// any origin may read it (tokens travel in headers, not cookies), and preflights
 /// are answered.
-fn cors() -> actix_web::middleware::DefaultHeaders {
+pub(crate) fn cors() -> actix_web::middleware::DefaultHeaders {
     actix_web::middleware::DefaultHeaders::new()
         .add(("Access-Control-Allow-Origin", "*"))
         .add(("Access-Control-Expose-Headers", "Content-Type, Content-Length, Location, Upload-Offset, Upload-Length, Tus-Resumable, Casecast-Job"))
 }
 
-async fn preflight() -> HttpResponse {
+pub(crate) async fn preflight() -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header(("Access-Control-Allow-Methods", "GET, POST, HEAD, PATCH, DELETE, OPTIONS"))
         .insert_header(("Access-Control-Allow-Headers", "Authorization, Accept, Content-Type, Upload-Length, Upload-Offset, Upload-Metadata, Tus-Resumable"))
         .insert_header(("Access-Control-Max-Age", "86400"))
         .finish()
-}
-
-/// Registers the routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    use actix_web::http::Method;
-    let tus_headers = || actix_web::middleware::DefaultHeaders::new().add(("Tus-Resumable", TUS_VERSION));
-    let tus_base = web::resource("/api/cases/uploads")
-        .wrap(tus_headers())
-        .route(web::post().to(tus_create))
-        .route(web::method(Method::OPTIONS).to(tus_options));
-    let tus_one = web::resource("/api/cases/uploads/{id}")
-        .wrap(tus_headers())
-        .route(web::head().to(tus_head))
-        .route(web::patch().to(tus_patch))
-        .route(web::delete().to(tus_delete))
-        .route(web::method(Method::OPTIONS).to(tus_options));
-    let s = "/studies";
-    let dicomweb = web::scope("/dicomweb")
-        .wrap(cors())
-        .route("/{any:.*}", web::method(Method::OPTIONS).to(preflight))
-        .route(s, web::get().to(qido_studies))
-        .route(s, web::post().to(stow))
-        .route(&format!("{s}/{{study}}"), web::get().to(wado_study))
-        .route(&format!("{s}/{{study}}"), web::post().to(stow))
-        .route(&format!("{s}/{{study}}/metadata"), web::get().to(metadata_study))
-        .route(&format!("{s}/{{study}}/series"), web::get().to(qido_series))
-        .route(&format!("{s}/{{study}}/series/{{series}}"), web::get().to(wado_series))
-        .route(&format!("{s}/{{study}}/series/{{series}}/metadata"), web::get().to(metadata_series))
-        .route(&format!("{s}/{{study}}/series/{{series}}/instances"), web::get().to(qido_instances))
-        .route(&format!("{s}/{{study}}/series/{{series}}/instances/{{sop}}"), web::get().to(wado_instance))
-        .route(&format!("{s}/{{study}}/series/{{series}}/instances/{{sop}}/metadata"), web::get().to(metadata_instance))
-        .route(&format!("{s}/{{study}}/series/{{series}}/instances/{{sop}}/frames/{{frames}}"), web::get().to(frames))
-        .route(&format!("{s}/{{study}}/series/{{series}}/instances/{{sop}}/frames/{{frames}}/rendered"), web::get().to(rendered));
-    cfg.route("/cases", web::get().to(page))
-        .service(tus_base)
-        .service(tus_one)
-        .route("/api/cases/jobs", web::get().to(jobs))
-        .route("/api/cases/studies", web::get().to(studies))
-        .route("/api/cases/studies/{study}", web::get().to(study))
-        .route("/api/cases/studies/{study}/series/{series}/instances/{sop}/tags", web::get().to(tags))
-        .service(dicomweb);
 }
 
 /// Opens the stores and starts the ingest pool, as configured.
@@ -885,7 +890,21 @@ pub async fn open(config: &crate::config::Config, metrics: Option<casecast_actor
         let (db, objects, cfg) = (db.clone(), objects.clone(), casecast_actors::ingest::IngestConfig { recover, ..config.ingest_config()? });
         move |_| IngestPool::new(db, objects, cfg, metrics)
     });
-    Ok(Cases { db, objects, pool, staging, max_upload: config.cases.max_upload_bytes, writing: Mutex::new(HashSet::new()) })
+    let quota = Quota {
+        open_per_token: config.cases.max_open_uploads_per_token,
+        bytes_per_token: config.cases.max_reserved_bytes_per_token,
+        bytes: config.cases.max_reserved_bytes,
+    };
+    Ok(Cases {
+        db,
+        objects,
+        pool,
+        staging,
+        max_upload: config.cases.max_upload_bytes,
+        quota,
+        reserving: tokio::sync::Mutex::new(()),
+        writing: Mutex::new(HashSet::new()),
+    })
 }
 
 /// Starts the DICOM C-STORE receiver, if configured: each object received becomes a

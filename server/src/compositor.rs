@@ -170,12 +170,12 @@ impl Reporter<'_> {
         m.dropped_frames.with_label_values(&r).inc_by(expected.saturating_sub(df));
         m.output_up.with_label_values(&[self.room, "hls"]).set(i64::from(df > 0));
         let rtmp = program.rtmp_states();
-        for (url, state) in &rtmp {
+        for (output, state) in &rtmp {
             let up = matches!(state, casecast_actors::rtmp::RtmpState::Live);
-            m.output_up.with_label_values(&[self.room, url]).set(i64::from(up));
+            m.output_up.with_label_values(&[self.room, output]).set(i64::from(up));
         }
-        // Outputs the distribution replaced are no longer reported.
-        for gone in self.rtmp_seen.iter().filter(|u| !rtmp.iter().any(|(url, _)| url == *u)) {
+        // Outputs no longer there are no longer reported.
+        for gone in self.rtmp_seen.iter().filter(|u| !rtmp.iter().any(|(output, _)| output == *u)) {
             let _ = m.output_up.remove_label_values(&[self.room, gone]);
         }
         self.rtmp_seen = rtmp.into_iter().map(|(u, _)| u).collect();
@@ -191,8 +191,8 @@ impl Reporter<'_> {
 
     fn down(&self, program: &Program) {
         self.metrics.output_up.with_label_values(&[self.room, "hls"]).set(0);
-        for (url, _) in program.rtmp_states() {
-            self.metrics.output_up.with_label_values(&[self.room, &url]).set(0);
+        for (output, _) in program.rtmp_states() {
+            self.metrics.output_up.with_label_values(&[self.room, &output]).set(0);
         }
         if program.recording_state().is_some() {
             self.metrics.output_up.with_label_values(&[self.room, "recording"]).set(0);
@@ -214,7 +214,8 @@ fn session(
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
     }
-    send(&mut ws, &ClientMessage::Join { v: PROTOCOL_VERSION, room: room.into(), token: token.into(), name: Some("program".into()), receive_only: false })?;
+    let room_id = casecast_signaling::RoomId::parse(room).map_err(|e| anyhow::anyhow!("room {room:?}: {e}"))?;
+    send(&mut ws, &ClientMessage::Join { v: PROTOCOL_VERSION, room: room_id, token: token.into(), name: Some("program".into()), receive_only: false })?;
     let mut ping = std::time::Instant::now();
     let mut reporter = metrics.map(|metrics| Reporter {
         metrics,

@@ -2,10 +2,11 @@
 //! variables, then command-line flags (clap reads both of the last two, flags first).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use casecast_signaling::MIN_SECRET_BYTES;
 use clap::Args;
 use serde::Deserialize;
 
@@ -30,6 +31,19 @@ pub struct Config {
     pub log_format: String,
     /// Seconds a new participant has to connect its media.
     pub connect_timeout_secs: u64,
+    /// The longest lifetime a token may have, seconds: longer ones are not minted
+    /// and not accepted (default 90 days, as the longest invitation).
+    pub max_token_ttl_secs: u64,
+    /// The bearer token Prometheus sends to scrape `/metrics` (at least 16
+    /// characters); default: one derived from the token secret
+    /// (`casecast token --scrape` prints it).
+    pub metrics_token: Option<String>,
+    /// Also serve `/metrics`, without a token, on this address (a private
+    /// interface for the monitoring network); default: not served apart.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Reverse proxies in front of the server (IP addresses): their
+    /// `X-Forwarded-For` names the client for viewer counts and per-address limits.
+    pub trusted_proxies: Vec<String>,
     /// Default room policy.
     pub room: RoomConfig,
     /// The program's HLS output.
@@ -83,6 +97,13 @@ pub struct CasesConfig {
     pub cstore_allowed: Vec<String>,
     /// The case library (room) C-STORE objects go to.
     pub cstore_room: String,
+    /// Most unfinished uploads one token may have open.
+    pub max_open_uploads_per_token: u64,
+    /// Most bytes one token's unfinished uploads may declare, together.
+    pub max_reserved_bytes_per_token: u64,
+    /// Most bytes all unfinished uploads may declare, together; an upload is also
+    /// refused when the staging disk has not room for it.
+    pub max_reserved_bytes: u64,
 }
 
 impl Default for CasesConfig {
@@ -104,6 +125,9 @@ impl Default for CasesConfig {
             cstore_ae_title: "CASECAST".into(),
             cstore_allowed: Vec::new(),
             cstore_room: "demo".into(),
+            max_open_uploads_per_token: 64,
+            max_reserved_bytes_per_token: 64 << 30,
+            max_reserved_bytes: 256 << 30,
         }
     }
 }
@@ -185,6 +209,9 @@ pub struct ProgramConfig {
     pub video_bitrate: u32,
     /// Publish the program back into the room as the monitor feed.
     pub monitor: bool,
+    /// Most HLS viewers counted from one client address (a hospital's NAT holds
+    /// several; one client with made-up viewer ids holds no more).
+    pub viewers_per_address: usize,
 }
 
 impl Default for ProgramConfig {
@@ -201,6 +228,7 @@ impl Default for ProgramConfig {
             fps: o.fps,
             video_bitrate: o.video_bitrate,
             monitor: o.monitor,
+            viewers_per_address: 16,
         }
     }
 }
@@ -215,8 +243,15 @@ pub struct RoomConfig {
     pub commentator_max_fps: u32,
     /// Commentator video bitrate ceiling, bits/s.
     pub commentator_max_bitrate: u32,
-    /// Most participants in one room.
+    /// Most viewers and commentators in one room (encoders and operators have
+    /// seats of their own).
     pub max_participants: usize,
+    /// Seats for the feed's encoders in one room.
+    pub encoder_seats: usize,
+    /// Seats for operators (compositors, consoles) in one room.
+    pub operator_seats: usize,
+    /// Most sessions one token, or one person, may hold in a room at once.
+    pub max_sessions_per_person: usize,
     /// Least milliseconds between keyframe requests to one track.
     pub keyframe_interval_ms: u64,
 }
@@ -228,6 +263,9 @@ impl Default for RoomConfig {
             commentator_max_fps: 5,
             commentator_max_bitrate: 300_000,
             max_participants: 200,
+            encoder_seats: 4,
+            operator_seats: 16,
+            max_sessions_per_person: 4,
             keyframe_interval_ms: 500,
         }
     }
@@ -244,6 +282,10 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             log_format: "text".into(),
             connect_timeout_secs: 20,
+            max_token_ttl_secs: 90 * 86400,
+            metrics_token: None,
+            metrics_listen: None,
+            trusted_proxies: Vec::new(),
             room: RoomConfig::default(),
             program: ProgramConfig::default(),
             cases: CasesConfig::default(),
@@ -283,6 +325,18 @@ pub struct ConfigArgs {
     /// Seconds a participant has to connect its media.
     #[arg(long, env = "CASECAST_CONNECT_TIMEOUT_SECS")]
     pub connect_timeout_secs: Option<u64>,
+    /// The longest lifetime a token may have, seconds.
+    #[arg(long, env = "CASECAST_MAX_TOKEN_TTL_SECS")]
+    pub max_token_ttl_secs: Option<u64>,
+    /// The bearer token Prometheus scrapes `/metrics` with.
+    #[arg(long, env = "CASECAST_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Also serve `/metrics` without a token on this address.
+    #[arg(long, env = "CASECAST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Reverse proxies whose X-Forwarded-For is believed, comma-separated IPs.
+    #[arg(long, env = "CASECAST_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
     /// Commentators may send video (false: audio only).
     #[arg(long, env = "CASECAST_ROOM_COMMENTATOR_VIDEO")]
     pub room_commentator_video: Option<bool>,
@@ -292,9 +346,12 @@ pub struct ConfigArgs {
     /// Commentator video bitrate ceiling, bits/s.
     #[arg(long, env = "CASECAST_ROOM_COMMENTATOR_MAX_BITRATE")]
     pub room_commentator_max_bitrate: Option<u32>,
-    /// Most participants in one room.
+    /// Most viewers and commentators in one room.
     #[arg(long, env = "CASECAST_ROOM_MAX_PARTICIPANTS")]
     pub room_max_participants: Option<usize>,
+    /// Most sessions one token or person may hold in a room.
+    #[arg(long, env = "CASECAST_ROOM_MAX_SESSIONS_PER_PERSON")]
+    pub room_max_sessions_per_person: Option<usize>,
     /// Least milliseconds between keyframe requests to one track.
     #[arg(long, env = "CASECAST_ROOM_KEYFRAME_INTERVAL_MS")]
     pub room_keyframe_interval_ms: Option<u64>,
@@ -372,10 +429,12 @@ impl ConfigArgs {
         }
         set!(listen => listen, udp_bind => udp_bind, advertise => advertise, data_dir => data_dir,
              log_format => log_format, connect_timeout_secs => connect_timeout_secs,
+             max_token_ttl_secs => max_token_ttl_secs, trusted_proxies => trusted_proxies,
              room_commentator_video => room.commentator_video,
              room_commentator_max_fps => room.commentator_max_fps,
              room_commentator_max_bitrate => room.commentator_max_bitrate,
              room_max_participants => room.max_participants,
+             room_max_sessions_per_person => room.max_sessions_per_person,
              room_keyframe_interval_ms => room.keyframe_interval_ms,
              program_preset => program.preset,
              program_dvr_window_secs => program.dvr_window_secs,
@@ -407,6 +466,12 @@ impl ConfigArgs {
         if self.secret.is_some() {
             c.secret = self.secret.clone();
         }
+        if self.metrics_token.is_some() {
+            c.metrics_token = self.metrics_token.clone();
+        }
+        if self.metrics_listen.is_some() {
+            c.metrics_listen = self.metrics_listen;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -420,11 +485,27 @@ impl Config {
         if self.room.commentator_max_fps == 0 || self.room.commentator_max_fps > 60 {
             bail!("room.commentator_max_fps must be 1..=60");
         }
-        if self.room.max_participants == 0 {
-            bail!("room.max_participants must be at least 1");
+        if self.room.max_participants == 0 || self.room.encoder_seats == 0 || self.room.operator_seats == 0 {
+            bail!("room.max_participants, room.encoder_seats and room.operator_seats must be at least 1");
         }
-        if self.secret.as_deref().is_some_and(|s| s.len() < 16) {
-            bail!("the token secret must be at least 16 characters");
+        if self.room.max_sessions_per_person == 0 {
+            bail!("room.max_sessions_per_person must be at least 1");
+        }
+        if self.secret.as_deref().is_some_and(|s| s.len() < MIN_SECRET_BYTES) {
+            bail!("the token secret must be at least {MIN_SECRET_BYTES} characters");
+        }
+        if self.metrics_token.as_deref().is_some_and(|s| s.len() < 16 || !s.bytes().all(|c| c.is_ascii_graphic())) {
+            bail!("metrics_token must be at least 16 visible ASCII characters");
+        }
+        if !(60..=366 * 86400).contains(&self.max_token_ttl_secs) {
+            bail!("max_token_ttl_secs must be from 60 (a minute) to 31622400 (a year)");
+        }
+        self.proxies()?;
+        if self.program.viewers_per_address == 0 {
+            bail!("program.viewers_per_address must be at least 1");
+        }
+        if self.cases.max_open_uploads_per_token == 0 || self.cases.max_reserved_bytes_per_token == 0 || self.cases.max_reserved_bytes == 0 {
+            bail!("cases.max_open_uploads_per_token, max_reserved_bytes_per_token and max_reserved_bytes must be at least 1");
         }
         self.advertise_ips()?;
         self.hls_preset()?;
@@ -503,16 +584,52 @@ impl Config {
         Ok(out)
     }
 
-    /// The token secret: configured, or kept in the data directory (made on first use).
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn proxies(&self) -> anyhow::Result<Vec<IpAddr>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| p.trim().parse().with_context(|| format!("trusted_proxies: {p:?} is not an IP address")))
+            .collect()
+    }
+
+    /// The token secret: configured, or kept in the data directory (made on first
+    /// use, atomically; a file too short to be a secret is refused, never used).
     pub fn secret(&self) -> anyhow::Result<String> {
         if let Some(s) = &self.secret {
             return Ok(s.clone());
         }
         let path = self.data_dir.join("secret");
-        if let Ok(s) = std::fs::read_to_string(&path) {
-            return Ok(s.trim().to_string());
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                use rand::RngCore;
+                let mut bytes = [0u8; 32];
+                rand::rng().fill_bytes(&mut bytes);
+                let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                crate::files::create_private(&path, fresh.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let secret = String::from_utf8(text).map(|s| s.trim().to_string()).unwrap_or_default();
+        if secret.len() < MIN_SECRET_BYTES {
+            bail!(
+                "{} holds {} characters, too few to sign tokens with (at least {MIN_SECRET_BYTES}): \
+                 remove the file to have a new secret made (every token and invitation then stops working), \
+                 or put a longer one in it",
+                path.display(),
+                secret.len()
+            );
         }
-        write_new_secret(&path)
+        Ok(secret)
+    }
+
+    /// The bearer token `/metrics` is scraped with: configured, or derived from the
+    /// token secret (so it changes when the secret is rotated).
+    pub fn metrics_token(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.metrics_token {
+            return Ok(t.clone());
+        }
+        Ok(casecast_signaling::token::derived_secret(&self.secret()?, "casecast metrics scrape"))
     }
 
     /// The key pair signing private events' playback tokens (ES384): kept in
@@ -521,24 +638,11 @@ impl Config {
         let path = self.data_dir.join("playback-key.p8");
         let der = match std::fs::read(&path) {
             Ok(d) => d,
-            Err(_) => {
-                use std::io::Write;
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let der = casecast_signaling::playback::PlaybackKey::generate().map_err(anyhow::Error::msg)?;
-                std::fs::create_dir_all(&self.data_dir).with_context(|| format!("cannot create {}", self.data_dir.display()))?;
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                match opts.open(&path) {
-                    Ok(mut f) => {
-                        f.write_all(&der)?;
-                        der
-                    }
-                    // Another process made it first: use theirs.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path)?,
-                    Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
-                }
+                crate::files::create_private(&path, &der).with_context(|| format!("cannot write {}", path.display()))?
             }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         casecast_signaling::playback::PlaybackKey::from_pkcs8(&der).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
@@ -550,32 +654,11 @@ impl Config {
             commentator_max_fps: self.room.commentator_max_fps,
             commentator_max_bitrate: self.room.commentator_max_bitrate,
             max_participants: self.room.max_participants,
+            max_encoders: self.room.encoder_seats,
+            max_operators: self.room.operator_seats,
+            max_sessions_per_person: self.room.max_sessions_per_person,
             keyframe_interval: Duration::from_millis(self.room.keyframe_interval_ms),
         }
-    }
-}
-
-fn write_new_secret(path: &Path) -> anyhow::Result<String> {
-    use rand::RngCore;
-    use std::io::Write;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    match opts.open(path) {
-        Ok(mut f) => {
-            f.write_all(secret.as_bytes())?;
-            Ok(secret)
-        }
-        // Another process made it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(std::fs::read_to_string(path)?.trim().to_string()),
-        Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
     }
 }
 
@@ -603,7 +686,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => 86400,
         _ => return Err(format!("unknown unit {unit:?} in {s:?}; use s, m, h or d")),
     };
-    Ok(Duration::from_secs(n * mult))
+    n.checked_mul(mult).map(Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
 }
 
 #[cfg(test)]
@@ -643,15 +726,32 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("999999999999999d").is_err(), "no overflow");
     }
 
     #[test]
     fn secret_is_kept() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("casecast-secret-{}", std::process::id()));
         let c = Config { data_dir: dir.clone(), ..Default::default() };
         let a = c.secret().unwrap();
         assert_eq!(a.len(), 64);
         assert_eq!(c.secret().unwrap(), a);
+        assert_eq!(std::fs::metadata(dir.join("secret")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_ne!(c.metrics_token().unwrap(), a, "the scrape token is not the secret");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_short_secret_file_is_refused_not_used() {
+        let dir = std::env::temp_dir().join(format!("casecast-short-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Config { data_dir: dir.clone(), ..Default::default() };
+        for weak in ["", "  \n", "short"] {
+            std::fs::write(dir.join("secret"), weak).unwrap();
+            let e = format!("{:#}", c.secret().unwrap_err());
+            assert!(e.contains("too few") && e.contains("remove the file"), "{e}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -327,7 +327,7 @@ fn operator_claims(req: &HttpRequest, st: &AppState) -> std::result::Result<Clai
     let Some(token) = crate::http::request_token(req, false) else {
         return Err(error(StatusCode::UNAUTHORIZED, "an operator token is required (Authorization: Bearer <token>)"));
     };
-    let claims = st.verify(&token).map_err(|m| error(StatusCode::UNAUTHORIZED, &m))?;
+    let claims = st.verify(&token).map_err(|e| error(e.status(), e.message()))?;
     if claims.role != Role::Operator {
         return Err(error(StatusCode::FORBIDDEN, &format!("role {} may not run events; an operator token is needed", claims.role.as_str())));
     }
@@ -414,7 +414,7 @@ fn slug(title: &str) -> String {
     if s.is_empty() { format!("event-{suffix}") } else { format!("{s}-{suffix}") }
 }
 
-async fn list(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn list(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let who = match operator_claims(&req, &st) {
         Ok(c) => c,
         Err(r) => return r,
@@ -434,7 +434,7 @@ fn as_now(st: &AppState, mut e: Event) -> Event {
     e
 }
 
-async fn create(req: HttpRequest, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn create(req: HttpRequest, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, None);
     let new: NewEvent = match body(&bytes) {
         Ok(b) => b,
@@ -464,7 +464,7 @@ fn no_event(id: &str) -> HttpResponse {
     error(StatusCode::NOT_FOUND, &format!("no event {id:?}"))
 }
 
-async fn get(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn get(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     op!(req, st, Some(&id));
     match st.events.event(&id) {
         Some(e) => HttpResponse::Ok().json(as_now(&st, e)),
@@ -472,7 +472,7 @@ async fn get(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -
     }
 }
 
-async fn update(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn update(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, Some(&id));
     let change: EventChange = match body(&bytes) {
         Ok(b) => b,
@@ -506,7 +506,7 @@ async fn update(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: 
     HttpResponse::Ok().json(e)
 }
 
-async fn end(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn end(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, Some(&id));
     let Some(mut e) = st.events.event(&id) else { return no_event(&id) };
     e.status = "ended".into();
@@ -522,7 +522,7 @@ async fn end(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -
     HttpResponse::Ok().json(e)
 }
 
-async fn delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn delete(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, None);
     if st.events.event(&id).is_none() {
         return no_event(&id);
@@ -546,7 +546,7 @@ struct NewInvitation {
     ttl_hours: Option<u64>,
 }
 
-async fn invitations(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn invitations(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     op!(req, st, Some(&id));
     if st.events.event(&id).is_none() {
         return no_event(&id);
@@ -557,7 +557,7 @@ async fn invitations(req: HttpRequest, id: web::Path<String>, st: web::Data<AppS
     }
 }
 
-async fn invite(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn invite(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, Some(&id));
     let new: NewInvitation = match body(&bytes) {
         Ok(b) => b,
@@ -600,12 +600,15 @@ async fn invite(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: 
     HttpResponse::Created().json(out)
 }
 
-async fn revoke(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn revoke(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let (id, inv) = p.into_inner();
     let who = op!(req, st, Some(&id));
     match st.events.revoke(&id, &inv).await {
         Ok(true) => {
-            st.events.audit(&who, "invitation.revoke", Some(&id), json!({ "invitation": inv })).await;
+            // Its sessions end now, not at their next join: an invitation's person is
+            // its id (see `state::person`).
+            let ended = st.sfu.end_sessions(&id, &inv, "your invitation was revoked by the organisers").await;
+            st.events.audit(&who, "invitation.revoke", Some(&id), json!({ "invitation": inv, "sessions_ended": ended })).await;
             HttpResponse::NoContent().finish()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such invitation for this event (or it was revoked already)"),
@@ -614,13 +617,13 @@ async fn revoke(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<
 }
 
 #[derive(Deserialize)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
     event: Option<String>,
     /// Parsed here, so a bad one gets this API's JSON error.
     limit: Option<String>,
 }
 
-async fn audit(req: HttpRequest, q: web::Query<AuditQuery>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn audit(req: HttpRequest, q: web::Query<AuditQuery>, st: web::Data<AppState>) -> HttpResponse {
     op!(req, st, q.event.as_deref());
     let limit = match q.limit.as_deref().map(str::parse::<i64>) {
         None => 200,
@@ -647,7 +650,7 @@ struct NewPlaybackToken {
 
 /// `POST /api/events/{id}/playback-tokens`: a signed playback token (ES384) for a
 /// private event's HLS, and the watch link carrying it.
-async fn playback_token(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn playback_token(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, Some(&id));
     let new: NewPlaybackToken = if bytes.is_empty() { NewPlaybackToken { viewer: None, ttl_hours: None } } else {
         match body(&bytes) {
@@ -674,7 +677,7 @@ async fn playback_token(req: HttpRequest, id: web::Path<String>, bytes: web::Byt
 
 /// `GET /api/playback/public-key`: the key that checks playback tokens (SPKI DER,
 /// base64, and PEM), for whoever else must check them.
-async fn playback_public_key(st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn playback_public_key(st: web::Data<AppState>) -> HttpResponse {
     use base64::Engine;
     let der = base64::engine::general_purpose::STANDARD.encode(st.playback.public_key_der());
     let pem: Vec<String> = der.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).to_string()).collect();
@@ -685,16 +688,22 @@ async fn playback_public_key(st: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-#[derive(Deserialize)]
+/// A change of the program: any of its switches, and its layout with the main
+/// source.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct ProgramChange {
-    on_air: Option<bool>,
-    labels: Option<bool>,
-    recording: Option<bool>,
-    layout: Option<String>,
-    /// Absent: the feed; with `layout` only.
+pub struct ProgramChange {
+    /// On or off air.
+    pub on_air: Option<bool>,
+    /// Name labels shown.
+    pub labels: Option<bool>,
+    /// Recording.
+    pub recording: Option<bool>,
+    /// The layout's name.
+    pub layout: Option<String>,
+    /// The main source: absent, the feed; with `layout` only.
     #[serde(default, deserialize_with = "present")]
-    main: Option<Option<String>>,
+    pub main: Option<Option<String>>,
 }
 
 /// Tells a field given as `null` from one left out.
@@ -706,24 +715,31 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option
 /// "main"}` (any of them): the program's switches (on or off air, name labels,
 /// recording) and its layout with the main source; told to the compositor through
 /// the room, each change audited.
-async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, Some(&id));
     let change: ProgramChange = match body(&bytes) {
         Ok(b) => b,
         Err(r) => return r,
     };
+    match change_program(&st, &who, &id, change).await {
+        Ok(done) => HttpResponse::Accepted().json(done),
+        Err((status, message)) => error(status, &message),
+    }
+}
+
+/// Carries out an operator's change of a room's program: checked, told to its
+/// compositor, and audited, whichever door it came through. Answers what changed.
+pub async fn change_program(st: &AppState, who: &Claims, room: &str, change: ProgramChange) -> std::result::Result<Value, (StatusCode, String)> {
     let ProgramChange { on_air, labels, recording, layout, main } = change;
+    let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_string());
     if on_air.is_none() && labels.is_none() && recording.is_none() && layout.is_none() {
-        return error(StatusCode::BAD_REQUEST, "nothing to change: give on_air, labels, recording or layout");
+        return Err(bad("nothing to change: give on_air, labels, recording or layout"));
     }
     if main.is_some() && layout.is_none() {
-        return error(StatusCode::BAD_REQUEST, "main goes with layout: give both");
+        return Err(bad("main goes with layout: give both"));
     }
     let main = main.flatten();
-    let layout_order = match layout.as_deref().map(|l| crate::http::layout_order(l, main.clone())).transpose() {
-        Ok(o) => o,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-    };
+    let layout_order = layout.as_deref().map(|l| layout_order(l, main.clone())).transpose().map_err(|e| bad(&e))?;
     // One order per kind of change, only for what changes.
     let mut orders = Vec::new();
     if on_air.is_some() || labels.is_some() || recording.is_some() {
@@ -732,14 +748,12 @@ async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st:
     orders.extend(layout_order);
     let mut told = None;
     for order in orders {
-        told = st.sfu.to_operators(&id, order).await;
+        told = st.sfu.to_operators(room, order).await;
         if told.is_none_or(|n| n == 0) {
             break;
         }
     }
-    if let Err((status, message)) = crate::http::compositor_told(told, &id) {
-        return error(status, &message);
-    }
+    compositor_told(told, room)?;
     let switch = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
     let changes = [
         on_air.map(|on| (switch(on, "program.on_air", "program.off_air"), Value::Null)),
@@ -748,12 +762,12 @@ async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st:
         layout.as_ref().map(|l| ("program.layout", json!({ "layout": l, "main": main }))),
     ];
     for (action, detail) in changes.into_iter().flatten() {
-        st.events.audit(&who, action, Some(&id), detail).await;
+        st.events.audit(who, action, Some(room), detail).await;
     }
     if let (Some(aws), Some(live)) = (st.distribution.aws(), on_air) {
         // MediaLive starts (or stops) in the background; the distribution says how far.
-        let preset = st.events.event(&id).map_or_else(|| "quality".to_string(), |e| e.policy.latency_preset);
-        aws.set_live(&id, live, &preset);
+        let preset = st.events.event(room).map_or_else(|| "quality".to_string(), |e| e.policy.latency_preset);
+        aws.set_live(room, live, &preset);
     }
     let mut out = serde_json::Map::new();
     for (k, v) in [("on_air", on_air), ("labels", labels), ("recording", recording)] {
@@ -765,7 +779,27 @@ async fn program(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st:
         out.insert("layout".into(), l.into());
         out.insert("main".into(), main.into());
     }
-    HttpResponse::Accepted().json(out)
+    Ok(Value::Object(out))
+}
+
+/// The order that sets the program's layout and main source (`None`: the feed),
+/// checked.
+fn layout_order(layout: &str, main: Option<String>) -> std::result::Result<RoomEvent, String> {
+    if main.as_ref().is_some_and(|m| m.is_empty() || m.len() > 64) {
+        return Err("main: not a participant id".into());
+    }
+    layout.parse::<casecast_actors::program::LayoutKind>()?;
+    Ok(RoomEvent::ProgramLayout { layout: layout.to_string(), main })
+}
+
+/// What telling a room's compositor came to: not open (404), no compositor in it
+/// (409), or told.
+fn compositor_told(told: Option<usize>, room: &str) -> std::result::Result<(), (StatusCode, String)> {
+    match told {
+        None => Err((StatusCode::NOT_FOUND, format!("the room {room:?} is not open (no program yet)"))),
+        Some(0) => Err((StatusCode::CONFLICT, "no compositor is in the room".into())),
+        Some(_) => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -785,7 +819,7 @@ struct Metadata {
 /// `POST /api/events/{id}/metadata` `{"text"}` or `{"poll": {"question", "options"}}`:
 /// timed metadata for viewers, carried in the program's HLS segments as ID3 (as
 /// Amazon IVS's Timed Metadata), shown by the watch page when it plays there.
-async fn metadata(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metadata(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, Some(&id));
     let m: Metadata = match body(&bytes) {
         Ok(b) => b,
@@ -809,7 +843,7 @@ async fn metadata(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st
             );
         }
     };
-    match crate::http::compositor_told(st.sfu.to_operators(&id, RoomEvent::ProgramMetadata(data.to_string())).await, &id) {
+    match compositor_told(st.sfu.to_operators(&id, RoomEvent::ProgramMetadata(data.to_string())).await, &id) {
         Err((status, message)) => error(status, &message),
         Ok(()) => {
             st.events.audit(&who, "metadata.send", Some(&id), data.clone()).await;
@@ -826,17 +860,20 @@ async fn metadata(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st
 /// every second: `{"type":"snapshot","participants":[…],"distribution":{…}}`, and
 /// `{"type":"audit","entry":{…}}` for each new audit entry. The token is checked at
 /// the upgrade (browsers cannot set headers on WebSockets: `?token=` or the header).
-async fn live(req: HttpRequest, id: web::Path<String>, body: web::Payload, st: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
-    let token = crate::http::request_token(&req, true);
-    let claims = match token.as_deref().map(|t| st.verify(t)) {
-        None => return Ok(error(StatusCode::UNAUTHORIZED, "an operator token is required (?token= or Authorization: Bearer)")),
-        Some(Err(m)) => return Ok(error(StatusCode::UNAUTHORIZED, &m)),
-        Some(Ok(c)) => c,
+pub(crate) async fn live(req: HttpRequest, id: web::Path<String>, body: web::Payload, st: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+    let Some(token) = crate::http::request_token(&req, true) else {
+        return Ok(error(StatusCode::UNAUTHORIZED, "an operator token is required (?token= or Authorization: Bearer)"));
+    };
+    let claims = match st.verify(&token) {
+        Err(e) => return Ok(error(e.status(), e.message())),
+        Ok(c) => c,
     };
     if claims.role != Role::Operator || (claims.room != ALL_EVENTS && claims.room != *id) {
         return Ok(error(StatusCode::FORBIDDEN, "an operator token for this event is needed"));
     }
-    let (resp, mut session, mut stream) = actix_ws::handle(&req, body)?;
+    // The console sends nothing but pings: small frames only.
+    let (resp, mut session, stream, _limit) = crate::ws_guard::handle(&req, body, 4096).await?;
+    let mut stream = stream.max_frame_size(4096);
     let id = id.into_inner();
     actix_web::rt::spawn(async move {
         use futures_util::StreamExt;
@@ -846,6 +883,11 @@ async fn live(req: HttpRequest, id: web::Path<String>, body: web::Payload, st: w
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    // A token revoked, expired or of an ended event ends the view.
+                    if let Err(e) = st.verify(&token) {
+                        let _ = session.text(json!({ "type": "closed", "reason": e.message() }).to_string()).await;
+                        break;
+                    }
                     let participants = st.sfu.participants(&id).await.unwrap_or_default();
                     let distribution = distribution_of(&st, &id);
                     let snapshot = json!({ "type": "snapshot", "event": id, "participants": participants, "distribution": distribution });
@@ -876,7 +918,7 @@ async fn live(req: HttpRequest, id: web::Path<String>, body: web::Payload, st: w
 
 /// `GET /api/events/{id}/participants`: who is in the event's room now, with their
 /// connection and media (updated every 2 s).
-async fn participants(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn participants(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     op!(req, st, Some(&id));
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(st.sfu.participants(&id).await.unwrap_or_default())
 }
@@ -884,7 +926,7 @@ async fn participants(req: HttpRequest, id: web::Path<String>, st: web::Data<App
 /// `POST /api/events/{id}/participants/{participant}/remove`: ends a participant's
 /// session (their page says they were removed; the token still works unless its
 /// invitation is revoked too).
-async fn remove(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn remove(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let (id, participant) = p.into_inner();
     let who = op!(req, st, Some(&id));
     if !st.sfu.remove(&id, &participant).await {
@@ -905,7 +947,7 @@ struct MuteChange {
 /// "video", "muted": bool}`: the server stops (or resumes) forwarding what the
 /// participant sends of that kind; the room sees it muted, and the participant is
 /// told it was the operator and cannot unmute it itself.
-async fn mute(req: HttpRequest, p: web::Path<(String, String)>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn mute(req: HttpRequest, p: web::Path<(String, String)>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let (id, participant) = p.into_inner();
     let who = op!(req, st, Some(&id));
     let m: MuteChange = match body(&bytes) {
@@ -941,7 +983,7 @@ struct InputChoice {
 
 /// `POST /api/events/{id}/distribution/input` `{"input": "primary" | "backup"}`: the
 /// MediaLive channel takes that input now (an input switch in its schedule).
-async fn switch_input(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn switch_input(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let who = op!(req, st, Some(&id));
     let choice: InputChoice = match body(&bytes) {
         Ok(b) => b,
@@ -964,7 +1006,7 @@ async fn switch_input(req: HttpRequest, id: web::Path<String>, bytes: web::Bytes
 
 /// `GET /api/events/{id}/distribution`: each output's state (from the program's
 /// metrics: local HLS, RTMP pushes) and the concurrent HLS viewers.
-async fn distribution(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn distribution(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     op!(req, st, Some(&id));
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(distribution_of(&st, &id))
 }
@@ -1006,50 +1048,25 @@ fn distribution_of(st: &AppState, id: &str) -> Value {
 
 /// `GET /console?token=…`: the distribution center's console (the page asks the API
 /// with the token; the page itself is public).
-async fn console_page() -> HttpResponse {
+pub(crate) async fn console_page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(include_str!("../../web/console.html"))
 }
 
-async fn openapi() -> HttpResponse {
+/// `GET /api/openapi.json` (any operator token): this API's OpenAPI document.
+pub(crate) async fn openapi(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    if let Err(r) = operator_claims(&req, &st) {
+        return r;
+    }
     HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
 }
 
 /// Query strings that do not parse get this API's JSON error.
-fn query_errors() -> web::QueryConfig {
+pub fn query_errors() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|e, _| {
         let msg = format!("invalid query string: {e}");
         actix_web::error::InternalError::from_response(e, error(StatusCode::BAD_REQUEST, &msg)).into()
     })
-}
-
-/// Registers the routes. Each path is one resource, so a method it does not take
-/// gets 405 with the ones it does.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    let json_limit = web::PayloadConfig::new(16 << 10);
-    cfg.service(web::resource("/console").route(web::get().to(console_page)))
-        .service(web::resource("/api/openapi.json").route(web::get().to(openapi)))
-        .service(
-            web::scope("/api/events")
-                .app_data(json_limit)
-                .app_data(query_errors())
-                .service(web::resource("").route(web::get().to(list)).route(web::post().to(create)))
-                .service(web::resource("/{id}").route(web::get().to(get)).route(web::patch().to(update)).route(web::delete().to(delete)))
-                .service(web::resource("/{id}/end").route(web::post().to(end)))
-                .service(web::resource("/{id}/distribution").route(web::get().to(distribution)))
-                .service(web::resource("/{id}/distribution/input").route(web::post().to(switch_input)))
-                .service(web::resource("/{id}/playback-tokens").route(web::post().to(playback_token)))
-                .service(web::resource("/{id}/participants").route(web::get().to(participants)))
-                .service(web::resource("/{id}/live").route(web::get().to(live)))
-                .service(web::resource("/{id}/program").route(web::post().to(program)))
-                .service(web::resource("/{id}/metadata").route(web::post().to(metadata)))
-                .service(web::resource("/{id}/participants/{participant}/remove").route(web::post().to(remove)))
-                .service(web::resource("/{id}/participants/{participant}/mute").route(web::post().to(mute)))
-                .service(web::resource("/{id}/invitations").route(web::get().to(invitations)).route(web::post().to(invite)))
-                .service(web::resource("/{id}/invitations/{inv}").route(web::delete().to(revoke))),
-        )
-        .service(web::resource("/api/audit").app_data(query_errors()).route(web::get().to(audit)))
-        .service(web::resource("/api/playback/public-key").route(web::get().to(playback_public_key)));
 }

@@ -1,12 +1,14 @@
-//! HTTP routes: pages, signaling, WHIP/WHEP, metrics (the cases' routes are in `cases`).
+//! HTTP handlers: pages, the program's HLS and recordings, WHIP/WHEP, metrics, and
+//! the helpers every door uses (errors, tokens). The route table is in `routes`;
+//! the cases' and the events' handlers are in their own modules.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
 use casecast_actors::{JoinError, RoomError};
+use casecast_signaling::RoomId;
 
 use crate::state::AppState;
 use crate::whip::{self, Kind};
-use crate::ws;
 
 /// The web pages, embedded so the binary runs from anywhere.
 mod assets {
@@ -42,10 +44,16 @@ pub fn json_error(status: StatusCode, message: &str) -> HttpResponse {
     r.json(serde_json::json!({ "error": message }))
 }
 
-/// A failure of the server's own (database, store) as a JSON 500, logged.
+/// A failure of the server's own (database, store) as a JSON 500. The cause is
+/// logged under a reference the caller is given; its text (paths, SQL, addresses)
+/// is never sent out.
 pub fn json_internal(e: impl std::fmt::Display) -> HttpResponse {
-    tracing::error!(error = %e, "request failed");
-    json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the server failed: {e}"))
+    let reference = &crate::state::random_id()[..12];
+    tracing::error!(error = %e, %reference, "request failed");
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("the server failed; try again, and if it goes on, give the operators this reference: {reference}"),
+    )
 }
 
 /// The request's bearer token (`Authorization: Bearer …`), or with `query` its
@@ -63,7 +71,8 @@ pub fn request_token(req: &actix_web::HttpRequest, query: bool) -> Option<String
 /// The HTTP status for a failed join.
 pub fn join_error_response(e: JoinError) -> HttpResponse {
     let status = match &e {
-        JoinError::Room(RoomError::Full(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        JoinError::Room(RoomError::Full(_) | RoomError::NoSeat { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+        JoinError::Room(RoomError::TooManySessions(..)) => StatusCode::TOO_MANY_REQUESTS,
         JoinError::Room(RoomError::Refused(_)) => StatusCode::FORBIDDEN,
         JoinError::Room(_) => StatusCode::CONFLICT,
         JoinError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,19 +87,19 @@ fn page(html: &'static str) -> HttpResponse {
         .body(html)
 }
 
-async fn index() -> HttpResponse {
+pub(crate) async fn index() -> HttpResponse {
     page(assets::INDEX)
 }
 
-async fn room_page() -> HttpResponse {
+pub(crate) async fn room_page() -> HttpResponse {
     page(assets::ROOM)
 }
 
-async fn watch_page() -> HttpResponse {
+pub(crate) async fn watch_page() -> HttpResponse {
     page(assets::WATCH)
 }
 
-async fn asset(name: web::Path<String>) -> HttpResponse {
+pub(crate) async fn asset(name: web::Path<String>) -> HttpResponse {
     let (body, ct) = match name.as_str() {
         "room.js" => (assets::ROOM_JS, "text/javascript; charset=utf-8"),
         "watch.js" => (assets::WATCH_JS, "text/javascript; charset=utf-8"),
@@ -127,8 +136,8 @@ fn playback_allowed(req: &actix_web::HttpRequest, state: &AppState, room: &str) 
 /// `GET /watch/{room}/source[?token=…]`: where the watch page plays from: this
 /// server's HLS, or CloudFront when the event distributes through AWS (signed for a
 /// private event, after its playback token is checked).
-async fn watch_source(req: actix_web::HttpRequest, room: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    let room = room.into_inner();
+pub(crate) async fn watch_source(req: actix_web::HttpRequest, room: web::Path<RoomId>, state: web::Data<AppState>) -> HttpResponse {
+    let room = room.into_inner().to_string();
     let token = match playback_allowed(&req, &state, &room) {
         Ok(t) => t,
         Err(r) => return r,
@@ -148,9 +157,10 @@ async fn watch_source(req: actix_web::HttpRequest, room: web::Path<String>, stat
 
 /// `GET /hls/{room}/{file}`: the program's playlist and segments. The playlist is
 /// never cached (it changes every segment); segments never change once written.
-async fn hls(req: actix_web::HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn hls(req: actix_web::HttpRequest, path: web::Path<(RoomId, String)>, state: web::Data<AppState>) -> HttpResponse {
     let (room, file) = path.into_inner();
-    if !safe_name(&room) || !safe_name(&file) {
+    let room = room.to_string();
+    if !safe_name(&file) {
         return error_response(StatusCode::NOT_FOUND, "no such file");
     }
     let (ct, cache) = if file.ends_with(".m3u8") {
@@ -178,10 +188,14 @@ async fn hls(req: actix_web::HttpRequest, path: web::Path<(String, String)>, sta
                 // Segments are compressed video already.
                 return res.insert_header(header::ContentEncoding::Identity).body(body);
             }
-            // Counted only for playlists that exist: a label per real room.
-            state.sfu.metrics().program.playlist_requests.with_label_values(&[&room]).inc();
-            let n = state.viewers.seen(&room, &crate::viewers::key(&req));
-            state.sfu.metrics().program.viewers.with_label_values(&[&room]).set(n as i64);
+            // Counted only for playlists that exist: a label per real room; a HEAD
+            // probe is nobody watching.
+            if req.method() == actix_web::http::Method::GET {
+                state.sfu.metrics().program.playlist_requests.with_label_values(&[&room]).inc();
+                let (address, viewer) = crate::viewers::key(&req, &state.proxies);
+                let n = state.viewers.seen(&room, &address, &viewer);
+                state.sfu.metrics().program.viewers.with_label_values(&[&room]).set(n as i64);
+            }
             // A long DVR window makes a long playlist, fetched every segment by every
             // viewer: it is gzipped for those who accept it (about 8× smaller).
             res.body(body)
@@ -206,49 +220,60 @@ fn with_token(playlist: &[u8], token: &str) -> Vec<u8> {
 }
 
 #[allow(clippy::result_large_err)] // the error is the response itself, built once per request
-fn operator(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<(), HttpResponse> {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(casecast_signaling::whip::bearer_token);
-    match state.authorize(token, room, &[casecast_signaling::Role::Operator]) {
-        Ok(_) => Ok(()),
-        Err(crate::state::AccessError::Unauthorized(m)) => Err(error_response(StatusCode::UNAUTHORIZED, &m)),
-        Err(crate::state::AccessError::Forbidden(m)) => Err(error_response(StatusCode::FORBIDDEN, &m)),
-    }
+fn operator(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<casecast_signaling::Claims, HttpResponse> {
+    let token = request_token(req, false);
+    state.authorize(token.as_deref(), room, &[casecast_signaling::Role::Operator]).map_err(|e| error_response(e.status(), e.message()))
 }
 
-/// `GET /api/rooms/{room}/recordings` (operator token): the room's recorded files.
-async fn recordings(req: actix_web::HttpRequest, room: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    let room = room.into_inner();
-    if let Err(r) = operator(&req, &state, &room) {
+/// The recordings' reader: an operator of the room while its event runs, and the
+/// distribution center's operators (`*`) always, an ended event's included.
+#[allow(clippy::result_large_err)]
+fn recordings_reader(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<(), HttpResponse> {
+    let token = request_token(req, false);
+    let refuse = |e: crate::state::AccessError| error_response(e.status(), e.message());
+    let claims = state.verify(token.as_deref().unwrap_or("")).map_err(|e| match token {
+        None => error_response(StatusCode::UNAUTHORIZED, "a token is required (Authorization: Bearer <token>)"),
+        Some(_) => refuse(e),
+    })?;
+    if claims.role == casecast_signaling::Role::Operator && claims.room == crate::events::ALL_EVENTS {
+        return Ok(());
+    }
+    operator(req, state, room).map(|_| ())
+}
+
+/// `GET /api/rooms/{room}/recordings` (operator token): the room's recorded files,
+/// each with its state: `complete`, `recording` (being written now) or
+/// `interrupted` (the server stopped while writing it: playable up to then).
+pub(crate) async fn recordings(req: actix_web::HttpRequest, room: web::Path<RoomId>, state: web::Data<AppState>) -> HttpResponse {
+    let room = room.into_inner().to_string();
+    if let Err(r) = recordings_reader(&req, &state, &room) {
         return r;
     }
-    let mut files = Vec::new();
-    if let Ok(mut dir) = tokio::fs::read_dir(state.recordings_root.join(&room)).await {
-        while let Ok(Some(e)) = dir.next_entry().await {
-            let name = e.file_name().to_string_lossy().to_string();
-            if let (true, Ok(meta)) = (name.ends_with(".mp4"), e.metadata().await) {
-                files.push(serde_json::json!({
-                    "name": name,
-                    "bytes": meta.len(),
-                    "url": format!("/api/rooms/{room}/recordings/{name}"),
-                }));
-            }
-        }
-    }
-    files.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let dir = state.recordings_root.join(&room);
+    let files = tokio::task::spawn_blocking(move || casecast_actors::recorder::list(&dir)).await.unwrap_or_default();
+    let files: Vec<serde_json::Value> = files
+        .into_iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name,
+                "bytes": f.bytes,
+                "state": f.state.as_str(),
+                "complete": f.state == casecast_actors::recorder::FileState::Complete,
+                "url": format!("/api/rooms/{room}/recordings/{}", f.name),
+            })
+        })
+        .collect();
     HttpResponse::Ok().json(serde_json::json!({ "room": room, "recordings": files }))
 }
 
 /// `GET /api/rooms/{room}/recordings/{file}` (operator token): one recorded file.
-async fn recording(req: actix_web::HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn recording(req: actix_web::HttpRequest, path: web::Path<(RoomId, String)>, state: web::Data<AppState>) -> HttpResponse {
     let (room, file) = path.into_inner();
-    if let Err(r) = operator(&req, &state, &room) {
+    let room = room.to_string();
+    if let Err(r) = recordings_reader(&req, &state, &room) {
         return r;
     }
-    if !safe_name(&room) || !safe_name(&file) || !file.ends_with(".mp4") {
+    if !safe_name(&file) || !file.ends_with(".mp4") {
         return error_response(StatusCode::NOT_FOUND, "no such recording");
     }
     match tokio::fs::read(state.recordings_root.join(&room).join(&file)).await {
@@ -263,17 +288,19 @@ fn safe_name(s: &str) -> bool {
 }
 
 /// `POST /api/rooms/{room}/program` `{"layout": "grid"}` with an operator token:
-/// switches the program's layout while live.
-async fn program(
+/// switches the program's layout while live (the events door's layout change, for
+/// rooms that are not events: one path, audited alike).
+pub(crate) async fn program(
     req: actix_web::HttpRequest,
-    room: web::Path<String>,
+    room: web::Path<RoomId>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let room = room.into_inner();
-    if let Err(r) = operator(&req, &state, &room) {
-        return r;
-    }
+    let room = room.into_inner().to_string();
+    let who = match operator(&req, &state, &room) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -287,42 +314,32 @@ async fn program(
             return error_response(StatusCode::BAD_REQUEST, &format!("expected {{\"layout\": \"…\", \"main\": participant id or null}}: {e}"));
         }
     };
-    let order = match layout_order(&layout, main.clone()) {
-        Ok(o) => o,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
-    };
-    let told = state.sfu.to_operators(&room, order).await;
-    match compositor_told(told, &room) {
-        Ok(()) => HttpResponse::Accepted().json(serde_json::json!({ "layout": layout, "main": main })),
+    let change = crate::events::ProgramChange { layout: Some(layout), main: Some(main), ..Default::default() };
+    match crate::events::change_program(&state, &who, &room, change).await {
+        Ok(done) => HttpResponse::Accepted().json(done),
         Err((status, message)) => error_response(status, &message),
     }
 }
 
-/// The order that sets the program's layout and main source (`None`: the feed),
-/// checked; both program doors give it.
-pub fn layout_order(layout: &str, main: Option<String>) -> Result<casecast_actors::RoomEvent, String> {
-    if main.as_ref().is_some_and(|m| m.is_empty() || m.len() > 64) {
-        return Err("main: not a participant id".into());
-    }
-    layout.parse::<casecast_actors::program::LayoutKind>()?;
-    Ok(casecast_actors::RoomEvent::ProgramLayout { layout: layout.to_string(), main })
-}
-
-/// What telling a room's compositor came to: not open (404), no compositor in it
-/// (409), or told.
-pub fn compositor_told(told: Option<usize>, room: &str) -> Result<(), (StatusCode, String)> {
-    match told {
-        None => Err((StatusCode::NOT_FOUND, format!("the room {room:?} is not open (no program yet)"))),
-        Some(0) => Err((StatusCode::CONFLICT, "no compositor is in the room".into())),
-        Some(_) => Ok(()),
-    }
-}
-
-async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics`: Prometheus's text, for the scrape token only (`Authorization:
+/// Bearer <metrics_token>`); served without it on `metrics_listen` if configured.
+pub(crate) async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let given = request_token(&req, false).unwrap_or_default();
+    if !crate::state::same_secret(&given, &state.metrics_token) {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "the metrics need the scrape token (Authorization: Bearer <metrics_token>; `casecast token --scrape` prints it)",
+        );
+    }
+    metrics_text(&state)
+}
+
+/// The metrics exposition itself.
+pub(crate) fn metrics_text(state: &AppState) -> HttpResponse {
     use prometheus::Encoder;
     let mut buf = Vec::new();
     let families = state.sfu.metrics().registry.gather();
@@ -340,62 +357,15 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(buf)
 }
 
-async fn whip_post(req: actix_web::HttpRequest, room: web::Path<String>, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn whip_post(req: actix_web::HttpRequest, room: web::Path<RoomId>, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     whip::post(Kind::Whip, req, room, body, st).await
 }
-async fn whep_post(req: actix_web::HttpRequest, room: web::Path<String>, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn whep_post(req: actix_web::HttpRequest, room: web::Path<RoomId>, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     whip::post(Kind::Whep, req, room, body, st).await
 }
-async fn whip_delete(req: actix_web::HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn whip_delete(req: actix_web::HttpRequest, p: web::Path<(RoomId, String)>, st: web::Data<AppState>) -> HttpResponse {
     whip::delete(Kind::Whip, req, p, st).await
 }
-async fn whep_delete(req: actix_web::HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn whep_delete(req: actix_web::HttpRequest, p: web::Path<(RoomId, String)>, st: web::Data<AppState>) -> HttpResponse {
     whip::delete(Kind::Whep, req, p, st).await
-}
-
-/// Registers every route.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    let sdp_limit = web::PayloadConfig::new(casecast_signaling::whip::MAX_SDP_BYTES);
-    crate::cases::routes(cfg);
-    crate::events::routes(cfg);
-    cfg.route("/", web::get().to(index))
-        .route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/room/{id}", web::get().to(room_page))
-        .route("/watch/{room}", web::get().to(watch_page))
-        .route("/watch/{room}/source", web::get().to(watch_source))
-        .route("/assets/{name:.*}", web::get().to(asset))
-        .route("/ws", web::get().to(ws::ws))
-        .service(web::resource("/hls/{room}/{file}").wrap(actix_web::middleware::Compress::default()).route(web::get().to(hls)))
-        .route("/api/rooms/{room}/recordings", web::get().to(recordings))
-        .route("/api/rooms/{room}/recordings/{file}", web::get().to(recording))
-        .service(web::resource("/api/rooms/{room}/program").app_data(web::PayloadConfig::new(4096)).route(web::post().to(program)))
-        .service(
-            web::resource("/whip/{room}")
-                .wrap(whip::cors())
-                .app_data(sdp_limit.clone())
-                .route(web::post().to(whip_post))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
-        )
-        .service(
-            web::resource("/whip/{room}/{resource}")
-                .wrap(whip::cors())
-                .route(web::delete().to(whip_delete))
-                .route(web::patch().to(whip::patch))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
-        )
-        .service(
-            web::resource("/whep/{room}")
-                .wrap(whip::cors())
-                .app_data(sdp_limit)
-                .route(web::post().to(whep_post))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
-        )
-        .service(
-            web::resource("/whep/{room}/{resource}")
-                .wrap(whip::cors())
-                .route(web::delete().to(whep_delete))
-                .route(web::patch().to(whip::patch))
-                .route(web::method(actix_web::http::Method::OPTIONS).to(whip::options)),
-        );
 }

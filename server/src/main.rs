@@ -2,7 +2,7 @@
 //!
 //! Subcommands: `serve` (the server), `demo` (the server with a demo room fed by a
 //! synthetic surgery feed), `token` (mint an access token), `publish` (publish a
-//! test pattern to any WHIP endpoint).
+//! test pattern to any WHIP endpoint), `routes` (every door and who may use it).
 
 mod cases;
 mod compositor;
@@ -10,12 +10,15 @@ mod config;
 mod events;
 mod cstore;
 mod distribution;
+mod files;
 mod http;
 mod process;
+mod routes;
 mod state;
 mod viewers;
 mod whip;
 mod ws;
+mod ws_guard;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -54,25 +57,35 @@ enum Cmd {
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         program: bool,
     },
-    /// Mint a room-scoped access token (signed with the server's secret).
+    /// Mint a room-scoped access token (signed with the server's secret), or print
+    /// the token Prometheus scrapes `/metrics` with (`--scrape`).
     Token {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Room id.
-        #[arg(long)]
-        room: String,
+        /// Room id (`*` with role operator: all events).
+        #[arg(long, required_unless_present = "scrape")]
+        room: Option<String>,
         /// encoder, commentator, viewer or operator.
-        #[arg(long)]
-        role: Role,
+        #[arg(long, required_unless_present = "scrape")]
+        role: Option<Role>,
         /// Display name.
         #[arg(long, default_value = "guest")]
         name: String,
-        /// Lifetime, e.g. 30m, 24h, 7d.
+        /// Lifetime, e.g. 30m, 24h, 7d (at most max_token_ttl_secs, 90 days by default).
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: Duration,
         /// Print the link to open instead of the bare token.
         #[arg(long)]
         link: bool,
+        /// Print the scrape token for `/metrics` instead.
+        #[arg(long, conflicts_with_all = ["room", "role", "link"])]
+        scrape: bool,
+    },
+    /// Print every HTTP door of the server and who may use it.
+    Routes {
+        /// As JSON, for tools.
+        #[arg(long)]
+        json: bool,
     },
     /// De-identify DICOM files offline (PS3.15 Basic Profile, as ingest does): a file or a
     /// folder in, one file per instance out, named by its new SOP Instance UID.
@@ -210,6 +223,8 @@ fn init_logs(format: &str) {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread or file: everything this process writes is its user's only.
+    files::private_umask();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve(args) => {
@@ -227,14 +242,33 @@ fn main() -> anyhow::Result<()> {
             init_logs(&config.log_format);
             import(config, room, paths)
         }
-        Cmd::Token { config, room, role, name, ttl, link } => {
+        Cmd::Token { config, room, role, name, ttl, link, scrape } => {
             let config = config.load()?;
+            if scrape {
+                println!("{}", config.metrics_token()?);
+                return Ok(());
+            }
+            let (Some(room), Some(role)) = (room, role) else { anyhow::bail!("--room and --role are needed") };
+            check_ttl(ttl, config.max_token_ttl_secs)?;
+            if room != events::ALL_EVENTS || role != Role::Operator {
+                casecast_signaling::RoomId::parse(&room).map_err(|e| anyhow::anyhow!("--room {room:?}: {e} (or * with --role operator)"))?;
+            }
             let key = TokenKey::new(config.secret()?);
             let token = key.mint(&room, role, &name, unix_now(), ttl.as_secs());
             if link {
                 println!("{}", room_link(&config, &room, &token));
             } else {
                 println!("{token}");
+            }
+            Ok(())
+        }
+        Cmd::Routes { json } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&routes::table_json())?);
+            } else {
+                for d in routes::DOORS {
+                    println!("{:<8} {:<72} {}", d.method, d.path, serde_json::to_string(&d.access)?);
+                }
             }
             Ok(())
         }
@@ -359,6 +393,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Refuses a token lifetime of nothing or past the server's limit.
+fn check_ttl(ttl: Duration, max_secs: u64) -> anyhow::Result<()> {
+    if ttl.is_zero() {
+        anyhow::bail!("--ttl 0 would make a token that is expired already; give a lifetime such as 30m, 24h or 7d");
+    }
+    if ttl.as_secs() > max_secs {
+        anyhow::bail!(
+            "--ttl {}d is longer than this server accepts ({}d, max_token_ttl_secs); a token that long would be refused",
+            ttl.as_secs() / 86400,
+            max_secs / 86400
+        );
+    }
+    Ok(())
 }
 
 /// Blocks until SIGINT/SIGTERM or, if given, `duration` has passed.
@@ -553,6 +602,26 @@ fn import(config: Config, room: String, paths: Vec<std::path::PathBuf>) -> anyho
     })
 }
 
+/// Serves `/metrics` alone, without a token, on `addr` (`metrics_listen`: an
+/// address on the monitoring network only).
+fn serve_metrics_apart(addr: std::net::SocketAddr, state: actix_web::web::Data<state::AppState>) -> anyhow::Result<actix_web::dev::ServerHandle> {
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().app_data(state.clone()).route(
+            "/metrics",
+            actix_web::web::get().to(|st: actix_web::web::Data<state::AppState>| async move { http::metrics_text(&st) }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)
+    .with_context(|| format!("cannot listen for metrics on {addr} (metrics_listen)"))?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    tracing::info!(%addr, "metrics served apart, without a token");
+    Ok(handle)
+}
+
 /// What `casecast demo` adds to the server.
 struct Demo {
     room: String,
@@ -561,7 +630,21 @@ struct Demo {
 }
 
 fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
+    // The data directory holds secrets and patient data: its user's only, whatever
+    // made it before (see `files`).
+    files::private_dir(&config.data_dir).with_context(|| format!("cannot make {} private", config.data_dir.display()))?;
+    for sensitive in [config.cases_staging(), config.data_dir.join("secret"), config.data_dir.join("playback-key.p8")] {
+        files::make_private(&sensitive).with_context(|| format!("cannot make {} private", sensitive.display()))?;
+    }
+    let db = config.cases_database();
+    if !db.contains("://") || db.starts_with("sqlite:") {
+        let path = db.trim_start_matches("sqlite://").trim_start_matches("sqlite:").split('?').next().unwrap_or("").to_string();
+        for f in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+            files::make_private(std::path::Path::new(&f)).with_context(|| format!("cannot make {f} private"))?;
+        }
+    }
     let secret = config.secret()?;
+    let metrics_token = config.metrics_token()?;
     let advertise = config.advertise_ips()?;
     actix_web::rt::System::new().block_on(async move {
         let metrics = Metrics::new();
@@ -588,9 +671,12 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             recordings_root: config.data_dir.join("recordings"),
             cases,
             events,
-            viewers: Default::default(),
+            viewers: viewers::Viewers::new(config.program.viewers_per_address),
             playback: config.playback_key()?,
             distribution,
+            max_token_ttl: config.max_token_ttl_secs,
+            metrics_token: metrics_token.clone(),
+            proxies: config.proxies()?,
         });
         let cstore = match cases::start_cstore(&config, state.clone()) {
             Ok(a) => a,
@@ -599,10 +685,15 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
                 None
             }
         };
+        let metrics_server = match config.metrics_listen {
+            Some(addr) => Some(serve_metrics_apart(addr, state.clone())?),
+            None => None,
+        };
         let st = state.clone();
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(st.clone())
+                .app_data(events::query_errors())
                 .wrap(
                     // The path only: query strings carry tokens, which stay out of logs.
                     actix_web::middleware::Logger::new("%{method}xi %{path}xi %s %Dms")
@@ -610,7 +701,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
                         .custom_request_replace("path", |r| r.path().to_string())
                         .log_target("casecast::http"),
                 )
-                .configure(http::routes)
+                .configure(routes::configure)
         })
         .workers(2)
         .shutdown_timeout(5)
@@ -669,11 +760,14 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             let viewer = key.mint(&room, Role::Viewer, "viewer", now, 86400);
             let center = key.mint(events::ALL_EVENTS, Role::Operator, "Distribution center", now, 86400);
             println!(
-                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Watch the program: {public}/watch/{room}   (HLS: /hls/{room}/index.m3u8)\n  Metrics: {public}/metrics\n  DICOM cases (upload and viewer): {public}/cases?token={c1}\n  Operator API: {public}/api/events   Authorization: Bearer {center}   (document: {public}/api/openapi.json)\n  Console: {public}/console?token={center}\n\nPress Ctrl-C to stop.\n"
+                "\ncasecast demo is running.\n\n  Commentator: {public}/room/{room}?token={c1}\n  Second commentator: {public}/room/{room}?token={c2}\n  WHIP (encoder): {public}/whip/{room}   Authorization: Bearer {enc}\n  WHEP (viewer):  {public}/whep/{room}   Authorization: Bearer {viewer}\n  Watch the program: {public}/watch/{room}   (HLS: /hls/{room}/index.m3u8)\n  Metrics: {public}/metrics   Authorization: Bearer {metrics_token}\n  DICOM cases (upload and viewer): {public}/cases?token={c1}\n  Operator API: {public}/api/events   Authorization: Bearer {center}   (document: {public}/api/openapi.json)\n  Console: {public}/console?token={center}\n\nPress Ctrl-C to stop.\n"
             );
         }
         let r = server.await.context("http server failed");
         tracing::info!("shutting down");
+        if let Some(m) = metrics_server {
+            m.stop(true).await;
+        }
         if let Some(mut f) = feed {
             tokio::task::spawn_blocking(move || f.stop()).await.ok();
         }

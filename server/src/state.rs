@@ -32,6 +32,12 @@ pub struct AppState {
     pub playback: casecast_signaling::playback::PlaybackKey,
     /// How the program reaches viewers (local HLS, or AWS).
     pub distribution: crate::distribution::Distribution,
+    /// The longest token lifetime accepted, seconds.
+    pub max_token_ttl: u64,
+    /// The bearer token `/metrics` is scraped with.
+    pub metrics_token: String,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub proxies: Vec<std::net::IpAddr>,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.
@@ -53,6 +59,13 @@ pub fn random_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// Whether a secret a client gave is the one expected, compared in a time that does
+/// not depend on where they differ.
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Unix time now, in seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -63,17 +76,46 @@ pub fn unix_now() -> u64 {
 pub enum AccessError {
     /// No valid token.
     Unauthorized(String),
-    /// Valid token, wrong room or role.
+    /// Valid token, wrong room or role, or its event has ended.
     Forbidden(String),
 }
 
+impl AccessError {
+    /// 401 or 403.
+    pub fn status(&self) -> actix_web::http::StatusCode {
+        match self {
+            AccessError::Unauthorized(_) => actix_web::http::StatusCode::UNAUTHORIZED,
+            AccessError::Forbidden(_) => actix_web::http::StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// What to tell the caller.
+    pub fn message(&self) -> &str {
+        match self {
+            AccessError::Unauthorized(m) | AccessError::Forbidden(m) => m,
+        }
+    }
+}
+
 impl AppState {
-    /// Verifies a token: signature, expiry, and that its invitation (if it was issued
-    /// as one) was not revoked.
-    pub fn verify(&self, token: &str) -> Result<Claims, String> {
-        let claims = self.key.verify(token, unix_now()).map_err(|e: TokenError| e.to_string())?;
+    /// Verifies a token: signature and expiry, a lifetime within the server's
+    /// limit, an invitation (if it was issued as one) not revoked, and an event (if
+    /// it is an event's) not ended: an ended event's links stop working everywhere.
+    pub fn verify(&self, token: &str) -> Result<Claims, AccessError> {
+        let claims = self.key.verify(token, unix_now()).map_err(|e: TokenError| AccessError::Unauthorized(e.to_string()))?;
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        if lifetime > self.max_token_ttl {
+            return Err(AccessError::Unauthorized(format!(
+                "this token was made to last {} days; this server accepts at most {} (max_token_ttl_secs): ask for a new one",
+                lifetime / 86400,
+                self.max_token_ttl / 86400
+            )));
+        }
         if claims.jti.as_deref().is_some_and(|j| self.events.is_revoked(j)) {
-            return Err("this invitation was revoked; ask the organisers for a new link".into());
+            return Err(AccessError::Unauthorized("this invitation was revoked; ask the organisers for a new link".into()));
+        }
+        if claims.room != crate::events::ALL_EVENTS && self.events.event(&claims.room).is_some_and(|e| e.status == "ended") {
+            return Err(AccessError::Forbidden(format!("the event {:?} has ended; its links no longer work", claims.room)));
         }
         Ok(claims)
     }
@@ -96,7 +138,7 @@ impl AppState {
         let token = token.ok_or_else(|| {
             AccessError::Unauthorized("a token is required (Authorization: Bearer <token>, or in the join message)".into())
         })?;
-        let claims = self.verify(token).map_err(AccessError::Unauthorized)?;
+        let claims = self.verify(token)?;
         if self.events.event(room).is_some_and(|e| e.status == "ended") {
             return Err(AccessError::Forbidden(format!("the event {room:?} has ended")));
         }
@@ -137,8 +179,8 @@ impl AppState {
     }
 }
 
-/// The room options for a verified role.
-pub fn participant_options(claims: &Claims, name: Option<String>, renegotiate: bool, feed_only: bool) -> ParticipantOptions {
+/// The room options for a verified role; `token` is the credential it came with.
+pub fn participant_options(claims: &Claims, token: &str, name: Option<String>, renegotiate: bool, feed_only: bool) -> ParticipantOptions {
     let (publish, subscribe) = match claims.role {
         Role::Encoder => (Some(TrackSource::Feed), Subscribe::None),
         Role::Commentator => (Some(TrackSource::Commentator), Subscribe::All),
@@ -151,6 +193,13 @@ pub fn participant_options(claims: &Claims, name: Option<String>, renegotiate: b
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| claims.name.clone());
     // The person: their invitation, or (a token made otherwise) their role and name.
-    let identity = claims.jti.clone().unwrap_or_else(|| format!("{}:{}", claims.role.as_str(), claims.name));
-    ParticipantOptions { name, role: claims.role.as_str(), publish, subscribe, renegotiate, identity }
+    let identity = person(claims);
+    let credential = casecast_signaling::token::credential(token, claims);
+    ParticipantOptions { name, role: claims.role.as_str(), publish, subscribe, renegotiate, identity, credential }
+}
+
+/// Who a token names across sessions: its invitation, or (a token made otherwise)
+/// its role and name.
+pub fn person(claims: &Claims) -> String {
+    claims.jti.clone().unwrap_or_else(|| format!("{}:{}", claims.role.as_str(), claims.name))
 }

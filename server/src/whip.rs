@@ -6,7 +6,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use casecast_actors::{AcceptOffer, Close, ParticipantEvent};
-use casecast_signaling::Role;
+use casecast_signaling::{Role, RoomId};
 use casecast_signaling::whip::{SDP_CONTENT_TYPE, bearer_token, check_sdp_offer};
 
 use crate::http::{error_response, join_error_response};
@@ -42,22 +42,18 @@ fn token(req: &HttpRequest) -> Option<&str> {
 }
 
 fn access(e: AccessError) -> HttpResponse {
-    match e {
-        AccessError::Unauthorized(m) => error_response(actix_web::http::StatusCode::UNAUTHORIZED, &m)
-            .map_into_boxed_body(),
-        AccessError::Forbidden(m) => error_response(actix_web::http::StatusCode::FORBIDDEN, &m),
-    }
+    error_response(e.status(), e.message())
 }
 
 /// `POST /whip/{room}` and `POST /whep/{room}`.
 pub async fn post(
     kind: Kind,
     req: HttpRequest,
-    room: web::Path<String>,
+    room: web::Path<RoomId>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let room = room.into_inner();
+    let room = room.into_inner().to_string();
     let claims = match state.authorize(token(&req), &room, kind.roles()) {
         Ok(c) => c,
         Err(e) => return access(e),
@@ -71,13 +67,13 @@ pub async fn post(
     }
     // Checked before anyone joins, so a bad offer leaves no trace in the room.
     let offer = match check_sdp_offer(&body).and_then(|o| {
-        str0m::change::SdpOffer::from_sdp_string(o).map_err(|e| format!("SDP offer not understood: {e}"))?;
+        casecast_actors::sdp::parse_offer(o)?;
         Ok(o)
     }) {
         Ok(o) => o.to_string(),
         Err(m) => return error_response(actix_web::http::StatusCode::BAD_REQUEST, &m),
     };
-    let mut opts = participant_options(&claims, None, false, kind == Kind::Whep);
+    let mut opts = participant_options(&claims, token(&req).unwrap_or_default(), None, false, kind == Kind::Whep);
     match kind {
         // WHEP is watch-only, whatever the role could do elsewhere.
         Kind::Whep => opts.publish = None,
@@ -130,10 +126,11 @@ pub async fn post(
 pub async fn delete(
     kind: Kind,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
+    path: web::Path<(RoomId, String)>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let (room, resource) = path.into_inner();
+    let room = room.to_string();
     let entry = {
         let r = state.resources.lock().unwrap();
         r.get(&resource).filter(|e| e.room == room && e.door == kind.path()).cloned()

@@ -21,13 +21,19 @@ use crate::state::{AccessError, AppState, participant_options};
 /// How long a connection may stay without joining.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest frame taken before `join`: a join message with a 4 KiB token fits
+/// many times over; nobody unauthenticated gets the server to hold more.
+pub const JOIN_FRAME_LIMIT: usize = 64 * 1024;
+
+/// The largest frame taken after `join`: 4× the message limit, so that an oversized
+/// message still gets a `too_large` reply; anything bigger closes the connection.
+pub const FRAME_LIMIT: usize = 4 * MAX_MESSAGE_BYTES;
+
 /// `GET /ws`: upgrade and run the session.
 pub async fn ws(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
-    let (resp, session, stream) = actix_ws::handle(&req, body)?;
-    // Frames up to 4× the message limit are read so that an oversized message gets a
-    // `too_large` reply; anything bigger is a protocol error and closes.
-    let stream = stream.max_frame_size(4 * MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(4 * MAX_MESSAGE_BYTES);
-    actix_web::rt::spawn(run(session, stream, state));
+    let (resp, session, stream, limit) = crate::ws_guard::handle(&req, body, JOIN_FRAME_LIMIT).await?;
+    let stream = stream.max_frame_size(FRAME_LIMIT).aggregate_continuations().max_continuation_size(FRAME_LIMIT);
+    actix_web::rt::spawn(run(session, stream, limit, state));
     Ok(resp)
 }
 
@@ -133,7 +139,7 @@ async fn close(session: Session, code: CloseCode, why: &str) {
     let _ = session.close(Some(CloseReason { code, description: Some(why[..end].to_string()) })).await;
 }
 
-async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream, state: web::Data<AppState>) {
+async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream, frames: crate::ws_guard::Limit, state: web::Data<AppState>) {
     let mut joined: Option<ParticipantHandle> = None;
     let mut limit = RateLimit::new(casecast_signaling::MAX_MESSAGES_PER_SECOND);
     let join_deadline = actix_web::rt::time::sleep(JOIN_TIMEOUT);
@@ -168,11 +174,13 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                 let text = match msg {
                     None => break (CloseCode::Normal, "client closed".into()),
                     Some(Err(e)) => {
-                        let code = match e {
-                            actix_ws::ProtocolError::Overflow => ErrorCode::TooLarge,
-                            _ => ErrorCode::BadRequest,
+                        let (code, why) = match (frames.tripped(), e) {
+                            (Some(t), _) => (ErrorCode::TooLarge, t.to_string()),
+                            (None, actix_ws::ProtocolError::Overflow) => (ErrorCode::TooLarge, "a message over the size limit".into()),
+                            (None, e) => (ErrorCode::BadRequest, format!("websocket protocol error: {e}")),
                         };
-                        send(&mut session, &ServerMessage::error(code, format!("websocket protocol error: {e}"))).await;
+                        // Not waited for: a client that floods may not read either.
+                        let _ = actix_web::rt::time::timeout(Duration::from_millis(200), session.text(ServerMessage::error(code, why).to_json())).await;
                         break (CloseCode::Protocol, "protocol error".into());
                     }
                     Some(Ok(actix_ws::AggregatedMessage::Text(t))) => t,
@@ -203,7 +211,12 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                         continue;
                     }
                 };
-                match handle(msg, &mut joined, &state).await {
+                let was_joined = joined.is_some();
+                let step = handle(msg, &mut joined, &state).await;
+                if !was_joined && joined.is_some() {
+                    frames.set(FRAME_LIMIT);
+                }
+                match step {
                     Step::Reply(m) => {
                         if !send(&mut session, &m).await {
                             break (CloseCode::Away, "client gone".into());
@@ -240,6 +253,7 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                 let m = format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}");
                 return Step::End(Some(ServerMessage::error(ErrorCode::UnsupportedVersion, m)), CloseCode::Policy, "version".into());
             }
+            let room = room.to_string();
             let claims = match state.authorize(Some(&token), &room, &Role::ALL) {
                 Ok(c) => c,
                 Err(AccessError::Unauthorized(m)) => {
@@ -249,7 +263,7 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                     return Step::End(Some(ServerMessage::error(ErrorCode::Forbidden, m)), CloseCode::Policy, "forbidden".into());
                 }
             };
-            let mut opts = participant_options(&claims, name, true, false);
+            let mut opts = participant_options(&claims, &token, name, true, false);
             let mut policy = state.uplink(&room, claims.role);
             if receive_only {
                 opts.publish = None;
@@ -282,11 +296,12 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                     }
                     Step::Reply(reply)
                 }
-                Err(casecast_actors::JoinError::Room(casecast_actors::RoomError::Full(n))) => Step::End(
-                    Some(ServerMessage::error(ErrorCode::RoomFull, format!("the room is full ({n} participants)"))),
-                    CloseCode::Again,
-                    "room full".into(),
-                ),
+                Err(casecast_actors::JoinError::Room(e @ (casecast_actors::RoomError::Full(_) | casecast_actors::RoomError::NoSeat { .. }))) => {
+                    Step::End(Some(ServerMessage::error(ErrorCode::RoomFull, e.to_string())), CloseCode::Again, "room full".into())
+                }
+                Err(casecast_actors::JoinError::Room(e @ casecast_actors::RoomError::TooManySessions(..))) => {
+                    Step::End(Some(ServerMessage::error(ErrorCode::TooManySessions, e.to_string())), CloseCode::Again, "too many sessions".into())
+                }
                 Err(e) => Step::End(Some(ServerMessage::error(ErrorCode::Internal, e.to_string())), CloseCode::Error, "join failed".into()),
             }
         }

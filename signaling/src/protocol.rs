@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::room_id::RoomId;
 use crate::token::Role;
 
 /// The protocol version this crate speaks.
@@ -28,7 +29,7 @@ pub enum ClientMessage {
         /// Protocol version the client speaks; must be [`PROTOCOL_VERSION`].
         v: u32,
         /// The room to join; must match the token's room.
-        room: String,
+        room: RoomId,
         /// A room-scoped token (see `casecast token`).
         token: String,
         /// Display name; defaults to the name in the token.
@@ -220,6 +221,9 @@ pub enum ErrorCode {
     SdpRejected,
     /// The room is full.
     RoomFull,
+    /// The token (or the person it names) has as many sessions open as one may;
+    /// close one first.
+    TooManySessions,
     /// The client sends messages faster than [`MAX_MESSAGES_PER_SECOND`].
     RateLimited,
     /// The server failed; the message says what happened.
@@ -340,7 +344,7 @@ mod tests {
             m,
             ClientMessage::Join {
                 v: 1,
-                room: "r".into(),
+                room: RoomId::parse("r").unwrap(),
                 token: "t".into(),
                 name: None,
                 receive_only: false,
@@ -364,6 +368,7 @@ mod tests {
             r#"{"type":"join"}"#,
             r#"{"type":"join","v":"1","room":"r","token":"t"}"#,
             r#"{"type":"offer","sdp":5}"#,
+            r#"{"type":"join","v":1,"room":"../x","token":"t"}"#,
             "\u{0}\u{1}",
         ] {
             let (code, msg) = ClientMessage::parse(bad).unwrap_err();

@@ -73,7 +73,7 @@ pub enum TokenError {
     /// Not three base64url parts, or not JSON inside.
     #[error("the token is malformed: {0}")]
     Malformed(&'static str),
-    /// The header names another algorithm than HS256.
+    /// The header names another algorithm than HS256 (its first 16 characters).
     #[error("the token uses algorithm {0:?}; only HS256 is accepted")]
     Algorithm(String),
     /// The signature does not match the server secret.
@@ -82,6 +82,32 @@ pub enum TokenError {
     /// `exp` is in the past.
     #[error("the token expired at {0} (Unix time); ask for a new one")]
     Expired(u64),
+}
+
+/// The shortest secret accepted for signing tokens, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// A stable name for the credential a token is, for per-token limits: its invitation
+/// id, or else a digest of the whole token (never the token itself, which grants access).
+pub fn credential(token: &str, claims: &Claims) -> String {
+    use sha2::Digest;
+    match &claims.jti {
+        Some(j) => format!("inv:{j}"),
+        None => {
+            let d = Sha256::digest(token.as_bytes());
+            let hex: String = d.iter().take(12).map(|b| format!("{b:02x}")).collect();
+            format!("tok:{hex}")
+        }
+    }
+}
+
+/// A secret for another purpose derived from the server secret (HMAC-SHA256 of
+/// `purpose`, hex): it cannot be turned back into the server secret, and changes
+/// when that is rotated.
+pub fn derived_secret(secret: &str, purpose: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("hmac takes any key length");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().iter().take(24).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The server secret that signs and verifies tokens.
@@ -158,7 +184,7 @@ impl TokenKey {
             .and_then(|v| serde_json::from_slice(&v).ok())
             .ok_or(TokenError::Malformed("header is not base64url JSON"))?;
         if header.alg != "HS256" {
-            return Err(TokenError::Algorithm(header.alg));
+            return Err(TokenError::Algorithm(header.alg.chars().take(16).collect()));
         }
         let sig = B64
             .decode(s)
@@ -210,6 +236,21 @@ mod tests {
         // alg=none is refused before anything else.
         let none = format!("{}.{}.", B64.encode(br#"{"alg":"none"}"#), forged);
         assert_eq!(k.verify(&none, 1001), Err(TokenError::Algorithm("none".into())));
+    }
+
+    #[test]
+    fn credentials_name_the_token_not_its_text() {
+        let k = TokenKey::new("secret");
+        let t = k.mint("or-1", Role::Viewer, "v", 1000, 60);
+        let c = k.verify(&t, 1001).unwrap();
+        let id = credential(&t, &c);
+        assert!(id.starts_with("tok:") && !id.contains(&t[..20]));
+        assert_eq!(id, credential(&t, &c));
+        assert_ne!(id, credential(&k.mint("or-1", Role::Viewer, "v", 1000, 61), &c));
+        let inv = Claims { jti: Some("abc".into()), ..c };
+        assert_eq!(credential(&t, &inv), "inv:abc");
+        let long = format!("{}.{}.", B64.encode(format!(r#"{{"alg":"{}"}}"#, "x".repeat(500))), B64.encode("{}"));
+        assert!(matches!(k.verify(&long, 0), Err(TokenError::Algorithm(a)) if a.len() == 16));
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub mod gst_peer;
 /// The secret test servers sign tokens with.
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 
+/// The token test servers' `/metrics` is scraped with.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
 /// The workspace's target directory.
 pub fn target_dir() -> PathBuf {
     if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
@@ -82,6 +85,7 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
 pub struct Server {
     child: Child,
     cmd: String,
+    umask: Option<u32>,
     args: Vec<String>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
@@ -110,11 +114,21 @@ impl Server {
         Self::spawn_bound("demo", "0.0.0.0", extra)
     }
 
+    /// Starts `casecast serve` from a shell whose umask is `umask` (the server must
+    /// keep its files private whatever it was given).
+    pub fn start_with_umask(umask: u32, extra: &[&str]) -> Result<Server> {
+        Self::spawn_full("serve", "127.0.0.1", Some(umask), extra)
+    }
+
     fn spawn(cmd: &str, extra: &[&str]) -> Result<Server> {
         Self::spawn_bound(cmd, "127.0.0.1", extra)
     }
 
     fn spawn_bound(cmd: &str, udp_host: &str, extra: &[&str]) -> Result<Server> {
+        Self::spawn_full(cmd, udp_host, None, extra)
+    }
+
+    fn spawn_full(cmd: &str, udp_host: &str, umask: Option<u32>, extra: &[&str]) -> Result<Server> {
         let dir = TempDir::new("server");
         let http = free_tcp_port();
         let udp = free_udp_port();
@@ -130,12 +144,15 @@ impl Server {
             SECRET.into(),
             "--data-dir".into(),
             dir.0.display().to_string(),
+            "--metrics-token".into(),
+            METRICS_TOKEN.into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Self::launch(cmd, &args, &log)?;
+        let child = Self::launch(cmd, &args, &log, umask)?;
         let mut s = Server {
             child,
             cmd: cmd.to_string(),
+            umask,
             args,
             url: format!("http://127.0.0.1:{http}"),
             udp_port: udp,
@@ -147,9 +164,18 @@ impl Server {
         Ok(s)
     }
 
-    fn launch(cmd: &str, args: &[String], log: &Path) -> Result<Child> {
+    fn launch(cmd: &str, args: &[String], log: &Path, umask: Option<u32>) -> Result<Child> {
         let logf = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        Command::new(casecast_bin())
+        let mut command = match umask {
+            // The shell sets the umask, then becomes the server.
+            Some(m) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("umask {m:03o}; exec \"$0\" \"$@\"")).arg(casecast_bin());
+                c
+            }
+            None => Command::new(casecast_bin()),
+        };
+        command
             .arg(cmd)
             .args(args)
             .env("RUST_LOG", "info,casecast=debug,casecast_actors=debug")
@@ -166,7 +192,7 @@ impl Server {
     pub fn crash_and_restart(&mut self) -> Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = Self::launch(&self.cmd, &self.args, &self.log)?;
+        self.child = Self::launch(&self.cmd, &self.args, &self.log, self.umask)?;
         self.wait_ready()
     }
 
@@ -201,10 +227,28 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The metrics exposition, as Prometheus scrapes it (with the scrape token).
+    pub fn metrics_text(&self) -> Option<String> {
+        let auth = format!("Bearer {METRICS_TOKEN}");
+        let (status, _, body) = http_request("GET", &format!("{}/metrics", self.url), &[("Authorization", &auth)], None).ok()?;
+        (status == 200).then(|| String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// One metric's value (a name with labels, exactly as printed), if present.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        let (_, text) = http_get(&format!("{}/metrics", self.url)).ok()?;
-        metric_value(&text, name)
+        metric_value(&self.metrics_text()?, name)
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server process's resident memory now, MiB.
+    pub fn rss_mib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+        Some(kb / 1024)
     }
 
     /// True while the process runs.

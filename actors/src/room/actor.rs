@@ -22,8 +22,6 @@ pub struct RoomActor {
     id: String,
     core: RoomCore,
     members: HashMap<ParticipantId, Addr<ParticipantActor>>,
-    /// Who each member is across sessions.
-    identities: HashMap<ParticipantId, String>,
     /// What operators muted, by person: it stays muted in their next session.
     held: HashMap<String, std::collections::HashSet<MediaKind>>,
     registry: Weak<RoomRegistry>,
@@ -36,7 +34,6 @@ impl RoomActor {
             id,
             core: RoomCore::new(policy),
             members: HashMap::new(),
-            identities: HashMap::new(),
             held: HashMap::new(),
             registry,
             metrics,
@@ -115,23 +112,21 @@ pub struct Join {
     pub member: Member,
     /// Its actor.
     pub addr: Addr<ParticipantActor>,
-    /// Who it is across sessions.
-    pub identity: String,
 }
 
 impl Handler<Join> for RoomActor {
     type Result = Result<Vec<PeerInfo>, RoomError>;
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
         let id = msg.member.info.id;
+        let identity = msg.member.identity.clone();
         self.members.insert(id, msg.addr.clone());
         match self.core.join(id, msg.member) {
             Ok((peers, out)) => {
                 self.apply(out, ctx);
                 // An operator's mute from an earlier session holds again.
-                for &kind in self.held.get(&msg.identity).into_iter().flatten() {
+                for &kind in self.held.get(&identity).into_iter().flatten() {
                     msg.addr.do_send(crate::participant::Hold { kind, held: true });
                 }
-                self.identities.insert(id, msg.identity);
                 Ok(peers)
             }
             Err(e) => {
@@ -156,7 +151,6 @@ impl Handler<Leave> for RoomActor {
         let out = self.core.leave(msg.0);
         self.apply(out, ctx);
         self.members.remove(&msg.0);
-        self.identities.remove(&msg.0);
         if self.core.is_empty() {
             ctx.stop();
         }
@@ -266,6 +260,29 @@ impl Handler<Remove> for RoomActor {
     }
 }
 
+/// Ends every session of one person (a revoked invitation); answers how many.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct EndSessions {
+    /// The person.
+    pub identity: String,
+    /// Why, as the participants are told.
+    pub reason: String,
+}
+
+impl Handler<EndSessions> for RoomActor {
+    type Result = usize;
+    fn handle(&mut self, msg: EndSessions, _: &mut Context<Self>) -> usize {
+        let ids = self.core.sessions_of(&msg.identity);
+        for id in &ids {
+            if let Some(addr) = self.members.get(id) {
+                addr.do_send(crate::participant::Close(msg.reason.clone()));
+            }
+        }
+        ids.len()
+    }
+}
+
 /// An operator mutes (holds) or releases one kind of a member's media: answers
 /// whether the member is in the room.
 #[derive(Message)]
@@ -284,8 +301,8 @@ impl Handler<Hold> for RoomActor {
     fn handle(&mut self, msg: Hold, _: &mut Context<Self>) -> bool {
         let Some((&id, addr)) = self.members.iter().find(|(id, _)| id.to_string() == msg.participant) else { return false };
         addr.do_send(crate::participant::Hold { kind: msg.kind, held: msg.held });
-        if let Some(who) = self.identities.get(&id) {
-            let kinds = self.held.entry(who.clone()).or_default();
+        if let Some(who) = self.core.identity(id) {
+            let kinds = self.held.entry(who.to_string()).or_default();
             if msg.held {
                 kinds.insert(msg.kind);
             } else {

@@ -37,9 +37,21 @@ pub enum RoomOutput {
 /// Why a participant could not join or publish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoomError {
-    /// The room has `max_participants` already.
+    /// The room has `max_participants` viewers and commentators already.
     #[error("the room is full ({0} participants)")]
     Full(usize),
+    /// The seats kept for a role (encoders, operators) are all taken.
+    #[error("the room has {max} {role}s already, the most it takes")]
+    NoSeat {
+        /// The role.
+        role: &'static str,
+        /// Its seats.
+        max: usize,
+    },
+    /// The token, or the person it names, has `max_sessions_per_person` sessions in
+    /// the room already.
+    #[error("this {whom} has {0} sessions open in the room already, the most one may have; close one (or wait a few seconds for a closed one to end)", whom = .1)]
+    TooManySessions(usize, &'static str),
     /// The participant id is in the room already.
     #[error("participant {0} is already in the room")]
     AlreadyJoined(ParticipantId),
@@ -60,8 +72,16 @@ pub struct RoomPolicy {
     pub commentator_max_fps: u32,
     /// Bitrate ceiling for commentator video, bits/s.
     pub commentator_max_bitrate: u32,
-    /// Most participants at once.
+    /// Most viewers and commentators at once. Encoders and operators have seats
+    /// of their own, so a full audience never keeps the feed or the program out.
     pub max_participants: usize,
+    /// Seats for the feed's encoders (a primary, a backup, one reconnecting).
+    pub max_encoders: usize,
+    /// Seats for operators: compositors and consoles watching the room.
+    pub max_operators: usize,
+    /// Most sessions one token, or one person, may hold in the room at once (a
+    /// reload or a network change overlaps the old session for a moment).
+    pub max_sessions_per_person: usize,
     /// Least time between two keyframe requests to one track.
     pub keyframe_interval: Duration,
 }
@@ -73,6 +93,9 @@ impl Default for RoomPolicy {
             commentator_max_fps: 5,
             commentator_max_bitrate: 300_000,
             max_participants: 200,
+            max_encoders: 4,
+            max_operators: 16,
+            max_sessions_per_person: 4,
             keyframe_interval: super::keyframe::DEFAULT_KEYFRAME_INTERVAL,
         }
     }
@@ -133,8 +156,26 @@ impl RoomCore {
         if self.members.contains_key(&id) {
             return Err(RoomError::AlreadyJoined(id));
         }
-        if self.members.len() >= self.policy.max_participants {
-            return Err(RoomError::Full(self.policy.max_participants));
+        let max = self.policy.max_sessions_per_person;
+        if self.members.values().filter(|m| m.credential == member.credential).count() >= max {
+            return Err(RoomError::TooManySessions(max, "token"));
+        }
+        if self.members.values().filter(|m| m.identity == member.identity).count() >= max {
+            return Err(RoomError::TooManySessions(max, "person"));
+        }
+        let role = member.info.role;
+        let seats = |r: &str| self.members.values().filter(|m| Seat::of(m.info.role) == Seat::of(r)).count();
+        match Seat::of(role) {
+            Seat::Audience if seats(role) >= self.policy.max_participants => {
+                return Err(RoomError::Full(self.policy.max_participants));
+            }
+            Seat::Encoder if seats(role) >= self.policy.max_encoders => {
+                return Err(RoomError::NoSeat { role, max: self.policy.max_encoders });
+            }
+            Seat::Operator if seats(role) >= self.policy.max_operators => {
+                return Err(RoomError::NoSeat { role, max: self.policy.max_operators });
+            }
+            _ => {}
         }
         let peers = self.members.values().map(|m| m.info.clone()).collect();
         let mut out: Vec<RoomOutput> = self
@@ -250,6 +291,16 @@ impl RoomCore {
         fire.then(|| RoomOutput::RequestKeyframe(self.tracks[&id].clone()))
     }
 
+    /// The members who are `identity` (a person's sessions).
+    pub fn sessions_of(&self, identity: &str) -> Vec<ParticipantId> {
+        self.members.iter().filter(|(_, m)| m.identity == identity).map(|(&id, _)| id).collect()
+    }
+
+    /// Who member `id` is across sessions.
+    pub fn identity(&self, id: ParticipantId) -> Option<&str> {
+        self.members.get(&id).map(|m| m.identity.as_str())
+    }
+
     /// The members that publish as `source`.
     pub fn members_publishing(&self, source: TrackSource) -> Vec<ParticipantId> {
         self.members.iter().filter(|(_, m)| m.publish == Some(source)).map(|(&id, _)| id).collect()
@@ -268,13 +319,35 @@ impl RoomCore {
     }
 }
 
+/// Which seats a role takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seat {
+    /// Viewers and commentators share the room's `max_participants`.
+    Audience,
+    /// The feed's encoders.
+    Encoder,
+    /// Compositors and consoles.
+    Operator,
+}
+
+impl Seat {
+    fn of(role: &str) -> Seat {
+        match role {
+            "encoder" => Seat::Encoder,
+            "operator" => Seat::Operator,
+            _ => Seat::Audience,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn member(id: u64, role: &'static str, publish: Option<TrackSource>, subscribe: Subscribe) -> (ParticipantId, Member) {
         let id = ParticipantId(id);
-        (id, Member { info: PeerInfo { id, name: format!("n{}", id.0), role }, publish, subscribe })
+        let who = format!("{role}:n{}", id.0);
+        (id, Member { info: PeerInfo { id, name: format!("n{}", id.0), role }, publish, subscribe, identity: who.clone(), credential: who })
     }
 
     fn track(id: u64, p: u64, kind: MediaKind) -> TrackDesc {
@@ -379,6 +452,62 @@ mod tests {
         assert_eq!(room.join(a, m.clone()).unwrap_err(), RoomError::AlreadyJoined(a));
         let (b, m) = member(2, "viewer", None, Subscribe::All);
         assert_eq!(room.join(b, m).unwrap_err(), RoomError::Full(1));
+        // The feed and the program have seats of their own.
+        let (e, m) = member(3, "encoder", Some(TrackSource::Feed), Subscribe::None);
+        room.join(e, m).unwrap();
+        let (o, m) = member(4, "operator", Some(TrackSource::Program), Subscribe::All);
+        room.join(o, m).unwrap();
+        let (c, m) = member(5, "commentator", Some(TrackSource::Commentator), Subscribe::All);
+        assert_eq!(room.join(c, m).unwrap_err(), RoomError::Full(1), "and they do not free one for the audience");
+    }
+
+    #[test]
+    fn seats_for_encoders_and_operators_are_bounded_too() {
+        let mut room = RoomCore::new(RoomPolicy { max_encoders: 2, max_operators: 1, ..Default::default() });
+        for i in 1..=2 {
+            let (e, m) = member(i, "encoder", Some(TrackSource::Feed), Subscribe::None);
+            room.join(e, m).unwrap();
+        }
+        let (e, m) = member(3, "encoder", Some(TrackSource::Feed), Subscribe::None);
+        assert_eq!(room.join(e, m).unwrap_err(), RoomError::NoSeat { role: "encoder", max: 2 });
+        let (o, m) = member(4, "operator", None, Subscribe::All);
+        room.join(o, m).unwrap();
+        let (o, m) = member(5, "operator", None, Subscribe::All);
+        assert!(matches!(room.join(o, m), Err(RoomError::NoSeat { role: "operator", .. })));
+    }
+
+    #[test]
+    fn one_token_or_person_holds_a_few_sessions_not_the_room() {
+        let mut room = RoomCore::new(RoomPolicy { max_sessions_per_person: 2, ..Default::default() });
+        let same_token = |id: u64, name: &str| {
+            let (id, m) = member(id, "viewer", None, Subscribe::All);
+            (id, Member { credential: "tok:shared".into(), identity: format!("viewer:{name}"), ..m })
+        };
+        for i in 1..=2 {
+            let (id, m) = same_token(i, &format!("v{i}"));
+            room.join(id, m).unwrap();
+        }
+        let (id, m) = same_token(3, "v3");
+        assert_eq!(room.join(id, m).unwrap_err(), RoomError::TooManySessions(2, "token"));
+        // Another token for the same person counts against the person.
+        let person = |id: u64, token: &str| {
+            let (id, m) = member(id, "commentator", Some(TrackSource::Commentator), Subscribe::All);
+            (id, Member { credential: token.into(), identity: "inv:ana".into(), ..m })
+        };
+        for (i, t) in [(10, "a"), (11, "b")] {
+            let (id, m) = person(i, t);
+            room.join(id, m).unwrap();
+        }
+        let (id, m) = person(12, "c");
+        assert_eq!(room.join(id, m).unwrap_err(), RoomError::TooManySessions(2, "person"));
+        assert_eq!(room.sessions_of("inv:ana"), vec![ParticipantId(10), ParticipantId(11)]);
+        // Leaving frees the place.
+        room.leave(ParticipantId(10));
+        let (id, m) = person(12, "c");
+        room.join(id, m).unwrap();
+        // Others are not touched by one token's limit.
+        let (v, m) = member(20, "viewer", None, Subscribe::All);
+        room.join(v, m).unwrap();
     }
 
     #[test]
