@@ -1,7 +1,7 @@
 # casecast — the two commands: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test build deps deps-test bench loadtest clean
+.PHONY: run test build deps deps-test bench loadtest fuzz clean
 
 ## Install what is missing, build, and start the demo server.
 run: deps
@@ -26,6 +26,12 @@ deps-test:
 loadtest: deps
 	$(CARGO) build --release -p casecast -p casecast-loadtest
 	scripts/bench-forwarding.sh
+
+## Fuzz each target for FUZZ_SECONDS from its committed corpus (cargo fuzz, libFuzzer);
+## see docs/security.md.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
 	$(CARGO) clean

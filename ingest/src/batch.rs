@@ -53,6 +53,10 @@ pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
 
 /// As [`deidentify_file`], telling `progress` how far a streamed file is (0..1).
 pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Outcome {
+    // Headers first: no parser below reserves what the file does not hold.
+    if let Err(e) = crate::structure::check(path) {
+        return Outcome::Failed(path.to_path_buf(), e.to_string());
+    }
     if std::fs::metadata(path).is_ok_and(|m| m.len() > STREAM_ABOVE_BYTES)
         && let Some(outcome) = streamed(path, out_dir, opts, progress)
     {

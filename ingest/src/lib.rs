@@ -15,6 +15,8 @@
 //!   ZIP archives expanded), run by the pool in `actors/`.
 //! - [`store`]: metadata in SQL (SQLite or PostgreSQL) and objects (local or S3).
 //! - [`dicomweb`]: DICOM JSON and multipart bodies for QIDO-RS, WADO-RS and STOW-RS.
+//! - [`structure`]: every file's element headers walked before a parser reads it,
+//!   so no declared length is allocated that the file does not hold.
 
 pub mod batch;
 pub mod cases;
@@ -24,4 +26,5 @@ pub mod deid;
 pub mod ocr;
 pub mod pixels;
 pub mod store;
+pub mod structure;
 pub mod uid;
