@@ -162,6 +162,11 @@ impl Events {
         self.events.read().unwrap_or_else(|e| e.into_inner()).get(id).is_some_and(|e| e.policy.viewing == "private")
     }
 
+    /// Whether room `id` is an event that has ended.
+    pub fn has_ended(&self, id: &str) -> bool {
+        self.events.read().unwrap_or_else(|e| e.into_inner()).get(id).is_some_and(|e| e.status == "ended")
+    }
+
     /// The event of room `id`, if it is one.
     pub fn event(&self, id: &str) -> Option<Event> {
         self.events.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
@@ -572,8 +577,9 @@ pub(crate) async fn invite(req: HttpRequest, id: web::Path<String>, bytes: web::
         return error(StatusCode::BAD_REQUEST, "name must be 1 to 80 characters");
     }
     let ttl = new.ttl_hours.unwrap_or(48);
-    if !(1..=24 * 90).contains(&ttl) {
-        return error(StatusCode::BAD_REQUEST, "ttl_hours must be 1 to 2160");
+    let max = (st.max_token_ttl / 3600).min(24 * 90);
+    if !(1..=max).contains(&ttl) {
+        return error(StatusCode::BAD_REQUEST, &format!("ttl_hours must be 1 to {max} (max_token_ttl_secs)"));
     }
     let now = crate::state::unix_now();
     let inv = Invitation {
