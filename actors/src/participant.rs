@@ -324,7 +324,8 @@ impl ParticipantActor {
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 tracing::error!(participant = %self.id, panic = %what, "participant panicked; ending it");
-                self.close(format!("internal error: {what}"), ctx);
+                // The panic's text is for the log only, not for the client.
+                self.close("internal error (the server's log says more)", ctx);
                 None
             }
         }
