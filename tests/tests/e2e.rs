@@ -974,8 +974,9 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
     let size = page.eval("const v = document.querySelector('.tile.program video'); return [v.videoWidth, v.videoHeight]")?;
     assert_eq!(size, json!([1280, 720]), "the monitor is the program itself");
     // In picture-in-picture the commentator's tile (bottom left, 256×144 from
-    // (16, 560)) carries a name label: white text where the fake camera has none.
-    let label = (16, 664, 160, 40);
+    // (16, 560)) carries a name label along its bottom edge: white text where the
+    // fake camera has none (its rotating figure, in the middle, stays above y 676).
+    let label = (16, 676, 160, 28);
     wait_for("the commentator's name label in the program", Duration::from_secs(60), || {
         let n = white_pixels(&hls.join(latest()?), label)?;
         (n > 40).then_some(())
@@ -985,7 +986,7 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
     let switches = format!("{}/api/events/demo/program", server.url);
     for (on, what) in [(false, "the label gone"), (true, "the label back")] {
         assert_eq!(api("POST", &switches, Some(&op_token), Some(json!({"labels": on})))?, (202, json!({"labels": on})));
-        wait_for(what, Duration::from_secs(30), || {
+        wait_for(what, Duration::from_secs(60), || {
             let n = white_pixels(&hls.join(latest()?), label)?;
             (if on { n > 40 } else { n < 5 }).then_some(())
         })?;
