@@ -54,6 +54,9 @@ pub fn check_payload_types(text: &str) -> Result<(), String> {
         if attr == "rtcp-fb" && pt == "*" {
             continue;
         }
+        if pt.is_empty() || pt.len() > 3 || !pt.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(format!("SDP line {}: a={attr} without a payload type number", n + 1));
+        }
         let Some((kind, formats)) = &section else {
             return Err(format!("SDP line {}: a={attr} before any m= line", n + 1));
         };
@@ -75,7 +78,8 @@ pub fn check_payload_types(text: &str) -> Result<(), String> {
         }
         match codecs.get(pt) {
             Some(other) if *other != codec => {
-                return Err(format!("SDP line {}: payload type {pt} names two codecs ({other} and {codec})", n + 1));
+                let shown = |c: &str| c.chars().filter(|c| c.is_ascii_graphic()).take(32).collect::<String>();
+                return Err(format!("SDP line {}: payload type {pt} names two codecs ({} and {})", n + 1, shown(other), shown(&codec)));
             }
             _ => {
                 codecs.insert(pt, codec);
