@@ -194,12 +194,20 @@ fn header<R: Read + Seek>(src: &mut Source<R>, enc: Encoding) -> Result<Option<H
     if !enc.explicit {
         return Ok(Some(Header { tag, vr: dictionary_vr(tag), len: u32_of(src.read()?) }));
     }
-    let vr: [u8; 2] = src.read()?;
-    let len = if matches!(&vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV") {
+    // As the parser reads it: a 16-bit length for the short VRs (PS3.5 7.1.2), two
+    // reserved bytes and a 32-bit length for the others; a VR it does not know is UN.
+    let mut vr: [u8; 2] = src.read()?;
+    const SHORT: [&[u8; 2]; 21] =
+        [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"];
+    const LONG: [&[u8; 2]; 13] = [b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"];
+    let len = if SHORT.contains(&&vr) {
+        u32::from(u16_of(src.read()?))
+    } else {
+        if !LONG.contains(&&vr) {
+            vr = *b"UN";
+        }
         let _reserved: [u8; 2] = src.read()?;
         u32_of(src.read()?)
-    } else {
-        u32::from(u16_of(src.read()?))
     };
     Ok(Some(Header { tag, vr, len }))
 }
@@ -473,6 +481,13 @@ mod tests {
         seq.extend(*b"ACC99887");
         let e = check_bytes(&file("1.2.840.10008.1.2", &seq)).unwrap_err();
         assert!(e.to_string().contains("(0008,0050)"), "{e}");
+        // Found by fuzzing: a VR the parser does not know is UN to it, with a 32-bit
+        // length; read with a 16-bit one, the walk saw another file than the parser.
+        let mut unknown = Vec::new();
+        unknown.extend([0xE0, 0x7F, 0x10, 0x19, 0, 0, 0, 0]);
+        unknown.extend(0xFFFF_0000u32.to_le_bytes());
+        let e = check_bytes(&file(EXPLICIT, &unknown)).unwrap_err();
+        assert!(e.to_string().contains("(7FE0,1910)"), "{e}");
         // A deflate bomb: a little compressed, a lot inflated, in one huge value.
         use std::io::Write;
         let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
