@@ -297,8 +297,11 @@ fn walk<R: Read + Seek>(src: &mut Source<R>, enc: Encoding, limit: Option<u64>, 
             None if limit.is_none() => return Ok(()),
             None => return Err(bad(format!("it ends inside an item, at byte {}", src.at))),
         };
-        if h.tag == ITEM_END || h.tag == SEQUENCE_END {
-            return Err(bad(format!("a delimiter {} outside a sequence, at byte {}", tag_text(h.tag), src.at)));
+        // Items and delimiters belong in sequences only (found by fuzzing: the
+        // parser takes an item among elements, and the file written of it does not
+        // read back).
+        if h.tag.0 == 0xFFFE {
+            return Err(bad(format!("an item or delimiter {} outside a sequence, at byte {}", tag_text(h.tag), src.at)));
         }
         element(src, enc, &h, limit.or(src.end), depth)?;
     }
@@ -367,7 +370,7 @@ fn items<R: Read + Seek>(src: &mut Source<R>, enc: Encoding, limit: Option<u64>,
         if h.tag == ITEM_END {
             return Ok(());
         }
-        if h.tag == SEQUENCE_END || h.tag == ITEM {
+        if h.tag.0 == 0xFFFE {
             return Err(bad(format!("{} inside an item, at byte {}", tag_text(h.tag), src.at)));
         }
         element(src, enc, &h, limit, depth)?;
@@ -488,6 +491,10 @@ mod tests {
         unknown.extend(0xFFFF_0000u32.to_le_bytes());
         let e = check_bytes(&file(EXPLICIT, &unknown)).unwrap_err();
         assert!(e.to_string().contains("(7FE0,1910)"), "{e}");
+        // Found by fuzzing: an item among the elements of the data set.
+        let mut stray = explicit((0x0010, 0x0010), b"PN", b"DOE^JOHN");
+        stray.extend([0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 1, 2, 3, 4]);
+        assert!(check_bytes(&file(EXPLICIT, &stray)).unwrap_err().to_string().contains("outside a sequence"));
         // A deflate bomb: a little compressed, a lot inflated, in one huge value.
         use std::io::Write;
         let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
