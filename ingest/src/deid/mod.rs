@@ -248,6 +248,11 @@ impl Phi {
     }
 }
 
+/// Whether `s` is a UID: 1 to 64 characters, digits and dots, no empty component.
+pub fn is_uid(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// De-identifies one DICOM file object in place; the file meta information follows
 /// (its SOP Instance UID is the new one).
 pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Report, DeidError> {
@@ -258,6 +263,14 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
     if obj.element(tags::SOP_INSTANCE_UID).is_err() {
         return Err(DeidError::Invalid("no SOP Instance UID (0008,0018)".into()));
     }
+    // The SOP Class UID is kept, and goes into the file meta group: it must be one
+    // (found by fuzzing: a mangled one made a file no DICOM reader opens).
+    let class = obj.element(tags::SOP_CLASS_UID).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string());
+    let meta_class = file.meta().media_storage_sop_class_uid.trim_end_matches(['\0', ' ']).to_string();
+    if class.is_some_and(|c| !is_uid(&c)) || !(meta_class.is_empty() || is_uid(&meta_class)) {
+        return Err(DeidError::Invalid("the SOP Class UID is not a UID (digits and dots, at most 64)".into()));
+    }
+    let obj: &mut InMemDicomObject = file;
     let phi = Phi::gather(obj);
     let text = |t: Tag| obj.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
     let (patient_id, patient_name) = (text(tags::PATIENT_ID), text(tags::PATIENT_NAME));
