@@ -311,7 +311,9 @@ fn walk<R: Read + Seek>(src: &mut Source<R>, enc: Encoding, limit: Option<u64>, 
 fn element<R: Read + Seek>(src: &mut Source<R>, enc: Encoding, h: &Header, limit: Option<u64>, depth: usize) -> Result<()> {
     fits(src, h, limit)?;
     let sequence = &h.vr == b"SQ" || (!enc.explicit && h.len == UNDEFINED);
-    let encapsulated = h.len == UNDEFINED && matches!(&h.vr, b"OB" | b"OW");
+    // Only Pixel Data is encapsulated (found by fuzzing: another OB of undefined
+    // length made the parser reserve 4 GB).
+    let encapsulated = h.len == UNDEFINED && matches!(&h.vr, b"OB" | b"OW") && h.tag == (0x7FE0, 0x0010);
     if h.len == UNDEFINED && !sequence && !encapsulated && &h.vr != b"UN" {
         return Err(bad(format!("element {} has an undefined length, which only sequences and compressed pixel data may have", tag_text(h.tag))));
     }
@@ -495,6 +497,12 @@ mod tests {
         let mut stray = explicit((0x0010, 0x0010), b"PN", b"DOE^JOHN");
         stray.extend([0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 1, 2, 3, 4]);
         assert!(check_bytes(&file(EXPLICIT, &stray)).unwrap_err().to_string().contains("outside a sequence"));
+        // Found by fuzzing: an OB of undefined length that is not Pixel Data.
+        let mut ob = Vec::new();
+        ob.extend([0xFF, 0xFF, 0xFF, 0x03, b'O', b'B', 0, 0]);
+        ob.extend(UNDEFINED.to_le_bytes());
+        ob.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert!(check_bytes(&file(EXPLICIT, &ob)).unwrap_err().to_string().contains("undefined length"));
         // A deflate bomb: a little compressed, a lot inflated, in one huge value.
         use std::io::Write;
         let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
