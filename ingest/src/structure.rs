@@ -212,13 +212,27 @@ fn header<R: Read + Seek>(src: &mut Source<R>, enc: Encoding) -> Result<Option<H
     Ok(Some(Header { tag, vr, len }))
 }
 
-/// `SQ` for a tag the standard's dictionary says is a sequence, else unknown.
+/// The VR the parser gives a tag in implicit VR: OW for Pixel Data and overlay
+/// data, else the standard dictionary's (relaxed), else UN; as dicom-rs does.
 fn dictionary_vr(tag: (u16, u16)) -> [u8; 2] {
     use dicom_core::VR;
-    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
-    match dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1)).map(|e| e.vr()) {
-        Some(VirtualVr::Exact(VR::SQ)) => *b"SQ",
-        _ => *b"  ",
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    let vr = if tag == (0x7FE0, 0x0010) || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) {
+        VR::OW
+    } else {
+        dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1)).map(|e| e.vr().relaxed()).unwrap_or(VR::UN)
+    };
+    vr.to_bytes()
+}
+
+/// The size of one value of a binary VR the parser reads as numbers; a length not
+/// a multiple of it leaves the parser out of step with the file.
+fn value_width(vr: &[u8; 2]) -> Option<u32> {
+    match vr {
+        b"US" | b"SS" | b"OW" => Some(2),
+        b"UL" | b"SL" | b"FL" | b"OF" | b"OL" | b"AT" => Some(4),
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => Some(8),
+        _ => None,
     }
 }
 
@@ -310,6 +324,20 @@ fn walk<R: Read + Seek>(src: &mut Source<R>, enc: Encoding, limit: Option<u64>, 
 /// One element: its value skipped, or its items walked.
 fn element<R: Read + Seek>(src: &mut Source<R>, enc: Encoding, h: &Header, limit: Option<u64>, depth: usize) -> Result<()> {
     fits(src, h, limit)?;
+    // Found by fuzzing: the parser reads len / width values of a numeric VR, so a
+    // length that is not a multiple puts it out of step with the file, reading the
+    // next header a byte early (and then gigabytes).
+    if let Some(w) = value_width(&h.vr)
+        && h.len != UNDEFINED
+        && h.len % w != 0
+    {
+        return Err(bad(format!(
+            "element {} ({}) has {} bytes, not a multiple of its values' {w}",
+            tag_text(h.tag),
+            String::from_utf8_lossy(&h.vr),
+            h.len
+        )));
+    }
     let sequence = &h.vr == b"SQ" || (!enc.explicit && h.len == UNDEFINED);
     // Only Pixel Data is encapsulated (found by fuzzing: another OB of undefined
     // length made the parser reserve 4 GB).
@@ -497,6 +525,13 @@ mod tests {
         let mut stray = explicit((0x0010, 0x0010), b"PN", b"DOE^JOHN");
         stray.extend([0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 1, 2, 3, 4]);
         assert!(check_bytes(&file(EXPLICIT, &stray)).unwrap_err().to_string().contains("outside a sequence"));
+        // Found by fuzzing: 241 bytes of an UL (the group length), read as 60 values.
+        let mut group = Vec::new();
+        group.extend([0x00, 0x00, 0x00, 0x00]);
+        group.extend(5u32.to_le_bytes());
+        group.extend([1, 2, 3, 4, 5]);
+        let e = check_bytes(&file("1.2.840.10008.1.2", &group)).unwrap_err();
+        assert!(e.to_string().contains("not a multiple"), "{e}");
         // Found by fuzzing: an OB of undefined length that is not Pixel Data.
         let mut ob = Vec::new();
         ob.extend([0xFF, 0xFF, 0xFF, 0x03, b'O', b'B', 0, 0]);
