@@ -113,6 +113,49 @@ impl NativePixels {
     }
 }
 
+/// The picture size a compressed frame's own header states, (columns, rows): a
+/// JPEG's start of frame (baseline, extended, lossless, JPEG-LS), or a JPEG 2000
+/// codestream's SIZ. `None` for what has no such header (RLE) or is not read here.
+pub fn codestream_size(frame: &[u8]) -> Option<(u32, u32)> {
+    let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u32::from(u16::from_be_bytes([x[0], x[1]])));
+    let be32 = |b: &[u8], i: usize| b.get(i..i + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
+    match frame.get(..4)? {
+        // JPEG 2000: SOC then SIZ: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz.
+        [0xFF, 0x4F, 0xFF, 0x51] => {
+            let (x, y, xo, yo) = (be32(frame, 8)?, be32(frame, 12)?, be32(frame, 16)?, be32(frame, 20)?);
+            Some((x.checked_sub(xo)?, y.checked_sub(yo)?))
+        }
+        // JPEG: SOI, then markers up to a start of frame.
+        [0xFF, 0xD8, ..] => {
+            let mut i = 2;
+            while i + 4 <= frame.len() && frame[i] == 0xFF {
+                let marker = frame[i + 1];
+                let len = be16(frame, i + 2)? as usize;
+                let sof = matches!(marker, 0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC)) || marker == 0xF7;
+                if sof {
+                    return Some((be16(frame, i + 7)?, be16(frame, i + 5)?));
+                }
+                i += 2 + len;
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Refuses a compressed frame whose own header states a bigger picture than the
+/// object's Rows and Columns (found by fuzzing: a JPEG 2000 codestream claiming 6
+/// million rows in an 11 KB file made the decoder take 7.7 GB): the decoders size
+/// their output from the codestream, so this is checked before any of them runs.
+pub fn check_codestream(frame: &[u8], rows: u64, columns: u64) -> Result<(), String> {
+    match codestream_size(frame) {
+        Some((w, h)) if u64::from(w) > columns || u64::from(h) > rows => Err(format!(
+            "compressed picture of {w}×{h} where the header says {columns}×{rows}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Decompresses encapsulated pixel data in place (JPEG baseline/extended/lossless,
 /// RLE), so its frames can be read and cleaned like native ones: the pixel data,
 /// its attributes and the transfer syntax (now Explicit VR Little Endian) change
@@ -129,6 +172,11 @@ pub fn decompress(file: &mut dicom_object::DefaultDicomObject) -> Result<bool, S
     let decoded = uint(tags::ROWS) * uint(tags::COLUMNS) * uint(tags::SAMPLES_PER_PIXEL) * uint(tags::BITS_ALLOCATED).div_ceil(8) * uint(tags::NUMBER_OF_FRAMES);
     if decoded > MAX_DECODED_BYTES {
         return Err(format!("compressed pixel data that decodes to {} MB; at most {} MB are decoded", decoded >> 20, MAX_DECODED_BYTES >> 20));
+    }
+    if let Ok(Value::PixelSequence(seq)) = file.element(tags::PIXEL_DATA).map(|e| e.value()) {
+        for f in seq.fragments() {
+            check_codestream(f, uint(tags::ROWS), uint(tags::COLUMNS))?;
+        }
     }
     // The decoders panic on some hostile input (a JPEG whose components disagree
     // with the header): that must fail this file, not the process.
@@ -290,5 +338,22 @@ mod tests {
         black_out(&inv, &mut f, &[(0, 0, 1, 1)]);
         assert_eq!(&f[..2], &[0xff, 0xff], "MONOCHROME1: black is the top value");
         assert!(png(&[0, 255, 0, 255], 2, 2).unwrap().starts_with(b"\x89PNG"));
+    }
+
+    /// Found by fuzzing: a JPEG 2000 codestream stating a picture far bigger than
+    /// the header's; and the JPEG start of frame read past other markers.
+    #[test]
+    fn codestreams_state_their_size() {
+        let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0x00, 0x29, 0x00, 0x00];
+        for v in [320u32, 0x005B_00A0, 0, 0] {
+            j2k.extend(v.to_be_bytes());
+        }
+        assert_eq!(codestream_size(&j2k), Some((320, 0x005B_00A0)));
+        assert!(check_codestream(&j2k, 160, 320).unwrap_err().contains("320×5963936"));
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0, 0, 0xFF, 0xC0, 0x00, 0x11, 8, 0x00, 0xA0, 0x01, 0x40, 1];
+        assert_eq!(codestream_size(&jpeg), Some((320, 160)));
+        assert!(check_codestream(&jpeg, 160, 320).is_ok());
+        assert_eq!(codestream_size(b"RLE segments"), None);
+        assert_eq!(codestream_size(&[0xFF, 0xD8, 0xFF]), None);
     }
 }

@@ -329,7 +329,7 @@ fn element<R: Read + Seek>(src: &mut Source<R>, enc: Encoding, h: &Header, limit
     // next header a byte early (and then gigabytes).
     if let Some(w) = value_width(&h.vr)
         && h.len != UNDEFINED
-        && h.len % w != 0
+        && !h.len.is_multiple_of(w)
     {
         return Err(bad(format!(
             "element {} ({}) has {} bytes, not a multiple of its values' {w}",
