@@ -53,6 +53,23 @@ pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
 
 /// As [`deidentify_file`], telling `progress` how far a streamed file is (0..1).
 pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Outcome {
+    // Files as they arrive: no meta group, big endian, standard attributes as UN.
+    match crate::normalize::file(path) {
+        Err(e) => return Outcome::Failed(path.to_path_buf(), e),
+        Ok(Some(n)) => {
+            if let Err(e) = crate::structure::check_bytes(&n.bytes) {
+                return Outcome::Failed(path.to_path_buf(), e.to_string());
+            }
+            let read = dicom_object::OpenFileOptions::new()
+                .read_preamble(dicom_object::file::ReadPreamble::Always)
+                .from_reader(std::io::Cursor::new(&n.bytes));
+            return match read {
+                Ok(obj) => finish(path, obj, out_dir, opts),
+                Err(e) => Outcome::Failed(path.to_path_buf(), format!("not readable as DICOM: {e}")),
+            };
+        }
+        Ok(None) => {}
+    }
     // Headers first: no parser below reserves what the file does not hold.
     if let Err(e) = crate::structure::check(path) {
         return Outcome::Failed(path.to_path_buf(), e.to_string());
@@ -76,10 +93,15 @@ pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options
             READ_WHOLE_MAX_BYTES >> 20
         ));
     }
-    let mut obj = match dicom_object::open_file(path) {
-        Ok(o) => o,
-        Err(e) => return fail(format!("not readable as DICOM: {e}")),
-    };
+    match dicom_object::open_file(path) {
+        Ok(obj) => finish(path, obj, out_dir, opts),
+        Err(e) => fail(format!("not readable as DICOM: {e}")),
+    }
+}
+
+/// De-identifies a file read whole and writes it (and its rendered frames).
+fn finish(path: &Path, mut obj: dicom_object::DefaultDicomObject, out_dir: &Path, opts: &Options) -> Outcome {
+    let fail = |why: String| Outcome::Failed(path.to_path_buf(), why);
     let report = match deid::deidentify(&mut obj, opts) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),

@@ -15,6 +15,8 @@
 //!   ZIP archives expanded), run by the pool in `actors/`.
 //! - [`store`]: metadata in SQL (SQLite or PostgreSQL) and objects (local or S3).
 //! - [`dicomweb`]: DICOM JSON and multipart bodies for QIDO-RS, WADO-RS and STOW-RS.
+//! - [`normalize`]: files as they arrive (no meta group, big endian, standard
+//!   attributes as UN) rewritten in explicit VR little endian before anything reads them.
 //! - [`structure`]: every file's element headers walked before a parser reads it,
 //!   so no declared length is allocated that the file does not hold.
 
@@ -23,6 +25,7 @@ pub mod cases;
 pub mod dicomweb;
 pub mod encapsulated;
 pub mod deid;
+pub mod normalize;
 pub mod ocr;
 pub mod pixels;
 pub mod store;

@@ -214,7 +214,7 @@ fn header<R: Read + Seek>(src: &mut Source<R>, enc: Encoding) -> Result<Option<H
 
 /// The VR the parser gives a tag in implicit VR: OW for Pixel Data and overlay
 /// data, else the standard dictionary's (relaxed), else UN; as dicom-rs does.
-fn dictionary_vr(tag: (u16, u16)) -> [u8; 2] {
+pub(crate) fn dictionary_vr(tag: (u16, u16)) -> [u8; 2] {
     use dicom_core::VR;
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
     let vr = if tag == (0x7FE0, 0x0010) || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) {
@@ -227,7 +227,7 @@ fn dictionary_vr(tag: (u16, u16)) -> [u8; 2] {
 
 /// The size of one value of a binary VR the parser reads as numbers; a length not
 /// a multiple of it leaves the parser out of step with the file.
-fn value_width(vr: &[u8; 2]) -> Option<u32> {
+pub(crate) fn value_width(vr: &[u8; 2]) -> Option<u32> {
     match vr {
         b"US" | b"SS" | b"OW" => Some(2),
         b"UL" | b"SL" | b"FL" | b"OF" | b"OL" | b"AT" => Some(4),

@@ -1305,6 +1305,119 @@ print(json.dumps({
     Ok(())
 }
 
+/// Real files as archives send them (pydicom's own test files, from Debian's
+/// python3-pydicom): no file meta group (explicit VR, big and little endian), a meta
+/// group without its group length (and a data set without its SOP UIDs), explicit VR
+/// big endian, RT Doses (RLE) whose standard attributes are stored as UN, and a
+/// private UN sequence of undefined length holding UIDs, a JPEG whose data set is
+/// implicit VR under an explicit syntax, an RT Structure Set with no meta group. Each
+/// comes out de-identified, in little endian, read by dcmtk and pydicom, its UIDs
+/// replaced as UIDs (the file named by one), with no identifying value of its input
+/// in any byte.
+#[test]
+fn deid_takes_real_files_as_they_arrive() -> Result<()> {
+    let samples = std::path::Path::new("/usr/lib/python3/dist-packages/pydicom/data/test_files");
+    let names = [
+        "ExplVR_BigEndNoMeta.dcm",
+        "ExplVR_LitEndNoMeta.dcm",
+        "ExplVR_BigEnd.dcm",
+        "no_meta_group_length.dcm",
+        "rtdose_rle.dcm",
+        "rtdose_rle_1frame.dcm",
+        "UN_sequence.dcm",
+        "SC_rgb_jpeg.dcm",
+        "rtstruct.dcm",
+    ];
+    let dir = TempDir::new("deid-real");
+    // What is not an instance fails alone, with why, and at once.
+    for (name, why) in [
+        ("no_meta.dcm", "no DICOM data set where one would start"),
+        ("meta_missing_tsyntax.dcm", "a file meta group with no transfer syntax, and no DICOM data set"),
+        ("README.txt", "no DICOM data set where one would start"),
+        ("dicomdirtests/DICOMDIR", "a DICOMDIR (a media directory), not an instance"),
+    ] {
+        let run = std::process::Command::new(casecast_bin())
+            .args(["deid", "--no-ocr", "--data-dir"])
+            .arg(dir.0.join("data"))
+            .arg(samples.join(name))
+            .arg(dir.0.join("refused"))
+            .output()?;
+        let log = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && log.contains(&format!("{name}: FAILED")) && log.contains(why), "{name}: {log}");
+    }
+    let mut pairs = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let (input, output) = (samples.join(name), dir.0.join(format!("out{i}")));
+        let run = std::process::Command::new(casecast_bin())
+            .args(["deid", "--no-ocr", "--data-dir"])
+            .arg(dir.0.join("data"))
+            .arg(&input)
+            .arg(&output)
+            .output()?;
+        let log = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success() && log.contains("1 de-identified, 0 failed"), "{name}: {log}");
+        let out = std::fs::read_dir(&output)?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "dcm")).expect("one output");
+        let file_name = out.file_name().unwrap().to_string_lossy().to_string();
+        assert!(file_name.starts_with("2.25.") && file_name.len() <= 68, "{name}: named by its new UID: {file_name}");
+        let dump = std::process::Command::new("dcmdump").arg("-q").arg(&out).output()?;
+        assert!(dump.status.success(), "dcmtk cannot read the output of {name}: {}", String::from_utf8_lossy(&dump.stderr));
+        pairs.push(input);
+        pairs.push(out);
+    }
+    // Every identifying value pydicom finds in the input (at any depth, UN read by
+    // the dictionary), searched for in the output's bytes.
+    let check = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            "import sys, json, re, pydicom
+KEYS = {'PatientName', 'PatientID', 'PatientBirthDate', 'InstitutionName', 'InstitutionAddress', 'AccessionNumber',
+        'ReferringPhysicianName', 'OperatorsName', 'PerformingPhysicianName', 'StationName', 'StudyID', 'DeviceSerialNumber'}
+out = {}
+for i in range(1, len(sys.argv), 2):
+    src, dst = sys.argv[i], sys.argv[i + 1]
+    found = set()
+    def walk(ds):
+        for e in ds:
+            if e.VR == 'SQ':
+                for item in e.value:
+                    walk(item)
+            elif e.VR == 'UI' and e.value and not str(e.value).startswith('1.2.840.10008.'):
+                found.add(str(e.value))
+            elif e.VR == 'UN' and e.value:
+                for u in re.findall(rb'[0-9]+(?:[.][0-9]+){3,}', e.value):
+                    if not u.startswith(b'1.2.840.10008.'):
+                        found.add(u.decode())
+            elif e.keyword in KEYS and e.value:
+                for part in str(e.value).replace('^', ' ').split():
+                    if len(part) >= 4:
+                        found.add(part)
+    d = pydicom.dcmread(src, force=True)
+    walk(d)
+    instance = str(d.file_meta.get('MediaStorageSOPInstanceUID', ''))
+    if instance:
+        found.add(instance)
+    raw = open(dst, 'rb').read()
+    o = pydicom.dcmread(dst)
+    out[src] = {'checked': len(found), 'left': sorted(v for v in found if v.encode() in raw),
+                'syntax': str(o.file_meta.TransferSyntaxUID), 'instance': str(o.SOPInstanceUID),
+                'class_is_uid': o['SOPClassUID'].VR == 'UI'}
+print(json.dumps(out))",
+        )
+        .args(&pairs)
+        .output()?;
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let v: Value = serde_json::from_slice(&check.stdout)?;
+    for (input, r) in v.as_object().expect("one entry per file") {
+        assert!(r["checked"].as_u64() > Some(0), "{input}: nothing identifying found to check: {r}");
+        assert_eq!(r["left"], json!([]), "{input}: identifying values left in the output: {r}");
+        assert_ne!(r["syntax"], "1.2.840.10008.1.2.2", "{input}: written little endian: {r}");
+        assert!(r["instance"].as_str().is_some_and(|u| u.starts_with("2.25.")), "{input}: {r}");
+        assert_eq!(r["class_is_uid"], true, "{input}: {r}");
+    }
+    assert_eq!(v.as_object().map(|o| o.len()), Some(names.len()));
+    Ok(())
+}
+
 /// `casecast deid INPUT OUTPUT`: its peak RSS in MB (from its parent's rusage) and
 /// its log; fails unless it succeeded.
 fn deid_peak_rss(dir: &TempDir, input: &std::path::Path, output: &std::path::Path) -> Result<(u64, String)> {

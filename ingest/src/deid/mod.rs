@@ -267,8 +267,13 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
     // (found by fuzzing: a mangled one made a file no DICOM reader opens).
     let class = obj.element(tags::SOP_CLASS_UID).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string());
     let meta_class = file.meta().media_storage_sop_class_uid.trim_end_matches(['\0', ' ']).to_string();
-    if class.is_some_and(|c| !is_uid(&c)) || !(meta_class.is_empty() || is_uid(&meta_class)) {
+    if class.as_deref().is_some_and(|c| !is_uid(c)) || !(meta_class.is_empty() || is_uid(&meta_class)) {
         return Err(DeidError::Invalid("the SOP Class UID is not a UID (digits and dots, at most 64)".into()));
+    }
+    // A media directory lists files (with their patients' names); it is not an
+    // instance to publish.
+    if class.as_deref() == Some("1.2.840.10008.1.3.10") || meta_class == "1.2.840.10008.1.3.10" {
+        return Err(DeidError::Invalid("a DICOMDIR (a media directory), not an instance: send the files it lists".into()));
     }
     let obj: &mut InMemDicomObject = file;
     let phi = Phi::gather(obj);
