@@ -20,7 +20,7 @@
 //! slice: a declared length past what is left is an error at once, sequences nest
 //! only [`structure::MAX_DEPTH`] deep, and files above [`MAX_BYTES`] are not rewritten.
 
-use crate::structure::{self, dictionary_vr, value_width};
+use crate::structure::{self, LONG, SHORT, dictionary_vr, value_width};
 
 /// Files larger than this are not rewritten (they go on as they are).
 pub const MAX_BYTES: u64 = 64 << 20;
@@ -38,11 +38,6 @@ const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
 const SOP_CLASS: (u16, u16) = (0x0008, 0x0016);
 const SOP_INSTANCE: (u16, u16) = (0x0008, 0x0018);
 
-/// The VRs with a 16-bit length in explicit VR (PS3.5 7.1.2).
-const SHORT: [&[u8; 2]; 21] =
-    [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"];
-/// The VRs with two reserved bytes and a 32-bit length.
-const LONG: [&[u8; 2]; 13] = [b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Encoding {

@@ -21,6 +21,12 @@ pub const MAX_DEPTH: usize = 32;
 /// The most a deflated data set may inflate to.
 pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
 
+/// The VRs with a 16-bit length in explicit VR (PS3.5 7.1.2).
+pub(crate) const SHORT: [&[u8; 2]; 21] =
+    [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"];
+/// The VRs with two reserved bytes and a 32-bit length.
+pub(crate) const LONG: [&[u8; 2]; 13] = [b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"];
+
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
 const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
@@ -197,9 +203,6 @@ fn header<R: Read + Seek>(src: &mut Source<R>, enc: Encoding) -> Result<Option<H
     // As the parser reads it: a 16-bit length for the short VRs (PS3.5 7.1.2), two
     // reserved bytes and a 32-bit length for the others; a VR it does not know is UN.
     let mut vr: [u8; 2] = src.read()?;
-    const SHORT: [&[u8; 2]; 21] =
-        [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"];
-    const LONG: [&[u8; 2]; 13] = [b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"];
     let len = if SHORT.contains(&&vr) {
         u32::from(u16_of(src.read()?))
     } else {
