@@ -127,4 +127,12 @@ try:
             put("dicom", name.replace("DOE_JOHN", "fixture"), open(path, "rb").read())
 finally:
     shutil.rmtree(tmp)
+# Files as archives send them (pydicom's own samples, MIT): no meta group, big
+# endian, standard attributes stored as UN, implicit data under an explicit syntax.
+samples = "/usr/lib/python3/dist-packages/pydicom/data/test_files"
+for name in ["ExplVR_BigEndNoMeta.dcm", "UN_sequence.dcm", "no_meta_group_length.dcm",
+             "rtdose_rle_1frame.dcm", "SC_rgb_jpeg.dcm", "rtstruct.dcm"]:
+    path = os.path.join(samples, name)
+    if os.path.exists(path):
+        put("dicom", "pydicom_" + name, open(path, "rb").read())
 print("seeds written to", corpus)

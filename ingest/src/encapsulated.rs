@@ -211,8 +211,7 @@ struct Decoded {
 /// Decodes one frame's compressed bytes with the object's attributes.
 fn decode(header: &InMemDicomObject, ts: &str, bytes: &[u8]) -> Result<Decoded, String> {
     use dicom_pixeldata::PixelDecoder;
-    let uint = |t| header.element(t).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(0);
-    crate::pixels::check_codestream(bytes, uint(tags::ROWS), uint(tags::COLUMNS))?;
+    crate::pixels::check_codestream(bytes, crate::pixels::Declared::of(header))?;
     let mut one = header.clone();
     one.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, PrimitiveValue::from("1")));
     one.put(DataElement::new(tags::PIXEL_DATA, VR::OB, Value::PixelSequence(PixelFragmentSequence::new_fragments(vec![bytes.to_vec()]))));

@@ -113,19 +113,37 @@ impl NativePixels {
     }
 }
 
-/// The picture size a compressed frame's own header states, (columns, rows): a
-/// JPEG's start of frame (baseline, extended, lossless, JPEG-LS), or a JPEG 2000
-/// codestream's SIZ. `None` for what has no such header (RLE) or is not read here.
-pub fn codestream_size(frame: &[u8]) -> Option<(u32, u32)> {
+/// What a compressed frame's own header states about its picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codestream {
+    pub columns: u32,
+    pub rows: u32,
+    /// Components (samples per pixel).
+    pub components: u32,
+    /// Bits a sample.
+    pub precision: u32,
+}
+
+/// The picture a compressed frame's own header states: a JPEG's start of frame
+/// (baseline, extended, lossless, JPEG-LS), or a JPEG 2000 codestream's SIZ. `None`
+/// for what has no such header (RLE) or is not read here.
+pub fn codestream(frame: &[u8]) -> Option<Codestream> {
     let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u32::from(u16::from_be_bytes([x[0], x[1]])));
     let be32 = |b: &[u8], i: usize| b.get(i..i + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
+    let byte = |b: &[u8], i: usize| b.get(i).map(|&x| u32::from(x));
     match frame.get(..4)? {
-        // JPEG 2000: SOC then SIZ: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz.
+        // JPEG 2000: SOC then SIZ: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, the tile
+        // sizes and offsets, Csiz, then each component's Ssiz (precision - 1).
         [0xFF, 0x4F, 0xFF, 0x51] => {
             let (x, y, xo, yo) = (be32(frame, 8)?, be32(frame, 12)?, be32(frame, 16)?, be32(frame, 20)?);
-            Some((x.checked_sub(xo)?, y.checked_sub(yo)?))
+            Some(Codestream {
+                columns: x.checked_sub(xo)?,
+                rows: y.checked_sub(yo)?,
+                components: be16(frame, 40)?,
+                precision: (byte(frame, 42)? & 0x7F) + 1,
+            })
         }
-        // JPEG: SOI, then markers up to a start of frame.
+        // JPEG: SOI, then markers up to a start of frame: length, P, Y, X, Nf.
         [0xFF, 0xD8, ..] => {
             let mut i = 2;
             while i + 4 <= frame.len() && frame[i] == 0xFF {
@@ -133,7 +151,12 @@ pub fn codestream_size(frame: &[u8]) -> Option<(u32, u32)> {
                 let len = be16(frame, i + 2)? as usize;
                 let sof = matches!(marker, 0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC)) || marker == 0xF7;
                 if sof {
-                    return Some((be16(frame, i + 7)?, be16(frame, i + 5)?));
+                    return Some(Codestream {
+                        columns: be16(frame, i + 7)?,
+                        rows: be16(frame, i + 5)?,
+                        components: byte(frame, i + 9)?,
+                        precision: byte(frame, i + 4)?,
+                    });
                 }
                 i += 2 + len;
             }
@@ -143,17 +166,41 @@ pub fn codestream_size(frame: &[u8]) -> Option<(u32, u32)> {
     }
 }
 
-/// Refuses a compressed frame whose own header states a bigger picture than the
-/// object's Rows and Columns (found by fuzzing: a JPEG 2000 codestream claiming 6
-/// million rows in an 11 KB file made the decoder take 7.7 GB): the decoders size
-/// their output from the codestream, so this is checked before any of them runs.
-pub fn check_codestream(frame: &[u8], rows: u64, columns: u64) -> Result<(), String> {
-    match codestream_size(frame) {
-        Some((w, h)) if u64::from(w) > columns || u64::from(h) > rows => Err(format!(
-            "compressed picture of {w}×{h} where the header says {columns}×{rows}"
-        )),
-        _ => Ok(()),
+/// The header's Rows, Columns, SamplesPerPixel and BitsAllocated, 0 where absent.
+#[derive(Debug, Clone, Copy)]
+pub struct Declared {
+    pub rows: u64,
+    pub columns: u64,
+    pub samples: u64,
+    pub bits: u64,
+}
+
+impl Declared {
+    pub fn of(obj: &InMemDicomObject) -> Declared {
+        let uint = |t| obj.element(t).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(0);
+        Declared { rows: uint(tags::ROWS), columns: uint(tags::COLUMNS), samples: uint(tags::SAMPLES_PER_PIXEL), bits: uint(tags::BITS_ALLOCATED) }
     }
+}
+
+/// Refuses a compressed frame whose own header disagrees with the object's in a way
+/// that makes the decoders write past what the header sizes, all found by fuzzing:
+/// a JPEG 2000 codestream claiming 6 million rows in an 11 KB file made the decoder
+/// take 7.7 GB; a JPEG of 3 components under SamplesPerPixel 1 made it panic. The
+/// decoders size their output from the codestream, so this is checked before any of
+/// them runs. A value the header lacks (0) is not compared.
+pub fn check_codestream(frame: &[u8], declared: Declared) -> Result<(), String> {
+    let Some(c) = codestream(frame) else { return Ok(()) };
+    let Declared { rows, columns, samples, bits } = declared;
+    if u64::from(c.columns) > columns || u64::from(c.rows) > rows {
+        return Err(format!("compressed picture of {}×{} where the header says {columns}×{rows}", c.columns, c.rows));
+    }
+    if samples != 0 && u64::from(c.components) != samples {
+        return Err(format!("compressed picture of {} components where the header says {samples} samples per pixel", c.components));
+    }
+    if bits != 0 && u64::from(c.precision) > bits {
+        return Err(format!("compressed picture of {} bits a sample where the header allocates {bits}", c.precision));
+    }
+    Ok(())
 }
 
 /// Decompresses encapsulated pixel data in place (JPEG baseline/extended/lossless,
@@ -174,8 +221,9 @@ pub fn decompress(file: &mut dicom_object::DefaultDicomObject) -> Result<bool, S
         return Err(format!("compressed pixel data that decodes to {} MB; at most {} MB are decoded", decoded >> 20, MAX_DECODED_BYTES >> 20));
     }
     if let Ok(Value::PixelSequence(seq)) = file.element(tags::PIXEL_DATA).map(|e| e.value()) {
+        let declared = Declared::of(file);
         for f in seq.fragments() {
-            check_codestream(f, uint(tags::ROWS), uint(tags::COLUMNS))?;
+            check_codestream(f, declared)?;
         }
     }
     // The decoders panic on some hostile input (a JPEG whose components disagree
@@ -341,19 +389,25 @@ mod tests {
     }
 
     /// Found by fuzzing: a JPEG 2000 codestream stating a picture far bigger than
-    /// the header's; and the JPEG start of frame read past other markers.
+    /// the header's, a JPEG of more components than the header's; and the JPEG
+    /// start of frame read past other markers.
     #[test]
-    fn codestreams_state_their_size() {
+    fn codestreams_state_their_picture() {
         let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0x00, 0x29, 0x00, 0x00];
-        for v in [320u32, 0x005B_00A0, 0, 0] {
+        for v in [320u32, 0x005B_00A0, 0, 0, 320, 160, 0, 0] {
             j2k.extend(v.to_be_bytes());
         }
-        assert_eq!(codestream_size(&j2k), Some((320, 0x005B_00A0)));
-        assert!(check_codestream(&j2k, 160, 320).unwrap_err().contains("320×5963936"));
-        let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0, 0, 0xFF, 0xC0, 0x00, 0x11, 8, 0x00, 0xA0, 0x01, 0x40, 1];
-        assert_eq!(codestream_size(&jpeg), Some((320, 160)));
-        assert!(check_codestream(&jpeg, 160, 320).is_ok());
-        assert_eq!(codestream_size(b"RLE segments"), None);
-        assert_eq!(codestream_size(&[0xFF, 0xD8, 0xFF]), None);
+        j2k.extend([0, 1, 7, 1, 1]);
+        let gray8 = Declared { rows: 160, columns: 320, samples: 1, bits: 8 };
+        assert_eq!(codestream(&j2k), Some(Codestream { columns: 320, rows: 0x005B_00A0, components: 1, precision: 8 }));
+        assert!(check_codestream(&j2k, gray8).unwrap_err().contains("320×5963936"));
+        let jpeg = |nf: u8, p: u8| vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0, 0, 0xFF, 0xC0, 0x00, 0x11, p, 0x00, 0xA0, 0x01, 0x40, nf];
+        assert_eq!(codestream(&jpeg(1, 8)), Some(Codestream { columns: 320, rows: 160, components: 1, precision: 8 }));
+        assert!(check_codestream(&jpeg(1, 8), gray8).is_ok());
+        assert!(check_codestream(&jpeg(3, 8), gray8).unwrap_err().contains("3 components where the header says 1"));
+        assert!(check_codestream(&jpeg(1, 12), gray8).unwrap_err().contains("12 bits a sample where the header allocates 8"));
+        assert!(check_codestream(&jpeg(1, 12), Declared { bits: 16, ..gray8 }).is_ok());
+        assert_eq!(codestream(b"RLE segments"), None);
+        assert_eq!(codestream(&[0xFF, 0xD8, 0xFF]), None);
     }
 }

@@ -222,7 +222,20 @@ fn init_logs(format: &str) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors end the process with their message and causes, never a stack backtrace
+/// (anyhow prints one with `RUST_BACKTRACE` set, and symbolizing it takes a debug
+/// build hundreds of MB): an error here is the user's to read, not a crash.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     // Before any thread or file: everything this process writes is its user's only.
     files::private_umask();
     let cli = Cli::parse();
