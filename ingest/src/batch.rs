@@ -148,7 +148,7 @@ fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMu
     let (offset, _) = find_pixel_data(path, (frame_bytes * layout.frames) as u64, explicit)?;
     let fail = |why: String| Some(Outcome::Failed(path.to_path_buf(), why));
     let opts = &Options { clean_pixels: opts.clean_pixels && deid::needs_reading(&obj, opts), ..opts.clone() };
-    let cleaner = opts.clean_pixels.then(|| deid::FrameCleaner::new(&obj, layout, opts));
+    let cleaner = opts.clean_pixels.then(|| deid::FrameCleaner::new(&obj, layout.clone(), opts));
     // The header holds no pixel data: de-identifying it records the method (Clean
     // Pixel Data included) and leaves the frames to the loop below.
     let report = match deid::deidentify(&mut obj, &Options { render_frames: false, ..opts.clone() }) {

@@ -104,7 +104,7 @@ pub fn describe(path: &Path) -> Result<Instance, String> {
         "1.2.840.10008.1.2" => Some(false),
         _ => None,
     };
-    let pixel_offset = match (layout, explicit) {
+    let pixel_offset = match (layout.clone(), explicit) {
         (Some(l), Some(explicit)) => batch::find_pixel_data(path, (l.frame_bytes() * l.frames) as u64, explicit).map(|(o, _)| o as i64),
         _ => None,
     };

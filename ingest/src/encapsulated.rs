@@ -53,7 +53,7 @@ pub fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn 
     let first = decode(&original, &ts, &read_frame(&mut file, &groups[0]).ok()?).ok()?;
     let layout = Layout { frames: frames as usize, ..first.layout };
     let frame_bytes = layout.frame_bytes();
-    let cleaner = clean.then(|| deid::FrameCleaner::new(&original, layout, opts));
+    let cleaner = clean.then(|| deid::FrameCleaner::new(&original, layout.clone(), opts));
 
     let mut out_header = header;
     let us = |t, v: u16| DataElement::new(t, VR::US, PrimitiveValue::from(v));
@@ -74,7 +74,7 @@ pub fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn 
     };
     report.decompressed = true;
     let mut first = Some(first.bytes);
-    Some(crate::batch::write_streamed(path, out_header, report, layout, cleaner, out_dir, progress, |i, frame| {
+    Some(crate::batch::write_streamed(path, out_header, report, layout.clone(), cleaner, out_dir, progress, |i, frame| {
         if let Some(bytes) = first.take() {
             *frame = bytes;
             return Ok(());
@@ -211,7 +211,18 @@ struct Decoded {
 /// Decodes one frame's compressed bytes with the object's attributes.
 fn decode(header: &InMemDicomObject, ts: &str, bytes: &[u8]) -> Result<Decoded, String> {
     use dicom_pixeldata::PixelDecoder;
-    crate::pixels::check_codestream(bytes, crate::pixels::Declared::of(header))?;
+    let declared = crate::pixels::Declared::of(header);
+    crate::pixels::check_codestream(bytes, declared)?;
+    if ts == crate::rle::TRANSFER_SYNTAX {
+        let mut one = header.clone();
+        one.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, PrimitiveValue::from("1")));
+        one.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
+        let layout = Layout::of(&one)?;
+        let per_sample = layout.bits_allocated.div_ceil(8);
+        let bytes = crate::rle::decode_frame(bytes, layout.frame_bytes() / (layout.samples * per_sample), layout.samples, per_sample)?;
+        let photometric = one.element(tags::PHOTOMETRIC_INTERPRETATION).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
+        return Ok(Decoded { bytes, layout, photometric });
+    }
     let mut one = header.clone();
     one.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, PrimitiveValue::from("1")));
     one.put(DataElement::new(tags::PIXEL_DATA, VR::OB, Value::PixelSequence(PixelFragmentSequence::new_fragments(vec![bytes.to_vec()]))));
@@ -228,16 +239,19 @@ fn decode(header: &InMemDicomObject, ts: &str, bytes: &[u8]) -> Result<Decoded, 
     }));
     let (data, rows, cols, samples, bits, photometric, signed) =
         std::panic::catch_unwind(decode).map_err(|_| "compressed frame that does not match its header (the decoder gave up)".to_string())??;
-    let layout = Layout {
-        rows: rows as usize,
-        cols: cols as usize,
-        samples: samples as usize,
-        bits_allocated: bits as usize,
-        signed,
-        planar: false,
-        inverted: photometric == "MONOCHROME1",
-        frames: 1,
-    };
+    // The decoded frame's layout: the header's (its palette, its Bits Stored) with
+    // what the decoder made of the pixels.
+    let mut decoded = header.clone();
+    let us = |t, v: u16| DataElement::new(t, VR::US, PrimitiveValue::from(v));
+    decoded.put(us(tags::ROWS, rows as u16));
+    decoded.put(us(tags::COLUMNS, cols as u16));
+    decoded.put(us(tags::SAMPLES_PER_PIXEL, samples));
+    decoded.put(us(tags::BITS_ALLOCATED, bits));
+    decoded.put(us(tags::PIXEL_REPRESENTATION, u16::from(signed)));
+    decoded.put(us(tags::PLANAR_CONFIGURATION, 0));
+    decoded.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from(photometric.as_str())));
+    decoded.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, PrimitiveValue::from("1")));
+    let layout = Layout::of(&decoded)?;
     if data.len() < layout.frame_bytes() {
         return Err("a frame decodes to fewer bytes than its size".into());
     }

@@ -27,6 +27,8 @@ pub mod encapsulated;
 pub mod deid;
 pub mod normalize;
 pub mod ocr;
+pub mod palette;
+pub mod rle;
 pub mod pixels;
 pub mod store;
 pub mod structure;

@@ -20,28 +20,38 @@ pub struct Word {
     pub w: usize,
     /// Height.
     pub h: usize,
+    /// Which reading of the picture found it (each polarity and scale is one):
+    /// words of different readings overlap and are not one line.
+    pub reading: usize,
 }
 
 /// The longest one tesseract run may take.
 pub const TESSERACT_TIMEOUT_SECS: u64 = 120;
+
+/// White margin around a picture given to tesseract, in its pixels: text touching
+/// the edge (a banner in the top rows, as ultrasound machines write it) is misread
+/// without one.
+const MARGIN: usize = 24;
 
 /// The words in an 8-bit grey picture of `width` × `height`.
 pub fn words(gray: &[u8], width: usize, height: usize) -> Result<Vec<Word>, String> {
     let threshold = otsu(gray);
     let scale = if width.max(height) <= 1600 { 2 } else { 1 };
     let mut found = Vec::new();
-    for dark_text in [true, false] {
-        // Enlarged with the text black on white, as tesseract likes it.
-        let (w2, h2) = (width * scale, height * scale);
-        let mut big = vec![0u8; w2 * h2];
-        for y in 0..h2 {
-            for x in 0..w2 {
+    for (reading, dark_text) in [true, false].into_iter().enumerate() {
+        // Enlarged with the text black on white, as tesseract likes it, in a margin.
+        let (w2, h2) = (width * scale + 2 * MARGIN, height * scale + 2 * MARGIN);
+        let mut big = vec![255u8; w2 * h2];
+        for y in 0..height * scale {
+            for x in 0..width * scale {
                 let light = gray[(y / scale) * width + x / scale] > threshold;
-                big[y * w2 + x] = if light == dark_text { 255 } else { 0 };
+                big[(y + MARGIN) * w2 + x + MARGIN] = if light == dark_text { 255 } else { 0 };
             }
         }
         for mut word in read(&big, w2, h2)? {
-            (word.x, word.y, word.w, word.h) = (word.x / scale, word.y / scale, word.w.div_ceil(scale), word.h.div_ceil(scale));
+            let (x, y) = (word.x.saturating_sub(MARGIN), word.y.saturating_sub(MARGIN));
+            (word.x, word.y, word.w, word.h) = (x / scale, y / scale, word.w.div_ceil(scale), word.h.div_ceil(scale));
+            word.reading = reading;
             found.push(word);
         }
     }
@@ -104,7 +114,7 @@ fn read(gray: &[u8], width: usize, height: usize) -> Result<Vec<Word>, String> {
                 return None;
             }
             let n = |i: usize| f[i].parse::<usize>().ok();
-            Some(Word { text: f[11].trim().to_string(), x: n(6)?, y: n(7)?, w: n(8)?, h: n(9)? })
+            Some(Word { text: f[11].trim().to_string(), x: n(6)?, y: n(7)?, w: n(8)?, h: n(9)?, reading: 0 })
         })
         .collect())
 }

@@ -11,35 +11,68 @@ pub const MAX_FRAMES: usize = 100_000;
 /// The most bytes compressed pixel data is decoded to (decoding is whole-object).
 pub const MAX_DECODED_BYTES: u64 = 1 << 30;
 
+/// How a frame's samples make a picture (Photometric Interpretation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Model {
+    /// MONOCHROME2, or MONOCHROME1 (`inverted`: higher values are darker).
+    Grey { inverted: bool },
+    /// RGB.
+    Rgb,
+    /// YBR_FULL: full-range luminance and colour differences.
+    YbrFull,
+    /// YBR_FULL_422: two pixels of a row share their Cb and Cr (Y Y Cb Cr).
+    YbrFull422,
+    /// PALETTE COLOR: each value an index into the object's palette.
+    Palette(std::sync::Arc<crate::palette::Palette>),
+}
+
 /// The layout of a native pixel data element.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     /// Rows (height).
     pub rows: usize,
     /// Columns (width).
     pub cols: usize,
-    /// 1 (grey) or 3 (colour).
+    /// 1 (grey, palette) or 3 (colour).
     pub samples: usize,
-    /// 8 or 16.
+    /// 1, 8, 16 or 32.
     pub bits_allocated: usize,
+    /// Bits of each sample used (Bits Stored).
+    pub stored: usize,
     /// Signed values.
     pub signed: bool,
     /// Colour planes one after the other rather than interleaved.
     pub planar: bool,
-    /// MONOCHROME1: higher values are darker.
-    pub inverted: bool,
+    /// What the samples mean.
+    pub model: Model,
     /// Frames.
     pub frames: usize,
 }
 
 impl Layout {
+    /// Grey pictures of `bits_allocated` bits, all used.
+    pub fn grey(rows: usize, cols: usize, bits_allocated: usize, frames: usize) -> Layout {
+        Layout { rows, cols, samples: 1, bits_allocated, stored: bits_allocated, signed: false, planar: false, model: Model::Grey { inverted: false }, frames }
+    }
+
     /// Bytes of one frame.
     pub fn frame_bytes(&self) -> usize {
-        self.rows * self.cols * self.samples * self.bits_allocated / 8
+        match (&self.model, self.bits_allocated) {
+            (_, 1) => (self.rows * self.cols).div_ceil(8),
+            (Model::YbrFull422, _) => self.rows * self.cols * 2,
+            _ => self.rows * self.cols * self.samples * self.bits_allocated / 8,
+        }
+    }
+
+    /// MONOCHROME1.
+    pub fn inverted(&self) -> bool {
+        self.model == Model::Grey { inverted: true }
     }
 
     /// The layout of `obj`'s pixel data, if it is native and of a kind handled
-    /// here (8 or 16 bits grey, 8 bits colour); the reason otherwise.
+    /// here; the reason otherwise. Handled: grey of 1, 8, 16 or 32 bits; RGB of 8,
+    /// 16 or 32 bits; YBR_FULL and YBR_FULL_422 of 8 bits; PALETTE COLOR of 8 or
+    /// 16 bits with its palette (whole or segmented).
     pub fn of(obj: &InMemDicomObject) -> Result<Layout, String> {
         let uint = |t| obj.element(t).ok().and_then(|e| e.to_int::<i64>().ok());
         let text = |t| obj.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
@@ -47,26 +80,39 @@ impl Layout {
             return Err("no Rows/Columns".into());
         };
         let photometric = text(tags::PHOTOMETRIC_INTERPRETATION);
-        let l = Layout {
-            rows: rows as usize,
-            cols: cols as usize,
-            samples: uint(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize,
-            bits_allocated: uint(tags::BITS_ALLOCATED).unwrap_or(0) as usize,
-            signed: uint(tags::PIXEL_REPRESENTATION) == Some(1),
-            planar: uint(tags::PLANAR_CONFIGURATION) == Some(1),
-            inverted: photometric == "MONOCHROME1",
-            frames: uint(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize,
+        let samples = uint(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+        let bits_allocated = uint(tags::BITS_ALLOCATED).unwrap_or(0) as usize;
+        let planar = uint(tags::PLANAR_CONFIGURATION) == Some(1);
+        let model = match (samples, bits_allocated, photometric.as_str()) {
+            (1, 1 | 8 | 16 | 32, "MONOCHROME1") => Some(Model::Grey { inverted: true }),
+            (1, 1 | 8 | 16 | 32, "MONOCHROME2") => Some(Model::Grey { inverted: false }),
+            (1, 8 | 16, "PALETTE COLOR") => Some(Model::Palette(std::sync::Arc::new(crate::palette::Palette::of(obj)?))),
+            (3, 8 | 16 | 32, "RGB") => Some(Model::Rgb),
+            (3, 8, "YBR_FULL") => Some(Model::YbrFull),
+            (3, 8, "YBR_FULL_422") if !planar && cols % 2 == 0 => Some(Model::YbrFull422),
+            _ => None,
         };
-        let supported = match (l.samples, l.bits_allocated) {
-            (1, 8 | 16) => photometric.starts_with("MONOCHROME"),
-            (3, 8) => photometric == "RGB",
-            _ => false,
+        let l = Layout {
+            rows: rows.max(0) as usize,
+            cols: cols.max(0) as usize,
+            samples,
+            bits_allocated,
+            stored: uint(tags::BITS_STORED).map_or(bits_allocated, |b| (b.max(1) as usize).min(bits_allocated.max(1))),
+            signed: uint(tags::PIXEL_REPRESENTATION) == Some(1),
+            planar,
+            model: model.clone().unwrap_or(Model::Grey { inverted: false }),
+            frames: uint(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize,
         };
         if l.frames > MAX_FRAMES {
             return Err(format!("{} frames; at most {MAX_FRAMES} are handled", l.frames));
         }
-        if !supported || l.rows == 0 || l.cols == 0 || l.rows > 16_384 || l.cols > 16_384 {
+        if model.is_none() || l.rows == 0 || l.cols == 0 || l.rows > 16_384 || l.cols > 16_384 {
             return Err(format!("pixel data {photometric} {}×{} bits {} not handled", l.samples, l.rows, l.bits_allocated));
+        }
+        // Frames of one bit follow each other bit by bit; handled when each starts
+        // on a byte (as every SEG of even rows or columns times 4 does).
+        if l.bits_allocated == 1 && !(l.rows * l.cols).is_multiple_of(8) && l.frames > 1 {
+            return Err(format!("1-bit frames of {}×{} pixels that do not start on a byte", l.cols, l.rows));
         }
         Ok(l)
     }
@@ -226,6 +272,9 @@ pub fn decompress(file: &mut dicom_object::DefaultDicomObject) -> Result<bool, S
             check_codestream(f, declared)?;
         }
     }
+    if file.meta().transfer_syntax().trim_end_matches('\0') == crate::rle::TRANSFER_SYNTAX {
+        return decompress_rle(file).map(|()| true);
+    }
     // The decoders panic on some hostile input (a JPEG whose components disagree
     // with the header): that must fail this file, not the process.
     let decode = std::panic::AssertUnwindSafe(|| {
@@ -258,64 +307,151 @@ pub fn decompress(file: &mut dicom_object::DefaultDicomObject) -> Result<bool, S
     Ok(true)
 }
 
+/// RLE pixel data decoded in place: a frame a fragment, each as many bytes as the
+/// header says ([`crate::rle`]); the attributes stay (now interleaved).
+fn decompress_rle(file: &mut dicom_object::DefaultDicomObject) -> Result<(), String> {
+    use dicom_core::{DataElement, VR};
+    let d = Declared::of(file);
+    let frames = file.element(tags::NUMBER_OF_FRAMES).ok().and_then(|e| e.to_int::<usize>().ok()).unwrap_or(1).max(1);
+    let bytes = usize::try_from(d.bits.div_ceil(8)).unwrap_or(0);
+    let samples = d.samples as usize;
+    // One bit a pixel: the segment holds the packed bytes.
+    let pixels = if d.bits == 1 { ((d.rows * d.columns) as usize).div_ceil(8) } else { (d.rows * d.columns) as usize };
+    let Ok(Value::PixelSequence(seq)) = file.element(tags::PIXEL_DATA).map(|e| e.value()) else { return Ok(()) };
+    if seq.fragments().len() != frames {
+        return Err(format!("RLE pixel data of {} fragments for {frames} frames (one each)", seq.fragments().len()));
+    }
+    let mut out = Vec::with_capacity(pixels * samples * bytes * frames);
+    for f in seq.fragments() {
+        out.extend(crate::rle::decode_frame(f, pixels, samples, bytes)?);
+    }
+    if samples > 1 {
+        file.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
+    }
+    let vr = if bytes > 1 { VR::OW } else { VR::OB };
+    file.put(DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::U8(out.into())));
+    file.update_meta(|m| m.transfer_syntax = "1.2.840.10008.1.2.1".to_string());
+    Ok(())
+}
+
+/// One sample of a frame as an integer: the `i`th value of `bits` bits.
+fn sample(frame: &[u8], i: usize, bits: usize, signed: bool) -> i64 {
+    match (bits, signed) {
+        (1, _) => i64::from((frame[i / 8] >> (i % 8)) & 1),
+        (8, false) => i64::from(frame[i]),
+        (8, true) => i64::from(frame[i] as i8),
+        (16, false) => i64::from(u16::from_le_bytes([frame[2 * i], frame[2 * i + 1]])),
+        (16, true) => i64::from(i16::from_le_bytes([frame[2 * i], frame[2 * i + 1]])),
+        (_, false) => i64::from(u32::from_le_bytes([frame[4 * i], frame[4 * i + 1], frame[4 * i + 2], frame[4 * i + 3]])),
+        (_, true) => i64::from(i32::from_le_bytes([frame[4 * i], frame[4 * i + 1], frame[4 * i + 2], frame[4 * i + 3]])),
+    }
+}
+
+/// One frame of a colour model (RGB, YBR, palette) as 8-bit RGB, interleaved;
+/// `None` for grey.
+pub fn frame_to_rgb(l: &Layout, frame: &[u8]) -> Option<Vec<u8>> {
+    let n = l.rows * l.cols;
+    // The `s`th sample of pixel `i`, interleaved or planar.
+    let at = |i: usize, s: usize| if l.planar { s * n + i } else { 3 * i + s };
+    let to8 = |v: i64| -> u8 { if l.stored > 8 { (v >> (l.stored - 8)).clamp(0, 255) as u8 } else { v.clamp(0, 255) as u8 } };
+    let ybr = |y: u8, cb: u8, cr: u8| -> [u8; 3] {
+        let (y, cb, cr) = (f64::from(y), f64::from(cb) - 128.0, f64::from(cr) - 128.0);
+        let c = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+        [c(y + 1.402 * cr), c(y - 0.344_136 * cb - 0.714_136 * cr), c(y + 1.772 * cb)]
+    };
+    let mut out = Vec::with_capacity(3 * n);
+    match &l.model {
+        Model::Grey { .. } => return None,
+        Model::Rgb => {
+            for i in 0..n {
+                out.extend((0..3).map(|s| to8(sample(frame, at(i, s), l.bits_allocated, false))));
+            }
+        }
+        Model::YbrFull => {
+            for i in 0..n {
+                out.extend(ybr(frame[at(i, 0)], frame[at(i, 1)], frame[at(i, 2)]));
+            }
+        }
+        Model::YbrFull422 => {
+            for i in 0..n {
+                let pair = 4 * (i / 2);
+                out.extend(ybr(frame[pair + i % 2], frame[pair + 2], frame[pair + 3]));
+            }
+        }
+        Model::Palette(p) => {
+            for i in 0..n {
+                out.extend(p.colour(sample(frame, i, l.bits_allocated, l.signed)));
+            }
+        }
+    }
+    Some(out)
+}
+
 /// One frame as an 8-bit picture: grey (windowed with the object's first window,
 /// else the frame's own range; MONOCHROME1 inverted) or, for colour, its luminance.
-/// `rgb` is the colour frame interleaved, for PNG output.
 pub fn frame_to_gray(l: &Layout, frame: &[u8], window: Option<(f64, f64)>) -> Vec<u8> {
     let n = l.rows * l.cols;
-    if l.samples == 3 {
-        return (0..n)
-            .map(|i| {
-                let (r, g, b) = if l.planar { (frame[i], frame[n + i], frame[2 * n + i]) } else { (frame[3 * i], frame[3 * i + 1], frame[3 * i + 2]) };
-                ((u32::from(r) * 299 + u32::from(g) * 587 + u32::from(b) * 114) / 1000) as u8
-            })
-            .collect();
+    if let Some(rgb) = frame_to_rgb(l, frame) {
+        return rgb.chunks_exact(3).map(|c| ((u32::from(c[0]) * 299 + u32::from(c[1]) * 587 + u32::from(c[2]) * 114) / 1000) as u8).collect();
     }
-    let value = |i: usize| -> f64 {
-        match (l.bits_allocated, l.signed) {
-            (8, _) => f64::from(frame[i]),
-            (_, false) => f64::from(u16::from_le_bytes([frame[2 * i], frame[2 * i + 1]])),
-            (_, true) => f64::from(i16::from_le_bytes([frame[2 * i], frame[2 * i + 1]])),
-        }
-    };
+    let value = |i: usize| sample(frame, i, l.bits_allocated, l.signed) as f64;
     let (lo, hi) = match window {
-        Some((c, w)) if w > 1.0 => (c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0),
+        Some((c, w)) if w > 1.0 && l.bits_allocated > 1 => (c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0),
         _ => (0..n).map(value).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v))),
     };
     let span = (hi - lo).max(1.0);
     (0..n)
         .map(|i| {
             let g = (((value(i) - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8;
-            if l.inverted { 255 - g } else { g }
+            if l.inverted() { 255 - g } else { g }
         })
         .collect()
 }
 
-/// Blacks out `boxes` (x, y, width, height, in pixels) of one frame, in place.
+/// Blacks out `boxes` (x, y, width, height, in pixels) of one frame, in place, in
+/// the frame's own encoding: the lowest value (the highest for MONOCHROME1), zero
+/// RGB, Y 0 with neutral colour differences, the palette's darkest entry.
 pub fn black_out(l: &Layout, frame: &mut [u8], boxes: &[(usize, usize, usize, usize)]) {
     let n = l.rows * l.cols;
-    let bytes = l.bits_allocated / 8;
-    // Black: the lowest value, the highest for MONOCHROME1; 0 in colour.
-    let black: [u8; 2] = match (l.inverted, l.signed, bytes) {
-        (false, false, _) => [0, 0],
-        (false, true, 1) => [0x80, 0],
-        (false, true, _) => [0x00, 0x80],
-        (true, false, 1) => [0xff, 0],
-        (true, false, _) => [0xff, 0xff],
-        (true, true, 1) => [0x7f, 0],
-        (true, true, _) => [0xff, 0x7f],
+    let bytes = l.bits_allocated.div_ceil(8);
+    // A grey or palette value, as its bytes (little endian).
+    let value: i64 = match &l.model {
+        Model::Palette(p) => p.darkest(),
+        _ => match (l.inverted(), l.signed) {
+            (false, false) => 0,
+            (false, true) => -(1i64 << (l.bits_allocated - 1)),
+            (true, false) => (1i64 << l.bits_allocated) - 1,
+            (true, true) => (1i64 << (l.bits_allocated - 1)) - 1,
+        },
     };
+    let le = value.to_le_bytes();
     for &(x, y, w, h) in boxes {
         for row in y.min(l.rows)..(y + h).min(l.rows) {
             for col in x.min(l.cols)..(x + w).min(l.cols) {
                 let i = row * l.cols + col;
-                if l.samples == 3 {
-                    for s in 0..3 {
-                        let at = if l.planar { s * n + i } else { 3 * i + s };
-                        frame[at] = 0;
+                match l.model {
+                    Model::Rgb => {
+                        for s in 0..3 {
+                            let at = if l.planar { s * n + i } else { 3 * i + s };
+                            frame[at * bytes..(at + 1) * bytes].fill(0);
+                        }
                     }
-                } else {
-                    frame[i * bytes..(i + 1) * bytes].copy_from_slice(&black[..bytes]);
+                    Model::YbrFull => {
+                        for (s, v) in [0u8, 128, 128].into_iter().enumerate() {
+                            frame[if l.planar { s * n + i } else { 3 * i + s }] = v;
+                        }
+                    }
+                    Model::YbrFull422 => {
+                        let pair = 4 * (i / 2);
+                        frame[pair + i % 2] = 0;
+                        frame[pair + 2] = 128;
+                        frame[pair + 3] = 128;
+                    }
+                    _ if l.bits_allocated == 1 => {
+                        let bit = 1u8 << (i % 8);
+                        if value & 1 == 1 { frame[i / 8] |= bit } else { frame[i / 8] &= !bit }
+                    }
+                    _ => frame[i * bytes..(i + 1) * bytes].copy_from_slice(&le[..bytes]),
                 }
             }
         }
@@ -323,14 +459,12 @@ pub fn black_out(l: &Layout, frame: &mut [u8], boxes: &[(usize, usize, usize, us
 }
 
 /// One frame as a picture for the viewer: PNG (lossless, for single frames) or JPEG
-/// (for cine), grey windowed as [`frame_to_gray`] does, colour as it is.
+/// (for cine), grey windowed as [`frame_to_gray`] does, colour (palette applied) as
+/// it is.
 pub fn render(l: &Layout, frame: &[u8], window: Option<(f64, f64)>, jpeg: bool) -> Result<Vec<u8>, String> {
-    let (pixels, colour) = if l.samples == 3 {
-        let n = l.rows * l.cols;
-        let rgb: Vec<u8> = if l.planar { (0..3 * n).map(|i| frame[(i % 3) * n + i / 3]).collect() } else { frame[..3 * n].to_vec() };
-        (rgb, true)
-    } else {
-        (frame_to_gray(l, frame, window), false)
+    let (pixels, colour) = match frame_to_rgb(l, frame) {
+        Some(rgb) => (rgb, true),
+        None => (frame_to_gray(l, frame, window), false),
     };
     if !jpeg {
         let mut out = Vec::new();
@@ -369,7 +503,7 @@ mod tests {
     use super::*;
 
     fn grey16(rows: usize, cols: usize) -> Layout {
-        Layout { rows, cols, samples: 1, bits_allocated: 16, signed: false, planar: false, inverted: false, frames: 1 }
+        Layout::grey(rows, cols, 16, 1)
     }
 
     #[test]
@@ -381,11 +515,41 @@ mod tests {
         let mut f = frame.clone();
         black_out(&l, &mut f, &[(1, 0, 5, 1)]);
         assert_eq!(f, [0u16, 0, 2000, 4000].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
-        let inv = Layout { inverted: true, ..l };
+        let inv = Layout { model: Model::Grey { inverted: true }, ..l.clone() };
         let mut f = frame;
         black_out(&inv, &mut f, &[(0, 0, 1, 1)]);
         assert_eq!(&f[..2], &[0xff, 0xff], "MONOCHROME1: black is the top value");
         assert!(png(&[0, 255, 0, 255], 2, 2).unwrap().starts_with(b"\x89PNG"));
+    }
+
+    /// Each colour model read as RGB and blacked out in its own encoding.
+    #[test]
+    fn colour_models_read_and_black_out_in_their_own_encoding() {
+        let l = |model: Model, samples: usize, bits: usize| Layout { samples, model, ..Layout::grey(1, 2, bits, 1) };
+        // YBR_FULL_422: Y0 Y1 Cb Cr; white and grey, then the first pixel black.
+        let ybr = l(Model::YbrFull422, 3, 8);
+        let mut f = vec![255, 128, 128, 128];
+        assert_eq!(frame_to_rgb(&ybr, &f).unwrap(), vec![255, 255, 255, 128, 128, 128]);
+        black_out(&ybr, &mut f, &[(0, 0, 1, 1)]);
+        assert_eq!(f, vec![0, 128, 128, 128]);
+        // YBR_FULL: pure red.
+        let full = l(Model::YbrFull, 3, 8);
+        assert_eq!(&frame_to_rgb(&full, &[76, 85, 255, 0, 128, 128]).unwrap()[..3], &[254, 0, 0]);
+        // RGB of 16 bits, 12 stored: scaled to 8.
+        let rgb16 = Layout { stored: 12, ..l(Model::Rgb, 3, 16) };
+        let f: Vec<u8> = [4095u16, 0, 2048, 0, 0, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(frame_to_rgb(&rgb16, &f).unwrap(), vec![255, 0, 128, 0, 0, 0]);
+        // One bit a pixel, first pixel in the lowest bit.
+        let bits = Layout::grey(1, 8, 1, 1);
+        assert_eq!(frame_to_gray(&bits, &[0b0000_0101], None), vec![255, 0, 255, 0, 0, 0, 0, 0]);
+        let mut f = vec![0xFF];
+        black_out(&bits, &mut f, &[(1, 0, 2, 1)]);
+        assert_eq!(f, vec![0b1111_1001]);
+        // 32-bit grey, signed: black is the lowest value.
+        let g32 = Layout { signed: true, ..Layout::grey(1, 1, 32, 1) };
+        let mut f = vec![1, 2, 3, 4];
+        black_out(&g32, &mut f, &[(0, 0, 1, 1)]);
+        assert_eq!(i32::from_le_bytes([f[0], f[1], f[2], f[3]]), i32::MIN);
     }
 
     /// Found by fuzzing: a JPEG 2000 codestream stating a picture far bigger than

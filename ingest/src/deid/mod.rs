@@ -6,6 +6,7 @@
 //! replaced consistently ([`crate::uid`]); and the output records how it was made
 //! (Patient Identity Removed, De-identification Method and its Code Sequence).
 
+pub mod burned;
 pub mod table;
 
 use std::collections::HashSet;
@@ -221,13 +222,6 @@ impl Phi {
         Phi { terms: terms.into_iter().collect() }
     }
 
-    /// Whether a word read in a picture is PHI: it holds a known term, a date or an
-    /// identifier.
-    fn in_word(&self, word: &str) -> bool {
-        let w = word.to_lowercase();
-        self.terms.iter().any(|t| t.len() >= 3 && w.contains(t.as_str())) || self.scrub(word).is_none()
-    }
-
     /// `text` with every known PHI term replaced; `None` if it still looks like it
     /// holds a date or an identifier (a run of six or more digits).
     fn scrub(&self, text: &str) -> Option<String> {
@@ -321,7 +315,7 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
 /// hold: built from the object's header before de-identification (which holds the
 /// PHI to look for), it remembers what it read, so identical frames are read once.
 pub struct FrameCleaner {
-    phi: Phi,
+    terms: burned::Terms,
     window: Option<(f64, f64)>,
     band: Option<(usize, usize, usize, usize)>,
     layout: crate::pixels::Layout,
@@ -335,13 +329,9 @@ pub struct FrameCleaner {
 impl FrameCleaner {
     /// For `obj`'s pixel layout (native), before `obj` is de-identified.
     pub fn new(obj: &InMemDicomObject, layout: crate::pixels::Layout, opts: &Options) -> FrameCleaner {
-        FrameCleaner::with_phi(Phi::gather(obj), obj, layout, opts)
-    }
-
-    fn with_phi(phi: Phi, obj: &InMemDicomObject, layout: crate::pixels::Layout, opts: &Options) -> FrameCleaner {
         let modality = obj.element(tags::MODALITY).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
         FrameCleaner {
-            phi,
+            terms: burned::Terms::gather(obj),
             window: first_window(obj),
             band: header_band(&opts.header_masks, &modality, &layout),
             layout,
@@ -365,13 +355,7 @@ impl FrameCleaner {
                 self.frames_read += 1;
                 let gray = crate::pixels::frame_to_gray(&self.layout, frame, self.window);
                 let words = crate::ocr::words(&gray, self.layout.cols, self.layout.rows).map_err(DeidError::Quarantined)?;
-                let mut b: Vec<_> = words
-                    .iter()
-                    .filter(|w| self.phi.in_word(&w.text))
-                    .map(|w| (w.x.saturating_sub(3), w.y.saturating_sub(3), w.w + 6, w.h + 6))
-                    .collect();
-                b.sort_unstable();
-                b.dedup();
+                let b = self.terms.boxes(&words);
                 self.seen.insert(key, b.clone());
                 b
             }
@@ -415,7 +399,7 @@ fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) 
     }
     // One cleaner per object, as for streamed files: the same reading, the same
     // boxes, the same memory of frames already read.
-    let mut cleaner = ctx.opts.clean_pixels.then(|| FrameCleaner::with_phi(ctx.phi.clone(), obj, layout, ctx.opts));
+    let mut cleaner = ctx.opts.clean_pixels.then(|| FrameCleaner::new(obj, layout.clone(), ctx.opts));
     let window = first_window(obj);
     for i in 0..layout.frames {
         let frame = &mut px.bytes[i * size..(i + 1) * size];
@@ -464,6 +448,14 @@ fn rule(tag: Tag) -> Option<&'static Rule> {
 
 /// Applies the rules to every attribute of `obj` and of its sequences' items.
 fn clean(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report, top: bool) {
+    // Overlay Data is removed (X: an overlay can hold burned-in text), and with it
+    // the rest of its overlay (the Overlay Plane module, whose Type 1 attributes
+    // would be left without their data): each 60xx group as a whole.
+    let overlays: HashSet<u16> = obj.tags().filter(|t| (0x6000..=0x60FF).contains(&t.group()) && t.element() == 0x3000).map(|t| t.group()).collect();
+    for tag in obj.tags().filter(|t| overlays.contains(&t.group())).collect::<Vec<_>>() {
+        obj.remove_element(tag);
+        report.removed += 1;
+    }
     let all: Vec<Tag> = obj.tags().collect();
     let private_ok = private_blocks_allowed(obj, &ctx.opts.private_allowed);
     for tag in all {
@@ -498,6 +490,17 @@ fn clean(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report, top: bo
         } else {
             rule(tag).map(|r| r.action)
         };
+        // Sequences keep the structure their modules require: see `sequence_plan`.
+        if vr == VR::SQ && let Some(plan) = action.and_then(|a| sequence_plan(tag, a, &elem)) {
+            report.replaced += 1;
+            let new = match plan {
+                Sequence::Cleaned => with_items_cleaned(elem, ctx, report),
+                Sequence::Dummy => dummy_items(with_items_cleaned(elem, ctx, report), ctx),
+                Sequence::Empty => DataElement::empty(tag, vr),
+            };
+            obj.put(new);
+            continue;
+        }
         let new = match action {
             None | Some(Action::K) | Some(Action::XZU) => Some(with_items_cleaned(elem, ctx, report)),
             Some(Action::X) => None,
@@ -562,6 +565,78 @@ fn with_items_cleaned(elem: Elem, ctx: &Context, report: &mut Report) -> Elem {
         }
         other => DataElement::new(header.tag, header.vr, other),
     }
+}
+
+/// Attributes a reference item holds: which object it points to.
+const REFERENCE: &[Tag] = &[
+    tags::REFERENCED_SOP_CLASS_UID,
+    tags::REFERENCED_SOP_INSTANCE_UID,
+    tags::REFERENCED_FRAME_NUMBER,
+    tags::REFERENCED_SEGMENT_NUMBER,
+];
+
+/// Sequences whose items are the object's content (an SR document's tree, a
+/// presentation state's or a waveform's annotations): their dummy value is their
+/// items, each de-identified by the table.
+const CONTENT: &[Tag] = &[tags::CONTENT_SEQUENCE, tags::GRAPHIC_ANNOTATION_SEQUENCE, tags::WAVEFORM_ANNOTATION_SEQUENCE];
+
+/// What becomes of a sequence the table empties, replaces or removes.
+enum Sequence {
+    /// Its items kept, each de-identified by the table.
+    Cleaned,
+    /// Its items kept as dummies: de-identified by the table, then every text
+    /// value left replaced by a dummy (a person's identification code goes).
+    Dummy,
+    /// Emptied.
+    Empty,
+}
+
+/// Which type a sequence has depends on the IOD (Referenced Study Sequence is Type
+/// 3 in General Study, Type 2 elsewhere), and an empty Type 1 or 3 sequence, or a
+/// missing Type 1 or 2 one, is an error readers may refuse (dciodvfy finds them).
+/// So, where the table allows it:
+/// - a sequence of references only (Referenced SOP Class and Instance UIDs, frame
+///   and segment numbers) is kept with its UIDs replaced, as `XZU` sequences are: it
+///   identifies nobody and is valid whatever its type;
+/// - `D` (a dummy value, PS3.15 E.1) is a dummy item: the content sequences keep
+///   their items de-identified, the others get dummy items; a Type 1 sequence keeps
+///   its item;
+/// - `Z` and `XZ` empty it (valid for Type 2, which these are where they are
+///   required); `X` removes it (`None`: as the table says).
+fn sequence_plan(tag: Tag, action: Action, elem: &Elem) -> Option<Sequence> {
+    let references_only = elem.items().is_some_and(|items| !items.is_empty() && items.iter().all(|i| i.tags().all(|t| REFERENCE.contains(&t))));
+    let has_items = elem.items().is_some_and(|items| !items.is_empty());
+    match action {
+        Action::Z | Action::XZ | Action::D | Action::ZD | Action::XD | Action::XZD if references_only => Some(Sequence::Cleaned),
+        Action::D | Action::ZD | Action::XD | Action::XZD if has_items && CONTENT.contains(&tag) => Some(Sequence::Cleaned),
+        Action::D | Action::ZD | Action::XD | Action::XZD if has_items => Some(Sequence::Dummy),
+        Action::Z | Action::XZ | Action::D | Action::ZD | Action::XD | Action::XZD => Some(Sequence::Empty),
+        _ => None,
+    }
+}
+
+/// A de-identified sequence's items with every text value left (codes, names a
+/// rule did not reach) replaced by a dummy, at any depth.
+fn dummy_items(elem: Elem, ctx: &Context) -> Elem {
+    let (header, value) = elem.into_parts();
+    let Value::Sequence(seq) = value else { return DataElement::new(header.tag, header.vr, value) };
+    let mut items = seq.into_items();
+    for item in items.iter_mut() {
+        let all: Vec<Tag> = item.tags().collect();
+        for t in all {
+            let Some(e) = item.take(t) else { continue };
+            let vr = e.vr();
+            let new = match vr {
+                VR::SQ => dummy_items(e, ctx),
+                VR::PN | VR::LO | VR::LT | VR::ST | VR::UT | VR::UC | VR::UR | VR::SH | VR::AE | VR::CS | VR::DA | VR::TM | VR::DT | VR::AS => {
+                    dummy(t, vr, &e, ctx)
+                }
+                _ => e,
+            };
+            item.put(new);
+        }
+    }
+    DataElement::new(header.tag, header.vr, DataSetSequence::new(items, Length::UNDEFINED))
 }
 
 /// A dummy value of the element's VR (the patient's name and ID: the pseudonym).
@@ -787,6 +862,8 @@ mod tests {
                 Action::X => after.is_none(),
                 Action::Z | Action::XZ if tag == tags::PATIENT_NAME => str_of(out, tag).is_some_and(|n| n.starts_with("ANON^")),
                 Action::Z | Action::XZ => empty,
+                // A sequence's dummy value is an item, de-identified (`sequence_plan`).
+                Action::D | Action::ZD | Action::XD | Action::XZD if vr == VR::SQ => items_clean(tag) && out.element(tag).is_ok_and(|e| e.items().is_some_and(|i| i.len() == 1)),
                 Action::D | Action::ZD | Action::XD | Action::XZD => replaced || (empty && r.action != Action::D),
                 Action::K if vr == VR::SQ => items_clean(tag),
                 Action::K => str_of(out, tag) == before,
@@ -796,6 +873,52 @@ mod tests {
             };
             assert!(ok, "{} {tag} {vr:?}: action {:?}, {before:?} became {:?}", r.name, r.action, str_of(out, tag));
         }
+    }
+
+    /// What dciodvfy found in outputs and not in their inputs: a Type 3 reference
+    /// sequence left empty, Overlay Data removed from a whole overlay.
+    #[test]
+    fn sequences_and_overlays_keep_the_structure_their_modules_need() {
+        let reference = InMemDicomObject::from_element_iter([
+            DataElement::new(tags::REFERENCED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.3.1.2.3.1")),
+            DataElement::new(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.826.0.1.3680043.8.498.77")),
+        ]);
+        let person = InMemDicomObject::from_element_iter([
+            DataElement::new(tags::CODE_VALUE, VR::SH, PrimitiveValue::from("EMP-4411")),
+            DataElement::new(tags::CODE_MEANING, VR::LO, PrimitiveValue::from("Staff ID of Dr Doe")),
+        ]);
+        let seq = |t, item: &InMemDicomObject| DataElement::new(t, VR::SQ, DataSetSequence::new(vec![item.clone()], Length::UNDEFINED));
+        let mut obj = InMemDicomObject::from_element_iter([
+            DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.826.0.1.3680043.8.498.1")),
+            seq(tags::REFERENCED_STUDY_SEQUENCE, &reference),
+            seq(tags::PERSON_IDENTIFICATION_CODE_SEQUENCE, &person),
+            DataElement::new(Tag(0x6002, 0x0010), VR::US, PrimitiveValue::from(2u16)),
+            DataElement::new(Tag(0x6002, 0x0040), VR::CS, PrimitiveValue::from("G")),
+            DataElement::new(Tag(0x6002, 0x3000), VR::OW, PrimitiveValue::U8(vec![0xFF; 4].into())),
+        ]);
+        obj.put(seq(tags::ACQUISITION_CONTEXT_SEQUENCE, &person));
+        let meta = dicom_object::meta::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7")
+            .media_storage_sop_instance_uid("1.2.826.0.1.3680043.8.498.1")
+            .transfer_syntax("1.2.840.10008.1.2.1")
+            .build()
+            .unwrap();
+        let mut file = obj.with_exact_meta(meta);
+        deidentify(&mut file, &Options { clean_pixels: false, ..Options::new(b"secret".to_vec()) }).unwrap();
+        let items = |t| file.element(t).ok().and_then(|e| e.items().map(|i| i.to_vec()));
+        // A reference: kept, its UID replaced.
+        let refs = items(tags::REFERENCED_STUDY_SEQUENCE).expect("kept");
+        let uid = refs[0].element(tags::REFERENCED_SOP_INSTANCE_UID).unwrap().to_str().unwrap().to_string();
+        assert!(uid.starts_with("2.25."), "{uid}");
+        // D: a dummy item, nothing of the person's code left.
+        let dummy = items(tags::PERSON_IDENTIFICATION_CODE_SEQUENCE).expect("a dummy item");
+        assert_eq!(dummy.len(), 1);
+        assert_eq!(dummy[0].element(tags::CODE_VALUE).unwrap().to_str().unwrap(), "ANONYMIZED");
+        assert_eq!(dummy[0].element(tags::CODE_MEANING).unwrap().to_str().unwrap(), "ANONYMIZED");
+        // XZ: emptied (Type 2 where it is required).
+        assert_eq!(items(tags::ACQUISITION_CONTEXT_SEQUENCE).map(|i| i.len()), Some(0));
+        // The overlay goes whole.
+        assert!(file.tags().all(|t| t.group() != 0x6002), "{:?}", file.tags().collect::<Vec<_>>());
     }
 
     #[test]
@@ -827,7 +950,7 @@ mod tests {
 
     #[test]
     fn header_bands_cover_the_top_of_their_modality_only() {
-        let l = crate::pixels::Layout { rows: 480, cols: 640, samples: 1, bits_allocated: 8, signed: false, planar: false, inverted: false, frames: 1 };
+        let l = crate::pixels::Layout::grey(480, 640, 8, 1);
         let masks = vec![("US".to_string(), 0.1)];
         assert_eq!(header_band(&masks, "us", &l), Some((0, 0, 640, 48)));
         assert_eq!(header_band(&masks, "CT", &l), None);
