@@ -12,21 +12,22 @@ pkgs=(
   fonts-dejavu-core tesseract-ocr tesseract-ocr-eng
 )
 if [ "$mode" = test ]; then
-  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dcmtk postgresql openssl)
+  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dcmtk dicom3tools postgresql openssl)
 fi
 
 # Test peers from PyPI, in a virtual environment of the project's own: moto's
 # stand-in AWS endpoint (S3 for the cases' object store) and dicomweb-client (an
 # independent DICOMweb client for QIDO-RS and WADO-RS), openapi-spec-validator and
 # schemathesis (which fuzzes the operators' API from its OpenAPI document; its
-# hypothesis pinned to one its schema generator works with).
+# hypothesis pinned to one its schema generator works with), and pydicom-data
+# (pydicom's set of real sample files, the de-identification tests' real files).
 python_peers() {
   local venv=target/test-venv
-  if ! "$venv/bin/python" -c 'import moto, dicomweb_client, openapi_spec_validator, schemathesis' 2>/dev/null; then
+  if ! "$venv/bin/python" -c 'import moto, dicomweb_client, openapi_spec_validator, schemathesis, data_store' 2>/dev/null; then
     echo "installing moto[server] and dicomweb-client into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q 'moto[server]==5.2.5' 'dicomweb-client==0.59.3' 'openapi-spec-validator==0.7.2' \
-      'schemathesis==4.1.4' 'hypothesis==6.115.0'
+      'schemathesis==4.1.4' 'hypothesis==6.115.0' 'pydicom-data==1.0.0'
   fi
 }
 

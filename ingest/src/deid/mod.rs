@@ -306,6 +306,10 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
         m.private_information_creator_uid = None;
         m.private_information = None;
         m.implementation_class_uid = IMPLEMENTATION_CLASS_UID.to_string();
+        // Written inflated: dicom-rs's deflated output is one dciodvfy cannot read.
+        if m.transfer_syntax().trim_end_matches('\0') == "1.2.840.10008.1.2.1.99" {
+            m.transfer_syntax = "1.2.840.10008.1.2.1".to_string();
+        }
         m.implementation_version_name = Some("CASECAST".to_string());
     });
     Ok(report)
