@@ -53,6 +53,8 @@ pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
 
 /// As [`deidentify_file`], telling `progress` how far a streamed file is (0..1).
 pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Outcome {
+    // The file's time starts now (`cases.max_seconds_per_file`).
+    let opts = &Options { deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(opts.max_seconds)), ..opts.clone() };
     // Files as they arrive: no meta group, big endian, standard attributes as UN.
     match crate::normalize::file(path) {
         Err(e) => return Outcome::Failed(path.to_path_buf(), e),

@@ -55,7 +55,7 @@ pub fn process(input: &Path, work: &Path, opts: &Options, progress: &mut dyn FnM
     progress(0.6);
     // Published pictures are native, for the viewer's raw frames: a compressed
     // picture that was not read (nothing asked for it) is decoded now.
-    normalize(&out)?;
+    normalize(&out, opts.max_decoded_bytes)?;
     let mut instance = describe(&out)?;
     let header = dicom_object::OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
@@ -71,7 +71,7 @@ const DECODE_WHOLE_BELOW: u64 = 512 << 20;
 
 /// Rewrites a de-identified object whose pixel data is still compressed with native
 /// pixel data, when it can be decoded; leaves it as it is otherwise.
-fn normalize(path: &Path) -> Result<(), String> {
+fn normalize(path: &Path, max_decoded_bytes: u64) -> Result<(), String> {
     let header = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).map_err(|e| e.to_string())?;
     let ts = header.meta().transfer_syntax().trim_end_matches('\0').to_string();
     let native = matches!(ts.as_str(), "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99");
@@ -79,7 +79,7 @@ fn normalize(path: &Path) -> Result<(), String> {
         return Ok(());
     }
     let mut obj = dicom_object::open_file(path).map_err(|e| e.to_string())?;
-    if pixels::decompress(&mut obj).unwrap_or(false) {
+    if pixels::decompress(&mut obj, max_decoded_bytes).unwrap_or(false) {
         let tmp = path.with_extension("dcm.tmp");
         batch::write_file(&obj, &tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;

@@ -25,8 +25,8 @@ pub struct Word {
     pub reading: usize,
 }
 
-/// The longest one tesseract run may take.
-pub const TESSERACT_TIMEOUT_SECS: u64 = 120;
+/// The longest one tesseract run may take (less when the file's time is nearly up).
+pub const TESSERACT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// White margin around a picture given to tesseract, in its pixels: text touching
 /// the edge (a banner in the top rows, as ultrasound machines write it) is misread
@@ -34,7 +34,7 @@ pub const TESSERACT_TIMEOUT_SECS: u64 = 120;
 const MARGIN: usize = 24;
 
 /// The words in an 8-bit grey picture of `width` × `height`.
-pub fn words(gray: &[u8], width: usize, height: usize) -> Result<Vec<Word>, String> {
+pub fn words(gray: &[u8], width: usize, height: usize, timeout: std::time::Duration) -> Result<Vec<Word>, String> {
     let threshold = otsu(gray);
     let scale = if width.max(height) <= 1600 { 2 } else { 1 };
     let mut found = Vec::new();
@@ -48,7 +48,7 @@ pub fn words(gray: &[u8], width: usize, height: usize) -> Result<Vec<Word>, Stri
                 big[(y + MARGIN) * w2 + x + MARGIN] = if light == dark_text { 255 } else { 0 };
             }
         }
-        for mut word in read(&big, w2, h2)? {
+        for mut word in read(&big, w2, h2, timeout)? {
             let (x, y) = (word.x.saturating_sub(MARGIN), word.y.saturating_sub(MARGIN));
             (word.x, word.y, word.w, word.h) = (x / scale, y / scale, word.w.div_ceil(scale), word.h.div_ceil(scale));
             word.reading = reading;
@@ -83,7 +83,7 @@ fn otsu(gray: &[u8]) -> u8 {
 }
 
 /// Runs tesseract on a picture (written as PGM) and parses its TSV words.
-fn read(gray: &[u8], width: usize, height: usize) -> Result<Vec<Word>, String> {
+fn read(gray: &[u8], width: usize, height: usize, timeout: std::time::Duration) -> Result<Vec<Word>, String> {
     static N: AtomicU64 = AtomicU64::new(0);
     let path: PathBuf = std::env::temp_dir().join(format!("casecast-ocr-{}-{}.pgm", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     let mut pgm = format!("P5\n{width} {height}\n255\n").into_bytes();
@@ -91,7 +91,8 @@ fn read(gray: &[u8], width: usize, height: usize) -> Result<Vec<Word>, String> {
     std::fs::write(&path, pgm).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     // coreutils' timeout bounds the run (exit 124 when it had to stop it).
     let out = std::process::Command::new("timeout")
-        .arg(TESSERACT_TIMEOUT_SECS.to_string())
+        // Tenths rounded up: stopped no sooner than asked.
+        .arg(format!("{:.1}", (timeout.as_secs_f64() * 10.0).ceil().max(1.0) / 10.0))
         .arg("tesseract")
         // One thread: tesseract's OpenMP threads spin against each other and the
         // pool's other work (a banner read in 0.4 s instead of 3.6 s on 2 cores).
@@ -102,7 +103,7 @@ fn read(gray: &[u8], width: usize, height: usize) -> Result<Vec<Word>, String> {
     let _ = std::fs::remove_file(&path);
     let out = out.map_err(|e| format!("cannot run tesseract (Debian package tesseract-ocr): {e}"))?;
     if out.status.code() == Some(124) {
-        return Err(format!("reading the picture for text took over {TESSERACT_TIMEOUT_SECS} s"));
+        return Err(format!("reading the picture for text took over {:.1} s", timeout.as_secs_f64()));
     }
     if !out.status.success() {
         return Err(format!("tesseract failed: {}", String::from_utf8_lossy(&out.stderr).trim()));

@@ -8,9 +8,6 @@ use dicom_object::InMemDicomObject;
 /// The most frames an object may have (a header could claim any number).
 pub const MAX_FRAMES: usize = 100_000;
 
-/// The most bytes compressed pixel data is decoded to (decoding is whole-object).
-pub const MAX_DECODED_BYTES: u64 = 1 << 30;
-
 /// How a frame's samples make a picture (Photometric Interpretation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Model {
@@ -253,7 +250,7 @@ pub fn check_codestream(frame: &[u8], declared: Declared) -> Result<(), String> 
 /// RLE), so its frames can be read and cleaned like native ones: the pixel data,
 /// its attributes and the transfer syntax (now Explicit VR Little Endian) change
 /// together. `Ok(false)` when the pixel data is native already or absent.
-pub fn decompress(file: &mut dicom_object::DefaultDicomObject) -> Result<bool, String> {
+pub fn decompress(file: &mut dicom_object::DefaultDicomObject, max_decoded_bytes: u64) -> Result<bool, String> {
     use dicom_core::{DataElement, VR};
     use dicom_pixeldata::PixelDecoder;
     let encapsulated = matches!(file.element(tags::PIXEL_DATA).map(|e| e.value()), Ok(Value::PixelSequence(_)));
@@ -263,8 +260,12 @@ pub fn decompress(file: &mut dicom_object::DefaultDicomObject) -> Result<bool, S
     // Decoded whole: bounded, so one file cannot take the memory of the server.
     let uint = |t| file.element(t).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(1);
     let decoded = uint(tags::ROWS) * uint(tags::COLUMNS) * uint(tags::SAMPLES_PER_PIXEL) * uint(tags::BITS_ALLOCATED).div_ceil(8) * uint(tags::NUMBER_OF_FRAMES);
-    if decoded > MAX_DECODED_BYTES {
-        return Err(format!("compressed pixel data that decodes to {} MB; at most {} MB are decoded", decoded >> 20, MAX_DECODED_BYTES >> 20));
+    if decoded > max_decoded_bytes {
+        return Err(format!(
+            "compressed pixel data that decodes to {} MB; at most {} MB are decoded (cases.max_decoded_mb)",
+            decoded >> 20,
+            max_decoded_bytes >> 20
+        ));
     }
     if let Ok(Value::PixelSequence(seq)) = file.element(tags::PIXEL_DATA).map(|e| e.value()) {
         let declared = Declared::of(file);

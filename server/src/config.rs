@@ -104,6 +104,12 @@ pub struct CasesConfig {
     /// Most bytes all unfinished uploads may declare, together; an upload is also
     /// refused when the staging disk has not room for it.
     pub max_reserved_bytes: u64,
+    /// Longest one file's de-identification may take (reading its pictures for text
+    /// above all), seconds: it then fails with the reason and its worker goes on.
+    pub max_seconds_per_file: u64,
+    /// Most compressed pixel data of one file decoded at once, MB (a cine is
+    /// decoded a frame at a time and counts one frame).
+    pub max_decoded_mb: u64,
 }
 
 impl Default for CasesConfig {
@@ -128,6 +134,8 @@ impl Default for CasesConfig {
             max_open_uploads_per_token: 64,
             max_reserved_bytes_per_token: 64 << 30,
             max_reserved_bytes: 256 << 30,
+            max_seconds_per_file: 600,
+            max_decoded_mb: 1024,
         }
     }
 }
@@ -166,8 +174,17 @@ impl Config {
             clean_pixels: self.cases.ocr,
             read_all_pictures: self.cases.ocr_all,
             header_masks,
-            ..casecast_ingest::deid::Options::new(self.secret()?)
+            ..self.deid_limits(casecast_ingest::deid::Options::new(self.secret()?))
         })
+    }
+
+    /// `opts` with the configured bounds on one file's work.
+    pub fn deid_limits(&self, opts: casecast_ingest::deid::Options) -> casecast_ingest::deid::Options {
+        casecast_ingest::deid::Options {
+            max_seconds: self.cases.max_seconds_per_file.max(1),
+            max_decoded_bytes: self.cases.max_decoded_mb.max(1) << 20,
+            ..opts
+        }
     }
 
     /// The ingest pool's settings.
@@ -409,6 +426,12 @@ pub struct ConfigArgs {
     /// The case library (room) C-STORE objects go to.
     #[arg(long, env = "CASECAST_CASES_CSTORE_ROOM")]
     pub cases_cstore_room: Option<String>,
+    /// Longest one file's de-identification may take, seconds.
+    #[arg(long, env = "CASECAST_CASES_MAX_SECONDS_PER_FILE")]
+    pub cases_max_seconds_per_file: Option<u64>,
+    /// Most compressed pixel data of one file decoded at once, MB.
+    #[arg(long, env = "CASECAST_CASES_MAX_DECODED_MB")]
+    pub cases_max_decoded_mb: Option<u64>,
 }
 
 impl ConfigArgs {
@@ -450,7 +473,9 @@ impl ConfigArgs {
              cases_keep_originals => cases.keep_originals,
              cases_max_upload_bytes => cases.max_upload_bytes,
              cases_cstore_listen => cases.cstore_listen,
-             cases_cstore_room => cases.cstore_room);
+             cases_cstore_room => cases.cstore_room,
+             cases_max_seconds_per_file => cases.max_seconds_per_file,
+             cases_max_decoded_mb => cases.max_decoded_mb);
         if self.cases_database.is_some() {
             c.cases.database = self.cases_database.clone();
         }

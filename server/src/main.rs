@@ -296,7 +296,7 @@ fn run() -> anyhow::Result<()> {
                 render_frames: frames,
                 header_masks: masks,
                 read_all_pictures: ocr_all,
-                ..casecast_ingest::deid::Options::new(config.secret()?)
+                ..config.deid_limits(casecast_ingest::deid::Options::new(config.secret()?))
             };
             let files = batch::files(&input).with_context(|| format!("cannot read {}", input.display()))?;
             std::fs::create_dir_all(&output).with_context(|| format!("cannot create {}", output.display()))?;

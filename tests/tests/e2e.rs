@@ -1563,6 +1563,36 @@ fn hostile_dicom_files_end_at_once_in_little_memory() -> Result<()> {
     Ok(())
 }
 
+/// One file's work is bounded by `cases.max_seconds_per_file`: a real 120-frame
+/// ultrasound cine (pydicom-data's, every frame to be read for burned-in text, about
+/// 40 s) fails with the reason and how far it got, and the file after it in the
+/// same run is de-identified (the pool's workers go on the same way).
+#[test]
+fn a_file_over_its_time_fails_with_the_reason_and_the_next_goes_on() -> Result<()> {
+    let dir = TempDir::new("deid-time");
+    let data = std::process::Command::new(target_dir().join("test-venv/bin/python"))
+        .args(["-c", "import data_store, os; print(os.path.join(os.path.dirname(data_store.__file__), 'data'))"])
+        .output()?;
+    let data = std::path::PathBuf::from(String::from_utf8_lossy(&data.stdout).trim());
+    let inputs = dir.0.join("in");
+    std::fs::create_dir_all(&inputs)?;
+    std::os::unix::fs::symlink(data.join("color3d_jpeg_baseline.dcm"), inputs.join("a-cine.dcm"))?;
+    std::os::unix::fs::symlink(data.join("OBXXXX1A.dcm"), inputs.join("b-still.dcm"))?;
+    let run = std::process::Command::new(casecast_bin())
+        .args(["deid", "--data-dir"])
+        .arg(dir.0.join("data"))
+        .arg(&inputs)
+        .arg(dir.0.join("out"))
+        .env("CASECAST_CASES_MAX_SECONDS_PER_FILE", "3")
+        .output()?;
+    let log = String::from_utf8_lossy(&run.stderr);
+    let reason = log.lines().find(|l| l.contains("a-cine.dcm: FAILED: gave up after 3 s (cases.max_seconds_per_file): ")).unwrap_or_else(|| panic!("{log}"));
+    let read: usize = reason.split(": ").last().and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+    assert!(read < 120, "stopped before the end: {reason}");
+    assert!(log.contains("1 de-identified, 1 failed"), "{log}");
+    Ok(())
+}
+
 /// What tesseract reads in frame `n` of `dcm`, as dcmtk renders it (lower case).
 fn ocr_frame(dir: &TempDir, dcm: &std::path::Path, n: u32) -> Result<String> {
     let png = dir.0.join(format!("frame-{n}.png"));

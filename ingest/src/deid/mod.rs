@@ -123,6 +123,13 @@ pub struct Options {
     /// Read every picture, even a cross-sectional one (CT, MR, PET, NM) that says it
     /// has no burned-in annotation (off by default: those are taken at their word).
     pub read_all_pictures: bool,
+    /// Longest one file may take, seconds; then it fails with the reason.
+    pub max_seconds: u64,
+    /// Most compressed pixel data decoded at once (a whole single picture, or one
+    /// frame of a cine), bytes.
+    pub max_decoded_bytes: u64,
+    /// When this file's time is up (set by [`crate::batch`] as a file starts).
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Modalities whose pictures are reconstructions, not screens: when they say
@@ -150,7 +157,39 @@ impl Options {
             render_frames: false,
             header_masks: Vec::new(),
             read_all_pictures: false,
+            max_seconds: 600,
+            max_decoded_bytes: 1 << 30,
+            deadline: None,
         }
+    }
+
+    /// This file's time.
+    pub fn budget(&self) -> Budget {
+        Budget { deadline: self.deadline, max_seconds: self.max_seconds }
+    }
+}
+
+/// The time one file may still take.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    deadline: Option<std::time::Instant>,
+    max_seconds: u64,
+}
+
+impl Budget {
+    /// Fails once the file's time is up, saying how far it got.
+    pub fn in_time(&self, how_far: impl FnOnce() -> String) -> Result<(), DeidError> {
+        match self.deadline {
+            Some(d) if std::time::Instant::now() >= d => {
+                Err(DeidError::OutOfTime(format!("gave up after {} s (cases.max_seconds_per_file): {}", self.max_seconds, how_far())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The time left (`None`: unbounded).
+    pub fn left(&self) -> Option<std::time::Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()))
     }
 }
 
@@ -189,6 +228,9 @@ pub enum DeidError {
     /// Not published: burned-in text is flagged and cannot be checked.
     #[error("quarantined: {0}")]
     Quarantined(String),
+    /// The file's work took longer than it may.
+    #[error("{0}")]
+    OutOfTime(String),
 }
 
 /// The values that identify this patient, gathered before anything is changed; a
@@ -282,7 +324,7 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
     let mut report = Report::default();
     if opts.clean_pixels || opts.render_frames {
         // Compressed pictures are decoded to be read; they are written uncompressed.
-        let decoded = crate::pixels::decompress(file);
+        let decoded = crate::pixels::decompress(file, opts.max_decoded_bytes);
         let obj: &mut InMemDicomObject = file;
         match decoded {
             Ok(d) => report.decompressed = d,
@@ -324,6 +366,7 @@ pub struct FrameCleaner {
     band: Option<(usize, usize, usize, usize)>,
     layout: crate::pixels::Layout,
     seen: std::collections::HashMap<u64, Vec<(usize, usize, usize, usize)>>,
+    budget: Budget,
     /// Frames read (not counting repeats).
     pub frames_read: usize,
     /// Words blacked out.
@@ -340,6 +383,7 @@ impl FrameCleaner {
             band: header_band(&opts.header_masks, &modality, &layout),
             layout,
             seen: Default::default(),
+            budget: opts.budget(),
             frames_read: 0,
             words_blacked_out: 0,
         }
@@ -356,9 +400,15 @@ impl FrameCleaner {
         let boxes = match self.seen.get(&key) {
             Some(b) => b.clone(),
             None => {
+                let (read, frames) = (self.frames_read, self.layout.frames);
+                self.budget.in_time(|| format!("{read} of {frames} frames read for burned-in text"))?;
                 self.frames_read += 1;
                 let gray = crate::pixels::frame_to_gray(&self.layout, frame, self.window);
-                let words = crate::ocr::words(&gray, self.layout.cols, self.layout.rows).map_err(DeidError::Quarantined)?;
+                let timeout = self.budget.left().map_or(crate::ocr::TESSERACT_TIMEOUT, |left| left.min(crate::ocr::TESSERACT_TIMEOUT));
+                let budget = self.budget;
+                let words = crate::ocr::words(&gray, self.layout.cols, self.layout.rows, timeout)
+                    // Stopped because the file's time ran out: that is the reason.
+                    .map_err(|e| budget.in_time(|| format!("{read} of {frames} frames read for burned-in text")).err().unwrap_or(DeidError::Quarantined(e)))?;
                 let b = self.terms.boxes(&words);
                 self.seen.insert(key, b.clone());
                 b
