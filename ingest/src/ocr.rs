@@ -1,8 +1,10 @@
 //! Text burned into pictures, found with Debian's tesseract (the command line: no
-//! binding to build). Tesseract reads dark text on a light ground best and misses
-//! small light-on-colour banners, so each picture is binarised, enlarged 2× (when it
-//! is small: big pictures have big enough text) and read in both polarities. Each
-//! run is bounded in time: a picture that keeps tesseract busy fails its file.
+//! binding to build). Tesseract reads dark text on a light ground best, so each
+//! picture is enlarged 2× (when it is small: big pictures have big enough text), put
+//! in a white margin and read in both polarities, grey: tesseract's own
+//! binarisation finds text a global threshold loses (a label beside an icon over a
+//! dark ultrasound picture). Each run is bounded in time: a picture that keeps
+//! tesseract busy fails its file.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,17 +37,17 @@ const MARGIN: usize = 24;
 
 /// The words in an 8-bit grey picture of `width` × `height`.
 pub fn words(gray: &[u8], width: usize, height: usize, timeout: std::time::Duration) -> Result<Vec<Word>, String> {
-    let threshold = otsu(gray);
     let scale = if width.max(height) <= 1600 { 2 } else { 1 };
     let mut found = Vec::new();
     for (reading, dark_text) in [true, false].into_iter().enumerate() {
-        // Enlarged with the text black on white, as tesseract likes it, in a margin.
+        // Enlarged, in a white margin; the second reading inverted, so that light
+        // text on a dark ground is dark on light in one of them.
         let (w2, h2) = (width * scale + 2 * MARGIN, height * scale + 2 * MARGIN);
         let mut big = vec![255u8; w2 * h2];
         for y in 0..height * scale {
             for x in 0..width * scale {
-                let light = gray[(y / scale) * width + x / scale] > threshold;
-                big[(y + MARGIN) * w2 + x + MARGIN] = if light == dark_text { 255 } else { 0 };
+                let g = gray[(y / scale) * width + x / scale];
+                big[(y + MARGIN) * w2 + x + MARGIN] = if dark_text { g } else { 255 - g };
             }
         }
         for mut word in read(&big, w2, h2, timeout)? {
@@ -56,30 +58,6 @@ pub fn words(gray: &[u8], width: usize, height: usize, timeout: std::time::Durat
         }
     }
     Ok(found)
-}
-
-/// Otsu's threshold of a grey picture.
-fn otsu(gray: &[u8]) -> u8 {
-    let mut hist = [0u64; 256];
-    for &g in gray {
-        hist[usize::from(g)] += 1;
-    }
-    let total = gray.len() as f64;
-    let sum: f64 = hist.iter().enumerate().map(|(i, &c)| i as f64 * c as f64).sum();
-    let (mut sum_b, mut w_b, mut best, mut at) = (0.0, 0.0, 0.0, 127u8);
-    for (t, &c) in hist.iter().enumerate() {
-        w_b += c as f64;
-        if w_b == 0.0 || w_b == total {
-            continue;
-        }
-        sum_b += t as f64 * c as f64;
-        let (m_b, m_f) = (sum_b / w_b, (sum - sum_b) / (total - w_b));
-        let between = w_b * (total - w_b) * (m_b - m_f).powi(2);
-        if between > best {
-            (best, at) = (between, t as u8);
-        }
-    }
-    at
 }
 
 /// Runs tesseract on a picture (written as PGM) and parses its TSV words.
@@ -121,16 +99,4 @@ fn read(gray: &[u8], width: usize, height: usize, timeout: std::time::Duration) 
             Some(Word { text: f[11].trim().to_string(), x: n(6)?, y: n(7)?, w: n(8)?, h: n(9)?, reading: 0 })
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn otsu_splits_two_levels() {
-        let g: Vec<u8> = (0..100).map(|i| if i < 70 { 20 } else { 230 }).collect();
-        let t = otsu(&g);
-        assert!((20..230).contains(&t), "{t}");
-    }
 }
