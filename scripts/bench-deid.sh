@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 FILES="${FILES:-300}"
 SIZE="${SIZE:-512}"   # rows = columns; 512 is a CT slice
 OCR_FILES="${OCR_FILES:-20}"
-BIN=target/release/casecast
+BIN="${BIN:-target/release/casecast}"
 OUT=target/bench
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
