@@ -38,6 +38,8 @@ pub struct Layout {
     pub stored: usize,
     /// Signed values.
     pub signed: bool,
+    /// IEEE floats (Float or Double Float Pixel Data, 32 or 64 bits).
+    pub float: bool,
     /// Colour planes one after the other rather than interleaved.
     pub planar: bool,
     /// What the samples mean.
@@ -49,7 +51,18 @@ pub struct Layout {
 impl Layout {
     /// Grey pictures of `bits_allocated` bits, all used.
     pub fn grey(rows: usize, cols: usize, bits_allocated: usize, frames: usize) -> Layout {
-        Layout { rows, cols, samples: 1, bits_allocated, stored: bits_allocated, signed: false, planar: false, model: Model::Grey { inverted: false }, frames }
+        Layout {
+            rows,
+            cols,
+            samples: 1,
+            bits_allocated,
+            stored: bits_allocated,
+            signed: false,
+            float: false,
+            planar: false,
+            model: Model::Grey { inverted: false },
+            frames,
+        }
     }
 
     /// Bytes of one frame.
@@ -67,9 +80,10 @@ impl Layout {
     }
 
     /// The layout of `obj`'s pixel data, if it is native and of a kind handled
-    /// here; the reason otherwise. Handled: grey of 1, 8, 16 or 32 bits; RGB of 8,
-    /// 16 or 32 bits; YBR_FULL and YBR_FULL_422 of 8 bits; PALETTE COLOR of 8 or
-    /// 16 bits with its palette (whole or segmented).
+    /// here; the reason otherwise. Handled: grey of 1, 8, 16 or 32 bits, and grey
+    /// floats of 32 or 64 bits (Float and Double Float Pixel Data, as parametric maps
+    /// have them); RGB of 8, 16 or 32 bits; YBR_FULL and YBR_FULL_422 of 8 bits;
+    /// PALETTE COLOR of 8 or 16 bits with its palette (whole or segmented).
     pub fn of(obj: &InMemDicomObject) -> Result<Layout, String> {
         let uint = |t| obj.element(t).ok().and_then(|e| e.to_int::<i64>().ok());
         let text = |t| obj.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
@@ -78,9 +92,16 @@ impl Layout {
         };
         let photometric = text(tags::PHOTOMETRIC_INTERPRETATION);
         let samples = uint(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
-        let bits_allocated = uint(tags::BITS_ALLOCATED).unwrap_or(0) as usize;
+        let float = match pixel_data_tag(obj) {
+            Some(t) if t == tags::FLOAT_PIXEL_DATA => Some(32),
+            Some(t) if t == tags::DOUBLE_FLOAT_PIXEL_DATA => Some(64),
+            _ => None,
+        };
+        let bits_allocated = float.unwrap_or(uint(tags::BITS_ALLOCATED).unwrap_or(0) as usize);
         let planar = uint(tags::PLANAR_CONFIGURATION) == Some(1);
         let model = match (samples, bits_allocated, photometric.as_str()) {
+            (1, 32 | 64, "MONOCHROME2") if float.is_some() => Some(Model::Grey { inverted: false }),
+            _ if float.is_some() => None,
             (1, 1 | 8 | 16 | 32, "MONOCHROME1") => Some(Model::Grey { inverted: true }),
             (1, 1 | 8 | 16 | 32, "MONOCHROME2") => Some(Model::Grey { inverted: false }),
             (1, 8 | 16, "PALETTE COLOR") => Some(Model::Palette(std::sync::Arc::new(crate::palette::Palette::of(obj)?))),
@@ -96,6 +117,7 @@ impl Layout {
             bits_allocated,
             stored: uint(tags::BITS_STORED).map_or(bits_allocated, |b| (b.max(1) as usize).min(bits_allocated.max(1))),
             signed: uint(tags::PIXEL_REPRESENTATION) == Some(1),
+            float: float.is_some(),
             planar,
             model: model.clone().unwrap_or(Model::Grey { inverted: false }),
             frames: uint(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize,
@@ -121,38 +143,52 @@ impl Layout {
 pub struct NativePixels {
     /// The pixel bytes.
     pub bytes: Vec<u8>,
+    tag: dicom_core::Tag,
     vr: dicom_core::VR,
-    words: bool,
+    /// How the reader held the values: bytes, or words of 2, 4 (floats) or 8
+    /// (doubles) bytes.
+    width: usize,
+}
+
+/// The element holding `obj`'s pixels: Pixel Data, or Float or Double Float Pixel
+/// Data.
+pub fn pixel_data_tag(obj: &InMemDicomObject) -> Option<dicom_core::Tag> {
+    [tags::PIXEL_DATA, tags::FLOAT_PIXEL_DATA, tags::DOUBLE_FLOAT_PIXEL_DATA].into_iter().find(|&t| obj.element(t).is_ok())
 }
 
 impl NativePixels {
     /// Takes the native pixel data out of `obj`; `None` (and `obj` unchanged) when
     /// there is none or it is encapsulated (compressed).
     pub fn take(obj: &mut InMemDicomObject) -> Option<NativePixels> {
+        let tag = pixel_data_tag(obj)?;
         let native = matches!(
-            obj.element(tags::PIXEL_DATA).ok()?.value(),
-            Value::Primitive(PrimitiveValue::U8(_) | PrimitiveValue::U16(_))
+            obj.element(tag).ok()?.value(),
+            Value::Primitive(PrimitiveValue::U8(_) | PrimitiveValue::U16(_) | PrimitiveValue::F32(_) | PrimitiveValue::F64(_))
         );
         if !native {
             return None;
         }
-        let (header, value) = obj.take(tags::PIXEL_DATA)?.into_parts();
-        let (bytes, words) = match value {
-            Value::Primitive(PrimitiveValue::U8(b)) => (b.into_vec(), false),
-            Value::Primitive(PrimitiveValue::U16(w)) => (w.iter().flat_map(|v| v.to_le_bytes()).collect(), true),
+        let (header, value) = obj.take(tag)?.into_parts();
+        let (bytes, width) = match value {
+            Value::Primitive(PrimitiveValue::U8(b)) => (b.into_vec(), 1),
+            Value::Primitive(PrimitiveValue::U16(w)) => (w.iter().flat_map(|v| v.to_le_bytes()).collect(), 2),
+            Value::Primitive(PrimitiveValue::F32(w)) => (w.iter().flat_map(|v| v.to_le_bytes()).collect(), 4),
+            Value::Primitive(PrimitiveValue::F64(w)) => (w.iter().flat_map(|v| v.to_le_bytes()).collect(), 8),
             _ => unreachable!("checked above"),
         };
-        Some(NativePixels { bytes, vr: header.vr, words })
+        Some(NativePixels { bytes, tag, vr: header.vr, width })
     }
 
     /// Puts the (changed) pixel data back into `obj`.
     pub fn put_back(self, obj: &mut InMemDicomObject) {
-        let value = if self.words {
-            PrimitiveValue::U16(self.bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
-        } else {
-            PrimitiveValue::U8(self.bytes.into())
+        let b = &self.bytes;
+        let value = match self.width {
+            2 => PrimitiveValue::U16(b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
+            4 => PrimitiveValue::F32(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+            8 => PrimitiveValue::F64(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
+            _ => PrimitiveValue::U8(self.bytes.into()),
         };
-        obj.put(dicom_core::DataElement::new(tags::PIXEL_DATA, self.vr, value));
+        obj.put(dicom_core::DataElement::new(self.tag, self.vr, value));
     }
 }
 
@@ -348,6 +384,16 @@ fn sample(frame: &[u8], i: usize, bits: usize, signed: bool) -> i64 {
     }
 }
 
+/// One float sample of a frame (not-a-number and infinities read as 0).
+fn float_sample(frame: &[u8], i: usize, bits: usize) -> f64 {
+    let v = if bits == 64 {
+        f64::from_le_bytes(frame[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]))
+    } else {
+        f64::from(f32::from_le_bytes([frame[4 * i], frame[4 * i + 1], frame[4 * i + 2], frame[4 * i + 3]]))
+    };
+    if v.is_finite() { v } else { 0.0 }
+}
+
 /// One frame of a colour model (RGB, YBR, palette) as 8-bit RGB, interleaved;
 /// `None` for grey.
 pub fn frame_to_rgb(l: &Layout, frame: &[u8]) -> Option<Vec<u8>> {
@@ -395,7 +441,7 @@ pub fn frame_to_gray(l: &Layout, frame: &[u8], window: Option<(f64, f64)>) -> Ve
     if let Some(rgb) = frame_to_rgb(l, frame) {
         return rgb.chunks_exact(3).map(|c| ((u32::from(c[0]) * 299 + u32::from(c[1]) * 587 + u32::from(c[2]) * 114) / 1000) as u8).collect();
     }
-    let value = |i: usize| sample(frame, i, l.bits_allocated, l.signed) as f64;
+    let value = |i: usize| if l.float { float_sample(frame, i, l.bits_allocated) } else { sample(frame, i, l.bits_allocated, l.signed) as f64 };
     let (lo, hi) = match window {
         Some((c, w)) if w > 1.0 && l.bits_allocated > 1 => (c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0),
         _ => (0..n).map(value).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v))),
@@ -425,7 +471,12 @@ pub fn black_out(l: &Layout, frame: &mut [u8], boxes: &[(usize, usize, usize, us
             (true, true) => (1i64 << (l.bits_allocated - 1)) - 1,
         },
     };
-    let le = value.to_le_bytes();
+    let mut le = value.to_le_bytes();
+    if l.float {
+        // Floats: the frame's lowest value, so its range (and its rendering) stays.
+        let lowest = (0..n).map(|i| float_sample(frame, i, l.bits_allocated)).fold(f64::MAX, f64::min);
+        le = if l.bits_allocated == 64 { lowest.to_le_bytes() } else { let b = (lowest as f32).to_le_bytes(); [b[0], b[1], b[2], b[3], 0, 0, 0, 0] };
+    }
     for &(x, y, w, h) in boxes {
         for row in y.min(l.rows)..(y + h).min(l.rows) {
             for col in x.min(l.cols)..(x + w).min(l.cols) {
@@ -546,6 +597,12 @@ mod tests {
         let mut f = vec![0xFF];
         black_out(&bits, &mut f, &[(1, 0, 2, 1)]);
         assert_eq!(f, vec![0b1111_1001]);
+        // Floats: read by their range, black is the frame's lowest value.
+        let f32s = Layout { float: true, ..Layout::grey(1, 3, 32, 1) };
+        let mut f: Vec<u8> = [-1.5f32, 0.5, f32::NAN].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(frame_to_gray(&f32s, &f, None), vec![0, 255, 191]);
+        black_out(&f32s, &mut f, &[(1, 0, 1, 1)]);
+        assert_eq!(f32::from_le_bytes([f[4], f[5], f[6], f[7]]), -1.5);
         // 32-bit grey, signed: black is the lowest value.
         let g32 = Layout { signed: true, ..Layout::grey(1, 1, 32, 1) };
         let mut f = vec![1, 2, 3, 4];

@@ -1585,6 +1585,39 @@ fn hostile_dicom_files_end_at_once_in_little_memory() -> Result<()> {
     Ok(())
 }
 
+/// A parametric map of 32-bit floats (Float Pixel Data) with the patient's name, ID
+/// and birth date burned in: read for text like any picture, the PHI blacked out with
+/// the map's lowest value, the rest kept, and written back as floats (dcmtk does not
+/// render floats: the picture read is casecast's rendering of the cleaned map).
+#[test]
+fn float_pixel_data_is_read_and_cleaned_as_floats() -> Result<()> {
+    let dir = TempDir::new("deid-float");
+    let made = std::process::Command::new("/usr/bin/python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make_dicom.py"))
+        .arg(&dir.0)
+        .arg("float")
+        .status()?;
+    anyhow::ensure!(made.success(), "make_dicom.py float failed");
+    let out = dir.0.join("out");
+    let run = std::process::Command::new(casecast_bin()).args(["deid", "--frames", "--data-dir"]).arg(dir.0.join("data")).arg(dir.0.join("map.dcm")).arg(&out).output()?;
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success() && log.contains("1 frames read"), "{log}");
+    let png = std::fs::read_dir(&out)?.flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".frame0001.png")).expect("a rendered frame");
+    let text = String::from_utf8_lossy(&std::process::Command::new("tesseract").env("OMP_THREAD_LIMIT", "1").arg(&png).args(["stdout", "--psm", "11"]).output()?.stdout).to_lowercase();
+    for phi in ["doe", "pid4711x", "1961"] {
+        assert!(!text.contains(phi), "{phi} readable: {text}");
+    }
+    assert!(text.contains("axial"), "the rest of the picture is kept: {text}");
+    let dcm = std::fs::read_dir(&out)?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "dcm")).expect("an output");
+    let check = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import sys, array, pydicom\nd = pydicom.dcmread(sys.argv[1])\nv = array.array('f', d.FloatPixelData)\nprint('PixelData' in d, d.BurnedInAnnotation, min(v), max(v))"])
+        .arg(&dcm)
+        .output()?;
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(said.split_whitespace().collect::<Vec<_>>(), ["False", "NO", "-1000.0", "1550.0"], "{}", String::from_utf8_lossy(&check.stderr));
+    Ok(())
+}
+
 /// One file's work is bounded by `cases.max_seconds_per_file`: a real 120-frame
 /// ultrasound cine (pydicom-data's, every frame to be read for burned-in text, about
 /// 40 s) fails with the reason and how far it got, and the file after it in the

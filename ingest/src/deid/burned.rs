@@ -98,7 +98,7 @@ impl Terms {
             // The line letters and digits only, each character's word beside it.
             let mut text = String::new();
             let mut owner = Vec::new();
-            let mut starts = vec![false; 0];
+            let mut starts = Vec::new();
             for &w in &line {
                 let n = norm(&words[w].text);
                 for (k, c) in n.chars().enumerate() {

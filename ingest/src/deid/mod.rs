@@ -428,7 +428,7 @@ impl FrameCleaner {
 fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) -> Result<(), DeidError> {
     use crate::pixels::{Layout, NativePixels};
     let flagged = obj.element(tags::BURNED_IN_ANNOTATION).ok().and_then(|e| e.to_str().ok()).is_some_and(|s| s.trim() == "YES");
-    if obj.element(tags::PIXEL_DATA).is_err() {
+    if crate::pixels::pixel_data_tag(obj).is_none() {
         return Ok(());
     }
     let layout = Layout::of(obj);
