@@ -9,10 +9,10 @@ pkgs=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-x
-  fonts-dejavu-core tesseract-ocr tesseract-ocr-eng
+  fonts-dejavu-core tesseract-ocr tesseract-ocr-eng dcmtk
 )
 if [ "$mode" = test ]; then
-  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dcmtk dicom3tools postgresql openssl)
+  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dicom3tools postgresql openssl)
 fi
 
 # Test peers from PyPI, in a virtual environment of the project's own: moto's

@@ -326,8 +326,16 @@ pub fn decompress(file: &mut dicom_object::DefaultDicomObject, max_decoded_bytes
             matches!(d.pixel_representation(), dicom_pixeldata::PixelRepresentation::Signed),
         ))
     });
-    let (bytes, rows, cols, samples, bits, photometric, signed) = std::panic::catch_unwind(decode)
-        .map_err(|_| "compressed pixel data that does not match its header (the decoder gave up)".to_string())??;
+    let decoded = std::panic::catch_unwind(decode)
+        .map_err(|_| "compressed pixel data that does not match its header (the decoder gave up)".to_string())
+        .and_then(|r| r);
+    let (bytes, rows, cols, samples, bits, photometric, signed) = match decoded {
+        Ok(d) => d,
+        // JPEG of 12 bits a sample (extended, process 4): the Rust decoder reads
+        // 8-bit DCT only; dcmtk's does.
+        Err(why) if twelve_bit_jpeg(file) => return decompress_with_dcmtk(file).map(|()| true).map_err(|e| format!("{why}; {e}")),
+        Err(why) => return Err(why),
+    };
     let us = |t, v: u16| DataElement::new(t, VR::US, PrimitiveValue::from(v));
     file.put(us(tags::ROWS, rows as u16));
     file.put(us(tags::COLUMNS, cols as u16));
@@ -342,6 +350,70 @@ pub fn decompress(file: &mut dicom_object::DefaultDicomObject, max_decoded_bytes
     file.put(DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::U8(bytes.into())));
     file.update_meta(|m| m.transfer_syntax = "1.2.840.10008.1.2.1".to_string());
     Ok(true)
+}
+
+/// Whether `file` holds JPEG (DCT) frames of more than 8 bits a sample.
+fn twelve_bit_jpeg(file: &dicom_object::DefaultDicomObject) -> bool {
+    let ts = file.meta().transfer_syntax().trim_end_matches('\0');
+    let first = match file.element(tags::PIXEL_DATA).map(|e| e.value()) {
+        Ok(Value::PixelSequence(seq)) => seq.fragments().first().and_then(|f| codestream(f)),
+        _ => None,
+    };
+    matches!(ts, "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.50") && first.is_some_and(|c| c.precision > 8)
+}
+
+/// Decodes `file`'s pixel data in place with dcmtk's `dcmdjpeg` (Debian package
+/// dcmtk), run on a private temporary copy, bounded in time; the decoded pixel data
+/// and the attributes that describe it replace the compressed ones.
+fn decompress_with_dcmtk(file: &mut dicom_object::DefaultDicomObject) -> Result<(), String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir().join(format!("casecast-dcmdjpeg-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let (input, output) = (base.with_extension("in.dcm"), base.with_extension("out.dcm"));
+    let run = crate::batch::write_file(file, &input).and_then(|()| {
+        std::process::Command::new("timeout")
+            .args(["120", "dcmdjpeg"])
+            .arg(&input)
+            .arg(&output)
+            .output()
+            .map_err(|e| format!("12-bit JPEG needs dcmtk's dcmdjpeg (Debian package dcmtk): {e}"))
+    });
+    let _ = std::fs::remove_file(&input);
+    let decoded = run.and_then(|out| {
+        if out.status.success() {
+            dicom_object::open_file(&output).map_err(|e| format!("dcmdjpeg's output: {e}"))
+        } else {
+            Err(format!("dcmdjpeg could not decode it ({})", String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("").trim()))
+        }
+    });
+    let _ = std::fs::remove_file(&output);
+    let decoded = decoded?;
+    for t in [
+        tags::ROWS,
+        tags::COLUMNS,
+        tags::SAMPLES_PER_PIXEL,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        tags::PLANAR_CONFIGURATION,
+        tags::BITS_ALLOCATED,
+        tags::BITS_STORED,
+        tags::HIGH_BIT,
+        tags::PIXEL_REPRESENTATION,
+        tags::PIXEL_DATA,
+    ] {
+        match decoded.element(t) {
+            Ok(e) => {
+                file.put(e.clone());
+            }
+            Err(_) => {
+                file.remove_element(t);
+            }
+        }
+    }
+    if !matches!(file.element(tags::PIXEL_DATA).map(|e| e.value()), Ok(Value::Primitive(_))) {
+        return Err("dcmdjpeg left the pixel data compressed".into());
+    }
+    file.update_meta(|m| m.transfer_syntax = "1.2.840.10008.1.2.1".to_string());
+    Ok(())
 }
 
 /// RLE pixel data decoded in place: a frame a fragment, each as many bytes as the
