@@ -299,6 +299,12 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
     if obj.element(tags::SOP_INSTANCE_UID).is_err() {
         return Err(DeidError::Invalid("no SOP Instance UID (0008,0018)".into()));
     }
+    // One instance, one UID (found by fuzzing: two values became two UIDs in the
+    // output's file meta group and name, a file no DICOM reader opens).
+    let instances = obj.element(tags::SOP_INSTANCE_UID).ok().and_then(|e| e.to_multi_str().ok().map(|v| v.len())).unwrap_or(1);
+    if instances != 1 {
+        return Err(DeidError::Invalid(format!("a SOP Instance UID of {instances} values: an instance has one")));
+    }
     // The SOP Class UID is kept, and goes into the file meta group: it must be one
     // (found by fuzzing: a mangled one made a file no DICOM reader opens).
     let class = obj.element(tags::SOP_CLASS_UID).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string());
