@@ -242,14 +242,8 @@ fn decode(header: &InMemDicomObject, ts: &str, bytes: &[u8]) -> Result<Decoded, 
     // The decoded frame's layout: the header's (its palette, its Bits Stored) with
     // what the decoder made of the pixels.
     let mut decoded = header.clone();
-    let us = |t, v: u16| DataElement::new(t, VR::US, PrimitiveValue::from(v));
-    decoded.put(us(tags::ROWS, rows as u16));
-    decoded.put(us(tags::COLUMNS, cols as u16));
-    decoded.put(us(tags::SAMPLES_PER_PIXEL, samples));
-    decoded.put(us(tags::BITS_ALLOCATED, bits));
-    decoded.put(us(tags::PIXEL_REPRESENTATION, u16::from(signed)));
-    decoded.put(us(tags::PLANAR_CONFIGURATION, 0));
-    decoded.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from(photometric.as_str())));
+    crate::pixels::put_decoded(&mut decoded, crate::pixels::Decoded { rows, cols, samples, bits, signed, photometric: &photometric });
+    decoded.put(DataElement::new(tags::PLANAR_CONFIGURATION, VR::US, PrimitiveValue::from(0u16)));
     decoded.put(DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, PrimitiveValue::from("1")));
     let layout = Layout::of(&decoded)?;
     if data.len() < layout.frame_bytes() {

@@ -336,20 +336,37 @@ pub fn decompress(file: &mut dicom_object::DefaultDicomObject, max_decoded_bytes
         Err(why) if twelve_bit_jpeg(file) => return decompress_with_dcmtk(file).map(|()| true).map_err(|e| format!("{why}; {e}")),
         Err(why) => return Err(why),
     };
-    let us = |t, v: u16| DataElement::new(t, VR::US, PrimitiveValue::from(v));
-    file.put(us(tags::ROWS, rows as u16));
-    file.put(us(tags::COLUMNS, cols as u16));
-    file.put(us(tags::SAMPLES_PER_PIXEL, samples));
-    file.put(us(tags::BITS_ALLOCATED, bits));
-    file.put(us(tags::PIXEL_REPRESENTATION, u16::from(signed)));
-    file.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from(photometric.as_str())));
-    if samples > 1 {
-        file.put(us(tags::PLANAR_CONFIGURATION, 0));
-    }
+    put_decoded(file, Decoded { rows, cols, samples, bits, signed, photometric: &photometric });
     let vr = if bits > 8 { VR::OW } else { VR::OB };
     file.put(DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::U8(bytes.into())));
     file.update_meta(|m| m.transfer_syntax = "1.2.840.10008.1.2.1".to_string());
     Ok(true)
+}
+
+/// What a decoder made of compressed pixels.
+pub struct Decoded<'a> {
+    pub rows: u32,
+    pub cols: u32,
+    pub samples: u16,
+    pub bits: u16,
+    pub signed: bool,
+    pub photometric: &'a str,
+}
+
+/// Puts the attributes that describe decoded (native, interleaved) pixels into
+/// `obj`, for the whole-file and the frame-at-a-time paths alike.
+pub fn put_decoded(obj: &mut InMemDicomObject, d: Decoded) {
+    use dicom_core::{DataElement, VR};
+    let us = |t, v: u16| DataElement::new(t, VR::US, PrimitiveValue::from(v));
+    obj.put(us(tags::ROWS, d.rows as u16));
+    obj.put(us(tags::COLUMNS, d.cols as u16));
+    obj.put(us(tags::SAMPLES_PER_PIXEL, d.samples));
+    obj.put(us(tags::BITS_ALLOCATED, d.bits));
+    obj.put(us(tags::PIXEL_REPRESENTATION, u16::from(d.signed)));
+    obj.put(DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from(d.photometric)));
+    if d.samples > 1 {
+        obj.put(us(tags::PLANAR_CONFIGURATION, 0));
+    }
 }
 
 /// Whether `file` holds JPEG (DCT) frames of more than 8 bits a sample.

@@ -894,13 +894,7 @@ mod tests {
         }
         assert!(rows.len() > 500, "{} rows tried", rows.len());
         let original = obj.clone();
-        let meta = dicom_object::meta::FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7")
-            .media_storage_sop_instance_uid("1.2.826.0.1.3680043.8.498.1")
-            .transfer_syntax("1.2.840.10008.1.2.1")
-            .build()
-            .unwrap();
-        let mut file = obj.with_exact_meta(meta);
+        let mut file = as_file(obj);
         let opts = Options { clean_descriptors: false, clean_pixels: false, ..Options::new(b"secret".to_vec()) };
         deidentify(&mut file, &opts).unwrap();
         let out: &InMemDicomObject = &file;
@@ -935,6 +929,17 @@ mod tests {
         }
     }
 
+    /// `obj` as a Secondary Capture file in Explicit VR Little Endian.
+    fn as_file(obj: InMemDicomObject) -> DefaultDicomObject {
+        let meta = dicom_object::meta::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7")
+            .media_storage_sop_instance_uid("1.2.826.0.1.3680043.8.498.1")
+            .transfer_syntax("1.2.840.10008.1.2.1")
+            .build()
+            .unwrap();
+        obj.with_exact_meta(meta)
+    }
+
     /// What dciodvfy found in outputs and not in their inputs: a Type 3 reference
     /// sequence left empty, Overlay Data removed from a whole overlay.
     #[test]
@@ -957,13 +962,7 @@ mod tests {
             DataElement::new(Tag(0x6002, 0x3000), VR::OW, PrimitiveValue::U8(vec![0xFF; 4].into())),
         ]);
         obj.put(seq(tags::ACQUISITION_CONTEXT_SEQUENCE, &person));
-        let meta = dicom_object::meta::FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7")
-            .media_storage_sop_instance_uid("1.2.826.0.1.3680043.8.498.1")
-            .transfer_syntax("1.2.840.10008.1.2.1")
-            .build()
-            .unwrap();
-        let mut file = obj.with_exact_meta(meta);
+        let mut file = as_file(obj);
         deidentify(&mut file, &Options { clean_pixels: false, ..Options::new(b"secret".to_vec()) }).unwrap();
         let items = |t| file.element(t).ok().and_then(|e| e.items().map(|i| i.to_vec()));
         // A reference: kept, its UID replaced.
