@@ -9,13 +9,17 @@
 //     name), PATCH sends 8 MiB chunks, HEAD finds the server's offset after a network error
 //     or a 409. The upload URL is remembered in localStorage (under a hash of name, size and
 //     mtime) so that picking the same file after a reload resumes it. Two files at a time.
-//  3. Jobs are polled every second while one is queued/running or an upload is going on;
-//     a job that finishes refreshes the study list.
+//  3. Jobs are polled while one is queued/running (every half second while one runs, so
+//     its frame-by-frame progress shows: "frame 7 of 24 · reading text") or an upload is
+//     going on; a job that finishes refreshes the study list.
 //  4. #study=<uid> in the hash opens the viewer (the token stays in the query).
 //  5. Viewer: a series is one "stack" of frames: every frame of every instance, in instance
 //     order. Monochrome instances with raw pixels are decoded here and windowed through a
 //     lookup table; anything else shows the server's rendered picture.
-//  6. window.casecastCases is kept up to date for the browser tests.
+//  6. Studies are listed by title (operator-entered text, always set as text, never as
+//     HTML), with their dates, uploader and counts; the search box asks the server
+//     (?q=words); who may upload may rename a study (PATCH {"title": …}).
+//  7. window.casecastCases is kept up to date for the browser tests.
 
 import { h } from "./dom.js";
 
@@ -25,6 +29,7 @@ const ui = {
   drop: $("drop"), files: $("files"), folder: $("folder"), uploads: $("uploads"),
   uploadsHead: $("uploads-head"), clearUploads: $("clear-uploads"),
   jobs: $("jobs"), jobsSummary: $("jobs-summary"), studies: $("studies"), refreshStudies: $("refresh-studies"),
+  studySearch: $("study-search"),
   studyTitle: $("study-title"), studyInfo: $("study-info"), series: $("series"),
   canvas: $("image"), viewport: $("viewport"), viewportStatus: $("viewport-status"),
   play: $("play"), slider: $("frame-slider"), frameLabel: $("frame-label"), reset: $("reset"),
@@ -32,7 +37,7 @@ const ui = {
 };
 
 const token = new URLSearchParams(location.search).get("token") ?? "";
-const hooks = { jobs: null, studies: null, frame: 0, frames: 0, drawn: 0, lastError: null };
+const hooks = { jobs: null, studies: null, query: "", frame: 0, frames: 0, drawn: 0, lastError: null };
 window.casecastCases = hooks;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -52,6 +57,16 @@ function fmtBytes(n) {
 }
 
 const fmtDate = (d) => (/^\d{8}$/.test(d ?? "") ? `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}` : "no date");
+const fmtDay = (unix) => (unix ? new Date(unix * 1000).toISOString().slice(0, 10) : "");
+
+/** The token's role, read for the page's buttons only (the server decides). */
+function tokenRole() {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4))).role ?? "";
+  } catch { return ""; }
+}
+const canManage = ["commentator", "operator"].includes(tokenRole());
 const pct = (part, whole) => (whole > 0 ? Math.floor((100 * part) / whole) : 100);
 
 function sleep(ms, signal) {
@@ -191,8 +206,9 @@ function renderItem(item) {
   }[item.state];
   if (item.state === "done" && item.job) {
     const j = item.job;
+    const step = jobStep(j);
     status = j.status === "failed" ? `failed: ${j.error ?? "unknown error"}`
-      : j.status === "done" ? "processed" : `processing ${Math.round((j.progress ?? 0) * 100)}%`;
+      : j.status === "done" ? "processed" : `processing ${Math.round((j.progress ?? 0) * 100)}%${step ? ` · ${step}` : ""}`;
     item.el.dataset.job = j.status;
   }
   item.status.textContent = item.note ? `${status} — ${item.note}` : status;
@@ -412,6 +428,21 @@ function wireUploads() {
 // ---------------------------------------------------------------- jobs
 
 const FINISHED = new Set(["done", "failed"]);
+/** What a running job's stage means, as the page says it. */
+const STAGES = {
+  opening: "reading the header", expanding: "expanding the archive", decoding: "decoding",
+  reading_text: "reading text", writing: "writing", rendering: "rendering for the viewer", publishing: "publishing",
+};
+
+/** "frame 7 of 24 · reading text" (or "file 2 of 9 · expanding the archive") for a running job. */
+function jobStep(j) {
+  if (j.status !== "running" || !j.stage) return "";
+  const what = STAGES[j.stage] ?? j.stage;
+  const unit = j.stage === "expanding" ? "file" : "frame";
+  if (j.frame > 0 && j.frames > 0) return `${unit} ${j.frame} of ${j.frames} · ${what}`;
+  if (j.frames > 0) return `${j.frames} ${unit}${j.frames === 1 ? "" : "s"} · ${what}`;
+  return what;
+}
 const jobPoll = { timer: null, inFlight: false, extra: 0, prev: null, active: false };
 
 /** Polls now (or right after the poll in flight) and a few more times after that. */
@@ -438,6 +469,7 @@ async function pollJobs() {
       if (viewer.study && changed.some((j) => j.study_uid === viewer.study.study_uid)) refreshStudy();
     }
     jobPoll.active = jobs.some((j) => j.status === "queued" || j.status === "running");
+    if (jobs.some((j) => j.status === "running")) delay = 500;
   } catch (err) {
     showError(err);
     if (!hooks.jobs) ui.jobs.replaceChildren(h("p", { class: "empty" }, `Cannot load the jobs: ${err.message}`));
@@ -469,7 +501,8 @@ function renderJobs(jobs) {
     h("td", {}, h("span", { class: "job-status" }, j.status)),
     h("td", {}, j.source),
     h("td", {}, h("progress", { max: 1, value: clamp(Number(j.progress) || 0, 0, 1) }),
-      ` ${Math.round(clamp(Number(j.progress) || 0, 0, 1) * 100)}%`),
+      ` ${Math.round(clamp(Number(j.progress) || 0, 0, 1) * 100)}%`,
+      h("span", { class: "job-step" }, jobStep(j) ? ` · ${jobStep(j)}` : "")),
     h("td", {}, fmtBytes(j.bytes)),
     h("td", { class: "muted" }, j.batch ? j.batch.slice(0, 6) : "—"),
     h("td", {}, j.study_uid ? h("a", { href: `#study=${enc(j.study_uid)}` }, "open study") : "—"),
@@ -484,13 +517,16 @@ function renderJobs(jobs) {
 // ---------------------------------------------------------------- studies
 
 let studiesSeq = 0;
+const studySearch = { timer: null };
 async function loadStudies() {
   const seq = ++studiesSeq;
+  const q = ui.studySearch.value.trim();
   try {
-    const studies = await apiJson("/api/cases/studies");
+    const studies = await apiJson(q ? `/api/cases/studies?q=${enc(q)}` : "/api/cases/studies");
     if (seq !== studiesSeq) return;
     hooks.studies = studies;
-    renderStudies(studies);
+    hooks.query = q;
+    renderStudies(studies, q);
   } catch (err) {
     if (seq !== studiesSeq) return;
     showError(err);
@@ -498,19 +534,52 @@ async function loadStudies() {
   }
 }
 
-function renderStudies(studies) {
-  ui.summary.textContent = `${studies.length} ${studies.length === 1 ? "study" : "studies"}`;
+function renderStudies(studies, q) {
+  const noun = (n) => `${n} ${n === 1 ? "study" : "studies"}`;
+  ui.summary.textContent = q ? `${noun(studies.length)} matching` : noun(studies.length);
   if (!studies.length) {
-    ui.studies.replaceChildren(h("p", { class: "empty" }, "No studies yet. Upload some above."));
+    ui.studies.replaceChildren(h("p", { class: "empty" }, q ? "No study matches this search." : "No studies yet. Upload some above."));
     return;
   }
-  ui.studies.replaceChildren(...studies.map((s) => h("a", { class: "study", href: `#study=${enc(s.study_uid)}`, dataset: { study: s.study_uid } },
-    h("span", { class: "study-patient" }, s.patient || "ANON"),
-    h("span", { class: "study-date" }, fmtDate(s.study_date)),
-    h("span", { class: "study-desc" }, s.description || "(no description)"),
-    h("span", { class: "study-mods" }, (s.modalities ?? []).join(" · ") || "—"),
-    h("span", { class: "study-counts" }, `${s.series_count} series · ${s.instance_count} instances`),
+  // Titles are operator-entered text: h() sets them as text nodes, never as HTML.
+  ui.studies.replaceChildren(...studies.map((s) => h("div", { class: "study-card", dataset: { study: s.study_uid } },
+    h("a", { class: "study", href: `#study=${enc(s.study_uid)}`, dataset: { study: s.study_uid } },
+      h("span", { class: "study-title" }, s.title || s.patient || "ANON"),
+      h("span", { class: "study-patient" }, s.patient || "ANON"),
+      h("span", { class: "study-date" }, [
+        s.study_date ? `study ${fmtDate(s.study_date)}` : null, s.created_at ? `uploaded ${fmtDay(s.created_at)}` : null,
+      ].filter(Boolean).join(" · ")),
+      h("span", { class: "study-uploader" }, s.uploader ? `by ${s.uploader}` : ""),
+      s.description && s.description !== s.title ? h("span", { class: "study-desc" }, s.description) : null,
+      h("span", { class: "study-mods" }, (s.modalities ?? []).join(" · ") || "—"),
+      h("span", { class: "study-counts" }, `${s.series_count} series · ${s.instance_count} instances · ${s.frame_count ?? s.instance_count} frames`),
+    ),
+    canManage ? h("button", { type: "button", class: "btn btn-small study-rename", onclick: (e) => renameForm(e.currentTarget, s) }, "Rename") : null,
   )));
+}
+
+/** Replaces a study's Rename button with a one-line form; saving sends PATCH {"title": …}. */
+function renameForm(button, study) {
+  const input = h("input", {
+    type: "text", class: "study-title-input", maxlength: 200, value: study.custom_title ? study.title : "",
+    placeholder: study.title, "aria-label": "Study title (empty: the default)",
+  });
+  const form = h("form", { class: "study-rename-form" }, input,
+    h("button", { type: "submit", class: "btn btn-small" }, "Save"),
+    h("button", { type: "button", class: "btn btn-small", onclick: () => form.replaceWith(button) }, "Cancel"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api(`/api/cases/studies/${enc(study.study_uid)}`, {
+        method: "PATCH", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ title: input.value.trim() }),
+      });
+      await loadStudies();
+    } catch (err) {
+      showError(err);
+    }
+  });
+  button.replaceWith(form);
+  input.focus();
 }
 
 // ---------------------------------------------------------------- viewer: state, cache, loading
@@ -881,10 +950,12 @@ async function refreshStudy() {
 }
 
 function renderStudy(study) {
-  ui.studyTitle.textContent = study.patient || "ANON";
-  ui.studyInfo.textContent = [fmtDate(study.study_date), study.description, (study.modalities ?? []).join(" · "),
+  ui.studyTitle.textContent = study.title || study.patient || "ANON";
+  ui.studyInfo.textContent = [study.patient, study.study_date ? fmtDate(study.study_date) : null,
+    study.created_at ? `uploaded ${fmtDay(study.created_at)}` : null, study.uploader ? `by ${study.uploader}` : null,
+    study.description !== study.title ? study.description : null, (study.modalities ?? []).join(" · "),
     `${study.series_count} series · ${study.instance_count} instances`].filter(Boolean).join(" · ");
-  document.title = `casecast — ${study.patient || "study"}`;
+  document.title = `casecast — ${study.title || study.patient || "study"}`;
   const tokenQuery = token ? `?token=${enc(token)}` : "";
   ui.series.replaceChildren(...(study.series ?? []).map((s) => {
     const first = s.instances?.[0];
@@ -1094,6 +1165,10 @@ pruneStore();
 wireUploads();
 wireViewer();
 ui.refreshStudies.addEventListener("click", () => { loadStudies(); kickJobs(); });
+ui.studySearch.addEventListener("input", () => {
+  clearTimeout(studySearch.timer);
+  studySearch.timer = setTimeout(loadStudies, 250);
+});
 addEventListener("hashchange", route);
 loadStudies();
 pollJobs();

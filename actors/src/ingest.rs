@@ -8,14 +8,24 @@
 //! with its reason; the others go on. Publishing is idempotent (objects and rows are
 //! keyed by the new UIDs), so a job interrupted after publishing and run again shows
 //! nothing twice.
+//!
+//! Progress: a worker reports every step of its job (each frame decoded, read for
+//! burned-in text, written, rendered) into a slot it shares with the pool, never
+//! waiting; the pool samples the slots a few times a second and writes what changed
+//! into the jobs' rows. The row is where the page and the API read it, whichever
+//! process (this server, `casecast cases import`, another worker on the same
+//! database) runs the job; a step lost to a stop is of no consequence, as the job
+//! starts again from zero.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use casecast_ingest::cases::{self, Published, ZipLimits};
 use casecast_ingest::deid::Options;
+use casecast_ingest::progress::{Stage, Step};
 use casecast_ingest::store::{Db, Job, NewJob, Objects};
 
 use crate::metrics::IngestMetrics;
@@ -46,26 +56,36 @@ enum Work {
     Expanded(Vec<PathBuf>),
 }
 
+/// The latest step of a job, shared by its worker (which writes it) and the pool
+/// (which samples it).
+#[derive(Clone, Default)]
+struct Slot(Arc<Mutex<Option<Step>>>);
+
+impl Slot {
+    fn put(&self, step: Step) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(step);
+    }
+
+    fn latest(&self) -> Option<Step> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How often the pool writes the running jobs' latest steps into their rows.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
 /// Work for a worker.
 #[derive(Message)]
 #[rtype(result = "Result<WorkDone, String>")]
 struct Process {
     job: Job,
-    progress: Recipient<Progress>,
+    progress: Slot,
 }
 
 /// A worker's result, with the time it took.
 pub struct WorkDone {
     work: Work,
     seconds: f64,
-}
-
-/// A worker's progress on a job.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Progress {
-    job: String,
-    fraction: f64,
 }
 
 /// A worker thread.
@@ -83,13 +103,8 @@ impl Handler<Process> for IngestWorker {
     fn handle(&mut self, msg: Process, _: &mut SyncContext<Self>) -> Self::Result {
         let started = Instant::now();
         let job = msg.job;
-        let mut last = Instant::now();
-        let mut progress = |f: f64| {
-            if last.elapsed() >= Duration::from_millis(250) {
-                last = Instant::now();
-                msg.progress.do_send(Progress { job: job.id.clone(), fraction: f });
-            }
-        };
+        let slot = msg.progress;
+        let mut progress = |step: Step| slot.put(step);
         let input = Path::new(&job.staging);
         // A decoder that panics on hostile data fails this job, not the thread.
         let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job.kind.as_str() {
@@ -114,6 +129,15 @@ impl Handler<Process> for IngestWorker {
 #[rtype(result = "()")]
 pub struct Wake;
 
+/// A job being worked on, as the pool follows it.
+struct Running {
+    slot: Slot,
+    /// The step last written into the job's row.
+    written: Option<Step>,
+    /// A write of its row is under way.
+    writing: bool,
+}
+
 /// The pool's supervisor.
 pub struct IngestPool {
     db: Db,
@@ -121,8 +145,8 @@ pub struct IngestPool {
     cfg: IngestConfig,
     metrics: Option<IngestMetrics>,
     workers: Option<Addr<IngestWorker>>,
-    /// Jobs being worked on, and when their progress was last written.
-    running: HashMap<String, Instant>,
+    /// Jobs being worked on: their progress slots.
+    running: HashMap<String, Running>,
     claiming: bool,
 }
 
@@ -158,13 +182,16 @@ impl IngestPool {
     fn start_job(&mut self, job: Job, ctx: &mut Context<Self>) {
         let Some(workers) = self.workers.clone() else { return };
         tracing::info!(job = %job.id, kind = %job.kind, bytes = job.bytes, attempt = job.attempts, "ingest job started");
-        self.running.insert(job.id.clone(), Instant::now());
-        let progress = ctx.address().recipient();
+        let progress = Slot::default();
+        self.running.insert(job.id.clone(), Running { slot: progress.clone(), written: None, writing: false });
         let (db, objects, cfg, metrics) = (self.db.clone(), self.objects.clone(), self.cfg.clone(), self.metrics.clone());
         let fut = async move {
-            let result = workers.send(Process { job: job.clone(), progress }).await.unwrap_or_else(|e| Err(format!("the worker stopped: {e}")));
+            let result = workers.send(Process { job: job.clone(), progress: progress.clone() }).await.unwrap_or_else(|e| Err(format!("the worker stopped: {e}")));
             let outcome = match result {
                 Ok(done) => {
+                    let last = progress.latest();
+                    let (frames, at) = (last.map_or(0, |s| s.frames), last.map_or(0.0, |s| s.fraction));
+                    progress.put(Step::whole(Stage::Publishing, frames, at.max(cases::PUBLISHING_AT)));
                     let seconds = done.seconds;
                     match finish(&db, &objects, &cfg, &job, done).await {
                         Ok(frames) => Ok((seconds, frames)),
@@ -212,6 +239,38 @@ impl IngestPool {
             pool.running.remove(&id);
             pool.pump(ctx);
         }));
+    }
+
+    /// Writes the running jobs' latest steps into their rows: those that changed
+    /// since last written, one write at a time per job (a slow database makes the
+    /// writes fewer, not queued).
+    fn write_progress(&mut self, ctx: &mut Context<Self>) {
+        let mut writes = Vec::new();
+        for (id, r) in self.running.iter_mut() {
+            let Some(step) = r.slot.latest() else { continue };
+            if r.writing || r.written == Some(step) {
+                continue;
+            }
+            (r.writing, r.written) = (true, Some(step));
+            writes.push((id.clone(), step));
+        }
+        for (id, step) in writes {
+            let db = self.db.clone();
+            ctx.spawn(
+                async move {
+                    if let Err(e) = db.set_progress(&id, &step).await {
+                        tracing::debug!(job = %id, error = %e, "cannot record a job's progress");
+                    }
+                    id
+                }
+                .into_actor(self)
+                .map(|id, pool, _| {
+                    if let Some(r) = pool.running.get_mut(&id) {
+                        r.writing = false;
+                    }
+                }),
+            );
+        }
     }
 
     fn refresh_counts(&mut self, ctx: &mut Context<Self>) {
@@ -297,6 +356,7 @@ impl Actor for IngestPool {
             let cfg = self.cfg.clone();
             self.workers = Some(SyncArbiter::start(cfg.workers.max(1), move || IngestWorker { cfg: cfg.clone() }));
         }
+        ctx.run_interval(PROGRESS_EVERY, |pool, ctx| pool.write_progress(ctx));
         let (db, cfg) = (self.db.clone(), self.cfg.clone());
         if !cfg.recover {
             ctx.run_interval(Duration::from_secs(1), |pool, ctx| pool.pump(ctx));
@@ -370,24 +430,5 @@ impl Handler<Wake> for IngestPool {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         self.pump(ctx);
-    }
-}
-
-impl Handler<Progress> for IngestPool {
-    type Result = ();
-
-    fn handle(&mut self, p: Progress, ctx: &mut Context<Self>) {
-        let Some(last) = self.running.get_mut(&p.job) else { return };
-        if last.elapsed() < Duration::from_millis(500) {
-            return;
-        }
-        *last = Instant::now();
-        let db = self.db.clone();
-        ctx.spawn(
-            async move {
-                let _ = db.set_progress(&p.job, p.fraction.clamp(0.0, 0.99)).await;
-            }
-            .into_actor(self),
-        );
     }
 }

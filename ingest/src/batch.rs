@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use dicom_dictionary_std::tags;
 
 use crate::deid::{self, Options};
+use crate::progress::{Stage, Step};
 
 /// The outcome of one input file.
 #[derive(Debug)]
@@ -48,11 +49,14 @@ pub const STREAM_ABOVE_BYTES: u64 = 64 << 20;
 /// a time (memory stays at one frame whatever the file's size); the rest is read
 /// whole.
 pub fn deidentify_file(path: &Path, out_dir: &Path, opts: &Options) -> Outcome {
-    deidentify_file_with_progress(path, out_dir, opts, &mut |_| ())
+    deidentify_file_with_progress(path, out_dir, opts, &mut crate::progress::ignore)
 }
 
-/// As [`deidentify_file`], telling `progress` how far a streamed file is (0..1).
-pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Outcome {
+/// As [`deidentify_file`], telling `progress` what it does and how far it is: the
+/// header, then frame by frame (decoded, read for burned-in text, written) when the
+/// file is streamed or its pictures are read, its fraction that of this file.
+pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(Step)) -> Outcome {
+    progress(Step::whole(Stage::Opening, 0, 0.0));
     // The file's time starts now (`cases.max_seconds_per_file`).
     let opts = &Options { deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(opts.max_seconds)), ..opts.clone() };
     // Files as they arrive: no meta group, big endian, standard attributes as UN.
@@ -66,7 +70,7 @@ pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options
                 .read_preamble(dicom_object::file::ReadPreamble::Always)
                 .from_reader(std::io::Cursor::new(&n.bytes));
             return match read {
-                Ok(obj) => finish(path, obj, out_dir, opts),
+                Ok(obj) => finish(path, obj, out_dir, opts, progress),
                 Err(e) => Outcome::Failed(path.to_path_buf(), format!("not readable as DICOM: {e}")),
             };
         }
@@ -96,18 +100,21 @@ pub fn deidentify_file_with_progress(path: &Path, out_dir: &Path, opts: &Options
         ));
     }
     match dicom_object::open_file(path) {
-        Ok(obj) => finish(path, obj, out_dir, opts),
+        Ok(obj) => finish(path, obj, out_dir, opts, progress),
         Err(e) => fail(format!("not readable as DICOM: {e}")),
     }
 }
 
 /// De-identifies a file read whole and writes it (and its rendered frames).
-fn finish(path: &Path, mut obj: dicom_object::DefaultDicomObject, out_dir: &Path, opts: &Options) -> Outcome {
+fn finish(path: &Path, mut obj: dicom_object::DefaultDicomObject, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(Step)) -> Outcome {
     let fail = |why: String| Outcome::Failed(path.to_path_buf(), why);
-    let report = match deid::deidentify(&mut obj, opts) {
+    let report = match deid::deidentify_with_progress(&mut obj, opts, progress) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
+    let frames = obj.element(tags::NUMBER_OF_FRAMES).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(1).max(1);
+    // Written at once: one step, after the last frame was read.
+    progress(Step::whole(Stage::Writing, frames, 0.97));
     let uid = obj.meta().media_storage_sop_instance_uid.trim_end_matches('\0').to_string();
     let out = out_dir.join(format!("{uid}.dcm"));
     for (i, png) in report.frames_png.iter().enumerate() {
@@ -137,7 +144,7 @@ pub(crate) fn write_file(obj: &dicom_object::DefaultDicomObject, path: &Path) ->
 /// written; then the pixel data is copied frame by frame, each frame cleaned on the
 /// way. `None` when the file is not of a kind streamed here (compressed, big endian,
 /// deflated, no pixel data where it is expected): the whole-file path takes it.
-fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Option<Outcome> {
+fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(Step)) -> Option<Outcome> {
     use std::io::{Read, Seek, SeekFrom};
     let mut obj = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).ok()?;
     let explicit = match obj.meta().transfer_syntax().trim_end_matches('\0') {
@@ -163,7 +170,7 @@ fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMu
         Ok(f) => std::io::BufReader::with_capacity(1 << 20, f),
         Err(e) => return fail(e.to_string()),
     };
-    Some(write_streamed(path, obj, report, layout, cleaner, out_dir, progress, |_, frame| {
+    Some(write_streamed(path, obj, report, layout, cleaner, out_dir, progress, false, |_, frame| {
         frame.resize(frame_bytes, 0);
         input.read_exact(frame).map_err(|e| format!("pixel data cut short: {e}"))
     }))
@@ -172,8 +179,9 @@ fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMu
 /// How both streamed paths end: the de-identified `header` (marked Burned In
 /// Annotation NO when a cleaner reads the frames), then a native Pixel Data element
 /// (OB or OW, explicit little endian) of `layout.frames` frames, each filled by
-/// `next` (frame index, buffer) and cleaned on the way, and the padding byte of an
-/// odd length; into a temporary file, renamed into `out_dir` once complete.
+/// `next` (frame index, buffer; `decodes`: it decodes compressed pixels) and cleaned
+/// on the way, and the padding byte of an odd length; into a temporary file, renamed
+/// into `out_dir` once complete. `progress` hears each frame's stages.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_streamed(
     input: &Path,
@@ -182,7 +190,8 @@ pub(crate) fn write_streamed(
     layout: crate::pixels::Layout,
     mut cleaner: Option<deid::FrameCleaner>,
     out_dir: &Path,
-    progress: &mut dyn FnMut(f64),
+    progress: &mut dyn FnMut(Step),
+    decodes: bool,
     mut next: impl FnMut(usize, &mut Vec<u8>) -> Result<(), String>,
 ) -> Outcome {
     use std::io::Write;
@@ -206,17 +215,21 @@ pub(crate) fn write_streamed(
         head.extend_from_slice(&((total + total % 2) as u32).to_le_bytes());
         w.write_all(&head).map_err(|e| e.to_string())?;
         let mut frame = Vec::with_capacity(layout.frame_bytes());
+        let all = layout.frames as u64;
         for i in 0..layout.frames {
-            if i % 16 == 0 {
-                progress(i as f64 / layout.frames as f64);
+            let n = i as u64 + 1;
+            if decodes {
+                progress(Step::at(Stage::Decoding, n, all));
             }
             next(i, &mut frame)?;
             if frame.len() != layout.frame_bytes() {
                 return Err(format!("frame {} holds {} bytes, {} expected", i + 1, frame.len(), layout.frame_bytes()));
             }
             if let Some(c) = cleaner.as_mut() {
+                progress(Step::at(Stage::ReadingText, n, all));
                 c.clean(&mut frame).map_err(|e| e.to_string())?;
             }
+            progress(Step::at(Stage::Writing, n, all));
             w.write_all(&frame).map_err(|e| e.to_string())?;
         }
         if total % 2 == 1 {

@@ -12,6 +12,7 @@ use dicom_object::InMemDicomObject;
 use crate::batch::{self, Outcome};
 use crate::deid::Options;
 use crate::pixels::{self, Layout};
+use crate::progress::{Stage, Step};
 use crate::store::Instance;
 
 /// What a job publishes.
@@ -42,27 +43,36 @@ pub fn check_part10(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The shares of a file's job: de-identification (frame by frame: decoded, read
+/// for burned-in text, written) up to the first, decoding what was left compressed
+/// up to the second, rendering the frames up to the third; publishing (the pool)
+/// takes the rest.
+const DEID_SHARE: f64 = 0.85;
+const NORMALIZED_AT: f64 = 0.87;
+const RENDERED_AT: f64 = 0.98;
+/// Where a job stands while the pool publishes what it made.
+pub const PUBLISHING_AT: f64 = RENDERED_AT;
+
 /// De-identifies the staged file `input` into the folder `work` and renders its
-/// frames there; `progress` hears how far it is (0..1).
-pub fn process(input: &Path, work: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Result<Published, String> {
+/// frames there; `progress` hears what it does and how far it is (frame by frame).
+pub fn process(input: &Path, work: &Path, opts: &Options, progress: &mut dyn FnMut(Step)) -> Result<Published, String> {
     check_part10(input)?;
     std::fs::create_dir_all(work).map_err(|e| format!("cannot make the work folder: {e}"))?;
     let opts = Options { render_frames: false, ..opts.clone() };
-    let (out, report) = match batch::deidentify_file_with_progress(input, work, &opts, &mut |p| progress(p * 0.6)) {
+    let (out, report) = match batch::deidentify_file_with_progress(input, work, &opts, &mut |s| progress(s.within(0.0, DEID_SHARE))) {
         Outcome::Done(out, report) => (out, report),
         Outcome::Failed(_, why) => return Err(why),
     };
-    progress(0.6);
     // Published pictures are native, for the viewer's raw frames: a compressed
     // picture that was not read (nothing asked for it) is decoded now.
-    normalize(&out, opts.max_decoded_bytes)?;
+    normalize(&out, opts.max_decoded_bytes, &mut |s| progress(s.within(DEID_SHARE, NORMALIZED_AT)))?;
     let mut instance = describe(&out)?;
     let header = dicom_object::OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(&out)
         .map_err(|e| format!("cannot read back the de-identified object: {e}"))?;
     let dicom_json = crate::dicomweb::to_json(&header).to_string();
-    let frames = render(&out, &header, &mut instance, work, &mut |p| progress(0.6 + p * 0.4))?;
+    let frames = render(&out, &header, &mut instance, work, &mut |s| progress(s.within(NORMALIZED_AT, RENDERED_AT)))?;
     Ok(Published { instance, dicom_json, dicom: out, frames, frames_read: report.frames_read, words_blacked_out: report.words_blacked_out })
 }
 
@@ -71,13 +81,15 @@ const DECODE_WHOLE_BELOW: u64 = 512 << 20;
 
 /// Rewrites a de-identified object whose pixel data is still compressed with native
 /// pixel data, when it can be decoded; leaves it as it is otherwise.
-fn normalize(path: &Path, max_decoded_bytes: u64) -> Result<(), String> {
+fn normalize(path: &Path, max_decoded_bytes: u64, progress: &mut dyn FnMut(Step)) -> Result<(), String> {
     let header = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).map_err(|e| e.to_string())?;
     let ts = header.meta().transfer_syntax().trim_end_matches('\0').to_string();
     let native = matches!(ts.as_str(), "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99");
     if native || std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX) > DECODE_WHOLE_BELOW {
         return Ok(());
     }
+    let frames = header.element(tags::NUMBER_OF_FRAMES).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(1).max(1);
+    progress(Step::whole(Stage::Decoding, frames, 0.0));
     let mut obj = dicom_object::open_file(path).map_err(|e| e.to_string())?;
     if pixels::decompress(&mut obj, max_decoded_bytes).unwrap_or(false) {
         let tmp = path.with_extension("dcm.tmp");
@@ -146,7 +158,7 @@ pub fn describe(path: &Path) -> Result<Instance, String> {
 
 /// Renders every frame of the native object at `path` into `work` (`1.png`… for one
 /// frame, `1.jpg`… for cine), a frame at a time; none when its pixels are not native.
-fn render(path: &Path, header: &InMemDicomObject, instance: &mut Instance, work: &Path, progress: &mut dyn FnMut(f64)) -> Result<Vec<PathBuf>, String> {
+fn render(path: &Path, header: &InMemDicomObject, instance: &mut Instance, work: &Path, progress: &mut dyn FnMut(Step)) -> Result<Vec<PathBuf>, String> {
     let (Some(offset), Ok(layout)) = (instance.pixel_offset, Layout::of(header)) else {
         return Ok(Vec::new());
     };
@@ -161,14 +173,12 @@ fn render(path: &Path, header: &InMemDicomObject, instance: &mut Instance, work:
     let mut frame = vec![0u8; layout.frame_bytes()];
     let mut out = Vec::new();
     for i in 0..layout.frames {
+        progress(Step::at(Stage::Rendering, i as u64 + 1, layout.frames as u64));
         f.read_exact(&mut frame).map_err(|e| format!("pixel data cut short at frame {}: {e}", i + 1))?;
         let picture = pixels::render(&layout, &frame, window, jpeg)?;
         let file = work.join(format!("{}.{}", i + 1, if jpeg { "jpg" } else { "png" }));
         std::fs::File::create(&file).and_then(|mut w| w.write_all(&picture)).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         out.push(file);
-        if i % 16 == 15 {
-            progress((i + 1) as f64 / layout.frames as f64);
-        }
     }
     Ok(out)
 }
@@ -194,7 +204,7 @@ impl Default for ZipLimits {
 /// not used: they can carry patient data, or climb out of the folder), skipping
 /// folders, DICOMDIR and operating-system litter. Sizes are counted as the bytes
 /// come out, not as the archive claims them.
-pub fn expand_zip(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut dyn FnMut(f64)) -> Result<Vec<PathBuf>, String> {
+pub fn expand_zip(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut dyn FnMut(Step)) -> Result<Vec<PathBuf>, String> {
     // What was expanded of an archive that fails is removed: originals are not kept.
     let r = expand(zip, out_dir, limits, progress);
     if r.is_err() {
@@ -203,7 +213,7 @@ pub fn expand_zip(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut 
     r
 }
 
-fn expand(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut dyn FnMut(f64)) -> Result<Vec<PathBuf>, String> {
+fn expand(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut dyn FnMut(Step)) -> Result<Vec<PathBuf>, String> {
     let file = std::fs::File::open(zip).map_err(|e| format!("cannot open the archive: {e}"))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| format!("not a readable ZIP archive: {e}"))?;
@@ -217,6 +227,7 @@ fn expand(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut dyn FnMu
     let mut buf = vec![0u8; 1 << 16];
     let entries = archive.len();
     for i in 0..entries {
+        progress(Step::at(Stage::Expanding, i as u64 + 1, entries as u64));
         let mut entry = archive.by_index(i).map_err(|e| format!("archive entry {}: {e}", i + 1))?;
         if entry.is_dir() {
             continue;
@@ -246,7 +257,6 @@ fn expand(zip: &Path, out_dir: &Path, limits: ZipLimits, progress: &mut dyn FnMu
         w.flush().map_err(|e| e.to_string())?;
         out.push(path);
         drop(entry);
-        progress((i + 1) as f64 / entries as f64);
     }
     if out.is_empty() {
         return Err("the archive holds no files".into());

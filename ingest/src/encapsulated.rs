@@ -16,6 +16,7 @@ use dicom_object::InMemDicomObject;
 use crate::batch::Outcome;
 use crate::deid::{self, Options};
 use crate::pixels::Layout;
+use crate::progress::Step;
 
 /// Where a fragment's bytes are in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +32,7 @@ struct Fragment {
 /// The streamed path for compressed multi-frame files; `None` when the file is not
 /// one (single frame, native, no pixel data found as expected): the whole-file path
 /// takes it.
-pub fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(f64)) -> Option<Outcome> {
+pub fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn FnMut(Step)) -> Option<Outcome> {
     let header = dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).ok()?;
     let ts = header.meta().transfer_syntax().trim_end_matches('\0').to_string();
     if !is_encapsulated(&ts) {
@@ -74,7 +75,7 @@ pub fn streamed(path: &Path, out_dir: &Path, opts: &Options, progress: &mut dyn 
     };
     report.decompressed = true;
     let mut first = Some(first.bytes);
-    Some(crate::batch::write_streamed(path, out_header, report, layout.clone(), cleaner, out_dir, progress, |i, frame| {
+    Some(crate::batch::write_streamed(path, out_header, report, layout.clone(), cleaner, out_dir, progress, true, |i, frame| {
         if let Some(bytes) = first.take() {
             *frame = bytes;
             return Ok(());

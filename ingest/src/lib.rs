@@ -19,6 +19,8 @@
 //!   attributes as UN) rewritten in explicit VR little endian before anything reads them.
 //! - [`structure`]: every file's element headers walked before a parser reads it,
 //!   so no declared length is allocated that the file does not hold.
+//! - [`progress`]: how far a job is (stage, frame of frames, fraction), as its work
+//!   reports it.
 
 pub mod batch;
 pub mod cases;
@@ -30,6 +32,7 @@ pub mod ocr;
 pub mod palette;
 pub mod rle;
 pub mod pixels;
+pub mod progress;
 pub mod store;
 pub mod structure;
 pub mod uid;

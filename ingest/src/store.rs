@@ -16,6 +16,8 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::progress::Step;
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,6 +47,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "cases", include_str!("../migrations/0001_cases.sql")),
     (2, "patient id", include_str!("../migrations/0002_patient_id.sql")),
     (3, "upload owner", include_str!("../migrations/0003_upload_owner.sql")),
+    (4, "job progress, uploaders, study titles", include_str!("../migrations/0004_progress_and_library.sql")),
 ];
 
 /// The metadata database.
@@ -130,15 +133,18 @@ impl Db {
 
     /// Records a new upload.
     pub async fn create_upload(&self, u: &Upload) -> Result<()> {
-        sqlx::query("INSERT INTO uploads (id, room, kind, batch, length, job_id, created_at, owner) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7)")
-            .bind(&u.id)
-            .bind(&u.room)
-            .bind(&u.kind)
-            .bind(&u.batch)
-            .bind(u.length)
-            .bind(u.created_at)
-            .bind(&u.owner)
-            .execute(&self.pool)
+        sqlx::query(
+            "INSERT INTO uploads (id, room, kind, batch, length, job_id, created_at, owner, uploader) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8)",
+        )
+        .bind(&u.id)
+        .bind(&u.room)
+        .bind(&u.kind)
+        .bind(&u.batch)
+        .bind(u.length)
+        .bind(u.created_at)
+        .bind(&u.owner)
+        .bind(&u.uploader)
+        .execute(&self.pool)
             .await?;
         Ok(())
     }
@@ -159,7 +165,7 @@ impl Db {
 
     /// An upload by id.
     pub async fn upload(&self, id: &str) -> Result<Option<Upload>> {
-        let row = sqlx::query("SELECT id, room, kind, batch, length, job_id, created_at, owner FROM uploads WHERE id = $1")
+        let row = sqlx::query("SELECT id, room, kind, batch, length, job_id, created_at, owner, uploader FROM uploads WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -173,6 +179,7 @@ impl Db {
                 job_id: r.try_get("job_id")?,
                 created_at: r.try_get("created_at")?,
                 owner: r.try_get("owner")?,
+                uploader: r.try_get("uploader")?,
             })
         })
         .transpose()
@@ -215,7 +222,7 @@ impl Db {
             tx.commit().await?;
             return existing.flatten().ok_or_else(|| StoreError::Config("the upload was cancelled".into()));
         }
-        insert_job(&mut tx, job).await?;
+        insert_job(&mut tx, job, &upload.uploader).await?;
         tx.commit().await?;
         Ok(job.id.clone())
     }
@@ -224,8 +231,13 @@ impl Db {
 
     /// Records a job, queued.
     pub async fn insert_job(&self, job: &NewJob) -> Result<()> {
+        self.insert_job_from(job, "").await
+    }
+
+    /// Records a job, queued, sent by `uploader` (a token's display name).
+    pub async fn insert_job_from(&self, job: &NewJob, uploader: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        insert_job(&mut tx, job).await?;
+        insert_job(&mut tx, job, uploader).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -234,20 +246,22 @@ impl Db {
     pub async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for job in jobs {
-            insert_job(&mut tx, job).await?;
+            insert_job(&mut tx, job, "").await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Records the files of an expanded archive as jobs and the archive's job as done,
-    /// together: a crash leaves either both or neither.
+    /// Records the files of an expanded archive as jobs (sent by whoever sent the
+    /// archive) and the archive's job as done, together: a crash leaves either both
+    /// or neither.
     pub async fn zip_expanded(&self, zip_job: &str, jobs: &[NewJob]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        let uploader: Option<String> = sqlx::query_scalar("SELECT uploader FROM jobs WHERE id = $1").bind(zip_job).fetch_optional(&mut *tx).await?;
         for job in jobs {
-            insert_job(&mut tx, job).await?;
+            insert_job(&mut tx, job, uploader.as_deref().unwrap_or("")).await?;
         }
-        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, updated_at = $1 WHERE id = $2")
+        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, stage = '', updated_at = $1 WHERE id = $2")
             .bind(unix_now())
             .bind(zip_job)
             .execute(&mut *tx)
@@ -302,7 +316,8 @@ impl Db {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        let requeued = sqlx::query("UPDATE jobs SET status = 'queued', progress = 0, updated_at = $1 WHERE status = 'running'")
+        let requeued =
+            sqlx::query("UPDATE jobs SET status = 'queued', progress = 0, stage = '', frame = 0, frames = 0, updated_at = $1 WHERE status = 'running'")
             .bind(unix_now())
             .execute(&self.pool)
             .await?
@@ -313,7 +328,9 @@ impl Db {
     /// Puts a running job back in the queue (its work could not be published for a
     /// reason that may pass: a store unreachable).
     pub async fn requeue(&self, id: &str, why: &str) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = 'queued', progress = 0, error = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', progress = 0, stage = '', frame = 0, frames = 0, error = $1, updated_at = $2 WHERE id = $3 AND status = 'running'",
+        )
             .bind(why)
             .bind(unix_now())
             .bind(id)
@@ -322,10 +339,14 @@ impl Db {
         Ok(())
     }
 
-    /// Records a running job's progress (0..1).
-    pub async fn set_progress(&self, id: &str, progress: f64) -> Result<()> {
-        sqlx::query("UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
-            .bind(progress)
+    /// Records a running job's progress: what it is doing, on which frame of how many,
+    /// and the fraction done (held below 1 until the job is done).
+    pub async fn set_progress(&self, id: &str, step: &Step) -> Result<()> {
+        sqlx::query("UPDATE jobs SET progress = $1, stage = $2, frame = $3, frames = $4, updated_at = $5 WHERE id = $6 AND status = 'running'")
+            .bind(step.fraction.clamp(0.0, 0.99))
+            .bind(step.stage.as_str())
+            .bind(step.frame.min(i64::MAX as u64) as i64)
+            .bind(step.frames.min(i64::MAX as u64) as i64)
             .bind(unix_now())
             .bind(id)
             .execute(&self.pool)
@@ -335,7 +356,9 @@ impl Db {
 
     /// Marks a job done.
     pub async fn job_done(&self, id: &str, study_uid: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, error = NULL, study_uid = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
+        sqlx::query(
+            "UPDATE jobs SET status = 'done', progress = 1, stage = '', frame = frames, error = NULL, study_uid = $1, updated_at = $2 WHERE id = $3 AND status = 'running'",
+        )
             .bind(study_uid)
             .bind(unix_now())
             .bind(id)
@@ -344,9 +367,9 @@ impl Db {
         Ok(())
     }
 
-    /// Marks a job failed, with the reason.
+    /// Marks a job failed, with the reason (its frame stays: how far it got).
     pub async fn job_failed(&self, id: &str, error: &str) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
+        sqlx::query("UPDATE jobs SET status = 'failed', stage = '', error = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
             .bind(error)
             .bind(unix_now())
             .bind(id)
@@ -391,14 +414,28 @@ impl Db {
     // Instances.
 
     /// Publishes an instance (again: a job done twice overwrites, it does not add).
+    /// The first instance of a study enters it in the library, with the sender of its
+    /// job as the study's uploader.
     pub async fn put_instance(&self, room: &str, i: &Instance, dicom_json: &str, object_key: &str, job_id: &str) -> Result<()> {
         let info = serde_json::to_string(i).map_err(|e| StoreError::Config(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM instances WHERE room = $1 AND sop_uid = $2").bind(room).bind(&i.sop_uid).execute(&mut *tx).await?;
+        // SQLite reads `ON CONFLICT` after a SELECT only once the SELECT has a WHERE.
+        sqlx::query(
+            "INSERT INTO studies (room, study_uid, title, uploader, created_at, updated_at) \
+             SELECT $1, $2, '', CASE WHEN uploader <> '' THEN uploader ELSE source END, $3, $3 FROM jobs WHERE id = $4 \
+             ON CONFLICT (room, study_uid) DO NOTHING",
+        )
+        .bind(room)
+        .bind(&i.study_uid)
+        .bind(unix_now())
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO instances (room, sop_uid, study_uid, series_uid, patient, study_date, study_description, modality, \
-             series_description, series_number, instance_number, object_key, info, dicom_json, job_id, created_at, patient_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             series_description, series_number, instance_number, object_key, info, dicom_json, job_id, created_at, patient_id, frames) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(room)
         .bind(&i.sop_uid)
@@ -417,18 +454,22 @@ impl Db {
         .bind(job_id)
         .bind(unix_now())
         .bind(&i.patient_id)
+        .bind(i.frames)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// A room's studies, newest first.
+    /// A room's studies, newest first, with their library entries (title, uploader).
     pub async fn studies(&self, room: &str) -> Result<Vec<Study>> {
         let rows = sqlx::query(
-            "SELECT study_uid, MAX(patient) AS patient, MAX(patient_id) AS patient_id, MAX(study_date) AS study_date, MAX(study_description) AS description, \
-             COUNT(DISTINCT series_uid) AS series_count, COUNT(*) AS instance_count, MIN(created_at) AS created_at \
-             FROM instances WHERE room = $1 GROUP BY study_uid ORDER BY MIN(created_at) DESC, study_uid",
+            "SELECT i.study_uid AS study_uid, MAX(i.patient) AS patient, MAX(i.patient_id) AS patient_id, MAX(i.study_date) AS study_date, \
+             MAX(i.study_description) AS description, COUNT(DISTINCT i.series_uid) AS series_count, COUNT(*) AS instance_count, \
+             CAST(SUM(i.frames) AS BIGINT) AS frame_count, MIN(i.created_at) AS created_at, \
+             MAX(COALESCE(s.title, '')) AS title, MAX(COALESCE(s.uploader, '')) AS uploader \
+             FROM instances i LEFT JOIN studies s ON s.room = i.room AND s.study_uid = i.study_uid \
+             WHERE i.room = $1 GROUP BY i.study_uid ORDER BY MIN(i.created_at) DESC, i.study_uid",
         )
         .bind(room)
         .fetch_all(&self.pool)
@@ -440,7 +481,8 @@ impl Db {
         rows.iter()
             .map(|r| {
                 let study_uid: String = r.try_get("study_uid")?;
-                Ok(Study {
+                let title: String = r.try_get("title")?;
+                let mut study = Study {
                     modalities: modalities
                         .iter()
                         .filter(|m| m.try_get::<String, _>("study_uid").is_ok_and(|s| s == study_uid))
@@ -454,10 +496,33 @@ impl Db {
                     description: r.try_get("description")?,
                     series_count: r.try_get("series_count")?,
                     instance_count: r.try_get("instance_count")?,
+                    frame_count: r.try_get("frame_count")?,
                     created_at: r.try_get("created_at")?,
-                })
+                    custom_title: !title.is_empty(),
+                    title,
+                    uploader: r.try_get("uploader")?,
+                };
+                if study.title.is_empty() {
+                    study.title = study.default_title();
+                }
+                Ok(study)
             })
             .collect()
+    }
+
+    /// Gives a study of `room` its title (`""`: back to the default).
+    pub async fn set_study_title(&self, room: &str, study_uid: &str, title: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO studies (room, study_uid, title, uploader, created_at, updated_at) VALUES ($1, $2, $3, '', $4, $4) \
+             ON CONFLICT (room, study_uid) DO UPDATE SET title = excluded.title, updated_at = excluded.updated_at",
+        )
+        .bind(room)
+        .bind(study_uid)
+        .bind(title)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The instances of a study (or of one of its series), in series and instance
@@ -500,13 +565,14 @@ impl Db {
     }
 }
 
-const JOB_COLUMNS: &str = "id, room, source, kind, status, progress, error, bytes, staging, batch, study_uid, attempts, created_at, updated_at";
+const JOB_COLUMNS: &str =
+    "id, room, source, kind, status, progress, stage, frame, frames, error, bytes, staging, batch, study_uid, attempts, uploader, created_at, updated_at";
 
-async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &NewJob) -> Result<()> {
+async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &NewJob, uploader: &str) -> Result<()> {
     let now = unix_now();
     sqlx::query(
-        "INSERT INTO jobs (id, room, source, kind, status, progress, error, bytes, staging, batch, study_uid, attempts, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'queued', 0, NULL, $5, $6, $7, NULL, 0, $8, $8)",
+        "INSERT INTO jobs (id, room, source, kind, status, progress, error, bytes, staging, batch, study_uid, attempts, created_at, updated_at, uploader) \
+         VALUES ($1, $2, $3, $4, 'queued', 0, NULL, $5, $6, $7, NULL, 0, $8, $8, $9)",
     )
     .bind(&job.id)
     .bind(&job.room)
@@ -516,6 +582,7 @@ async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &NewJob) -> 
     .bind(&job.staging)
     .bind(&job.batch)
     .bind(now)
+    .bind(uploader)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -540,6 +607,8 @@ pub struct Upload {
     pub created_at: i64,
     /// Who made it: its token's credential (for quotas).
     pub owner: String,
+    /// Who sent it: its token's display name (shown with the study; not patient data).
+    pub uploader: String,
 }
 
 /// What unfinished uploads hold (declared lengths of uploads not yet complete).
@@ -588,6 +657,13 @@ pub struct Job {
     pub status: String,
     /// 0..1.
     pub progress: f64,
+    /// What a running job is doing ([`crate::progress::Stage`] names: `decoding`,
+    /// `reading_text`, `writing`, …); empty when it is not running.
+    pub stage: String,
+    /// The frame (or archive entry) worked on, from 1; 0 when the stage is not per frame.
+    pub frame: i64,
+    /// Frames (or archive entries) in all; 0 while not known.
+    pub frames: i64,
     /// Why it failed.
     pub error: Option<String>,
     /// Size of the input.
@@ -602,6 +678,8 @@ pub struct Job {
     /// How many times it was started.
     #[serde(skip)]
     pub attempts: i64,
+    /// Who sent it (a token's display name), empty when unknown (`cases import`).
+    pub uploader: String,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -617,12 +695,16 @@ impl Job {
             kind: r.try_get("kind")?,
             status: r.try_get("status")?,
             progress: r.try_get("progress")?,
+            stage: r.try_get("stage")?,
+            frame: r.try_get("frame")?,
+            frames: r.try_get("frames")?,
             error: r.try_get("error")?,
             bytes: r.try_get("bytes")?,
             staging: r.try_get("staging")?,
             batch: r.try_get("batch")?,
             study_uid: r.try_get("study_uid")?,
             attempts: r.try_get("attempts")?,
+            uploader: r.try_get("uploader")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
         })
@@ -648,8 +730,63 @@ pub struct Study {
     pub series_count: i64,
     /// Instances.
     pub instance_count: i64,
-    /// Unix seconds of the first instance published.
+    /// Frames of all its instances.
+    pub frame_count: i64,
+    /// Unix seconds of the first instance published (the upload date).
     pub created_at: i64,
+    /// What the library calls it: the title given to it, or else the default
+    /// ([`Study::default_title`]). Operator-entered free text: shown (escaped), never
+    /// written into DICOM or logs.
+    pub title: String,
+    /// The title was given (not the default).
+    pub custom_title: bool,
+    /// Who sent its first instance (a token's display name, `cstore`, `import`).
+    pub uploader: String,
+}
+
+/// The longest title a study may be given, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+impl Study {
+    /// The title of a study nobody titled: its (cleaned) Study Description when the
+    /// de-identification kept one, else its modalities and date: the study date if
+    /// kept (shifted when so configured), else the upload date. Made only of
+    /// de-identified values.
+    pub fn default_title(&self) -> String {
+        let description = self.description.trim();
+        if !description.is_empty() {
+            return description.to_string();
+        }
+        let modalities = if self.modalities.is_empty() { "Study".to_string() } else { self.modalities.join("/") };
+        let d = &self.study_date;
+        if d.len() == 8 && d.bytes().all(|c| c.is_ascii_digit()) {
+            format!("{modalities} of {}-{}-{}", &d[..4], &d[4..6], &d[6..])
+        } else {
+            format!("{modalities} uploaded {}", ymd(self.created_at))
+        }
+    }
+
+    /// Whether the study matches a search: every word of `query` (case-insensitive)
+    /// is in its title, uploader, modalities, pseudonym or its Patient ID.
+    pub fn matches(&self, query: &str) -> bool {
+        let hay = [self.title.as_str(), &self.uploader, &self.modalities.join(" "), &self.patient, &self.patient_id].join("\n").to_lowercase();
+        query.split_whitespace().all(|w| hay.contains(&w.to_lowercase()))
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of Unix seconds.
+fn ymd(unix: i64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = unix.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// What the viewer and DICOMweb need to know of one published instance.
@@ -847,5 +984,94 @@ impl Objects {
         let r = self.store.get(&Key::from(key)).await?;
         let size = r.meta.size;
         Ok((size, r.into_stream().map(|c| c.map_err(StoreError::from)).boxed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::{Stage, Step};
+
+    fn study(description: &str, modalities: &[&str], date: &str) -> Study {
+        Study {
+            study_uid: "2.25.1".into(),
+            patient: "ANON^AB12".into(),
+            patient_id: "AB12CD".into(),
+            study_date: date.into(),
+            description: description.into(),
+            modalities: modalities.iter().map(|m| m.to_string()).collect(),
+            series_count: 1,
+            instance_count: 1,
+            frame_count: 24,
+            created_at: 1_764_892_800, // 2025-12-05
+            title: String::new(),
+            custom_title: false,
+            uploader: "Dr. Ada".into(),
+        }
+    }
+
+    #[test]
+    fn a_study_nobody_titled_is_called_by_what_de_identification_kept() {
+        assert_eq!(study("Chest CT", &["CT"], "").default_title(), "Chest CT");
+        assert_eq!(study("", &["US", "SR"], "20240305").default_title(), "US/SR of 2024-03-05");
+        assert_eq!(study(" ", &["US"], "").default_title(), "US uploaded 2025-12-05");
+        assert_eq!(study("", &[], "").default_title(), "Study uploaded 2025-12-05");
+        assert_eq!(ymd(0), "1970-01-01");
+        assert_eq!(ymd(951_782_400), "2000-02-29");
+    }
+
+    #[test]
+    fn search_words_each_match_the_title_uploader_modality_or_pseudonym() {
+        let mut s = study("", &["US"], "");
+        s.title = "Mitral valve repair".into();
+        for q in ["mitral", "VALVE ada", "us", "anon^ab12", "ab12cd", "", "  "] {
+            assert!(s.matches(q), "{q:?}");
+        }
+        for q in ["aortic", "mitral aortic", "ct"] {
+            assert!(!s.matches(q), "{q:?}");
+        }
+    }
+
+    /// The job row carries a worker's step; a published instance enters its study in
+    /// the library with its sender; a title is kept, listed and can be cleared.
+    #[tokio::test(flavor = "current_thread")]
+    async fn jobs_carry_progress_and_studies_their_titles_and_uploaders_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!("casecast-store-{}-{}", std::process::id(), unix_now()));
+        let db = Db::connect(&dir.join("cases.db").display().to_string()).await.unwrap();
+        let job = NewJob { id: "j1".into(), room: "demo".into(), source: "upload".into(), kind: "dicom".into(), bytes: 10, staging: "/x".into(), batch: None };
+        db.insert_job_from(&job, "Dr. Ada").await.unwrap();
+        assert_eq!(db.claim(1).await.unwrap().len(), 1);
+        db.set_progress("j1", &Step::at(Stage::ReadingText, 7, 24).within(0.0, 0.85)).await.unwrap();
+        let j = db.job("j1").await.unwrap().unwrap();
+        assert_eq!((j.stage.as_str(), j.frame, j.frames, j.uploader.as_str()), ("reading_text", 7, 24, "Dr. Ada"));
+        assert!(j.progress > 0.2 && j.progress < 0.3, "{}", j.progress);
+
+        let mut i: Instance = serde_json::from_value(serde_json::json!({
+            "sop_uid": "2.25.9", "sop_class": "1.2.840.10008.5.1.4.1.1.3.1", "study_uid": "2.25.8", "series_uid": "2.25.7",
+            "patient": "ANON^AB12", "study_date": "", "study_description": "", "study_time": "", "modality": "US",
+            "series_description": "", "series_number": null, "number": null, "frames": 24, "rows": 1, "cols": 1,
+            "photometric": "MONOCHROME2", "samples": 1, "bits_allocated": 8, "bits_stored": 8, "signed": false,
+            "rescale_slope": 1.0, "rescale_intercept": 0.0, "window_center": null, "window_width": null, "frame_time_ms": null,
+            "raw": true, "rendered": "jpeg", "transfer_syntax": "1.2.840.10008.1.2.1", "pixel_offset": 0, "frame_bytes": 1, "bytes": 1
+        }))
+        .unwrap();
+        db.put_instance("demo", &i, "{}", "k", "j1").await.unwrap();
+        db.job_done("j1", Some("2.25.8")).await.unwrap();
+        let j = db.job("j1").await.unwrap().unwrap();
+        assert_eq!((j.status.as_str(), j.stage.as_str(), j.progress), ("done", "", 1.0));
+        // Published again (a job run twice): still one study, one uploader.
+        i.number = Some(1);
+        db.put_instance("demo", &i, "{}", "k", "j1").await.unwrap();
+        let s = &db.studies("demo").await.unwrap()[0];
+        assert_eq!((s.uploader.as_str(), s.frame_count, s.instance_count, s.custom_title), ("Dr. Ada", 24, 1, false));
+        assert!(s.title.starts_with("US uploaded "), "{}", s.title);
+
+        db.set_study_title("demo", "2.25.8", "Mitral <b>repair</b>").await.unwrap();
+        let s = &db.studies("demo").await.unwrap()[0];
+        assert_eq!((s.title.as_str(), s.custom_title, s.uploader.as_str()), ("Mitral <b>repair</b>", true, "Dr. Ada"));
+        assert!(db.studies("other").await.unwrap().is_empty());
+        db.set_study_title("demo", "2.25.8", "").await.unwrap();
+        assert!(!db.studies("demo").await.unwrap()[0].custom_title);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,7 +11,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use casecast_actors::ingest::{IngestPool, Wake};
 use casecast_ingest::dicomweb;
-use casecast_ingest::store::{Db, NewJob, Objects, StoredInstance, Upload, unix_now};
+use casecast_ingest::store::{Db, MAX_TITLE_CHARS, NewJob, Objects, StoredInstance, Upload, unix_now};
 use casecast_signaling::{Claims, Role};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -40,8 +40,9 @@ pub struct Cases {
 }
 
 impl Cases {
-    /// Records a staged file as a job and wakes the pool.
-    pub async fn enqueue(&self, room: &str, source: &str, kind: &str, staging: &Path, batch: Option<String>) -> Result<String, String> {
+    /// Records a staged file as a job sent by `uploader` (shown with its study) and
+    /// wakes the pool.
+    pub async fn enqueue(&self, room: &str, source: &str, kind: &str, staging: &Path, batch: Option<String>, uploader: &str) -> Result<String, String> {
         let bytes = std::fs::metadata(staging).map(|m| m.len() as i64).unwrap_or(0);
         let job = NewJob {
             id: random_id(),
@@ -52,7 +53,7 @@ impl Cases {
             staging: staging.display().to_string(),
             batch,
         };
-        self.db.insert_job(&job).await.map_err(|e| e.to_string())?;
+        self.db.insert_job_from(&job, uploader).await.map_err(|e| e.to_string())?;
         self.pool.do_send(Wake);
         Ok(job.id)
     }
@@ -166,7 +167,8 @@ pub(crate) async fn tus_create(req: HttpRequest, st: web::Data<AppState>) -> Htt
     let batch = meta.get("batch").filter(|b| !b.is_empty() && b.len() <= 64 && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')).cloned();
     let token = crate::http::request_token(&req, true).unwrap_or_default();
     let owner = casecast_signaling::token::credential(&token, &claims);
-    let u = Upload { id: random_id(), room: claims.room, kind: kind.into(), batch, length: length as i64, job_id: None, created_at: unix_now(), owner };
+    let uploader = uploader_name(&claims);
+    let u = Upload { id: random_id(), room: claims.room, kind: kind.into(), batch, length: length as i64, job_id: None, created_at: unix_now(), owner, uploader };
     let path = upload_path(&st, &u.id);
     // Checked and recorded under one lock: two creations never pass the same check.
     let reserving = st.cases.reserving.lock().await;
@@ -411,10 +413,68 @@ pub(crate) async fn jobs(req: HttpRequest, st: web::Data<AppState>) -> HttpRespo
     }
 }
 
+/// Who sent an upload, as its study shows it: the token's display name (a doctor's
+/// or operator's, not patient data), one line, at most 100 characters.
+fn uploader_name(claims: &Claims) -> String {
+    let name: String = claims.name.chars().map(|c| if c.is_control() { ' ' } else { c }).take(100).collect();
+    let name = name.trim();
+    if name.is_empty() { claims.role.as_str().to_string() } else { name.to_string() }
+}
+
+/// The longest search the library takes, in characters.
+const MAX_QUERY_CHARS: usize = 200;
+
+/// `GET /api/cases/studies[?q=words]`: the library's studies, newest first; with
+/// `q`, those where every word is in the title, uploader, modalities or pseudonym.
 pub(crate) async fn studies(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     let claims = auth!(req, st, VIEW);
+    let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let q = query.iter().find(|(k, _)| k == "q").map(|(_, v)| v.trim()).unwrap_or("");
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return json_error(StatusCode::BAD_REQUEST, &format!("the search is longer than {MAX_QUERY_CHARS} characters; use fewer words"));
+    }
     match st.cases.db.studies(&claims.room).await {
-        Ok(s) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(s),
+        Ok(mut s) => {
+            s.retain(|s| s.matches(q));
+            HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(s)
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// `PATCH /api/cases/studies/{study}` `{"title": "…"}` (those who may upload): gives
+/// the study its title; `""` or `null` puts the default back. The title is
+/// operator-entered text: one line, at most [`MAX_TITLE_CHARS`] characters, kept in
+/// the library's table only (never in DICOM), and never logged or echoed in errors.
+pub(crate) async fn update_study(req: HttpRequest, uid: web::Path<String>, body: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, UPLOAD);
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return json_error(StatusCode::BAD_REQUEST, "the body must be JSON: {\"title\": \"…\"}");
+    };
+    let title = match body.get("title") {
+        Some(Value::String(t)) => t.trim().to_string(),
+        Some(Value::Null) => String::new(),
+        _ => return json_error(StatusCode::BAD_REQUEST, "the body must be JSON with a title: {\"title\": \"…\"} (\"\" or null: the default)"),
+    };
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return json_error(StatusCode::BAD_REQUEST, &format!("a title is at most {MAX_TITLE_CHARS} characters; shorten it"));
+    }
+    if title.chars().any(char::is_control) {
+        return json_error(StatusCode::BAD_REQUEST, "a title is one line of text: no line breaks, tabs or control characters");
+    }
+    match st.cases.db.studies(&claims.room).await {
+        Ok(s) if s.iter().any(|s| s.study_uid == *uid) => {}
+        Ok(_) => return no_study(),
+        Err(e) => return internal(e),
+    }
+    if let Err(e) = st.cases.db.set_study_title(&claims.room, &uid, &title).await {
+        return internal(e);
+    }
+    match st.cases.db.studies(&claims.room).await {
+        Ok(s) => match s.into_iter().find(|s| s.study_uid == *uid) {
+            Some(study) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(study),
+            None => no_study(),
+        },
         Err(e) => internal(e),
     }
 }
@@ -849,7 +909,7 @@ pub(crate) async fn stow(req: HttpRequest, mut body: web::Payload, st: web::Data
     }
     let mut jobs = Vec::new();
     while let Some(p) = staged.0.first().cloned() {
-        match st.cases.enqueue(&claims.room, "stow", "dicom", &p, None).await {
+        match st.cases.enqueue(&claims.room, "stow", "dicom", &p, None, &uploader_name(&claims)).await {
             Ok(id) => {
                 jobs.push(id);
                 staged.0.remove(0);
@@ -922,7 +982,8 @@ pub fn start_cstore(config: &crate::config::Config, state: web::Data<AppState>) 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(crate::cstore::Received, tokio::sync::oneshot::Sender<Result<(), String>>)>();
     actix_web::rt::spawn(async move {
         while let Some((received, reply)) = rx.recv().await {
-            let r = state.cases.enqueue(&room, "cstore", "dicom", &received.path, Some(format!("cstore-{}", sanitize_ae(&received.calling_ae)))).await.map(|_| ());
+            let ae = sanitize_ae(&received.calling_ae);
+            let r = state.cases.enqueue(&room, "cstore", "dicom", &received.path, Some(format!("cstore-{ae}")), &format!("C-STORE {ae}")).await.map(|_| ());
             let _ = reply.send(r);
         }
     });

@@ -153,6 +153,7 @@ pub const DOORS: &[Door] = &[
     door!("GET", "/api/cases/jobs", Access::Library(VIEW), cases::jobs),
     door!("GET", "/api/cases/studies", Access::Library(VIEW), cases::studies),
     door!("GET", "/api/cases/studies/{study}", Access::Library(VIEW), cases::study),
+    door!("PATCH", "/api/cases/studies/{study}", Access::Library(UPLOAD), JSON, cases::update_study),
     door!("GET", "/api/cases/studies/{study}/series/{series}/instances/{sop}/tags", Access::Library(VIEW), cases::tags),
     door!("GET", "/dicomweb/studies", Access::Library(VIEW), None, cases::qido_studies, wrap cases::cors()),
     door!("POST", "/dicomweb/studies", Access::Library(UPLOAD), None, cases::stow, wrap cases::cors()),

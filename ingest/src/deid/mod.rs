@@ -16,6 +16,7 @@ use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, InMemDicomObject};
 
+use crate::progress::{Stage, Step};
 use crate::uid;
 
 /// What the standard's table says to do with an attribute (PS3.15 E.1-1).
@@ -292,6 +293,12 @@ pub fn is_uid(s: &str) -> bool {
 /// De-identifies one DICOM file object in place; the file meta information follows
 /// (its SOP Instance UID is the new one).
 pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Report, DeidError> {
+    deidentify_with_progress(file, opts, &mut crate::progress::ignore)
+}
+
+/// As [`deidentify`], telling `progress` what it does to the pixels as it goes
+/// (decoding them, then reading each frame for burned-in text).
+pub fn deidentify_with_progress(file: &mut DefaultDicomObject, opts: &Options, progress: &mut dyn FnMut(Step)) -> Result<Report, DeidError> {
     // Pictures that need no reading are not read, and the output does not claim it.
     let effective = Options { clean_pixels: opts.clean_pixels && needs_reading(file, opts), ..opts.clone() };
     let opts = &effective;
@@ -330,13 +337,18 @@ pub fn deidentify(file: &mut DefaultDicomObject, opts: &Options) -> Result<Repor
     let mut report = Report::default();
     if opts.clean_pixels || opts.render_frames {
         // Compressed pictures are decoded to be read; they are written uncompressed.
+        let frames = file.element(tags::NUMBER_OF_FRAMES).ok().and_then(|e| e.to_int::<u64>().ok()).unwrap_or(1).max(1);
+        let ts = file.meta().transfer_syntax().trim_end_matches('\0');
+        if !matches!(ts, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99") {
+            progress(Step::whole(Stage::Decoding, frames, 0.0));
+        }
         let decoded = crate::pixels::decompress(file, opts.max_decoded_bytes);
         let obj: &mut InMemDicomObject = file;
         match decoded {
             Ok(d) => report.decompressed = d,
             Err(why) => report.pixels_unchecked = Some(why),
         }
-        clean_pixels(obj, &ctx, &mut report)?;
+        clean_pixels(obj, &ctx, &mut report, progress)?;
     }
     let obj: &mut InMemDicomObject = file;
     clean(obj, &ctx, &mut report, true);
@@ -431,7 +443,7 @@ impl FrameCleaner {
 
 /// Reads every frame for burned-in text and blacks out the PHI in the pixel data;
 /// renders the frames if asked. Identical frames (a still cine) are read once.
-fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) -> Result<(), DeidError> {
+fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report, progress: &mut dyn FnMut(Step)) -> Result<(), DeidError> {
     use crate::pixels::{Layout, NativePixels};
     let flagged = obj.element(tags::BURNED_IN_ANNOTATION).ok().and_then(|e| e.to_str().ok()).is_some_and(|s| s.trim() == "YES");
     if crate::pixels::pixel_data_tag(obj).is_none() {
@@ -464,6 +476,7 @@ fn clean_pixels(obj: &mut InMemDicomObject, ctx: &Context, report: &mut Report) 
     for i in 0..layout.frames {
         let frame = &mut px.bytes[i * size..(i + 1) * size];
         if let Some(c) = cleaner.as_mut() {
+            progress(Step::at(Stage::ReadingText, i as u64 + 1, layout.frames as u64));
             c.clean(frame)?;
         }
         if ctx.opts.render_frames {

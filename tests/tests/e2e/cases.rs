@@ -457,6 +457,17 @@ fn cases_on_postgresql_and_s3() -> Result<()> {
     assert_eq!((s, raw.len()), (200, 320 * 160));
     let (s, _, png) = http_request("GET", &format!("{frame}/rendered"), &[("Authorization", &auth)], None)?;
     assert!(s == 200 && png.starts_with(b"\x89PNG"));
+    // A title and a search on PostgreSQL: the same upsert and listing as SQLite.
+    assert_eq!((studies[0]["uploader"].as_str(), studies[0]["frame_count"].as_i64()), (Some("Dr. Cloud"), Some(3)), "{studies}");
+    let (s, _, body) = http_request(
+        "PATCH",
+        &format!("{}/api/cases/studies/{study}", server.url),
+        &[("Authorization", &format!("Bearer {doctor}")), ("Content-Type", "application/json")],
+        Some(json!({ "title": "Cloud case" }).to_string().as_bytes()),
+    )?;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, found) = get_json(&format!("{}/api/cases/studies?q=cloud%20case", server.url), &doctor)?;
+    assert_eq!((found.as_array().map(Vec::len), found[0]["title"].as_str()), (Some(1), Some("Cloud case")), "{found}");
     // The rows are in PostgreSQL (no SQLite file was made).
     assert!(!server.data_dir().join("cases.db").exists());
     Ok(())
@@ -545,5 +556,192 @@ fn cases_import_takes_a_folder_from_disk() -> Result<()> {
     let (_, studies) = get_json(&format!("{}/api/cases/studies", server.url), &doctor)?;
     assert_eq!(studies[0]["instance_count"], 3, "{studies}");
     assert!(input.join("DOE_JOHN_s000.dcm").exists(), "originals on disk are left alone");
+    Ok(())
+}
+
+/// "A 24-frame study sat at 'processing 0%' and then jumped to done; studies are
+/// listed only as a pseudonym." A 24-frame cine, each frame its own picture with the
+/// PHI burned in, is uploaded: the jobs API the page polls shows it frame by frame
+/// ("frame 7 of 24 · reading text", a percentage that rises) before it is done, and so
+/// does the page. Then the library: each study listed with its default title (never
+/// made of PHI), upload date, uploader and counts; a title given by PATCH (only by
+/// those who may upload, one line, bounded), found by the search (title, uploader,
+/// modality, pseudonym), shown by the page as text, never written into DICOM or logs.
+#[test]
+fn cases_report_progress_frame_by_frame_and_the_library_is_titled_and_searched() -> Result<()> {
+    let server = Server::start(&["--cases-cstore-listen", "", "--cases-workers", "1"])?;
+    let dir = TempDir::new("cases-progress");
+    make_fixtures(&dir.0.join("cine"), &["large", "24"])?;
+    make_fixtures(&dir.0.join("series"), &["series", "1"])?;
+    // Each frame a picture of its own (identical frames are read once): a mark moves.
+    let cine = dir.0.join("cine/cine.dcm");
+    let made = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import sys, pydicom
+ds = pydicom.dcmread(sys.argv[1])
+px, size = bytearray(ds.PixelData), ds.Rows * ds.Columns
+for f in range(int(ds.NumberOfFrames)):
+    for y in range(140, 152):
+        for x in range(100 + 8 * f, 108 + 8 * f):
+            px[f * size + y * ds.Columns + x] = 200
+ds.PixelData = bytes(px)
+ds.save_as(sys.argv[1])"])
+        .arg(&cine)
+        .output()?;
+    anyhow::ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let doctor = server.token("demo", Role::Commentator, "Dr. Progress");
+    let other = server.token("demo", Role::Operator, "Dr. Other");
+    let page = Browser::start()?;
+    page.goto(&format!("{}/cases?token={doctor}", server.url))?;
+    let hook = |expr: &str| page.eval(&format!("return window.casecastCases ? {expr} : null")).unwrap_or(Value::Null);
+    wait_for("the page to load", Duration::from_secs(20), || hook("window.casecastCases.studies").as_array().map(|_| ()))?;
+
+    // The cine, followed as the page follows it (its jobs API, and the page itself).
+    let job = tus_upload(&server, &doctor, &std::fs::read(&cine)?, "dicom", 1 << 20)?;
+    page.eval("document.querySelector('#refresh-studies').click()")?;
+    let mut seen: Vec<(String, i64, i64, f64)> = Vec::new();
+    let mut shown: Vec<String> = Vec::new();
+    let done = wait_for("the cine's job to end", Duration::from_secs(240), || {
+        let (_, jobs) = get_json(&format!("{}/api/cases/jobs", server.url), &doctor).ok()?;
+        let j = jobs.as_array()?.iter().find(|j| j["id"] == job.as_str())?.clone();
+        if j["status"] == "running" {
+            let step = (j["stage"].as_str().unwrap_or("").to_string(), j["frame"].as_i64()?, j["frames"].as_i64()?, j["progress"].as_f64()?);
+            if seen.last() != Some(&step) {
+                seen.push(step);
+            }
+            let step = format!("return document.querySelector('#jobs tr[data-job=\"{job}\"] .job-step')?.textContent ?? ''");
+            if let Some(text) = page.eval(&step).ok().and_then(|v| v.as_str().map(str::to_string))
+                && !text.is_empty()
+                && shown.last() != Some(&text)
+            {
+                shown.push(text);
+            }
+        }
+        (j["status"] == "done" || j["status"] == "failed").then_some(j)
+    })?;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!((done["progress"].as_f64(), done["stage"].as_str(), done["frames"].as_i64()), (Some(1.0), Some(""), Some(24)), "{done}");
+    // "" until the worker's first step is written (claimed, not yet started).
+    let stages = ["", "opening", "decoding", "reading_text", "writing", "rendering", "publishing"];
+    assert!(seen.iter().all(|(s, ..)| stages.contains(&s.as_str())), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[1].3 >= w[0].3), "the percentage never goes back: {seen:?}");
+    assert!(seen.iter().all(|s| s.3 < 1.0), "not done before it is: {seen:?}");
+    let reading: Vec<i64> = seen.iter().filter(|(s, _, n, _)| s == "reading_text" && *n == 24).map(|s| s.1).collect();
+    let intermediate: std::collections::BTreeSet<i64> = reading.iter().copied().filter(|f| (2..24).contains(f)).collect();
+    assert!(intermediate.len() >= 3, "the job reads frame by frame, seen at several frames in between: {seen:?}");
+    assert!(reading.windows(2).all(|w| w[1] >= w[0]), "{seen:?}");
+    let fractions: Vec<f64> = seen.iter().map(|s| s.3).filter(|f| *f > 0.0 && *f < 1.0).collect();
+    assert!(fractions.windows(2).filter(|w| w[1] > w[0]).count() >= 3, "the percentage rises step by step: {seen:?}");
+    assert!(
+        shown.iter().any(|t| t.contains(" of 24 · reading text") && t.contains("frame ")),
+        "the page says which frame of how many and what it does: {shown:?}"
+    );
+
+    // A second study, from someone else.
+    let series_job = tus_upload(&server, &other, &std::fs::read(dir.0.join("series/DOE_JOHN_s000.dcm"))?, "dicom", 1 << 20)?;
+    let jobs = wait_jobs(&server, &doctor, 2, Duration::from_secs(120))?;
+    assert!(jobs.iter().all(|j| j["status"] == "done"), "{jobs:#?}");
+    assert_eq!(jobs.iter().find(|j| j["id"] == series_job.as_str()).map(|j| j["uploader"].clone()), Some(json!("Dr. Other")));
+
+    // Listed with a default title made of de-identified values only, dates, uploader, counts.
+    let studies_url = format!("{}/api/cases/studies", server.url);
+    let (_, studies) = get_json(&studies_url, &doctor)?;
+    assert_eq!(studies.as_array().map(Vec::len), Some(2), "{studies}");
+    let us = studies.as_array().unwrap().iter().find(|s| s["modalities"] == json!(["US"])).unwrap().clone();
+    let uid = us["study_uid"].as_str().unwrap().to_string();
+    let today = std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]).output()?;
+    let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
+    assert_eq!(us["title"], format!("US uploaded {today}"), "no description kept, no study date kept: {us}");
+    assert_eq!((us["custom_title"].as_bool(), us["uploader"].as_str(), us["study_date"].as_str()), (Some(false), Some("Dr. Progress"), Some("")), "{us}");
+    assert_eq!((us["instance_count"].as_i64(), us["frame_count"].as_i64()), (Some(1), Some(24)), "{us}");
+    assert!(us["created_at"].as_i64().is_some_and(|t| t > 0));
+
+    // A title, by PATCH: only by those who may upload, one line, bounded, of this library.
+    let title = "Mitral <b>valve</b> repair & \"clip\"";
+    let patch = |token: &str, uid: &str, body: &str| {
+        http_request("PATCH", &format!("{studies_url}/{uid}"), &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")], Some(body.as_bytes()))
+    };
+    let viewer = server.token("demo", Role::Viewer, "v");
+    assert_eq!(patch(&viewer, &uid, &json!({ "title": title }).to_string())?.0, 403);
+    assert_eq!(http_request("PATCH", &format!("{studies_url}/{uid}"), &[], Some(b"{}"))?.0, 401);
+    let (s, _, body) = patch(&doctor, &uid, &json!({ "title": "x".repeat(201) }).to_string())?;
+    assert!(s == 400 && String::from_utf8_lossy(&body).contains("at most 200"), "{s} {}", String::from_utf8_lossy(&body));
+    assert_eq!(patch(&doctor, &uid, &json!({ "title": "two\nlines" }).to_string())?.0, 400);
+    assert_eq!(patch(&doctor, &uid, "not json")?.0, 400);
+    assert_eq!(patch(&doctor, "2.25.404", &json!({ "title": title }).to_string())?.0, 404);
+    let elsewhere = server.token("other", Role::Commentator, "x");
+    assert_eq!(patch(&elsewhere, &uid, &json!({ "title": title }).to_string())?.0, 404, "another library's study");
+    let (s, _, body) = patch(&doctor, &uid, &json!({ "title": format!("  {title} ") }).to_string())?;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: Value = serde_json::from_slice(&body)?;
+    assert_eq!((answer["title"].as_str(), answer["custom_title"].as_bool()), (Some(title), Some(true)), "{answer}");
+
+    // Search on the server: title, uploader, modality, pseudonym; every word must match.
+    let pseudonym = us["patient"].as_str().unwrap().to_string();
+    let search = |q: &str| -> Result<Vec<String>> {
+        let (s, v) = get_json(&format!("{studies_url}?q={}", q.replace(' ', "%20").replace('^', "%5E")), &doctor)?;
+        anyhow::ensure!(s == 200, "{q}: {s} {v}");
+        Ok(v.as_array().unwrap().iter().map(|s| s["study_uid"].as_str().unwrap().to_string()).collect())
+    };
+    assert_eq!(search("mitral")?, vec![uid.clone()]);
+    assert_eq!(search("VALVE progress")?, vec![uid.clone()]);
+    assert_eq!(search("us")?, vec![uid.clone()]);
+    // The same patient (one pseudonym) in both studies.
+    assert_eq!(search(&pseudonym.to_lowercase())?.len(), 2);
+    assert_eq!(search(&format!("{} mitral", pseudonym.to_lowercase()))?, vec![uid.clone()]);
+    assert_eq!(search("other")?.len(), 1);
+    assert_ne!(search("other")?, vec![uid.clone()]);
+    assert_eq!(search("ot")?.len(), 1, "the series' modality, OT");
+    assert!(search("aortic")?.is_empty());
+    assert!(search("mitral other")?.is_empty());
+    assert_eq!(search("")?.len(), 2);
+    assert_eq!(get_json(&format!("{studies_url}?q={}", "a".repeat(201)), &doctor)?.0, 400);
+
+    // The page: the title as text (not HTML), the search box, a rename.
+    page.eval("document.querySelector('#refresh-studies').click()")?;
+    let card = format!("#studies .study-card[data-study=\"{uid}\"]");
+    let shown_title = wait_for("the title on the page", Duration::from_secs(20), || {
+        page.eval(&format!("return document.querySelector('{card} .study-title')?.textContent ?? null")).ok()?.as_str().map(str::to_string).filter(|t| t == title)
+    })?;
+    assert_eq!(shown_title, title);
+    assert_eq!(page.eval(&format!("return document.querySelectorAll('{card} .study-title b').length"))?, json!(0), "the title is text, not markup");
+    let text = page.eval(&format!("return document.querySelector('{card}').textContent"))?.as_str().unwrap_or("").to_string();
+    assert!(text.contains("by Dr. Progress") && text.contains(&format!("uploaded {today}")) && text.contains("24 frames") && text.contains(&pseudonym), "{text}");
+    page.eval("const s = document.querySelector('#study-search'); s.value = 'aortic'; s.dispatchEvent(new Event('input'))")?;
+    wait_for("no study for a search that matches none", Duration::from_secs(20), || {
+        (hook("window.casecastCases.query") == json!("aortic") && hook("window.casecastCases.studies").as_array()?.is_empty()).then_some(())
+    })?;
+    page.eval("const s = document.querySelector('#study-search'); s.value = 'Dr. Other'; s.dispatchEvent(new Event('input'))")?;
+    wait_for("the other doctor's study only", Duration::from_secs(20), || {
+        let n = page.eval("return document.querySelectorAll('#studies .study-card').length").ok()?;
+        (hook("window.casecastCases.query") == json!("Dr. Other") && n == json!(1) && page.eval(&format!("return !document.querySelector('{card}')")).ok()? == json!(true)).then_some(())
+    })?;
+    page.eval("const s = document.querySelector('#study-search'); s.value = ''; s.dispatchEvent(new Event('input'))")?;
+    wait_for("both studies again", Duration::from_secs(20), || (page.eval("return document.querySelectorAll('#studies .study-card').length").ok()? == json!(2)).then_some(()))?;
+    page.eval(&format!("document.querySelector('{card} .study-rename').click()"))?;
+    page.eval(&format!("const f = document.querySelector('{card} .study-rename-form'); f.querySelector('input').value = 'Clip, second look'; f.requestSubmit()"))?;
+    wait_for("the new title", Duration::from_secs(20), || {
+        (page.eval(&format!("return document.querySelector('{card} .study-title')?.textContent ?? null")).ok()? == json!("Clip, second look")).then_some(())
+    })?;
+    // The viewer's heading is the title.
+    page.eval(&format!("document.querySelector('{card} a.study').click()"))?;
+    wait_for("the study opened under its title", Duration::from_secs(20), || {
+        (page.eval("return document.querySelector('#study-title').textContent").ok()? == json!("Clip, second look")).then_some(())
+    })?;
+    assert_eq!(hook("window.casecastCases.lastError"), Value::Null);
+
+    // Never in DICOM output (QIDO-RS, metadata, the object), the database's instances, or the log.
+    let auth = format!("Bearer {doctor}");
+    let dw = format!("{}/dicomweb/studies", server.url);
+    let (_, _, qido) = http_request("GET", &dw, &[("Authorization", &auth)], None)?;
+    let (_, _, meta) = http_request("GET", &format!("{dw}/{uid}/metadata"), &[("Authorization", &auth)], None)?;
+    let (_, _, object) = http_request("GET", &format!("{dw}/{uid}"), &[("Authorization", &auth)], None)?;
+    for (what, bytes) in [("QIDO-RS", &qido), ("metadata", &meta), ("WADO-RS", &object)] {
+        let lower = String::from_utf8_lossy(bytes).to_lowercase();
+        assert!(!lower.contains("mitral") && !lower.contains("second look"), "the title in {what}");
+    }
+    let log = server.log_text().to_lowercase();
+    assert!(!log.contains("mitral") && !log.contains("second look"), "the title in the log");
+    assert_no_phi("the server log", log.as_bytes());
+    assert_no_phi("the jobs and studies", format!("{seen:?}{shown:?}{studies}").as_bytes());
     Ok(())
 }
