@@ -1,11 +1,16 @@
 // casecast — commentator page. Plain ES module, no build step, no libraries.
 //
-// Flow (protocol: signaling/src/protocol.rs, one JSON object per WebSocket frame):
-//  1. Room id from /room/{id}; token and optional display name from ?token=…&name=….
-//  2. WebSocket /ws → {"type":"join"}. The server answers "joined" (our id, role,
-//     uplink policy, who is here) or "error"; unauthorized/forbidden stop for good.
-//  3. Local media once per page, as the policy allows (audio; video at 320×240 and
-//     max_fps). On failure we stay receive-only. The stream survives rejoins.
+// Flow (protocol: signaling/src/protocol.rs and docs/signaling.md):
+//  1. Room id from /room/{id}, token from ?token=…. A `name` in the link is ignored:
+//     the server names everyone after their invitation (the token's name claim).
+//  2. Pre-join screen: a WebSocket `check` says who the invitation names, the event's
+//     title and what this person may send — or, in plain words, why the link does not
+//     work. The person picks a microphone and camera (remembered in localStorage),
+//     sees the camera and a live microphone level (WebAudio), and presses Join. A
+//     blocked, missing or busy device gets a plain hint and a Retry button.
+//  3. Join: WebSocket /ws → {"type":"join"}; "joined" carries our id, role, policy,
+//     who is here and the event (absent: no event has this id, and the page says so).
+//     unauthorized/forbidden/unsupported_version stop for good.
 //  4. One RTCPeerConnection (max-bundle, no ICE servers: the server is ICE-lite).
 //     Transceivers audio then video: sendonly with a track, inactive without. The
 //     offer goes out right after setLocalDescription (no trickle). On the answer,
@@ -15,18 +20,34 @@
 //  6. ontrack routes by mid: feed video → #feed, feed audio → #feed-audio,
 //     commentator video → the publisher's tile, commentator audio → hidden <audio>,
 //     program video (the monitor: what viewers see) → the "Program" tile, first.
-//  7. WS closed, media failed, or media disconnected > 3 s: tear down and rejoin
-//     with backoff 1, 2, 4, 8, 10 s. Ping every 10 s.
-//  8. window.casecast exposes state and stats() for automated tests.
+//  7. People (commentators; not the encoder, the program mixer or consoles), raised
+//     hands and chat come as room messages (`hand`, `chat`).
+//  8. WS closed, media failed, or media disconnected > 3 s: tear down and rejoin
+//     with backoff 1, 2, 4, 8, 10 s. A server that cannot be reached gets a banner.
+//  9. window.casecast exposes state and stats() for automated tests. Under
+//     automation (navigator.webdriver) the page joins straight away with the
+//     default devices, as the older tests expect, unless the link has `&prejoin=1`.
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  roomName: $("room-name"), selfName: $("self-name"), selfRole: $("self-role"),
-  people: $("people"), connText: $("conn-text"), connDetail: $("conn-detail"),
-  btnMic: $("btn-mic"), btnCam: $("btn-cam"), btnLeave: $("btn-leave"),
+  roomName: $("room-name"), self: $("self"), selfName: $("self-name"), selfRole: $("self-role"),
+  people: $("people"), connText: $("conn-text"),
+  outage: $("outage"), outageDetail: $("outage-detail"), outageRetry: $("outage-retry"),
+  btnMic: $("btn-mic"), btnCam: $("btn-cam"), btnHand: $("btn-hand"), btnLeave: $("btn-leave"),
   btnSound: $("btn-sound"), banner: $("banner"), bannerText: $("banner-text"),
-  bannerAction: $("banner-action"), notice: $("notice"), feedWrap: $("feed-wrap"),
+  bannerAction: $("banner-action"), notice: $("notice"), noticeText: $("notice-text"),
+  noticeAction: $("notice-action"), feedWrap: $("feed-wrap"), placeholder: $("feed-placeholder"),
   feed: $("feed"), feedAudio: $("feed-audio"), tiles: $("tiles"), audioSink: $("audio-sink"),
+  stage: $("stage"), controls: $("controls"),
+  prejoin: $("prejoin"), prejoinEvent: $("prejoin-event"), prejoinName: $("prejoin-name"),
+  prejoinNote: $("prejoin-note"), prejoinBody: $("prejoin-body"), fatal: $("fatal"), fatalText: $("fatal-text"),
+  preview: $("preview"), previewWrap: $("preview-wrap"), micSelect: $("mic-select"), camSelect: $("cam-select"),
+  camField: $("cam-field"), audioOnly: $("audio-only"), meter: $("meter"), meterFill: $("meter-fill"),
+  meterHint: $("meter-hint"), mediaError: $("media-error"), mediaErrorText: $("media-error-text"),
+  mediaRetry: $("media-retry"), btnJoin: $("btn-join"), joinHint: $("join-hint"),
+  peopleSummary: $("people-summary"), peopleList: $("people-list"),
+  chatLog: $("chat-log"), chatForm: $("chat-form"), chatInput: $("chat-input"),
+  leaveDialog: $("leave-dialog"),
 };
 
 const FATAL_CODES = new Set(["unauthorized", "forbidden", "unsupported_version"]);
@@ -34,43 +55,337 @@ const PING_MS = 10_000;
 const DISCONNECT_GRACE_MS = 3_000;
 const MAX_BACKOFF_MS = 10_000;
 const SELF = "self"; // tile key of our own preview
+const DEVICES_KEY = "casecast.devices"; // localStorage: { mic, cam } device ids
 
 const query = new URLSearchParams(location.search);
 const roomId = decodeURIComponent(location.pathname.match(/\/room\/([^/]+)/)?.[1] ?? "");
 const token = query.get("token") ?? "";
-const requestedName = query.get("name")?.trim() || undefined;
+const AUTOMATED = navigator.webdriver === true && !query.has("prejoin");
 
 const app = {
+  view: "prejoin",         // prejoin | room | fatal
   state: "idle",           // idle | connecting | live | interrupted | reconnecting | left | error
   conn: null,              // current connection: { ws, pc, queue, videoSender, timers, closed }
   participantId: null,
+  role: null,
   ownIds: new Set(),       // our participant ids across rejoins (never shown as others)
   policy: null,
+  invitation: null,        // the server's answer to `check`
+  event: undefined,        // the room's event (null: none has this id; undefined: not known yet)
   serverMedia: null,       // last "connection" state the server reported
-  localStream: null,       // acquired once, reused across rejoins
+  localStream: null,       // acquired once (pre-join or first join), reused across rejoins
   mediaTried: false,
   participants: new Map(), // id -> { id, name, role }, everyone but us
+  hands: new Map(),        // id -> name, raised hands (ours included)
+  myHand: false,
+  chat: [],                // { id, participant, name, text, at }
+  chatSeen: new Set(),
   held: { audio: false, video: false }, // muted by an operator: the server drops it
   tracks: new Map(),       // mid -> TrackInfo from the server's offers
   media: new Map(),        // mid -> { info, el, track } for what is playing
   attempt: 0, reconnectTimer: 0, left: false, fatal: false,
+  unreachable: 0,          // connection attempts in a row that never reached the server
+  meter: { level: 0, peak: 0, samples: 0 },
 };
 
+// ---------------------------------------------------------------- pre-join
+
+/** Asks the server what the link is good for, without joining. */
+function check() {
+  clearInterval(app.reconnectTimer);
+  setState("idle", "Checking your link…");
+  const ws = new WebSocket(wsUrl());
+  let opened = false;
+  let answered = false;
+  ws.onopen = () => {
+    opened = true;
+    reached();
+    ws.send(JSON.stringify({ type: "check", v: 1, room: roomId, token }));
+  };
+  ws.onmessage = (ev) => {
+    let m;
+    try { m = JSON.parse(ev.data); } catch { return; }
+    if (m.type === "invitation") {
+      answered = true;
+      ws.close(1000);
+      onInvitation(m);
+    } else if (m.type === "error") {
+      answered = true;
+      if (FATAL_CODES.has(m.code)) return showFatal(m.message || m.code);
+      showBanner(m.message || m.code, { code: m.code });
+    }
+  };
+  ws.onclose = () => {
+    if (answered || app.fatal || app.view !== "prejoin") return;
+    if (!opened) unreachable();
+    retryIn(check, opened ? "the server closed the connection" : "no answer");
+  };
+}
+
+function onInvitation(m) {
+  app.invitation = m;
+  app.attempt = 0;
+  setState("idle", "Ready to join");
+  app.policy = m.policy;
+  ui.prejoinName.textContent = m.name;
+  showEvent(m.event ?? null);
+  ui.prejoinBody.hidden = false;
+  if (!m.policy.publish) {
+    ui.prejoinNote.hidden = false;
+    ui.prejoinNote.textContent = "You join to watch and listen: this link does not send your microphone or camera.";
+    ui.prejoinBody.querySelector(".devices").hidden = true;
+    ui.previewWrap.hidden = true;
+    ui.btnJoin.disabled = false;
+    return;
+  }
+  ui.camField.hidden = !m.policy.video;
+  ui.previewWrap.hidden = !m.policy.video;
+  ui.audioOnly.hidden = m.policy.video;
+  startPreview();
+}
+
+/** Shows the event's title (or says there is no such event) wherever it belongs. */
+function showEvent(event) {
+  app.event = event;
+  if (event) {
+    ui.roomName.textContent = event.title;
+    ui.roomName.title = event.title;
+    ui.prejoinEvent.textContent = event.title;
+    document.title = `${event.title} — casecast`;
+    ui.placeholder.textContent = "Waiting for the surgery feed…";
+  } else {
+    const none = `There is no scheduled event called “${roomId}” on this server.`;
+    ui.roomName.textContent = `Room ${roomId}`;
+    ui.roomName.title = none;
+    ui.prejoinEvent.textContent = none;
+    ui.prejoinEvent.classList.add("no-event");
+    document.title = `Room ${roomId} — casecast`;
+    ui.placeholder.textContent = `${none} If the organisers gave you this link, you can wait here for the surgery feed; otherwise check the link with them.`;
+  }
+}
+
+const loadChoice = () => {
+  try { return JSON.parse(localStorage.getItem(DEVICES_KEY) ?? "{}") ?? {}; } catch { return {}; }
+};
+const saveChoice = (choice) => {
+  try { localStorage.setItem(DEVICES_KEY, JSON.stringify(choice)); } catch { /* private mode: not remembered */ }
+};
+
+/** getUserMedia as the policy allows, with the remembered (or chosen) devices; falls
+ * back to fewer devices when some cannot start. Answers { stream, partial } or throws. */
+async function acquire(policy, choice) {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    const e = new Error("insecure");
+    e.name = "InsecureContext";
+    throw e;
+  }
+  const fps = policy.max_fps || 15;
+  const audio = choice.mic ? { deviceId: { ideal: choice.mic } } : true;
+  const video = policy.video && {
+    width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: fps, max: fps },
+    ...(choice.cam && { deviceId: { ideal: choice.cam } }),
+  };
+  const attempts = video ? [{ audio, video }, { audio }, { video }] : [{ audio }];
+  let first;
+  for (const constraints of attempts) {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia(constraints);
+      return { stream, partial: first };
+    } catch (err) {
+      first ??= err;
+      // Blocked is blocked: asking for less would only ask again.
+      if (err.name === "NotAllowedError" || err.name === "SecurityError") break;
+    }
+  }
+  throw first;
+}
+
+/** What went wrong with the devices, and what to do, in plain words. */
+function mediaProblem(err, what) {
+  switch (err?.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return `Your browser is blocking the ${what} for this page. Click the camera or lock icon at the left of the address bar (or open the browser's Site settings for this site), set Camera and Microphone to “Allow”, then press Retry.`;
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return `No ${what} was found. Plug one in or switch it on, then press Retry.`;
+    case "NotReadableError":
+    case "AbortError":
+    case "TrackStartError":
+      return `Your ${what} is in use by another program (a video call, say) or could not start. Close that program, then press Retry.`;
+    case "InsecureContext":
+      return "This page can use your camera and microphone only over a secure (https) address. Ask the organisers for the https link. You can still join to watch and listen.";
+    default:
+      return `Your ${what} could not be started (${err?.name ?? "unknown error"}). Press Retry, or join to watch and listen.`;
+  }
+}
+
+const devicesNoun = (policy) => (policy.video ? "camera and microphone" : "microphone");
+
+async function startPreview() {
+  const policy = app.invitation.policy;
+  ui.mediaError.hidden = true;
+  ui.btnJoin.disabled = true;
+  ui.joinHint.textContent = "Starting your devices…";
+  stopLocal();
+  try {
+    const { stream, partial } = await acquire(policy, loadChoice());
+    if (app.view !== "prejoin") return stream.getTracks().forEach((t) => t.stop());
+    app.localStream = stream;
+    if (partial) showMediaError(partial, policy.video && !localTrack("video") ? "camera" : "microphone", true);
+  } catch (err) {
+    showMediaError(err, devicesNoun(policy), false);
+  }
+  showPreview();
+  await listDevices();
+  ui.btnJoin.disabled = false;
+  ui.btnJoin.textContent = app.localStream ? "Join" : "Join to watch and listen";
+  ui.joinHint.textContent = app.localStream ? "" : "You can join without them and speak later after a Retry.";
+}
+
+function showMediaError(err, what, partial) {
+  ui.mediaError.hidden = false;
+  ui.mediaError.dataset.error = err?.name ?? "Error";
+  ui.mediaErrorText.textContent = mediaProblem(err, what) + (partial ? " Meanwhile you can join with what works." : "");
+}
+
+function showPreview() {
+  const cam = localTrack("video");
+  ui.previewWrap.dataset.video = cam ? "on" : "off";
+  ui.preview.srcObject = cam ? new MediaStream([cam]) : null;
+  startMeter(localTrack("audio"));
+}
+
+/** Fills the microphone and camera lists (labels come once access is granted). */
+async function listDevices() {
+  let devices = [];
+  try { devices = await navigator.mediaDevices.enumerateDevices(); } catch { /* none */ }
+  const fill = (select, kind, track, noun) => {
+    const list = devices.filter((d) => d.kind === kind && d.deviceId);
+    select.replaceChildren(...list.map((d, i) => new Option(d.label || `${noun} ${i + 1}`, d.deviceId)));
+    if (!list.length) select.append(new Option(`No ${noun.toLowerCase()} available`, ""));
+    const current = track?.getSettings?.().deviceId;
+    if (current) select.value = current;
+    select.disabled = !list.length;
+  };
+  fill(ui.micSelect, "audioinput", localTrack("audio"), "Microphone");
+  fill(ui.camSelect, "videoinput", localTrack("video"), "Camera");
+}
+
+function onDeviceChosen() {
+  saveChoice({ mic: ui.micSelect.value || undefined, cam: ui.camSelect.value || undefined });
+  startPreview();
+}
+
+/** A live level of one audio track (WebAudio analyser), drawn as a bar. */
+function startMeter(track) {
+  stopMeter();
+  ui.meter.hidden = !track;
+  ui.meterHint.hidden = !track;
+  if (!track) return;
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 1024;
+  ctx.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  const timer = setInterval(() => {
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const v of buf) sum += v * v;
+    const db = 20 * Math.log10(Math.sqrt(sum / buf.length) || 1e-8);
+    const level = Math.max(0, Math.min(1, (db + 60) / 60)); // -60 dBFS … 0 dBFS
+    app.meter.level = level;
+    app.meter.peak = Math.max(level, app.meter.peak * 0.95);
+    app.meter.samples += 1;
+    ui.meterFill.style.width = `${Math.round(level * 100)}%`;
+    ui.meter.setAttribute("aria-valuenow", String(Math.round(level * 100)));
+  }, 80);
+  // Browsers may hold audio until the person touches the page: then say so.
+  const said = "Speak: the bar should move.";
+  ui.meterHint.textContent = said;
+  const resume = () => ctx.resume().then(() => { ui.meterHint.textContent = said; }).catch(() => {});
+  resume();
+  setTimeout(() => {
+    if (ctx.state !== "suspended") return;
+    ui.meterHint.textContent = "Click anywhere on the page to check your microphone level.";
+    addEventListener("pointerdown", resume, { once: true });
+  }, 500);
+  startMeter.current = { ctx, timer };
+}
+
+function stopMeter() {
+  const m = startMeter.current;
+  if (!m) return;
+  clearInterval(m.timer);
+  m.ctx.close().catch(() => {});
+  startMeter.current = null;
+}
+
+function stopLocal() {
+  stopMeter();
+  app.localStream?.getTracks().forEach((t) => t.stop());
+  app.localStream = null;
+  ui.preview.srcObject = null;
+}
+
+/** The pre-join screen is done: into the room. */
+function enterRoom() {
+  if (app.view === "room") return;
+  if (app.invitation) {
+    saveChoice({ mic: localTrack("audio")?.getSettings?.().deviceId ?? loadChoice().mic, cam: localTrack("video")?.getSettings?.().deviceId ?? loadChoice().cam });
+    app.mediaTried = true; // what the pre-join screen got is what we send
+  }
+  stopMeter();
+  ui.preview.srcObject = null;
+  app.view = "room";
+  document.body.dataset.view = "room";
+  ui.prejoin.hidden = true;
+  ui.stage.hidden = false;
+  ui.controls.hidden = false;
+  ui.self.hidden = false;
+  ui.people.hidden = false;
+  showSelfTile();
+  connect();
+}
+
+/** The link cannot work: say why, in the server's plain words, and stop. */
+function showFatal(text) {
+  app.fatal = true;
+  clearInterval(app.reconnectTimer);
+  stopLocal();
+  teardown();
+  setState("error", "Not connected");
+  app.view = "fatal";
+  document.body.dataset.view = "fatal";
+  ui.stage.hidden = true;
+  ui.controls.hidden = true;
+  ui.prejoin.hidden = false;
+  ui.prejoinBody.hidden = true;
+  ui.prejoinNote.hidden = true;
+  ui.prejoinEvent.textContent = app.event?.title ?? "";
+  ui.prejoin.querySelector("h2").hidden = true;
+  ui.fatal.hidden = false;
+  ui.fatalText.textContent = text;
+  hideOutage();
+}
+
 // ---------------------------------------------------------------- connection
+
+const wsUrl = () => `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
 
 function connect() {
   clearInterval(app.reconnectTimer);
   if (app.left || app.fatal) return;
   setState("connecting");
-  const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/ws`);
-  const conn = { ws, pc: null, videoSender: null, queue: Promise.resolve(), closed: false, pingTimer: 0, graceTimer: 0 };
+  const ws = new WebSocket(wsUrl());
+  const conn = { ws, pc: null, videoSender: null, queue: Promise.resolve(), closed: false, pingTimer: 0, graceTimer: 0, opened: false };
   app.conn = conn;
 
   ws.onopen = () => {
-    send(conn, { type: "join", v: 1, room: roomId, token, ...(requestedName && { name: requestedName }) });
+    conn.opened = true;
+    reached();
+    send(conn, { type: "join", v: 1, room: roomId, token });
     conn.pingTimer = setInterval(() => send(conn, { type: "ping" }), PING_MS);
-    renderConn();
   };
   ws.onmessage = (ev) => {
     let msg;
@@ -88,13 +403,18 @@ function connect() {
       });
   };
   ws.onclose = (ev) => {
-    if (!conn.closed) restart(`signaling closed${ev.code ? ` (${ev.code})` : ""}`);
+    if (conn.closed) return;
+    if (!conn.opened) unreachable();
+    restart(`signaling closed${ev.code ? ` (${ev.code})` : ""}`);
   };
-  renderConn();
 }
 
 function send(conn, msg) {
-  if (conn?.ws.readyState === WebSocket.OPEN) conn.ws.send(JSON.stringify(msg));
+  if (conn?.ws.readyState === WebSocket.OPEN) {
+    conn.ws.send(JSON.stringify(msg));
+    return true;
+  }
+  return false;
 }
 
 /** Closes the current connection without touching local media. */
@@ -114,23 +434,47 @@ function teardown() {
   for (const mid of [...app.media.keys()]) removeMedia(mid);
   app.tracks.clear();
   app.serverMedia = null;
-  renderConn();
 }
 
-function restart(reason) {
-  console.info("casecast: restarting:", reason);
-  teardown();
-  if (app.left) return;
-  if (app.fatal) return; // onError already set the state and the banner
+/** Runs `again` after the backoff, counting down in the status. */
+function retryIn(again, reason) {
+  console.info("casecast: retrying:", reason);
   let remaining = Math.min(1000 * 2 ** app.attempt, MAX_BACKOFF_MS) / 1000;
   app.attempt += 1;
-  const tick = () => setState("reconnecting", `reconnecting in ${remaining}s`);
+  const tick = () => {
+    setState("reconnecting", app.unreachable ? "Not connected" : "Reconnecting…");
+    ui.outageDetail.textContent = `Next try in ${remaining} s.`;
+  };
   tick();
   clearInterval(app.reconnectTimer);
   app.reconnectTimer = setInterval(() => {
     remaining -= 1;
-    if (remaining <= 0) connect(); else tick();
+    if (remaining <= 0) { clearInterval(app.reconnectTimer); again(); } else tick();
   }, 1000);
+  retryIn.now = () => { clearInterval(app.reconnectTimer); again(); };
+}
+
+function restart(reason) {
+  teardown();
+  if (app.left || app.fatal) return; // onError already said why
+  retryIn(connect, reason);
+}
+
+/** A connection attempt never reached the server: say so, prominently. */
+function unreachable() {
+  app.unreachable += 1;
+  ui.outage.hidden = false;
+  document.body.dataset.outage = "true";
+}
+
+function reached() {
+  app.unreachable = 0;
+  hideOutage();
+}
+
+function hideOutage() {
+  ui.outage.hidden = true;
+  document.body.dataset.outage = "false";
 }
 
 async function handle(conn, msg) {
@@ -146,20 +490,22 @@ async function handle(conn, msg) {
     case "track_removed": return removeTrack(msg.track_id);
     case "muted": return setMuted(msg.participant_id, msg.kind, msg.muted);
     case "muted_by_operator": return onHeld(msg.kind, msg.muted);
-    case "connection": app.serverMedia = msg.state; return renderConn();
+    case "hand": return onHand(msg);
+    case "chat": return onChat(msg);
+    case "connection": app.serverMedia = msg.state; return undefined;
     case "pong": return undefined;
     default: return console.debug("casecast: unknown message", msg);
   }
 }
 
 async function onJoined(conn, m) {
-  // A new session: nothing of ours is held by an operator.
-  Object.assign(app, { participantId: m.participant_id, policy: m.policy, held: { audio: false, video: false } });
+  // A new session: nothing of ours is held by an operator, and no hand is up yet.
+  Object.assign(app, { participantId: m.participant_id, policy: m.policy, role: m.role, held: { audio: false, video: false } });
   app.ownIds.add(m.participant_id);
-  ui.roomName.textContent = m.room;
+  app.hands.clear();
+  showEvent(m.event ?? null);
   ui.selfName.textContent = m.name;
-  ui.selfRole.textContent = m.role;
-  document.title = `casecast — ${m.room}`;
+  ui.selfRole.textContent = m.role === "commentator" ? "" : m.role;
   syncParticipants(m.participants ?? []);
   if (!FATAL_CODES.has(ui.banner.dataset.code)) hideBanner();
 
@@ -184,11 +530,12 @@ async function onJoined(conn, m) {
   await pc.setLocalDescription(await pc.createOffer());
   send(conn, { type: "offer", sdp: pc.localDescription.sdp });
 
-  // Tracks muted before a rejoin stay muted: tell the room again.
+  // Tracks muted and a hand raised before a rejoin stay so: tell the room again.
   if (audio && !audio.enabled) send(conn, { type: "mute", kind: "audio", muted: true });
   if (video && !video.enabled) send(conn, { type: "mute", kind: "video", muted: true });
+  if (app.myHand && m.role === "commentator") send(conn, { type: "raise_hand", raised: true });
   renderControls();
-  setState("connecting", "starting media");
+  setState("connecting", "Connecting…");
 }
 
 async function onServerOffer(conn, m) {
@@ -222,56 +569,61 @@ async function applySenderLimits(conn) {
 function onPcState(conn) {
   if (conn.closed) return;
   const s = conn.pc.connectionState;
-  renderConn();
   clearTimeout(conn.graceTimer);
   if (s === "connected") {
     app.attempt = 0;
-    setState("live");
+    setState("live", "Connected");
   } else if (s === "failed") {
     restart("media connection failed");
   } else if (s === "disconnected") {
-    setState("interrupted", "media interrupted…");
+    setState("interrupted", "Reconnecting…");
     conn.graceTimer = setTimeout(() => restart("media disconnected for 3 s"), DISCONNECT_GRACE_MS);
   }
 }
 
 function onError(m) {
-  if (FATAL_CODES.has(m.code)) {
-    app.fatal = true;
-    setState("error", m.code.replace(/_/g, " "));
-  }
-  showBanner(m.message || m.code, { code: m.code, sticky: app.fatal });
+  if (FATAL_CODES.has(m.code)) return showFatal(m.message || m.code);
+  showBanner(m.message || m.code, { code: m.code });
   // A refused description leaves this session unusable: start a fresh one.
   if (m.code === "sdp_rejected") restart(`the server refused a description: ${m.message}`);
 }
 
 // ---------------------------------------------------------------- local media
 
+/** Without a pre-join screen (or after a Retry): the devices, as the policy allows. */
 async function ensureLocalMedia(policy) {
-  if (app.mediaTried || !policy.publish) return;
+  if (!policy.publish) return;
+  if (app.localStream && !policy.video) {
+    // An audio-only room: the camera is not used.
+    for (const t of app.localStream.getVideoTracks()) { t.stop(); app.localStream.removeTrack(t); }
+    tileFor(SELF)?.remove();
+    showSelfTile();
+  }
+  if (app.mediaTried) return;
   app.mediaTried = true;
-  if (!navigator.mediaDevices?.getUserMedia) {
-    return showNotice("Camera and microphone are unavailable here (the page needs HTTPS). You can watch and listen.");
+  try {
+    const { stream, partial } = await acquire(policy, loadChoice());
+    app.localStream = stream;
+    if (partial) showNotice(mediaProblem(partial, "camera") + " You are heard, not seen.", { label: "Retry", run: retryMedia });
+    else hideNotice();
+  } catch (err) {
+    showNotice(`${mediaProblem(err, devicesNoun(policy))} Until then you can watch and listen.`, { label: "Retry", run: retryMedia });
   }
-  const fps = policy.max_fps || 15;
-  const video = policy.video && {
-    width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: fps, max: fps },
-  };
-  const attempts = video ? [{ audio: true, video }, { audio: true }] : [{ audio: true }];
-  let lastError;
-  for (const constraints of attempts) {
-    try {
-      app.localStream = await navigator.mediaDevices.getUserMedia(constraints);
-      break;
-    } catch (err) {
-      lastError = err;
-    }
-  }
-  if (!app.localStream) {
-    showNotice(`No microphone or camera (${lastError?.name ?? "unavailable"}): you can watch and listen, but not speak.`);
-  } else if (video && !localTrack("video")) {
-    showNotice(`Camera unavailable (${lastError?.name ?? "error"}): sending audio only.`);
-  }
+  showSelfTile();
+}
+
+/** Asks for the devices again, then starts a fresh session that sends them. */
+async function retryMedia() {
+  hideNotice();
+  app.localStream?.getTracks().forEach((t) => t.stop());
+  app.localStream = null;
+  app.mediaTried = false;
+  tileFor(SELF)?.remove();
+  teardown();
+  connect();
+}
+
+function showSelfTile() {
   const cam = localTrack("video");
   if (cam) {
     if ("contentHint" in cam) cam.contentHint = "motion";
@@ -283,6 +635,7 @@ async function ensureLocalMedia(policy) {
     ensureTile(SELF, "You").classList.add("self");
   }
   renderControls();
+  renderPeople();
 }
 
 const localTrack = (kind) =>
@@ -290,7 +643,7 @@ const localTrack = (kind) =>
 
 function toggle(kind) {
   const track = localTrack(kind);
-  if (!track || app.left) return;
+  if (!track || app.left || app.held[kind]) return;
   track.enabled = !track.enabled;
   send(app.conn, { type: "mute", kind, muted: !track.enabled });
   renderControls();
@@ -308,23 +661,31 @@ function onHeld(kind, muted) {
 
 function renderControls() {
   if (!app.policy) return; // not joined yet: the buttons keep their initial text
-  const render = (btn, track, noun, onLabel, offLabel) => {
+  const render = (btn, track, noun, key, onLabel, offLabel) => {
     const held = app.held[noun === "microphone" ? "audio" : "video"];
     const on = Boolean(track?.enabled) && !held;
     btn.disabled = !track || app.left || held;
     btn.dataset.on = String(on);
     btn.setAttribute("aria-pressed", String(Boolean(track) && !on));
-    btn.setAttribute("aria-label", track ? `${on ? "Turn off" : "Turn on"} ${noun}` : `No ${noun}`);
+    btn.setAttribute("aria-label", track ? `${on ? "Turn off" : "Turn on"} ${noun} (${key})` : `No ${noun}`);
+    btn.title = track ? `${on ? "Turn off" : "Turn on"} your ${noun} — shortcut ${key}` : `No ${noun}`;
     btn.querySelector(".label").textContent = !track ? `No ${noun}` : held ? "Muted by operator" : on ? onLabel : offLabel;
   };
   const mic = localTrack("audio");
   const cam = localTrack("video");
-  render(ui.btnMic, mic, "microphone", "Mute", "Unmute");
-  render(ui.btnCam, cam, "camera", "Camera off", "Camera on");
+  render(ui.btnMic, mic, "microphone", "M", "Mute", "Unmute");
+  render(ui.btnCam, cam, "camera", "V", "Camera off", "Camera on");
+  const canHand = app.role === "commentator" && !app.left;
+  ui.btnHand.hidden = app.role !== "commentator";
+  ui.btnHand.disabled = !canHand || !app.conn;
+  ui.btnHand.setAttribute("aria-pressed", String(app.myHand));
+  ui.btnHand.querySelector(".label").textContent = app.myHand ? "Lower hand" : "Raise hand";
+  ui.btnHand.title = `${app.myHand ? "Lower" : "Raise"} your hand to ask for the floor — shortcut H`;
   const self = tileFor(SELF);
   if (self) {
     self.dataset.audioMuted = String(Boolean(mic) && !mic.enabled);
     self.dataset.videoMuted = String(Boolean(cam) && !cam.enabled);
+    self.dataset.hand = String(app.myHand);
   }
 }
 
@@ -419,15 +780,18 @@ function removeTrack(trackId) {
   }
 }
 
-// ---------------------------------------------------------------- participants and tiles
+// ---------------------------------------------------------------- people, hands and tiles
 
+/** People in the roster: commentators (and viewers on this door), not the encoder,
+ * the program mixer or operators' consoles. */
+const isPerson = (p) => p.role === "commentator" || p.role === "viewer";
 const showsTile = (p) => p.role === "commentator";
 
 function syncParticipants(list) {
   app.participants = new Map(list.filter((p) => !app.ownIds.has(p.id)).map((p) => [p.id, p]));
   for (const tile of [...ui.tiles.querySelectorAll(".tile")]) {
     const id = tile.dataset.participant;
-    if (id !== SELF && !app.participants.has(id)) tile.remove();
+    if (id && id !== SELF && !app.participants.has(id)) tile.remove();
   }
   for (const p of app.participants.values()) if (showsTile(p)) ensureTile(p.id, p.name);
   renderPeople();
@@ -442,16 +806,109 @@ function addParticipant(p) {
 
 function removeParticipant(id) {
   app.participants.delete(id);
+  app.hands.delete(id);
   for (const [mid, m] of app.media) if (m.info.participant_id === id) removeMedia(mid);
   tileFor(id)?.remove();
   renderPeople();
 }
 
-const renderPeople = () => { ui.people.textContent = `${app.participants.size + 1} in room`; };
+function renderPeople() {
+  const others = [...app.participants.values()].filter(isPerson).sort((a, b) => a.name.localeCompare(b.name));
+  const joined = app.participantId != null && !app.left;
+  const n = others.length + (joined ? 1 : 0);
+  ui.people.textContent = `${n} ${n === 1 ? "person" : "people"} here`;
+  const hands = [...app.hands.keys()].filter((id) => !app.ownIds.has(id) || id === app.participantId).length;
+  ui.peopleSummary.textContent = `In the room (${n})${hands ? ` · ${hands} ✋` : ""}`;
+  const row = (name, id, note) => {
+    const li = document.createElement("li");
+    li.dataset.participant = id;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = name;
+    li.append(who);
+    if (note) {
+      const s = document.createElement("span");
+      s.className = "note";
+      s.textContent = note;
+      li.append(s);
+    }
+    if (app.hands.has(id)) {
+      li.dataset.hand = "true";
+      const h = document.createElement("span");
+      h.className = "hand";
+      h.title = "Raised hand";
+      h.textContent = "✋";
+      li.append(h);
+    }
+    return li;
+  };
+  const rows = [];
+  if (joined) rows.push(row(ui.selfName.textContent || "You", app.participantId, "you"));
+  for (const p of others) rows.push(row(p.name, p.id, p.role === "viewer" ? "watching" : ""));
+  ui.peopleList.replaceChildren(...rows);
+}
+
+function onHand(m) {
+  if (m.raised) app.hands.set(m.participant, m.name); else app.hands.delete(m.participant);
+  if (m.participant === app.participantId) app.myHand = m.raised;
+  // A session of ours that ended (a rejoin) lowers its hand: not this one's.
+  if (app.ownIds.has(m.participant) && m.participant !== app.participantId) return renderPeople();
+  const tile = m.participant === app.participantId ? tileFor(SELF) : tileFor(m.participant);
+  if (tile) tile.dataset.hand = String(m.raised);
+  renderControls();
+  renderPeople();
+}
+
+function toggleHand() {
+  if (app.role !== "commentator" || app.left) return;
+  const raised = !app.myHand;
+  if (send(app.conn, { type: "raise_hand", raised })) {
+    app.myHand = raised; // the server's `hand` confirms it
+    renderControls();
+  }
+}
+
+// ---------------------------------------------------------------- chat
+
+function onChat(m) {
+  const key = `${m.id}|${m.at}`;
+  if (app.chatSeen.has(key)) return;
+  app.chatSeen.add(key);
+  app.chat.push({ id: m.id, participant: m.participant, name: m.name, text: m.text, at: m.at });
+  const li = document.createElement("li");
+  if (app.ownIds.has(m.participant)) li.classList.add("mine");
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = app.ownIds.has(m.participant) ? "You" : m.name;
+  const when = document.createElement("time");
+  const at = new Date(m.at);
+  when.dateTime = at.toISOString();
+  when.textContent = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = m.text;
+  li.append(who, when, text);
+  const atBottom = ui.chatLog.scrollHeight - ui.chatLog.scrollTop - ui.chatLog.clientHeight < 40;
+  ui.chatLog.append(li);
+  while (ui.chatLog.children.length > 200) ui.chatLog.firstElementChild.remove();
+  if (atBottom || li.classList.contains("mine")) ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
+}
+
+function sendChat(text) {
+  const t = text.trim();
+  if (!t) return false;
+  if (!send(app.conn, { type: "chat", text: t.slice(0, 500) })) {
+    showBanner("Not connected right now: your message was not sent. It is still in the box; send it again in a moment.", { code: "chat" });
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- tiles
 
 function setMuted(participantId, kind, muted) {
   const p = app.participants.get(participantId);
-  const tile = tileFor(participantId) ?? (p && ensureTile(p.id, p.name));
+  const tile = tileFor(participantId) ?? (p && showsTile(p) && ensureTile(p.id, p.name));
   if (tile) tile.dataset[kind === "audio" ? "audioMuted" : "videoMuted"] = String(muted);
 }
 
@@ -465,13 +922,16 @@ function ensureTile(id, name) {
     tile.dataset.participant = id;
     tile.dataset.video = "off";
     tile.innerHTML = `<video autoplay playsinline muted></video><div class="avatar" aria-hidden="true"></div>
-      <figcaption><span class="name"></span><span class="badge mic-off" title="Microphone muted">mic off</span
+      <figcaption><span class="name"></span><span class="badge hand" title="Raised hand">✋</span
+      ><span class="badge mic-off" title="Microphone muted">mic off</span
       ><span class="badge cam-off" title="Camera off">cam off</span></figcaption>`;
-    if (id === SELF) ui.tiles.prepend(tile); else ui.tiles.append(tile);
+    const program = ui.tiles.querySelector(".tile.program");
+    if (id === SELF) (program ? program.after(tile) : ui.tiles.prepend(tile)); else ui.tiles.append(tile);
   }
   const initials = name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join("");
   tile.querySelector(".name").textContent = name;
   tile.querySelector(".avatar").textContent = initials || "?";
+  if (id !== SELF) tile.dataset.hand = String(app.hands.has(id));
   return tile;
 }
 
@@ -503,17 +963,9 @@ function pruneTile(id) {
 function setState(state, text) {
   app.state = state;
   document.body.dataset.state = state;
-  ui.connText.textContent = text ?? { live: "live", error: "error", left: "left" }[state] ?? state;
-  renderConn();
-}
-
-function renderConn() {
-  const ws = app.conn ? ["connecting", "open", "closing", "closed"][app.conn.ws.readyState] : "closed";
-  const pc = app.conn?.pc?.connectionState ?? "none";
-  document.body.dataset.ws = ws;
-  document.body.dataset.pc = pc;
-  const server = app.serverMedia ? ` · server ${app.serverMedia}` : "";
-  ui.connDetail.textContent = `signaling ${ws} · media ${pc}${server}`;
+  const plain = { idle: "Connecting…", connecting: "Connecting…", live: "Connected", interrupted: "Reconnecting…", reconnecting: "Reconnecting…", error: "Not connected", left: "You left" };
+  ui.connText.textContent = text ?? plain[state] ?? state;
+  document.body.dataset.ws = app.conn ? ["connecting", "open", "closing", "closed"][app.conn.ws.readyState] : "closed";
 }
 
 function showBanner(text, { code = "", sticky = false, action = null } = {}) {
@@ -534,9 +986,18 @@ function hideBanner() {
   ui.banner.dataset.code = "";
 }
 
-function showNotice(text) {
-  ui.notice.textContent = text;
+function showNotice(text, action = null) {
+  ui.noticeText.textContent = text;
   ui.notice.hidden = false;
+  ui.noticeAction.hidden = !action;
+  if (action) {
+    ui.noticeAction.textContent = action.label;
+    ui.noticeAction.onclick = action.run;
+  }
+}
+
+function hideNotice() {
+  ui.notice.hidden = true;
 }
 
 function leave() {
@@ -547,20 +1008,56 @@ function leave() {
   teardown();
   app.localStream?.getTracks().forEach((t) => t.stop());
   for (const tile of [...ui.tiles.querySelectorAll(".tile")]) tile.remove();
-  setState("left", "left the room");
+  setState("left", "You left");
+  hideOutage();
   ui.btnLeave.disabled = true;
   renderControls();
-  showBanner("You left the room.", { sticky: true, action: { label: "Rejoin", run: () => location.reload() } });
+  renderPeople();
+  showBanner("You left the event.", { sticky: true, action: { label: "Rejoin", run: () => location.reload() } });
 }
 
+/** Leave asks first: it sits apart from the other buttons, and a slip costs a rejoin. */
+function askToLeave() {
+  if (app.left) return;
+  if (typeof ui.leaveDialog.showModal !== "function") {
+    if (confirm("Leave the event?")) leave();
+    return;
+  }
+  ui.leaveDialog.returnValue = "";
+  ui.leaveDialog.showModal();
+}
+
+ui.leaveDialog.addEventListener("close", () => { if (ui.leaveDialog.returnValue === "leave") leave(); });
 ui.btnMic.addEventListener("click", () => toggle("audio"));
 ui.btnCam.addEventListener("click", () => toggle("video"));
-ui.btnLeave.addEventListener("click", leave);
+ui.btnHand.addEventListener("click", toggleHand);
+ui.btnLeave.addEventListener("click", askToLeave);
+ui.btnJoin.addEventListener("click", enterRoom);
+ui.mediaRetry.addEventListener("click", () => startPreview());
+ui.micSelect.addEventListener("change", onDeviceChosen);
+ui.camSelect.addEventListener("change", onDeviceChosen);
+ui.outageRetry.addEventListener("click", () => { app.attempt = 0; retryIn.now?.(); });
+ui.chatForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  if (sendChat(ui.chatInput.value)) ui.chatInput.value = "";
+});
 ui.btnSound.addEventListener("click", () => {
   ui.btnSound.hidden = true;
   for (const el of document.querySelectorAll("audio, video")) {
     if (el.srcObject) el.play().catch(() => { ui.btnSound.hidden = false; });
   }
+});
+
+// Shortcuts: M microphone, V camera, H hand; never while typing or with a modifier.
+addEventListener("keydown", (ev) => {
+  if (app.view !== "room" || ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
+  if (ev.target instanceof Element && ev.target.closest("input, textarea, select, [contenteditable], dialog")) return;
+  const key = ev.key.toLowerCase();
+  if (key === "m") toggle("audio");
+  else if (key === "v") toggle("video");
+  else if (key === "h") toggleHand();
+  else return;
+  ev.preventDefault();
 });
 addEventListener("pagehide", () => { if (!app.left) send(app.conn, { type: "leave" }); });
 
@@ -596,21 +1093,27 @@ async function stats() {
 window.casecast = {
   get pc() { return app.conn?.pc ?? null; },
   get state() { return app.state; },
+  get view() { return app.view; },
   get participantId() { return app.participantId; },
   get policy() { return app.policy; },
+  get event() { return app.event; },
   get tracks() { return Object.fromEntries(app.tracks); },
   get localStream() { return app.localStream; },
+  get participants() { return [...app.participants.values()]; },
+  get hands() { return Object.fromEntries(app.hands); },
+  get chat() { return app.chat.slice(); },
+  get meter() { return { ...app.meter }; },
   stats,
   leave,
 };
 
 // ---------------------------------------------------------------- start
 
-ui.roomName.textContent = roomId || "—";
+ui.roomName.textContent = roomId ? `Room ${roomId}` : "casecast";
 if (!roomId || !token) {
-  app.fatal = true;
-  setState("error", "bad link");
-  showBanner("This link is incomplete: it must look like /room/{id}?token=…. Ask the organizer for your commentator link.", { code: "bad_link", sticky: true });
+  showFatal("This link is incomplete: it should look like …/room/name-of-the-event?token=… Copy the whole link from the invitation, or ask the organisers for a new one.");
+} else if (AUTOMATED) {
+  enterRoom();
 } else {
-  connect();
+  check();
 }

@@ -53,6 +53,28 @@ pub enum ParticipantEvent {
         /// Held or released.
         held: bool,
     },
+    /// Someone in the room (this participant included) raised or lowered a hand.
+    Hand {
+        /// Who.
+        participant: ParticipantId,
+        /// Their display name.
+        name: String,
+        /// Raised or lowered.
+        raised: bool,
+    },
+    /// A chat line in the room (this participant's own included).
+    Chat {
+        /// Its number in the room, from 1.
+        seq: u64,
+        /// Who wrote it.
+        participant: ParticipantId,
+        /// Their display name.
+        name: String,
+        /// The text (already cleaned by signaling).
+        text: String,
+        /// When the room received it, Unix milliseconds.
+        at: u64,
+    },
     /// ICE+DTLS connected (true) or lost (false).
     Connection(bool),
     /// The participant ended; the reason is for logs and the client.
@@ -177,6 +199,8 @@ pub struct ParticipantActor {
     frames_in: u64,
     /// The last audio level heard (dBov, 0 = loudest) and when.
     audio_level: Option<(i8, Instant)>,
+    /// Its hand is raised.
+    hand_raised: bool,
 }
 
 /// What an operator sees of a participant: its connection and media, as of the last
@@ -225,6 +249,11 @@ pub struct ParticipantStats {
     pub video_muted_by_operator: bool,
     /// Kinds it publishes.
     pub publishing: Vec<String>,
+    /// It raised its hand (a commentator asking for the floor).
+    pub hand_raised: bool,
+    /// The invitation it joined with, if any (the console shows who of the invited
+    /// have joined).
+    pub invitation: Option<String>,
 }
 
 /// A participant's stats, for operators.
@@ -300,6 +329,7 @@ impl ParticipantActor {
             last_peer: None,
             frames_in: 0,
             audio_level: None,
+            hand_raised: false,
         }
     }
 
@@ -1016,6 +1046,55 @@ impl ParticipantActor {
     }
 }
 
+/// Signaling → participant: the peer raises (true) or lowers (false) its hand. Only
+/// commentators may; the room tells everyone, changes only.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct RaiseHand(pub bool);
+
+impl Handler<RaiseHand> for ParticipantActor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, m: RaiseHand, _: &mut Context<Self>) -> Self::Result {
+        if self.opts.role != "commentator" {
+            return Err(format!("only commentators raise a hand; this is a {} link", self.opts.role));
+        }
+        if self.hand_raised != m.0 {
+            self.hand_raised = m.0;
+            self.room.do_send(crate::room::Hand { id: self.id, name: self.opts.name.clone(), raised: m.0 });
+        }
+        Ok(())
+    }
+}
+
+/// Signaling → participant: a chat line from the peer (cleaned and bounded by
+/// signaling). Commentators and operators may chat; the room passes it to everyone.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct SendChat(pub String);
+
+impl Handler<SendChat> for ParticipantActor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, m: SendChat, _: &mut Context<Self>) -> Self::Result {
+        if !matches!(self.opts.role, "commentator" | "operator") {
+            return Err(format!("only commentators and operators can chat; this is a {} link", self.opts.role));
+        }
+        self.room.do_send(crate::room::Chat { id: self.id, name: self.opts.name.clone(), text: m.0 });
+        Ok(())
+    }
+}
+
+/// Room → participant: pass this on to the client as it is (hands and chat).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relay(pub ParticipantEvent);
+
+impl Handler<Relay> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, m: Relay, _: &mut Context<Self>) {
+        let _ = self.events.send(m.0);
+    }
+}
+
 /// Signaling → participant: end now.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -1042,6 +1121,9 @@ impl Handler<GetStats> for ParticipantActor {
         kinds.sort();
         kinds.dedup();
         s.publishing = kinds;
+        s.hand_raised = self.hand_raised;
+        // An invitation's id is its identity; a token made otherwise has role:name.
+        s.invitation = (!self.opts.identity.contains(':')).then(|| self.opts.identity.clone());
         MessageResult(s)
     }
 }

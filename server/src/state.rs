@@ -106,16 +106,16 @@ impl AppState {
         let lifetime = claims.exp.saturating_sub(claims.iat);
         if lifetime > self.max_token_ttl {
             return Err(AccessError::Unauthorized(format!(
-                "this token was made to last {} days; this server accepts at most {} (max_token_ttl_secs): ask for a new one",
+                "This link was made to last {} days, longer than this server allows ({} days, max_token_ttl_secs). Ask the organisers for a new one.",
                 lifetime / 86400,
                 self.max_token_ttl / 86400
             )));
         }
         if claims.jti.as_deref().is_some_and(|j| self.events.is_revoked(j)) {
-            return Err(AccessError::Unauthorized("this invitation was revoked; ask the organisers for a new link".into()));
+            return Err(AccessError::Unauthorized("This invitation was revoked by the organisers. Ask them for a new link if you should still join.".into()));
         }
         if claims.room != crate::events::ALL_EVENTS && self.events.has_ended(&claims.room) {
-            return Err(AccessError::Forbidden(format!("the event {:?} has ended; its links no longer work", claims.room)));
+            return Err(AccessError::Forbidden(format!("The event {:?} has ended, so its links no longer work. Ask the organisers if you expected it to go on.", claims.room)));
         }
         Ok(claims)
     }
@@ -140,13 +140,13 @@ impl AppState {
         })?;
         let claims = self.verify(token)?;
         if self.events.has_ended(room) {
-            return Err(AccessError::Forbidden(format!("the event {room:?} has ended")));
+            return Err(AccessError::Forbidden(format!("The event {room:?} has ended, so its links no longer work. Ask the organisers if you expected it to go on.")));
         }
         // The distribution center's operators (room "*") act in every room.
         let everywhere = claims.room == crate::events::ALL_EVENTS && claims.role == Role::Operator;
         if claims.room != room && !everywhere {
             return Err(AccessError::Forbidden(format!(
-                "this token is for room {:?}, not {room:?}",
+                "This link is for room {:?}, not {room:?}. Open the link exactly as you received it.",
                 claims.room
             )));
         }

@@ -7,12 +7,12 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Session};
 use casecast_actors::{
-    AcceptAnswer, AcceptOffer, Close, MediaKind as MK, ParticipantEvent, ParticipantHandle, RoomEvent, SetMuted,
-    TrackDesc, TrackSource as TS,
+    AcceptAnswer, AcceptOffer, Close, MediaKind as MK, ParticipantEvent, ParticipantHandle, RaiseHand, RoomEvent,
+    SendChat, SetMuted, TrackDesc, TrackSource as TS,
 };
 use casecast_signaling::{
-    ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, MediaKind, PROTOCOL_VERSION, ParticipantInfo, Role, ServerMessage,
-    TrackInfo, TrackSource, UplinkPolicy,
+    ClientMessage, ErrorCode, EventInfo, MAX_MESSAGE_BYTES, MediaKind, PROTOCOL_VERSION, ParticipantInfo, Role,
+    ServerMessage, TrackInfo, TrackSource, UplinkPolicy,
 };
 use futures_util::StreamExt as _;
 
@@ -92,6 +92,10 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
         },
         ParticipantEvent::Bound { mid, track } => ServerMessage::TrackBound { track: track_info(&track, Some(mid)) },
         ParticipantEvent::HeldByOperator { kind, held } => ServerMessage::MutedByOperator { kind: kind_out(kind), muted: held },
+        ParticipantEvent::Hand { participant, name, raised } => ServerMessage::Hand { participant: participant.to_string(), name, raised },
+        ParticipantEvent::Chat { seq, participant, name, text, at } => {
+            ServerMessage::Chat { id: format!("c{seq}"), participant: participant.to_string(), name, text, at }
+        }
         ParticipantEvent::Connection(up) => ServerMessage::Connection { state: if up { "connected" } else { "disconnected" }.into() },
         ParticipantEvent::Closed(_) => return None,
     })
@@ -248,22 +252,31 @@ enum Step {
 async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, state: &AppState) -> Step {
     let err = |code, m: &str| Step::Reply(ServerMessage::error(code, m));
     match (msg, joined.as_ref()) {
-        (ClientMessage::Join { v, room, token, name, receive_only }, None) => {
-            if v != PROTOCOL_VERSION {
-                let m = format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}");
-                return Step::End(Some(ServerMessage::error(ErrorCode::UnsupportedVersion, m)), CloseCode::Policy, "version".into());
-            }
+        (ClientMessage::Check { v, room, token }, None) => {
             let room = room.to_string();
-            let claims = match state.authorize(Some(&token), &room, &Role::ALL) {
+            let claims = match admit(v, &room, &token, state) {
                 Ok(c) => c,
-                Err(AccessError::Unauthorized(m)) => {
-                    return Step::End(Some(ServerMessage::error(ErrorCode::Unauthorized, m)), CloseCode::Policy, "unauthorized".into());
-                }
-                Err(AccessError::Forbidden(m)) => {
-                    return Step::End(Some(ServerMessage::error(ErrorCode::Forbidden, m)), CloseCode::Policy, "forbidden".into());
-                }
+                Err(step) => return *step,
             };
-            let mut opts = participant_options(&claims, &token, name, true, false);
+            Step::Reply(ServerMessage::Invitation {
+                v: PROTOCOL_VERSION,
+                role: claims.role,
+                name: participant_options(&claims, &token, None, true, false).name,
+                policy: state.uplink(&room, claims.role),
+                event: event_info(state, &room),
+                room,
+            })
+        }
+        (ClientMessage::Check { .. }, Some(_)) => err(ErrorCode::AlreadyJoined, "this connection has joined already"),
+        // The client's `name` is ignored: the display name is the token's, so that
+        // nobody can appear as someone else by editing a link.
+        (ClientMessage::Join { v, room, token, name: _, receive_only }, None) => {
+            let room = room.to_string();
+            let claims = match admit(v, &room, &token, state) {
+                Ok(c) => c,
+                Err(step) => return *step,
+            };
+            let mut opts = participant_options(&claims, &token, None, true, false);
             let mut policy = state.uplink(&room, claims.role);
             if receive_only {
                 opts.publish = None;
@@ -284,6 +297,7 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                             .iter()
                             .map(|p| ParticipantInfo { id: p.id.to_string(), name: p.name.clone(), role: role_of(p.role) })
                             .collect(),
+                        event: event_info(state, &room),
                     };
                     tracing::info!(%room, participant = %h.id, role = claims.role.as_str(), "joined over websocket");
                     *joined = Some(h);
@@ -323,7 +337,53 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
             h.addr.do_send(SetMuted { kind: kind_in(kind), muted });
             Step::Quiet
         }
+        (ClientMessage::RaiseHand { raised }, Some(h)) => match h.addr.send(RaiseHand(raised)).await {
+            Ok(Ok(())) => Step::Quiet,
+            Ok(Err(m)) => err(ErrorCode::Forbidden, &m),
+            Err(_) => Step::End(None, CloseCode::Away, "participant ended".into()),
+        },
+        (ClientMessage::Chat { text }, Some(h)) => {
+            // The text is never logged.
+            let Some(text) = casecast_signaling::clean_chat(&text) else {
+                return err(ErrorCode::BadRequest, "a chat message needs some text");
+            };
+            match h.addr.send(SendChat(text)).await {
+                Ok(Ok(())) => Step::Quiet,
+                Ok(Err(m)) => err(ErrorCode::Forbidden, &m),
+                Err(_) => Step::End(None, CloseCode::Away, "participant ended".into()),
+            }
+        }
     }
+}
+
+/// Checks a `join` or `check`: the protocol version, then the token for `room`.
+/// Refusals end the connection.
+fn admit(v: u32, room: &str, token: &str, state: &AppState) -> Result<casecast_signaling::Claims, Box<Step>> {
+    if v != PROTOCOL_VERSION {
+        let m = format!(
+            "This page is from another version of casecast (protocol {v}; this server speaks {PROTOCOL_VERSION}). Reload the page; if that does not help, tell the organisers."
+        );
+        return Err(Box::new(Step::End(Some(ServerMessage::error(ErrorCode::UnsupportedVersion, m)), CloseCode::Policy, "version".into())));
+    }
+    state.authorize(Some(token), room, &Role::ALL).map_err(|e| {
+        Box::new(match e {
+            AccessError::Unauthorized(m) => {
+                Step::End(Some(ServerMessage::error(ErrorCode::Unauthorized, m)), CloseCode::Policy, "unauthorized".into())
+            }
+            AccessError::Forbidden(m) => Step::End(Some(ServerMessage::error(ErrorCode::Forbidden, m)), CloseCode::Policy, "forbidden".into()),
+        })
+    })
+}
+
+/// The event of room `room`, as participants see it (`None`: no event has that id).
+fn event_info(state: &AppState, room: &str) -> Option<EventInfo> {
+    state.events.event(room).map(|e| EventInfo {
+        id: e.id,
+        title: e.title,
+        status: e.status,
+        starts_at: e.starts_at,
+        ends_at: e.ends_at,
+    })
 }
 
 #[cfg(test)]

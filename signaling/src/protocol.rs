@@ -32,13 +32,38 @@ pub enum ClientMessage {
         room: RoomId,
         /// A room-scoped token (see `casecast token`).
         token: String,
-        /// Display name; defaults to the name in the token.
+        /// Ignored: the display name is the token's `name` claim, so that a link
+        /// cannot make anyone appear as someone else. Still accepted, so that older
+        /// clients that send it keep working.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
         /// Receive only, whatever the role may send: an operator's console watching
         /// the room (it is not told the program's orders, and is not a compositor).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         receive_only: bool,
+    },
+    /// Before joining: check a token for a room without joining (a pre-join screen
+    /// shows who the token names and the event's title, or why the link does not
+    /// work). Answered with [`ServerMessage::Invitation`] or an error; the connection
+    /// may then send `join`.
+    Check {
+        /// Protocol version the client speaks; must be [`PROTOCOL_VERSION`].
+        v: u32,
+        /// The room the token is to open.
+        room: RoomId,
+        /// The token.
+        token: String,
+    },
+    /// A commentator raises or lowers their hand (the operators and the others see it).
+    RaiseHand {
+        /// Raised (true) or lowered (false).
+        raised: bool,
+    },
+    /// A chat line to everyone in the room; control characters are removed and it is
+    /// cut to [`MAX_CHAT_CHARS`].
+    Chat {
+        /// The text.
+        text: String,
     },
     /// An SDP offer from the client (its first offer carries what it publishes).
     Offer {
@@ -83,6 +108,51 @@ pub enum ServerMessage {
         policy: UplinkPolicy,
         /// Who is in the room already.
         participants: Vec<ParticipantInfo>,
+        /// The event this room belongs to; absent when there is no event with the
+        /// room's id (a room made with tokens from the CLI).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<EventInfo>,
+    },
+    /// Answer to [`ClientMessage::Check`]: the token is good for this room.
+    Invitation {
+        /// Protocol version of the server.
+        v: u32,
+        /// The room.
+        room: String,
+        /// The role the token grants.
+        role: Role,
+        /// The name the participant will have (the token's).
+        name: String,
+        /// What this participant may send once joined.
+        policy: UplinkPolicy,
+        /// The room's event; absent when there is none with this id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<EventInfo>,
+    },
+    /// Someone raised or lowered their hand (to everyone in the room, the one who
+    /// did included; on joining, one per hand raised at that moment).
+    Hand {
+        /// Who.
+        participant: String,
+        /// Their display name.
+        name: String,
+        /// Raised or lowered.
+        raised: bool,
+    },
+    /// A chat line (to everyone in the room, the sender included; on joining, the
+    /// room's last lines).
+    Chat {
+        /// The line's id in the room (`c1`, `c2`, …): a client that rejoins gets
+        /// recent lines again and drops those it has.
+        id: String,
+        /// Who wrote it.
+        participant: String,
+        /// Their display name.
+        name: String,
+        /// The text.
+        text: String,
+        /// When the server received it, Unix milliseconds.
+        at: u64,
     },
     /// The server's answer to a client offer.
     Answer {
@@ -264,6 +334,36 @@ pub struct ParticipantInfo {
     pub role: Role,
 }
 
+/// An event, as a participant sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventInfo {
+    /// Its id (the room's).
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Its state as the operators' API says it (`scheduled`, `ended`, …).
+    pub status: String,
+    /// Scheduled start, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<i64>,
+    /// Scheduled end, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<i64>,
+}
+
+/// The longest chat line kept, in characters.
+pub const MAX_CHAT_CHARS: usize = 500;
+
+/// A chat line as it is passed on: control characters (line breaks included)
+/// become spaces, runs of whitespace are kept as they are, the ends are trimmed, and
+/// it is cut to [`MAX_CHAT_CHARS`]. `None` when nothing is left.
+pub fn clean_chat(text: &str) -> Option<String> {
+    let cleaned: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let cut: String = cleaned.trim().chars().take(MAX_CHAT_CHARS).collect();
+    let cut = cut.trim_end().to_string();
+    (!cut.is_empty()).then_some(cut)
+}
+
 /// A published track.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackInfo {
@@ -382,6 +482,39 @@ mod tests {
             "a".repeat(MAX_MESSAGE_BYTES)
         );
         assert_eq!(ClientMessage::parse(&huge).unwrap_err().0, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn chat_and_hands_parse_and_chat_is_cleaned() {
+        assert_eq!(ClientMessage::parse(r#"{"type":"raise_hand","raised":true}"#).unwrap(), ClientMessage::RaiseHand { raised: true });
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"chat","text":"hi"}"#).unwrap(),
+            ClientMessage::Chat { text: "hi".into() }
+        );
+        assert!(ClientMessage::parse(r#"{"type":"chat","text":"hi","to":"p1"}"#).is_err());
+        assert_eq!(clean_chat("  a\u{0}b\nc\u{1b}[31m  ").as_deref(), Some("a b c [31m"));
+        assert_eq!(clean_chat(" \n\t "), None);
+        assert_eq!(clean_chat(&"é".repeat(600)).map(|s| s.chars().count()), Some(MAX_CHAT_CHARS));
+        let m = ClientMessage::parse(r#"{"type":"check","v":1,"room":"r","token":"t"}"#).unwrap();
+        assert!(matches!(m, ClientMessage::Check { v: 1, .. }));
+    }
+
+    #[test]
+    fn joined_carries_the_event_only_when_there_is_one() {
+        let policy = UplinkPolicy { publish: true, video: true, max_fps: 5, max_video_bitrate: 1 };
+        let joined = |event| ServerMessage::Joined {
+            v: 1,
+            room: "r".into(),
+            participant_id: "p1".into(),
+            role: Role::Commentator,
+            name: "Dr. A".into(),
+            policy: policy.clone(),
+            participants: vec![],
+            event,
+        };
+        assert!(!joined(None).to_json().contains("event"));
+        let e = EventInfo { id: "r".into(), title: "Knee day".into(), status: "scheduled".into(), starts_at: None, ends_at: None };
+        assert!(joined(Some(e)).to_json().contains(r#""event":{"id":"r","title":"Knee day","status":"scheduled"}"#));
     }
 
     #[test]

@@ -67,20 +67,21 @@ pub struct Claims {
     pub jti: Option<String>,
 }
 
-/// Why a token was refused.
+/// Why a token was refused. The texts are for the person holding the link: what
+/// is wrong, in plain words, and what to do.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     /// Not three base64url parts, or not JSON inside.
-    #[error("the token is malformed: {0}")]
+    #[error("This link is incomplete or damaged ({0}). Check that you copied the whole link, or ask the organisers for a new one.")]
     Malformed(&'static str),
     /// The header names another algorithm than HS256 (its first 16 characters).
-    #[error("the token uses algorithm {0:?}; only HS256 is accepted")]
+    #[error("This link was not made by this server (its token uses algorithm {0:?}; only HS256 is accepted). Ask the organisers for a new one.")]
     Algorithm(String),
     /// The signature does not match the server secret.
-    #[error("the token's signature is invalid (signed with another secret?)")]
+    #[error("This link is not valid for this server. Check that you copied the whole link, or ask the organisers for a new one.")]
     Signature,
-    /// `exp` is in the past.
-    #[error("the token expired at {0} (Unix time); ask for a new one")]
+    /// `exp` is in the past (the value is kept for logs, not shown).
+    #[error("This invitation link has expired. Ask the organisers for a new one.")]
     Expired(u64),
 }
 
@@ -236,6 +237,21 @@ mod tests {
         // alg=none is refused before anything else.
         let none = format!("{}.{}.", B64.encode(br#"{"alg":"none"}"#), forged);
         assert_eq!(k.verify(&none, 1001), Err(TokenError::Algorithm("none".into())));
+    }
+
+    #[test]
+    fn refusals_say_what_to_do_in_plain_words() {
+        let k = TokenKey::new("secret");
+        let t = k.mint("or-1", Role::Viewer, "v", 1000, 60);
+        let expired = k.verify(&t, 5000).unwrap_err().to_string();
+        assert_eq!(expired, "This invitation link has expired. Ask the organisers for a new one.");
+        let other = TokenKey::new("other").verify(&t, 1001).unwrap_err().to_string();
+        assert!(other.starts_with("This link is not valid for this server.") && other.contains("ask the organisers"), "{other}");
+        let cut = k.verify(&t[..t.len() / 2], 1001).unwrap_err().to_string();
+        assert!(cut.contains("copied the whole link"), "{cut}");
+        for e in [expired, other, cut] {
+            assert!(!e.contains("Unix") && !e.contains("secret"), "no engineer talk: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@ mod security;
 mod deid;
 #[path = "e2e/cases.rs"]
 mod cases;
+#[path = "e2e/joining.rs"]
+mod joining;
 
 use std::net::TcpStream;
 use std::time::Duration;

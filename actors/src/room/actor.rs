@@ -10,8 +10,8 @@ use super::core::{RoomCore, RoomError, RoomOutput, RoomPolicy};
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
 use crate::participant::{
-    AddSubscriber, Notice, ParticipantActor, RemoveSubscriber, SendKeyframeRequest, SubscribeTrack,
-    UnsubscribeTrack,
+    AddSubscriber, Notice, ParticipantActor, ParticipantEvent, Relay, RemoveSubscriber, SendKeyframeRequest,
+    SubscribeTrack, UnsubscribeTrack,
 };
 use crate::{MediaKind, Member, PeerInfo, RoomEvent, TrackDesc, TrackSource};
 
@@ -24,9 +24,18 @@ pub struct RoomActor {
     members: HashMap<ParticipantId, Addr<ParticipantActor>>,
     /// What operators muted, by person: it stays muted in their next session.
     held: HashMap<String, std::collections::HashSet<MediaKind>>,
+    /// Raised hands, with the names they were raised under.
+    hands: std::collections::BTreeMap<ParticipantId, String>,
+    /// The last chat lines, for those who join later (never logged).
+    chat: std::collections::VecDeque<ParticipantEvent>,
+    /// Chat lines so far.
+    chat_seq: u64,
     registry: Weak<RoomRegistry>,
     metrics: Metrics,
 }
+
+/// Chat lines a newcomer is given.
+const CHAT_HISTORY: usize = 50;
 
 impl RoomActor {
     pub(crate) fn new(id: String, policy: RoomPolicy, registry: Weak<RoomRegistry>, metrics: Metrics) -> Self {
@@ -35,6 +44,9 @@ impl RoomActor {
             core: RoomCore::new(policy),
             members: HashMap::new(),
             held: HashMap::new(),
+            hands: Default::default(),
+            chat: Default::default(),
+            chat_seq: 0,
             registry,
             metrics,
         }
@@ -84,6 +96,15 @@ impl RoomActor {
     }
 }
 
+impl RoomActor {
+    /// Sends `ev` to every member's client.
+    fn broadcast(&self, ev: ParticipantEvent) {
+        for a in self.members.values() {
+            a.do_send(Relay(ev.clone()));
+        }
+    }
+}
+
 impl Actor for RoomActor {
     type Context = Context<Self>;
 
@@ -127,6 +148,13 @@ impl Handler<Join> for RoomActor {
                 for &kind in self.held.get(&identity).into_iter().flatten() {
                     msg.addr.do_send(crate::participant::Hold { kind, held: true });
                 }
+                // What a newcomer should know of the conversation: hands up, recent chat.
+                for (&participant, name) in &self.hands {
+                    msg.addr.do_send(Relay(ParticipantEvent::Hand { participant, name: name.clone(), raised: true }));
+                }
+                for line in &self.chat {
+                    msg.addr.do_send(Relay(line.clone()));
+                }
                 Ok(peers)
             }
             Err(e) => {
@@ -151,6 +179,9 @@ impl Handler<Leave> for RoomActor {
         let out = self.core.leave(msg.0);
         self.apply(out, ctx);
         self.members.remove(&msg.0);
+        if let Some(name) = self.hands.remove(&msg.0) {
+            self.broadcast(ParticipantEvent::Hand { participant: msg.0, name, raised: false });
+        }
         if self.core.is_empty() {
             ctx.stop();
         }
@@ -217,6 +248,62 @@ impl Handler<Mute> for RoomActor {
     fn handle(&mut self, msg: Mute, ctx: &mut Context<Self>) {
         let out = self.core.mute(msg.id, msg.kind, msg.muted);
         self.apply(out, ctx);
+    }
+}
+
+/// A member raised or lowered its hand: everyone is told.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Hand {
+    /// Who.
+    pub id: ParticipantId,
+    /// Their display name.
+    pub name: String,
+    /// Raised or lowered.
+    pub raised: bool,
+}
+
+impl Handler<Hand> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: Hand, _: &mut Context<Self>) {
+        if !self.members.contains_key(&msg.id) {
+            return;
+        }
+        if msg.raised {
+            self.hands.insert(msg.id, msg.name.clone());
+        } else {
+            self.hands.remove(&msg.id);
+        }
+        self.broadcast(ParticipantEvent::Hand { participant: msg.id, name: msg.name, raised: msg.raised });
+    }
+}
+
+/// A member's chat line: everyone is told, and the last few are kept for newcomers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Chat {
+    /// Who.
+    pub id: ParticipantId,
+    /// Their display name.
+    pub name: String,
+    /// The text, cleaned and bounded by signaling.
+    pub text: String,
+}
+
+impl Handler<Chat> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: Chat, _: &mut Context<Self>) {
+        if !self.members.contains_key(&msg.id) {
+            return;
+        }
+        self.chat_seq += 1;
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let line = ParticipantEvent::Chat { seq: self.chat_seq, participant: msg.id, name: msg.name, text: msg.text, at };
+        if self.chat.len() == CHAT_HISTORY {
+            self.chat.pop_front();
+        }
+        self.chat.push_back(line.clone());
+        self.broadcast(line);
     }
 }
 
