@@ -143,6 +143,9 @@ pub enum RoomEvent {
         labels: Option<bool>,
         /// Recording.
         recording: Option<bool>,
+        /// The operator's slate: `starting` ("Starting soon"), `brb` ("We'll be
+        /// right back") or `off`.
+        slate: Option<String>,
     },
     /// The event's latency preset for viewers (sent to operators).
     ProgramPreset(String),

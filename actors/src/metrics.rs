@@ -64,7 +64,7 @@ pub struct ProgramMetrics {
     /// 1 while an output (hls, recording, rtmp URL) works, else 0.
     pub output_up: IntGaugeVec,
     /// The operator's switches as the compositor has them: 1 on, 0 off
-    /// (`switch`: on_air, labels, recording).
+    /// (`switch`: on_air, labels, recording, slate_starting, slate_brb).
     pub switch: IntGaugeVec,
     /// Viewers' playlist requests.
     pub playlist_requests: IntCounterVec,

@@ -148,11 +148,50 @@ pub struct Switches {
     pub labels: bool,
     /// The program is recorded (only where a recording directory is set).
     pub recording: bool,
+    /// The operator's slate over the program, if any.
+    pub slate: Option<Slate>,
 }
 
 impl Default for Switches {
     fn default() -> Self {
-        Switches { on_air: true, labels: true, recording: true }
+        Switches { on_air: true, labels: true, recording: true, slate: None }
+    }
+}
+
+/// A slate the operator puts on the program in place of the mix (the audio goes
+/// on: commentators can talk over it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slate {
+    /// "Starting soon", before the surgery begins.
+    Starting,
+    /// "We'll be right back", during a pause.
+    Brb,
+}
+
+impl Slate {
+    /// Its name in the API and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slate::Starting => "starting",
+            Slate::Brb => "brb",
+        }
+    }
+
+    /// `starting`, `brb`, or `off` (none).
+    pub fn parse(s: &str) -> Result<Option<Slate>, String> {
+        match s {
+            "starting" => Ok(Some(Slate::Starting)),
+            "brb" => Ok(Some(Slate::Brb)),
+            "off" => Ok(None),
+            other => Err(format!("slate {other:?}: use \"starting\", \"brb\" or null")),
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Slate::Starting => "Starting soon",
+            Slate::Brb => "We\u{2019}ll be right back",
+        }
     }
 }
 
@@ -501,12 +540,25 @@ impl Program {
         true
     }
 
+    /// Puts the operator's slate on the program in place of the mix, or takes it
+    /// off (`None`).
+    pub fn set_slate(&self, slate: Option<Slate>) {
+        let mut l = self.layout.lock().unwrap();
+        if l.operator_slate != slate {
+            l.operator_slate = slate;
+            l.apply();
+            tracing::info!(slate = slate.map(Slate::as_str), "program slate changed");
+        }
+    }
+
     /// The switches as they are now.
     pub fn switches(&self) -> Switches {
+        let layout = self.layout.lock().unwrap();
         Switches {
             on_air: self.on_air(),
-            labels: self.layout.lock().unwrap().show_labels,
+            labels: layout.show_labels,
             recording: self.recorder.as_ref().is_some_and(|r| r.is_on()),
+            slate: layout.operator_slate,
         }
     }
 
@@ -515,6 +567,7 @@ impl Program {
         self.set_on_air(s.on_air);
         self.set_labels(s.labels);
         self.set_recording(s.recording);
+        self.set_slate(s.slate);
     }
 
     /// The recording's state: `None` without a recording directory, else whether it
@@ -563,6 +616,17 @@ impl Program {
         let mut hls = self.hls.lock().unwrap();
         hls.playlist.ended = true;
         hls.playlist.write(&hls.path).map_err(|e| ProgramError(format!("cannot close the playlist: {e}")))
+    }
+
+    /// Stops the program for now, its playlist left live (a server restarting
+    /// mid-event: the next program continues it): the recording's file is finished,
+    /// the playlist is not ended.
+    pub fn pause(self) {
+        let _ = self.error();
+        if let Some(r) = &self.recorder {
+            r.stop();
+        }
+        let _ = self.pipeline.set_state(gst::State::Null);
     }
 
     /// Handles pending bus messages (the playlist follows finished segments);
@@ -710,6 +774,8 @@ struct Layout {
     show_labels: bool,
     /// The slate's text overlay.
     slate: Option<gst::Element>,
+    /// The operator's slate, shown instead of every source.
+    operator_slate: Option<Slate>,
 }
 
 /// A video track the server bound to one of the program's m-lines.
@@ -768,6 +834,7 @@ impl Layout {
             labels: Vec::new(),
             show_labels: true,
             slate: None,
+            operator_slate: None,
         }
     }
 
@@ -775,6 +842,9 @@ impl Layout {
     /// the feed first comes, and after it drops (over its last frame) until it
     /// returns. Nothing while a commentator is the main source.
     fn slate_text(&self) -> Option<&'static str> {
+        if let Some(s) = self.operator_slate {
+            return Some(s.text());
+        }
         let commentator_main = self.main.as_ref().is_some_and(|m| {
             self.inputs.iter().any(|(_, feed, who)| !feed && who.as_ref() == Some(m))
                 && !self.away.contains(m)
@@ -847,6 +917,10 @@ impl Layout {
             .collect();
         let newest_feed = main;
         let mut out = vec![hidden; self.inputs.len()];
+        if self.operator_slate.is_some() {
+            // The operator's slate: nothing but its words on black.
+            return out;
+        }
         let full = Place { x: 0, y: 0, w, h, z: 1, visible: true };
         match self.kind {
             LayoutKind::SurgeryOnly => {
@@ -898,6 +972,9 @@ impl Layout {
             match self.slate_text() {
                 Some(text) => {
                     slate.set_property("text", text);
+                    // The operator's slate in the middle; the feed's state at the top,
+                    // over its last frame.
+                    slate.set_property_from_str("valignment", if self.operator_slate.is_some() { "center" } else { "top" });
                     slate.set_property("silent", false);
                 }
                 None => slate.set_property("silent", true),
@@ -1085,6 +1162,16 @@ mod tests {
         l.main = Some("b".into());
         assert_eq!(l.slate_text(), None);
         assert_eq!(Layout::new(1280, 720).slate_text(), Some("Waiting for the surgery feed"));
+        // The operator's slate hides every source (and so every label) and says its
+        // words, whoever is the main source; off again, the layout comes back.
+        l.operator_slate = Some(Slate::Brb);
+        assert!(l.places().iter().all(|p| !p.visible));
+        assert!(l.slate_text().is_some_and(|t| t.contains("right back")));
+        l.operator_slate = None;
+        assert!(l.places()[2].visible);
+        assert_eq!(Slate::parse("starting"), Ok(Some(Slate::Starting)));
+        assert_eq!(Slate::parse("off"), Ok(None));
+        assert!(Slate::parse("banner").is_err());
     }
 
     #[test]

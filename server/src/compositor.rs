@@ -2,19 +2,23 @@
 //! carries the program pipeline's SDP ([`casecast_actors::program::Program`]). Runs
 //! in its own thread, in the server process (`demo`) or alone (`casecast compositor`).
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use casecast_actors::metrics::ProgramMetrics;
 use casecast_actors::stop::Stop;
-use casecast_actors::program::{HlsPreset, Program, ProgramOptions};
+use casecast_actors::program::{HlsPreset, Program, ProgramOptions, Slate};
 use casecast_signaling::{ClientMessage, PROTOCOL_VERSION, ServerMessage};
 
 /// A running compositor; stops on drop.
 pub struct Compositor {
     stop: Stop,
+    /// Whether stopping ends the playlist (it becomes VOD): true unless the
+    /// program only pauses for a server restart (see [`Compositor::pause_on_stop`]).
+    end_on_stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -24,6 +28,8 @@ impl Compositor {
     pub fn start(base_url: &str, room: &str, token: &str, mut opts: ProgramOptions, metrics: Option<ProgramMetrics>) -> Compositor {
         let stop = Stop::new();
         let s = stop.clone();
+        let end_on_stop = Arc::new(AtomicBool::new(true));
+        let end = end_on_stop.clone();
         let url = format!("{}/ws", base_url.trim_end_matches('/').replacen("http", "ws", 1));
         let (room, token) = (room.to_string(), token.to_string());
         let thread = std::thread::Builder::new()
@@ -72,15 +78,34 @@ impl Compositor {
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
-                // Stopped for good: the playlist becomes VOD.
-                if let Some(program) = last
-                    && let Err(e) = program.finish()
-                {
-                    tracing::warn!(error = %e, "compositor: playlist not closed");
+                // Stopped for good: the playlist becomes VOD. Paused (the server
+                // restarts mid-event), it stays live: the next program continues it,
+                // and players keep reloading it meanwhile.
+                if let Some(program) = last {
+                    if end.load(Ordering::Relaxed) {
+                        if let Err(e) = program.finish() {
+                            tracing::warn!(error = %e, "compositor: playlist not closed");
+                        }
+                    } else {
+                        program.pause();
+                    }
                 }
             })
             .ok();
-        Compositor { stop, thread }
+        Compositor { stop, end_on_stop, thread }
+    }
+
+    /// From now on, stopping leaves the playlist live (a server going down
+    /// mid-event) until [`Compositor::end`] says otherwise.
+    pub fn pause_on_stop(&self) {
+        self.end_on_stop.store(false, Ordering::Relaxed);
+    }
+
+    /// Stops it for good: the playlist ends (VOD) and the recording's file is
+    /// finished.
+    pub fn end(self) {
+        self.end_on_stop.store(true, Ordering::Relaxed);
+        drop(self);
     }
 }
 
@@ -183,7 +208,13 @@ impl Reporter<'_> {
             m.output_up.with_label_values(&[self.room, "recording"]).set(i64::from(writing));
         }
         let s = program.switches();
-        for (name, on) in [("on_air", s.on_air), ("labels", s.labels), ("recording", s.recording)] {
+        for (name, on) in [
+            ("on_air", s.on_air),
+            ("labels", s.labels),
+            ("recording", s.recording),
+            ("slate_starting", s.slate == Some(Slate::Starting)),
+            ("slate_brb", s.slate == Some(Slate::Brb)),
+        ] {
             m.switch.with_label_values(&[self.room, name]).set(i64::from(on));
         }
         (self.last, self.frames, self.bytes, self.segments) = (std::time::Instant::now(), frames, bytes, segments);
@@ -279,9 +310,14 @@ fn run_session(
                 tracing::debug!(%sdp, "compositor answer");
                 program.set_answer(&sdp)?
             }
-            ServerMessage::ProgramSwitches { on_air, labels, recording } => {
+            ServerMessage::ProgramSwitches { on_air, labels, recording, slate } => {
                 if let Some(on) = on_air {
                     program.set_on_air(on);
+                }
+                match slate.as_deref().map(Slate::parse) {
+                    Some(Ok(s)) => program.set_slate(s),
+                    Some(Err(e)) => tracing::warn!(error = %e, "compositor: slate ignored"),
+                    None => {}
                 }
                 if let Some(on) = labels {
                     program.set_labels(on);

@@ -302,8 +302,9 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                     tracing::info!(%room, participant = %h.id, role = claims.role.as_str(), "joined over websocket");
                     *joined = Some(h);
                     if claims.role == Role::Operator && !receive_only {
-                        // A compositor: the event's preset follows the joined message.
-                        crate::events::tell_preset(state, &room).await;
+                        // A compositor: the event's preset, switches and layout follow
+                        // the joined message.
+                        crate::events::tell_compositor(state, &room).await;
                         if let Some(aws) = state.distribution.aws() {
                             aws.tell_outputs(&room).await;
                         }

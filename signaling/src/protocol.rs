@@ -214,6 +214,10 @@ pub enum ServerMessage {
         /// Recording on or off.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recording: Option<bool>,
+        /// The operator's slate over the program: `starting` ("Starting soon"),
+        /// `brb` ("We'll be right back") or `off`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slate: Option<String>,
     },
     /// The event's latency preset for viewers, `quality` or `low-latency` (sent to the
     /// compositor when it joins an event's room and when the preset changes; a
