@@ -229,6 +229,9 @@ pub struct ProgramConfig {
     /// Most HLS viewers counted from one client address (a hospital's NAT holds
     /// several; one client with made-up viewer ids holds no more).
     pub viewers_per_address: usize,
+    /// Most events' programs this server runs at once (each needs about a core at
+    /// 720p30): a start beyond it is refused with the reason.
+    pub max_running: usize,
 }
 
 impl Default for ProgramConfig {
@@ -246,6 +249,7 @@ impl Default for ProgramConfig {
             video_bitrate: o.video_bitrate,
             monitor: o.monitor,
             viewers_per_address: 16,
+            max_running: 4,
         }
     }
 }
@@ -526,6 +530,9 @@ impl Config {
             bail!("max_token_ttl_secs must be from 60 (a minute) to 31622400 (a year)");
         }
         self.proxies()?;
+        if self.program.max_running == 0 {
+            bail!("program.max_running must be at least 1");
+        }
         if self.program.viewers_per_address == 0 {
             bail!("program.viewers_per_address must be at least 1");
         }

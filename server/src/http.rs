@@ -20,6 +20,9 @@ mod assets {
     pub const WATCH_JS: &str = include_str!("../../web/watch.js");
     pub const CASES_JS: &str = include_str!("../../web/cases.js");
     pub const CONSOLE_JS: &str = include_str!("../../web/console.js");
+    pub const CONSOLE_CORE_JS: &str = include_str!("../../web/console-core.js");
+    pub const CONSOLE_PEOPLE_JS: &str = include_str!("../../web/console-people.js");
+    pub const CONSOLE_PROGRAM_JS: &str = include_str!("../../web/console-program.js");
     pub const DOM_JS: &str = include_str!("../../web/dom.js");
     pub const MONITOR_JS: &str = include_str!("../../web/monitor.js");
     pub const HLS_JS: &str = include_str!("../../web/vendor/hls.light.min.js");
@@ -105,6 +108,9 @@ pub(crate) async fn asset(name: web::Path<String>) -> HttpResponse {
         "watch.js" => (assets::WATCH_JS, "text/javascript; charset=utf-8"),
         "cases.js" => (assets::CASES_JS, "text/javascript; charset=utf-8"),
         "console.js" => (assets::CONSOLE_JS, "text/javascript; charset=utf-8"),
+        "console-core.js" => (assets::CONSOLE_CORE_JS, "text/javascript; charset=utf-8"),
+        "console-people.js" => (assets::CONSOLE_PEOPLE_JS, "text/javascript; charset=utf-8"),
+        "console-program.js" => (assets::CONSOLE_PROGRAM_JS, "text/javascript; charset=utf-8"),
         "dom.js" => (assets::DOM_JS, "text/javascript; charset=utf-8"),
         "monitor.js" => (assets::MONITOR_JS, "text/javascript; charset=utf-8"),
         "style.css" => (assets::STYLE, "text/css; charset=utf-8"),
@@ -118,7 +124,7 @@ pub(crate) async fn asset(name: web::Path<String>) -> HttpResponse {
 /// channels): `?token=` on the playlist, which then carries it to its segments.
 /// Answers the token (private) or nothing (public), or the refusal.
 #[allow(clippy::result_large_err)]
-fn playback_allowed(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<Option<String>, HttpResponse> {
+pub(crate) fn playback_allowed(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<Option<String>, HttpResponse> {
     if !state.events.is_private(room) {
         return Ok(None);
     }

@@ -13,6 +13,7 @@ mod distribution;
 mod files;
 mod http;
 mod process;
+mod programs;
 mod routes;
 mod state;
 mod viewers;
@@ -480,6 +481,22 @@ fn shutdown_signal() -> casecast_actors::stop::Stop {
     stop
 }
 
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM).
+async fn shutdown_requested() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
 /// ICE on loopback for a WHIP URL on this machine (libnice skips loopback otherwise).
 fn loopback_if_local(url: &str) -> Vec<String> {
     let host = url.split("://").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
@@ -690,6 +707,8 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             max_token_ttl: config.max_token_ttl_secs,
             metrics_token: metrics_token.clone(),
             proxies: config.proxies()?,
+            programs: programs::Programs::new(TokenKey::new(&secret), config.clone(), Some(sfu.metrics().program.clone())),
+            voters: Default::default(),
         });
         let cstore = match cases::start_cstore(&config, state.clone()) {
             Ok(a) => a,
@@ -730,44 +749,45 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         tracing::info!(http = %public, udp = ?sfu.udp_addrs(), candidates = ?sfu.candidates(), cstore = ?cstore, "casecast listening");
         let server = server.run();
 
+        // The events' programs: started from now on when an event starts, and
+        // at once for those that were running when the server last stopped.
+        state.programs.listening(local.clone());
+        let resumed = state.programs.resume(&state.events.all_started());
+        if resumed > 0 {
+            tracing::info!(programs = resumed, "events' programs started again after a restart");
+        }
+        // On SIGINT/SIGTERM the programs stop first (their playlists stay live for
+        // the restart), so none joins again while the server drains.
+        let st = state.clone();
+        actix_web::rt::spawn(async move {
+            shutdown_requested().await;
+            st.programs.stop_signal();
+        });
+        // Events whose scheduled start comes.
+        let st = state.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                events::start_scheduled(&st).await;
+            }
+        });
+
         let mut feed = None;
-        let mut program_mixer = None;
         if let Some(Demo { room, codec, program }) = demo {
             let key = TokenKey::new(&secret);
             let now = unix_now();
+            // The demo is an ordinary event, listed in the console, with the
+            // server's room settings as its policy.
+            events::ensure_demo_event(&state, &config, &room).await.map_err(|m| anyhow::anyhow!("cannot make the demo event: {m}"))?;
+            if program {
+                let who = casecast_signaling::Claims { room: events::ALL_EVENTS.into(), role: Role::Operator, name: "demo".into(), iat: now, exp: now, jti: None };
+                events::start_event(&state, &who, &room).await.map_err(|(_, m)| anyhow::anyhow!("cannot start the demo's program: {m}"))?;
+            }
             let enc = key.mint(&room, Role::Encoder, "demo encoder", now, 30 * 86400);
             let whip_url = format!("{local}/whip/{room}");
             let opts = TestPatternOptions { codec, local_addresses: loopback_if_local(&whip_url), ..Default::default() };
             feed = Some(TestPatternPublisher::start(opts, HttpWhip::new(whip_url, enc.clone()))?);
-            if program {
-                let op = key.mint(&room, Role::Operator, "program", now, 30 * 86400);
-                // Same host: ICE over loopback only.
-                let opts = casecast_actors::program::ProgramOptions {
-                    local_addresses: vec!["127.0.0.1".into()],
-                    ..config.program_options(&room)?
-                };
-                let metrics = Some(sfu.metrics().program.clone());
-                let mixer = compositor::Compositor::start(&local, &room, &op, opts, metrics);
-                // On SIGINT/SIGTERM the program stops first, so it does not join again
-                // while the server drains its connections.
-                let stop = mixer.stopper();
-                actix_web::rt::spawn(async move {
-                    let term = async {
-                        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                            Ok(mut s) => {
-                                s.recv().await;
-                            }
-                            Err(_) => std::future::pending::<()>().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term => {}
-                    }
-                    stop.set();
-                });
-                program_mixer = Some(mixer);
-            }
             let c1 = key.mint(&room, Role::Commentator, "Dr. Demo", now, 86400);
             let c2 = key.mint(&room, Role::Commentator, "Dr. Second", now, 86400);
             let viewer = key.mint(&room, Role::Viewer, "viewer", now, 86400);
@@ -784,9 +804,8 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         if let Some(mut f) = feed {
             tokio::task::spawn_blocking(move || f.stop()).await.ok();
         }
-        if let Some(c) = program_mixer {
-            tokio::task::spawn_blocking(move || drop(c)).await.ok();
-        }
+        let st = state.clone();
+        tokio::task::spawn_blocking(move || st.programs.pause_all()).await.ok();
         r
     })
 }

@@ -105,6 +105,8 @@ pub const DOORS: &[Door] = &[
     door!("GET", "/cases", Access::Public, cases::page),
     // The program, for viewers and operators.
     door!("GET", "/watch/{room}/source", Access::Playback, http::watch_source),
+    door!("GET", "/watch/{room}/state", Access::Playback, events::watch_state),
+    door!("POST", "/watch/{room}/votes", Access::Playback, Some(1024), events::vote),
     door!("GET", "/hls/{room}/{file}", Access::Playback, None, http::hls, wrap Compress::default()),
     door!("GET", "/api/rooms/{room}/recordings", Access::Room(OPERATOR), http::recordings),
     door!("GET", "/api/rooms/{room}/recordings/{file}", Access::Room(OPERATOR), http::recording),
@@ -130,7 +132,9 @@ pub const DOORS: &[Door] = &[
     door!("GET", "/api/events/{id}", Access::Event, JSON, events::get),
     door!("PATCH", "/api/events/{id}", Access::Event, JSON, events::update),
     door!("DELETE", "/api/events/{id}", Access::AllEvents, JSON, events::delete),
+    door!("POST", "/api/events/{id}/start", Access::Event, JSON, events::start),
     door!("POST", "/api/events/{id}/end", Access::Event, JSON, events::end),
+    door!("GET", "/api/events/{id}/polls", Access::Event, JSON, events::polls),
     door!("GET", "/api/events/{id}/distribution", Access::Event, JSON, events::distribution),
     door!("POST", "/api/events/{id}/distribution/input", Access::Event, JSON, events::switch_input),
     door!("POST", "/api/events/{id}/playback-tokens", Access::Event, JSON, events::playback_token),

@@ -38,6 +38,10 @@ pub struct AppState {
     pub metrics_token: String,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub proxies: Vec<std::net::IpAddr>,
+    /// The events' programs this server runs.
+    pub programs: crate::programs::Programs,
+    /// Who voted in polls from which address.
+    pub voters: crate::events::Voters,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.

@@ -40,6 +40,11 @@ impl Viewers {
         Viewers { rooms: Mutex::default(), per_address }
     }
 
+    /// How many viewers one client address counts for at most.
+    pub fn per_address(&self) -> usize {
+        self.per_address
+    }
+
     /// Records a playlist request of `viewer` from `address` in `room`; returns the
     /// room's count. Every viewer asks every segment: the map is pruned once a
     /// second, not on every request.

@@ -77,8 +77,8 @@ fn to_message(ev: ParticipantEvent) -> Option<ServerMessage> {
         ParticipantEvent::Room(RoomEvent::TrackAdded(t)) => ServerMessage::TrackAdded { track: track_info(&t, None) },
         ParticipantEvent::Room(RoomEvent::TrackRemoved(id)) => ServerMessage::TrackRemoved { track_id: id.to_string() },
         ParticipantEvent::Room(RoomEvent::ProgramLayout { layout, main }) => ServerMessage::ProgramLayout { layout, main },
-        ParticipantEvent::Room(RoomEvent::ProgramSwitches { on_air, labels, recording }) => {
-            ServerMessage::ProgramSwitches { on_air, labels, recording }
+        ParticipantEvent::Room(RoomEvent::ProgramSwitches { on_air, labels, recording, slate }) => {
+            ServerMessage::ProgramSwitches { on_air, labels, recording, slate }
         }
         ParticipantEvent::Room(RoomEvent::ProgramPreset(latency_preset)) => ServerMessage::ProgramPreset { latency_preset },
         ParticipantEvent::Room(RoomEvent::ProgramOutputs(rtmp)) => ServerMessage::ProgramOutputs { rtmp },
