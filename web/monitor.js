@@ -7,10 +7,11 @@
 // the server then offers each track, with mid → track info, and it answers. Lost
 // signaling or media (3 s) ends the session and a new one starts, with backoff.
 //
-//   const m = new RoomMonitor({ room, token, name, onTrack(info, track), onGone(info), onState(state, detail) });
+//   const m = new RoomMonitor({ room, token, name, onTrack(info, track), onGone(info), onState(state, detail), onMessage(m) });
 //   m.start(); … m.stop();
 //
 // `info` is the server's track info: { id, mid, participant_id, name, kind, source }.
+// `onMessage` gets the room's other messages (the commentators' chat, raised hands).
 
 const PING_MS = 10_000;
 const GRACE_MS = 3_000;
@@ -18,8 +19,8 @@ const MAX_BACKOFF_MS = 10_000;
 const FATAL = new Set(["unauthorized", "forbidden", "unsupported_version"]);
 
 export class RoomMonitor {
-  constructor({ room, token, name = "console", onTrack, onGone, onState }) {
-    Object.assign(this, { room, token, name, onTrack, onGone, onState });
+  constructor({ room, token, name = "console", onTrack, onGone, onState, onMessage }) {
+    Object.assign(this, { room, token, name, onTrack, onGone, onState, onMessage });
     this.session = null;
     this.attempt = 0;
     this.timer = 0;
@@ -100,7 +101,9 @@ export class RoomMonitor {
       case "participant_left":
         for (const [mid, p] of this.playing) if (p.info.participant_id === m.participant_id) this.gone(mid);
         return;
-      default: return;
+      default:
+        this.onMessage?.(m);
+        return;
     }
   }
 

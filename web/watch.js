@@ -4,6 +4,12 @@
 // CloudFront when the event goes out through AWS (with a signed query on every
 // request for a private event). A playlist that is not there yet (the program is
 // starting) is retried every few seconds; an ended event plays as VOD.
+//
+// The page follows the event's state (/watch/{room}/state, every 2 s) and says it
+// over the picture: starting soon, the broadcast will resume shortly (off air),
+// ended (the recording plays). A server that restarts mid-event is followed
+// without a reload: the player retries, and a playlist that looks ended while the
+// event is on air is loaded again.
 
 const room = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] ?? "");
 // An id for this viewer (this tab), sent with playlist requests so the server counts
@@ -12,14 +18,24 @@ const viewer = sessionStorage.getItem("casecast-viewer") ?? Array.from(crypto.ge
 sessionStorage.setItem("casecast-viewer", viewer);
 // A private event's playback token, from the link the viewer was given.
 const playback = new URLSearchParams(location.search).get("token");
+// A voter id for this browser (kept across tabs and reloads), so a viewer's vote
+// counts once per poll.
+const voter = localStorage.getItem("casecast-voter") ?? Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+localStorage.setItem("casecast-voter", voter);
+const tokenQuery = playback ? `?token=${encodeURIComponent(playback)}` : "";
 let src = `/hls/${encodeURIComponent(room)}/index.m3u8?viewer=${viewer}${playback ? `&token=${encodeURIComponent(playback)}` : ""}`;
 // CloudFront's signed query, added to every request (segments too); none locally.
 let signedQuery = null;
 const video = document.getElementById("video");
 const status = document.getElementById("status");
 const note = document.getElementById("note");
+const overlay = document.getElementById("overlay");
+const overlayTitle = document.getElementById("overlay-title");
+const overlayText = document.getElementById("overlay-text");
 document.getElementById("room").textContent = room;
 document.title = `casecast — ${room}`;
+// The event's state as last heard (null until then).
+let eventState = null;
 
 let hls = null;
 
@@ -82,18 +98,44 @@ function showMetadata(text) {
       const b = document.createElement("button");
       b.type = "button";
       b.textContent = o;
-      b.addEventListener("click", () => {
-        for (const other of list.children) other.disabled = true;
-        b.classList.add("chosen");
-      });
+      b.addEventListener("click", () => vote(m.id, [...list.children].indexOf(b), list, b, result));
       list.append(b);
     }
-    item.append(list);
+    const result = document.createElement("small");
+    result.className = "poll-result";
+    item.append(list, result);
   } else {
     item.textContent = m.text;
   }
   box.prepend(item);
   box.hidden = false;
+}
+
+/** Sends this viewer's vote; a second one changes it. */
+async function vote(poll, choice, list, button, result) {
+  for (const b of list.children) b.disabled = true;
+  result.textContent = "sending…";
+  try {
+    const r = await fetch(`/watch/${encodeURIComponent(room)}/votes${tokenQuery}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ poll, choice, viewer: voter }),
+    });
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error ?? `the server answered ${r.status}`);
+    for (const b of list.children) b.classList.toggle("chosen", b === button);
+    result.textContent = "Thank you — your vote is counted. You can change it.";
+    window.casecastWatch.votes = (window.casecastWatch.votes ?? 0) + 1;
+  } catch (e) {
+    result.textContent = `Your vote did not go through (${e.message}). Try again.`;
+  }
+  for (const b of list.children) b.disabled = false;
+}
+
+/** Says over the picture what the event is doing (nothing while on air). */
+function showOverlay(title, text) {
+  overlay.hidden = !title;
+  overlayTitle.textContent = title ?? "";
+  overlayText.textContent = text ?? "";
 }
 
 function start() {
@@ -112,7 +154,8 @@ function start() {
     });
     hls.on(window.Hls.Events.ERROR, (_, data) => {
       if (!data.fatal) return;
-      say("waiting for the program…", false);
+      if (eventState === "on_air" || eventState === "off_air") say("reconnecting…", false);
+      else say("waiting for the program…", false);
       hls.destroy();
       hls = null;
       setTimeout(start, 3000);
@@ -125,7 +168,13 @@ function start() {
       }
     });
     hls.on(window.Hls.Events.LEVEL_LOADED, (_, data) => {
-      if (!data.details.live) say("event ended — playing the recording", false);
+      // Ended, but the playlist is still finishing: load the recording when it is.
+      if (data.details.live && eventState === "ended") restartSoon();
+      if (data.details.live) return;
+      // An ended playlist while the event is live is an old one (the program was
+      // starting again): load it afresh in a moment.
+      if (eventState === "ended" || eventState === null) say("ended — playing the recording", false);
+      else restartSoon();
     });
     hls.loadSource(src);
     hls.attachMedia(video);
@@ -140,6 +189,20 @@ function start() {
   video.play().catch(() => {});
 }
 
+let restarting = null;
+/** Loads the program again from its playlist (after a restart of the server). */
+function restartSoon() {
+  if (restarting) return;
+  restarting = setTimeout(() => {
+    restarting = null;
+    if (hls) {
+      hls.destroy();
+      hls = null;
+    }
+    start();
+  }, 2000);
+}
+
 document.getElementById("golive").addEventListener("click", () => {
   if (hls && hls.liveSyncPosition != null) video.currentTime = hls.liveSyncPosition;
   else if (video.seekable.length) video.currentTime = video.seekable.end(video.seekable.length - 1);
@@ -147,6 +210,7 @@ document.getElementById("golive").addEventListener("click", () => {
 });
 
 setInterval(() => {
+  if (eventState === "off_air" || eventState === "ended" || eventState === "scheduled") return;
   if (video.readyState < 2) return;
   const behind = behindLive();
   if (behind == null) return;
@@ -155,6 +219,71 @@ setInterval(() => {
   if (behind <= target) say("live", true);
   else say(`${Math.round(behind)} s behind live`, false);
 }, 1000);
+
+const when = (t) => new Date(t * 1000).toLocaleString([], { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+
+/** Follows the event's state: what the page says, and whether the player runs. */
+async function followState() {
+  let s;
+  try {
+    const r = await fetch(`/watch/${encodeURIComponent(room)}/state${tokenQuery}`, { cache: "no-store" });
+    if (r.status === 404) {
+      eventState = "none";
+      showOverlay("No event here", "There is no event at this address. Check the link you were given.");
+      say("no event", false);
+      return;
+    }
+    if (r.status === 401 || r.status === 403) {
+      const e = await r.json().catch(() => ({}));
+      eventState = "refused";
+      showOverlay("This event is private", e.error ?? "Open it with the link the organisers sent you.");
+      say("private", false);
+      return;
+    }
+    if (!r.ok) throw new Error(String(r.status));
+    s = await r.json();
+  } catch {
+    // The server is unreachable (restarting?): the player keeps trying meanwhile.
+    if (eventState !== "ended") say("reconnecting…", false);
+    return;
+  }
+  const before = eventState;
+  eventState = s.state;
+  window.casecastWatch.state = s;
+  if (s.title) {
+    document.getElementById("room").textContent = s.title;
+    document.title = `${s.title} — casecast`;
+  }
+  switch (s.state) {
+    case "scheduled":
+      showOverlay("Starting soon", s.starts_at ? `The broadcast begins ${when(s.starts_at)}. This page starts playing by itself.` : "The broadcast has not started yet. This page starts playing by itself.");
+      say("starting soon", false);
+      break;
+    case "starting":
+      showOverlay("Starting soon", "The broadcast is about to begin.");
+      say("starting…", false);
+      break;
+    case "off_air":
+      showOverlay("We\u2019ll be right back", "The broadcast will resume shortly. Stay on this page.");
+      say("off air", false);
+      break;
+    case "ended":
+      if (s.playlist) showOverlay(null);
+      else showOverlay("The broadcast has ended", "Thank you for watching.");
+      note.hidden = !s.playlist;
+      note.textContent = "The broadcast has ended — you are watching the recording.";
+      say("ended", false);
+      break;
+    default:
+      showOverlay(null);
+      note.hidden = true;
+  }
+  // Play whenever there is something to play; the first time the event goes on
+  // air or ends (the recording), load the playlist afresh.
+  const playable = s.playlist && (s.state === "on_air" || s.state === "off_air" || s.state === "ended" || s.state === "starting");
+  if (playable && !hls && !video.src && !restarting) start();
+  else if (playable && before && before !== s.state && (s.state === "ended" || before === "starting" || before === "scheduled")) restartSoon();
+}
 
 window.casecastWatch.video = video;
 Object.defineProperty(window.casecastWatch, "hls", { get: () => hls });
@@ -175,6 +304,7 @@ async function begin() {
   } catch {
     // Played from here.
   }
-  start();
+  await followState();
+  setInterval(followState, 2000);
 }
 begin();
