@@ -110,6 +110,23 @@ impl Browser {
         Ok(())
     }
 
+    /// Lays the page out as a screen `width`×`height` CSS pixels shows it (a phone, a
+    /// tablet), whatever the window's size (Chromium's device metrics override, as
+    /// its device toolbar does), and saves a PNG of what it shows.
+    pub fn screenshot_as(&self, path: &std::path::Path, width: u32, height: u32, mobile: bool) -> Result<()> {
+        use base64::Engine;
+        let params = json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile});
+        post(&self.agent, &self.url("goog/cdp/execute"), &json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": params}))?;
+        wait_for(&format!("the page's new size ({width} px)"), Duration::from_secs(10), || {
+            let w = self.eval("return window.innerWidth").ok()?.as_u64()?;
+            (w == u64::from(width)).then(|| self.eval("return new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => ok(true))))"))
+        })??;
+        let v: Value = self.agent.get(&self.url("screenshot")).call()?.body_mut().read_json()?;
+        let png = base64::engine::general_purpose::STANDARD.decode(v["value"].as_str().context("no screenshot")?)?;
+        std::fs::write(path, png)?;
+        Ok(())
+    }
+
     /// The browser's console log, for failures.
     pub fn title(&self) -> String {
         self.eval("return document.title").map(|v| v.to_string()).unwrap_or_default()

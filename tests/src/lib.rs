@@ -256,6 +256,15 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Stops the process cleanly (SIGTERM, as a service manager does for an upgrade)
+    /// and starts it again on the same ports and data.
+    pub fn restart(&mut self) -> Result<()> {
+        let status = self.terminate()?;
+        anyhow::ensure!(status.success(), "casecast exited with {status} on SIGTERM");
+        self.child = Self::launch(&self.cmd, &self.args, &self.log, self.umask)?;
+        self.wait_ready()
+    }
+
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;

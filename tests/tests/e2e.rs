@@ -9,6 +9,8 @@ mod security;
 mod deid;
 #[path = "e2e/cases.rs"]
 mod cases;
+#[path = "e2e/event_day.rs"]
+mod event_day;
 #[path = "e2e/joining.rs"]
 mod joining;
 
@@ -23,6 +25,11 @@ use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
 
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// For a light test whose doors may start an event (`POST /api/events/{id}/start`
+/// runs its program in the server): programs small and slow enough not to load the
+/// machine the media tests share.
+const LIGHT_PROGRAMS: &[&str] = &["--program-width", "320", "--program-height", "180", "--program-fps", "5"];
 
 fn ws_connect(server: &Server) -> Ws {
     let url = format!("{}/ws", server.url.replace("http://", "ws://"));
@@ -1131,8 +1138,9 @@ fn hls_latency_of_each_preset_from_the_burned_in_clock() -> Result<()> {
         if preset == "low-latency" {
             // The console's preview, the program monitor over WebRTC, read the same way.
             let center = server.token("*", Role::Operator, "Ops Ida");
-            let event = json!({"id": "demo", "title": "Latency", "policy": {"latency_preset": "low-latency"}});
-            assert_eq!(api("POST", &format!("{}/api/events", server.url), Some(&center), Some(event))?.0, 201);
+            // The demo is an event of its own (with the server's preset).
+            let (s, e) = api("GET", &format!("{}/api/events/demo", server.url), Some(&center), None)?;
+            assert_eq!((s, e["policy"]["latency_preset"].as_str()), (200, Some("low-latency")), "{e}");
             let console = Browser::start()?;
             console.goto(&format!("{}/console?token={center}#event=demo", server.url))?;
             let monitor = median_delay(&console, &scratch.0, "#preview", "console monitor")?;
@@ -1455,16 +1463,12 @@ fn the_operator_takes_the_program_off_air_and_back() -> Result<()> {
     let (_, log) = api("GET", &format!("{}/api/audit?event=demo", server.url), Some(&op), None)?;
     let actions: Vec<&str> = log.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(&actions[..2], ["program.on_air", "program.off_air"], "{log}");
-    // An event for the room with the quality preset: the program's HLS starts again
+    // The demo's event changed to the quality preset: the program's HLS starts again
     // with 6 s segments, players held 24 s back; back to low latency, 1 s and 3 s.
     let center = server.token("*", Role::Operator, "Ops Dee");
-    let event = json!({"id": "demo", "title": "Hip, OR 2", "policy": {"latency_preset": "quality"}});
-    assert_eq!(api("POST", &format!("{}/api/events", server.url), Some(&center), Some(event))?.0, 201);
     for (preset, target, hold_back) in [("quality", 6, 24), ("low-latency", 1, 3)] {
-        if preset == "low-latency" {
-            let change = json!({"policy": {"latency_preset": preset}});
-            assert_eq!(api("PATCH", &format!("{}/api/events/demo", server.url), Some(&center), Some(change))?.0, 200);
-        }
+        let change = json!({"title": "Hip, OR 2", "policy": {"latency_preset": preset}});
+        assert_eq!(api("PATCH", &format!("{}/api/events/demo", server.url), Some(&center), Some(change))?.0, 200);
         wait_for("the new playlist with the preset's segments", Duration::from_secs(60), || {
             let t = text();
             (t.contains(&format!("#EXT-X-TARGETDURATION:{target}\n"))
@@ -1478,10 +1482,10 @@ fn the_operator_takes_the_program_off_air_and_back() -> Result<()> {
     Ok(())
 }
 
-/// The distribution center's console in Chromium: the operator creates the event,
-/// switches the layout (the HLS program changes), invites a commentator whose link
-/// opened in a second browser joins, and the console shows them with rising stats
-/// within seconds.
+/// The distribution center's console in Chromium on the demo's event: the operator
+/// arranges a layout in the preview and takes it (the HLS program changes only
+/// then), invites a commentator whose link opened in a second browser joins, and
+/// the console shows them with rising stats within seconds; off air and back.
 #[test]
 fn the_console_runs_an_event_in_chromium() -> Result<()> {
     let server = Server::demo(&["--program-preset", "low-latency"])?;
@@ -1496,22 +1500,22 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
     console.goto(&format!("{}/console?token={center}", server.url))?;
     let hook = |b: &Browser, expr: &str| b.eval(&format!("return window.casecastConsole ? {expr} : null")).unwrap_or(Value::Null);
     wait_for("the console to load", Duration::from_secs(20), || hook(&console, "window.casecastConsole.events").as_array().map(|_| ()))?;
-    // The event for the demo's room, made through the form.
-    console.eval(
-        "document.querySelector('#ev-title').value = 'Knee replacement, OR 3';
-         document.querySelector('#ev-id').value = 'demo';
-         document.querySelector('#ev-preset').value = 'low-latency';
-         document.querySelector('#create-event').requestSubmit();",
-    )?;
-    wait_for("the event listed", Duration::from_secs(20), || {
-        hook(&console, "window.casecastConsole.events").as_array()?.iter().any(|e| e["id"] == "demo").then_some(())
+    // The demo is an event like any other: listed, on air.
+    wait_for("the demo listed on air", Duration::from_secs(30), || {
+        hook(&console, "window.casecastConsole.events").as_array()?.iter().any(|e| e["id"] == "demo" && e["state"] == "on_air").then_some(())
     })?;
-    console.eval("location.hash = '#event=demo'")?;
+    console.eval("document.querySelector('tr[data-event=\"demo\"] button[data-action=\"open\"]').click()")?;
     wait_for("the event open", Duration::from_secs(20), || (hook(&console, "window.casecastConsole.event && window.casecastConsole.event.id") == json!("demo")).then_some(()))?;
-    // A layout button changes the program.
+    wait_for("the on-air light", Duration::from_secs(20), || (hook(&console, "document.querySelector('#air-light').dataset.state") == json!("on_air")).then_some(()))?;
+    // A layout arranged in the preview changes nothing until it is taken.
     let before = listed().len();
     console.eval("document.querySelector('button[data-layout=\"side_by_side\"]').click()")?;
-    wait_for("the console's layout in the program", Duration::from_secs(30), || {
+    wait_for("two more segments", Duration::from_secs(30), || (listed().len() > before + 1).then_some(()))?;
+    assert!(right_third(listed().last().unwrap()).unwrap_or(0) > 60, "the preview's layout is not live before Take");
+    assert_eq!(hook(&console, "window.casecastConsole.next.layout"), json!("side_by_side"));
+    let before = listed().len();
+    console.eval("document.querySelector('#take').click()")?;
+    wait_for("the taken layout in the program", Duration::from_secs(30), || {
         let l = listed();
         (l.len() > before + 1 && right_third(l.last()?)? < 30).then_some(())
     })?;
@@ -1600,8 +1604,9 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
             std::fs::read(&p).is_ok_and(|b| b.windows(23).any(|w| w == b"Closing in five minutes"))
         }).then_some(())
     })?;
-    // Off air from the console: the playlist stops growing; back on air it goes on.
-    console.eval("document.querySelector('#off-air').click()")?;
+    // Off air from the console: the playlist stops growing, the light says so; back
+    // on air it goes on.
+    console.eval("document.querySelector('#air-toggle').click()")?;
     let mut still_since = (listed().len(), std::time::Instant::now());
     let frozen = wait_for("the outputs to stop", Duration::from_secs(20), || {
         let n = listed().len();
@@ -1610,14 +1615,14 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
         }
         (still_since.1.elapsed() >= Duration::from_secs(3)).then_some(n)
     })?;
-    assert_eq!(hook(&console, "document.querySelector('#off-air').getAttribute('aria-pressed')"), json!("true"));
-    console.eval("document.querySelector('#on-air').click()")?;
+    wait_for("the light to say off air", Duration::from_secs(10), || {
+        (hook(&console, "[document.querySelector('#air-light').dataset.state, document.querySelector('#air-toggle').textContent]") == json!(["off_air", "Go on air"])).then_some(())
+    })?;
+    console.eval("document.querySelector('#air-toggle').click()")?;
     wait_for("the program back on air", Duration::from_secs(20), || (listed().len() > frozen).then_some(()))?;
     wait_for("the console to show it on air", Duration::from_secs(10), || {
-        let pressed = hook(&console, "[document.querySelector('#on-air').getAttribute('aria-pressed'), document.querySelector('#off-air').getAttribute('aria-pressed')]");
-        (pressed == json!(["true", "false"])).then_some(())
-    })
-    .map_err(|e| anyhow::anyhow!("{e}: {}", hook(&console, "JSON.stringify(window.casecastConsole.switches)")))?;
+        (hook(&console, "document.querySelector('#air-light').dataset.state") == json!("on_air")).then_some(())
+    })?;
     assert_eq!(hook(&console, "window.casecastConsole.lastError"), Value::Null);
     if let Ok(path) = std::env::var("CASECAST_CONSOLE_SCREENSHOT") {
         // Sized first, then scrolled to the event's head (a resize keeps no scroll).
@@ -1633,7 +1638,7 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
 /// documented, and 405 for methods a path does not take.
 #[test]
 fn the_operators_api_holds_up_under_schemathesis() -> Result<()> {
-    let server = Server::start(&[])?;
+    let server = Server::start(LIGHT_PROGRAMS)?;
     let token = server.token("*", Role::Operator, "Fuzz");
     // The document needs an operator token too: fetched with it, given as a file.
     let (s, doc) = api("GET", &format!("{}/api/openapi.json", server.url), Some(&token), None)?;
@@ -1702,8 +1707,9 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
     let mut server = Server::demo(&["--config", config.to_str().unwrap(), "--program-preset", "low-latency"])?;
     let center = server.token("*", Role::Operator, "Ops Gil");
     let base = format!("{}/api/events", server.url);
-    let event = json!({"id": "demo", "title": "Knee, OR 1", "policy": {"latency_preset": "low-latency"}});
-    assert_eq!(api("POST", &base, Some(&center), Some(event))?.0, 201);
+    // The demo is an event of its own, made with the server's preset.
+    let change = json!({"title": "Knee, OR 1", "policy": {"latency_preset": "low-latency"}});
+    assert_eq!(api("PATCH", &format!("{base}/demo"), Some(&center), Some(change))?.0, 200);
     let program = format!("{base}/demo/program");
     let aws = |_: &Server| api("GET", &format!("{base}/demo/distribution"), Some(&center), None).map(|(_, d)| d["aws"].clone()).unwrap_or(Value::Null);
     // On air once the demo's compositor is in the room (404 until then).

@@ -11,7 +11,7 @@ use casecast_signaling::Role;
 use casecast_tests::*;
 use serde_json::{Value, json};
 
-use super::{api, error_code, ws_connect, ws_recv, ws_send};
+use super::{LIGHT_PROGRAMS, api, error_code, ws_connect, ws_recv, ws_send};
 
 /// A token a request carries.
 #[derive(Debug, Clone)]
@@ -112,7 +112,7 @@ fn route_table() -> Result<Vec<Value>> {
 
 #[test]
 fn every_door_answers_every_token_as_its_rule_says() -> Result<()> {
-    let server = Server::start(&[])?;
+    let server = Server::start(LIGHT_PROGRAMS)?;
     let doors = route_table()?;
     assert!(doors.len() >= 60, "{} doors", doors.len());
     let center = server.token("*", Role::Operator, "center");
