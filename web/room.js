@@ -144,9 +144,32 @@ function onInvitation(m) {
   startPreview();
 }
 
+// The event's state (scheduled, starting, on air, off air, ended), followed every
+// 5 s once joined, as viewers see it: /watch/{room}/state, with this page's token.
+const STATE_WORDS = { scheduled: "not started", starting: "starting", on_air: "on air", off_air: "off air", ended: "ended" };
+let stateTimer = 0;
+async function followState() {
+  clearTimeout(stateTimer);
+  if (!app.event) return;
+  try {
+    const r = await fetch(`/watch/${encodeURIComponent(roomId)}/state?token=${encodeURIComponent(token)}`, { cache: "no-store" });
+    if (r.ok) {
+      const s = await r.json();
+      const el = $("event-state");
+      el.hidden = !STATE_WORDS[s.state];
+      el.dataset.state = s.state;
+      el.textContent = STATE_WORDS[s.state] ?? "";
+      el.title = s.state === "off_air" ? "The broadcast is off air: viewers are told it will resume shortly. You are still heard here." : "";
+      app.eventState = s.state;
+    }
+  } catch { /* the connection status says when the server is unreachable */ }
+  stateTimer = setTimeout(followState, 5000);
+}
+
 /** Shows the event's title (or says there is no such event) wherever it belongs. */
 function showEvent(event) {
   app.event = event;
+  if (event) followState();
   if (event) {
     ui.roomName.textContent = event.title;
     ui.roomName.title = event.title;
@@ -1097,6 +1120,7 @@ window.casecast = {
   get participantId() { return app.participantId; },
   get policy() { return app.policy; },
   get event() { return app.event; },
+  get eventState() { return app.eventState ?? null; },
   get tracks() { return Object.fromEntries(app.tracks); },
   get localStream() { return app.localStream; },
   get participants() { return [...app.participants.values()]; },

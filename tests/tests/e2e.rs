@@ -1618,6 +1618,9 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
     wait_for("the light to say off air", Duration::from_secs(10), || {
         (hook(&console, "[document.querySelector('#air-light').dataset.state, document.querySelector('#air-toggle').textContent]") == json!(["off_air", "Go on air"])).then_some(())
     })?;
+    wait_for("the commentator's page to say off air", Duration::from_secs(15), || {
+        (doctor.eval("return document.querySelector('#event-state').textContent").ok()? == json!("off air")).then_some(())
+    })?;
     console.eval("document.querySelector('#air-toggle').click()")?;
     wait_for("the program back on air", Duration::from_secs(20), || (listed().len() > frozen).then_some(()))?;
     wait_for("the console to show it on air", Duration::from_secs(10), || {

@@ -7,11 +7,17 @@ use super::*;
 /// `GET /watch/{id}/state`: the event's title, schedule and state for its viewers
 /// (`scheduled`, `starting`, `on_air`, `off_air`, `ended`), and whether its program
 /// has a playlist to play (live, or VOD once ended). Nothing else (no policy, no
-/// people).
+/// people). A private event's need its playback token, or a token of the event's
+/// own people (the commentator page follows the state with its invitation).
 pub(crate) async fn watch_state(req: HttpRequest, id: web::Path<casecast_signaling::RoomId>, st: web::Data<AppState>) -> HttpResponse {
     let id = id.into_inner().to_string();
     if let Err(r) = crate::http::playback_allowed(&req, &st, &id) {
-        return r;
+        // The event's own people (a commentator's page follows the state too) need
+        // no playback token.
+        let own = crate::http::request_token(&req, true).is_some_and(|t| st.authorize(Some(&t), &id, &Role::ALL).is_ok());
+        if !own {
+            return r;
+        }
     }
     let playlist = st.hls_root.join(&id).join("index.m3u8").exists() || st.distribution.aws().is_some();
     let body = match st.events.event(&id) {
