@@ -263,28 +263,43 @@ struct ProgramReport {
 }
 
 fn program_report(st: &AppState, id: &str) -> Option<ProgramReport> {
-    let (mut fps, mut on_air) = (None, None);
-    for family in st.sfu.metrics().registry.gather() {
-        let name = family.name();
-        if name != "casecast_program_fps" && name != "casecast_program_switch" {
-            continue;
-        }
-        for m in family.get_metric() {
-            let label = |n: &str| m.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_string()).unwrap_or_default();
-            if label("room") != id {
-                continue;
-            }
-            let v = m.get_gauge().get_value();
-            if name == "casecast_program_fps" {
-                fps = Some(v);
-            } else if label("switch") == "on_air" {
-                on_air = Some(v >= 1.0);
-            }
-        }
-    }
+    let gauges = program_gauges(st, id, &["casecast_program_fps", "casecast_program_switch"]);
+    let fps = gauges.iter().find(|g| g.name == "casecast_program_fps").map(|g| g.value);
+    let on_air = gauges.iter().find(|g| g.label("switch") == "on_air").map(|g| g.value >= 1.0);
     // A program that has reported is up, even while its session reconnects (it
     // reports 0 frames meanwhile): its viewers are not told it is starting again.
     Some(ProgramReport { making: fps.is_some(), on_air: on_air.unwrap_or(true) })
+}
+
+/// One of a room's program gauges, as the compositor reports it.
+struct Gauge {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Gauge {
+    fn label(&self, name: &str) -> &str {
+        self.labels.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// Room `id`'s gauges of these metric families (the compositor's reports).
+fn program_gauges(st: &AppState, id: &str, names: &[&str]) -> Vec<Gauge> {
+    let mut out = Vec::new();
+    for family in st.sfu.metrics().registry.gather() {
+        if !names.contains(&family.name()) {
+            continue;
+        }
+        for m in family.get_metric() {
+            let labels: Vec<(String, String)> = m.get_label().iter().map(|l| (l.name().to_string(), l.value().to_string())).collect();
+            let g = Gauge { name: family.name().to_string(), labels, value: m.get_gauge().get_value() };
+            if g.label("room") == id {
+                out.push(g);
+            }
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -328,22 +343,12 @@ pub(super) fn distribution_of(st: &AppState, id: &str) -> Value {
     // operator's switches as it has them (none until a compositor reports).
     let mut outputs = Vec::new();
     let mut program = serde_json::Map::new();
-    for family in st.sfu.metrics().registry.gather() {
-        let name = family.name();
-        if name != "casecast_program_output_up" && name != "casecast_program_switch" {
-            continue;
-        }
-        for m in family.get_metric() {
-            let label = |n: &str| m.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_string()).unwrap_or_default();
-            if label("room") != id {
-                continue;
-            }
-            let on = m.get_gauge().get_value() >= 1.0;
-            if name == "casecast_program_switch" {
-                program.insert(label("switch"), on.into());
-            } else {
-                outputs.push(json!({ "output": label("output"), "up": on }));
-            }
+    for g in program_gauges(st, id, &["casecast_program_output_up", "casecast_program_switch"]) {
+        let on = g.value >= 1.0;
+        if g.name == "casecast_program_switch" {
+            program.insert(g.label("switch").to_string(), on.into());
+        } else {
+            outputs.push(json!({ "output": g.label("output"), "up": on }));
         }
     }
     // Off air, every output is stopped on purpose: said so, not "up".
