@@ -24,9 +24,8 @@
 //     hands and chat come as room messages (`hand`, `chat`).
 //  8. WS closed, media failed, or media disconnected > 3 s: tear down and rejoin
 //     with backoff 1, 2, 4, 8, 10 s. A server that cannot be reached gets a banner.
-//  9. window.casecast exposes state and stats() for automated tests. Under
-//     automation (navigator.webdriver) the page joins straight away with the
-//     default devices, as the older tests expect, unless the link has `&prejoin=1`.
+//  9. window.casecast exposes state and stats() for automated tests, which join
+//     through the pre-join screen as a person does.
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -60,7 +59,6 @@ const DEVICES_KEY = "casecast.devices"; // localStorage: { mic, cam } device ids
 const query = new URLSearchParams(location.search);
 const roomId = decodeURIComponent(location.pathname.match(/\/room\/([^/]+)/)?.[1] ?? "");
 const token = query.get("token") ?? "";
-const AUTOMATED = navigator.webdriver === true && !query.has("prejoin");
 
 const app = {
   view: "prejoin",         // prejoin | room | fatal
@@ -1136,8 +1134,6 @@ window.casecast = {
 ui.roomName.textContent = roomId ? `Room ${roomId}` : "casecast";
 if (!roomId || !token) {
   showFatal("This link is incomplete: it should look like …/room/name-of-the-event?token=… Copy the whole link from the invitation, or ask the organisers for a new one.");
-} else if (AUTOMATED) {
-  enterRoom();
 } else {
   check();
 }

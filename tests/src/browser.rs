@@ -74,6 +74,18 @@ impl Browser {
         Ok(())
     }
 
+    /// Opens a room page (`/room/{id}?token=…`) and joins as a person would: the
+    /// pre-join screen's Join, once it is ready (devices listed, or watch-only).
+    pub fn join_room(&self, url: &str) -> Result<()> {
+        self.goto(url)?;
+        wait_for("the pre-join screen's Join", Duration::from_secs(30), || {
+            let ready = self.eval("const b = document.querySelector('#btn-join'); return !!b && !b.disabled && b.offsetParent !== null").ok()?;
+            (ready == json!(true)).then_some(())
+        })?;
+        self.eval("document.querySelector('#btn-join').click()")?;
+        Ok(())
+    }
+
     /// Runs an async script: the last argument is the callback to call with the result.
     pub fn eval_async(&self, script: &str) -> Result<Value> {
         let v = post(&self.agent, &self.url("execute/async"), &json!({"script": script, "args": []}))?;

@@ -216,8 +216,8 @@ fn two_commentators_in_chromium_watch_the_feed_and_hear_each_other() -> Result<(
     })?;
     let a = Browser::start()?;
     let b = Browser::start()?;
-    a.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. A")))?;
-    b.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. B")))?;
+    a.join_room(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. A")))?;
+    b.join_room(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. B")))?;
 
     let mut seen = [0.0f64; 2];
     for (i, page) in [&a, &b].into_iter().enumerate() {
@@ -270,7 +270,7 @@ fn two_commentators_in_chromium_watch_the_feed_and_hear_each_other() -> Result<(
 fn the_commentator_page_reconnects_after_the_server_drops() -> Result<()> {
     let mut server = Server::demo(&["--program", "false"])?;
     let page = Browser::start()?;
-    page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. C")))?;
+    page.join_room(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. C")))?;
     wait_for("the feed to decode", Duration::from_secs(60), || page_stats(&page)["feedFramesDecoded"].as_f64().filter(|&n| n > 10.0))?;
     let first = page.eval("return window.casecast.participantId")?;
 
@@ -549,11 +549,17 @@ fn the_demo_program_is_written_as_hls_and_served() -> Result<()> {
             let bps = server.metric("casecast_program_encoder_bitrate_bps{room=\"demo\"}")?;
             (fps > 5.0 && up == 1.0 && seg >= 2.0 && req >= 2.0 && bps > 100_000.0).then_some(())
         })?;
-        // The event ends: the playlist is closed and stays playable as VOD.
+        // The event ends: the playlist is closed and stays playable as VOD. (A server
+        // stopped mid-event leaves it live, for viewers to ride through a restart.)
+        let center = server.token("*", Role::Operator, "center");
+        assert_eq!(api("POST", &format!("{}/api/events/demo/end", server.url), Some(&center), None)?.0, 200);
+        let path = server.data_dir().join("hls/demo/index.m3u8");
+        let text = wait_for("the playlist to end", Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&path).ok()?;
+            text.trim_end().ends_with("#EXT-X-ENDLIST").then_some(text)
+        })?;
+        assert!(segments(&text).len() >= 3, "{preset}: {text}");
         assert!(server.terminate()?.success());
-        let text = std::fs::read_to_string(server.data_dir().join("hls/demo/index.m3u8"))?;
-        assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"), "{preset}: {text}");
-        assert!(segments(&text).len() >= 3);
     }
     Ok(())
 }
@@ -973,7 +979,7 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
     let hls = server.data_dir().join("hls/demo");
     let latest = || segments(&std::fs::read_to_string(hls.join("index.m3u8")).unwrap_or_default()).last().cloned();
     let page = Browser::start()?;
-    page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Green")))?;
+    page.join_room(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Green")))?;
     let id = wait_for("the commentator to join", Duration::from_secs(60), || {
         let id = page.eval("return window.casecast.participantId").ok()?;
         let live = page.eval("return document.body.dataset.state").ok()? == "live";
@@ -1045,7 +1051,7 @@ fn the_operator_makes_a_commentator_the_main_source() -> Result<()> {
     let said = page.eval("return document.querySelector('#btn-cam').disabled && document.querySelector('#banner-text').textContent")?;
     assert!(said.as_str().is_some_and(|t| t.contains("operator")), "the page says the operator muted the camera: {said}");
     // Leaving and joining again does not undo it: the new session is held too.
-    page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Green")))?;
+    page.join_room(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Green")))?;
     let participants = format!("{}/api/events/demo/participants", server.url);
     let again = wait_for("the commentator back, camera arriving and still held", Duration::from_secs(60), || {
         let (_, list) = api("GET", &participants, Some(&op_token), None).ok()?;
@@ -1198,7 +1204,7 @@ fn a_commentator_gets_the_program_monitor_at_once() -> Result<()> {
         assert_eq!(key_frames(&hls.join(s)), 1, "{s}: one key frame per segment, at its start");
     }
     let page = Browser::start()?;
-    page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Late")))?;
+    page.join_room(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Late")))?;
     wait_for("the program monitor to decode", Duration::from_secs(60), || {
         page_stats(&page)["programFramesDecoded"].as_f64().filter(|&n| n > 0.0)
     })?;
@@ -1533,7 +1539,7 @@ fn the_console_runs_an_event_in_chromium() -> Result<()> {
     let link = wait_for("the copied link", Duration::from_secs(10), || hook(&console, "window.casecastConsole.lastCopied").as_str().map(str::to_string))?;
     assert!(link.contains("/room/demo?token="), "{link}");
     let doctor = Browser::start()?;
-    doctor.goto(&if link.starts_with("http") { link.clone() } else { format!("{}{link}", server.url) })?;
+    doctor.join_room(&if link.starts_with("http") { link.clone() } else { format!("{}{link}", server.url) })?;
     let row = wait_for("the commentator in the console with rising stats", Duration::from_secs(45), || {
         let list = hook(&console, "window.casecastConsole.participants");
         list.as_array()?.iter().find(|p| p["name"] == "Dr. Remote" && p["bitrate_in"].as_u64().unwrap_or(0) > 20_000).cloned()

@@ -129,8 +129,11 @@ fn an_operator_runs_an_event_from_the_console_alone() -> Result<()> {
         let text = hook(b, "document.querySelector('#overlay-text').textContent");
         assert!(text.as_str().is_some_and(|t| t.contains("resume shortly")), "{text}");
     }
-    let outputs = hook(&console, "window.casecastConsole.distribution.outputs");
-    assert!(outputs.as_array().unwrap().iter().any(|o| o["output"] == "hls" && o["state"] == "off_air"), "{outputs}");
+    // The console's outputs say so too (they are polled: bounded, not instant).
+    wait_for("the console's HLS output off air", Duration::from_secs(15), || {
+        let outputs = hook(&console, "window.casecastConsole.distribution.outputs");
+        outputs.as_array()?.iter().any(|o| o["output"] == "hls" && o["state"] == "off_air").then_some(())
+    })?;
     // Back on air: the message goes and the picture moves again.
     console.eval("document.querySelector('#air-toggle').click()")?;
     for b in [&early, &late] {

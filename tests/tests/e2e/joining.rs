@@ -117,7 +117,7 @@ fn the_pre_join_screen_shows_who_what_and_the_devices_then_joins() -> Result<()>
     let server = Server::start(&[])?;
     let (url, _) = invite(&server, "knee-9", "Knee arthroscopy — case review", "Dr. Real Name", json!({}))?;
     let page = Browser::start()?;
-    page.goto(&format!("{}{url}&name=Prof.%20Somebody%20Else&prejoin=1", server.url))?;
+    page.goto(&format!("{}{url}&name=Prof.%20Somebody%20Else", server.url))?;
 
     wait_for("the devices listed", Duration::from_secs(30), || {
         let mics = js(&page, "return [...document.querySelectorAll('#mic-select option')].map(o => o.textContent)");
@@ -172,9 +172,9 @@ fn refused_links_and_unknown_rooms_say_so_in_plain_words() -> Result<()> {
     let expired = server.key.mint("or-3", Role::Commentator, "Dr. Late", now - 7200, 3600);
     let foreign = casecast_signaling::TokenKey::new("another-server-secret-0123").mint("or-3", Role::Commentator, "Dr. X", now, 3600);
     for (token, prejoin, says) in [
-        (expired.as_str(), "&prejoin=1", "This invitation link has expired. Ask the organisers for a new one."),
+        (expired.as_str(), "", "This invitation link has expired. Ask the organisers for a new one."),
         (foreign.as_str(), "", "This link is not valid for this server. Check that you copied the whole link"),
-        (&foreign[..foreign.len() / 2], "&prejoin=1", "Check that you copied the whole link"),
+        (&foreign[..foreign.len() / 2], "", "Check that you copied the whole link"),
     ] {
         page.goto(&format!("{}/room/or-3?token={token}{prejoin}", server.url))?;
         wait_for("the plain-words refusal", Duration::from_secs(20), || page_text(&page).contains(says).then_some(()))
@@ -188,10 +188,10 @@ fn refused_links_and_unknown_rooms_say_so_in_plain_words() -> Result<()> {
 
     // No event has this id: the pre-join screen and the joined page both say so.
     let token = server.token("nowhere-7", Role::Commentator, "Dr. Cli");
-    page.goto(&format!("{}/room/nowhere-7?token={token}&prejoin=1", server.url))?;
+    page.goto(&format!("{}/room/nowhere-7?token={token}", server.url))?;
     let none = "There is no scheduled event called “nowhere-7” on this server.";
     wait_for("the pre-join screen to say there is no such event", Duration::from_secs(20), || page_text(&page).contains(none).then_some(()))?;
-    page.goto(&format!("{}/room/nowhere-7?token={token}", server.url))?;
+    page.join_room(&format!("{}/room/nowhere-7?token={token}", server.url))?;
     wait_for("the joined page to say there is no such event", Duration::from_secs(30), || {
         (js(&page, "return window.casecast.participantId").is_string() && page_text(&page).contains(none)).then_some(())
     })
@@ -207,7 +207,7 @@ fn a_blocked_camera_gets_a_hint_and_a_retry() -> Result<()> {
     let server = Server::start(&[])?;
     let token = server.token("or-4", Role::Commentator, "Dr. Blocked");
     let page = DenyingBrowser::start()?;
-    page.goto(&format!("{}/room/or-4?token={token}&prejoin=1", server.url))?;
+    page.goto(&format!("{}/room/or-4?token={token}", server.url))?;
     let hint = wait_for("the blocked-device hint", Duration::from_secs(30), || {
         let shown = page.eval("return !document.querySelector('#media-error').hidden && document.querySelector('#media-error').dataset.error").ok()?;
         if shown != "NotAllowedError" {
@@ -239,8 +239,8 @@ fn commentators_chat_and_raise_hands() -> Result<()> {
     let server = Server::demo(&["--program", "false"])?;
     let a = Browser::start()?;
     let b = Browser::start()?;
-    a.goto(&format!("{}/room/demo?token={}&name=Someone%20Else", server.url, server.token("demo", Role::Commentator, "Dr. Ada")))?;
-    b.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Bo")))?;
+    a.join_room(&format!("{}/room/demo?token={}&name=Someone%20Else", server.url, server.token("demo", Role::Commentator, "Dr. Ada")))?;
+    b.join_room(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Bo")))?;
     for page in [&a, &b] {
         wait_for("both joined", Duration::from_secs(60), || {
             let people = js(page, "return window.casecast.participants.map(p => p.name)");
@@ -288,7 +288,7 @@ fn commentators_chat_and_raise_hands() -> Result<()> {
 fn the_commentator_page_fits_phones_and_tablets() -> Result<()> {
     let server = Server::demo(&[])?;
     let page = Browser::start()?;
-    page.goto(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Tablet")))?;
+    page.join_room(&format!("{}/room/demo?token={}", server.url, server.token("demo", Role::Commentator, "Dr. Tablet")))?;
     wait_for("the feed and the program monitor to play", Duration::from_secs(90), || {
         let s = page_stats(&page);
         (s["feedFramesDecoded"].as_f64()? > 10.0 && s["programFramesDecoded"].as_f64()? > 0.0).then_some(())
@@ -321,6 +321,11 @@ fn the_commentator_page_fits_phones_and_tablets() -> Result<()> {
          f.src = '/room/demo?token={token}'; document.body.append(f);"
     ))?;
     let phone = "document.querySelector('#phone').contentWindow";
+    wait_for("the phone's pre-join screen", Duration::from_secs(30), || {
+        let ready = js(&page, &format!("const b = {phone}.document.querySelector('#btn-join'); return !!b && !b.disabled && b.offsetParent !== null"));
+        (ready == true).then_some(())
+    })?;
+    page.eval(&format!("{phone}.document.querySelector('#btn-join').click()"))?;
     wait_for("the program monitor on the phone", Duration::from_secs(60), || {
         (js(&page, &format!("const w = {phone}; const v = w.document.querySelector('.tile.program video'); return !!v && v.videoWidth > 0 && w.casecast.state === 'live'")) == true).then_some(())
     })?;
