@@ -497,6 +497,23 @@ async fn shutdown_requested() {
     }
 }
 
+/// The URL the server's own clients dial: its listening address, or loopback
+/// when it listens on every address.
+fn own_url(listen: std::net::SocketAddr, port: u16) -> String {
+    let ip = match listen.ip() {
+        ip if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, port))
+}
+
+/// The ICE addresses of the server's own WebRTC clients: loopback when the media
+/// port is offered there (`advertise` has it), else every interface libnice finds
+/// (it skips loopback), which reach a server offered on a real address.
+fn own_ice_addresses(candidates: &[std::net::SocketAddr]) -> Vec<String> {
+    if candidates.iter().any(|c| c.ip().is_loopback()) { vec!["127.0.0.1".into()] } else { Vec::new() }
+}
+
 /// ICE on loopback for a WHIP URL on this machine (libnice skips loopback otherwise).
 fn loopback_if_local(url: &str) -> Vec<String> {
     let host = url.split("://").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
@@ -741,7 +758,10 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
         let bound = server.addrs();
         let port = bound.first().map(|a| a.port()).unwrap_or(config.listen.port());
-        let local = format!("http://127.0.0.1:{port}");
+        // How the server's own clients (the programs, the demo's feed) reach it: at
+        // the address it listens on, loopback only when it listens on all of them.
+        let local = own_url(config.listen, port);
+        let ice_local = own_ice_addresses(sfu.candidates());
         let public = config.public_url.clone().map(|u| u.trim_end_matches('/').to_string()).unwrap_or_else(|| {
             let c = Config { listen: std::net::SocketAddr::new(config.listen.ip(), port), ..config.clone() };
             c.public_url()
@@ -751,7 +771,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
 
         // The events' programs: started from now on when an event starts, and
         // at once for those that were running when the server last stopped.
-        state.programs.listening(local.clone());
+        state.programs.listening(local.clone(), ice_local.clone());
         let resumed = state.programs.resume(&state.events.all_started());
         if resumed > 0 {
             tracing::info!(programs = resumed, "events' programs started again after a restart");
@@ -786,7 +806,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             }
             let enc = key.mint(&room, Role::Encoder, "demo encoder", now, 30 * 86400);
             let whip_url = format!("{local}/whip/{room}");
-            let opts = TestPatternOptions { codec, local_addresses: loopback_if_local(&whip_url), ..Default::default() };
+            let opts = TestPatternOptions { codec, local_addresses: ice_local.clone(), ..Default::default() };
             feed = Some(TestPatternPublisher::start(opts, HttpWhip::new(whip_url, enc.clone()))?);
             let c1 = key.mint(&room, Role::Commentator, "Dr. Demo", now, 86400);
             let c2 = key.mint(&room, Role::Commentator, "Dr. Second", now, 86400);

@@ -1,8 +1,9 @@
 //! The events' programs, run and supervised by the server: an event that starts
-//! gets its compositor (in this process, joined to its room over loopback like any
-//! client) with the event's preset and outputs; it goes on, reconnecting by itself,
-//! until the event ends. A server that stops mid-event leaves the programs' playlists
-//! live, and starts the programs again when it comes back (see [`Programs::resume`]).
+//! gets its compositor (in this process, joined to its room like any client, at the
+//! address the server listens on) with the event's preset and outputs; it goes on,
+//! reconnecting by itself, until the event ends. A server that stops mid-event leaves
+//! the programs' playlists live, and starts the programs again when it comes back
+//! (see [`Programs::resume`]).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -23,8 +24,8 @@ pub const PROGRAM_NAME: &str = "program";
 /// The running programs, by event.
 pub struct Programs {
     running: Mutex<HashMap<String, Compositor>>,
-    /// This server's loopback URL, once it listens.
-    base: OnceLock<String>,
+    /// The URL and ICE addresses this server's own clients use, once it listens.
+    base: OnceLock<(String, Vec<String>)>,
     key: TokenKey,
     config: Config,
     metrics: Option<ProgramMetrics>,
@@ -36,9 +37,10 @@ impl Programs {
         Programs { running: Mutex::new(HashMap::new()), base: OnceLock::new(), key, config, metrics }
     }
 
-    /// The server listens at `url` (loopback): programs can start from now on.
-    pub fn listening(&self, url: String) {
-        let _ = self.base.set(url);
+    /// The server listens at `url`, and its media is reached from ICE addresses
+    /// `ice` (empty: any interface): programs can start from now on.
+    pub fn listening(&self, url: String, ice: Vec<String>) {
+        let _ = self.base.set((url, ice));
     }
 
     /// Whether `event`'s program runs here.
@@ -59,14 +61,14 @@ impl Programs {
                 "{most} events' programs run on this server already (program.max_running); end one first, or raise the limit"
             ));
         }
-        let Some(base) = self.base.get() else {
+        let Some((base, ice)) = self.base.get() else {
             return Err("the server is not listening yet; try again in a moment".into());
         };
         let preset: HlsPreset = event.policy.latency_preset.parse()?;
         let opts = self.config.program_options(&event.id).map_err(|e| format!("the program's settings: {e:#}"))?;
         let opts = casecast_actors::program::ProgramOptions {
-            // Same host: ICE over loopback only.
-            local_addresses: vec!["127.0.0.1".into()],
+            // Same host: ICE over loopback where the media is offered there.
+            local_addresses: ice.clone(),
             segment_seconds: preset.segment_seconds(),
             ..opts
         };

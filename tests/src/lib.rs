@@ -13,6 +13,7 @@ use casecast_signaling::{Role, TokenKey};
 
 pub mod browser;
 pub mod gst_peer;
+pub mod net;
 
 /// The secret test servers sign tokens with.
 pub const SECRET: &str = "test-secret-0123456789abcdef";
@@ -117,7 +118,13 @@ impl Server {
     /// Starts `casecast serve` from a shell whose umask is `umask` (the server must
     /// keep its files private whatever it was given).
     pub fn start_with_umask(umask: u32, extra: &[&str]) -> Result<Server> {
-        Self::spawn_full("serve", "127.0.0.1", Some(umask), extra)
+        Self::spawn_full("serve", "127.0.0.1", "127.0.0.1", Some(umask), extra)
+    }
+
+    /// Starts `casecast demo` listening, and offering its media, on `ip` alone
+    /// (a real address, not loopback).
+    pub fn demo_at(ip: &str, extra: &[&str]) -> Result<Server> {
+        Self::spawn_full("demo", ip, ip, None, extra)
     }
 
     fn spawn(cmd: &str, extra: &[&str]) -> Result<Server> {
@@ -125,21 +132,21 @@ impl Server {
     }
 
     fn spawn_bound(cmd: &str, udp_host: &str, extra: &[&str]) -> Result<Server> {
-        Self::spawn_full(cmd, udp_host, None, extra)
+        Self::spawn_full(cmd, "127.0.0.1", udp_host, None, extra)
     }
 
-    fn spawn_full(cmd: &str, udp_host: &str, umask: Option<u32>, extra: &[&str]) -> Result<Server> {
+    fn spawn_full(cmd: &str, host: &str, udp_host: &str, umask: Option<u32>, extra: &[&str]) -> Result<Server> {
         let dir = TempDir::new("server");
         let http = free_tcp_port();
         let udp = free_udp_port();
         let log = dir.0.join("server.log");
         let mut args: Vec<String> = vec![
             "--listen".into(),
-            format!("127.0.0.1:{http}"),
+            format!("{host}:{http}"),
             "--udp-bind".into(),
             format!("{udp_host}:{udp}"),
             "--advertise".into(),
-            "127.0.0.1".into(),
+            host.into(),
             "--secret".into(),
             SECRET.into(),
             "--data-dir".into(),
@@ -154,7 +161,7 @@ impl Server {
             cmd: cmd.to_string(),
             umask,
             args,
-            url: format!("http://127.0.0.1:{http}"),
+            url: format!("http://{host}:{http}"),
             udp_port: udp,
             key: TokenKey::new(SECRET),
             log,

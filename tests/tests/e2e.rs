@@ -413,6 +413,24 @@ mod media {
     }
 
     #[test]
+    fn the_demo_runs_on_a_real_address_with_its_feed_and_program() -> Result<()> {
+        // `casecast demo --listen 10.x.y.z:port`: the demo's own feed and program
+        // reach the server where it listens (not at 127.0.0.1, where nothing is).
+        let addr = casecast_tests::net::LocalAddress::new()?;
+        let ip = addr.ip.to_string();
+        let server = Server::demo_at(&ip, &[])?;
+        let options = casecast_loadtest::SubscriberOptions { bind_ip: addr.ip.into(), ..Default::default() };
+        let sub = Subscriber::start_with(&server.url, "demo", &server.token("demo", Role::Viewer, "v"), options)?;
+        wait_for_feed(&sub, "the demo feed at a subscriber on the same address", Duration::from_secs(60))?;
+        wait_for("the program's HLS playlist", Duration::from_secs(90), || {
+            let (code, text) = http_get(&format!("{}/hls/demo/index.m3u8", server.url)).ok()?;
+            (code == 200 && segments(&text).len() >= 2).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", server.log_text()))?;
+        Ok(())
+    }
+
+    #[test]
     fn webrtcbin_joins_over_websocket_signaling_and_decodes_the_feed() -> Result<()> {
         // A second WebRTC stack on our signaling protocol, receiving through m-lines
         // it offered itself (the way the compositor will join).
