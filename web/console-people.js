@@ -275,10 +275,10 @@ function invitationState(inv) {
 /** The absolute link to hand out, when this page knows it (tokens are only known when created here). */
 function invitationLink(inv) {
   const mine = issued.get(inv.id);
-  if (mine) return location.origin + mine.url;
-  if (inv.role === "viewer") return `${location.origin}/watch/${enc(inv.event_id)}`;
-  if (inv.role === "encoder") return `${location.origin}/whip/${enc(inv.event_id)}`;
-  return null;
+  // The server's links name its public URL (HTTPS when it is on), whatever
+  // address this console was opened at.
+  if (mine) return mine.link ?? location.origin + mine.url;
+  return inv.link ?? null;
 }
 
 export function setInvitations(list) {
@@ -333,7 +333,7 @@ function showNewInvitation(inv) {
       ? "— this event is private: viewers also need a playback link (below)"
       : `— valid until ${fmtWhen(inv.expires_at)}`;
   $("new-link-label").textContent = encoder ? "WHIP URL" : "Link";
-  $("new-link").value = location.origin + inv.url;
+  $("new-link").value = inv.link ?? location.origin + inv.url;
   $("copy-link").textContent = encoder ? "Copy WHIP URL" : "Copy link";
   $("new-token-row").hidden = !encoder;
   $("new-token").value = encoder ? inv.token : "";
@@ -376,7 +376,7 @@ $("playback-link").addEventListener("click", () => {
   busy($("playback-link"), async () => {
     const t = await api("POST", `/api/events/${enc(id)}/playback-tokens`, { body: { viewer: "shared from the console" } });
     if (shared.current?.id !== id) return;
-    $("playback-url").value = location.origin + t.url;
+    $("playback-url").value = t.link ?? location.origin + t.url;
     $("playback-row").hidden = false;
   });
 });

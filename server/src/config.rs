@@ -18,6 +18,15 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The URL users reach the server at, for printed links.
     pub public_url: Option<String>,
+    /// HTTPS (and WSS) listen address, when a certificate is configured.
+    pub tls_listen: SocketAddr,
+    /// The certificate (PEM; the chain after it allowed), reloaded when it changes.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Host names (or IPs) to make a self-signed certificate for, for trials
+    /// (browsers warn about it); instead of `tls_cert`/`tls_key`.
+    pub tls_self_signed: Vec<String>,
     /// UDP media socket bind address.
     pub udp_bind: SocketAddr,
     /// Addresses given to peers as ICE candidates; "auto" = this machine's
@@ -297,6 +306,10 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             public_url: None,
+            tls_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: Vec::new(),
             udp_bind: SocketAddr::from(([0, 0, 0, 0], 8081)),
             advertise: vec!["auto".into()],
             secret: None,
@@ -328,6 +341,19 @@ pub struct ConfigArgs {
     /// Public base URL for printed links (default: from the listen address).
     #[arg(long, env = "CASECAST_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// HTTPS/WSS listen address (default 0.0.0.0:8443), when TLS is on.
+    #[arg(long, env = "CASECAST_TLS_LISTEN")]
+    pub tls_listen: Option<SocketAddr>,
+    /// TLS certificate file (PEM, chain allowed); reloaded when it changes or on SIGHUP.
+    #[arg(long, env = "CASECAST_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key file (PEM).
+    #[arg(long, env = "CASECAST_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Make a self-signed certificate for these host names (comma-separated), for
+    /// trials: browsers will warn.
+    #[arg(long, env = "CASECAST_TLS_SELF_SIGNED", value_delimiter = ',')]
+    pub tls_self_signed: Option<Vec<String>>,
     /// UDP media bind address.
     #[arg(long, env = "CASECAST_UDP_BIND")]
     pub udp_bind: Option<SocketAddr>,
@@ -454,7 +480,8 @@ impl ConfigArgs {
                 $(if let Some(v) = &self.$flag { c.$($field).+ = v.clone().into(); })*
             };
         }
-        set!(listen => listen, udp_bind => udp_bind, advertise => advertise, data_dir => data_dir,
+        set!(listen => listen, tls_listen => tls_listen, tls_cert => tls_cert, tls_key => tls_key,
+             tls_self_signed => tls_self_signed, udp_bind => udp_bind, advertise => advertise, data_dir => data_dir,
              log_format => log_format, connect_timeout_secs => connect_timeout_secs,
              max_token_ttl_secs => max_token_ttl_secs, trusted_proxies => trusted_proxies,
              room_commentator_video => room.commentator_video,
@@ -530,6 +557,20 @@ impl Config {
             bail!("max_token_ttl_secs must be from 60 (a minute) to 31622400 (a year)");
         }
         self.proxies()?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => bail!("tls_cert is set but tls_key is not: give both files (PEM)"),
+            (None, Some(_)) => bail!("tls_key is set but tls_cert is not: give both files (PEM)"),
+            (Some(_), Some(_)) if !self.tls_self_signed.is_empty() => {
+                bail!("tls_self_signed and tls_cert/tls_key both set: use one (a real certificate, or a self-signed one for trials)")
+            }
+            _ => {}
+        }
+        if let Some(h) = self.tls_self_signed.iter().find(|h| h.trim().is_empty() || h.contains(['/', ' ', ':']) && h.parse::<IpAddr>().is_err()) {
+            bail!("tls_self_signed: {h:?} is not a host name or IP address");
+        }
+        if self.tls_on() && self.tls_listen == self.listen {
+            bail!("tls_listen and listen are both {}: HTTPS needs a port of its own", self.listen);
+        }
         if self.program.max_running == 0 {
             bail!("program.max_running must be at least 1");
         }
@@ -589,13 +630,39 @@ impl Config {
         })
     }
 
+    /// Whether the server serves HTTPS (a certificate, or a self-signed one).
+    pub fn tls_on(&self) -> bool {
+        self.tls_cert.is_some() || !self.tls_self_signed.is_empty()
+    }
+
     /// The base URL for links.
     pub fn public_url(&self) -> String {
+        self.public_url_on(self.listen.port(), self.tls_on().then_some(self.tls_listen.port()))
+    }
+
+    /// The base URL for links, the server listening on `http_port` (and HTTPS on
+    /// `https_port`): `public_url`, or HTTPS when it is on (at the first
+    /// self-signed name), or plain HTTP at the listen address.
+    pub fn public_url_on(&self, http_port: u16, https_port: Option<u16>) -> String {
         if let Some(u) = &self.public_url {
             return u.trim_end_matches('/').to_string();
         }
-        let host = if self.listen.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { self.listen.ip() };
-        format!("http://{}", SocketAddr::new(host, self.listen.port()))
+        let host_of = |ip: IpAddr| match ip {
+            ip if ip.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        match https_port {
+            Some(port) => {
+                let host = match self.tls_self_signed.first() {
+                    Some(h) if h.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{h}]"),
+                    Some(h) => h.clone(),
+                    None => host_of(self.tls_listen.ip()),
+                };
+                if port == 443 { format!("https://{host}") } else { format!("https://{host}:{port}") }
+            }
+            None => format!("http://{}:{http_port}", host_of(self.listen.ip())),
+        }
     }
 
     /// The ICE candidate addresses.
@@ -749,6 +816,31 @@ mod tests {
         assert!(format!("{e:#}").contains("nope"));
         let e = ConfigArgs { secret: Some("short".into()), ..Default::default() }.load().unwrap_err();
         assert!(format!("{e:#}").contains("16"));
+    }
+
+    #[test]
+    fn links_name_https_when_it_is_on() {
+        let c = Config::default();
+        assert_eq!(c.public_url_on(8080, None), "http://127.0.0.1:8080");
+        let c = Config { tls_self_signed: vec!["casecast.example".into()], ..Config::default() };
+        assert!(c.tls_on());
+        assert_eq!(c.public_url(), "https://casecast.example:8443");
+        assert_eq!(c.public_url_on(8080, Some(443)), "https://casecast.example");
+        let c = Config { tls_self_signed: vec!["fd00::5".into()], ..Config::default() };
+        assert_eq!(c.public_url_on(8080, Some(8443)), "https://[fd00::5]:8443");
+        let c = Config { public_url: Some("https://or.example.org/".into()), ..c };
+        assert_eq!(c.public_url_on(8080, Some(8443)), "https://or.example.org");
+    }
+
+    #[test]
+    fn tls_settings_must_fit_together() {
+        let e = ConfigArgs { tls_cert: Some("c.pem".into()), ..Default::default() }.load().unwrap_err();
+        assert!(format!("{e:#}").contains("tls_key is not"), "{e:#}");
+        let e = ConfigArgs { tls_self_signed: Some(vec!["a b".into()]), ..Default::default() }.load().unwrap_err();
+        assert!(format!("{e:#}").contains("not a host name"), "{e:#}");
+        let same = "0.0.0.0:8080".parse().ok();
+        let e = ConfigArgs { tls_self_signed: Some(vec!["a.example".into()]), tls_listen: same, ..Default::default() }.load().unwrap_err();
+        assert!(format!("{e:#}").contains("port of its own"), "{e:#}");
     }
 
     #[test]

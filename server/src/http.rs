@@ -83,6 +83,43 @@ pub fn join_error_response(e: JoinError) -> HttpResponse {
     error_response(status, &e.to_string())
 }
 
+/// With HTTPS on, a page asked for over plain HTTP from another machine is sent to
+/// the HTTPS address (browsers open cameras and microphones only on `https://` or
+/// `localhost`, and tokens should not cross a network in the clear). `localhost`
+/// and a trusted proxy that says the client used HTTPS (`X-Forwarded-Proto`) stay.
+/// The API and the media doors are not redirected (a POST cannot follow one).
+pub(crate) async fn https_pages(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if let Some(to) = https_address(req.request()) {
+        let response = HttpResponse::PermanentRedirect().insert_header((header::LOCATION, to)).finish();
+        return Ok(req.into_response(response));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+fn https_address(req: &actix_web::HttpRequest) -> Option<String> {
+    let st = req.app_data::<web::Data<AppState>>()?;
+    let page = req.method() == actix_web::http::Method::GET
+        && matches!(req.path().split('/').nth(1), Some("" | "room" | "watch" | "console" | "cases"));
+    if !st.tls || !page || req.app_config().secure() {
+        return None;
+    }
+    let public = st.public_url.get().filter(|u| u.starts_with("https://"))?;
+    let client = crate::viewers::client_address(req, &st.proxies)?;
+    let forwarded_https = req.peer_addr().is_some_and(|p| st.proxies.contains(&p.ip()))
+        && req.headers().get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    if client.is_loopback() || forwarded_https {
+        return None;
+    }
+    let query = match req.query_string() {
+        "" => String::new(),
+        q => format!("?{q}"),
+    };
+    Some(format!("{public}{}{query}", req.path()))
+}
+
 fn page(html: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

@@ -16,6 +16,7 @@ mod process;
 mod programs;
 mod routes;
 mod state;
+mod tls;
 mod viewers;
 mod whip;
 mod ws;
@@ -693,6 +694,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
     let secret = config.secret()?;
     let metrics_token = config.metrics_token()?;
     let advertise = config.advertise_ips()?;
+    let certificate = tls::from_config(&config)?;
     actix_web::rt::System::new().block_on(async move {
         let metrics = Metrics::new();
         let sfu = Sfu::start(
@@ -726,6 +728,8 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             proxies: config.proxies()?,
             programs: programs::Programs::new(TokenKey::new(&secret), config.clone(), Some(sfu.metrics().program.clone())),
             voters: Default::default(),
+            public_url: Default::default(),
+            tls: certificate.is_some(),
         });
         let cstore = match cases::start_cstore(&config, state.clone()) {
             Ok(a) => a,
@@ -743,6 +747,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             actix_web::App::new()
                 .app_data(st.clone())
                 .app_data(events::query_errors())
+                .wrap(actix_web::middleware::from_fn(http::https_pages))
                 .wrap(
                     // The path only: query strings carry tokens, which stay out of logs.
                     actix_web::middleware::Logger::new("%{method}xi %{path}xi %s %Dms")
@@ -756,17 +761,26 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         .shutdown_timeout(5)
         .bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let bound = server.addrs();
-        let port = bound.first().map(|a| a.port()).unwrap_or(config.listen.port());
+        // HTTPS beside it, on its own port, with the same routes.
+        let server = match &certificate {
+            Some(cert) => server
+                .bind_rustls_0_23(config.tls_listen, cert.server_config()?)
+                .with_context(|| format!("cannot listen for HTTPS on {} (tls_listen)", config.tls_listen))?,
+            None => server,
+        };
+        let bound = server.addrs_with_scheme();
+        let port = bound.iter().find(|(_, s)| *s == "http").map(|(a, _)| a.port()).unwrap_or(config.listen.port());
+        let https_port = bound.iter().find(|(_, s)| *s == "https").map(|(a, _)| a.port());
         // How the server's own clients (the programs, the demo's feed) reach it: at
         // the address it listens on, loopback only when it listens on all of them.
         let local = own_url(config.listen, port);
         let ice_local = own_ice_addresses(sfu.candidates());
-        let public = config.public_url.clone().map(|u| u.trim_end_matches('/').to_string()).unwrap_or_else(|| {
-            let c = Config { listen: std::net::SocketAddr::new(config.listen.ip(), port), ..config.clone() };
-            c.public_url()
-        });
-        tracing::info!(http = %public, udp = ?sfu.udp_addrs(), candidates = ?sfu.candidates(), cstore = ?cstore, "casecast listening");
+        let public = config.public_url_on(port, https_port);
+        let _ = state.public_url.set(public.clone());
+        if certificate.is_some() && config.public_url.is_none() && config.tls_self_signed.is_empty() {
+            tracing::warn!(links = %public, "public_url is not set: the links handed out name this address, not the certificate's host name; set public_url");
+        }
+        tracing::info!(http = %public, https = ?https_port, udp = ?sfu.udp_addrs(), candidates = ?sfu.candidates(), cstore = ?cstore, "casecast listening");
         let server = server.run();
 
         // The events' programs: started from now on when an event starts, and
@@ -783,6 +797,17 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             shutdown_requested().await;
             st.programs.stop_signal();
         });
+        // SIGHUP loads the certificate again (a renewal is also seen by itself).
+        if let Some(cert) = certificate.clone() {
+            actix_web::rt::spawn(async move {
+                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+                while hup.recv().await.is_some() {
+                    if let Err(e) = cert.reload() {
+                        tracing::error!(error = format!("{e:#}"), "SIGHUP: the TLS certificate does not load; the previous one stays in use");
+                    }
+                }
+            });
+        }
         // Events whose scheduled start comes.
         let st = state.clone();
         actix_web::rt::spawn(async move {

@@ -42,6 +42,10 @@ pub struct AppState {
     pub programs: crate::programs::Programs,
     /// Who voted in polls from which address.
     pub voters: crate::events::Voters,
+    /// The base URL of the links handed out (`public_url`), once listening.
+    pub public_url: std::sync::OnceLock<String>,
+    /// Whether HTTPS is served (pages that need a camera are sent there).
+    pub tls: bool,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.
@@ -102,6 +106,11 @@ impl AccessError {
 }
 
 impl AppState {
+    /// The absolute link to `path` on this server, as handed out (`public_url`).
+    pub fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.public_url.get().map(String::as_str).unwrap_or(""))
+    }
+
     /// Verifies a token: signature and expiry, a lifetime within the server's
     /// limit, an invitation (if it was issued as one) not revoked, and an event (if
     /// it is an event's) not ended: an ended event's links stop working everywhere.

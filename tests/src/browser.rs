@@ -21,6 +21,12 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile.
     pub fn start() -> Result<Browser> {
+        Self::start_with(&[])
+    }
+
+    /// The same, with more Chromium flags (e.g. `--ignore-certificate-errors` for
+    /// a self-signed server).
+    pub fn start_with(extra: &[&str]) -> Result<Browser> {
         let port = free_tcp_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -55,6 +61,7 @@ impl Browser {
             "--disable-dev-shm-usage".into(),
             format!("--user-data-dir={}", profile.0.display()),
         ];
+        let args: Vec<String> = args.into_iter().chain(extra.iter().map(|a| a.to_string())).collect();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}

@@ -272,6 +272,13 @@ impl Server {
         self.wait_ready()
     }
 
+    /// Sends the server a signal (`HUP`, `TERM`, …).
+    pub fn signal(&self, name: &str) -> Result<()> {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status()?.success();
+        anyhow::ensure!(ok, "cannot send SIG{name} to the server");
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;

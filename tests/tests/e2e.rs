@@ -13,6 +13,8 @@ mod cases;
 mod event_day;
 #[path = "e2e/joining.rs"]
 mod joining;
+#[path = "e2e/https.rs"]
+mod https;
 
 use std::net::TcpStream;
 use std::time::Duration;

@@ -204,7 +204,18 @@ pub(crate) async fn invitations(req: HttpRequest, id: web::Path<String>, st: web
                 .map(|mut i| {
                     i.in_room = here.contains(&i.id);
                     i.joined_at = i.joined_at.or(i.in_room.then(unix_now));
-                    i
+                    // Viewers' and encoders' links hold no token: they can be
+                    // given again; a commentator's only when made.
+                    let link = match i.role.as_str() {
+                        "viewer" => Some(st.link(&format!("/watch/{id}"))),
+                        "encoder" => Some(st.link(&format!("/whip/{id}"))),
+                        _ => None,
+                    };
+                    let mut v = serde_json::to_value(&i).unwrap_or(Value::Null);
+                    if let Some(l) = link {
+                        v["link"] = json!(l);
+                    }
+                    v
                 })
                 .collect::<Vec<_>>(),
         ),
@@ -250,11 +261,14 @@ pub(crate) async fn invite(req: HttpRequest, id: web::Path<String>, bytes: web::
     st.events.audit(&who, "invitation.create", Some(&id), json!({ "invitation": inv.id, "name": inv.name, "role": inv.role })).await;
     let mut out = serde_json::to_value(&inv).unwrap_or(Value::Null);
     out["token"] = json!(token);
-    out["url"] = match new.role {
-        Role::Encoder => json!(format!("/whip/{id}")),
-        Role::Viewer => json!(format!("/watch/{id}")),
-        _ => json!(format!("/room/{id}?token={token}")),
+    let url = match new.role {
+        Role::Encoder => format!("/whip/{id}"),
+        Role::Viewer => format!("/watch/{id}"),
+        _ => format!("/room/{id}?token={token}"),
     };
+    // The link to hand out, at the server's public URL (HTTPS when it is on).
+    out["link"] = json!(st.link(&url));
+    out["url"] = json!(url);
     HttpResponse::Created().json(out)
 }
 
@@ -329,6 +343,7 @@ pub(crate) async fn playback_token(req: HttpRequest, id: web::Path<String>, byte
     HttpResponse::Created().json(json!({
         "token": token,
         "url": format!("/watch/{}?token={token}", *id),
+        "link": st.link(&format!("/watch/{}?token={token}", *id)),
         "expires_at": now + ttl * 3600,
     }))
 }
