@@ -71,6 +71,15 @@ impl Browser {
         Ok(Browser { base, session, agent, _driver: driver, _profile: profile })
     }
 
+    /// Kills this Chromium at once (SIGKILL, as a crash or a closed laptop lid
+    /// would end it): its pages get no chance to say goodbye.
+    pub fn kill(&self) -> Result<()> {
+        let profile = self._profile.0.display().to_string();
+        let status = Command::new("pkill").args(["-KILL", "-f", &format!("user-data-dir={profile}")]).status()?;
+        anyhow::ensure!(status.success(), "no Chromium process with profile {profile} to kill");
+        Ok(())
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/session/{}/{path}", self.base, self.session)
     }

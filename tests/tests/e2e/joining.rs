@@ -281,6 +281,33 @@ fn commentators_chat_and_raise_hands() -> Result<()> {
     Ok(())
 }
 
+/// A commentator whose browser dies (killed, no goodbye) leaves a free seat within
+/// seconds, and the same invitation joins again at once, even where a person may
+/// hold only one session (a seat held by a ghost would refuse it: LiveKit #3456).
+#[test]
+fn a_killed_browser_frees_its_seat_and_the_same_invitation_joins_again() -> Result<()> {
+    let server = Server::demo(&["--program", "false", "--room-max-sessions-per-person", "1"])?;
+    let (link, _) = invite(&server, "seat-1", "Knee arthroscopy", "Dr. Kim", json!({}))?;
+    let link = format!("{}{link}", server.url);
+    let here = |s: &Server| participants(s, "seat-1").iter().filter(|p| p["name"] == "Dr. Kim").count();
+    let first = Browser::start()?;
+    first.join_room(&link)?;
+    wait_for("Dr. Kim in the room", Duration::from_secs(60), || (here(&server) == 1).then_some(()))?;
+    first.kill()?;
+    let killed = std::time::Instant::now();
+    wait_for("the seat to be free", Duration::from_secs(5), || (here(&server) == 0).then_some(()))?;
+    let freed = killed.elapsed();
+    let again = Browser::start()?;
+    again.join_room(&link)?;
+    wait_for("Dr. Kim in the room again", Duration::from_secs(60), || {
+        (here(&server) == 1 && js(&again, "return document.body.dataset.state") == "live").then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", page_text(&again)))?;
+    println!("the seat was free {freed:?} after the kill");
+    assert!(freed < Duration::from_secs(5), "freed after {freed:?}");
+    Ok(())
+}
+
 /// The joined page fits: no sideways scrolling on a phone (390 px) or a tablet
 /// (1024 px); on a landscape tablet (1024×768, 1180×820) the feed and a commentator's
 /// tile are both on screen; "Program" is not cut short on a phone.
