@@ -42,6 +42,8 @@ pub mod rtmp;
 pub mod sdp;
 pub mod stop;
 mod sfu;
+pub mod tcp;
+pub mod transport;
 pub mod udp;
 pub mod webrtcbin;
 

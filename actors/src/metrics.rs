@@ -25,6 +25,8 @@ pub struct Metrics {
     pub keyframe_requests: IntCounter,
     /// Packets (or frames) dropped, by reason.
     pub dropped: IntCounterVec,
+    /// Peers connected over ICE-TCP now (their media over TCP).
+    pub ice_tcp_connections: IntGauge,
     /// Time from a frame's last packet arriving to its copies being written out.
     pub forward_latency: Histogram,
     /// The program's metrics, by room.
@@ -96,6 +98,8 @@ impl Metrics {
             &["reason"],
         )
         .unwrap();
+        let ice_tcp_connections =
+            IntGauge::new("casecast_ice_tcp_connections", "ICE-TCP connections carrying a participant's media").unwrap();
         let forward_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "casecast_forward_latency_seconds",
@@ -116,6 +120,7 @@ impl Metrics {
             Box::new(rtp_bytes_forwarded.clone()),
             Box::new(keyframe_requests.clone()),
             Box::new(dropped.clone()),
+            Box::new(ice_tcp_connections.clone()),
             Box::new(forward_latency.clone()),
         ] {
             registry.register(m).expect("metric names are unique");
@@ -210,6 +215,7 @@ impl Metrics {
             rtp_bytes_forwarded,
             keyframe_requests,
             dropped,
+            ice_tcp_connections,
             forward_latency,
             program,
             ingest,

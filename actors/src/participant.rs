@@ -8,7 +8,6 @@
 //! and go.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,14 +15,15 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid, Rid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use str0m::net::Receive;
+use str0m::{Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
 use crate::room::{Leave, Mute, Publish, RoomActor, Unpublish, WantKeyframe};
-use crate::udp::{Datagram, UdpMux, is_rtp};
+use crate::transport::Transports;
+use crate::udp::{Datagram, is_rtp};
 use crate::{MediaKind, PeerInfo, RoomEvent, TrackDesc, TrackSource};
 
 /// What a participant tells its signaling connection.
@@ -146,8 +146,7 @@ pub(crate) struct Wiring {
     /// ICE credentials; the SFU routes STUN by their ufrag.
     pub creds: IceCreds,
     pub room: Addr<RoomActor>,
-    pub udp: Arc<UdpMux>,
-    pub candidates: Vec<SocketAddr>,
+    pub transports: Arc<Transports>,
     pub metrics: Metrics,
     pub events: UnboundedSender<ParticipantEvent>,
     pub connect_deadline: Duration,
@@ -164,7 +163,7 @@ pub struct ParticipantActor {
     span: tracing::Span,
     rtc: Rtc,
     ufrag: String,
-    udp: Arc<UdpMux>,
+    transports: Arc<Transports>,
     metrics: Metrics,
     events: UnboundedSender<ParticipantEvent>,
     inbound: HashMap<Mid, Inbound>,
@@ -278,7 +277,7 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl ParticipantActor {
     pub(crate) fn new(id: ParticipantId, opts: ParticipantOptions, wiring: Wiring) -> Self {
-        let Wiring { creds, room, udp, candidates, metrics, events, connect_deadline, dtls_cert } = wiring;
+        let Wiring { creds, room, transports, metrics, events, connect_deadline, dtls_cert } = wiring;
         let ufrag = creds.ufrag.clone();
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
@@ -291,13 +290,8 @@ impl ParticipantActor {
             .set_send_buffer_video(SEND_BUFFER_VIDEO_PACKETS)
             .set_stats_interval(Some(Duration::from_secs(2)))
             .build(Instant::now());
-        for &addr in &candidates {
-            match Candidate::host(addr, "udp") {
-                Ok(c) => {
-                    rtc.add_local_candidate(c);
-                }
-                Err(e) => tracing::warn!(%addr, error = ?e, "unusable candidate address"),
-            }
+        for c in transports.candidates() {
+            rtc.add_local_candidate(c);
         }
         let span = tracing::info_span!("participant", id = %id, role = opts.role, name = %opts.name);
         ParticipantActor {
@@ -307,7 +301,7 @@ impl ParticipantActor {
             room,
             rtc,
             ufrag,
-            udp,
+            transports,
             metrics,
             events,
             inbound: HashMap::new(),
@@ -395,7 +389,7 @@ impl ParticipantActor {
                         self.metrics.rtp_packets_forwarded.inc();
                         self.metrics.rtp_bytes_forwarded.inc_by(t.contents.len() as u64);
                     }
-                    self.udp.send(t.source, t.destination, &t.contents);
+                    self.transports.send(t.proto, t.source, t.destination, &t.contents);
                 }
                 Ok(Output::Event(e)) => self.handle_event(e, ctx),
                 Ok(Output::Timeout(at)) => {
@@ -732,7 +726,7 @@ impl Actor for ParticipantActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.metrics.participants.with_label_values(&[self.opts.role]).dec();
-        self.udp.unregister(&self.ufrag);
+        self.transports.unregister(&self.ufrag);
         self.rtc.disconnect();
         for i in self.inbound.values() {
             if i.published {
@@ -755,10 +749,20 @@ impl Handler<Datagram> for ParticipantActor {
             };
             let input = Input::Receive(
                 d.at,
-                Receive { proto: Protocol::Udp, source: d.source, destination: d.destination, contents },
+                Receive { proto: d.proto, source: d.source, destination: d.destination, contents },
             );
-            if let Err(e) = act.rtc.handle_input(input) {
-                tracing::debug!(participant = %act.id, error = %e, "bad datagram");
+            match act.rtc.handle_input(input) {
+                Ok(()) => {}
+                // A failed DTLS handshake does not recover: say why (the peer's
+                // certificate kind, a missing certificate…) and end at once rather
+                // than at the connect timeout.
+                Err(e @ str0m::RtcError::Dtls(_)) if !act.connected => {
+                    tracing::warn!(participant = %act.id, reason = %e, "DTLS handshake failed");
+                    act.metrics.dropped.with_label_values(&["dtls_failed"]).inc();
+                    act.close(format!("the media encryption handshake (DTLS) failed: {e}"), ctx);
+                    return;
+                }
+                Err(e) => tracing::debug!(participant = %act.id, error = %e, "bad datagram"),
             }
             act.drive(ctx);
         });

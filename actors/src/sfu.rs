@@ -11,6 +11,8 @@ use crate::ids::ParticipantId;
 use crate::metrics::Metrics;
 use crate::participant::{ParticipantActor, ParticipantHandle, ParticipantOptions, Wiring};
 use crate::room::{Join, MemberCount, RoomActor, RoomError, RoomPolicy, RoomRegistry};
+use crate::tcp::TcpMux;
+use crate::transport::Transports;
 use crate::udp::UdpMux;
 use crate::{Member, PeerInfo};
 
@@ -23,6 +25,10 @@ pub struct SfuConfig {
     pub advertise: Vec<std::net::IpAddr>,
     /// A participant with no media connection after this long is ended.
     pub connect_timeout: Duration,
+    /// ICE-TCP (passive candidates beside the UDP ones) on this port of the UDP
+    /// bind address: `Some(0)` for the UDP port's own number (skipped with a
+    /// warning if that TCP port is taken), `None` for no ICE-TCP.
+    pub ice_tcp_port: Option<u16>,
 }
 
 /// Why a join failed.
@@ -38,7 +44,7 @@ pub enum JoinError {
 
 struct Inner {
     arbiter: ArbiterHandle,
-    udp: Arc<UdpMux>,
+    transports: Arc<Transports>,
     candidates: Vec<SocketAddr>,
     rooms: Arc<RoomRegistry>,
     metrics: Metrics,
@@ -61,6 +67,21 @@ impl Sfu {
             .ok_or_else(|| std::io::Error::other("cannot generate the DTLS certificate"))?;
         let udp = UdpMux::bind(config.udp_bind, &config.advertise, metrics.clone())?;
         let candidates = udp.candidates();
+        let tcp = match config.ice_tcp_port {
+            None => None,
+            Some(port) => {
+                let same = port == 0;
+                let port = if same { candidates.first().map(|c| c.port()).unwrap_or(0) } else { port };
+                match TcpMux::bind(SocketAddr::new(config.udp_bind.ip(), port), &config.advertise, metrics.clone()) {
+                    Ok(t) => Some(t),
+                    Err(e) if same => {
+                        tracing::warn!(port, error = %e, "no ICE-TCP: the media port's number is taken for TCP (set ice_tcp_port)");
+                        None
+                    }
+                    Err(e) => return Err(std::io::Error::new(e.kind(), format!("cannot listen for ICE-TCP on port {port}: {e}"))),
+                }
+            }
+        };
         let arbiter = Arbiter::new().handle();
         let recv = udp.clone();
         arbiter.spawn(async move {
@@ -68,11 +89,19 @@ impl Sfu {
                 tracing::error!(error = %e, "media socket failed");
             }
         });
-        tracing::info!(udp = ?udp.local_addrs(), "media sockets bound");
+        if let Some(t) = tcp.clone() {
+            arbiter.spawn(async move {
+                if let Err(e) = t.run().await {
+                    tracing::error!(error = %e, "ICE-TCP listener failed");
+                }
+            });
+        }
+        tracing::info!(udp = ?udp.local_addrs(), ice_tcp = ?tcp.as_ref().and_then(|t| t.local_addr()), "media sockets bound");
+        let transports = Transports::new(udp, tcp);
         Ok(Sfu {
             inner: Arc::new(Inner {
                 arbiter,
-                udp,
+                transports,
                 candidates,
                 rooms: Arc::new(Mutex::new(HashMap::new())),
                 metrics,
@@ -89,7 +118,12 @@ impl Sfu {
 
     /// The media sockets' bound addresses.
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.inner.udp.local_addrs()
+        self.inner.transports.udp().local_addrs()
+    }
+
+    /// The ICE-TCP listener's bound address, if it listens.
+    pub fn ice_tcp_addr(&self) -> Option<SocketAddr> {
+        self.inner.transports.tcp().and_then(|t| t.local_addr())
     }
 
     /// The ICE candidates given to peers.
@@ -151,7 +185,7 @@ impl Sfu {
 
     /// Routes in the media socket's table, for leak checks: (by ufrag, by address).
     pub fn route_count(&self) -> (usize, usize) {
-        self.inner.udp.route_count()
+        self.inner.transports.route_count()
     }
 
     fn room(&self, id: &str, policy: &RoomPolicy) -> Addr<RoomActor> {
@@ -190,8 +224,7 @@ impl Sfu {
             let wiring = Wiring {
                 creds,
                 room: room.clone(),
-                udp: self.inner.udp.clone(),
-                candidates: self.inner.candidates.clone(),
+                transports: self.inner.transports.clone(),
                 metrics: self.inner.metrics.clone(),
                 events: tx,
                 connect_deadline: self.inner.connect_timeout,
@@ -200,7 +233,7 @@ impl Sfu {
             let o = opts.clone();
             let addr = ParticipantActor::start_in_arbiter(&self.inner.arbiter, move |_| ParticipantActor::new(id, o, wiring));
             // Routed before the offer is even answered: the first STUN request finds it.
-            self.inner.udp.register(&ufrag, addr.clone().recipient());
+            self.inner.transports.register(&ufrag, addr.clone().recipient());
             match room.send(Join { member, addr: addr.clone() }).await {
                 Ok(Ok(peers)) => return Ok(ParticipantHandle { id, peers, addr, events: rx }),
                 Ok(Err(e)) => {
@@ -228,6 +261,7 @@ mod tests {
             udp_bind: "127.0.0.1:0".parse().unwrap(),
             advertise: vec!["127.0.0.1".parse().unwrap()],
             connect_timeout: Duration::from_secs(30),
+            ice_tcp_port: Some(0),
         };
         Sfu::start(config, Metrics::new()).unwrap()
     }

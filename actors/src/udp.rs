@@ -31,6 +31,8 @@ pub const MAX_ADDRS_PER_PEER: usize = 8;
 pub struct Datagram {
     /// When it was read from the socket.
     pub at: Instant,
+    /// The transport it came over (UDP, or ICE-TCP).
+    pub proto: str0m::net::Protocol,
     /// Who sent it.
     pub source: SocketAddr,
     /// The local candidate it arrived on.
@@ -191,7 +193,7 @@ impl UdpMux {
             let data = &buf[..n];
             match self.route(source, data) {
                 Some(to) => {
-                    to.do_send(Datagram { at: Instant::now(), source, destination, data: data.to_vec() });
+                    to.do_send(Datagram { at: Instant::now(), proto: str0m::net::Protocol::Udp, source, destination, data: data.to_vec() });
                 }
                 None => self.metrics.dropped.with_label_values(&["unroutable"]).inc(),
             }

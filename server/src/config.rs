@@ -29,6 +29,11 @@ pub struct Config {
     pub tls_self_signed: Vec<String>,
     /// UDP media socket bind address.
     pub udp_bind: SocketAddr,
+    /// ICE-TCP for networks that block UDP: passive TCP candidates beside the UDP
+    /// ones (RFC 6544).
+    pub ice_tcp: bool,
+    /// Its TCP port; 0 = the UDP media port's number.
+    pub ice_tcp_port: u16,
     /// Addresses given to peers as ICE candidates; "auto" = this machine's
     /// IPv4 addresses (LAN first) and loopback.
     pub advertise: Vec<String>,
@@ -311,6 +316,8 @@ impl Default for Config {
             tls_key: None,
             tls_self_signed: Vec::new(),
             udp_bind: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            ice_tcp: true,
+            ice_tcp_port: 0,
             advertise: vec!["auto".into()],
             secret: None,
             data_dir: PathBuf::from("data"),
@@ -357,6 +364,12 @@ pub struct ConfigArgs {
     /// UDP media bind address.
     #[arg(long, env = "CASECAST_UDP_BIND")]
     pub udp_bind: Option<SocketAddr>,
+    /// ICE-TCP beside UDP (passive TCP candidates), default true.
+    #[arg(long, env = "CASECAST_ICE_TCP")]
+    pub ice_tcp: Option<bool>,
+    /// ICE-TCP port (default: the UDP media port's number).
+    #[arg(long, env = "CASECAST_ICE_TCP_PORT")]
+    pub ice_tcp_port: Option<u16>,
     /// ICE candidate addresses, comma-separated, or "auto".
     #[arg(long, env = "CASECAST_ADVERTISE", value_delimiter = ',')]
     pub advertise: Option<Vec<String>>,
@@ -481,7 +494,7 @@ impl ConfigArgs {
             };
         }
         set!(listen => listen, tls_listen => tls_listen, tls_cert => tls_cert, tls_key => tls_key,
-             tls_self_signed => tls_self_signed, udp_bind => udp_bind, advertise => advertise, data_dir => data_dir,
+             tls_self_signed => tls_self_signed, udp_bind => udp_bind, ice_tcp => ice_tcp, ice_tcp_port => ice_tcp_port, advertise => advertise, data_dir => data_dir,
              log_format => log_format, connect_timeout_secs => connect_timeout_secs,
              max_token_ttl_secs => max_token_ttl_secs, trusted_proxies => trusted_proxies,
              room_commentator_video => room.commentator_video,

@@ -702,6 +702,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
                 udp_bind: config.udp_bind,
                 advertise: advertise.clone(),
                 connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+                ice_tcp_port: config.ice_tcp.then_some(config.ice_tcp_port),
             },
             metrics,
         )
@@ -780,7 +781,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         if certificate.is_some() && config.public_url.is_none() && config.tls_self_signed.is_empty() {
             tracing::warn!(links = %public, "public_url is not set: the links handed out name this address, not the certificate's host name; set public_url");
         }
-        tracing::info!(http = %public, https = ?https_port, udp = ?sfu.udp_addrs(), candidates = ?sfu.candidates(), cstore = ?cstore, "casecast listening");
+        tracing::info!(http = %public, https = ?https_port, udp = ?sfu.udp_addrs(), ice_tcp = ?sfu.ice_tcp_addr(), candidates = ?sfu.candidates(), cstore = ?cstore, "casecast listening");
         let server = server.run();
 
         // The events' programs: started from now on when an event starts, and

@@ -36,13 +36,19 @@ pub struct WebrtcbinViewer {
 impl WebrtcbinViewer {
     /// Joins `room` at `base` (`http://…`) with `pairs` receive-only audio+video pairs.
     pub fn join(base: &str, room: &str, token: &str, pairs: usize) -> Result<Self> {
+        Self::join_over(base, room, token, pairs, true)
+    }
+
+    /// The same, with ICE over TCP only when `udp` is false (libnice's ICE-TCP, as
+    /// from a network that blocks UDP).
+    pub fn join_over(base: &str, room: &str, token: &str, pairs: usize, udp: bool) -> Result<Self> {
         gst::init()?;
         let counts = Arc::new(Counts::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s) = (counts.clone(), stop.clone());
         let url = format!("{}/ws", base.replace("http://", "ws://"));
         let (room, token) = (room.to_string(), token.to_string());
-        let thread = std::thread::spawn(move || run(&url, &room, &token, pairs, &c, &s));
+        let thread = std::thread::spawn(move || run(&url, &room, &token, pairs, udp, &c, &s));
         Ok(WebrtcbinViewer { counts, stop, thread: Some(thread) })
     }
 
@@ -72,11 +78,14 @@ impl Drop for WebrtcbinViewer {
     }
 }
 
-fn run(url: &str, room: &str, token: &str, pairs: usize, counts: &Arc<Counts>, stop: &AtomicBool) -> Result<()> {
+fn run(url: &str, room: &str, token: &str, pairs: usize, udp: bool, counts: &Arc<Counts>, stop: &AtomicBool) -> Result<()> {
     let pipeline = gst::Pipeline::new();
     let webrtc = gst::ElementFactory::make("webrtcbin").property_from_str("bundle-policy", "max-compat").build()?;
     pipeline.add(&webrtc)?;
     let peer = WebrtcbinPeer::prepare(&pipeline, webrtc.clone(), &["127.0.0.1".to_string()]).map_err(|e| anyhow!(e))?;
+    if !udp {
+        webrtc.property::<gst::glib::Object>("ice-agent").set_property("ice-udp", false);
+    }
     let weak = pipeline.downgrade();
     let counts2 = counts.clone();
     webrtc.connect_pad_added(move |_, pad| {

@@ -448,6 +448,32 @@ mod media {
     }
 
     #[test]
+    fn a_peer_without_udp_gets_the_feed_over_ice_tcp() -> Result<()> {
+        // libnice (webrtcbin) with ICE over UDP switched off, as behind a firewall
+        // that drops UDP: it connects to the server's passive TCP candidate (RFC
+        // 6544, RFC 4571 framing) and decodes the feed.
+        let tcp = free_tcp_port().to_string();
+        let server = Server::demo(&["--program", "false", "--ice-tcp-port", &tcp])?;
+        // The demo's publisher (libnice too, UDP allowed) may open TCP checks of its own.
+        wait_for("the demo feed", Duration::from_secs(60), || {
+            (server.metric("casecast_rtp_packets_received_total").unwrap_or(0.0) > 100.0).then_some(())
+        })?;
+        let before = server.metric("casecast_ice_tcp_connections").unwrap_or(0.0);
+        let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join_over(&server.url, "demo", &server.token("demo", Role::Operator, "tcp viewer"), 1, false)?;
+        wait_for("webrtcbin to decode the feed over ICE-TCP", Duration::from_secs(60), || {
+            (viewer.video() >= 30 && viewer.audio() >= 25).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: video {}, audio {}\n{}", viewer.video(), viewer.audio(), server.log_text()))?;
+        let during = server.metric("casecast_ice_tcp_connections").unwrap_or(0.0);
+        assert!(during > before, "the media came over TCP: {before} then {during} connections");
+        viewer.stop()?;
+        wait_for("the TCP connections to close with the session", Duration::from_secs(10), || {
+            (server.metric("casecast_ice_tcp_connections")? <= before).then_some(())
+        })?;
+        Ok(())
+    }
+
+    #[test]
     fn an_m_line_the_client_offered_carries_the_next_feed_without_renegotiation() -> Result<()> {
         // The compositor's way of joining: when the encoder reconnects, the new feed
         // arrives on the same m-lines (the viewer fails on any server offer).

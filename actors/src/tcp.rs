@@ -1,0 +1,208 @@
+//! ICE-TCP: the media port over TCP, for networks that block UDP (RFC 6544 passive
+//! host candidates, RFC 4571 framing: each packet behind its 2-byte length).
+//!
+//! Peers connect; the first frame of a connection must be a STUN binding request
+//! naming a participant's ufrag within [`FIRST_FRAME_WITHIN`], else the connection
+//! is closed. From then on its frames go to that participant, and what the
+//! participant sends to the connection's address goes back over it. A connection
+//! whose participant has gone is closed.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use str0m::net::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::udp::{Datagram, MAX_ADDRS_PER_PEER, stun_local_ufrag};
+
+/// A connection must name its participant this soon.
+pub const FIRST_FRAME_WITHIN: Duration = Duration::from_secs(10);
+/// Most connections at once (named or not yet).
+pub const MAX_CONNECTIONS: usize = 2048;
+/// Frames queued for one connection before new ones are dropped (a slow link
+/// loses packets, as UDP would, rather than holding memory).
+const QUEUE_FRAMES: usize = 512;
+
+struct Connection {
+    ufrag: String,
+    frames: mpsc::Sender<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_ufrag: HashMap<String, Recipient<Datagram>>,
+    connections: HashMap<SocketAddr, Connection>,
+    /// Accepted connections not closed yet (named or not).
+    open: usize,
+}
+
+/// The ICE-TCP listener and its connections.
+pub struct TcpMux {
+    listener: std::net::TcpListener,
+    candidates: Vec<SocketAddr>,
+    table: Mutex<Table>,
+    metrics: Metrics,
+}
+
+impl TcpMux {
+    /// Listens on `bind`; the candidates are `advertise`'s addresses at its port.
+    pub fn bind(bind: SocketAddr, advertise: &[IpAddr], metrics: Metrics) -> io::Result<Arc<TcpMux>> {
+        let listener = std::net::TcpListener::bind(bind)?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let candidates = if bind.ip().is_unspecified() {
+            advertise.iter().map(|&ip| SocketAddr::new(ip, port)).collect()
+        } else {
+            vec![SocketAddr::new(bind.ip(), port)]
+        };
+        Ok(Arc::new(TcpMux { listener, candidates, table: Mutex::new(Table::default()), metrics }))
+    }
+
+    /// The passive candidates' addresses.
+    pub fn candidates(&self) -> Vec<SocketAddr> {
+        self.candidates.clone()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Routes connections whose first request names `ufrag` to `to`.
+    pub fn register(&self, ufrag: &str, to: Recipient<Datagram>) {
+        self.table.lock().unwrap().by_ufrag.insert(ufrag.to_string(), to);
+    }
+
+    /// Forgets a participant; its connections close.
+    pub fn unregister(&self, ufrag: &str) {
+        let mut t = self.table.lock().unwrap();
+        t.by_ufrag.remove(ufrag);
+        t.connections.retain(|_, c| c.ufrag != ufrag);
+        self.metrics.ice_tcp_connections.set(t.connections.len() as i64);
+    }
+
+    /// (participants, named connections), for leak checks.
+    pub fn route_count(&self) -> (usize, usize) {
+        let t = self.table.lock().unwrap();
+        (t.by_ufrag.len(), t.connections.len())
+    }
+
+    /// Sends one packet to the connection from `to`, framed; dropped when there is
+    /// no such connection or its queue is full.
+    pub fn send(&self, to: SocketAddr, data: &[u8]) {
+        let Ok(len) = u16::try_from(data.len()) else {
+            self.metrics.dropped.with_label_values(&["tcp_too_large"]).inc();
+            return;
+        };
+        let t = self.table.lock().unwrap();
+        let Some(c) = t.connections.get(&to) else {
+            self.metrics.dropped.with_label_values(&["tcp_no_connection"]).inc();
+            return;
+        };
+        let mut frame = Vec::with_capacity(2 + data.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(data);
+        if c.frames.try_send(frame).is_err() {
+            self.metrics.dropped.with_label_values(&["tcp_queue_full"]).inc();
+        }
+    }
+
+    /// Accepts connections forever. Runs on the media arbiter.
+    pub async fn run(self: Arc<Self>) -> io::Result<()> {
+        let listener = tokio::net::TcpListener::from_std(self.listener.try_clone()?)?;
+        loop {
+            let (stream, remote) = match listener.accept().await {
+                Ok(v) => v,
+                Err(e) => {
+                    // Out of descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "ICE-TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            {
+                let mut t = self.table.lock().unwrap();
+                if t.open >= MAX_CONNECTIONS {
+                    self.metrics.dropped.with_label_values(&["tcp_too_many"]).inc();
+                    continue;
+                }
+                t.open += 1;
+            }
+            let me = self.clone();
+            actix::spawn(async move {
+                let _ = me.serve(stream, remote).await;
+                let mut t = me.table.lock().unwrap();
+                t.open -= 1;
+                t.connections.remove(&remote);
+                me.metrics.ice_tcp_connections.set(t.connections.len() as i64);
+            });
+        }
+    }
+
+    /// The local candidate a connection arrived on.
+    fn candidate_for(&self, local: SocketAddr) -> SocketAddr {
+        self.candidates.iter().copied().find(|c| c.ip() == local.ip()).unwrap_or(self.candidates[0])
+    }
+
+    async fn serve(&self, stream: tokio::net::TcpStream, remote: SocketAddr) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let destination = self.candidate_for(stream.local_addr()?);
+        let (mut read, mut write) = stream.into_split();
+        // The first frame names the participant.
+        let first = tokio::time::timeout(FIRST_FRAME_WITHIN, read_frame(&mut read)).await.map_err(|_| io::ErrorKind::TimedOut)??;
+        let Some(ufrag) = stun_local_ufrag(&first).map(str::to_string) else {
+            self.metrics.dropped.with_label_values(&["tcp_unnamed"]).inc();
+            return Ok(());
+        };
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE_FRAMES);
+        let to = {
+            let mut t = self.table.lock().unwrap();
+            let Some(to) = t.by_ufrag.get(&ufrag).cloned() else {
+                self.metrics.dropped.with_label_values(&["unroutable"]).inc();
+                return Ok(());
+            };
+            if t.connections.values().filter(|c| c.ufrag == ufrag).count() >= MAX_ADDRS_PER_PEER {
+                return Ok(());
+            }
+            t.connections.insert(remote, Connection { ufrag: ufrag.clone(), frames: tx });
+            self.metrics.ice_tcp_connections.set(t.connections.len() as i64);
+            tracing::debug!(%remote, "ICE-TCP connection");
+            to
+        };
+        actix::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if write.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            let _ = write.shutdown().await;
+        });
+        let deliver = |data: Vec<u8>| {
+            to.do_send(Datagram { at: Instant::now(), proto: Protocol::Tcp, source: remote, destination, data });
+        };
+        deliver(first);
+        loop {
+            let frame = read_frame(&mut read).await?;
+            // The participant has gone (unregistered): the connection ends.
+            if !self.table.lock().unwrap().connections.contains_key(&remote) {
+                return Ok(());
+            }
+            deliver(frame);
+        }
+    }
+}
+
+/// One RFC 4571 frame.
+async fn read_frame(read: &mut tokio::net::tcp::OwnedReadHalf) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    read.read_exact(&mut len).await?;
+    let mut data = vec![0u8; u16::from_be_bytes(len) as usize];
+    read.read_exact(&mut data).await?;
+    Ok(data)
+}
