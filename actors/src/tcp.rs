@@ -210,24 +210,9 @@ async fn read_frame(read: &mut tokio::net::tcp::OwnedReadHalf) -> io::Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::udp::stun_request as stun;
     use actix::Actor;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// A STUN binding request whose USERNAME is `username`.
-    fn stun(username: &[u8]) -> Vec<u8> {
-        let mut attrs = vec![0x00, 0x06];
-        attrs.extend((username.len() as u16).to_be_bytes());
-        attrs.extend(username);
-        while attrs.len() % 4 != 0 {
-            attrs.push(0);
-        }
-        let mut m = vec![0x00, 0x01];
-        m.extend((attrs.len() as u16).to_be_bytes());
-        m.extend([0x21, 0x12, 0xA4, 0x42]);
-        m.extend([7u8; 12]);
-        m.extend(attrs);
-        m
-    }
 
     fn framed(data: &[u8]) -> Vec<u8> {
         let mut f = (data.len() as u16).to_be_bytes().to_vec();
@@ -235,15 +220,16 @@ mod tests {
         f
     }
 
-    struct Count(Arc<std::sync::atomic::AtomicUsize>);
-    impl Actor for Count {
+    /// Hands each datagram's length on, as the participant would get it.
+    struct Sink(mpsc::UnboundedSender<usize>);
+    impl Actor for Sink {
         type Context = actix::Context<Self>;
     }
-    impl actix::Handler<Datagram> for Count {
+    impl actix::Handler<Datagram> for Sink {
         type Result = ();
         fn handle(&mut self, d: Datagram, _: &mut Self::Context) {
             assert_eq!(d.proto, Protocol::Tcp);
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = self.0.send(d.data.len());
         }
     }
 
@@ -257,8 +243,8 @@ mod tests {
     async fn only_a_named_participant_gets_a_connection_and_its_frames() {
         let mux = TcpMux::bind("127.0.0.1:0".parse().unwrap(), &["127.0.0.1".parse().unwrap()], Metrics::new()).unwrap();
         let addr = mux.local_addr().unwrap();
-        let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        mux.register("aaaa", Count(got.clone()).start().recipient());
+        let (tx, mut got) = mpsc::unbounded_channel();
+        mux.register("aaaa", Sink(tx).start().recipient());
         actix::spawn(mux.clone().run());
         // Garbage first: closed, nothing delivered.
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -268,19 +254,15 @@ mod tests {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(&framed(&stun(b"zzzz:x"))).await.unwrap();
         assert!(closed(&mut s).await);
-        assert_eq!(got.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(got.try_recv().is_err(), "nothing delivered");
         // Named: its frames arrive, and what the participant sends comes back framed.
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(&framed(&stun(b"aaaa:x"))).await.unwrap();
         s.write_all(&framed(&[0x80; 100])).await.unwrap();
         let local = s.local_addr().unwrap();
-        for _ in 0..100 {
-            if got.load(std::sync::atomic::Ordering::SeqCst) == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(got.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let bound = Duration::from_secs(5);
+        assert_eq!(tokio::time::timeout(bound, got.recv()).await.unwrap(), Some(stun(b"aaaa:x").len()), "the request first");
+        assert_eq!(tokio::time::timeout(bound, got.recv()).await.unwrap(), Some(100), "then the frame after it");
         assert_eq!(mux.route_count(), (1, 1));
         mux.send(local, &[1, 2, 3]);
         let mut back = [0u8; 5];

@@ -231,25 +231,32 @@ pub fn is_rtp(data: &[u8]) -> bool {
     data.len() >= 12 && data[0] >> 6 == 2 && !(192..=223).contains(&data[1])
 }
 
+/// A STUN binding request whose USERNAME is `username` (for tests of the
+/// transports' routing).
+#[cfg(test)]
+pub(crate) fn stun_request(username: &[u8]) -> Vec<u8> {
+    let mut attrs = vec![0x00, 0x06];
+    attrs.extend((username.len() as u16).to_be_bytes());
+    attrs.extend(username);
+    while attrs.len() % 4 != 0 {
+        attrs.push(0);
+    }
+    // A PRIORITY attribute after it, to check padding is skipped right.
+    attrs.extend([0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
+    let mut m = vec![0x00, 0x01];
+    m.extend((attrs.len() as u16).to_be_bytes());
+    m.extend([0x21, 0x12, 0xA4, 0x42]);
+    m.extend([7u8; 12]);
+    m.extend(attrs);
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn stun(username: &[u8]) -> Vec<u8> {
-        let mut attrs = vec![0x00, 0x06];
-        attrs.extend((username.len() as u16).to_be_bytes());
-        attrs.extend(username);
-        while attrs.len() % 4 != 0 {
-            attrs.push(0);
-        }
-        // A PRIORITY attribute after it, to check padding is skipped right.
-        attrs.extend([0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
-        let mut m = vec![0x00, 0x01];
-        m.extend((attrs.len() as u16).to_be_bytes());
-        m.extend([0x21, 0x12, 0xA4, 0x42]);
-        m.extend([7u8; 12]);
-        m.extend(attrs);
-        m
+        stun_request(username)
     }
 
     #[test]
