@@ -29,6 +29,12 @@ impl WebrtcbinPeer {
     /// transports yet, i.e. before the first offer) and restricts ICE to
     /// `local_addresses` if any are given.
     pub fn prepare(pipeline: &gst::Pipeline, webrtc: gst::Element, local_addresses: &[String]) -> Result<Self, String> {
+        Self::prepare_with(pipeline, webrtc, local_addresses, true)
+    }
+
+    /// The same; with `ecdsa` false webrtcbin keeps its own (RSA) DTLS certificate,
+    /// as another team's GStreamer peer would (the server refuses it: see above).
+    pub fn prepare_with(pipeline: &gst::Pipeline, webrtc: gst::Element, local_addresses: &[String], ecdsa: bool) -> Result<Self, String> {
         if !local_addresses.is_empty() {
             let ice = webrtc.property::<glib::Object>("ice-agent");
             for a in local_addresses {
@@ -37,9 +43,9 @@ impl WebrtcbinPeer {
                 }
             }
         }
-        let (pem, fingerprint) = ecdsa_certificate()?;
+        let (pem, fingerprint) = if ecdsa { ecdsa_certificate()? } else { (String::new(), String::new()) };
         pipeline.connect_deep_element_added(move |_, _, el| match el.factory().map(|f| f.name()) {
-            Some(n) if n == "dtlsdec" => el.set_property("pem", &pem),
+            Some(n) if n == "dtlsdec" && !pem.is_empty() => el.set_property("pem", &pem),
             Some(n) if n == "nicesrc" => {
                 if let Some(agent) = el.property::<Option<glib::Object>>("agent") {
                     let writable = agent
@@ -127,6 +133,9 @@ fn ecdsa_certificate() -> Result<(String, String), String> {
 /// GStreamer 1.22 writes the fingerprint of the RSA certificate it started with even
 /// after `pem` gave its DTLS decoder another.
 pub fn with_fingerprint(sdp: &str, fingerprint: &str) -> String {
+    if fingerprint.is_empty() {
+        return sdp.to_string();
+    }
     sdp.split_inclusive('\n')
         .map(|line| {
             if line.starts_with("a=fingerprint:") {

@@ -1,0 +1,288 @@
+//! The media path with peers we did not write: str0m publishers and subscribers,
+//! GStreamer webrtcbin over WHIP and over the signaling, ICE-TCP, a real address,
+//! an SRT encoder through `casecast publish`.
+
+use super::*;
+use casecast_loadtest::{Publisher, PublisherOptions, Subscriber};
+
+/// Waits (bounded) until a subscriber has video with a keyframe, and audio.
+fn wait_for_feed(sub: &Subscriber, what: &str, limit: Duration) -> Result<()> {
+    wait_for(what, limit, || {
+        let st = sub.stats();
+        (st.video.frames >= 30 && st.video.keyframes >= 1 && st.audio.frames >= 25).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {:?}", sub.stats()))
+}
+
+fn count(server: &Server, role: &str) -> Option<f64> {
+    server.metric(&format!("casecast_participants{{role=\"{role}\"}}"))
+}
+
+#[test]
+fn str0m_publisher_reaches_two_subscribers_and_a_leaver_is_freed() -> Result<()> {
+    let server = Server::start(&[])?;
+    let room = "or-2";
+    let publisher = Publisher::start(&server.url, room, &server.token(room, Role::Encoder, "enc"), PublisherOptions::default())?;
+    assert!(publisher.wait_connected(Duration::from_secs(20)), "publisher connects: {:?}", publisher.stats());
+    let s1 = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, "v1"))?;
+    let s2 = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, "v2"))?;
+    for s in [&s1, &s2] {
+        assert!(s.wait_for_video(Duration::from_secs(20)), "video arrives: {:?}", s.stats());
+        wait_for("a keyframe and audio at each subscriber", Duration::from_secs(20), || {
+            let st = s.stats();
+            (st.video.keyframes >= 1 && st.audio.frames >= 50 && st.video.frames >= 30).then_some(())
+        })?;
+    }
+    // Both receive what the publisher sends (over two seconds, the frames in
+    // flight at either end aside), however fast a loaded machine lets it send.
+    let (sent0, got0) = (publisher.stats().video_bytes_sent, s1.stats().video.bytes);
+    let t0 = std::time::Instant::now();
+    wait_for("two seconds of video", Duration::from_secs(10), || (t0.elapsed() >= Duration::from_secs(2)).then_some(()))?;
+    let (sent, got) = (publisher.stats().video_bytes_sent - sent0, s1.stats().video.bytes - got0);
+    assert!(sent > 100_000, "the publisher sent {sent} B in 2 s");
+    let ratio = got as f64 / sent as f64;
+    assert!((0.8..1.2).contains(&ratio), "received {got} B of {sent} B sent");
+    assert_eq!(count(&server, "viewer"), Some(2.0));
+    assert!(server.metric("casecast_rtp_packets_forwarded_total").unwrap_or(0.0) > 100.0);
+
+    // Only the token that started a session may end it, and only through its door.
+    let other = format!("Bearer {}", server.token(room, Role::Viewer, "someone else"));
+    assert_eq!(http_delete(s1.resource_url(), &[("Authorization", &other)])?, 403);
+    let as_whip = publisher.resource_url().to_string();
+    assert_eq!(http_delete(&as_whip.replace("/whip/", "/whep/"), &[("Authorization", &other)])?, 404);
+    assert_eq!(http_delete(s1.resource_url(), &[])?, 401);
+    // Browsers on other origins can read WHIP/WHEP answers and errors.
+    let (_, h, _) = http_post(&format!("{}/whep/{room}", server.url), &[("Content-Type", "application/sdp")], b"v=0")?;
+    assert!(h.iter().any(|(k, v)| k.eq_ignore_ascii_case("access-control-allow-origin") && v == "*"), "{h:?}");
+
+    // A subscriber that leaves frees its actor and its routes; the other carries on.
+    s2.stop();
+    wait_for("the leaver to be gone", Duration::from_secs(10), || {
+        (count(&server, "viewer") == Some(1.0) && server.metric("casecast_udp_routes{key=\"ufrag\"}") == Some(2.0)).then_some(())
+    })?;
+    let before = s1.stats().video.frames;
+    wait_for("the remaining subscriber to keep receiving", Duration::from_secs(10), || (s1.stats().video.frames > before + 30).then_some(()))?;
+
+    publisher.stop();
+    s1.stop();
+    wait_for("everything to be gone", Duration::from_secs(10), || {
+        (server.metric("casecast_rooms") == Some(0.0)
+            && count(&server, "viewer") == Some(0.0)
+            && count(&server, "encoder") == Some(0.0)
+            && server.metric("casecast_udp_routes{key=\"ufrag\"}") == Some(0.0)
+            && server.metric("casecast_udp_routes{key=\"address\"}") == Some(0.0))
+        .then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn gstreamer_webrtcbin_publishes_over_whip_to_a_str0m_subscriber() -> Result<()> {
+    let server = Server::start(&[])?;
+    let room = "or-3";
+    let whip = format!("{}/whip/{room}", server.url);
+    for codec in ["vp8", "h264"] {
+        let base = server.metric("casecast_rtp_packets_received_total").unwrap_or(0.0);
+        let publisher = gst_publisher(&whip, &server.token(room, Role::Encoder, "enc"), &["--codec", codec, "--width", "640", "--height", "360"])?;
+        wait_for("webrtcbin to publish", Duration::from_secs(40), || {
+            (count(&server, "encoder") == Some(1.0) && server.metric("casecast_rtp_packets_received_total").unwrap_or(0.0) > base + 50.0).then_some(())
+        })?;
+        let sub = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, "v"))?;
+        wait_for_feed(&sub, &format!("{codec} video with a keyframe, and audio, at the subscriber"), Duration::from_secs(40))?;
+        sub.stop();
+        // A clean stop DELETEs the WHIP session: the server lets go at once.
+        assert!(publisher.terminate()?.success());
+        wait_for("the publisher to be gone", Duration::from_secs(5), || (count(&server, "encoder") == Some(0.0)).then_some(()))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_subscriber_waiting_before_the_feed_starts_receives_it() -> Result<()> {
+    let server = Server::start(&[])?;
+    let room = "or-5";
+    let early = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, "early"))?;
+    wait_for("the early subscriber to connect", Duration::from_secs(10), || early.stats().connected_at)?;
+    let publisher = Publisher::start(&server.url, room, &server.token(room, Role::Encoder, "enc"), PublisherOptions::default())?;
+    assert!(publisher.wait_connected(Duration::from_secs(20)));
+    assert!(early.wait_for_video(Duration::from_secs(20)), "{:?}", early.stats());
+    wait_for("a keyframe at the early subscriber", Duration::from_secs(10), || (early.stats().video.keyframes >= 1).then_some(()))?;
+    assert!(publisher.stats().keyframe_requests >= 1, "the server asked the publisher for a keyframe");
+    Ok(())
+}
+
+#[test]
+fn the_demo_feed_reaches_a_subscriber_with_a_wildcard_media_bind() -> Result<()> {
+    // `make run` binds the media port on 0.0.0.0: each advertised address gets its
+    // own socket so ICE knows which candidate a datagram came in on.
+    let server = Server::demo_on_wildcard(&["--program", "false"])?;
+    let sub = Subscriber::start(&server.url, "demo", &server.token("demo", Role::Viewer, "v"))?;
+    wait_for_feed(&sub, "the demo feed at a WHEP subscriber", Duration::from_secs(60))?;
+    Ok(())
+}
+
+#[test]
+fn the_demo_runs_on_a_real_address_with_its_feed_and_program() -> Result<()> {
+    // `casecast demo --listen 10.x.y.z:port`: the demo's own feed and program
+    // reach the server where it listens (not at 127.0.0.1, where nothing is).
+    let addr = casecast_tests::net::LocalAddress::new()?;
+    let ip = addr.ip.to_string();
+    let server = Server::demo_at(&ip, &[])?;
+    let options = casecast_loadtest::SubscriberOptions { bind_ip: addr.ip.into(), ..Default::default() };
+    let sub = Subscriber::start_with(&server.url, "demo", &server.token("demo", Role::Viewer, "v"), options)?;
+    wait_for_feed(&sub, "the demo feed at a subscriber on the same address", Duration::from_secs(60))?;
+    wait_for("the program's HLS playlist", Duration::from_secs(90), || {
+        let (code, text) = http_get(&format!("{}/hls/demo/index.m3u8", server.url)).ok()?;
+        (code == 200 && segments(&text).len() >= 2).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", server.log_text()))?;
+    Ok(())
+}
+
+#[test]
+fn webrtcbin_joins_over_websocket_signaling_and_decodes_the_feed() -> Result<()> {
+    // A second WebRTC stack on our signaling protocol, receiving through m-lines
+    // it offered itself (the way the compositor will join).
+    let server = Server::demo(&["--program", "false"])?;
+    let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join(&server.url, "demo", &server.token("demo", Role::Operator, "compositor"), 1)?;
+    wait_for("webrtcbin to decode the feed", Duration::from_secs(60), || {
+        (viewer.video() >= 30 && viewer.audio() >= 25).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: video {}, audio {}", viewer.video(), viewer.audio()))?;
+    viewer.stop()?;
+    wait_for("the operator to leave", Duration::from_secs(10), || (count(&server, "operator") == Some(0.0)).then_some(()))?;
+    Ok(())
+}
+
+#[test]
+fn a_gstreamer_peer_with_its_default_certificate_is_told_why_at_once() -> Result<()> {
+    // webrtcbin as it comes presents an RSA certificate, which the DTLS library
+    // under str0m refuses: the server says why and ends the session at once, not
+    // at the connect timeout (30 s here).
+    let server = Server::demo(&["--program", "false", "--connect-timeout-secs", "30"])?;
+    let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join_as_is(&server.url, "demo", &server.token("demo", Role::Operator, "rsa peer"))?;
+    wait_for("the peer to join", Duration::from_secs(20), || (count(&server, "operator") == Some(1.0)).then_some(()))?;
+    let joined = std::time::Instant::now();
+    wait_for("the session to end with the reason", Duration::from_secs(15), || {
+        (count(&server, "operator") == Some(0.0) && server.log_text().contains("DTLS handshake failed")).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", server.log_text()))?;
+    assert!(joined.elapsed() < Duration::from_secs(15));
+    let log = server.log_text();
+    let line = log.lines().find(|l| l.contains("DTLS handshake failed")).unwrap_or_default();
+    assert!(line.contains("certificate"), "the reason names the certificate: {line}");
+    assert_eq!(viewer.video(), 0);
+    Ok(())
+}
+
+#[test]
+fn a_peer_without_udp_gets_the_feed_over_ice_tcp() -> Result<()> {
+    // libnice (webrtcbin) with ICE over UDP switched off, as behind a firewall
+    // that drops UDP: it connects to the server's passive TCP candidate (RFC
+    // 6544, RFC 4571 framing) and decodes the feed.
+    let tcp = free_tcp_port().to_string();
+    let server = Server::demo(&["--program", "false", "--ice-tcp-port", &tcp])?;
+    // The demo's publisher (libnice too, UDP allowed) may open TCP checks of its own.
+    wait_for("the demo feed", Duration::from_secs(60), || {
+        (server.metric("casecast_rtp_packets_received_total").unwrap_or(0.0) > 100.0).then_some(())
+    })?;
+    let before = server.metric("casecast_ice_tcp_connections").unwrap_or(0.0);
+    let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join_over(&server.url, "demo", &server.token("demo", Role::Operator, "tcp viewer"), 1, false)?;
+    wait_for("webrtcbin to decode the feed over ICE-TCP", Duration::from_secs(60), || {
+        (viewer.video() >= 30 && viewer.audio() >= 25).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: video {}, audio {}\n{}", viewer.video(), viewer.audio(), server.log_text()))?;
+    let during = server.metric("casecast_ice_tcp_connections").unwrap_or(0.0);
+    assert!(during > before, "the media came over TCP: {before} then {during} connections");
+    viewer.stop()?;
+    wait_for("the TCP connections to close with the session", Duration::from_secs(10), || {
+        (server.metric("casecast_ice_tcp_connections")? <= before).then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn an_m_line_the_client_offered_carries_the_next_feed_without_renegotiation() -> Result<()> {
+    // The compositor's way of joining: when the encoder reconnects, the new feed
+    // arrives on the same m-lines (the viewer fails on any server offer).
+    let server = Server::start(&[])?;
+    let room = "or-6";
+    let whip = format!("{}/whip/{room}", server.url);
+    let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join(&server.url, room, &server.token(room, Role::Operator, "mixer"), 1)?;
+    for round in 0..2 {
+        let before = viewer.video();
+        let publisher = gst_publisher(&whip, &server.token(room, Role::Encoder, "enc"), &["--width", "320", "--height", "180"])?;
+        wait_for(&format!("feed {round} decoded by webrtcbin"), Duration::from_secs(60), || {
+            (viewer.video() >= before + 30).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: video {}, audio {}", viewer.video(), viewer.audio()))?;
+        assert!(publisher.terminate()?.success());
+        wait_for("the encoder to leave", Duration::from_secs(10), || (count(&server, "encoder") == Some(0.0)).then_some(()))?;
+    }
+    viewer.stop()?;
+    Ok(())
+}
+
+#[test]
+fn join_leave_cycles_leave_nothing_behind() -> Result<()> {
+    let server = Server::start(&[])?;
+    let room = "or-4";
+    let publisher = Publisher::start(&server.url, room, &server.token(room, Role::Encoder, "enc"), PublisherOptions::default())?;
+    assert!(publisher.wait_connected(Duration::from_secs(20)));
+    for i in 0..25 {
+        let s = Subscriber::start(&server.url, room, &server.token(room, Role::Viewer, &format!("v{i}")))?;
+        assert!(s.wait_for_video(Duration::from_secs(20)), "cycle {i}: {:?}", s.stats());
+        if i % 2 == 0 {
+            s.stop(); // DELETE
+        } else {
+            drop(s); // also DELETE, from Drop
+        }
+    }
+    wait_for("no subscriber left", Duration::from_secs(15), || {
+        (count(&server, "viewer") == Some(0.0)
+            && server.metric("casecast_udp_routes{key=\"ufrag\"}") == Some(1.0)
+            && server.metric("casecast_udp_routes{key=\"address\"}") == Some(1.0))
+        .then_some(())
+    })?;
+    assert_eq!(server.metric("casecast_rooms"), Some(1.0));
+    Ok(())
+}
+
+/// A hospital encoder that speaks SRT (ffmpeg: H.264 + AAC in MPEG-TS, pushed as an
+/// SRT caller) reaches the room through `casecast publish --source srt://…?mode=listener`:
+/// the room's operators see the feed arrive at its size and full frame rate, with
+/// its sound.
+#[test]
+fn an_encoder_pushes_srt_into_the_room() -> Result<()> {
+    let server = Server::start(&[])?;
+    let port = free_udp_port();
+    let _bridge = gst_publisher(
+        &format!("{}/whip/or-9", server.url),
+        &server.token("or-9", Role::Encoder, "OR 9 (SRT)"),
+        &["--source", &format!("srt://127.0.0.1:{port}?mode=listener"), "--width", "640", "--height", "360", "--fps", "25"],
+    )?;
+    let bound = || {
+        let want = format!(":{port:04X}");
+        std::fs::read_to_string("/proc/net/udp").unwrap_or_default().lines().any(|l| l.split_whitespace().nth(1).is_some_and(|local| local.ends_with(&want)))
+    };
+    wait_for("the SRT listener", Duration::from_secs(20), || bound().then_some(()))?;
+    let encoder = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440"])
+        .args(["-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50", "-c:a", "aac", "-f", "mpegts"])
+        .arg(format!("srt://127.0.0.1:{port}?mode=caller"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let _encoder = Proc(encoder);
+    let op = server.token("or-9", Role::Operator, "Ops Hal");
+    let url = format!("{}/api/events/or-9/participants", server.url);
+    let feed = wait_for("the SRT feed in the room at full rate", Duration::from_secs(45), || {
+        let (_, list) = api("GET", &url, Some(&op), None).ok()?;
+        list.as_array()?.iter().find(|p| p["role"] == "encoder" && p["fps_in"].as_f64().unwrap_or(0.0) >= 10.0 && p["width"] == 640).cloned()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", api("GET", &url, Some(&op), None).map(|r| r.1).unwrap_or_default()))?;
+    assert_eq!(feed["height"], 360);
+    assert!(feed["bitrate_in"].as_u64().unwrap_or(0) > 200_000, "{feed}");
+    assert!(feed["publishing"].as_array().is_some_and(|k| k.iter().any(|k| k == "audio") && k.iter().any(|k| k == "video")), "{feed}");
+    Ok(())
+}
