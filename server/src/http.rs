@@ -101,9 +101,10 @@ pub(crate) async fn https_pages(
 
 fn https_address(req: &actix_web::HttpRequest) -> Option<String> {
     let st = req.app_data::<web::Data<AppState>>()?;
-    let page = req.method() == actix_web::http::Method::GET
-        && matches!(req.path().split('/').nth(1), Some("" | "room" | "watch" | "console" | "cases"));
-    if !st.tls || !page || req.app_config().secure() {
+    if !st.tls || req.app_config().secure() || req.method() != actix_web::http::Method::GET {
+        return None;
+    }
+    if !matches!(req.path().split('/').nth(1), Some("" | "room" | "watch" | "console" | "cases")) {
         return None;
     }
     let public = st.public_url.get().filter(|u| u.starts_with("https://"))?;
