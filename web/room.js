@@ -51,7 +51,12 @@ const ui = {
 
 const FATAL_CODES = new Set(["unauthorized", "forbidden", "unsupported_version"]);
 const PING_MS = 10_000;
-const DISCONNECT_GRACE_MS = 3_000;
+// Staying joined through a network change (see "staying joined" below).
+const RESTART_AFTER_MS = 300;    // media interrupted this long: restart ICE
+const RESTART_AGAIN_MS = 3_000;  // not back this long after a restart: another one
+const RESUME_WITHIN_MS = 4_500;  // the server keeps a lost session 5 s
+const RECOVER_MS = 15_000;       // media not back by then: join again
+const STALL_MS = 1_500;          // media that was flowing stops this long: its path is dead
 const MAX_BACKOFF_MS = 10_000;
 const SELF = "self"; // tile key of our own preview
 const DEVICES_KEY = "casecast.devices"; // localStorage: { mic, cam } device ids
@@ -84,7 +89,16 @@ const app = {
   attempt: 0, reconnectTimer: 0, left: false, fatal: false,
   unreachable: 0,          // connection attempts in a row that never reached the server
   meter: { level: 0, peak: 0, samples: 0 },
+  connects: 0,             // joins tried (a resumed session is not a new join)
+  trail: [],               // what the connection went through: [ms since load, what], the last 50
 };
+
+/** Notes a step of the connection's life (for `window.casecast.trail` and the console). */
+function note(what) {
+  app.trail.push([Math.round(performance.now()), what]);
+  if (app.trail.length > 50) app.trail.shift();
+  console.info("casecast:", what);
+}
 
 // ---------------------------------------------------------------- pre-join
 
@@ -398,14 +412,31 @@ function connect() {
   clearInterval(app.reconnectTimer);
   if (app.left || app.fatal) return;
   setState("connecting");
-  const ws = new WebSocket(wsUrl());
-  const conn = { ws, pc: null, videoSender: null, queue: Promise.resolve(), closed: false, pingTimer: 0, graceTimer: 0, opened: false };
+  app.resume = null;
+  app.connects += 1;
+  const conn = {
+    ws: null, pc: null, videoSender: null, queue: Promise.resolve(), closed: false, opened: false,
+    pingTimer: 0, graceTimer: 0, restartTimer: 0, againTimer: 0, resumeTimer: 0, renewTimer: 0, watchTimer: 0,
+    troubleSince: 0, resuming: false, forceRestart: false,
+  };
   app.conn = conn;
+  signal(conn, { type: "join", v: 1, room: roomId, token }, (ev) => {
+    if (!conn.opened) unreachable();
+    restart(`signaling closed${ev.code ? ` (${ev.code})` : ""}`);
+  });
+}
 
+/** Opens the WebSocket of `conn`: sends `first` when open, queues what arrives,
+ * and calls `lost` if it closes while still ours. */
+function signal(conn, first, lost) {
+  const ws = new WebSocket(wsUrl());
+  conn.ws = ws;
   ws.onopen = () => {
+    note(`signaling open (${first.type})`);
     conn.opened = true;
     reached();
-    send(conn, { type: "join", v: 1, room: roomId, token });
+    send(conn, first);
+    clearInterval(conn.pingTimer);
     conn.pingTimer = setInterval(() => send(conn, { type: "ping" }), PING_MS);
   };
   ws.onmessage = (ev) => {
@@ -424,10 +455,135 @@ function connect() {
       });
   };
   ws.onclose = (ev) => {
-    if (conn.closed) return;
-    if (!conn.opened) unreachable();
-    restart(`signaling closed${ev.code ? ` (${ev.code})` : ""}`);
+    if (conn.closed || conn.ws !== ws) return;
+    note(`signaling closed (${ev.code})`);
+    // Joined, with a session the server keeps for a moment: come back to it.
+    if (app.resume && conn.pc && !conn.resuming) return resumeSession(conn, `signaling closed${ev.code ? ` (${ev.code})` : ""}`);
+    lost(ev);
   };
+}
+
+// ---------------------------------------------------------------- staying joined
+//
+// A network change or a dropped Wi-Fi loses the media path, the WebSocket, or both.
+// The page keeps its peer connection, its tiles and its place in the room. When the
+// media path goes down it does not trust the WebSocket either (after a network
+// change it leads nowhere, and TCP takes minutes to say so): it opens a new one,
+// resumes the session with the secret from `joined` (the server hands the
+// participant over from the old connection), and asks for an ICE restart (the
+// server answers with an offer carrying new ICE credentials). Only when the server
+// no longer has the session does the page join again, as new.
+
+/** The media path is down: resume on a new WebSocket, then restart ICE. */
+function recoverMedia(conn) {
+  if (conn.closed || conn.resuming || conn.pc?.connectionState === "connected") return;
+  resumeSession(conn, "media interrupted");
+}
+
+/** Takes fresh TURN credentials, and plans to renew them before they end: a relayed
+ * session resumes and restarts ICE (a moment's interruption at most) two minutes
+ * before; a direct one needs none. */
+function useIceServers(conn, servers) {
+  if (!servers?.length || !conn.pc) return;
+  try {
+    conn.pc.setConfiguration({ ...conn.pc.getConfiguration(), iceServers: servers });
+  } catch (err) {
+    console.warn("casecast: TURN servers not taken", err);
+  }
+  const expires = Number(String(servers[0].username).split(":")[0]) * 1000;
+  clearTimeout(conn.renewTimer);
+  if (!expires) return;
+  conn.renewTimer = setTimeout(async () => {
+    if (conn.closed) return;
+    const path = (await stats()).path;
+    if (path?.type !== "relay") return;
+    conn.forceRestart = true;
+    resumeSession(conn, "TURN credentials about to expire");
+  }, Math.max(10_000, expires - Date.now() - 120_000));
+}
+
+/** Watches what arrives. When media that was flowing stops, its path is dead even
+ * if the browser still says "connected": after a move to another network, Chromium
+ * may take many seconds to notice that the address it used is gone. Then the page
+ * recovers at once (resume and ICE restart). A quiet room (nothing flowing) never
+ * counts as a stall. */
+function watchMedia(conn) {
+  clearInterval(conn.watchTimer);
+  let last = -1;
+  let since = Date.now();
+  let flowing = 0; // ticks in a row with media arriving (more than keepalives)
+  conn.watchTimer = setInterval(async () => {
+    if (conn.closed || conn.resuming || !conn.pc) return;
+    let bytes = 0;
+    try {
+      (await conn.pc.getStats()).forEach((r) => { if (r.type === "transport") bytes += r.bytesReceived ?? 0; });
+    } catch { return; }
+    const now = Date.now();
+    if (bytes !== last) {
+      // 1 kB in a quarter second is media (audio alone is about that); STUN and
+      // RTCP keepalives are a few hundred bytes a second.
+      flowing = bytes - last >= 1000 && last >= 0 ? flowing + 1 : 0;
+      last = bytes;
+      since = now;
+      return;
+    }
+    if (flowing >= 2 && now - since >= STALL_MS && conn.pc.connectionState === "connected") {
+      flowing = 0;
+      note("media stalled");
+      conn.forceRestart = true;
+      resumeSession(conn, "media stalled");
+    } else if (now - since >= STALL_MS) {
+      flowing = 0;
+    }
+  }, 250);
+}
+
+/** Asks for an ICE restart, and again while the media stays down. */
+function restartIce(conn, evenIfConnected = false) {
+  if (conn.closed || (conn.pc?.connectionState === "connected" && !evenIfConnected)) return;
+  note("ICE restart asked");
+  send(conn, { type: "ice_restart" });
+  clearTimeout(conn.againTimer);
+  conn.againTimer = setTimeout(() => recoverMedia(conn), RESTART_AGAIN_MS);
+}
+
+/** Opens a new WebSocket and takes the session back with the resume secret. */
+function resumeSession(conn, reason) {
+  if (conn.closed) return;
+  if (!app.resume) return restart(reason);
+  note(`resuming: ${reason}`);
+  setState("interrupted", "Reconnecting…");
+  const old = conn.ws;
+  old.onopen = old.onmessage = old.onclose = null;
+  if (old.readyState <= WebSocket.OPEN) old.close(4000, "resuming");
+  if (!conn.resuming) {
+    conn.resuming = true;
+    clearTimeout(conn.resumeTimer);
+    conn.resumeTimer = setTimeout(() => { if (conn.resuming) restart(`could not resume (${reason})`); }, RESUME_WITHIN_MS);
+  }
+  signal(conn, { type: "resume", v: 1, room: roomId, token, resume: app.resume }, () => {
+    // Not reached (still no network): try again shortly, until the resume window ends.
+    if (!conn.opened) unreachable();
+    setTimeout(() => { if (conn.resuming && !conn.closed) resumeSession(conn, reason); }, 500);
+  });
+}
+
+function onResumed(conn, m) {
+  note("resumed");
+  conn.resuming = false;
+  clearTimeout(conn.resumeTimer);
+  reached();
+  useIceServers(conn, m.ice_servers);
+  // What was said while away did not arrive: say it again.
+  const audio = localTrack("audio");
+  const video = localTrack("video");
+  if (audio && !audio.enabled) send(conn, { type: "mute", kind: "audio", muted: true });
+  if (video && !video.enabled) send(conn, { type: "mute", kind: "video", muted: true });
+  if (app.myHand && app.role === "commentator") send(conn, { type: "raise_hand", raised: true });
+  const up = conn.pc.connectionState === "connected";
+  if (up) setState("live", "Connected");
+  if (!up || conn.forceRestart) restartIce(conn, conn.forceRestart);
+  conn.forceRestart = false;
 }
 
 function send(conn, msg) {
@@ -445,7 +601,8 @@ function teardown() {
   app.conn = null;
   c.closed = true;
   clearInterval(c.pingTimer);
-  clearTimeout(c.graceTimer);
+  for (const t of [c.graceTimer, c.restartTimer, c.againTimer, c.resumeTimer, c.renewTimer]) clearTimeout(t);
+  clearInterval(c.watchTimer);
   c.ws.onopen = c.ws.onmessage = c.ws.onclose = null;
   if (c.ws.readyState <= WebSocket.OPEN) c.ws.close(1000);
   if (c.pc) {
@@ -501,6 +658,7 @@ function hideOutage() {
 async function handle(conn, msg) {
   switch (msg.type) {
     case "joined": return onJoined(conn, msg);
+    case "resumed": return onResumed(conn, msg);
     case "answer":
       await conn.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
       return applySenderLimits(conn);
@@ -521,7 +679,7 @@ async function handle(conn, msg) {
 
 async function onJoined(conn, m) {
   // A new session: nothing of ours is held by an operator, and no hand is up yet.
-  Object.assign(app, { participantId: m.participant_id, policy: m.policy, role: m.role, held: { audio: false, video: false } });
+  Object.assign(app, { participantId: m.participant_id, policy: m.policy, role: m.role, held: { audio: false, video: false }, resume: m.resume ?? null });
   app.ownIds.add(m.participant_id);
   app.hands.clear();
   showEvent(m.event ?? null);
@@ -533,10 +691,14 @@ async function onJoined(conn, m) {
   await ensureLocalMedia(m.policy);
   if (conn.closed) return;
 
-  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+  // TURN servers (with credentials minted for this session) for networks that let
+  // neither UDP nor direct TCP through: the browser falls back to them by itself.
+  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: m.ice_servers ?? [] });
   conn.pc = pc;
+  useIceServers(conn, m.ice_servers);
   pc.ontrack = onTrack;
   pc.onconnectionstatechange = () => onPcState(conn);
+  pc.onicegatheringstatechange = () => note(`ICE gathering ${pc.iceGatheringState}`);
 
   const stream = app.localStream;
   const audio = m.policy.publish ? localTrack("audio") : undefined;
@@ -562,6 +724,7 @@ async function onJoined(conn, m) {
 async function onServerOffer(conn, m) {
   const pc = conn.pc;
   if (!pc) throw new Error("server offer before join completed");
+  note("server offer");
   for (const t of m.tracks ?? []) if (t.mid != null) app.tracks.set(t.mid, t);
   await pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
   await pc.setLocalDescription(await pc.createAnswer());
@@ -590,20 +753,29 @@ async function applySenderLimits(conn) {
 function onPcState(conn) {
   if (conn.closed) return;
   const s = conn.pc.connectionState;
-  clearTimeout(conn.graceTimer);
+  note(`media ${s}`);
+  clearTimeout(conn.restartTimer);
   if (s === "connected") {
     app.attempt = 0;
-    setState("live", "Connected");
-  } else if (s === "failed") {
-    restart("media connection failed");
-  } else if (s === "disconnected") {
+    conn.troubleSince = 0;
+    clearTimeout(conn.graceTimer);
+    clearTimeout(conn.againTimer);
+    if (!conn.watchTimer) watchMedia(conn);
+    if (!conn.resuming) setState("live", "Connected");
+  } else if (s === "failed" || s === "disconnected") {
     setState("interrupted", "Reconnecting…");
-    conn.graceTimer = setTimeout(() => restart("media disconnected for 3 s"), DISCONNECT_GRACE_MS);
+    if (!conn.troubleSince) {
+      conn.troubleSince = Date.now();
+      conn.graceTimer = setTimeout(() => restart(`media not back within ${RECOVER_MS / 1000} s`), RECOVER_MS);
+    }
+    conn.restartTimer = setTimeout(() => recoverMedia(conn), s === "failed" ? 0 : RESTART_AFTER_MS);
   }
 }
 
 function onError(m) {
   if (FATAL_CODES.has(m.code)) return showFatal(m.message || m.code);
+  // Back after the server had ended the session (a restart, a long outage): join again.
+  if (m.code === "session_gone") return restart("the session had ended while away");
   showBanner(m.message || m.code, { code: m.code });
   // A refused description leaves this session unusable: start a fresh one.
   if (m.code === "sdp_rejected") restart(`the server refused a description: ${m.message}`);
@@ -1108,7 +1280,20 @@ async function stats() {
     if (kind === "video" && info?.source === "program") result.programFramesDecoded += r.framesDecoded ?? 0;
     if (kind === "audio" && info?.source === "commentator") result.audioPacketsReceivedFromCommentators += r.packetsReceived ?? 0;
   });
+  result.path = mediaPath(report);
   return result;
+}
+
+/** How the media travels, from the selected candidate pair: { protocol: "udp" |
+ * "tcp", type: "host" | "srflx" | "prflx" | "relay", relayProtocol } (null before
+ * ICE has chosen). The same values chrome://webrtc-internals shows. */
+function mediaPath(report) {
+  let pairId = null;
+  report.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
+  const pair = pairId && report.get(pairId);
+  const local = pair && report.get(pair.localCandidateId);
+  if (!local) return null;
+  return { protocol: local.protocol, type: local.candidateType, relayProtocol: local.relayProtocol ?? null };
 }
 
 window.casecast = {
@@ -1116,6 +1301,8 @@ window.casecast = {
   get state() { return app.state; },
   get view() { return app.view; },
   get participantId() { return app.participantId; },
+  get connects() { return app.connects; },
+  get trail() { return app.trail.slice(); },
   get policy() { return app.policy; },
   get event() { return app.event; },
   get eventState() { return app.eventState ?? null; },

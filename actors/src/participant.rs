@@ -162,7 +162,17 @@ pub struct ParticipantActor {
     room: Addr<RoomActor>,
     span: tracing::Span,
     rtc: Rtc,
+    /// The ufrag it registered with the transports: its route key for life.
     ufrag: String,
+    /// The ufrag its ICE agent answers to now (a restart replaces it).
+    current_ufrag: String,
+    /// The peer asked for an ICE restart (its network changed): the next server
+    /// offer carries new ICE credentials.
+    restart_wanted: bool,
+    /// The new ufrag of a restart offered and not yet answered.
+    restarting: Option<String>,
+    /// When the last restart was asked for: a lost connection waits for it.
+    restart_asked: Option<Instant>,
     transports: Arc<Transports>,
     metrics: Metrics,
     events: UnboundedSender<ParticipantEvent>,
@@ -175,6 +185,12 @@ pub struct ParticipantActor {
     peer_mids: std::collections::HashSet<Mid>,
     /// Our offer, waiting for the peer's answer.
     pending: Option<SdpPendingOffer>,
+    /// That offer as sent, to send again to a peer that resumes its session on a
+    /// new connection (the first may have been lost with the old one).
+    pending_sent: Option<(String, Vec<(String, TrackDesc)>)>,
+    /// The last answer accepted: the same answer again (to an offer sent twice) is
+    /// taken quietly.
+    last_answer: Option<String>,
     /// The peer's first offer was answered: server offers may follow.
     negotiated: bool,
     connected: bool,
@@ -263,6 +279,9 @@ pub struct GetStats;
 /// How long a lost ICE connection may take to come back before the participant ends.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
 
+/// Least time between two ICE restarts a peer asks for.
+const MIN_RESTART_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long the peer may take to answer a server offer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -300,7 +319,11 @@ impl ParticipantActor {
             opts,
             room,
             rtc,
+            current_ufrag: ufrag.clone(),
             ufrag,
+            restart_wanted: false,
+            restarting: None,
+            restart_asked: None,
             transports,
             metrics,
             events,
@@ -309,6 +332,8 @@ impl ParticipantActor {
             free_mids: Vec::new(),
             peer_mids: Default::default(),
             pending: None,
+            pending_sent: None,
+            last_answer: None,
             negotiated: false,
             connected: false,
             timer: None,
@@ -443,11 +468,7 @@ impl ParticipantActor {
                 // Completed when binding requests come again): wait before ending.
                 let _ = self.events.send(ParticipantEvent::Connection(false));
                 self.ice_down = true;
-                ctx.run_later(DISCONNECT_GRACE, |act, ctx| {
-                    if act.ice_down {
-                        act.close("media connection lost", ctx);
-                    }
-                });
+                self.end_if_still_down(ctx);
             }
             Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
                 if self.ice_down =>
@@ -488,6 +509,22 @@ impl ParticipantActor {
             }
             _ => {}
         }
+    }
+
+    /// Ends the participant if its media connection is still down after
+    /// [`DISCONNECT_GRACE`], counted from the loss or from the last ICE restart the
+    /// peer asked for, whichever is later (a peer that moved networks gets its
+    /// grace for the restart).
+    fn end_if_still_down(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(DISCONNECT_GRACE, |act, ctx| {
+            if !act.ice_down {
+                return;
+            }
+            if act.restart_asked.is_some_and(|at| at.elapsed() < DISCONNECT_GRACE) {
+                return act.end_if_still_down(ctx);
+            }
+            act.close("media connection lost", ctx);
+        });
     }
 
     fn media_added(&mut self, mid: Mid, kind: MediaKind, dir: Direction, ctx: &mut Context<Self>) {
@@ -622,6 +659,13 @@ impl ParticipantActor {
             return;
         }
         let mut change = self.rtc.sdp_api();
+        if std::mem::take(&mut self.restart_wanted) {
+            // New ICE credentials, the same candidates: the peer checks them from
+            // wherever it is now. Its checks name the new ufrag, routed to us.
+            let creds = change.ice_restart(true);
+            self.transports.alias(&self.ufrag, &creds.ufrag);
+            self.restarting = Some(creds.ufrag);
+        }
         let mut added = Vec::new();
         for o in &mut self.outbound {
             match o.state {
@@ -652,13 +696,19 @@ impl ParticipantActor {
         };
         self.pending = Some(pending);
         self.offers_sent += 1;
-        tracing::debug!(participant = %self.id, tracks = added.len(), "server offer");
-        let _ = self.events.send(ParticipantEvent::Offer { sdp: offer.to_sdp_string(), tracks: added });
+        tracing::debug!(participant = %self.id, tracks = added.len(), ice_restart = self.restarting.is_some(), "server offer");
+        let sdp = offer.to_sdp_string();
+        self.pending_sent = Some((sdp.clone(), added.clone()));
+        let _ = self.events.send(ParticipantEvent::Offer { sdp, tracks: added });
     }
 
     /// Puts the changes of an abandoned server offer back to be offered again.
     fn offer_again(&mut self) {
         self.pending = None;
+        self.pending_sent = None;
+        if self.restarting.take().is_some() {
+            self.restart_wanted = true;
+        }
         for o in &mut self.outbound {
             o.state = match o.state {
                 OutState::Negotiating(_) => OutState::Unbound,
@@ -690,12 +740,22 @@ impl ParticipantActor {
     fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
         let answer = crate::sdp::parse_answer(sdp)?;
         let Some(pending) = self.pending.take() else {
+            if self.last_answer.as_deref() == Some(sdp) {
+                return Ok(());
+            }
             return Err("no offer is waiting for an answer".into());
         };
+        self.pending_sent = None;
         if let Err(e) = self.rtc.sdp_api().accept_answer(pending, answer) {
             // Forget that offer and offer its changes again on the next drive.
             self.offer_again();
             return Err(format!("SDP answer rejected: {e}; a new offer follows"));
+        }
+        self.last_answer = Some(sdp.to_string());
+        if let Some(new) = self.restarting.take() {
+            // The old credentials are void now: stop routing checks that name them.
+            self.transports.retire(&std::mem::replace(&mut self.current_ufrag, new.clone()));
+            tracing::info!(participant = %self.id, "ICE restarted");
         }
         for o in &mut self.outbound {
             if let OutState::Negotiating(m) = o.state {
@@ -966,6 +1026,48 @@ impl Handler<AcceptOffer> for ParticipantActor {
             });
         }
         r.unwrap_or_else(|| Err("internal error while handling the offer".into()))
+    }
+}
+
+/// Signaling → participant: the peer's network changed or its media connection
+/// was lost: offer new ICE credentials (an ICE restart, RFC 8445 §9), keeping the
+/// session, its tracks and its place in the room. With a server offer in flight,
+/// the restart comes in the offer after it.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct RestartIce;
+
+impl Handler<RestartIce> for ParticipantActor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: RestartIce, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.opts.renegotiate || !self.negotiated || !self.connected {
+            return Err("an ICE restart needs a session that has connected once; join again".into());
+        }
+        if self.restart_asked.is_some_and(|at| at.elapsed() < MIN_RESTART_INTERVAL) {
+            // One is under way.
+            return Ok(());
+        }
+        self.restart_asked = Some(Instant::now());
+        self.restart_wanted = true;
+        // With an offer in flight, the restart follows its answer.
+        self.guarded(ctx, |act, ctx| act.drive(ctx));
+        Ok(())
+    }
+}
+
+/// Signaling → participant: the peer came back on a new signaling connection; the
+/// server offer it has not answered (if any) is sent again, since the first may
+/// have been lost with the old connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResendOffer;
+
+impl Handler<ResendOffer> for ParticipantActor {
+    type Result = ();
+    fn handle(&mut self, _: ResendOffer, _: &mut Context<Self>) {
+        if let Some((sdp, tracks)) = self.pending_sent.clone() {
+            let _ = self.events.send(ParticipantEvent::Offer { sdp, tracks });
+        }
     }
 }
 

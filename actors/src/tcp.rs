@@ -30,13 +30,15 @@ pub const MAX_CONNECTIONS: usize = 2048;
 const QUEUE_FRAMES: usize = 512;
 
 struct Connection {
-    ufrag: String,
+    /// The participant's route key (the ufrag it registered with).
+    key: String,
     frames: mpsc::Sender<Vec<u8>>,
 }
 
 #[derive(Default)]
 struct Table {
-    by_ufrag: HashMap<String, Recipient<Datagram>>,
+    /// Ufrag → (route key, participant), as the UDP routes.
+    by_ufrag: HashMap<String, (String, Recipient<Datagram>)>,
     connections: HashMap<SocketAddr, Connection>,
     /// Accepted connections not closed yet (named or not).
     open: usize,
@@ -74,16 +76,31 @@ impl TcpMux {
         self.listener.local_addr().ok()
     }
 
-    /// Routes connections whose first request names `ufrag` to `to`.
+    /// Routes connections whose first request names `ufrag` to `to`; `ufrag` is
+    /// its route key.
     pub fn register(&self, ufrag: &str, to: Recipient<Datagram>) {
-        self.table.lock().unwrap().by_ufrag.insert(ufrag.to_string(), to);
+        self.table.lock().unwrap().by_ufrag.insert(ufrag.to_string(), (ufrag.to_string(), to));
     }
 
-    /// Forgets a participant; its connections close.
-    pub fn unregister(&self, ufrag: &str) {
+    /// Routes connections naming `ufrag` (after an ICE restart) to the participant
+    /// of route key `key`.
+    pub fn alias(&self, key: &str, ufrag: &str) {
         let mut t = self.table.lock().unwrap();
-        t.by_ufrag.remove(ufrag);
-        t.connections.retain(|_, c| c.ufrag != ufrag);
+        if let Some(to) = t.by_ufrag.values().find(|(k, _)| k == key).map(|(_, to)| to.clone()) {
+            t.by_ufrag.insert(ufrag.to_string(), (key.to_string(), to));
+        }
+    }
+
+    /// Stops taking new connections that name `ufrag`; open ones stay.
+    pub fn retire(&self, ufrag: &str) {
+        self.table.lock().unwrap().by_ufrag.remove(ufrag);
+    }
+
+    /// Forgets a participant (by route key); its connections close.
+    pub fn unregister(&self, key: &str) {
+        let mut t = self.table.lock().unwrap();
+        t.by_ufrag.retain(|_, (k, _)| k != key);
+        t.connections.retain(|_, c| c.key != key);
         self.metrics.ice_tcp_connections.set(t.connections.len() as i64);
     }
 
@@ -163,14 +180,14 @@ impl TcpMux {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE_FRAMES);
         let to = {
             let mut t = self.table.lock().unwrap();
-            let Some(to) = t.by_ufrag.get(&ufrag).cloned() else {
+            let Some((key, to)) = t.by_ufrag.get(&ufrag).cloned() else {
                 self.metrics.dropped.with_label_values(&["unroutable"]).inc();
                 return Ok(());
             };
-            if t.connections.values().filter(|c| c.ufrag == ufrag).count() >= MAX_ADDRS_PER_PEER {
+            if t.connections.values().filter(|c| c.key == key).count() >= MAX_ADDRS_PER_PEER {
                 return Ok(());
             }
-            t.connections.insert(remote, Connection { ufrag: ufrag.clone(), frames: tx });
+            t.connections.insert(remote, Connection { key, frames: tx });
             self.metrics.ice_tcp_connections.set(t.connections.len() as i64);
             tracing::debug!(%remote, "ICE-TCP connection");
             to

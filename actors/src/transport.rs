@@ -43,11 +43,28 @@ impl Transports {
         }
     }
 
-    /// Forgets a participant on every transport.
-    pub fn unregister(&self, ufrag: &str) {
-        self.udp.unregister(ufrag);
+    /// Routes what names `ufrag` (a participant's new ufrag after an ICE restart)
+    /// to the participant registered as `key`, on every transport.
+    pub fn alias(&self, key: &str, ufrag: &str) {
+        self.udp.alias(key, ufrag);
         if let Some(t) = &self.tcp {
-            t.unregister(ufrag);
+            t.alias(key, ufrag);
+        }
+    }
+
+    /// Stops routing new checks that name `ufrag` (replaced by a restart).
+    pub fn retire(&self, ufrag: &str) {
+        self.udp.retire(ufrag);
+        if let Some(t) = &self.tcp {
+            t.retire(ufrag);
+        }
+    }
+
+    /// Forgets a participant (by the ufrag it registered with) on every transport.
+    pub fn unregister(&self, key: &str) {
+        self.udp.unregister(key);
+        if let Some(t) = &self.tcp {
+            t.unregister(key);
         }
     }
 

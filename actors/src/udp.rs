@@ -41,9 +41,13 @@ pub struct Datagram {
     pub data: Vec<u8>,
 }
 
+/// A participant is known by the ufrag it registered with (its route key) for its
+/// whole life; an ICE restart adds its new ufrag as an alias of that key.
 #[derive(Default)]
 struct Routes {
-    by_ufrag: HashMap<String, Recipient<Datagram>>,
+    /// Ufrag → (route key, participant).
+    by_ufrag: HashMap<String, (String, Recipient<Datagram>)>,
+    /// Learned address → (route key, participant).
     by_addr: HashMap<SocketAddr, (String, Recipient<Datagram>)>,
 }
 
@@ -114,16 +118,31 @@ impl UdpMux {
         self.sockets.iter().filter_map(|(s, _)| s.local_addr().ok()).collect()
     }
 
-    /// Routes STUN requests naming `ufrag` to `to`.
+    /// Routes STUN requests naming `ufrag` to `to`; `ufrag` is its route key.
     pub fn register(&self, ufrag: &str, to: Recipient<Datagram>) {
-        self.routes.lock().unwrap().by_ufrag.insert(ufrag.to_string(), to);
+        self.routes.lock().unwrap().by_ufrag.insert(ufrag.to_string(), (ufrag.to_string(), to));
     }
 
-    /// Forgets a participant and every address learned for it.
-    pub fn unregister(&self, ufrag: &str) {
+    /// Routes requests naming `ufrag` (after an ICE restart) to the participant of
+    /// route key `key`, as its own: addresses it learned stay its.
+    pub fn alias(&self, key: &str, ufrag: &str) {
         let mut r = self.routes.lock().unwrap();
-        r.by_ufrag.remove(ufrag);
-        r.by_addr.retain(|_, (u, _)| u != ufrag);
+        if let Some(to) = r.by_ufrag.values().find(|(k, _)| k == key).map(|(_, to)| to.clone()) {
+            r.by_ufrag.insert(ufrag.to_string(), (key.to_string(), to));
+        }
+    }
+
+    /// Stops routing requests that name `ufrag` (one a restart replaced); the
+    /// addresses learned stay.
+    pub fn retire(&self, ufrag: &str) {
+        self.routes.lock().unwrap().by_ufrag.remove(ufrag);
+    }
+
+    /// Forgets a participant (by route key), its aliases and every address learned for it.
+    pub fn unregister(&self, key: &str) {
+        let mut r = self.routes.lock().unwrap();
+        r.by_ufrag.retain(|_, (k, _)| k != key);
+        r.by_addr.retain(|_, (k, _)| k != key);
     }
 
     /// Number of routes, for leak checks.
@@ -151,15 +170,15 @@ impl UdpMux {
     pub fn route(&self, source: SocketAddr, data: &[u8]) -> Option<Recipient<Datagram>> {
         let mut r = self.routes.lock().unwrap();
         if let Some(ufrag) = stun_local_ufrag(data) {
-            let to = r.by_ufrag.get(ufrag)?.clone();
+            let (key, to) = r.by_ufrag.get(ufrag)?.clone();
             match r.by_addr.get(&source) {
-                Some((owner, _)) if owner != ufrag => return None,
+                Some((owner, _)) if *owner != key => return None,
                 Some(_) => {}
                 None => {
-                    if r.by_addr.values().filter(|(u, _)| u == ufrag).count() >= MAX_ADDRS_PER_PEER {
+                    if r.by_addr.values().filter(|(k, _)| *k == key).count() >= MAX_ADDRS_PER_PEER {
                         return None;
                     }
-                    r.by_addr.insert(source, (ufrag.to_string(), to.clone()));
+                    r.by_addr.insert(source, (key, to.clone()));
                 }
             }
             return Some(to);
@@ -312,6 +331,33 @@ mod tests {
         mux.unregister("bbbb");
         assert_eq!(mux.route_count(), (1, 1));
         assert!(mux.route(addr(2000), &[0x80; 40]).is_none());
+    }
+
+    #[actix::test]
+    async fn an_ice_restart_keeps_the_participant_and_its_addresses() {
+        use actix::Actor;
+        let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), &["127.0.0.1".parse().unwrap()], Metrics::new()).unwrap();
+        let (a, b) = (Sink.start().recipient(), Sink.start().recipient());
+        mux.register("aaaa", a.clone());
+        mux.register("bbbb", b.clone());
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        assert!(mux.route(addr(1000), &stun(b"aaaa:x")).is_some_and(|r| r == a));
+        // Restarted: the new ufrag is the same participant, from the old address
+        // (same network) or a new one (moved), and the old ufrag stops naming it.
+        mux.alias("aaaa", "a2a2");
+        assert!(mux.route(addr(1000), &stun(b"a2a2:y")).is_some_and(|r| r == a));
+        assert!(mux.route(addr(1001), &stun(b"a2a2:y")).is_some_and(|r| r == a));
+        mux.retire("aaaa");
+        assert!(mux.route(addr(1002), &stun(b"aaaa:x")).is_none());
+        assert!(mux.route(addr(1001), &[0x80; 40]).is_some_and(|r| r == a));
+        // A second restart chains; another participant still cannot take its addresses.
+        mux.alias("aaaa", "a3a3");
+        assert!(mux.route(addr(1003), &stun(b"a3a3:z")).is_some_and(|r| r == a));
+        assert!(mux.route(addr(1001), &stun(b"bbbb:x")).is_none());
+        // Leaving forgets every alias and address.
+        mux.unregister("aaaa");
+        assert_eq!(mux.route_count(), (1, 0));
+        assert!(mux.route(addr(1003), &stun(b"a3a3:z")).is_none());
     }
 
     #[test]

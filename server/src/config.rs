@@ -34,6 +34,16 @@ pub struct Config {
     pub ice_tcp: bool,
     /// Its TCP port; 0 = the UDP media port's number.
     pub ice_tcp_port: u16,
+    /// TURN servers handed to clients for networks that let neither UDP nor direct
+    /// TCP through: `turn:`/`turns:` URLs of a coturn that shares `turn_secret`
+    /// (docs/deploy.md). Empty: none.
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`), at
+    /// least 16 characters: each participant gets credentials minted from it.
+    pub turn_secret: Option<String>,
+    /// How long minted TURN credentials are good for, seconds. A relayed session
+    /// outlives them: the page fetches fresh ones and restarts ICE before they end.
+    pub turn_ttl_secs: u64,
     /// Addresses given to peers as ICE candidates; "auto" = this machine's
     /// IPv4 addresses (LAN first) and loopback.
     pub advertise: Vec<String>,
@@ -68,6 +78,30 @@ pub struct Config {
     pub distribution: String,
     /// The AWS distribution (MediaLive, MediaPackage, CloudFront): docs/aws.md.
     pub aws: casecast_aws::AwsConfig,
+}
+
+/// TURN servers for clients, with the secret their credentials are minted from.
+#[derive(Clone)]
+pub struct Turn {
+    /// `turn:`/`turns:` URLs.
+    pub urls: Vec<String>,
+    /// Shared with the TURN server; never logged.
+    secret: String,
+    /// Lifetime of minted credentials, seconds.
+    pub ttl_secs: u64,
+}
+
+impl Turn {
+    /// Credentials for participant `id`, good for `ttl_secs` from `now` (Unix seconds).
+    pub fn ice_server(&self, id: &str, now: u64) -> casecast_signaling::turn::IceServer {
+        casecast_signaling::turn::credentials(&self.secret, &self.urls, id, now + self.ttl_secs)
+    }
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn").field("urls", &self.urls).field("ttl_secs", &self.ttl_secs).finish_non_exhaustive()
+    }
 }
 
 /// DICOM cases: where they are kept, how they are ingested, who may send them.
@@ -318,6 +352,9 @@ impl Default for Config {
             udp_bind: SocketAddr::from(([0, 0, 0, 0], 8081)),
             ice_tcp: true,
             ice_tcp_port: 0,
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl_secs: 3600,
             advertise: vec!["auto".into()],
             secret: None,
             data_dir: PathBuf::from("data"),
@@ -370,6 +407,15 @@ pub struct ConfigArgs {
     /// ICE-TCP port (default: the UDP media port's number).
     #[arg(long, env = "CASECAST_ICE_TCP_PORT")]
     pub ice_tcp_port: Option<u16>,
+    /// TURN URLs handed to clients, comma-separated (turn:host:3478, turns:host:443?transport=tcp).
+    #[arg(long, env = "CASECAST_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Option<Vec<String>>,
+    /// The secret shared with the TURN server (coturn's static-auth-secret).
+    #[arg(long, env = "CASECAST_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Lifetime of minted TURN credentials, seconds (default 3600).
+    #[arg(long, env = "CASECAST_TURN_TTL_SECS")]
+    pub turn_ttl_secs: Option<u64>,
     /// ICE candidate addresses, comma-separated, or "auto".
     #[arg(long, env = "CASECAST_ADVERTISE", value_delimiter = ',')]
     pub advertise: Option<Vec<String>>,
@@ -494,7 +540,8 @@ impl ConfigArgs {
             };
         }
         set!(listen => listen, tls_listen => tls_listen, tls_cert => tls_cert, tls_key => tls_key,
-             tls_self_signed => tls_self_signed, udp_bind => udp_bind, ice_tcp => ice_tcp, ice_tcp_port => ice_tcp_port, advertise => advertise, data_dir => data_dir,
+             tls_self_signed => tls_self_signed, udp_bind => udp_bind, ice_tcp => ice_tcp, ice_tcp_port => ice_tcp_port,
+             turn_urls => turn_urls, turn_ttl_secs => turn_ttl_secs, advertise => advertise, data_dir => data_dir,
              log_format => log_format, connect_timeout_secs => connect_timeout_secs,
              max_token_ttl_secs => max_token_ttl_secs, trusted_proxies => trusted_proxies,
              room_commentator_video => room.commentator_video,
@@ -534,6 +581,9 @@ impl ConfigArgs {
         }
         if self.secret.is_some() {
             c.secret = self.secret.clone();
+        }
+        if self.turn_secret.is_some() {
+            c.turn_secret = self.turn_secret.clone();
         }
         if self.metrics_token.is_some() {
             c.metrics_token = self.metrics_token.clone();
@@ -581,6 +631,7 @@ impl Config {
         if let Some(h) = self.tls_self_signed.iter().find(|h| h.trim().is_empty() || h.contains(['/', ' ', ':']) && h.parse::<IpAddr>().is_err()) {
             bail!("tls_self_signed: {h:?} is not a host name or IP address");
         }
+        self.turn()?;
         if self.tls_on() && self.tls_listen == self.listen {
             bail!("tls_listen and listen are both {}: HTTPS needs a port of its own", self.listen);
         }
@@ -697,6 +748,29 @@ impl Config {
     }
 
     /// The reverse proxies whose `X-Forwarded-For` is believed.
+    /// The TURN servers handed to clients, checked: none when `turn_urls` is empty.
+    pub fn turn(&self) -> anyhow::Result<Option<Turn>> {
+        if self.turn_urls.is_empty() {
+            if self.turn_secret.is_some() {
+                bail!("turn_secret is set but turn_urls is not: name the TURN server (turns:host:443?transport=tcp)");
+            }
+            return Ok(None);
+        }
+        for u in &self.turn_urls {
+            casecast_signaling::turn::check_url(u).map_err(|e| anyhow::anyhow!("turn_urls: {e}"))?;
+        }
+        let Some(secret) = self.turn_secret.clone() else {
+            bail!("turn_urls is set but turn_secret is not: give the secret shared with the TURN server (coturn's static-auth-secret)");
+        };
+        if secret.len() < 16 {
+            bail!("turn_secret must be at least 16 characters");
+        }
+        if !(60..=86400).contains(&self.turn_ttl_secs) {
+            bail!("turn_ttl_secs must be from 60 to 86400 (a day)");
+        }
+        Ok(Some(Turn { urls: self.turn_urls.clone(), secret, ttl_secs: self.turn_ttl_secs }))
+    }
+
     pub fn proxies(&self) -> anyhow::Result<Vec<IpAddr>> {
         self.trusted_proxies
             .iter()
@@ -854,6 +928,26 @@ mod tests {
         let same = "0.0.0.0:8080".parse().ok();
         let e = ConfigArgs { tls_self_signed: Some(vec!["a.example".into()]), tls_listen: same, ..Default::default() }.load().unwrap_err();
         assert!(format!("{e:#}").contains("port of its own"), "{e:#}");
+    }
+
+    #[test]
+    fn turn_settings_must_fit_together_and_the_secret_is_never_shown() {
+        let urls = |u: &[&str]| Some(u.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let secret = Some("turn-secret-0123456789".to_string());
+        let e = ConfigArgs { turn_urls: urls(&["turns:t.example:443?transport=tcp"]), ..Default::default() }.load().unwrap_err();
+        assert!(format!("{e:#}").contains("turn_secret is not"), "{e:#}");
+        let e = ConfigArgs { turn_secret: secret.clone(), ..Default::default() }.load().unwrap_err();
+        assert!(format!("{e:#}").contains("turn_urls is not"), "{e:#}");
+        let e = ConfigArgs { turn_urls: urls(&["stun:t.example"]), turn_secret: secret.clone(), ..Default::default() }.load().unwrap_err();
+        assert!(format!("{e:#}").contains("turn: or turns:"), "{e:#}");
+        let e = ConfigArgs { turn_urls: urls(&["turn:t.example"]), turn_secret: Some("short".into()), ..Default::default() }.load().unwrap_err();
+        assert!(format!("{e:#}").contains("at least 16"), "{e:#}");
+        let c = ConfigArgs { turn_urls: urls(&["turns:t.example:443?transport=tcp"]), turn_secret: secret, ..Default::default() }.load().unwrap();
+        let turn = c.turn().unwrap().expect("configured");
+        let s = turn.ice_server("p1", 1_000);
+        assert_eq!(s.username, "4600:p1", "good for turn_ttl_secs (3600 by default)");
+        assert!(!format!("{turn:?}").contains("turn-secret"), "{turn:?}");
+        assert!(Config::default().turn().unwrap().is_none());
     }
 
     #[test]

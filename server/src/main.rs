@@ -14,6 +14,7 @@ mod files;
 mod http;
 mod process;
 mod programs;
+mod resume;
 mod routes;
 mod state;
 mod tls;
@@ -731,6 +732,8 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             voters: Default::default(),
             public_url: Default::default(),
             tls: certificate.is_some(),
+            turn: config.turn()?,
+            sessions: Default::default(),
         });
         let cstore = match cases::start_cstore(&config, state.clone()) {
             Ok(a) => a,

@@ -46,6 +46,10 @@ pub struct AppState {
     pub public_url: std::sync::OnceLock<String>,
     /// Whether HTTPS is served (pages that need a camera are sent there).
     pub tls: bool,
+    /// TURN servers handed to clients, if any.
+    pub turn: Option<crate::config::Turn>,
+    /// Signaling sessions that can be resumed on a new connection.
+    pub sessions: crate::resume::Sessions,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.
@@ -107,6 +111,12 @@ impl AccessError {
 
 impl AppState {
     /// The absolute link to `path` on this server, as handed out (`public_url`).
+    /// The TURN servers for participant `id`, with credentials minted now; empty
+    /// when none are configured.
+    pub fn ice_servers(&self, id: &str) -> Vec<casecast_signaling::turn::IceServer> {
+        self.turn.iter().map(|t| t.ice_server(id, unix_now())).collect()
+    }
+
     pub fn link(&self, path: &str) -> String {
         format!("{}{path}", self.public_url.get().map(String::as_str).unwrap_or(""))
     }

@@ -103,6 +103,9 @@ pub async fn post(
         addr: handle.addr.clone(),
     };
     state.resources.lock().unwrap().insert(resource.clone(), entry);
+    // TURN servers for this session (RFC 9725 §4.6), for a client behind a firewall
+    // that lets neither UDP nor direct TCP through; it may restart ICE with them.
+    let ice_servers = state.ice_servers(&resource);
     // Forget the resource when the session ends by itself (network loss, timeout).
     let st = state.clone();
     let mut events = handle.events;
@@ -116,10 +119,12 @@ pub async fn post(
         st.resources.lock().unwrap().remove(&resource);
     });
     tracing::info!(%room, role = claims.role.as_str(), name = %claims.name, %location, "{} session started", kind.path());
-    HttpResponse::Created()
-        .content_type(SDP_CONTENT_TYPE)
-        .insert_header((header::LOCATION, location))
-        .body(answer)
+    let mut created = HttpResponse::Created();
+    created.content_type(SDP_CONTENT_TYPE).insert_header((header::LOCATION, location));
+    for server in ice_servers {
+        created.append_header((header::LINK, server.link_header()));
+    }
+    created.body(answer)
 }
 
 /// `DELETE /whip/{room}/{resource}` and `DELETE /whep/{room}/{resource}`.
@@ -179,5 +184,5 @@ pub async fn options() -> HttpResponse {
 pub fn cors() -> actix_web::middleware::DefaultHeaders {
     actix_web::middleware::DefaultHeaders::new()
         .add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .add((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Location"))
+        .add((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Location, Link"))
 }

@@ -18,6 +18,10 @@ use futures_util::StreamExt as _;
 
 use crate::state::{AccessError, AppState, participant_options};
 
+/// The close code a client sends on a connection it leaves to resume its session
+/// on another (the session is kept, as if the connection had been lost).
+pub const RESUMING_CLOSE_CODE: u16 = 4000;
+
 /// How long a connection may stay without joining.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -143,12 +147,26 @@ async fn close(session: Session, code: CloseCode, why: &str) {
     let _ = session.close(Some(CloseReason { code, description: Some(why[..end].to_string()) })).await;
 }
 
+/// How a connection's loop ended, for what becomes of its participant.
+enum Ending {
+    /// Leave, refusals, a close frame, the participant ended: the participant ends.
+    Over(CloseCode, String),
+    /// The connection was lost (no close frame, or the client stopped reading): the
+    /// participant waits for a `resume`.
+    Lost(String),
+    /// A new connection took the participant over.
+    HandedOver,
+}
+
 async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream, frames: crate::ws_guard::Limit, state: web::Data<AppState>) {
     let mut joined: Option<ParticipantHandle> = None;
+    let mut resumable: Option<crate::resume::Registration> = None;
+    // A message taken from the participant's events that could not be delivered.
+    let mut unsent: Option<ServerMessage> = None;
     let mut limit = RateLimit::new(casecast_signaling::MAX_MESSAGES_PER_SECOND);
     let join_deadline = actix_web::rt::time::sleep(JOIN_TIMEOUT);
     tokio::pin!(join_deadline);
-    let (code, why) = loop {
+    let ending = loop {
         let waiting = joined.is_none();
         let event = async {
             match joined.as_mut() {
@@ -156,27 +174,50 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                 None => std::future::pending().await,
             }
         };
+        let request = async {
+            match resumable.as_mut() {
+                Some(r) => r.requests.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut join_deadline, if waiting => {
                 send(&mut session, &ServerMessage::error(ErrorCode::NotJoined, "no join message within 10 s")).await;
-                break (CloseCode::Policy, "join timeout".to_string());
+                break Ending::Over(CloseCode::Policy, "join timeout".to_string());
             }
+            req = request => match req {
+                // The person came back on another connection (this one may look
+                // alive but lead nowhere: a network that changed under it).
+                Some(crate::resume::Request::Take(to)) => {
+                    if let Some(handle) = joined.take() {
+                        let _ = to.send(crate::resume::Handover { handle, unsent: unsent.take() });
+                    }
+                    break Ending::HandedOver;
+                }
+                Some(crate::resume::Request::End(done)) => {
+                    end_participant(&mut joined, "joined again on another connection").await;
+                    let _ = done.send(());
+                    break Ending::Over(CloseCode::Normal, "joined again on another connection".into());
+                }
+                None => {}
+            },
             ev = event => match ev {
-                None => break (CloseCode::Away, "participant ended".into()),
+                None => break Ending::Over(CloseCode::Away, "participant ended".into()),
                 Some(ParticipantEvent::Closed(reason)) => {
                     send(&mut session, &ServerMessage::Connection { state: "closed".into() }).await;
-                    break (CloseCode::Normal, reason);
+                    break Ending::Over(CloseCode::Normal, reason);
                 }
                 Some(ev) => {
                     if let Some(m) = to_message(ev)
                         && !send(&mut session, &m).await {
-                            break (CloseCode::Away, "client gone".into());
+                            unsent = Some(m);
+                            break Ending::Lost("client gone".into());
                         }
                 }
             },
             msg = stream.next() => {
                 let text = match msg {
-                    None => break (CloseCode::Normal, "client closed".into()),
+                    None => break Ending::Lost("connection lost".into()),
                     Some(Err(e)) => {
                         let (code, why) = match (frames.tripped(), e) {
                             (Some(t), _) => (ErrorCode::TooLarge, t.to_string()),
@@ -185,7 +226,12 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                         };
                         // Not waited for: a client that floods may not read either.
                         let _ = actix_web::rt::time::timeout(Duration::from_millis(200), session.text(ServerMessage::error(code, why).to_json())).await;
-                        break (CloseCode::Protocol, "protocol error".into());
+                        if code == ErrorCode::BadRequest && frames.tripped().is_none() {
+                            // A reset or broken connection, most likely: the
+                            // person may come back.
+                            break Ending::Lost("connection broken".into());
+                        }
+                        break Ending::Over(CloseCode::Protocol, "protocol error".into());
                     }
                     Some(Ok(actix_ws::AggregatedMessage::Text(t))) => t,
                     Some(Ok(actix_ws::AggregatedMessage::Binary(_))) => {
@@ -197,12 +243,16 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                         continue;
                     }
                     Some(Ok(actix_ws::AggregatedMessage::Pong(_))) => continue,
-                    Some(Ok(actix_ws::AggregatedMessage::Close(_))) => break (CloseCode::Normal, "client closed".into()),
+                    // 4000: the client leaves this connection to resume on another.
+                    Some(Ok(actix_ws::AggregatedMessage::Close(Some(r)))) if r.code == CloseCode::Other(RESUMING_CLOSE_CODE) => {
+                        break Ending::Lost("the client moved to another connection".into())
+                    }
+                    Some(Ok(actix_ws::AggregatedMessage::Close(_))) => break Ending::Over(CloseCode::Normal, "client closed".into()),
                 };
                 if !limit.allow(std::time::Instant::now()) {
                     let m = ServerMessage::error(ErrorCode::RateLimited, "too many messages; slow down");
                     if !send(&mut session, &m).await {
-                        break (CloseCode::Away, "client gone".into());
+                        break Ending::Lost("client gone".into());
                     }
                     continue;
                 }
@@ -210,20 +260,31 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                     Ok(m) => m,
                     Err((code, message)) => {
                         if !send(&mut session, &ServerMessage::error(code, message)).await {
-                            break (CloseCode::Away, "client gone".into());
+                            break Ending::Lost("client gone".into());
                         }
                         continue;
                     }
                 };
                 let was_joined = joined.is_some();
-                let step = handle(msg, &mut joined, &state).await;
+                let step = handle(msg, &mut joined, &mut resumable, &state).await;
                 if !was_joined && joined.is_some() {
                     frames.set(FRAME_LIMIT);
                 }
                 match step {
                     Step::Reply(m) => {
                         if !send(&mut session, &m).await {
-                            break (CloseCode::Away, "client gone".into());
+                            break Ending::Lost("client gone".into());
+                        }
+                    }
+                    Step::Replies(ms) => {
+                        let mut gone = false;
+                        for m in ms {
+                            if !gone && !send(&mut session, &m).await {
+                                gone = true;
+                            }
+                        }
+                        if gone {
+                            break Ending::Lost("client gone".into());
                         }
                     }
                     Step::Quiet => {}
@@ -231,25 +292,95 @@ async fn run(mut session: Session, mut stream: actix_ws::AggregatedMessageStream
                         if let Some(m) = m {
                             send(&mut session, &m).await;
                         }
-                        break (code, why);
+                        break Ending::Over(code, why);
                     }
                 }
             }
         }
     };
-    if let Some(h) = joined.take() {
-        h.addr.do_send(Close(format!("signaling closed: {why}")));
+    match ending {
+        Ending::HandedOver => close(session, CloseCode::Normal, "resumed on another connection").await,
+        Ending::Over(code, why) => {
+            if let Some(r) = resumable.take() {
+                state.sessions.remove(&r.secret);
+            }
+            end_participant(&mut joined, &format!("signaling closed: {why}")).await;
+            close(session, code, &why).await;
+        }
+        Ending::Lost(why) => {
+            // Nothing to say to a connection that is gone; the session waits.
+            drop(session);
+            match (joined.take(), resumable.take()) {
+                (Some(handle), Some(r)) => wait_for_resume(handle, r, unsent, &why, &state).await,
+                (mut h, _) => end_participant(&mut h, &format!("signaling closed: {why}")).await,
+            }
+        }
     }
-    close(session, code, &why).await;
+}
+
+/// Ends a participant and waits (bounded) until it has left its room.
+async fn end_participant(joined: &mut Option<ParticipantHandle>, why: &str) {
+    let Some(mut h) = joined.take() else { return };
+    h.addr.do_send(Close(why.to_string()));
+    let _ = actix_web::rt::time::timeout(Duration::from_secs(2), async {
+        while let Some(ev) = h.events.recv().await {
+            if matches!(ev, ParticipantEvent::Closed(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// An orphaned session: its connection was lost. It keeps its seat for
+/// [`crate::resume::RESUME_GRACE`], until its person resumes it on a new
+/// connection, joins again (it ends), or the grace runs out (it ends).
+async fn wait_for_resume(
+    handle: ParticipantHandle,
+    mut r: crate::resume::Registration,
+    unsent: Option<ServerMessage>,
+    why: &str,
+    state: &AppState,
+) {
+    state.sessions.orphan(&r.secret);
+    tracing::info!(participant = %handle.id, reason = why, "signaling lost; the session waits for its person to resume it");
+    let mut joined = Some(handle);
+    let grace = actix_web::rt::time::sleep(crate::resume::RESUME_GRACE);
+    tokio::pin!(grace);
+    tokio::select! {
+        _ = &mut grace => {
+            state.sessions.remove(&r.secret);
+            end_participant(&mut joined, "signaling lost and not resumed").await;
+        }
+        req = r.requests.recv() => match req {
+            Some(crate::resume::Request::Take(to)) => {
+                if let Some(handle) = joined.take() {
+                    let _ = to.send(crate::resume::Handover { handle, unsent });
+                }
+            }
+            Some(crate::resume::Request::End(done)) => {
+                state.sessions.remove(&r.secret);
+                end_participant(&mut joined, "joined again on another connection").await;
+                let _ = done.send(());
+            }
+            None => end_participant(&mut joined, "signaling lost").await,
+        },
+    }
 }
 
 enum Step {
     Reply(ServerMessage),
+    Replies(Vec<ServerMessage>),
     Quiet,
     End(Option<ServerMessage>, CloseCode, String),
 }
 
-async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, state: &AppState) -> Step {
+async fn handle(
+    msg: ClientMessage,
+    joined: &mut Option<ParticipantHandle>,
+    resumable: &mut Option<crate::resume::Registration>,
+    state: &AppState,
+) -> Step {
     let err = |code, m: &str| Step::Reply(ServerMessage::error(code, m));
     match (msg, joined.as_ref()) {
         (ClientMessage::Check { v, room, token }, None) => {
@@ -283,8 +414,13 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                 policy = UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0 };
             }
             let name = opts.name.clone();
+            // The same person whose connection was lost a moment ago (a killed
+            // browser, a reload) comes back as new: the old session gives its seat up.
+            let person = crate::state::person(&claims);
+            state.sessions.end_orphans(&room, &person).await;
             match state.sfu.join(&room, &state.room_policy(&room), opts).await {
                 Ok(h) => {
+                    let registration = state.sessions.add(None, &room, &person);
                     let reply = ServerMessage::Joined {
                         v: PROTOCOL_VERSION,
                         room: room.clone(),
@@ -298,7 +434,10 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
                             .map(|p| ParticipantInfo { id: p.id.to_string(), name: p.name.clone(), role: role_of(p.role) })
                             .collect(),
                         event: event_info(state, &room),
+                        ice_servers: state.ice_servers(&h.id.to_string()),
+                        resume: Some(registration.secret.clone()),
                     };
+                    *resumable = Some(registration);
                     tracing::info!(%room, participant = %h.id, role = claims.role.as_str(), "joined over websocket");
                     *joined = Some(h);
                     if claims.role == Role::Operator && !receive_only {
@@ -321,6 +460,29 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
             }
         }
         (ClientMessage::Join { .. }, Some(_)) => err(ErrorCode::AlreadyJoined, "this connection has joined already; open a new one to join again"),
+        (ClientMessage::Resume { v, room, token, resume }, None) => {
+            let room = room.to_string();
+            let claims = match admit(v, &room, &token, state) {
+                Ok(c) => c,
+                Err(step) => return *step,
+            };
+            let person = crate::state::person(&claims);
+            let Some(handover) = state.sessions.take(&resume, &room, &person).await else {
+                return err(ErrorCode::SessionGone, "that session has ended; join again");
+            };
+            let id = handover.handle.id.to_string();
+            tracing::info!(%room, participant = %id, "resumed on a new connection");
+            // What the old connection could not deliver, then an offer it may have
+            // lost; the events that waited follow.
+            handover.handle.addr.do_send(casecast_actors::ResendOffer);
+            *resumable = Some(state.sessions.add(Some(resume), &room, &person));
+            *joined = Some(handover.handle);
+            let ice_servers = state.ice_servers(&id);
+            let mut replies = vec![ServerMessage::Resumed { participant_id: id, ice_servers }];
+            replies.extend(handover.unsent);
+            Step::Replies(replies)
+        }
+        (ClientMessage::Resume { .. }, Some(_)) => err(ErrorCode::AlreadyJoined, "this connection has a session already"),
         (ClientMessage::Ping, _) => Step::Reply(ServerMessage::Pong),
         (ClientMessage::Leave, _) => Step::End(None, CloseCode::Normal, "left".into()),
         (_, None) => err(ErrorCode::NotJoined, "send a join message first"),
@@ -331,6 +493,13 @@ async fn handle(msg: ClientMessage, joined: &mut Option<ParticipantHandle>, stat
         },
         (ClientMessage::Answer { sdp }, Some(h)) => match h.addr.send(AcceptAnswer(sdp)).await {
             Ok(Ok(())) => Step::Quiet,
+            Ok(Err(m)) => err(ErrorCode::SdpRejected, &m),
+            Err(_) => Step::End(None, CloseCode::Away, "participant ended".into()),
+        },
+        (ClientMessage::IceRestart, Some(h)) => match h.addr.send(casecast_actors::RestartIce).await {
+            // The offer with new ICE credentials follows as a server `offer`.
+            Ok(Ok(())) => Step::Quiet,
+            // This session cannot be restarted: the client joins again.
             Ok(Err(m)) => err(ErrorCode::SdpRejected, &m),
             Err(_) => Step::End(None, CloseCode::Away, "participant ended".into()),
         },

@@ -20,6 +20,11 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// are allowed); past it, messages are refused with [`ErrorCode::RateLimited`].
 pub const MAX_MESSAGES_PER_SECOND: u32 = 20;
 
+/// How long a session whose signaling connection was lost (without `leave`) keeps
+/// its seat for a [`ClientMessage::Resume`]; the same person joining again ends it
+/// at once.
+pub const RESUME_GRACE_SECS: u64 = 5;
+
 /// Messages from a client to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -54,6 +59,26 @@ pub enum ClientMessage {
         /// The token.
         token: String,
     },
+    /// Come back to a joined session on a new connection (the old one was lost:
+    /// a network change, a dropped Wi-Fi), as the same participant: same id, tiles,
+    /// mute state and seat. Instead of `join`, within [`RESUME_GRACE_SECS`] of the
+    /// loss. Answered with [`ServerMessage::Resumed`], or [`ErrorCode::SessionGone`]
+    /// when the session has ended (then `join` again).
+    Resume {
+        /// Protocol version the client speaks; must be [`PROTOCOL_VERSION`].
+        v: u32,
+        /// The room of the session.
+        room: RoomId,
+        /// The token the session joined with (checked again: a revoked invitation
+        /// does not come back).
+        token: String,
+        /// The `resume` secret from [`ServerMessage::Joined`].
+        resume: String,
+    },
+    /// The client's media connection was lost or its network changed: the server
+    /// restarts ICE (RFC 8445 §9) with a new [`ServerMessage::Offer`] carrying new
+    /// ICE credentials, keeping the session.
+    IceRestart,
     /// A commentator raises or lowers their hand (the operators and the others see it).
     RaiseHand {
         /// Raised (true) or lowered (false).
@@ -112,6 +137,26 @@ pub enum ServerMessage {
         /// room's id (a room made with tokens from the CLI).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         event: Option<EventInfo>,
+        /// TURN servers with credentials minted for this participant, for networks
+        /// that let neither UDP nor direct TCP through (`RTCConfiguration.iceServers`);
+        /// absent when the server has none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::turn::IceServer>,
+        /// A secret that brings this session back on a new connection
+        /// ([`ClientMessage::Resume`]); absent for sessions that cannot resume.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
+    },
+    /// Answer to [`ClientMessage::Resume`]: this connection carries the session
+    /// now. Events missed while away follow in order; an unanswered server offer is
+    /// sent again.
+    Resumed {
+        /// The participant, as before.
+        participant_id: String,
+        /// Fresh TURN credentials (those of `joined` may be near their end): the
+        /// ICE restart that follows uses them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::turn::IceServer>,
     },
     /// Answer to [`ClientMessage::Check`]: the token is good for this room.
     Invitation {
@@ -302,6 +347,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The server failed; the message says what happened.
     Internal,
+    /// The session to resume has ended (or never was): join again.
+    SessionGone,
 }
 
 /// Kinds of media.
@@ -515,8 +562,11 @@ mod tests {
             policy: policy.clone(),
             participants: vec![],
             event,
+            ice_servers: vec![],
+            resume: None,
         };
         assert!(!joined(None).to_json().contains("event"));
+        assert!(!joined(None).to_json().contains("ice_servers"));
         let e = EventInfo { id: "r".into(), title: "Knee day".into(), status: "scheduled".into(), starts_at: None, ends_at: None };
         assert!(joined(Some(e)).to_json().contains(r#""event":{"id":"r","title":"Knee day","status":"scheduled"}"#));
     }

@@ -28,14 +28,27 @@ impl Browser {
     /// a self-signed server).
     pub fn start_with(extra: &[&str]) -> Result<Browser> {
         let port = free_tcp_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
+        Self::launch(Command::new("chromedriver").arg(format!("--port={port}")), format!("http://127.0.0.1:{port}"), extra)
+    }
+
+    /// The same, with Chromium (and its driver) inside network namespace `ns`: it
+    /// reaches the server only over the namespace's link, through whatever the
+    /// namespace's firewall lets pass.
+    pub fn start_in(ns: &crate::net::Namespace, extra: &[&str]) -> Result<Browser> {
+        let port = free_tcp_port();
+        let mut driver = ns.command("chromedriver");
+        // The driver answers this test (at the machine's end of the link) only.
+        driver.args([format!("--port={port}"), format!("--allowed-ips={}", ns.host)]);
+        Self::launch(&mut driver, format!("http://{}:{port}", ns.ip), extra)
+    }
+
+    fn launch(driver: &mut Command, base: String, extra: &[&str]) -> Result<Browser> {
+        let driver = driver
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start chromedriver (install chromium-driver: scripts/install-deps.sh test)")?;
         let driver = Proc(driver);
-        let base = format!("http://127.0.0.1:{port}");
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(60)))
             .http_status_as_error(false)
@@ -93,12 +106,38 @@ impl Browser {
     /// Opens a room page (`/room/{id}?token=…`) and joins as a person would: the
     /// pre-join screen's Join, once it is ready (devices listed, or watch-only).
     pub fn join_room(&self, url: &str) -> Result<()> {
+        self.open_room(url)?;
+        self.eval("document.querySelector('#btn-join').click()")?;
+        Ok(())
+    }
+
+    /// Its driver is reached at `ip` now (the namespace it runs in moved).
+    pub fn driver_moved_to(&mut self, ip: std::net::Ipv4Addr) {
+        let port = self.base.rsplit(':').next().unwrap_or_default().to_string();
+        self.base = format!("http://{ip}:{port}");
+    }
+
+    /// Opens a room page and waits on its pre-join screen until Join can be pressed.
+    pub fn open_room(&self, url: &str) -> Result<()> {
         self.goto(url)?;
         wait_for("the pre-join screen's Join", Duration::from_secs(30), || {
             let ready = self.eval("const b = document.querySelector('#btn-join'); return !!b && !b.disabled && b.offsetParent !== null").ok()?;
             (ready == json!(true)).then_some(())
+        })
+        .map_err(|e| {
+            // What the person would have seen, to tell a slow page from a stuck one.
+            let seen = self
+                .eval(
+                    "const t = (id) => { const e = document.getElementById(id); return e && !e.hidden ? e.textContent.trim() : null; };
+                     return { url: location.href, view: window.casecast?.view, state: window.casecast?.state,
+                              status: t('conn-text'),
+                              banner: t('banner-text'), hint: t('join-hint'), media: t('media-error-text'),
+                              outage: t('outage-detail'), fatal: t('fatal-text'), ready: document.readyState,
+                              loaded: performance.getEntriesByType('resource').map((e) => `${e.name.split('?')[0]} ${Math.round(e.responseEnd)}ms ${e.responseStatus ?? ''}`) };",
+                )
+                .unwrap_or(Value::Null);
+            anyhow::anyhow!("{e}; the page showed {seen}")
         })?;
-        self.eval("document.querySelector('#btn-join').click()")?;
         Ok(())
     }
 

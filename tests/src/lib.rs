@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use casecast_signaling::{Role, TokenKey};
 
 pub mod browser;
+pub mod coturn;
 pub mod gst_peer;
 pub mod net;
 

@@ -17,6 +17,10 @@ mod event_day;
 mod joining;
 #[path = "e2e/https.rs"]
 mod https;
+#[path = "e2e/firewalls.rs"]
+mod firewalls;
+#[path = "e2e/roaming.rs"]
+mod roaming;
 #[path = "e2e/media.rs"]
 mod media;
 #[path = "e2e/program.rs"]
