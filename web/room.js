@@ -55,8 +55,9 @@ const PING_MS = 10_000;
 const RESTART_AFTER_MS = 300;    // media interrupted this long: restart ICE
 const RESTART_AGAIN_MS = 3_000;  // not back this long after a restart: another one
 const RESUME_WITHIN_MS = 4_500;  // the server keeps a lost session 5 s
+const RESUME_OPEN_MS = 1_000;    // a resuming WebSocket not open by then is tried afresh
 const RECOVER_MS = 15_000;       // media not back by then: join again
-const STALL_MS = 1_500;          // media that was flowing stops this long: its path is dead
+const STALL_MS = 800;            // media that was flowing stops this long: its path is dead
 const MAX_BACKOFF_MS = 10_000;
 const SELF = "self"; // tile key of our own preview
 const DEVICES_KEY = "casecast.devices"; // localStorage: { mic, cam } device ids
@@ -431,6 +432,7 @@ function connect() {
 function signal(conn, first, lost) {
   const ws = new WebSocket(wsUrl());
   conn.ws = ws;
+  conn.opened = false;
   ws.onopen = () => {
     note(`signaling open (${first.type})`);
     conn.opened = true;
@@ -461,6 +463,7 @@ function signal(conn, first, lost) {
     if (app.resume && conn.pc && !conn.resuming) return resumeSession(conn, `signaling closed${ev.code ? ` (${ev.code})` : ""}`);
     lost(ev);
   };
+  return ws;
 }
 
 // ---------------------------------------------------------------- staying joined
@@ -527,7 +530,7 @@ function watchMedia(conn) {
       since = now;
       return;
     }
-    if (flowing >= 2 && now - since >= STALL_MS && conn.pc.connectionState === "connected") {
+    if (flowing >= 1 && now - since >= STALL_MS && conn.pc.connectionState === "connected") {
       flowing = 0;
       note("media stalled");
       conn.forceRestart = true;
@@ -561,11 +564,16 @@ function resumeSession(conn, reason) {
     clearTimeout(conn.resumeTimer);
     conn.resumeTimer = setTimeout(() => { if (conn.resuming) restart(`could not resume (${reason})`); }, RESUME_WITHIN_MS);
   }
-  signal(conn, { type: "resume", v: 1, room: roomId, token, resume: app.resume }, () => {
+  const ws = signal(conn, { type: "resume", v: 1, room: roomId, token, resume: app.resume }, () => {
     // Not reached (still no network): try again shortly, until the resume window ends.
     if (!conn.opened) unreachable();
-    setTimeout(() => { if (conn.resuming && !conn.closed) resumeSession(conn, reason); }, 500);
+    setTimeout(() => { if (conn.resuming && !conn.closed && conn.ws === ws) resumeSession(conn, reason); }, 500);
   });
+  // A connection attempt made while the network was away can hang for as long as
+  // TCP keeps retrying: one that is not open soon is dropped for a fresh one.
+  setTimeout(() => {
+    if (conn.resuming && !conn.closed && conn.ws === ws && ws.readyState === WebSocket.CONNECTING) resumeSession(conn, reason);
+  }, RESUME_OPEN_MS);
 }
 
 function onResumed(conn, m) {
@@ -699,6 +707,7 @@ async function onJoined(conn, m) {
   pc.ontrack = onTrack;
   pc.onconnectionstatechange = () => onPcState(conn);
   pc.onicegatheringstatechange = () => note(`ICE gathering ${pc.iceGatheringState}`);
+  pc.oniceconnectionstatechange = () => note(`ICE ${pc.iceConnectionState}`);
 
   const stream = app.localStream;
   const audio = m.policy.publish ? localTrack("audio") : undefined;
