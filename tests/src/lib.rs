@@ -219,6 +219,13 @@ impl Server {
         Ok(())
     }
 
+    /// Waits (up to a minute) until the demo's feed publishes in the room.
+    pub fn wait_for_feed(&self) -> Result<()> {
+        wait_for("the demo feed to publish", Duration::from_secs(60), || {
+            (self.metric("casecast_participants{role=\"encoder\"}") == Some(1.0)).then_some(())
+        })
+    }
+
     /// The server's data directory.
     pub fn data_dir(&self) -> &Path {
         &self._dir.0

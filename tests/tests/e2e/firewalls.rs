@@ -34,9 +34,7 @@ fn a_commentator_whose_network_drops_udp_gets_the_feed_over_ice_tcp() -> Result<
     let host = ns.host.to_string();
     let tls_listen = format!("{host}:{}", free_tcp_port());
     let server = Server::demo_at(&host, &["--program", "false", "--tls-self-signed", &host, "--tls-listen", &tls_listen])?;
-    wait_for("the demo feed to publish", Duration::from_secs(60), || {
-        (server.metric("casecast_participants{role=\"encoder\"}") == Some(1.0)).then_some(())
-    })?;
+    server.wait_for_feed()?;
     let page = Browser::start_in(&ns, &["--ignore-certificate-errors"])?;
     page.join_room(&format!("https://{tls_listen}/room/demo?token={}", server.token("demo", Role::Commentator, "Dr. T")))?;
     wait_for_feed(&page, "the surgery feed to decode with UDP blocked")?;
@@ -67,9 +65,7 @@ fn a_commentator_behind_a_tls_only_firewall_is_relayed_by_turn_and_heard() -> Re
     // The relay goes to the server's media address and to nothing else.
     assert!(!turn.relays_to("192.0.2.7")?, "coturn relayed to an address that is not the server's");
 
-    wait_for("the demo feed to publish", Duration::from_secs(60), || {
-        (server.metric("casecast_participants{role=\"encoder\"}") == Some(1.0)).then_some(())
-    })?;
+    server.wait_for_feed()?;
     let inside = Browser::start_in(&ns, &["--ignore-certificate-errors"])?;
     inside.join_room(&format!("https://{tls_listen}/room/demo?token={}", server.token("demo", Role::Commentator, "Dr. Inside")))?;
     wait_for_feed(&inside, "the surgery feed to decode through the TURN relay")

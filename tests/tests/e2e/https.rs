@@ -83,9 +83,7 @@ fn commentators_on_another_address_join_over_https_and_hear_each_other() -> Resu
     assert_eq!(r.headers().get("location").and_then(|v| v.to_str().ok()), Some(format!("{https}/room/demo?token=x").as_str()));
     assert_eq!(agent.get(&format!("{}/healthz", server.url)).call()?.status(), 200);
 
-    wait_for("the demo feed to publish", Duration::from_secs(60), || {
-        (server.metric("casecast_participants{role=\"encoder\"}") == Some(1.0)).then_some(())
-    })?;
+    server.wait_for_feed()?;
     let a = Browser::start_with(&["--ignore-certificate-errors"])?;
     let b = Browser::start_with(&["--ignore-certificate-errors"])?;
     // A follows the plain-HTTP link it might have typed: it lands on HTTPS.

@@ -87,9 +87,7 @@ fn a_commentator_whose_network_changes_keeps_the_seat_and_plays_again() -> Resul
     let host = ns.host.to_string();
     let tls_listen = format!("{host}:{}", free_tcp_port());
     let server = Server::demo_at(&host, &["--program", "false", "--tls-self-signed", &host, "--tls-listen", &tls_listen])?;
-    wait_for("the demo feed to publish", Duration::from_secs(60), || {
-        (server.metric("casecast_participants{role=\"encoder\"}") == Some(1.0)).then_some(())
-    })?;
+    server.wait_for_feed()?;
     let watch = RoomWatch::start(&server)?;
     let mut page = Browser::start_in(&ns, &["--ignore-certificate-errors"])?;
     page.join_room(&format!("https://{tls_listen}/room/demo?token={}", server.token("demo", Role::Commentator, "Dr. Roaming")))?;
