@@ -133,6 +133,8 @@ impl Namespace {
   chain out { type filter hook output priority -10; policy drop; oif lo accept; }
   chain in { type filter hook input priority -10; policy drop; iif lo accept; }
 }")?;
+        // The outage's length is the scenario, not a wait for an outcome; nothing
+        // can be asked of the page meanwhile (its driver is inside the cut).
         std::thread::sleep(how_long);
         self.nft("delete table inet casecast_cut")
     }
