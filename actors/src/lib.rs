@@ -33,6 +33,7 @@ pub mod ids;
 pub mod ingest;
 pub mod metrics;
 mod participant;
+pub mod peer;
 pub mod program;
 pub mod recorder;
 pub mod publisher;

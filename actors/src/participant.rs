@@ -1,11 +1,11 @@
-//! The ParticipantActor: one peer connection, owning its str0m `Rtc`.
+//! The ParticipantActor: the thin driver of one peer's [`PeerCore`].
 //!
-//! It publishes what its peer sends (each incoming m-line becomes a track in the
-//! room) and writes the tracks it subscribes to into outgoing m-lines. Outgoing
-//! m-lines come from two places: the peer's own offer (a WHEP client offers
-//! `recvonly` lines, which are bound to tracks as they come), or, for peers that can
-//! renegotiate (the WebSocket signaling), from server offers built as tracks come
-//! and go.
+//! The core decides (negotiation, ICE restart, mute and hold, stats, timers); the
+//! actor carries its outputs out on the media thread: datagrams to the transports,
+//! events to the signaling connection, requests to the room, frames to the
+//! subscribers' actors, and one timer for the core's next deadline. Every call into
+//! the core runs under `catch_unwind`, so a bug or an input the media stack did not
+//! expect ends this participant only.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,133 +13,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use str0m::change::SdpPendingOffer;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid, Rid};
-use str0m::net::Receive;
-use str0m::{Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use str0m::IceCreds;
+use str0m::media::MediaData;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
+use crate::peer::{PeerCore, PeerOutput, PeerSetup, RouteChange, ToRoom};
+pub use crate::peer::{ParticipantEvent, ParticipantOptions, ParticipantStats};
 use crate::room::{Leave, Mute, Publish, RoomActor, Unpublish, WantKeyframe};
 use crate::transport::Transports;
-use crate::udp::{Datagram, is_rtp};
-use crate::{MediaKind, PeerInfo, RoomEvent, TrackDesc, TrackSource};
-
-/// What a participant tells its signaling connection.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ParticipantEvent {
-    /// Something happened in the room.
-    Room(RoomEvent),
-    /// A server offer; the client must answer with [`AcceptAnswer`].
-    Offer {
-        /// The SDP.
-        sdp: String,
-        /// Which track each new m-line carries.
-        tracks: Vec<(String, TrackDesc)>,
-    },
-    /// A track now arrives on an m-line the peer offered for receiving.
-    Bound {
-        /// The m-line.
-        mid: String,
-        /// The track.
-        track: TrackDesc,
-    },
-    /// An operator muted (true) or unmuted (false) what it sends of this kind: the
-    /// server drops it meanwhile, whatever the peer does.
-    HeldByOperator {
-        /// Which kind.
-        kind: MediaKind,
-        /// Held or released.
-        held: bool,
-    },
-    /// Someone in the room (this participant included) raised or lowered a hand.
-    Hand {
-        /// Who.
-        participant: ParticipantId,
-        /// Their display name.
-        name: String,
-        /// Raised or lowered.
-        raised: bool,
-    },
-    /// A chat line in the room (this participant's own included).
-    Chat {
-        /// Its number in the room, from 1.
-        seq: u64,
-        /// Who wrote it.
-        participant: ParticipantId,
-        /// Their display name.
-        name: String,
-        /// The text (already cleaned by signaling).
-        text: String,
-        /// When the room received it, Unix milliseconds.
-        at: u64,
-    },
-    /// ICE+DTLS connected (true) or lost (false).
-    Connection(bool),
-    /// The participant ended; the reason is for logs and the client.
-    Closed(String),
-}
-
-/// Settings for a new participant.
-#[derive(Debug, Clone)]
-pub struct ParticipantOptions {
-    /// Display name.
-    pub name: String,
-    /// Role name, for display and metrics.
-    pub role: &'static str,
-    /// What it may publish.
-    pub publish: Option<TrackSource>,
-    /// What it receives.
-    pub subscribe: crate::Subscribe,
-    /// Whether the server may send it offers (WebSocket signaling: yes; WHIP/WHEP: no).
-    pub renegotiate: bool,
-    /// Who it is across sessions (its invitation, or its role and name): an
-    /// operator's mute follows the person into a new session.
-    pub identity: String,
-    /// The credential it joined with (its invitation, or a digest of its token):
-    /// the room limits how many sessions one credential holds.
-    pub credential: String,
-}
-
-#[derive(Debug)]
-struct Inbound {
-    track: TrackDesc,
-    published: bool,
-    subscribers: Vec<(ParticipantId, Recipient<Forward>)>,
-    /// With simulcast, the one layer forwarded: the best one seen so far.
-    rid: Option<Rid>,
-    /// A better layer waiting for its first keyframe.
-    next_rid: Option<Rid>,
-}
-
-/// Simulcast layer names from best to worst, as browsers and encoders use them.
-const RID_PREFERENCE: [&str; 6] = ["h", "f", "2", "m", "1", "q"];
-
-/// Rank of a simulcast layer name: lower is better; unknown names rank last.
-fn rid_rank(rid: &Rid) -> usize {
-    RID_PREFERENCE.iter().position(|r| *r == &**rid).unwrap_or(RID_PREFERENCE.len())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutState {
-    /// Waiting for an m-line.
-    Unbound,
-    /// In a server offer not answered yet.
-    Negotiating(Mid),
-    /// Media flows.
-    Open(Mid),
-    /// To be stopped in the next offer.
-    ToStop(Mid),
-    /// Stop offered, not answered yet.
-    Stopping(Mid),
-}
-
-#[derive(Debug)]
-struct Outbound {
-    track: TrackDesc,
-    state: OutState,
-}
+use crate::udp::Datagram;
+use crate::{MediaKind, PeerInfo, RoomEvent, TrackDesc};
 
 /// What a participant is connected to, given by the SFU.
 pub(crate) struct Wiring {
@@ -157,118 +42,17 @@ pub(crate) struct Wiring {
 
 /// One peer connection.
 pub struct ParticipantActor {
-    id: ParticipantId,
-    opts: ParticipantOptions,
+    core: PeerCore,
     room: Addr<RoomActor>,
     span: tracing::Span,
-    rtc: Rtc,
-    /// The ufrag it registered with the transports: its route key for life.
-    ufrag: String,
-    /// The ufrag its ICE agent answers to now (a restart replaces it).
-    current_ufrag: String,
-    /// The peer asked for an ICE restart (its network changed): the next server
-    /// offer carries new ICE credentials.
-    restart_wanted: bool,
-    /// The new ufrag of a restart offered and not yet answered.
-    restarting: Option<String>,
-    /// When the last restart was asked for: a lost connection waits for it.
-    restart_asked: Option<Instant>,
     transports: Arc<Transports>,
     metrics: Metrics,
     events: UnboundedSender<ParticipantEvent>,
-    inbound: HashMap<Mid, Inbound>,
-    outbound: Vec<Outbound>,
-    /// `recvonly` m-lines the peer offered and no track uses yet (WHEP).
-    free_mids: Vec<(Mid, MediaKind)>,
-    /// Every m-line the peer offered for receiving: when its track ends it is kept
-    /// for the next track of its kind instead of being stopped.
-    peer_mids: std::collections::HashSet<Mid>,
-    /// Our offer, waiting for the peer's answer.
-    pending: Option<SdpPendingOffer>,
-    /// That offer as sent, to send again to a peer that resumes its session on a
-    /// new connection (the first may have been lost with the old one).
-    pending_sent: Option<(String, Vec<(String, TrackDesc)>)>,
-    /// The last answer accepted: the same answer again (to an offer sent twice) is
-    /// taken quietly.
-    last_answer: Option<String>,
-    /// The peer's first offer was answered: server offers may follow.
-    negotiated: bool,
-    connected: bool,
+    /// Who receives each track it publishes.
+    subscribers: HashMap<TrackId, Vec<(ParticipantId, Recipient<Forward>)>>,
+    /// The core's next deadline and the timer armed for it.
     timer: Option<(Instant, SpawnHandle)>,
-    connect_deadline: Duration,
-    connect_timer_armed: bool,
-    /// ICE reported Disconnected and has not recovered yet.
-    ice_down: bool,
-    /// Server offers sent so far; names the one an answer timer waits for.
-    offers_sent: u64,
-    /// Mute state the peer announced, by kind, to pass on changes only.
-    muted: HashMap<MediaKind, bool>,
-    /// Kinds an operator muted: not forwarded until released.
-    held: HashMap<MediaKind, bool>,
     closing_reason: Option<String>,
-    /// What operators see of it, updated at each stats tick.
-    stats: ParticipantStats,
-    /// Bytes received and sent at the last peer stats tick.
-    last_peer: Option<(Instant, u64, u64)>,
-    /// Video frames received since the last tick.
-    frames_in: u64,
-    /// The last audio level heard (dBov, 0 = loudest) and when.
-    audio_level: Option<(i8, Instant)>,
-    /// Its hand is raised.
-    hand_raised: bool,
-}
-
-/// What an operator sees of a participant: its connection and media, as of the last
-/// stats tick (every 2 s).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ParticipantStats {
-    /// Participant id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Role.
-    pub role: String,
-    /// Media connected.
-    pub connected: bool,
-    /// Bits/s received from it.
-    pub bitrate_in: u64,
-    /// Bits/s sent to it.
-    pub bitrate_out: u64,
-    /// Round-trip time, ms.
-    pub rtt_ms: Option<f64>,
-    /// Fraction of its packets lost on the way in (0..1).
-    pub loss_in: Option<f32>,
-    /// Fraction of packets lost on the way to it (0..1).
-    pub loss_out: Option<f32>,
-    /// Jitter of its video (or audio), ms.
-    pub jitter_ms: Option<f64>,
-    /// Video frames per second received from it.
-    pub fps_in: f64,
-    /// The simulcast layer forwarded, if it sends several.
-    pub layer: Option<String>,
-    /// The picture size of its video, from its last key frame.
-    pub width: Option<u32>,
-    /// Height, likewise.
-    pub height: Option<u32>,
-    /// Its audio level, 0 (silence) to 1 (loudest), from the RTP audio-level header.
-    pub audio_level: Option<f64>,
-    /// Speaking now (audio above -50 dBov in the last second).
-    pub speaking: bool,
-    /// It muted its microphone.
-    pub audio_muted: bool,
-    /// It turned its camera off.
-    pub video_muted: bool,
-    /// An operator muted its audio (the server drops it).
-    pub audio_muted_by_operator: bool,
-    /// An operator muted its video (the server drops it).
-    pub video_muted_by_operator: bool,
-    /// Kinds it publishes.
-    pub publishing: Vec<String>,
-    /// It raised its hand (a commentator asking for the floor).
-    pub hand_raised: bool,
-    /// The invitation it joined with, if any (the console shows who of the invited
-    /// have joined).
-    pub invitation: Option<String>,
 }
 
 /// A participant's stats, for operators.
@@ -276,80 +60,26 @@ pub struct ParticipantStats {
 #[rtype(result = "ParticipantStats")]
 pub struct GetStats;
 
-/// How long a lost ICE connection may take to come back before the participant ends.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
-
-/// Least time between two ICE restarts a peer asks for.
-const MIN_RESTART_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long the peer may take to answer a server offer.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Most m-lines accepted in one offer.
-const MAX_MLINES: usize = 256;
-
-/// Video packets kept per m-line for resends; see `ParticipantActor::new`.
-const SEND_BUFFER_VIDEO_PACKETS: usize = 400;
-
-/// How long after joining the peer may take to send its first offer.
-const OFFER_TIMEOUT: Duration = Duration::from_secs(120);
-
 impl ParticipantActor {
     pub(crate) fn new(id: ParticipantId, opts: ParticipantOptions, wiring: Wiring) -> Self {
         let Wiring { creds, room, transports, metrics, events, connect_deadline, dtls_cert } = wiring;
-        let ufrag = creds.ufrag.clone();
-        let mut rtc = Rtc::builder()
-            .set_ice_lite(true)
-            .set_local_ice_credentials(creds)
-            .set_dtls_cert(dtls_cert)
-            // The video send buffer holds each subscriber's packetized copies for
-            // resends (NACK). str0m's default, 1000 packets, is 1.2 MB per video
-            // m-line; 400 packets keep 1.6 s of a 2.5 Mbit/s feed, enough for
-            // NACK round trips and a whole keyframe, at 0.5 MB.
-            .set_send_buffer_video(SEND_BUFFER_VIDEO_PACKETS)
-            .set_stats_interval(Some(Duration::from_secs(2)))
-            .build(Instant::now());
-        for c in transports.candidates() {
-            rtc.add_local_candidate(c);
-        }
         let span = tracing::info_span!("participant", id = %id, role = opts.role, name = %opts.name);
+        let setup = PeerSetup { creds, candidates: transports.candidates(), dtls_cert, connect_deadline, metrics: metrics.clone() };
         ParticipantActor {
-            span,
-            id,
-            opts,
+            core: PeerCore::new(id, opts, setup, Instant::now()),
             room,
-            rtc,
-            current_ufrag: ufrag.clone(),
-            ufrag,
-            restart_wanted: false,
-            restarting: None,
-            restart_asked: None,
+            span,
             transports,
             metrics,
             events,
-            inbound: HashMap::new(),
-            outbound: Vec::new(),
-            free_mids: Vec::new(),
-            peer_mids: Default::default(),
-            pending: None,
-            pending_sent: None,
-            last_answer: None,
-            negotiated: false,
-            connected: false,
+            subscribers: HashMap::new(),
             timer: None,
-            connect_deadline,
-            connect_timer_armed: false,
-            ice_down: false,
-            offers_sent: 0,
-            muted: HashMap::new(),
-            held: HashMap::new(),
             closing_reason: None,
-            stats: ParticipantStats::default(),
-            last_peer: None,
-            frames_in: 0,
-            audio_level: None,
-            hand_raised: false,
         }
+    }
+
+    fn id(&self) -> ParticipantId {
+        self.core.id()
     }
 
     /// Ends this participant with a reason.
@@ -360,11 +90,17 @@ impl ParticipantActor {
         ctx.stop();
     }
 
-    /// Runs `f` on self, ending the participant (not the thread) if it panics.
-    fn guarded<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>) -> R) -> Option<R> {
+    /// Runs `f` on the core, then carries out what it decided; ends the participant
+    /// (not the thread) if either panics.
+    fn guarded<R>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut PeerCore, Instant) -> R) -> Option<R> {
         // Everything logged while handling a message carries the participant's span.
         let _span = self.span.clone().entered();
-        match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
+        let now = Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| {
+            let r = f(&mut self.core, now);
+            self.pump(now, ctx);
+            r
+        })) {
             Ok(r) => Some(r),
             Err(p) => {
                 let what = p
@@ -372,7 +108,7 @@ impl ParticipantActor {
                     .map(|s| s.to_string())
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                tracing::error!(participant = %self.id, panic = %what, "participant panicked; ending it");
+                tracing::error!(participant = %self.id(), panic = %what, "participant panicked; ending it");
                 // The panic's text is for the log only, not for the client.
                 self.close("internal error (the server's log says more)", ctx);
                 None
@@ -380,52 +116,56 @@ impl ParticipantActor {
         }
     }
 
-    /// Negotiates if needed, then drains the Rtc's output until it asks for a timeout.
-    fn drive(&mut self, ctx: &mut Context<Self>) {
-        // Drain first: events such as MediaAdded bind tracks to m-lines the peer
-        // offered, so that only what is still unbound goes into a server offer.
-        if !self.drain(ctx) {
-            return;
-        }
-        let before = self.offers_sent;
-        self.negotiate();
-        if self.offers_sent != before {
-            let n = self.offers_sent;
-            ctx.run_later(ANSWER_TIMEOUT, move |act, ctx| {
-                if act.pending.is_some() && act.offers_sent == n {
-                    act.close("no answer to the server's offer within 30 s", ctx);
+    /// Carries out the core's outputs until it asks for a timeout.
+    fn pump(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        loop {
+            match self.core.poll_output(now) {
+                PeerOutput::Transmit(t) => self.transports.send(t.proto, t.source, t.destination, &t.contents),
+                PeerOutput::Signal(e) => {
+                    let _ = self.events.send(e);
                 }
-            });
-            // Applying the offer changed the session: drain again.
-            self.drain(ctx);
+                PeerOutput::Room(r) => self.tell_room(r, ctx),
+                PeerOutput::Frame(track, data) => {
+                    for (_, to) in self.subscribers.get(&track).into_iter().flatten() {
+                        to.do_send(Forward { track, data: data.clone() });
+                    }
+                }
+                PeerOutput::Route(RouteChange::Alias(new)) => self.transports.alias(self.core.route_key(), &new),
+                PeerOutput::Route(RouteChange::Retire(old)) => self.transports.retire(&old),
+                PeerOutput::Timeout(at) => {
+                    self.arm_timer(at, ctx);
+                    return;
+                }
+                PeerOutput::Closed(reason) => {
+                    self.close(reason, ctx);
+                    return;
+                }
+            }
         }
     }
 
-    /// Polls the Rtc until it asks for a timeout; false if the participant ended.
-    fn drain(&mut self, ctx: &mut Context<Self>) -> bool {
-        loop {
-            if !self.rtc.is_alive() {
-                self.close("connection closed", ctx);
-                return false;
+    fn tell_room(&mut self, r: ToRoom, ctx: &mut Context<Self>) {
+        let id = self.id();
+        match r {
+            ToRoom::Publish { mid, track } => {
+                // Nothing else reaches this participant until the room answers.
+                self.room
+                    .send(Publish(track))
+                    .into_actor(self)
+                    .map(move |res, act, ctx| {
+                        if let Ok(res) = res {
+                            act.guarded(ctx, |core, _| core.published(mid, res.map_err(|e| e.to_string())));
+                        }
+                    })
+                    .wait(ctx);
             }
-            match self.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => {
-                    if is_rtp(&t.contents) {
-                        self.metrics.rtp_packets_forwarded.inc();
-                        self.metrics.rtp_bytes_forwarded.inc_by(t.contents.len() as u64);
-                    }
-                    self.transports.send(t.proto, t.source, t.destination, &t.contents);
-                }
-                Ok(Output::Event(e)) => self.handle_event(e, ctx),
-                Ok(Output::Timeout(at)) => {
-                    self.arm_timer(at, ctx);
-                    return true;
-                }
-                Err(e) => {
-                    tracing::warn!(participant = %self.id, error = %e, "rtc failed");
-                    self.close(format!("media error: {e}"), ctx);
-                    return false;
-                }
+            ToRoom::Mute { kind, muted } => self.room.do_send(Mute { id, kind, muted }),
+            ToRoom::WantKeyframe(t) => self.room.do_send(WantKeyframe(t)),
+            ToRoom::Hand(raised) => {
+                self.room.do_send(crate::room::Hand { id, name: self.core.options().name.clone(), raised })
+            }
+            ToRoom::Chat(text) => {
+                self.room.do_send(crate::room::Chat { id, name: self.core.options().name.clone(), text })
             }
         }
     }
@@ -440,332 +180,9 @@ impl ParticipantActor {
         let wait = at.saturating_duration_since(Instant::now());
         let h = ctx.run_later(wait, |act, ctx| {
             act.timer = None;
-            act.guarded(ctx, |act, ctx| {
-                if let Err(e) = act.rtc.handle_input(Input::Timeout(Instant::now())) {
-                    act.close(format!("media error: {e}"), ctx);
-                    return;
-                }
-                act.drive(ctx);
-            });
+            act.guarded(ctx, |core, now| core.handle_timeout(now));
         });
         self.timer = Some((at, h));
-    }
-
-    fn handle_event(&mut self, e: Event, ctx: &mut Context<Self>) {
-        match e {
-            Event::Connected => {
-                self.connected = true;
-                let _ = self.events.send(ParticipantEvent::Connection(true));
-                tracing::info!(participant = %self.id, "media connected");
-                for o in &self.outbound {
-                    if let OutState::Open(_) = o.state {
-                        self.room.do_send(WantKeyframe(o.track.id));
-                    }
-                }
-            }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                // A short network blip can recover (str0m goes back to Checking and
-                // Completed when binding requests come again): wait before ending.
-                let _ = self.events.send(ParticipantEvent::Connection(false));
-                self.ice_down = true;
-                self.end_if_still_down(ctx);
-            }
-            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
-                if self.ice_down =>
-            {
-                self.ice_down = false;
-                let _ = self.events.send(ParticipantEvent::Connection(true));
-            }
-            Event::MediaAdded(m) => self.media_added(m.mid, m.kind, m.direction, ctx),
-            Event::MediaData(data) => self.media_in(data),
-            Event::KeyframeRequest(req) => {
-                if let Some(o) = self.outbound.iter().find(|o| o.state == OutState::Open(req.mid)) {
-                    self.room.do_send(WantKeyframe(o.track.id));
-                }
-            }
-            Event::PeerStats(p) => {
-                let now = Instant::now();
-                if let Some((at, rx, tx)) = self.last_peer {
-                    let secs = now.duration_since(at).as_secs_f64().max(0.001);
-                    self.stats.bitrate_in = ((p.peer_bytes_rx.saturating_sub(rx)) as f64 * 8.0 / secs) as u64;
-                    self.stats.bitrate_out = ((p.peer_bytes_tx.saturating_sub(tx)) as f64 * 8.0 / secs) as u64;
-                    self.stats.fps_in = (self.frames_in as f64 / secs * 10.0).round() / 10.0;
-                }
-                self.frames_in = 0;
-                self.last_peer = Some((now, p.peer_bytes_rx, p.peer_bytes_tx));
-                self.stats.rtt_ms = p.rtt.map(|d| d.as_secs_f64() * 1000.0);
-                self.stats.loss_in = p.ingress_loss_fraction;
-                self.stats.loss_out = p.egress_loss_fraction;
-            }
-            Event::MediaIngressStats(m) => {
-                // Jitter is in RTP clock units: 90 kHz for video, 48 kHz for audio.
-                let video = self.inbound.get(&m.mid).is_some_and(|i| i.track.kind == MediaKind::Video);
-                if video || self.stats.jitter_ms.is_none() {
-                    self.stats.jitter_ms = Some(f64::from(m.jitter) / if video { 90.0 } else { 48.0 });
-                }
-                if m.rtt.is_some() && self.stats.rtt_ms.is_none() {
-                    self.stats.rtt_ms = m.rtt.map(|d| d.as_secs_f64() * 1000.0);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Ends the participant if its media connection is still down after
-    /// [`DISCONNECT_GRACE`], counted from the loss or from the last ICE restart the
-    /// peer asked for, whichever is later (a peer that moved networks gets its
-    /// grace for the restart).
-    fn end_if_still_down(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_later(DISCONNECT_GRACE, |act, ctx| {
-            if !act.ice_down {
-                return;
-            }
-            if act.restart_asked.is_some_and(|at| at.elapsed() < DISCONNECT_GRACE) {
-                return act.end_if_still_down(ctx);
-            }
-            act.close("media connection lost", ctx);
-        });
-    }
-
-    fn media_added(&mut self, mid: Mid, kind: MediaKind, dir: Direction, ctx: &mut Context<Self>) {
-        if matches!(dir, Direction::RecvOnly | Direction::SendRecv) && self.opts.publish.is_some() {
-            let track = TrackDesc {
-                id: TrackId::next(),
-                participant: self.id,
-                name: self.opts.name.clone(),
-                kind,
-                // The room sets the real source from the role.
-                source: TrackSource::Commentator,
-            };
-            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, subscribers: Vec::new(), rid: None, next_rid: None });
-            self.room
-                .send(Publish(track))
-                .into_actor(self)
-                .map(move |res, act, _| match res {
-                    Ok(Ok(source)) => {
-                        if let Some(i) = act.inbound.get_mut(&mid) {
-                            i.track.source = source;
-                            i.published = true;
-                        }
-                        // Held before it published (a mute from an earlier session):
-                        // the room learns it now.
-                        if act.held.get(&kind) == Some(&true) {
-                            act.room.do_send(Mute { id: act.id, kind, muted: true });
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        tracing::info!(participant = %act.id, %mid, reason = %e, "track refused");
-                        act.inbound.remove(&mid);
-                    }
-                    Err(_) => {}
-                })
-                .wait(ctx);
-        }
-        if matches!(dir, Direction::SendOnly | Direction::SendRecv) {
-            self.free_mids.push((mid, kind));
-            self.peer_mids.insert(mid);
-            self.bind_free_mids();
-        }
-    }
-
-    /// Binds unbound subscriptions to m-lines the peer offered, feed first.
-    fn bind_free_mids(&mut self) {
-        let mut order: Vec<usize> = (0..self.outbound.len())
-            .filter(|&i| self.outbound[i].state == OutState::Unbound)
-            .collect();
-        order.sort_by_key(|&i| self.outbound[i].track.source != TrackSource::Feed);
-        for i in order {
-            let kind = self.outbound[i].track.kind;
-            if let Some(pos) = self.free_mids.iter().position(|(_, k)| *k == kind) {
-                let (mid, _) = self.free_mids.remove(pos);
-                self.outbound[i].state = OutState::Open(mid);
-                self.room.do_send(WantKeyframe(self.outbound[i].track.id));
-                let _ = self.events.send(ParticipantEvent::Bound { mid: mid.to_string(), track: self.outbound[i].track.clone() });
-            }
-        }
-    }
-
-    fn media_in(&mut self, data: MediaData) {
-        let Some(inbound) = self.inbound.get_mut(&data.mid) else {
-            return;
-        };
-        match inbound.track.kind {
-            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rid => {
-                self.frames_in += 1;
-                if data.is_keyframe() {
-                    let size = match data.params.spec().codec {
-                        str0m::format::Codec::Vp8 => crate::resolution::vp8(&data.data),
-                        str0m::format::Codec::H264 => crate::resolution::h264(&data.data),
-                        _ => None,
-                    };
-                    if let Some((w, h)) = size {
-                        (self.stats.width, self.stats.height) = (Some(w), Some(h));
-                    }
-                }
-            }
-            MediaKind::Audio => {
-                if let Some(level) = data.ext_vals.audio_level {
-                    self.audio_level = Some((level, Instant::now()));
-                }
-            }
-            _ => {}
-        }
-        let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
-        self.metrics.rtp_packets_in.inc_by(packets);
-        self.metrics.rtp_bytes_in.inc_by(data.data.len() as u64);
-        if !inbound.published || self.held.get(&inbound.track.kind) == Some(&true) {
-            return;
-        }
-        // Simulcast: forward one layer only, the best that has shown up. A better
-        // layer takes over at its first keyframe (asked for at once); until then the
-        // current one goes on.
-        if let Some(rid) = data.rid {
-            let better = inbound.rid.is_none_or(|cur| rid_rank(&rid) < rid_rank(&cur));
-            if inbound.rid != Some(rid) {
-                if !better {
-                    return;
-                }
-                if !data.is_keyframe() {
-                    if inbound.next_rid != Some(rid) {
-                        inbound.next_rid = Some(rid);
-                        self.room.do_send(WantKeyframe(inbound.track.id));
-                    }
-                    return;
-                }
-                inbound.rid = Some(rid);
-                inbound.next_rid = None;
-            }
-        }
-        let track = inbound.track.id;
-        if !data.contiguous {
-            self.room.do_send(WantKeyframe(track));
-        }
-        if inbound.subscribers.is_empty() {
-            return;
-        }
-        // One allocation per frame, shared by every subscriber.
-        let data = Arc::new(data);
-        for (_, to) in &inbound.subscribers {
-            to.do_send(Forward { track, data: data.clone() });
-        }
-    }
-
-    /// Builds a server offer when subscriptions changed and the peer can take one.
-    fn negotiate(&mut self) {
-        // Not before the media connection is up: str0m announces the peer's m-lines
-        // (MediaAdded) only then, and tracks bind to m-lines the peer offered for
-        // receiving before any new ones are offered.
-        if !self.opts.renegotiate || !self.negotiated || !self.connected || self.pending.is_some() {
-            return;
-        }
-        let mut change = self.rtc.sdp_api();
-        if std::mem::take(&mut self.restart_wanted) {
-            // New ICE credentials, the same candidates: the peer checks them from
-            // wherever it is now. Its checks name the new ufrag, routed to us.
-            let creds = change.ice_restart(true);
-            self.transports.alias(&self.ufrag, &creds.ufrag);
-            self.restarting = Some(creds.ufrag);
-        }
-        let mut added = Vec::new();
-        for o in &mut self.outbound {
-            match o.state {
-                OutState::Unbound => {
-                    let stream = o.track.participant.to_string();
-                    let mid = change.add_media(
-                        o.track.kind,
-                        Direction::SendOnly,
-                        Some(stream),
-                        Some(o.track.id.to_string()),
-                        None,
-                    );
-                    o.state = OutState::Negotiating(mid);
-                    added.push((mid.to_string(), o.track.clone()));
-                }
-                OutState::ToStop(mid) => {
-                    change.stop_media(mid);
-                    o.state = OutState::Stopping(mid);
-                }
-                _ => {}
-            }
-        }
-        if !change.has_changes() {
-            return;
-        }
-        let Some((offer, pending)) = change.apply() else {
-            return;
-        };
-        self.pending = Some(pending);
-        self.offers_sent += 1;
-        tracing::debug!(participant = %self.id, tracks = added.len(), ice_restart = self.restarting.is_some(), "server offer");
-        let sdp = offer.to_sdp_string();
-        self.pending_sent = Some((sdp.clone(), added.clone()));
-        let _ = self.events.send(ParticipantEvent::Offer { sdp, tracks: added });
-    }
-
-    /// Puts the changes of an abandoned server offer back to be offered again.
-    fn offer_again(&mut self) {
-        self.pending = None;
-        self.pending_sent = None;
-        if self.restarting.take().is_some() {
-            self.restart_wanted = true;
-        }
-        for o in &mut self.outbound {
-            o.state = match o.state {
-                OutState::Negotiating(_) => OutState::Unbound,
-                OutState::Stopping(m) => OutState::ToStop(m),
-                s => s,
-            };
-        }
-    }
-
-    fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
-        let mlines = sdp.matches("\nm=").count();
-        if mlines > MAX_MLINES {
-            return Err(format!("the offer has {mlines} m-lines; at most {MAX_MLINES} are accepted"));
-        }
-        let offer = crate::sdp::parse_offer(sdp)?;
-        if self.pending.is_some() {
-            // The peer's offer wins over ours: redo ours after answering it.
-            self.offer_again();
-        }
-        let answer = self
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| format!("SDP offer rejected: {e}"))?;
-        self.negotiated = true;
-        Ok(answer.to_sdp_string())
-    }
-
-    fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
-        let answer = crate::sdp::parse_answer(sdp)?;
-        let Some(pending) = self.pending.take() else {
-            if self.last_answer.as_deref() == Some(sdp) {
-                return Ok(());
-            }
-            return Err("no offer is waiting for an answer".into());
-        };
-        self.pending_sent = None;
-        if let Err(e) = self.rtc.sdp_api().accept_answer(pending, answer) {
-            // Forget that offer and offer its changes again on the next drive.
-            self.offer_again();
-            return Err(format!("SDP answer rejected: {e}; a new offer follows"));
-        }
-        self.last_answer = Some(sdp.to_string());
-        if let Some(new) = self.restarting.take() {
-            // The old credentials are void now: stop routing checks that name them.
-            self.transports.retire(&std::mem::replace(&mut self.current_ufrag, new.clone()));
-            tracing::info!(participant = %self.id, "ICE restarted");
-        }
-        for o in &mut self.outbound {
-            if let OutState::Negotiating(m) = o.state {
-                o.state = OutState::Open(m);
-                self.room.do_send(WantKeyframe(o.track.id));
-            }
-        }
-        self.outbound.retain(|o| !matches!(o.state, OutState::Stopping(_)));
-        tracing::debug!(participant = %self.id, "answer accepted");
-        Ok(())
     }
 }
 
@@ -773,29 +190,19 @@ impl Actor for ParticipantActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.metrics.participants.with_label_values(&[self.opts.role]).inc();
-        // A browser may wait on a camera permission prompt before it offers: give
-        // the offer time, and count the connect timeout from the offer on.
-        ctx.run_later(OFFER_TIMEOUT, |act, ctx| {
-            if !act.negotiated {
-                act.close("no SDP offer within 2 minutes of joining", ctx);
-            }
-        });
-        self.guarded(ctx, |act, ctx| act.drive(ctx));
+        self.metrics.participants.with_label_values(&[self.core.options().role]).inc();
+        self.guarded(ctx, |_, _| ());
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.metrics.participants.with_label_values(&[self.opts.role]).dec();
-        self.transports.unregister(&self.ufrag);
-        self.rtc.disconnect();
-        for i in self.inbound.values() {
-            if i.published {
-                self.room.do_send(Unpublish(i.track.id));
-            }
+        self.metrics.participants.with_label_values(&[self.core.options().role]).dec();
+        self.transports.unregister(self.core.route_key());
+        for t in self.core.end() {
+            self.room.do_send(Unpublish(t));
         }
-        self.room.do_send(Leave(self.id));
+        self.room.do_send(Leave(self.id()));
         let reason = self.closing_reason.take().unwrap_or_else(|| "left".into());
-        tracing::info!(participant = %self.id, %reason, "participant ended");
+        tracing::info!(participant = %self.id(), %reason, "participant ended");
         let _ = self.events.send(ParticipantEvent::Closed(reason));
     }
 }
@@ -803,29 +210,7 @@ impl Actor for ParticipantActor {
 impl Handler<Datagram> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, d: Datagram, ctx: &mut Context<Self>) {
-        self.guarded(ctx, |act, ctx| {
-            let Ok(contents) = d.data.as_slice().try_into() else {
-                return;
-            };
-            let input = Input::Receive(
-                d.at,
-                Receive { proto: d.proto, source: d.source, destination: d.destination, contents },
-            );
-            match act.rtc.handle_input(input) {
-                Ok(()) => {}
-                // A failed DTLS handshake does not recover: say why (the peer's
-                // certificate kind, a missing certificate…) and end at once rather
-                // than at the connect timeout.
-                Err(e @ str0m::RtcError::Dtls(_)) if !act.connected => {
-                    tracing::warn!(participant = %act.id, reason = %e, "DTLS handshake failed");
-                    act.metrics.dropped.with_label_values(&["dtls_failed"]).inc();
-                    act.close(format!("the media encryption handshake (DTLS) failed: {e}"), ctx);
-                    return;
-                }
-                Err(e) => tracing::debug!(participant = %act.id, error = %e, "bad datagram"),
-            }
-            act.drive(ctx);
-        });
+        self.guarded(ctx, |core, _| core.receive(d.at, d.proto, d.source, d.destination, &d.data));
     }
 }
 
@@ -842,33 +227,7 @@ pub struct Forward {
 impl Handler<Forward> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, f: Forward, ctx: &mut Context<Self>) {
-        self.guarded(ctx, |act, ctx| {
-            let Some(o) = act.outbound.iter().find(|o| o.track.id == f.track) else {
-                return;
-            };
-            let OutState::Open(mid) = o.state else {
-                act.metrics.dropped.with_label_values(&["not_negotiated"]).inc();
-                return;
-            };
-            if !act.connected {
-                return;
-            }
-            let Some(writer) = act.rtc.writer(mid) else {
-                return;
-            };
-            let Some(pt) = writer.match_params(f.data.params) else {
-                act.metrics.dropped.with_label_values(&["codec_mismatch"]).inc();
-                return;
-            };
-            if let Err(e) = writer.write(pt, f.data.network_time, f.data.time, f.data.data.clone()) {
-                tracing::debug!(participant = %act.id, error = %e, "write failed");
-                return;
-            }
-            act.drive(ctx);
-            act.metrics
-                .forward_latency
-                .observe(Instant::now().saturating_duration_since(f.data.network_time).as_secs_f64());
-        });
+        self.guarded(ctx, |core, now| core.write(now, f.track, &f.data));
     }
 }
 
@@ -899,10 +258,9 @@ pub struct AddSubscriber {
 impl Handler<AddSubscriber> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: AddSubscriber, _: &mut Context<Self>) {
-        if let Some(i) = self.inbound.values_mut().find(|i| i.track.id == m.track) {
-            i.subscribers.retain(|(p, _)| *p != m.subscriber);
-            i.subscribers.push((m.subscriber, m.to));
-        }
+        let subs = self.subscribers.entry(m.track).or_default();
+        subs.retain(|(p, _)| *p != m.subscriber);
+        subs.push((m.subscriber, m.to));
     }
 }
 
@@ -919,8 +277,11 @@ pub struct RemoveSubscriber {
 impl Handler<RemoveSubscriber> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: RemoveSubscriber, _: &mut Context<Self>) {
-        if let Some(i) = self.inbound.values_mut().find(|i| i.track.id == m.track) {
-            i.subscribers.retain(|(p, _)| *p != m.subscriber);
+        if let Some(subs) = self.subscribers.get_mut(&m.track) {
+            subs.retain(|(p, _)| *p != m.subscriber);
+            if subs.is_empty() {
+                self.subscribers.remove(&m.track);
+            }
         }
     }
 }
@@ -933,13 +294,7 @@ pub struct SubscribeTrack(pub TrackDesc);
 impl Handler<SubscribeTrack> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: SubscribeTrack, ctx: &mut Context<Self>) {
-        if self.outbound.iter().any(|o| o.track.id == m.0.id) {
-            return;
-        }
-        tracing::debug!(participant = %self.id, track = %m.0.id, "subscribed");
-        self.outbound.push(Outbound { track: m.0, state: OutState::Unbound });
-        self.bind_free_mids();
-        self.guarded(ctx, |act, ctx| act.drive(ctx));
+        self.guarded(ctx, |core, _| core.subscribe(m.0));
     }
 }
 
@@ -951,35 +306,7 @@ pub struct UnsubscribeTrack(pub TrackId);
 impl Handler<UnsubscribeTrack> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: UnsubscribeTrack, ctx: &mut Context<Self>) {
-        let renegotiate = self.opts.renegotiate;
-        let peer_mids = &self.peer_mids;
-        let mut freed = Vec::new();
-        self.outbound.retain_mut(|o| {
-            if o.track.id != m.0 {
-                return true;
-            }
-            match o.state {
-                OutState::Unbound => false,
-                // An m-line the peer offered (WHEP, the compositor) carries the next
-                // track of its kind: no renegotiation.
-                OutState::Open(mid) if peer_mids.contains(&mid) || !renegotiate => {
-                    freed.push((mid, o.track.kind));
-                    false
-                }
-                OutState::Open(mid) | OutState::Negotiating(mid) if renegotiate => {
-                    o.state = OutState::ToStop(mid);
-                    true
-                }
-                OutState::Open(mid) | OutState::Negotiating(mid) => {
-                    freed.push((mid, o.track.kind));
-                    false
-                }
-                _ => true,
-            }
-        });
-        self.free_mids.extend(freed);
-        self.bind_free_mids();
-        self.guarded(ctx, |act, ctx| act.drive(ctx));
+        self.guarded(ctx, |core, _| core.unsubscribe(m.0));
     }
 }
 
@@ -991,16 +318,7 @@ pub struct SendKeyframeRequest(pub TrackId);
 impl Handler<SendKeyframeRequest> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: SendKeyframeRequest, ctx: &mut Context<Self>) {
-        let Some((mid, rid)) = self.inbound.iter().find(|(_, i)| i.track.id == m.0).map(|(m, i)| (*m, i.next_rid.or(i.rid))) else {
-            return;
-        };
-        self.guarded(ctx, |act, ctx| {
-            if let Some(mut w) = act.rtc.writer(mid)
-                && let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli) {
-                    tracing::debug!(participant = %act.id, error = %e, "keyframe request failed");
-                }
-            act.drive(ctx);
-        });
+        self.guarded(ctx, |core, _| core.request_keyframe(m.0));
     }
 }
 
@@ -1012,20 +330,8 @@ pub struct AcceptOffer(pub String);
 impl Handler<AcceptOffer> for ParticipantActor {
     type Result = Result<String, String>;
     fn handle(&mut self, m: AcceptOffer, ctx: &mut Context<Self>) -> Self::Result {
-        let r = self.guarded(ctx, |act, ctx| {
-            let r = act.accept_offer(&m.0);
-            act.drive(ctx);
-            r
-        });
-        if r.as_ref().is_some_and(|r| r.is_ok()) && !self.connect_timer_armed {
-            self.connect_timer_armed = true;
-            ctx.run_later(self.connect_deadline, |act, ctx| {
-                if !act.connected {
-                    act.close("no media connection within the connect timeout", ctx);
-                }
-            });
-        }
-        r.unwrap_or_else(|| Err("internal error while handling the offer".into()))
+        self.guarded(ctx, |core, now| core.accept_offer(now, &m.0))
+            .unwrap_or_else(|| Err("internal error while handling the offer".into()))
     }
 }
 
@@ -1040,18 +346,8 @@ pub struct RestartIce;
 impl Handler<RestartIce> for ParticipantActor {
     type Result = Result<(), String>;
     fn handle(&mut self, _: RestartIce, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.opts.renegotiate || !self.negotiated || !self.connected {
-            return Err("an ICE restart needs a session that has connected once; join again".into());
-        }
-        if self.restart_asked.is_some_and(|at| at.elapsed() < MIN_RESTART_INTERVAL) {
-            // One is under way.
-            return Ok(());
-        }
-        self.restart_asked = Some(Instant::now());
-        self.restart_wanted = true;
-        // With an offer in flight, the restart follows its answer.
-        self.guarded(ctx, |act, ctx| act.drive(ctx));
-        Ok(())
+        self.guarded(ctx, |core, now| core.restart_ice(now))
+            .unwrap_or_else(|| Err("internal error while restarting ICE".into()))
     }
 }
 
@@ -1064,10 +360,8 @@ pub struct ResendOffer;
 
 impl Handler<ResendOffer> for ParticipantActor {
     type Result = ();
-    fn handle(&mut self, _: ResendOffer, _: &mut Context<Self>) {
-        if let Some((sdp, tracks)) = self.pending_sent.clone() {
-            let _ = self.events.send(ParticipantEvent::Offer { sdp, tracks });
-        }
+    fn handle(&mut self, _: ResendOffer, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |core, _| core.resend_offer());
     }
 }
 
@@ -1079,12 +373,8 @@ pub struct AcceptAnswer(pub String);
 impl Handler<AcceptAnswer> for ParticipantActor {
     type Result = Result<(), String>;
     fn handle(&mut self, m: AcceptAnswer, ctx: &mut Context<Self>) -> Self::Result {
-        let r = self.guarded(ctx, |act, ctx| {
-            let r = act.accept_answer(&m.0);
-            act.drive(ctx);
-            r
-        });
-        r.unwrap_or_else(|| Err("internal error while handling the answer".into()))
+        self.guarded(ctx, |core, _| core.accept_answer(&m.0))
+            .unwrap_or_else(|| Err("internal error while handling the answer".into()))
     }
 }
 
@@ -1100,12 +390,8 @@ pub struct SetMuted {
 
 impl Handler<SetMuted> for ParticipantActor {
     type Result = ();
-    fn handle(&mut self, m: SetMuted, _: &mut Context<Self>) {
-        // Only for what it publishes, and only changes: a client cannot make the
-        // room repeat itself.
-        let before = self.muted_now(m.kind);
-        self.muted.insert(m.kind, m.muted);
-        self.tell_room_if_changed(m.kind, before);
+    fn handle(&mut self, m: SetMuted, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |core, _| core.set_muted(m.kind, m.muted));
     }
 }
 
@@ -1123,32 +409,8 @@ pub struct Hold {
 
 impl Handler<Hold> for ParticipantActor {
     type Result = ();
-    fn handle(&mut self, m: Hold, _: &mut Context<Self>) {
-        let before = self.muted_now(m.kind);
-        self.held.insert(m.kind, m.held);
-        let _ = self.events.send(ParticipantEvent::HeldByOperator { kind: m.kind, held: m.held });
-        self.tell_room_if_changed(m.kind, before);
-        if !m.held && m.kind == MediaKind::Video {
-            // Subscribers' decoders start again at a key frame.
-            for i in self.inbound.values().filter(|i| i.published && i.track.kind == MediaKind::Video) {
-                self.room.do_send(WantKeyframe(i.track.id));
-            }
-        }
-    }
-}
-
-impl ParticipantActor {
-    /// Muted as the room sees it: by the peer or by an operator.
-    fn muted_now(&self, kind: MediaKind) -> bool {
-        self.muted.get(&kind) == Some(&true) || self.held.get(&kind) == Some(&true)
-    }
-
-    fn tell_room_if_changed(&mut self, kind: MediaKind, before: bool) {
-        let publishes = self.inbound.values().any(|i| i.published && i.track.kind == kind);
-        let now = self.muted_now(kind);
-        if publishes && now != before {
-            self.room.do_send(Mute { id: self.id, kind, muted: now });
-        }
+    fn handle(&mut self, m: Hold, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |core, _| core.hold(m.kind, m.held));
     }
 }
 
@@ -1160,15 +422,8 @@ pub struct RaiseHand(pub bool);
 
 impl Handler<RaiseHand> for ParticipantActor {
     type Result = Result<(), String>;
-    fn handle(&mut self, m: RaiseHand, _: &mut Context<Self>) -> Self::Result {
-        if self.opts.role != "commentator" {
-            return Err(format!("only commentators raise a hand; this is a {} link", self.opts.role));
-        }
-        if self.hand_raised != m.0 {
-            self.hand_raised = m.0;
-            self.room.do_send(crate::room::Hand { id: self.id, name: self.opts.name.clone(), raised: m.0 });
-        }
-        Ok(())
+    fn handle(&mut self, m: RaiseHand, ctx: &mut Context<Self>) -> Self::Result {
+        self.guarded(ctx, |core, _| core.raise_hand(m.0)).unwrap_or_else(|| Err("internal error".into()))
     }
 }
 
@@ -1180,12 +435,8 @@ pub struct SendChat(pub String);
 
 impl Handler<SendChat> for ParticipantActor {
     type Result = Result<(), String>;
-    fn handle(&mut self, m: SendChat, _: &mut Context<Self>) -> Self::Result {
-        if !matches!(self.opts.role, "commentator" | "operator") {
-            return Err(format!("only commentators and operators can chat; this is a {} link", self.opts.role));
-        }
-        self.room.do_send(crate::room::Chat { id: self.id, name: self.opts.name.clone(), text: m.0 });
-        Ok(())
+    fn handle(&mut self, m: SendChat, ctx: &mut Context<Self>) -> Self::Result {
+        self.guarded(ctx, |core, _| core.chat(m.0)).unwrap_or_else(|| Err("internal error".into()))
     }
 }
 
@@ -1209,28 +460,7 @@ pub struct Close(pub String);
 impl Handler<GetStats> for ParticipantActor {
     type Result = MessageResult<GetStats>;
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        let mut s = self.stats.clone();
-        s.id = self.id.to_string();
-        s.name = self.opts.name.clone();
-        s.role = self.opts.role.to_string();
-        s.connected = self.connected && !self.ice_down;
-        s.layer = self.inbound.values().find_map(|i| i.rid.map(|r| r.to_string()));
-        // dBov: 0 is the loudest, -127 silence.
-        let recent = self.audio_level.filter(|(_, at)| at.elapsed() < Duration::from_secs(1));
-        s.audio_level = recent.map(|(l, _)| ((127.0 + f64::from(l.max(-127))) / 127.0 * 100.0).round() / 100.0);
-        s.speaking = recent.is_some_and(|(l, _)| l > -50);
-        s.audio_muted = self.muted.get(&MediaKind::Audio).copied().unwrap_or(false);
-        s.video_muted = self.muted.get(&MediaKind::Video).copied().unwrap_or(false);
-        s.audio_muted_by_operator = self.held.get(&MediaKind::Audio).copied().unwrap_or(false);
-        s.video_muted_by_operator = self.held.get(&MediaKind::Video).copied().unwrap_or(false);
-        let mut kinds: Vec<String> = self.inbound.values().filter(|i| i.published).map(|i| format!("{:?}", i.track.kind).to_lowercase()).collect();
-        kinds.sort();
-        kinds.dedup();
-        s.publishing = kinds;
-        s.hand_raised = self.hand_raised;
-        // An invitation's id is its identity; a token made otherwise has role:name.
-        s.invitation = (!self.opts.identity.contains(':')).then(|| self.opts.identity.clone());
-        MessageResult(s)
+        MessageResult(self.core.stats(Instant::now()))
     }
 }
 
@@ -1265,19 +495,5 @@ impl Handler<Explode> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, _: Explode, ctx: &mut Context<Self>) {
         self.guarded(ctx, |_, _| panic!("simulated bug"));
-    }
-}
-
-#[cfg(test)]
-mod rid_tests {
-    use super::*;
-
-    #[test]
-    fn simulcast_layers_rank_best_first() {
-        let r = |s: &str| Rid::from(s);
-        assert!(rid_rank(&r("h")) < rid_rank(&r("m")));
-        assert!(rid_rank(&r("m")) < rid_rank(&r("q")));
-        assert!(rid_rank(&r("f")) < rid_rank(&r("q")));
-        assert_eq!(rid_rank(&r("zz")), RID_PREFERENCE.len());
     }
 }

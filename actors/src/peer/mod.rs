@@ -1,0 +1,812 @@
+//! The sans-IO peer core: one peer connection's negotiation, ICE restart,
+//! mute/hold, stats and timers, around its str0m [`Rtc`].
+//!
+//! [`PeerCore`] never touches a socket, a clock or another actor. It takes inputs
+//! (a datagram received, an SDP, a frame to send, a command) each with the time
+//! `now`, and returns what to do through [`PeerCore::poll_output`]: datagrams to
+//! transmit, events for the signaling connection, requests for the room, frames for
+//! its subscribers, route changes for the transports, and when to call
+//! [`PeerCore::handle_timeout`] next. Its own deadlines (an offer, an answer, the
+//! connection, a lost connection's grace) are kept as times and fire from
+//! `handle_timeout`, like the `Rtc`'s.
+//!
+//! The [`ParticipantActor`](crate::ParticipantActor) drives it on the media thread;
+//! the simulated-network tests (`sim`) drive it in virtual time.
+
+mod negotiation;
+mod stats;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::media::{KeyframeRequestKind, MediaData, Mid, Rid};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+
+use crate::ids::{ParticipantId, TrackId};
+use crate::metrics::Metrics;
+use crate::udp::is_rtp;
+use crate::{MediaKind, RoomEvent, TrackDesc, TrackSource};
+use negotiation::Negotiation;
+pub use stats::ParticipantStats;
+use stats::StatsTracker;
+
+/// What a participant tells its signaling connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParticipantEvent {
+    /// Something happened in the room.
+    Room(RoomEvent),
+    /// A server offer; the client must answer with
+    /// [`AcceptAnswer`](crate::AcceptAnswer).
+    Offer {
+        /// The SDP.
+        sdp: String,
+        /// Which track each new m-line carries.
+        tracks: Vec<(String, TrackDesc)>,
+    },
+    /// A track now arrives on an m-line the peer offered for receiving.
+    Bound {
+        /// The m-line.
+        mid: String,
+        /// The track.
+        track: TrackDesc,
+    },
+    /// An operator muted (true) or unmuted (false) what it sends of this kind: the
+    /// server drops it meanwhile, whatever the peer does.
+    HeldByOperator {
+        /// Which kind.
+        kind: MediaKind,
+        /// Held or released.
+        held: bool,
+    },
+    /// Someone in the room (this participant included) raised or lowered a hand.
+    Hand {
+        /// Who.
+        participant: ParticipantId,
+        /// Their display name.
+        name: String,
+        /// Raised or lowered.
+        raised: bool,
+    },
+    /// A chat line in the room (this participant's own included).
+    Chat {
+        /// Its number in the room, from 1.
+        seq: u64,
+        /// Who wrote it.
+        participant: ParticipantId,
+        /// Their display name.
+        name: String,
+        /// The text (already cleaned by signaling).
+        text: String,
+        /// When the room received it, Unix milliseconds.
+        at: u64,
+    },
+    /// ICE+DTLS connected (true) or lost (false).
+    Connection(bool),
+    /// The participant ended; the reason is for logs and the client.
+    Closed(String),
+}
+
+/// Settings for a new participant.
+#[derive(Debug, Clone)]
+pub struct ParticipantOptions {
+    /// Display name.
+    pub name: String,
+    /// Role name, for display and metrics.
+    pub role: &'static str,
+    /// What it may publish.
+    pub publish: Option<TrackSource>,
+    /// What it receives.
+    pub subscribe: crate::Subscribe,
+    /// Whether the server may send it offers (WebSocket signaling: yes; WHIP/WHEP: no).
+    pub renegotiate: bool,
+    /// Who it is across sessions (its invitation, or its role and name): an
+    /// operator's mute follows the person into a new session.
+    pub identity: String,
+    /// The credential it joined with (its invitation, or a digest of its token):
+    /// the room limits how many sessions one credential holds.
+    pub credential: String,
+}
+
+/// What the peer core asks of the room.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToRoom {
+    /// Publish this track (the peer sends it on `mid`); answer with
+    /// [`PeerCore::published`].
+    Publish {
+        /// The m-line it arrives on.
+        mid: Mid,
+        /// The track; the room sets its source.
+        track: TrackDesc,
+    },
+    /// A published track of this kind is muted (by the peer or an operator) or not.
+    Mute {
+        /// Which kind.
+        kind: MediaKind,
+        /// Muted now.
+        muted: bool,
+    },
+    /// Ask the publisher of this track for a keyframe (through the room's throttle).
+    WantKeyframe(TrackId),
+    /// The peer raised or lowered its hand.
+    Hand(bool),
+    /// The peer's chat line.
+    Chat(String),
+}
+
+/// A change to how the transports route STUN checks to this peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteChange {
+    /// Checks naming this ufrag (a restart's new one) reach this peer too.
+    Alias(String),
+    /// Checks naming this ufrag (replaced by a restart) are no longer routed.
+    Retire(String),
+}
+
+/// What the driver must do next.
+#[derive(Debug)]
+pub enum PeerOutput {
+    /// Send this datagram (or ICE-TCP frame).
+    Transmit(Transmit),
+    /// Tell the signaling connection.
+    Signal(ParticipantEvent),
+    /// Tell the room.
+    Room(ToRoom),
+    /// A frame of a published track, for its subscribers: one allocation shared by all.
+    Frame(TrackId, Arc<MediaData>),
+    /// Change the transports' routes.
+    Route(RouteChange),
+    /// Nothing more until this time (or a new input): call
+    /// [`PeerCore::handle_timeout`] then.
+    Timeout(Instant),
+    /// The peer ended, with its reason; nothing more comes.
+    Closed(String),
+}
+
+/// How a peer core is set up.
+pub struct PeerSetup {
+    /// Its ICE credentials; the transports route STUN by their ufrag.
+    pub creds: IceCreds,
+    /// The server's local candidates.
+    pub candidates: Vec<Candidate>,
+    /// The server's DTLS certificate.
+    pub dtls_cert: str0m::config::DtlsCert,
+    /// How long after its first offer the peer has to connect.
+    pub connect_deadline: Duration,
+    /// Where counters go.
+    pub metrics: Metrics,
+}
+
+/// A track the peer publishes.
+#[derive(Debug)]
+struct Inbound {
+    track: TrackDesc,
+    published: bool,
+    /// With simulcast, the one layer forwarded: the best one seen so far.
+    rid: Option<Rid>,
+    /// A better layer waiting for its first keyframe.
+    next_rid: Option<Rid>,
+}
+
+/// Simulcast layer names from best to worst, as browsers and encoders use them.
+const RID_PREFERENCE: [&str; 6] = ["h", "f", "2", "m", "1", "q"];
+
+/// Rank of a simulcast layer name: lower is better; unknown names rank last.
+fn rid_rank(rid: &Rid) -> usize {
+    RID_PREFERENCE.iter().position(|r| *r == &**rid).unwrap_or(RID_PREFERENCE.len())
+}
+
+/// How long a lost ICE connection may take to come back before the participant ends.
+pub const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
+
+/// Least time between two ICE restarts a peer asks for.
+const MIN_RESTART_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the peer may take to answer a server offer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long after joining the peer may take to send its first offer.
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Video packets kept per m-line for resends; see [`PeerCore::new`].
+const SEND_BUFFER_VIDEO_PACKETS: usize = 400;
+
+/// One peer connection, sans IO.
+pub struct PeerCore {
+    id: ParticipantId,
+    opts: ParticipantOptions,
+    rtc: Rtc,
+    metrics: Metrics,
+    /// The ufrag it registered with the transports: its route key for life.
+    ufrag: String,
+    neg: Negotiation,
+    inbound: HashMap<Mid, Inbound>,
+    connected: bool,
+    /// Since when ICE has been down (Disconnected and not recovered).
+    ice_down: Option<Instant>,
+    /// When the last ICE restart was asked for: a lost connection waits for it.
+    restart_asked: Option<Instant>,
+    /// Mute state the peer announced, by kind, to pass on changes only.
+    muted: HashMap<MediaKind, bool>,
+    /// Kinds an operator muted: not forwarded until released.
+    held: HashMap<MediaKind, bool>,
+    hand_raised: bool,
+    stats: StatsTracker,
+    /// The first offer must come by then.
+    offer_by: Instant,
+    /// The connection must be up by then (set by the first offer).
+    connect_by: Option<Instant>,
+    connect_deadline: Duration,
+    /// The `Rtc`'s next timeout.
+    rtc_timeout: Option<Instant>,
+    queue: VecDeque<PeerOutput>,
+    /// Why it ends; reported once through [`PeerOutput::Closed`].
+    closing: Option<String>,
+    closed: bool,
+}
+
+impl PeerCore {
+    /// A peer waiting for its client's first offer.
+    pub fn new(id: ParticipantId, opts: ParticipantOptions, setup: PeerSetup, now: Instant) -> PeerCore {
+        let PeerSetup { creds, candidates, dtls_cert, connect_deadline, metrics } = setup;
+        let ufrag = creds.ufrag.clone();
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_local_ice_credentials(creds)
+            .set_dtls_cert(dtls_cert)
+            // The video send buffer holds each subscriber's packetized copies for
+            // resends (NACK). str0m's default, 1000 packets, is 1.2 MB per video
+            // m-line; 400 packets keep 1.6 s of a 2.5 Mbit/s feed, enough for
+            // NACK round trips and a whole keyframe, at 0.5 MB.
+            .set_send_buffer_video(SEND_BUFFER_VIDEO_PACKETS)
+            .set_stats_interval(Some(Duration::from_secs(2)))
+            .build(now);
+        for c in candidates {
+            rtc.add_local_candidate(c);
+        }
+        PeerCore {
+            id,
+            opts,
+            rtc,
+            metrics,
+            neg: Negotiation::new(ufrag.clone()),
+            ufrag,
+            inbound: HashMap::new(),
+            connected: false,
+            ice_down: None,
+            restart_asked: None,
+            muted: HashMap::new(),
+            held: HashMap::new(),
+            hand_raised: false,
+            stats: StatsTracker::default(),
+            offer_by: now + OFFER_TIMEOUT,
+            connect_by: None,
+            connect_deadline,
+            rtc_timeout: None,
+            queue: VecDeque::new(),
+            closing: None,
+            closed: false,
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> ParticipantId {
+        self.id
+    }
+
+    /// Its settings.
+    pub fn options(&self) -> &ParticipantOptions {
+        &self.opts
+    }
+
+    /// The ufrag it registered with the transports (its route key for life).
+    pub fn route_key(&self) -> &str {
+        &self.ufrag
+    }
+
+    /// ICE and DTLS are up (and not lost now).
+    pub fn is_connected(&self) -> bool {
+        self.connected && self.ice_down.is_none()
+    }
+
+    /// Ends the peer with a reason (the first reason given is kept).
+    pub fn close(&mut self, reason: impl Into<String>) {
+        if self.closing.is_none() {
+            self.closing = Some(reason.into());
+        }
+    }
+
+    /// The peer is over: its `Rtc` disconnects, and the tracks it published are
+    /// returned for the room to remove.
+    pub fn end(&mut self) -> Vec<TrackId> {
+        self.rtc.disconnect();
+        self.inbound.values().filter(|i| i.published).map(|i| i.track.id).collect()
+    }
+
+    /// A datagram (or ICE-TCP frame) for this peer arrived.
+    pub fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(now, Receive { proto, source, destination, contents });
+        match self.rtc.handle_input(input) {
+            Ok(()) => {}
+            // A failed DTLS handshake does not recover: say why (the peer's
+            // certificate kind, a missing certificate…) and end at once rather
+            // than at the connect timeout.
+            Err(e @ str0m::RtcError::Dtls(_)) if !self.connected => {
+                tracing::warn!(participant = %self.id, reason = %e, "DTLS handshake failed");
+                self.metrics.dropped.with_label_values(&["dtls_failed"]).inc();
+                self.close(format!("the media encryption handshake (DTLS) failed: {e}"));
+            }
+            Err(e) => tracing::debug!(participant = %self.id, error = %e, "bad datagram"),
+        }
+    }
+
+    /// The time given by [`PeerOutput::Timeout`] has come (or passed).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.rtc_timeout.is_some_and(|at| at <= now) {
+            self.rtc_timeout = None;
+            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+                self.close(format!("media error: {e}"));
+                return;
+            }
+        }
+        if !self.neg.negotiated && now >= self.offer_by {
+            self.close("no SDP offer within 2 minutes of joining");
+        } else if !self.connected && self.connect_by.is_some_and(|at| now >= at) {
+            self.close("no media connection within the connect timeout");
+        } else if self.neg.answer_overdue(now) {
+            self.close("no answer to the server's offer within 30 s");
+        } else if self.down_deadline().is_some_and(|at| now >= at) {
+            self.close("media connection lost");
+        }
+    }
+
+    /// When a lost connection ends the peer: [`DISCONNECT_GRACE`] after the loss or
+    /// after the last ICE restart the peer asked for, whichever is later (a peer
+    /// that moved networks gets its grace for the restart).
+    fn down_deadline(&self) -> Option<Instant> {
+        let down = self.ice_down?;
+        Some(self.restart_asked.map_or(down, |r| r.max(down)) + DISCONNECT_GRACE)
+    }
+
+    /// The earliest of the `Rtc`'s timeout and the peer's own deadlines.
+    fn next_timeout(&self) -> Instant {
+        let mut at = [
+            self.rtc_timeout,
+            (!self.neg.negotiated).then_some(self.offer_by),
+            self.connect_by.filter(|_| !self.connected),
+            self.neg.answer_by(),
+            self.down_deadline(),
+        ]
+        .into_iter()
+        .flatten();
+        let first = at.next().unwrap_or(self.offer_by);
+        at.fold(first, Instant::min)
+    }
+
+    /// What to do next. Call until it returns [`PeerOutput::Timeout`] (or
+    /// [`PeerOutput::Closed`]) after every input.
+    pub fn poll_output(&mut self, now: Instant) -> PeerOutput {
+        loop {
+            if let Some(o) = self.queue.pop_front() {
+                return o;
+            }
+            if self.closed {
+                return PeerOutput::Timeout(now + OFFER_TIMEOUT);
+            }
+            if let Some(reason) = self.closing.clone() {
+                self.closed = true;
+                return PeerOutput::Closed(reason);
+            }
+            if !self.rtc.is_alive() {
+                self.close("connection closed");
+                continue;
+            }
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    if is_rtp(&t.contents) {
+                        self.metrics.rtp_packets_forwarded.inc();
+                        self.metrics.rtp_bytes_forwarded.inc_by(t.contents.len() as u64);
+                    }
+                    return PeerOutput::Transmit(t);
+                }
+                Ok(Output::Event(e)) => self.handle_event(now, e),
+                Ok(Output::Timeout(at)) => {
+                    self.rtc_timeout = Some(at);
+                    // Drained: events such as MediaAdded have bound tracks to
+                    // m-lines the peer offered, so only what is still unbound goes
+                    // into a server offer. Applying one changes the session: drain
+                    // again.
+                    if self.negotiate(now) {
+                        continue;
+                    }
+                    return PeerOutput::Timeout(self.next_timeout());
+                }
+                Err(e) => {
+                    tracing::warn!(participant = %self.id, error = %e, "rtc failed");
+                    self.close(format!("media error: {e}"));
+                }
+            }
+        }
+    }
+
+    fn signal(&mut self, e: ParticipantEvent) {
+        self.queue.push_back(PeerOutput::Signal(e));
+    }
+
+    fn tell_room(&mut self, r: ToRoom) {
+        self.queue.push_back(PeerOutput::Room(r));
+    }
+
+    fn handle_event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                self.signal(ParticipantEvent::Connection(true));
+                tracing::info!(participant = %self.id, "media connected");
+                for t in self.neg.open_tracks() {
+                    self.tell_room(ToRoom::WantKeyframe(t));
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                // A short network blip can recover (str0m goes back to Checking and
+                // Completed when binding requests come again): wait before ending.
+                if self.ice_down.is_none() {
+                    self.ice_down = Some(now);
+                }
+                self.signal(ParticipantEvent::Connection(false));
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
+                if self.ice_down.is_some() =>
+            {
+                self.ice_down = None;
+                self.signal(ParticipantEvent::Connection(true));
+            }
+            Event::MediaAdded(m) => self.media_added(m.mid, m.kind, m.direction),
+            Event::MediaData(data) => self.media_in(now, data),
+            Event::KeyframeRequest(req) => {
+                if let Some(t) = self.neg.open_track_on(req.mid) {
+                    self.tell_room(ToRoom::WantKeyframe(t));
+                }
+            }
+            Event::PeerStats(p) => self.stats.peer(now, &p),
+            Event::MediaIngressStats(m) => {
+                let video = self.inbound.get(&m.mid).is_some_and(|i| i.track.kind == MediaKind::Video);
+                self.stats.ingress(video, &m);
+            }
+            _ => {}
+        }
+    }
+
+    fn media_added(&mut self, mid: Mid, kind: MediaKind, dir: str0m::media::Direction) {
+        use str0m::media::Direction;
+        if matches!(dir, Direction::RecvOnly | Direction::SendRecv) && self.opts.publish.is_some() {
+            let track = TrackDesc {
+                id: TrackId::next(),
+                participant: self.id,
+                name: self.opts.name.clone(),
+                kind,
+                // The room sets the real source from the role.
+                source: TrackSource::Commentator,
+            };
+            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, rid: None, next_rid: None });
+            self.tell_room(ToRoom::Publish { mid, track });
+        }
+        if matches!(dir, Direction::SendOnly | Direction::SendRecv) {
+            let bound = self.neg.peer_mid(mid, kind);
+            self.bound(bound);
+        }
+    }
+
+    /// The room's answer to [`ToRoom::Publish`]: the track's source, or why not.
+    pub fn published(&mut self, mid: Mid, result: Result<TrackSource, String>) {
+        match result {
+            Ok(source) => {
+                let Some(i) = self.inbound.get_mut(&mid) else {
+                    return;
+                };
+                i.track.source = source;
+                i.published = true;
+                let kind = i.track.kind;
+                // Held before it published (a mute from an earlier session): the
+                // room learns it now.
+                if self.held.get(&kind) == Some(&true) {
+                    self.tell_room(ToRoom::Mute { kind, muted: true });
+                }
+            }
+            Err(e) => {
+                tracing::info!(participant = %self.id, %mid, reason = %e, "track refused");
+                self.inbound.remove(&mid);
+            }
+        }
+    }
+
+    /// Tracks newly bound to m-lines the peer offered: their first frames need a
+    /// keyframe, and the client learns which track each m-line carries.
+    fn bound(&mut self, bound: Vec<(Mid, TrackDesc)>) {
+        for (mid, track) in bound {
+            self.tell_room(ToRoom::WantKeyframe(track.id));
+            self.signal(ParticipantEvent::Bound { mid: mid.to_string(), track });
+        }
+    }
+
+    fn media_in(&mut self, now: Instant, data: MediaData) {
+        let Some(inbound) = self.inbound.get_mut(&data.mid) else {
+            return;
+        };
+        match inbound.track.kind {
+            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rid => self.stats.video_frame(&data),
+            MediaKind::Audio => self.stats.audio(now, &data),
+            _ => {}
+        }
+        let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
+        self.metrics.rtp_packets_in.inc_by(packets);
+        self.metrics.rtp_bytes_in.inc_by(data.data.len() as u64);
+        if !inbound.published || self.held.get(&inbound.track.kind) == Some(&true) {
+            return;
+        }
+        let track = inbound.track.id;
+        // Simulcast: forward one layer only, the best that has shown up. A better
+        // layer takes over at its first keyframe (asked for at once); until then the
+        // current one goes on.
+        if let Some(rid) = data.rid {
+            let better = inbound.rid.is_none_or(|cur| rid_rank(&rid) < rid_rank(&cur));
+            if inbound.rid != Some(rid) {
+                if !better {
+                    return;
+                }
+                if !data.is_keyframe() {
+                    if inbound.next_rid != Some(rid) {
+                        inbound.next_rid = Some(rid);
+                        self.tell_room(ToRoom::WantKeyframe(track));
+                    }
+                    return;
+                }
+                inbound.rid = Some(rid);
+                inbound.next_rid = None;
+            }
+        }
+        if !data.contiguous {
+            self.tell_room(ToRoom::WantKeyframe(track));
+        }
+        self.queue.push_back(PeerOutput::Frame(track, Arc::new(data)));
+    }
+
+    /// Writes a frame of a track it subscribes to.
+    pub fn write(&mut self, now: Instant, track: TrackId, data: &MediaData) {
+        let Some(mid) = self.neg.mid_of(track) else {
+            if self.neg.has(track) {
+                self.metrics.dropped.with_label_values(&["not_negotiated"]).inc();
+            }
+            return;
+        };
+        if !self.connected {
+            return;
+        }
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        let Some(pt) = writer.match_params(data.params) else {
+            self.metrics.dropped.with_label_values(&["codec_mismatch"]).inc();
+            return;
+        };
+        if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+            tracing::debug!(participant = %self.id, error = %e, "write failed");
+            return;
+        }
+        self.metrics
+            .forward_latency
+            .observe(now.saturating_duration_since(data.network_time).as_secs_f64());
+    }
+
+    /// The room asks this publisher's peer for a keyframe of one of its tracks.
+    pub fn request_keyframe(&mut self, track: TrackId) {
+        let Some((mid, rid)) = self.inbound.iter().find(|(_, i)| i.track.id == track).map(|(m, i)| (*m, i.next_rid.or(i.rid)))
+        else {
+            return;
+        };
+        if let Some(mut w) = self.rtc.writer(mid)
+            && let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli)
+        {
+            tracing::debug!(participant = %self.id, error = %e, "keyframe request failed");
+        }
+    }
+
+    /// The peer now receives this track.
+    pub fn subscribe(&mut self, track: TrackDesc) {
+        tracing::debug!(participant = %self.id, track = %track.id, "subscribed");
+        let bound = self.neg.subscribe(track);
+        self.bound(bound);
+    }
+
+    /// A track it received ended.
+    pub fn unsubscribe(&mut self, track: TrackId) {
+        let bound = self.neg.unsubscribe(track, self.opts.renegotiate);
+        self.bound(bound);
+    }
+
+    /// The peer's SDP offer; returns the answer.
+    pub fn accept_offer(&mut self, now: Instant, sdp: &str) -> Result<String, String> {
+        let answer = self.neg.accept_offer(&mut self.rtc, sdp)?;
+        if self.connect_by.is_none() {
+            // A browser may wait on a camera permission prompt before it offers:
+            // the connect timeout counts from the offer on.
+            self.connect_by = Some(now + self.connect_deadline);
+        }
+        Ok(answer)
+    }
+
+    /// The peer's answer to the last server offer.
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
+        let done = self.neg.accept_answer(&mut self.rtc, sdp)?;
+        if let Some(old) = done.retired_ufrag {
+            // The old credentials are void now: stop routing checks that name them.
+            self.queue.push_back(PeerOutput::Route(RouteChange::Retire(old)));
+            tracing::info!(participant = %self.id, "ICE restarted");
+        }
+        for t in done.opened {
+            self.tell_room(ToRoom::WantKeyframe(t));
+        }
+        tracing::debug!(participant = %self.id, "answer accepted");
+        Ok(())
+    }
+
+    /// The peer's network changed or its media connection was lost: offer new ICE
+    /// credentials (an ICE restart, RFC 8445 §9), keeping the session, its tracks and
+    /// its place in the room. With a server offer in flight, the restart comes in
+    /// the offer after it.
+    pub fn restart_ice(&mut self, now: Instant) -> Result<(), String> {
+        if !self.opts.renegotiate || !self.neg.negotiated || !self.connected {
+            return Err("an ICE restart needs a session that has connected once; join again".into());
+        }
+        if self.restart_asked.is_some_and(|at| now.saturating_duration_since(at) < MIN_RESTART_INTERVAL) {
+            // One is under way.
+            return Ok(());
+        }
+        self.restart_asked = Some(now);
+        self.neg.want_restart();
+        Ok(())
+    }
+
+    /// The peer came back on a new signaling connection: the server offer it has
+    /// not answered (if any) is sent again, since the first may have been lost with
+    /// the old connection.
+    pub fn resend_offer(&mut self) {
+        if let Some((sdp, tracks)) = self.neg.pending_offer() {
+            self.signal(ParticipantEvent::Offer { sdp, tracks });
+        }
+    }
+
+    /// Builds a server offer when subscriptions changed and the peer can take one;
+    /// true if one was made.
+    fn negotiate(&mut self, now: Instant) -> bool {
+        // Not before the media connection is up: str0m announces the peer's m-lines
+        // (MediaAdded) only then, and tracks bind to m-lines the peer offered for
+        // receiving before any new ones are offered.
+        if !self.opts.renegotiate || !self.connected {
+            return false;
+        }
+        let Some(offer) = self.neg.offer(&mut self.rtc, now) else {
+            return false;
+        };
+        if let Some(new) = offer.new_ufrag {
+            // The peer checks the new credentials from wherever it is now: route
+            // them here.
+            self.queue.push_back(PeerOutput::Route(RouteChange::Alias(new)));
+        }
+        tracing::debug!(participant = %self.id, tracks = offer.tracks.len(), ice_restart = self.neg.restarting(), "server offer");
+        self.signal(ParticipantEvent::Offer { sdp: offer.sdp, tracks: offer.tracks });
+        true
+    }
+
+    /// The peer muted or unmuted what it sends of one kind. Only changes to what it
+    /// publishes reach the room: a client cannot make the room repeat itself.
+    pub fn set_muted(&mut self, kind: MediaKind, muted: bool) {
+        let before = self.muted_now(kind);
+        self.muted.insert(kind, muted);
+        self.tell_room_if_changed(kind, before);
+    }
+
+    /// An operator holds (mutes) or releases what it sends of one kind. Held media
+    /// is dropped here, so the peer cannot unmute itself; the room sees it muted,
+    /// and the peer is told why.
+    pub fn hold(&mut self, kind: MediaKind, held: bool) {
+        let before = self.muted_now(kind);
+        self.held.insert(kind, held);
+        self.signal(ParticipantEvent::HeldByOperator { kind, held });
+        self.tell_room_if_changed(kind, before);
+        if !held && kind == MediaKind::Video {
+            // Subscribers' decoders start again at a key frame.
+            let tracks: Vec<TrackId> = self
+                .inbound
+                .values()
+                .filter(|i| i.published && i.track.kind == MediaKind::Video)
+                .map(|i| i.track.id)
+                .collect();
+            for t in tracks {
+                self.tell_room(ToRoom::WantKeyframe(t));
+            }
+        }
+    }
+
+    /// Muted as the room sees it: by the peer or by an operator.
+    fn muted_now(&self, kind: MediaKind) -> bool {
+        self.muted.get(&kind) == Some(&true) || self.held.get(&kind) == Some(&true)
+    }
+
+    fn tell_room_if_changed(&mut self, kind: MediaKind, before: bool) {
+        let publishes = self.inbound.values().any(|i| i.published && i.track.kind == kind);
+        let now = self.muted_now(kind);
+        if publishes && now != before {
+            self.tell_room(ToRoom::Mute { kind, muted: now });
+        }
+    }
+
+    /// The peer raises (true) or lowers (false) its hand. Only commentators may;
+    /// changes only reach the room.
+    pub fn raise_hand(&mut self, raised: bool) -> Result<(), String> {
+        if self.opts.role != "commentator" {
+            return Err(format!("only commentators raise a hand; this is a {} link", self.opts.role));
+        }
+        if self.hand_raised != raised {
+            self.hand_raised = raised;
+            self.tell_room(ToRoom::Hand(raised));
+        }
+        Ok(())
+    }
+
+    /// A chat line from the peer (cleaned and bounded by signaling). Commentators
+    /// and operators may chat.
+    pub fn chat(&mut self, text: String) -> Result<(), String> {
+        if !matches!(self.opts.role, "commentator" | "operator") {
+            return Err(format!("only commentators and operators can chat; this is a {} link", self.opts.role));
+        }
+        self.tell_room(ToRoom::Chat(text));
+        Ok(())
+    }
+
+    /// What an operator sees of it now.
+    pub fn stats(&self, now: Instant) -> ParticipantStats {
+        let mut s = self.stats.snapshot(now);
+        s.id = self.id.to_string();
+        s.name = self.opts.name.clone();
+        s.role = self.opts.role.to_string();
+        s.connected = self.is_connected();
+        s.layer = self.inbound.values().find_map(|i| i.rid.map(|r| r.to_string()));
+        s.audio_muted = self.muted.get(&MediaKind::Audio).copied().unwrap_or(false);
+        s.video_muted = self.muted.get(&MediaKind::Video).copied().unwrap_or(false);
+        s.audio_muted_by_operator = self.held.get(&MediaKind::Audio).copied().unwrap_or(false);
+        s.video_muted_by_operator = self.held.get(&MediaKind::Video).copied().unwrap_or(false);
+        let mut kinds: Vec<String> = self
+            .inbound
+            .values()
+            .filter(|i| i.published)
+            .map(|i| format!("{:?}", i.track.kind).to_lowercase())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        s.publishing = kinds;
+        s.hand_raised = self.hand_raised;
+        // An invitation's id is its identity; a token made otherwise has role:name.
+        s.invitation = (!self.opts.identity.contains(':')).then(|| self.opts.identity.clone());
+        s
+    }
+}
+
+#[cfg(test)]
+mod rid_tests {
+    use super::*;
+
+    #[test]
+    fn simulcast_layers_rank_best_first() {
+        let r = |s: &str| Rid::from(s);
+        assert!(rid_rank(&r("h")) < rid_rank(&r("m")));
+        assert!(rid_rank(&r("m")) < rid_rank(&r("q")));
+        assert!(rid_rank(&r("f")) < rid_rank(&r("q")));
+        assert_eq!(rid_rank(&r("zz")), RID_PREFERENCE.len());
+    }
+}
