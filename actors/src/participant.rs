@@ -294,7 +294,7 @@ pub struct SubscribeTrack(pub TrackDesc);
 impl Handler<SubscribeTrack> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: SubscribeTrack, ctx: &mut Context<Self>) {
-        self.guarded(ctx, |core, _| core.subscribe(m.0));
+        self.guarded(ctx, |core, now| core.subscribe(now, m.0));
     }
 }
 
@@ -306,7 +306,7 @@ pub struct UnsubscribeTrack(pub TrackId);
 impl Handler<UnsubscribeTrack> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: UnsubscribeTrack, ctx: &mut Context<Self>) {
-        self.guarded(ctx, |core, _| core.unsubscribe(m.0));
+        self.guarded(ctx, |core, now| core.unsubscribe(now, m.0));
     }
 }
 
@@ -373,7 +373,7 @@ pub struct AcceptAnswer(pub String);
 impl Handler<AcceptAnswer> for ParticipantActor {
     type Result = Result<(), String>;
     fn handle(&mut self, m: AcceptAnswer, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, |core, _| core.accept_answer(&m.0))
+        self.guarded(ctx, |core, now| core.accept_answer(now, &m.0))
             .unwrap_or_else(|| Err("internal error while handling the answer".into()))
     }
 }

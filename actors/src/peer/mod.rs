@@ -14,6 +14,8 @@
 //! the simulated-network tests (`sim`) drive it in virtual time.
 
 mod negotiation;
+#[cfg(test)]
+mod sim;
 mod stats;
 
 use std::collections::{HashMap, VecDeque};
@@ -210,6 +212,10 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long after joining the peer may take to send its first offer.
 pub const OFFER_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Longest a newly opened video track waits for a keyframe before frames go
+/// through anyway.
+const KEYFRAME_WAIT: Duration = Duration::from_secs(3);
+
 /// Video packets kept per m-line for resends; see [`PeerCore::new`].
 const SEND_BUFFER_VIDEO_PACKETS: usize = 400;
 
@@ -224,6 +230,14 @@ pub struct PeerCore {
     neg: Negotiation,
     inbound: HashMap<Mid, Inbound>,
     connected: bool,
+    /// Video tracks it receives whose next frame sent must be a keyframe: newly
+    /// opened, or back after a lost connection. Frames before it would only be
+    /// thrown away by the decoder. Each with when it started waiting: past
+    /// [`KEYFRAME_WAIT`] frames go through anyway, should a publisher's keyframes
+    /// never be recognised.
+    awaiting_keyframe: HashMap<TrackId, Instant>,
+    /// ICE is checking a new path (a restart) after having connected.
+    ice_checking: bool,
     /// Since when ICE has been down (Disconnected and not recovered).
     ice_down: Option<Instant>,
     /// When the last ICE restart was asked for: a lost connection waits for it.
@@ -275,6 +289,8 @@ impl PeerCore {
             ufrag,
             inbound: HashMap::new(),
             connected: false,
+            awaiting_keyframe: HashMap::new(),
+            ice_checking: false,
             ice_down: None,
             restart_asked: None,
             muted: HashMap::new(),
@@ -448,9 +464,7 @@ impl PeerCore {
                 self.connected = true;
                 self.signal(ParticipantEvent::Connection(true));
                 tracing::info!(participant = %self.id, "media connected");
-                for t in self.neg.open_tracks() {
-                    self.tell_room(ToRoom::WantKeyframe(t));
-                }
+                self.want_keyframes(now, self.neg.open_tracks());
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 // A short network blip can recover (str0m goes back to Checking and
@@ -460,13 +474,27 @@ impl PeerCore {
                 }
                 self.signal(ParticipantEvent::Connection(false));
             }
-            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
-                if self.ice_down.is_some() =>
-            {
-                self.ice_down = None;
-                self.signal(ParticipantEvent::Connection(true));
+            Event::IceConnectionStateChange(IceConnectionState::Checking) if self.connected => {
+                // An ICE restart (or a new path) is being checked: what is sent now
+                // goes down the old path and is lost. Its video waits for a keyframe.
+                self.ice_checking = true;
+                for t in self.neg.open_tracks() {
+                    self.awaiting_keyframe.entry(t).or_insert(now);
+                }
             }
-            Event::MediaAdded(m) => self.media_added(m.mid, m.kind, m.direction),
+            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
+                if self.ice_down.is_some() || self.ice_checking =>
+            {
+                if self.ice_down.take().is_some() {
+                    self.signal(ParticipantEvent::Connection(true));
+                }
+                self.ice_checking = false;
+                // What was sent while it was away is lost: its decoders start again
+                // at a keyframe, asked for now rather than after its first loss
+                // report.
+                self.want_keyframes(now, self.neg.open_tracks());
+            }
+            Event::MediaAdded(m) => self.media_added(now, m.mid, m.kind, m.direction),
             Event::MediaData(data) => self.media_in(now, data),
             Event::KeyframeRequest(req) => {
                 if let Some(t) = self.neg.open_track_on(req.mid) {
@@ -482,7 +510,7 @@ impl PeerCore {
         }
     }
 
-    fn media_added(&mut self, mid: Mid, kind: MediaKind, dir: str0m::media::Direction) {
+    fn media_added(&mut self, now: Instant, mid: Mid, kind: MediaKind, dir: str0m::media::Direction) {
         use str0m::media::Direction;
         if matches!(dir, Direction::RecvOnly | Direction::SendRecv) && self.opts.publish.is_some() {
             let track = TrackDesc {
@@ -498,7 +526,7 @@ impl PeerCore {
         }
         if matches!(dir, Direction::SendOnly | Direction::SendRecv) {
             let bound = self.neg.peer_mid(mid, kind);
-            self.bound(bound);
+            self.bound(now, bound);
         }
     }
 
@@ -527,10 +555,19 @@ impl PeerCore {
 
     /// Tracks newly bound to m-lines the peer offered: their first frames need a
     /// keyframe, and the client learns which track each m-line carries.
-    fn bound(&mut self, bound: Vec<(Mid, TrackDesc)>) {
+    fn bound(&mut self, now: Instant, bound: Vec<(Mid, TrackDesc)>) {
         for (mid, track) in bound {
-            self.tell_room(ToRoom::WantKeyframe(track.id));
+            self.want_keyframes(now, [track.id]);
             self.signal(ParticipantEvent::Bound { mid: mid.to_string(), track });
+        }
+    }
+
+    /// These tracks it receives restart at a keyframe: asked of their publishers
+    /// (through the room's throttle), and nothing of them is sent until it comes.
+    fn want_keyframes(&mut self, now: Instant, tracks: impl IntoIterator<Item = TrackId>) {
+        for t in tracks {
+            self.awaiting_keyframe.insert(t, now);
+            self.tell_room(ToRoom::WantKeyframe(t));
         }
     }
 
@@ -584,8 +621,16 @@ impl PeerCore {
             }
             return;
         };
-        if !self.connected {
+        if !self.is_connected() {
             return;
+        }
+        if let Some(&since) = self.awaiting_keyframe.get(&track) {
+            let waited = now.saturating_duration_since(since) >= KEYFRAME_WAIT;
+            if !data.is_keyframe() && !waited && data.params.spec().codec.is_video() {
+                self.metrics.dropped.with_label_values(&["awaiting_keyframe"]).inc();
+                return;
+            }
+            self.awaiting_keyframe.remove(&track);
         }
         let Some(writer) = self.rtc.writer(mid) else {
             return;
@@ -617,16 +662,17 @@ impl PeerCore {
     }
 
     /// The peer now receives this track.
-    pub fn subscribe(&mut self, track: TrackDesc) {
+    pub fn subscribe(&mut self, now: Instant, track: TrackDesc) {
         tracing::debug!(participant = %self.id, track = %track.id, "subscribed");
         let bound = self.neg.subscribe(track);
-        self.bound(bound);
+        self.bound(now, bound);
     }
 
     /// A track it received ended.
-    pub fn unsubscribe(&mut self, track: TrackId) {
+    pub fn unsubscribe(&mut self, now: Instant, track: TrackId) {
+        self.awaiting_keyframe.remove(&track);
         let bound = self.neg.unsubscribe(track, self.opts.renegotiate);
-        self.bound(bound);
+        self.bound(now, bound);
     }
 
     /// The peer's SDP offer; returns the answer.
@@ -641,16 +687,14 @@ impl PeerCore {
     }
 
     /// The peer's answer to the last server offer.
-    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
+    pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<(), String> {
         let done = self.neg.accept_answer(&mut self.rtc, sdp)?;
         if let Some(old) = done.retired_ufrag {
             // The old credentials are void now: stop routing checks that name them.
             self.queue.push_back(PeerOutput::Route(RouteChange::Retire(old)));
             tracing::info!(participant = %self.id, "ICE restarted");
         }
-        for t in done.opened {
-            self.tell_room(ToRoom::WantKeyframe(t));
-        }
+        self.want_keyframes(now, done.opened);
         tracing::debug!(participant = %self.id, "answer accepted");
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 mod actor;
 mod core;
-mod keyframe;
+pub(crate) mod keyframe;
 
 pub use actor::*;
 pub use core::{RoomCore, RoomError, RoomOutput, RoomPolicy};
