@@ -39,6 +39,7 @@ pub mod recorder;
 pub mod publisher;
 pub mod resolution;
 pub mod room;
+pub mod router;
 pub mod rtmp;
 pub mod sdp;
 pub mod stop;

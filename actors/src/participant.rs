@@ -7,7 +7,6 @@
 //! the core runs under `catch_unwind`, so a bug or an input the media stack did not
 //! expect ends this participant only.
 
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +19,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
 use crate::peer::{PeerCore, PeerOutput, PeerSetup, RouteChange, ToRoom};
+use crate::router::{KeyframeAsk, SharedRouter};
 pub use crate::peer::{ParticipantEvent, ParticipantOptions, ParticipantStats};
-use crate::room::{Leave, Mute, Publish, RoomActor, Unpublish, WantKeyframe};
+use crate::room::{Leave, Mute, Publish, RoomActor, Unpublish};
 use crate::transport::Transports;
 use crate::udp::Datagram;
 use crate::{MediaKind, PeerInfo, RoomEvent, TrackDesc};
@@ -31,6 +31,8 @@ pub(crate) struct Wiring {
     /// ICE credentials; the SFU routes STUN by their ufrag.
     pub creds: IceCreds,
     pub room: Addr<RoomActor>,
+    /// The room's fan-out graph.
+    pub router: SharedRouter,
     pub transports: Arc<Transports>,
     pub metrics: Metrics,
     pub events: UnboundedSender<ParticipantEvent>,
@@ -44,12 +46,11 @@ pub(crate) struct Wiring {
 pub struct ParticipantActor {
     core: PeerCore,
     room: Addr<RoomActor>,
+    router: SharedRouter,
     span: tracing::Span,
     transports: Arc<Transports>,
     metrics: Metrics,
     events: UnboundedSender<ParticipantEvent>,
-    /// Who receives each track it publishes.
-    subscribers: HashMap<TrackId, Vec<(ParticipantId, Recipient<Forward>)>>,
     /// The core's next deadline and the timer armed for it.
     timer: Option<(Instant, SpawnHandle)>,
     closing_reason: Option<String>,
@@ -62,17 +63,17 @@ pub struct GetStats;
 
 impl ParticipantActor {
     pub(crate) fn new(id: ParticipantId, opts: ParticipantOptions, wiring: Wiring) -> Self {
-        let Wiring { creds, room, transports, metrics, events, connect_deadline, dtls_cert } = wiring;
+        let Wiring { creds, room, router, transports, metrics, events, connect_deadline, dtls_cert } = wiring;
         let span = tracing::info_span!("participant", id = %id, role = opts.role, name = %opts.name);
         let setup = PeerSetup { creds, candidates: transports.candidates(), dtls_cert, connect_deadline, metrics: metrics.clone() };
         ParticipantActor {
             core: PeerCore::new(id, opts, setup, Instant::now()),
             room,
+            router,
             span,
             transports,
             metrics,
             events,
-            subscribers: HashMap::new(),
             timer: None,
             closing_reason: None,
         }
@@ -126,10 +127,11 @@ impl ParticipantActor {
                 }
                 PeerOutput::Room(r) => self.tell_room(r, ctx),
                 PeerOutput::Frame(track, data) => {
-                    for (_, to) in self.subscribers.get(&track).into_iter().flatten() {
+                    for (_, to) in self.router.lock().unwrap().consumers(track) {
                         to.do_send(Forward { track, data: data.clone() });
                     }
                 }
+                PeerOutput::WantKeyframe(track) => self.want_keyframe(track, now, ctx),
                 PeerOutput::Route(RouteChange::Alias(new)) => self.transports.alias(self.core.route_key(), &new),
                 PeerOutput::Route(RouteChange::Retire(old)) => self.transports.retire(&old),
                 PeerOutput::Timeout(at) => {
@@ -160,7 +162,6 @@ impl ParticipantActor {
                     .wait(ctx);
             }
             ToRoom::Mute { kind, muted } => self.room.do_send(Mute { id, kind, muted }),
-            ToRoom::WantKeyframe(t) => self.room.do_send(WantKeyframe(t)),
             ToRoom::Hand(raised) => {
                 self.room.do_send(crate::room::Hand { id, name: self.core.options().name.clone(), raised })
             }
@@ -168,6 +169,26 @@ impl ParticipantActor {
                 self.room.do_send(crate::room::Chat { id, name: self.core.options().name.clone(), text })
             }
         }
+    }
+
+    /// Asks the publisher of `track` for a keyframe through the router's throttle:
+    /// now, later (one request for all that come meanwhile), or not at all.
+    fn want_keyframe(&mut self, track: TrackId, now: Instant, ctx: &mut Context<Self>) {
+        let at = match self.router.lock().unwrap().want_keyframe(track, now) {
+            KeyframeAsk::Now(publisher) => {
+                self.metrics.keyframe_requests.inc();
+                publisher.do_send(SendKeyframeRequest(track));
+                return;
+            }
+            KeyframeAsk::At(at) => at,
+            KeyframeAsk::Nothing => return,
+        };
+        ctx.run_later(at.saturating_duration_since(now), move |act, _| {
+            if let Some(publisher) = act.router.lock().unwrap().keyframe_due(track, Instant::now()) {
+                act.metrics.keyframe_requests.inc();
+                publisher.do_send(SendKeyframeRequest(track));
+            }
+        });
     }
 
     fn arm_timer(&mut self, at: Instant, ctx: &mut Context<Self>) {
@@ -243,49 +264,6 @@ impl Handler<Notice> for ParticipantActor {
     }
 }
 
-/// Room → publisher: start sending `track` to `subscriber`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddSubscriber {
-    /// The track.
-    pub track: TrackId,
-    /// Who.
-    pub subscriber: ParticipantId,
-    /// Where its frames go.
-    pub to: Recipient<Forward>,
-}
-
-impl Handler<AddSubscriber> for ParticipantActor {
-    type Result = ();
-    fn handle(&mut self, m: AddSubscriber, _: &mut Context<Self>) {
-        let subs = self.subscribers.entry(m.track).or_default();
-        subs.retain(|(p, _)| *p != m.subscriber);
-        subs.push((m.subscriber, m.to));
-    }
-}
-
-/// Room → publisher: stop sending `track` to `subscriber`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RemoveSubscriber {
-    /// The track.
-    pub track: TrackId,
-    /// Who.
-    pub subscriber: ParticipantId,
-}
-
-impl Handler<RemoveSubscriber> for ParticipantActor {
-    type Result = ();
-    fn handle(&mut self, m: RemoveSubscriber, _: &mut Context<Self>) {
-        if let Some(subs) = self.subscribers.get_mut(&m.track) {
-            subs.retain(|(p, _)| *p != m.subscriber);
-            if subs.is_empty() {
-                self.subscribers.remove(&m.track);
-            }
-        }
-    }
-}
-
 /// Room → subscriber: you receive this track now.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -310,7 +288,8 @@ impl Handler<UnsubscribeTrack> for ParticipantActor {
     }
 }
 
-/// Room → publisher: ask your peer for a keyframe of this track.
+/// Router → publisher: ask your peer for a keyframe of this track (a subscriber
+/// asked, through the router's throttle).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SendKeyframeRequest(pub TrackId);

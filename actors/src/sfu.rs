@@ -10,7 +10,8 @@ use actix::prelude::*;
 use crate::ids::ParticipantId;
 use crate::metrics::Metrics;
 use crate::participant::{ParticipantActor, ParticipantHandle, ParticipantOptions, Wiring};
-use crate::room::{Join, MemberCount, RoomActor, RoomError, RoomPolicy, RoomRegistry};
+use crate::room::{Join, MemberCount, RoomActor, RoomEntry, RoomError, RoomPolicy, RoomRegistry};
+use crate::router::{Router, SharedRouter};
 use crate::tcp::TcpMux;
 use crate::transport::Transports;
 use crate::udp::UdpMux;
@@ -133,7 +134,7 @@ impl Sfu {
 
     /// Open rooms and their member counts.
     pub async fn rooms(&self) -> Vec<(String, usize)> {
-        let rooms: Vec<_> = self.inner.rooms.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let rooms: Vec<_> = self.inner.rooms.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.addr.clone())).collect();
         let mut out = Vec::new();
         for (id, addr) in rooms {
             if let Ok(n) = addr.send(MemberCount).await {
@@ -148,38 +149,38 @@ impl Sfu {
     /// program is to do (`RoomEvent::ProgramLayout`, `ProgramSwitches`,
     /// `ProgramMetadata`); `None` if the room is not open, else how many were told.
     pub async fn to_operators(&self, room: &str, event: crate::RoomEvent) -> Option<usize> {
-        let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
+        let addr = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone())?;
         addr.send(crate::room::ToOperators(event)).await.ok()
     }
 
     /// The stats of an open room's members; `None` if the room is not open.
     pub async fn participants(&self, room: &str) -> Option<Vec<crate::ParticipantStats>> {
-        let addr = self.inner.rooms.lock().unwrap().get(room).cloned()?;
+        let addr = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone())?;
         addr.send(crate::room::Participants).await.ok()
     }
 
     /// Removes a member of an open room; whether there was one.
     pub async fn remove(&self, room: &str, participant: &str) -> bool {
-        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).cloned() else { return false };
+        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone()) else { return false };
         addr.send(crate::room::Remove(participant.to_string())).await.unwrap_or(false)
     }
 
     /// Whether a room is open (someone is in it).
     pub fn is_open(&self, room: &str) -> bool {
-        self.inner.rooms.lock().unwrap().get(room).is_some_and(|a| a.connected())
+        self.inner.rooms.lock().unwrap().get(room).is_some_and(|e| e.addr.connected())
     }
 
     /// Mutes (holds) or releases one kind of a participant's media, as an operator;
     /// false when it is not in the room.
     pub async fn hold(&self, room: &str, participant: &str, kind: crate::MediaKind, held: bool) -> bool {
-        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).cloned() else { return false };
+        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone()) else { return false };
         addr.send(crate::room::Hold { participant: participant.to_string(), kind, held }).await.unwrap_or(false)
     }
 
     /// Ends every session of one person (`identity`) in an open room, saying why:
     /// a revoked invitation. Answers how many were ended.
     pub async fn end_sessions(&self, room: &str, identity: &str, reason: &str) -> usize {
-        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).cloned() else { return 0 };
+        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone()) else { return 0 };
         addr.send(crate::room::EndSessions { identity: identity.to_string(), reason: reason.to_string() }).await.unwrap_or(0)
     }
 
@@ -188,16 +189,18 @@ impl Sfu {
         self.inner.transports.route_count()
     }
 
-    fn room(&self, id: &str, policy: &RoomPolicy) -> Addr<RoomActor> {
+    fn room(&self, id: &str, policy: &RoomPolicy) -> RoomEntry {
         let mut rooms = self.inner.rooms.lock().unwrap();
-        if let Some(a) = rooms.get(id).filter(|a| a.connected()) {
-            return a.clone();
+        if let Some(e) = rooms.get(id).filter(|e| e.addr.connected()) {
+            return e.clone();
         }
-        let (rid, policy, reg, metrics) =
-            (id.to_string(), policy.clone(), Arc::downgrade(&self.inner.rooms), self.inner.metrics.clone());
-        let addr = RoomActor::start_in_arbiter(&self.inner.arbiter, move |_| RoomActor::new(rid, policy, reg, metrics));
-        rooms.insert(id.to_string(), addr.clone());
-        addr
+        let router: SharedRouter = Arc::new(Mutex::new(Router::new(policy.keyframe_interval)));
+        let (rid, policy, reg, metrics, r) =
+            (id.to_string(), policy.clone(), Arc::downgrade(&self.inner.rooms), self.inner.metrics.clone(), router.clone());
+        let addr = RoomActor::start_in_arbiter(&self.inner.arbiter, move |_| RoomActor::new(rid, policy, r, reg, metrics));
+        let entry = RoomEntry { addr, router };
+        rooms.insert(id.to_string(), entry.clone());
+        entry
     }
 
     /// Adds a participant to a room (created with `policy` if it is not open).
@@ -209,7 +212,7 @@ impl Sfu {
     ) -> Result<ParticipantHandle, JoinError> {
         // A room that stops between lookup and join is replaced: try twice.
         for _ in 0..2 {
-            let room = self.room(room_id, policy);
+            let RoomEntry { addr: room, router } = self.room(room_id, policy);
             let id = ParticipantId::next();
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let member = Member {
@@ -224,6 +227,7 @@ impl Sfu {
             let wiring = Wiring {
                 creds,
                 room: room.clone(),
+                router,
                 transports: self.inner.transports.clone(),
                 metrics: self.inner.metrics.clone(),
                 events: tx,

@@ -130,8 +130,6 @@ pub enum ToRoom {
         /// Muted now.
         muted: bool,
     },
-    /// Ask the publisher of this track for a keyframe (through the room's throttle).
-    WantKeyframe(TrackId),
     /// The peer raised or lowered its hand.
     Hand(bool),
     /// The peer's chat line.
@@ -158,6 +156,9 @@ pub enum PeerOutput {
     Room(ToRoom),
     /// A frame of a published track, for its subscribers: one allocation shared by all.
     Frame(TrackId, Arc<MediaData>),
+    /// Ask the publisher of this track (received, or its own after a loss) for a
+    /// keyframe, through the router's throttle.
+    WantKeyframe(TrackId),
     /// Change the transports' routes.
     Route(RouteChange),
     /// Nothing more until this time (or a new input): call
@@ -450,6 +451,10 @@ impl PeerCore {
         }
     }
 
+    fn want_keyframe(&mut self, track: TrackId) {
+        self.queue.push_back(PeerOutput::WantKeyframe(track));
+    }
+
     fn signal(&mut self, e: ParticipantEvent) {
         self.queue.push_back(PeerOutput::Signal(e));
     }
@@ -498,7 +503,7 @@ impl PeerCore {
             Event::MediaData(data) => self.media_in(now, data),
             Event::KeyframeRequest(req) => {
                 if let Some(t) = self.neg.open_track_on(req.mid) {
-                    self.tell_room(ToRoom::WantKeyframe(t));
+                    self.want_keyframe(t);
                 }
             }
             Event::PeerStats(p) => self.stats.peer(now, &p),
@@ -567,7 +572,7 @@ impl PeerCore {
     fn want_keyframes(&mut self, now: Instant, tracks: impl IntoIterator<Item = TrackId>) {
         for t in tracks {
             self.awaiting_keyframe.insert(t, now);
-            self.tell_room(ToRoom::WantKeyframe(t));
+            self.want_keyframe(t);
         }
     }
 
@@ -599,7 +604,7 @@ impl PeerCore {
                 if !data.is_keyframe() {
                     if inbound.next_rid != Some(rid) {
                         inbound.next_rid = Some(rid);
-                        self.tell_room(ToRoom::WantKeyframe(track));
+                        self.want_keyframe(track);
                     }
                     return;
                 }
@@ -608,7 +613,7 @@ impl PeerCore {
             }
         }
         if !data.contiguous {
-            self.tell_room(ToRoom::WantKeyframe(track));
+            self.want_keyframe(track);
         }
         self.queue.push_back(PeerOutput::Frame(track, Arc::new(data)));
     }
@@ -772,7 +777,7 @@ impl PeerCore {
                 .map(|i| i.track.id)
                 .collect();
             for t in tracks {
-                self.tell_room(ToRoom::WantKeyframe(t));
+                self.want_keyframe(t);
             }
         }
     }

@@ -5,9 +5,8 @@
 //! of the test's making: seeded loss, a base delay and random jitter per packet
 //! (which reorders packets), and addresses that can go dead. Time is virtual: the
 //! loop jumps to the next packet arrival or timeout, so seconds of a session take
-//! milliseconds. A small room in the harness passes published tracks' frames to
-//! their subscribers and throttles keyframe requests with the room's own
-//! [`KeyframeThrottle`].
+//! milliseconds. The server's own [`Router`] passes published tracks' frames to
+//! their subscribers and throttles keyframe requests, as in a room.
 //!
 //! What the tests assert is what a viewer would see: frames arriving whole, the
 //! first picture soon after connecting, a player's picture without long freezes,
@@ -35,7 +34,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use super::*;
-use crate::room::keyframe::{KeyframeDecision, KeyframeThrottle};
+use crate::router::{DEFAULT_KEYFRAME_INTERVAL, KeyframeAsk, Router};
 
 /// The network between the clients and the server.
 #[derive(Debug, Clone, Copy)]
@@ -232,9 +231,10 @@ struct Sim {
     net: Net,
     clients: Vec<Client>,
     servers: Vec<Server>,
-    /// Published tracks: which server publishes each, and who receives it.
-    tracks: HashMap<TrackId, (usize, Vec<usize>)>,
-    throttles: HashMap<TrackId, KeyframeThrottle>,
+    /// Published tracks.
+    tracks: Vec<TrackDesc>,
+    /// Who receives each, and who publishes it, by server index.
+    router: Router<usize, usize>,
     keyframe_timers: Vec<(Instant, TrackId)>,
     /// Client 0's video m-line, once it sends.
     publishing: Option<Mid>,
@@ -257,8 +257,8 @@ impl Sim {
             net: Net { seed, link, counters: HashMap::new(), first_seq: HashMap::new(), resends: HashMap::new(), queue: BinaryHeap::new(), seq: 0, dead: HashSet::new(), sent: 0, lost: 0 },
             clients: Vec::new(),
             servers: Vec::new(),
-            tracks: HashMap::new(),
-            throttles: HashMap::new(),
+            tracks: Vec::new(),
+            router: Router::new(DEFAULT_KEYFRAME_INTERVAL),
             keyframe_timers: Vec::new(),
             publishing: None,
             frame: 0,
@@ -384,9 +384,17 @@ impl Sim {
                         self.forwarded.push(n);
                         self.forwarded_at.push((n, now));
                     }
-                    let subs = self.tracks.get(&track).map(|(_, s)| s.clone()).unwrap_or_default();
+                    let subs: Vec<usize> = self.router.consumers(track).iter().map(|(_, s)| *s).collect();
                     for s in subs {
                         self.servers[s].core.write(now, track, &data);
+                    }
+                }
+                PeerOutput::WantKeyframe(t) => {
+                    trace(self, &format!("server {i} wants a keyframe"));
+                    match self.router.want_keyframe(t, now) {
+                        KeyframeAsk::Now(&publisher) => self.keyframe(publisher, t),
+                        KeyframeAsk::At(at) => self.keyframe_timers.push((at, t)),
+                        KeyframeAsk::Nothing => {}
                     }
                 }
                 PeerOutput::Route(r) => self.servers[i].routes.push(r),
@@ -410,48 +418,25 @@ impl Sim {
         self.servers[i].signals.push((self.now, e));
     }
 
-    /// The room, as small as the tests need: it takes every track, and passes
-    /// keyframe requests through the room's throttle.
+    /// The room, as small as the tests need: it takes every track.
     fn room(&mut self, i: usize, r: ToRoom) {
-        match r {
-            ToRoom::Publish { mid, track } => {
-                self.tracks.insert(track.id, (i, Vec::new()));
-                self.servers[i].core.published(mid, Ok(TrackSource::Feed));
-            }
-            ToRoom::WantKeyframe(t) => {
-                trace(self, &format!("server {i} wants a keyframe"));
-                let throttle = self.throttles.entry(t).or_insert_with(|| KeyframeThrottle::new(Duration::from_millis(500)));
-                match throttle.request(self.now) {
-                    KeyframeDecision::SendNow => self.keyframe(t),
-                    KeyframeDecision::SendAt(at) => self.keyframe_timers.push((at, t)),
-                    KeyframeDecision::Coalesced => {}
-                }
-            }
-            _ => {}
+        if let ToRoom::Publish { mid, track } = r {
+            self.router.add_producer(&track, i);
+            self.tracks.push(track);
+            self.servers[i].core.published(mid, Ok(TrackSource::Feed));
         }
     }
 
-    fn keyframe(&mut self, t: TrackId) {
+    fn keyframe(&mut self, publisher: usize, t: TrackId) {
         trace(self, "keyframe request to the publisher");
-        if let Some(&(publisher, _)) = self.tracks.get(&t) {
-            self.servers[publisher].core.request_keyframe(t);
-        }
+        self.servers[publisher].core.request_keyframe(t);
     }
 
     /// Server `sub` receives every published track.
     fn subscribe_all(&mut self, sub: usize) {
-        let tracks: Vec<TrackId> = self.tracks.keys().copied().collect();
-        for t in tracks {
-            let (publisher, subs) = self.tracks.get_mut(&t).unwrap();
-            subs.push(sub);
-            let desc = TrackDesc {
-                id: t,
-                participant: self.servers[*publisher].core.id(),
-                name: "feed".into(),
-                kind: MediaKind::Video,
-                source: TrackSource::Feed,
-            };
-            self.servers[sub].core.subscribe(self.now, desc);
+        for track in self.tracks.clone() {
+            self.router.link(track.id, self.servers[sub].core.id(), sub);
+            self.servers[sub].core.subscribe(self.now, track);
         }
     }
 
@@ -492,8 +477,8 @@ impl Sim {
         let due: Vec<TrackId> = self.keyframe_timers.iter().filter(|(t, _)| *t <= now).map(|(_, id)| *id).collect();
         self.keyframe_timers.retain(|(t, _)| *t > now);
         for t in due {
-            if self.throttles.get_mut(&t).is_some_and(|th| th.fire(now)) {
-                self.keyframe(t);
+            if let Some(&publisher) = self.router.keyframe_due(t, now) {
+                self.keyframe(publisher, t);
             }
         }
         for c in 1..self.clients.len() {

@@ -1,26 +1,34 @@
-//! The RoomActor: a thin shell that feeds [`RoomCore`] and carries out its outputs.
+//! The RoomActor: a thin shell that feeds [`RoomCore`] and carries out its outputs:
+//! notices to members, and links written into the room's router.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, Weak};
-use std::time::Instant;
 
 use actix::prelude::*;
 
 use super::core::{RoomCore, RoomError, RoomOutput, RoomPolicy};
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
-use crate::participant::{
-    AddSubscriber, Notice, ParticipantActor, ParticipantEvent, Relay, RemoveSubscriber, SendKeyframeRequest,
-    SubscribeTrack, UnsubscribeTrack,
-};
+use crate::participant::{Notice, ParticipantActor, ParticipantEvent, Relay, SubscribeTrack, UnsubscribeTrack};
+use crate::router::SharedRouter;
 use crate::{MediaKind, Member, PeerInfo, RoomEvent, TrackDesc, TrackSource};
 
-pub(crate) type RoomRegistry = Mutex<HashMap<String, Addr<RoomActor>>>;
+/// An open room: its actor and its router.
+#[derive(Clone)]
+pub(crate) struct RoomEntry {
+    pub addr: Addr<RoomActor>,
+    pub router: SharedRouter,
+}
+
+pub(crate) type RoomRegistry = Mutex<HashMap<String, RoomEntry>>;
 
 /// One room: membership, tracks and who receives what.
 pub struct RoomActor {
     id: String,
     core: RoomCore,
+    /// The fan-out graph the core's links are written into; the room's
+    /// participants forward frames and keyframe requests through it.
+    router: SharedRouter,
     members: HashMap<ParticipantId, Addr<ParticipantActor>>,
     /// What operators muted, by person: it stays muted in their next session.
     held: HashMap<String, std::collections::HashSet<MediaKind>>,
@@ -38,10 +46,17 @@ pub struct RoomActor {
 const CHAT_HISTORY: usize = 50;
 
 impl RoomActor {
-    pub(crate) fn new(id: String, policy: RoomPolicy, registry: Weak<RoomRegistry>, metrics: Metrics) -> Self {
+    pub(crate) fn new(
+        id: String,
+        policy: RoomPolicy,
+        router: SharedRouter,
+        registry: Weak<RoomRegistry>,
+        metrics: Metrics,
+    ) -> Self {
         RoomActor {
             id,
             core: RoomCore::new(policy),
+            router,
             members: HashMap::new(),
             held: HashMap::new(),
             hands: Default::default(),
@@ -52,7 +67,7 @@ impl RoomActor {
         }
     }
 
-    fn apply(&mut self, out: Vec<RoomOutput>, ctx: &mut Context<Self>) {
+    fn apply(&mut self, out: Vec<RoomOutput>) {
         let _span = tracing::debug_span!("room", id = %self.id).entered();
         for o in out {
             match o {
@@ -62,34 +77,17 @@ impl RoomActor {
                     }
                 }
                 RoomOutput::Link { track, subscriber } => {
-                    let (Some(p), Some(s)) =
-                        (self.members.get(&track.participant), self.members.get(&subscriber))
-                    else {
+                    let Some(s) = self.members.get(&subscriber) else {
                         continue;
                     };
-                    p.do_send(AddSubscriber { track: track.id, subscriber, to: s.clone().recipient() });
+                    self.router.lock().unwrap().link(track.id, subscriber, s.clone().recipient());
                     s.do_send(SubscribeTrack(track));
                 }
                 RoomOutput::Unlink { track, subscriber } => {
-                    if let Some(p) = self.members.get(&track.participant) {
-                        p.do_send(RemoveSubscriber { track: track.id, subscriber });
-                    }
+                    self.router.lock().unwrap().unlink(track.id, subscriber);
                     if let Some(s) = self.members.get(&subscriber) {
                         s.do_send(UnsubscribeTrack(track.id));
                     }
-                }
-                RoomOutput::RequestKeyframe(track) => {
-                    if let Some(p) = self.members.get(&track.participant) {
-                        self.metrics.keyframe_requests.inc();
-                        p.do_send(SendKeyframeRequest(track.id));
-                    }
-                }
-                RoomOutput::KeyframeTimer(track, at) => {
-                    let wait = at.saturating_duration_since(Instant::now());
-                    ctx.run_later(wait, move |act, ctx| {
-                        let out = act.core.keyframe_due(track, Instant::now());
-                        act.apply(out.into_iter().collect(), ctx);
-                    });
                 }
             }
         }
@@ -117,7 +115,7 @@ impl Actor for RoomActor {
         self.metrics.rooms.dec();
         if let Some(reg) = self.registry.upgrade() {
             let mut reg = reg.lock().unwrap();
-            if reg.get(&self.id).is_some_and(|a| *a == ctx.address()) {
+            if reg.get(&self.id).is_some_and(|e| e.addr == ctx.address()) {
                 reg.remove(&self.id);
             }
         }
@@ -143,7 +141,7 @@ impl Handler<Join> for RoomActor {
         self.members.insert(id, msg.addr.clone());
         match self.core.join(id, msg.member) {
             Ok((peers, out)) => {
-                self.apply(out, ctx);
+                self.apply(out);
                 // An operator's mute from an earlier session holds again.
                 for &kind in self.held.get(&identity).into_iter().flatten() {
                     msg.addr.do_send(crate::participant::Hold { kind, held: true });
@@ -177,7 +175,7 @@ impl Handler<Leave> for RoomActor {
     type Result = ();
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
         let out = self.core.leave(msg.0);
-        self.apply(out, ctx);
+        self.apply(out);
         self.members.remove(&msg.0);
         if let Some(name) = self.hands.remove(&msg.0) {
             self.broadcast(ParticipantEvent::Hand { participant: msg.0, name, raised: false });
@@ -195,10 +193,16 @@ pub struct Publish(pub TrackDesc);
 
 impl Handler<Publish> for RoomActor {
     type Result = Result<TrackSource, RoomError>;
-    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
-        let id = msg.0.id;
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        let track = msg.0.clone();
+        let Some(publisher) = self.members.get(&track.participant) else {
+            return Err(RoomError::NotJoined(track.participant));
+        };
+        let publisher = publisher.clone().recipient();
+        let id = track.id;
         let out = self.core.publish(msg.0)?;
-        self.apply(out, ctx);
+        self.router.lock().unwrap().add_producer(&track, publisher);
+        self.apply(out);
         let source = self.core.tracks().find(|t| t.id == id).map(|t| t.source);
         // publish() just inserted the track.
         Ok(source.expect("published track is registered"))
@@ -212,22 +216,10 @@ pub struct Unpublish(pub TrackId);
 
 impl Handler<Unpublish> for RoomActor {
     type Result = ();
-    fn handle(&mut self, msg: Unpublish, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Unpublish, _: &mut Context<Self>) {
         let out = self.core.unpublish(msg.0);
-        self.apply(out, ctx);
-    }
-}
-
-/// A subscriber (or the publisher's own loss detection) wants a keyframe.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct WantKeyframe(pub TrackId);
-
-impl Handler<WantKeyframe> for RoomActor {
-    type Result = ();
-    fn handle(&mut self, msg: WantKeyframe, ctx: &mut Context<Self>) {
-        let out = self.core.keyframe_request(msg.0, Instant::now());
-        self.apply(out.into_iter().collect(), ctx);
+        self.apply(out);
+        self.router.lock().unwrap().remove_producer(msg.0);
     }
 }
 
@@ -245,9 +237,9 @@ pub struct Mute {
 
 impl Handler<Mute> for RoomActor {
     type Result = ();
-    fn handle(&mut self, msg: Mute, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Mute, _: &mut Context<Self>) {
         let out = self.core.mute(msg.id, msg.kind, msg.muted);
-        self.apply(out, ctx);
+        self.apply(out);
     }
 }
 

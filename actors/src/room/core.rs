@@ -1,11 +1,11 @@
-//! The room's sans-IO core: membership, the track registry, who receives what, and
-//! the keyframe policy. The [`RoomActor`](super::RoomActor) feeds it commands and
-//! carries out the [`RoomOutput`]s it returns; tests drive it directly.
+//! The room's sans-IO core: membership, the track registry and who receives what.
+//! The [`RoomActor`](super::RoomActor) feeds it commands and carries out the
+//! [`RoomOutput`]s it returns (links go into the room's router); tests drive it
+//! directly.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use super::keyframe::{KeyframeDecision, KeyframeThrottle};
 use crate::ids::{ParticipantId, TrackId};
 use crate::{MediaKind, Member, PeerInfo, RoomEvent, Subscribe, TrackDesc, TrackSource};
 
@@ -28,10 +28,6 @@ pub enum RoomOutput {
         /// Who received it.
         subscriber: ParticipantId,
     },
-    /// Ask the publisher of `track` for a keyframe now.
-    RequestKeyframe(TrackDesc),
-    /// Call [`RoomCore::keyframe_due`] for `track` at this time.
-    KeyframeTimer(TrackId, Instant),
 }
 
 /// Why a participant could not join or publish.
@@ -96,7 +92,7 @@ impl Default for RoomPolicy {
             max_encoders: 4,
             max_operators: 16,
             max_sessions_per_person: 4,
-            keyframe_interval: super::keyframe::DEFAULT_KEYFRAME_INTERVAL,
+            keyframe_interval: crate::router::DEFAULT_KEYFRAME_INTERVAL,
         }
     }
 }
@@ -107,13 +103,12 @@ pub struct RoomCore {
     policy: RoomPolicy,
     members: BTreeMap<ParticipantId, Member>,
     tracks: BTreeMap<TrackId, TrackDesc>,
-    keyframes: HashMap<TrackId, KeyframeThrottle>,
 }
 
 impl RoomCore {
     /// An empty room.
     pub fn new(policy: RoomPolicy) -> Self {
-        RoomCore { policy, members: BTreeMap::new(), tracks: BTreeMap::new(), keyframes: HashMap::new() }
+        RoomCore { policy, members: BTreeMap::new(), tracks: BTreeMap::new() }
     }
 
     /// The room's policy.
@@ -248,7 +243,6 @@ impl RoomCore {
                 out.push(RoomOutput::Link { track: track.clone(), subscriber: id });
             }
         }
-        self.keyframes.insert(track.id, KeyframeThrottle::new(self.policy.keyframe_interval));
         self.tracks.insert(track.id, track);
         Ok(out)
     }
@@ -258,7 +252,6 @@ impl RoomCore {
         let Some(track) = self.tracks.remove(&id) else {
             return Vec::new();
         };
-        self.keyframes.remove(&id);
         let mut out = Vec::new();
         for (&sid, m) in &self.members {
             if sid == track.participant {
@@ -270,25 +263,6 @@ impl RoomCore {
             out.push(RoomOutput::Notify(sid, RoomEvent::TrackRemoved(id)));
         }
         out
-    }
-
-    /// Someone wants a keyframe of `track` at `now`.
-    pub fn keyframe_request(&mut self, id: TrackId, now: Instant) -> Option<RoomOutput> {
-        let track = self.tracks.get(&id)?;
-        if track.kind != MediaKind::Video {
-            return None;
-        }
-        match self.keyframes.get_mut(&id)?.request(now) {
-            KeyframeDecision::SendNow => Some(RoomOutput::RequestKeyframe(track.clone())),
-            KeyframeDecision::SendAt(at) => Some(RoomOutput::KeyframeTimer(id, at)),
-            KeyframeDecision::Coalesced => None,
-        }
-    }
-
-    /// A [`RoomOutput::KeyframeTimer`] came due.
-    pub fn keyframe_due(&mut self, id: TrackId, now: Instant) -> Option<RoomOutput> {
-        let fire = self.keyframes.get_mut(&id)?.fire(now);
-        fire.then(|| RoomOutput::RequestKeyframe(self.tracks[&id].clone()))
     }
 
     /// The members who are `identity` (a person's sessions).
@@ -510,20 +484,4 @@ mod tests {
         room.join(v, m).unwrap();
     }
 
-    #[test]
-    fn keyframe_requests_are_throttled_per_track() {
-        let t0 = Instant::now();
-        let mut room = RoomCore::new(RoomPolicy::default());
-        let (e, m) = member(1, "encoder", Some(TrackSource::Feed), Subscribe::None);
-        room.join(e, m).unwrap();
-        room.publish(track(10, 1, MediaKind::Video)).unwrap();
-        room.publish(track(11, 1, MediaKind::Audio)).unwrap();
-        assert!(matches!(room.keyframe_request(TrackId(10), t0), Some(RoomOutput::RequestKeyframe(_))));
-        let at = t0 + Duration::from_millis(500);
-        assert_eq!(room.keyframe_request(TrackId(10), t0 + Duration::from_millis(1)), Some(RoomOutput::KeyframeTimer(TrackId(10), at)));
-        assert_eq!(room.keyframe_request(TrackId(10), t0 + Duration::from_millis(2)), None);
-        assert!(matches!(room.keyframe_due(TrackId(10), at), Some(RoomOutput::RequestKeyframe(t)) if t.id == TrackId(10)));
-        assert_eq!(room.keyframe_request(TrackId(11), t0), None, "audio has no keyframes");
-        assert_eq!(room.keyframe_request(TrackId(99), t0), None);
-    }
 }
