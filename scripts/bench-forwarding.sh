@@ -12,7 +12,7 @@ CYCLES="${CYCLES:-1000}"
 HTTP_PORT="${HTTP_PORT:-18480}"
 UDP_PORT="${UDP_PORT:-18481}"
 SECRET="bench-secret-0123456789abcdef"
-BIN=target/release
+BIN="${BIN:-target/release}"  # another build's binaries, to compare with
 OUT=target/bench
 mkdir -p "$OUT"
 DATA=$(mktemp -d)

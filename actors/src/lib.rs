@@ -4,17 +4,22 @@
 //!
 //! 1. [`Sfu::start`] binds the one UDP media socket and starts the *media arbiter*, a
 //!    thread that runs every room and participant actor and the socket's receive loop.
-//! 2. [`Sfu::join`] creates a [`ParticipantActor`], which owns that peer's str0m
-//!    [`Rtc`](str0m::Rtc) and nothing else touches it, and adds it to its
-//!    [`RoomActor`] (created on first use, stopped when empty).
-//! 3. The receive loop routes each datagram to its participant ([`udp`]); the
-//!    participant feeds it to its `Rtc` and drains `poll_output` until `Timeout`:
-//!    transmits go out on the shared socket, a timer is armed for the timeout, and
-//!    events are handled: a publisher's frame is wrapped once in an `Arc` and sent to
-//!    each subscriber's actor (no per-subscriber copy), which writes it to its own
-//!    `Rtc`.
-//! 4. The room decides who receives what and throttles keyframe requests in its
-//!    sans-IO [`RoomCore`]; the actor only carries out the core's outputs.
+//! 2. [`Sfu::join`] creates a [`ParticipantActor`] and adds it to its [`RoomActor`]
+//!    (created on first use with the room's [`router::Router`], stopped when empty).
+//!    The actor drives a sans-IO [`peer::PeerCore`], which owns that peer's str0m
+//!    [`Rtc`](str0m::Rtc) and its negotiation, mute and hold, stats and deadlines.
+//! 3. The receive loop routes each datagram to its participant ([`udp`], [`tcp`]);
+//!    the actor hands it to its core and carries out what the core asks: transmits
+//!    go out through the [`transport`] seam, one timer is armed for the core's next
+//!    deadline, a publisher's frame (wrapped once in an `Arc`) goes to each consumer
+//!    the router lists for its track, and a subscriber's keyframe request goes to
+//!    the track's publisher through the producer's throttle. Neither passes through
+//!    the room.
+//! 4. The room decides who may join and publish and who receives what, in its
+//!    sans-IO [`RoomCore`]; the actor writes the links into the router.
+//!
+//! `docs/architecture.md` follows a packet and a signaling message through these
+//! parts.
 //!
 //! The signaling layer talks to a participant through [`ParticipantHandle`]:
 //! commands in (SDP, mute, leave), [`ParticipantEvent`]s out. This crate never sees
@@ -22,7 +27,7 @@
 //!
 //! # Failure isolation
 //!
-//! Every call into a participant's `Rtc` runs under `catch_unwind`: a panic there
+//! Every call into a participant's core (and so its `Rtc`) runs under `catch_unwind`: a panic there
 //! (a bug in the stack, or input it did not expect) ends that participant only; its
 //! room sees it leave, and everything else carries on.
 #![forbid(unsafe_code)]

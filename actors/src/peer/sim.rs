@@ -618,10 +618,12 @@ fn feed_to_one_subscriber(seed: u64, link: Link, renegotiate: bool) -> Sim {
     sim
 }
 
-/// The longest time between two frames shown after `from`: how long the picture froze.
-fn longest_freeze(sim: &Sim, v: usize, from: Instant) -> Duration {
-    let shown: Vec<Instant> = sim.clients[v].player.shown.iter().map(|(at, _)| *at).filter(|at| *at >= from).collect();
-    shown.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(Duration::MAX)
+/// The longest time the picture stood still between `from` and `to`: between two
+/// frames shown, or from either end to the nearest (all of it if none was shown).
+fn longest_freeze(sim: &Sim, v: usize, from: Instant, to: Instant) -> Duration {
+    let shown = sim.clients[v].player.shown.iter().map(|(at, _)| *at).filter(|at| (from..to).contains(at));
+    let times: Vec<Instant> = std::iter::once(from).chain(shown).chain(std::iter::once(to)).collect();
+    times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
 }
 
 /// What a subscriber got of ten seconds of the feed.
@@ -651,7 +653,7 @@ fn watch(seed: u64, link: Link, renegotiate: bool) -> Watched {
     let from = sim.now;
     let first = sim.frame;
     sim.run_for(Duration::from_secs(10));
-    let last = sim.frame;
+    let (to, last) = (sim.now, sim.frame);
     // Frames sent near the end have had no time to be repaired: give them it.
     sim.run_for(Duration::from_secs(2));
     let received = &sim.clients[v].received;
@@ -677,7 +679,7 @@ fn watch(seed: u64, link: Link, renegotiate: bool) -> Watched {
         sent: (last - first) as usize,
         arrived: arrived.len(),
         shown,
-        longest_freeze: longest_freeze(&sim, v, from),
+        longest_freeze: longest_freeze(&sim, v, from + PLAYOUT_DELAY, to + PLAYOUT_DELAY),
     };
     eprintln!(
         "{link:?} seed {seed} renegotiate {renegotiate}: first keyframe {:?} after connecting; of {} frames sent {} arrived, {} shown; longest freeze {:?}",
