@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::udp::{Datagram, MAX_ADDRS_PER_PEER, stun_local_ufrag};
+use crate::udp::{Datagram, MAX_ADDRS_PER_PEER, UfragRoutes, stun_local_ufrag};
 
 /// A connection must name its participant this soon.
 pub const FIRST_FRAME_WITHIN: Duration = Duration::from_secs(10);
@@ -37,8 +37,7 @@ struct Connection {
 
 #[derive(Default)]
 struct Table {
-    /// Ufrag → (route key, participant), as the UDP routes.
-    by_ufrag: HashMap<String, (String, Recipient<Datagram>)>,
+    by_ufrag: UfragRoutes,
     connections: HashMap<SocketAddr, Connection>,
     /// Accepted connections not closed yet (named or not).
     open: usize,
@@ -79,27 +78,24 @@ impl TcpMux {
     /// Routes connections whose first request names `ufrag` to `to`; `ufrag` is
     /// its route key.
     pub fn register(&self, ufrag: &str, to: Recipient<Datagram>) {
-        self.table.lock().unwrap().by_ufrag.insert(ufrag.to_string(), (ufrag.to_string(), to));
+        self.table.lock().unwrap().by_ufrag.register(ufrag, to);
     }
 
     /// Routes connections naming `ufrag` (after an ICE restart) to the participant
     /// of route key `key`.
     pub fn alias(&self, key: &str, ufrag: &str) {
-        let mut t = self.table.lock().unwrap();
-        if let Some(to) = t.by_ufrag.values().find(|(k, _)| k == key).map(|(_, to)| to.clone()) {
-            t.by_ufrag.insert(ufrag.to_string(), (key.to_string(), to));
-        }
+        self.table.lock().unwrap().by_ufrag.alias(key, ufrag);
     }
 
     /// Stops taking new connections that name `ufrag`; open ones stay.
     pub fn retire(&self, ufrag: &str) {
-        self.table.lock().unwrap().by_ufrag.remove(ufrag);
+        self.table.lock().unwrap().by_ufrag.retire(ufrag);
     }
 
     /// Forgets a participant (by route key); its connections close.
     pub fn unregister(&self, key: &str) {
         let mut t = self.table.lock().unwrap();
-        t.by_ufrag.retain(|_, (k, _)| k != key);
+        t.by_ufrag.unregister(key);
         t.connections.retain(|_, c| c.key != key);
         self.metrics.ice_tcp_connections.set(t.connections.len() as i64);
     }

@@ -41,12 +41,49 @@ pub struct Datagram {
     pub data: Vec<u8>,
 }
 
-/// A participant is known by the ufrag it registered with (its route key) for its
+/// Whom a STUN request's ufrag names, for the UDP port and ICE-TCP alike. A
+/// participant is known by the ufrag it registered with (its route key) for its
 /// whole life; an ICE restart adds its new ufrag as an alias of that key.
 #[derive(Default)]
+pub(crate) struct UfragRoutes(HashMap<String, (String, Recipient<Datagram>)>);
+
+impl UfragRoutes {
+    /// Requests naming `ufrag` go to `to`; `ufrag` is its route key.
+    pub fn register(&mut self, ufrag: &str, to: Recipient<Datagram>) {
+        self.0.insert(ufrag.to_string(), (ufrag.to_string(), to));
+    }
+
+    /// Requests naming `ufrag` go to the participant of route key `key` too.
+    pub fn alias(&mut self, key: &str, ufrag: &str) {
+        if let Some(to) = self.0.values().find(|(k, _)| k == key).map(|(_, to)| to.clone()) {
+            self.0.insert(ufrag.to_string(), (key.to_string(), to));
+        }
+    }
+
+    /// Requests naming `ufrag` go nowhere any more.
+    pub fn retire(&mut self, ufrag: &str) {
+        self.0.remove(ufrag);
+    }
+
+    /// Forgets the participant of route key `key` and its aliases.
+    pub fn unregister(&mut self, key: &str) {
+        self.0.retain(|_, (k, _)| k != key);
+    }
+
+    /// The route key and participant `ufrag` names.
+    pub fn get(&self, ufrag: &str) -> Option<&(String, Recipient<Datagram>)> {
+        self.0.get(ufrag)
+    }
+
+    /// Ufrags routed, for leak checks.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[derive(Default)]
 struct Routes {
-    /// Ufrag → (route key, participant).
-    by_ufrag: HashMap<String, (String, Recipient<Datagram>)>,
+    by_ufrag: UfragRoutes,
     /// Learned address → (route key, participant).
     by_addr: HashMap<SocketAddr, (String, Recipient<Datagram>)>,
 }
@@ -120,28 +157,25 @@ impl UdpMux {
 
     /// Routes STUN requests naming `ufrag` to `to`; `ufrag` is its route key.
     pub fn register(&self, ufrag: &str, to: Recipient<Datagram>) {
-        self.routes.lock().unwrap().by_ufrag.insert(ufrag.to_string(), (ufrag.to_string(), to));
+        self.routes.lock().unwrap().by_ufrag.register(ufrag, to);
     }
 
     /// Routes requests naming `ufrag` (after an ICE restart) to the participant of
     /// route key `key`, as its own: addresses it learned stay its.
     pub fn alias(&self, key: &str, ufrag: &str) {
-        let mut r = self.routes.lock().unwrap();
-        if let Some(to) = r.by_ufrag.values().find(|(k, _)| k == key).map(|(_, to)| to.clone()) {
-            r.by_ufrag.insert(ufrag.to_string(), (key.to_string(), to));
-        }
+        self.routes.lock().unwrap().by_ufrag.alias(key, ufrag);
     }
 
     /// Stops routing requests that name `ufrag` (one a restart replaced); the
     /// addresses learned stay.
     pub fn retire(&self, ufrag: &str) {
-        self.routes.lock().unwrap().by_ufrag.remove(ufrag);
+        self.routes.lock().unwrap().by_ufrag.retire(ufrag);
     }
 
     /// Forgets a participant (by route key), its aliases and every address learned for it.
     pub fn unregister(&self, key: &str) {
         let mut r = self.routes.lock().unwrap();
-        r.by_ufrag.retain(|_, (k, _)| k != key);
+        r.by_ufrag.unregister(key);
         r.by_addr.retain(|_, (k, _)| k != key);
     }
 
