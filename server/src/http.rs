@@ -15,6 +15,11 @@ mod assets {
     pub const INDEX: &str = include_str!("../../web/index.html");
     pub const ROOM: &str = include_str!("../../web/room.html");
     pub const ROOM_JS: &str = include_str!("../../web/room.js");
+    pub const ROOM_CORE_JS: &str = include_str!("../../web/room-core.js");
+    pub const ROOM_PREJOIN_JS: &str = include_str!("../../web/room-prejoin.js");
+    pub const ROOM_CONNECTION_JS: &str = include_str!("../../web/room-connection.js");
+    pub const ROOM_LOCAL_JS: &str = include_str!("../../web/room-local.js");
+    pub const ROOM_PEOPLE_JS: &str = include_str!("../../web/room-people.js");
     pub const STYLE: &str = include_str!("../../web/style.css");
     pub const WATCH: &str = include_str!("../../web/watch.html");
     pub const WATCH_JS: &str = include_str!("../../web/watch.js");
@@ -143,6 +148,11 @@ pub(crate) async fn watch_page() -> HttpResponse {
 pub(crate) async fn asset(name: web::Path<String>) -> HttpResponse {
     let (body, ct) = match name.as_str() {
         "room.js" => (assets::ROOM_JS, "text/javascript; charset=utf-8"),
+        "room-core.js" => (assets::ROOM_CORE_JS, "text/javascript; charset=utf-8"),
+        "room-prejoin.js" => (assets::ROOM_PREJOIN_JS, "text/javascript; charset=utf-8"),
+        "room-connection.js" => (assets::ROOM_CONNECTION_JS, "text/javascript; charset=utf-8"),
+        "room-local.js" => (assets::ROOM_LOCAL_JS, "text/javascript; charset=utf-8"),
+        "room-people.js" => (assets::ROOM_PEOPLE_JS, "text/javascript; charset=utf-8"),
         "watch.js" => (assets::WATCH_JS, "text/javascript; charset=utf-8"),
         "cases.js" => (assets::CASES_JS, "text/javascript; charset=utf-8"),
         "console.js" => (assets::CONSOLE_JS, "text/javascript; charset=utf-8"),
