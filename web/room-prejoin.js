@@ -282,15 +282,22 @@ export function enterRoom() {
   }
   stopMeter();
   ui.preview.srcObject = null;
-  app.view = "room";
-  document.body.dataset.view = "room";
-  ui.prejoin.hidden = true;
-  ui.stage.hidden = false;
-  ui.controls.hidden = false;
+  showView("room");
   ui.self.hidden = false;
   ui.people.hidden = false;
   showSelfTile();
   connect();
+}
+
+/** Shows the room (stage and controls) or the pre-join panel (the pre-join screen,
+ * or a link that cannot work). */
+function showView(view) {
+  app.view = view;
+  document.body.dataset.view = view;
+  const room = view === "room";
+  ui.prejoin.hidden = room;
+  ui.stage.hidden = !room;
+  ui.controls.hidden = !room;
 }
 
 /** The link cannot work: say why, in the server's plain words, and stop. */
@@ -300,11 +307,7 @@ export function showFatal(text) {
   stopLocal();
   teardown();
   setState("error", "Not connected");
-  app.view = "fatal";
-  document.body.dataset.view = "fatal";
-  ui.stage.hidden = true;
-  ui.controls.hidden = true;
-  ui.prejoin.hidden = false;
+  showView("fatal");
   ui.prejoinBody.hidden = true;
   ui.prejoinNote.hidden = true;
   ui.prejoinEvent.textContent = app.event?.title ?? "";

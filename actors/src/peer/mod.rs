@@ -12,194 +12,36 @@
 //!
 //! The [`ParticipantActor`](crate::ParticipantActor) drives it on the media thread;
 //! the simulated-network tests (`sim`) drive it in virtual time.
+//!
+//! Its parts: this file (inputs, the poll loop, deadlines, what it receives),
+//! `negotiation` (which track goes out on which m-line; offers, answers, ICE
+//! restarts), `sending` (its tracks, mute and hold, hands and chat), `stats`, and
+//! `outputs` (its settings and everything it asks of its driver).
 
 mod negotiation;
+mod outputs;
+mod sending;
 #[cfg(test)]
 mod sim;
 mod stats;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::media::{KeyframeRequestKind, MediaData, Mid, Rid};
-use str0m::net::{Protocol, Receive, Transmit};
-use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use str0m::media::{MediaData, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
 use crate::udp::is_rtp;
-use crate::{MediaKind, RoomEvent, TrackDesc, TrackSource};
+use crate::{MediaKind, TrackDesc, TrackSource};
 use negotiation::Negotiation;
+pub use outputs::*;
+use sending::Inbound;
 pub use stats::ParticipantStats;
 use stats::StatsTracker;
-
-/// What a participant tells its signaling connection.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ParticipantEvent {
-    /// Something happened in the room.
-    Room(RoomEvent),
-    /// A server offer; the client must answer with
-    /// [`AcceptAnswer`](crate::AcceptAnswer).
-    Offer {
-        /// The SDP.
-        sdp: String,
-        /// Which track each new m-line carries.
-        tracks: Vec<(String, TrackDesc)>,
-    },
-    /// A track now arrives on an m-line the peer offered for receiving.
-    Bound {
-        /// The m-line.
-        mid: String,
-        /// The track.
-        track: TrackDesc,
-    },
-    /// An operator muted (true) or unmuted (false) what it sends of this kind: the
-    /// server drops it meanwhile, whatever the peer does.
-    HeldByOperator {
-        /// Which kind.
-        kind: MediaKind,
-        /// Held or released.
-        held: bool,
-    },
-    /// Someone in the room (this participant included) raised or lowered a hand.
-    Hand {
-        /// Who.
-        participant: ParticipantId,
-        /// Their display name.
-        name: String,
-        /// Raised or lowered.
-        raised: bool,
-    },
-    /// A chat line in the room (this participant's own included).
-    Chat {
-        /// Its number in the room, from 1.
-        seq: u64,
-        /// Who wrote it.
-        participant: ParticipantId,
-        /// Their display name.
-        name: String,
-        /// The text (already cleaned by signaling).
-        text: String,
-        /// When the room received it, Unix milliseconds.
-        at: u64,
-    },
-    /// ICE+DTLS connected (true) or lost (false).
-    Connection(bool),
-    /// The participant ended; the reason is for logs and the client.
-    Closed(String),
-}
-
-/// Settings for a new participant.
-#[derive(Debug, Clone)]
-pub struct ParticipantOptions {
-    /// Display name.
-    pub name: String,
-    /// Role name, for display and metrics.
-    pub role: &'static str,
-    /// What it may publish.
-    pub publish: Option<TrackSource>,
-    /// What it receives.
-    pub subscribe: crate::Subscribe,
-    /// Whether the server may send it offers (WebSocket signaling: yes; WHIP/WHEP: no).
-    pub renegotiate: bool,
-    /// Who it is across sessions (its invitation, or its role and name): an
-    /// operator's mute follows the person into a new session.
-    pub identity: String,
-    /// The credential it joined with (its invitation, or a digest of its token):
-    /// the room limits how many sessions one credential holds.
-    pub credential: String,
-}
-
-/// What the peer core asks of the room.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ToRoom {
-    /// Publish this track (the peer sends it on `mid`); answer with
-    /// [`PeerCore::published`].
-    Publish {
-        /// The m-line it arrives on.
-        mid: Mid,
-        /// The track; the room sets its source.
-        track: TrackDesc,
-    },
-    /// A published track of this kind is muted (by the peer or an operator) or not.
-    Mute {
-        /// Which kind.
-        kind: MediaKind,
-        /// Muted now.
-        muted: bool,
-    },
-    /// The peer raised or lowered its hand.
-    Hand(bool),
-    /// The peer's chat line.
-    Chat(String),
-}
-
-/// A change to how the transports route STUN checks to this peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteChange {
-    /// Checks naming this ufrag (a restart's new one) reach this peer too.
-    Alias(String),
-    /// Checks naming this ufrag (replaced by a restart) are no longer routed.
-    Retire(String),
-}
-
-/// What the driver must do next.
-#[derive(Debug)]
-pub enum PeerOutput {
-    /// Send this datagram (or ICE-TCP frame).
-    Transmit(Transmit),
-    /// Tell the signaling connection.
-    Signal(ParticipantEvent),
-    /// Tell the room.
-    Room(ToRoom),
-    /// A frame of a published track, for its subscribers: one allocation shared by all.
-    Frame(TrackId, Arc<MediaData>),
-    /// Ask the publisher of this track (received, or its own after a loss) for a
-    /// keyframe, through the router's throttle.
-    WantKeyframe(TrackId),
-    /// Change the transports' routes.
-    Route(RouteChange),
-    /// Nothing more until this time (or a new input): call
-    /// [`PeerCore::handle_timeout`] then.
-    Timeout(Instant),
-    /// The peer ended, with its reason; nothing more comes.
-    Closed(String),
-}
-
-/// How a peer core is set up.
-pub struct PeerSetup {
-    /// Its ICE credentials; the transports route STUN by their ufrag.
-    pub creds: IceCreds,
-    /// The server's local candidates.
-    pub candidates: Vec<Candidate>,
-    /// The server's DTLS certificate.
-    pub dtls_cert: str0m::config::DtlsCert,
-    /// How long after its first offer the peer has to connect.
-    pub connect_deadline: Duration,
-    /// Where counters go.
-    pub metrics: Metrics,
-}
-
-/// A track the peer publishes.
-#[derive(Debug)]
-struct Inbound {
-    track: TrackDesc,
-    published: bool,
-    /// With simulcast, the one layer forwarded: the best one seen so far.
-    rid: Option<Rid>,
-    /// A better layer waiting for its first keyframe.
-    next_rid: Option<Rid>,
-}
-
-/// Simulcast layer names from best to worst, as browsers and encoders use them.
-const RID_PREFERENCE: [&str; 6] = ["h", "f", "2", "m", "1", "q"];
-
-/// Rank of a simulcast layer name: lower is better; unknown names rank last.
-fn rid_rank(rid: &Rid) -> usize {
-    RID_PREFERENCE.iter().position(|r| *r == &**rid).unwrap_or(RID_PREFERENCE.len())
-}
 
 /// How long a lost ICE connection may take to come back before the participant ends.
 pub const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
@@ -535,29 +377,6 @@ impl PeerCore {
         }
     }
 
-    /// The room's answer to [`ToRoom::Publish`]: the track's source, or why not.
-    pub fn published(&mut self, mid: Mid, result: Result<TrackSource, String>) {
-        match result {
-            Ok(source) => {
-                let Some(i) = self.inbound.get_mut(&mid) else {
-                    return;
-                };
-                i.track.source = source;
-                i.published = true;
-                let kind = i.track.kind;
-                // Held before it published (a mute from an earlier session): the
-                // room learns it now.
-                if self.held.get(&kind) == Some(&true) {
-                    self.tell_room(ToRoom::Mute { kind, muted: true });
-                }
-            }
-            Err(e) => {
-                tracing::info!(participant = %self.id, %mid, reason = %e, "track refused");
-                self.inbound.remove(&mid);
-            }
-        }
-    }
-
     /// Tracks newly bound to m-lines the peer offered: their first frames need a
     /// keyframe, and the client learns which track each m-line carries.
     fn bound(&mut self, now: Instant, bound: Vec<(Mid, TrackDesc)>) {
@@ -574,48 +393,6 @@ impl PeerCore {
             self.awaiting_keyframe.insert(t, now);
             self.want_keyframe(t);
         }
-    }
-
-    fn media_in(&mut self, now: Instant, data: MediaData) {
-        let Some(inbound) = self.inbound.get_mut(&data.mid) else {
-            return;
-        };
-        match inbound.track.kind {
-            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rid => self.stats.video_frame(&data),
-            MediaKind::Audio => self.stats.audio(now, &data),
-            _ => {}
-        }
-        let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
-        self.metrics.rtp_packets_in.inc_by(packets);
-        self.metrics.rtp_bytes_in.inc_by(data.data.len() as u64);
-        if !inbound.published || self.held.get(&inbound.track.kind) == Some(&true) {
-            return;
-        }
-        let track = inbound.track.id;
-        // Simulcast: forward one layer only, the best that has shown up. A better
-        // layer takes over at its first keyframe (asked for at once); until then the
-        // current one goes on.
-        if let Some(rid) = data.rid {
-            let better = inbound.rid.is_none_or(|cur| rid_rank(&rid) < rid_rank(&cur));
-            if inbound.rid != Some(rid) {
-                if !better {
-                    return;
-                }
-                if !data.is_keyframe() {
-                    if inbound.next_rid != Some(rid) {
-                        inbound.next_rid = Some(rid);
-                        self.want_keyframe(track);
-                    }
-                    return;
-                }
-                inbound.rid = Some(rid);
-                inbound.next_rid = None;
-            }
-        }
-        if !data.contiguous {
-            self.want_keyframe(track);
-        }
-        self.queue.push_back(PeerOutput::Frame(track, Arc::new(data)));
     }
 
     /// Writes a frame of a track it subscribes to.
@@ -651,19 +428,6 @@ impl PeerCore {
         self.metrics
             .forward_latency
             .observe(now.saturating_duration_since(data.network_time).as_secs_f64());
-    }
-
-    /// The room asks this publisher's peer for a keyframe of one of its tracks.
-    pub fn request_keyframe(&mut self, track: TrackId) {
-        let Some((mid, rid)) = self.inbound.iter().find(|(_, i)| i.track.id == track).map(|(m, i)| (*m, i.next_rid.or(i.rid)))
-        else {
-            return;
-        };
-        if let Some(mut w) = self.rtc.writer(mid)
-            && let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli)
-        {
-            tracing::debug!(participant = %self.id, error = %e, "keyframe request failed");
-        }
     }
 
     /// The peer now receives this track.
@@ -752,72 +516,6 @@ impl PeerCore {
         true
     }
 
-    /// The peer muted or unmuted what it sends of one kind. Only changes to what it
-    /// publishes reach the room: a client cannot make the room repeat itself.
-    pub fn set_muted(&mut self, kind: MediaKind, muted: bool) {
-        let before = self.muted_now(kind);
-        self.muted.insert(kind, muted);
-        self.tell_room_if_changed(kind, before);
-    }
-
-    /// An operator holds (mutes) or releases what it sends of one kind. Held media
-    /// is dropped here, so the peer cannot unmute itself; the room sees it muted,
-    /// and the peer is told why.
-    pub fn hold(&mut self, kind: MediaKind, held: bool) {
-        let before = self.muted_now(kind);
-        self.held.insert(kind, held);
-        self.signal(ParticipantEvent::HeldByOperator { kind, held });
-        self.tell_room_if_changed(kind, before);
-        if !held && kind == MediaKind::Video {
-            // Subscribers' decoders start again at a key frame.
-            let tracks: Vec<TrackId> = self
-                .inbound
-                .values()
-                .filter(|i| i.published && i.track.kind == MediaKind::Video)
-                .map(|i| i.track.id)
-                .collect();
-            for t in tracks {
-                self.want_keyframe(t);
-            }
-        }
-    }
-
-    /// Muted as the room sees it: by the peer or by an operator.
-    fn muted_now(&self, kind: MediaKind) -> bool {
-        self.muted.get(&kind) == Some(&true) || self.held.get(&kind) == Some(&true)
-    }
-
-    fn tell_room_if_changed(&mut self, kind: MediaKind, before: bool) {
-        let publishes = self.inbound.values().any(|i| i.published && i.track.kind == kind);
-        let now = self.muted_now(kind);
-        if publishes && now != before {
-            self.tell_room(ToRoom::Mute { kind, muted: now });
-        }
-    }
-
-    /// The peer raises (true) or lowers (false) its hand. Only commentators may;
-    /// changes only reach the room.
-    pub fn raise_hand(&mut self, raised: bool) -> Result<(), String> {
-        if self.opts.role != "commentator" {
-            return Err(format!("only commentators raise a hand; this is a {} link", self.opts.role));
-        }
-        if self.hand_raised != raised {
-            self.hand_raised = raised;
-            self.tell_room(ToRoom::Hand(raised));
-        }
-        Ok(())
-    }
-
-    /// A chat line from the peer (cleaned and bounded by signaling). Commentators
-    /// and operators may chat.
-    pub fn chat(&mut self, text: String) -> Result<(), String> {
-        if !matches!(self.opts.role, "commentator" | "operator") {
-            return Err(format!("only commentators and operators can chat; this is a {} link", self.opts.role));
-        }
-        self.tell_room(ToRoom::Chat(text));
-        Ok(())
-    }
-
     /// What an operator sees of it now.
     pub fn stats(&self, now: Instant) -> ParticipantStats {
         let mut s = self.stats.snapshot(now);
@@ -843,19 +541,5 @@ impl PeerCore {
         // An invitation's id is its identity; a token made otherwise has role:name.
         s.invitation = (!self.opts.identity.contains(':')).then(|| self.opts.identity.clone());
         s
-    }
-}
-
-#[cfg(test)]
-mod rid_tests {
-    use super::*;
-
-    #[test]
-    fn simulcast_layers_rank_best_first() {
-        let r = |s: &str| Rid::from(s);
-        assert!(rid_rank(&r("h")) < rid_rank(&r("m")));
-        assert!(rid_rank(&r("m")) < rid_rank(&r("q")));
-        assert!(rid_rank(&r("f")) < rid_rank(&r("q")));
-        assert_eq!(rid_rank(&r("zz")), RID_PREFERENCE.len());
     }
 }

@@ -1,0 +1,191 @@
+//! What a peer sends into the room: its tracks (with simulcast, the one layer
+//! forwarded), keyframe requests to its encoder, its mute and an operator's hold,
+//! its raised hand and chat.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::media::{KeyframeRequestKind, MediaData, Mid, Rid};
+
+use super::{ParticipantEvent, PeerCore, PeerOutput, ToRoom};
+use crate::ids::TrackId;
+use crate::{MediaKind, TrackDesc, TrackSource};
+
+/// A track the peer publishes.
+#[derive(Debug)]
+pub(super) struct Inbound {
+    pub track: TrackDesc,
+    pub published: bool,
+    /// With simulcast, the one layer forwarded: the best one seen so far.
+    pub rid: Option<Rid>,
+    /// A better layer waiting for its first keyframe.
+    pub next_rid: Option<Rid>,
+}
+
+/// Simulcast layer names from best to worst, as browsers and encoders use them.
+const RID_PREFERENCE: [&str; 6] = ["h", "f", "2", "m", "1", "q"];
+
+/// Rank of a simulcast layer name: lower is better; unknown names rank last.
+fn rid_rank(rid: &Rid) -> usize {
+    RID_PREFERENCE.iter().position(|r| *r == &**rid).unwrap_or(RID_PREFERENCE.len())
+}
+
+impl PeerCore {
+    pub(super) fn media_in(&mut self, now: Instant, data: MediaData) {
+        let Some(inbound) = self.inbound.get_mut(&data.mid) else {
+            return;
+        };
+        match inbound.track.kind {
+            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rid => self.stats.video_frame(&data),
+            MediaKind::Audio => self.stats.audio(now, &data),
+            _ => {}
+        }
+        let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
+        self.metrics.rtp_packets_in.inc_by(packets);
+        self.metrics.rtp_bytes_in.inc_by(data.data.len() as u64);
+        if !inbound.published || self.held.get(&inbound.track.kind) == Some(&true) {
+            return;
+        }
+        let track = inbound.track.id;
+        // Simulcast: forward one layer only, the best that has shown up. A better
+        // layer takes over at its first keyframe (asked for at once); until then the
+        // current one goes on.
+        if let Some(rid) = data.rid {
+            let better = inbound.rid.is_none_or(|cur| rid_rank(&rid) < rid_rank(&cur));
+            if inbound.rid != Some(rid) {
+                if !better {
+                    return;
+                }
+                if !data.is_keyframe() {
+                    if inbound.next_rid != Some(rid) {
+                        inbound.next_rid = Some(rid);
+                        self.want_keyframe(track);
+                    }
+                    return;
+                }
+                inbound.rid = Some(rid);
+                inbound.next_rid = None;
+            }
+        }
+        if !data.contiguous {
+            self.want_keyframe(track);
+        }
+        self.queue.push_back(PeerOutput::Frame(track, Arc::new(data)));
+    }
+
+    /// The room's answer to [`ToRoom::Publish`]: the track's source, or why not.
+    pub fn published(&mut self, mid: Mid, result: Result<TrackSource, String>) {
+        match result {
+            Ok(source) => {
+                let Some(i) = self.inbound.get_mut(&mid) else {
+                    return;
+                };
+                i.track.source = source;
+                i.published = true;
+                let kind = i.track.kind;
+                // Held before it published (a mute from an earlier session): the
+                // room learns it now.
+                if self.held.get(&kind) == Some(&true) {
+                    self.tell_room(ToRoom::Mute { kind, muted: true });
+                }
+            }
+            Err(e) => {
+                tracing::info!(participant = %self.id, %mid, reason = %e, "track refused");
+                self.inbound.remove(&mid);
+            }
+        }
+    }
+
+    /// The room asks this publisher's peer for a keyframe of one of its tracks.
+    pub fn request_keyframe(&mut self, track: TrackId) {
+        let Some((mid, rid)) = self.inbound.iter().find(|(_, i)| i.track.id == track).map(|(m, i)| (*m, i.next_rid.or(i.rid)))
+        else {
+            return;
+        };
+        if let Some(mut w) = self.rtc.writer(mid)
+            && let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli)
+        {
+            tracing::debug!(participant = %self.id, error = %e, "keyframe request failed");
+        }
+    }
+
+    /// The peer muted or unmuted what it sends of one kind. Only changes to what it
+    /// publishes reach the room: a client cannot make the room repeat itself.
+    pub fn set_muted(&mut self, kind: MediaKind, muted: bool) {
+        let before = self.muted_now(kind);
+        self.muted.insert(kind, muted);
+        self.tell_room_if_changed(kind, before);
+    }
+
+    /// An operator holds (mutes) or releases what it sends of one kind. Held media
+    /// is dropped here, so the peer cannot unmute itself; the room sees it muted,
+    /// and the peer is told why.
+    pub fn hold(&mut self, kind: MediaKind, held: bool) {
+        let before = self.muted_now(kind);
+        self.held.insert(kind, held);
+        self.signal(ParticipantEvent::HeldByOperator { kind, held });
+        self.tell_room_if_changed(kind, before);
+        if !held && kind == MediaKind::Video {
+            // Subscribers' decoders start again at a key frame.
+            let tracks: Vec<TrackId> = self
+                .inbound
+                .values()
+                .filter(|i| i.published && i.track.kind == MediaKind::Video)
+                .map(|i| i.track.id)
+                .collect();
+            for t in tracks {
+                self.want_keyframe(t);
+            }
+        }
+    }
+
+    /// Muted as the room sees it: by the peer or by an operator.
+    fn muted_now(&self, kind: MediaKind) -> bool {
+        self.muted.get(&kind) == Some(&true) || self.held.get(&kind) == Some(&true)
+    }
+
+    fn tell_room_if_changed(&mut self, kind: MediaKind, before: bool) {
+        let publishes = self.inbound.values().any(|i| i.published && i.track.kind == kind);
+        let now = self.muted_now(kind);
+        if publishes && now != before {
+            self.tell_room(ToRoom::Mute { kind, muted: now });
+        }
+    }
+
+    /// The peer raises (true) or lowers (false) its hand. Only commentators may;
+    /// changes only reach the room.
+    pub fn raise_hand(&mut self, raised: bool) -> Result<(), String> {
+        if self.opts.role != "commentator" {
+            return Err(format!("only commentators raise a hand; this is a {} link", self.opts.role));
+        }
+        if self.hand_raised != raised {
+            self.hand_raised = raised;
+            self.tell_room(ToRoom::Hand(raised));
+        }
+        Ok(())
+    }
+
+    /// A chat line from the peer (cleaned and bounded by signaling). Commentators
+    /// and operators may chat.
+    pub fn chat(&mut self, text: String) -> Result<(), String> {
+        if !matches!(self.opts.role, "commentator" | "operator") {
+            return Err(format!("only commentators and operators can chat; this is a {} link", self.opts.role));
+        }
+        self.tell_room(ToRoom::Chat(text));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod rid_tests {
+    use super::*;
+
+    #[test]
+    fn simulcast_layers_rank_best_first() {
+        let r = |s: &str| Rid::from(s);
+        assert!(rid_rank(&r("h")) < rid_rank(&r("m")));
+        assert!(rid_rank(&r("m")) < rid_rank(&r("q")));
+        assert!(rid_rank(&r("f")) < rid_rank(&r("q")));
+        assert_eq!(rid_rank(&r("zz")), RID_PREFERENCE.len());
+    }
+}
