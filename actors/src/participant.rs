@@ -131,7 +131,7 @@ impl ParticipantActor {
                         to.do_send(Forward { track, data: data.clone() });
                     }
                 }
-                PeerOutput::WantKeyframe(track) => self.want_keyframe(track, now, ctx),
+                PeerOutput::WantKeyframe(track) => self.want_keyframe(track, now),
                 PeerOutput::Route(RouteChange::Alias(new)) => self.transports.alias(self.core.route_key(), &new),
                 PeerOutput::Route(RouteChange::Retire(old)) => self.transports.retire(&old),
                 PeerOutput::Timeout(at) => {
@@ -173,22 +173,17 @@ impl ParticipantActor {
 
     /// Asks the publisher of `track` for a keyframe through the router's throttle:
     /// now, later (one request for all that come meanwhile), or not at all.
-    fn want_keyframe(&mut self, track: TrackId, now: Instant, ctx: &mut Context<Self>) {
-        let at = match self.router.lock().unwrap().want_keyframe(track, now) {
+    fn want_keyframe(&mut self, track: TrackId, now: Instant) {
+        match self.router.lock().unwrap().want_keyframe(track, now) {
             KeyframeAsk::Now(publisher) => {
                 self.metrics.keyframe_requests.inc();
-                publisher.do_send(SendKeyframeRequest(track));
-                return;
+                publisher.do_send(SendKeyframeRequest { track, at: None });
             }
-            KeyframeAsk::At(at) => at,
-            KeyframeAsk::Nothing => return,
-        };
-        ctx.run_later(at.saturating_duration_since(now), move |act, _| {
-            if let Some(publisher) = act.router.lock().unwrap().keyframe_due(track, Instant::now()) {
-                act.metrics.keyframe_requests.inc();
-                publisher.do_send(SendKeyframeRequest(track));
-            }
-        });
+            // The publisher keeps the time: it lives as long as the track, where
+            // this subscriber may leave before then.
+            KeyframeAsk::At(publisher, at) => publisher.do_send(SendKeyframeRequest { track, at: Some(at) }),
+            KeyframeAsk::Nothing => {}
+        }
     }
 
     fn arm_timer(&mut self, at: Instant, ctx: &mut Context<Self>) {
@@ -272,7 +267,7 @@ pub struct SubscribeTrack(pub TrackDesc);
 impl Handler<SubscribeTrack> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: SubscribeTrack, ctx: &mut Context<Self>) {
-        self.guarded(ctx, |core, now| core.subscribe(now, m.0));
+        self.guarded(ctx, |core, _| core.subscribe(m.0));
     }
 }
 
@@ -284,7 +279,7 @@ pub struct UnsubscribeTrack(pub TrackId);
 impl Handler<UnsubscribeTrack> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: UnsubscribeTrack, ctx: &mut Context<Self>) {
-        self.guarded(ctx, |core, now| core.unsubscribe(now, m.0));
+        self.guarded(ctx, |core, _| core.unsubscribe(m.0));
     }
 }
 
@@ -292,12 +287,28 @@ impl Handler<UnsubscribeTrack> for ParticipantActor {
 /// asked, through the router's throttle).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SendKeyframeRequest(pub TrackId);
+pub struct SendKeyframeRequest {
+    /// The track.
+    pub track: TrackId,
+    /// Now (`None`), or at this time if the router's throttle still has it due
+    /// then (the requests that came in the meantime, as one).
+    pub at: Option<Instant>,
+}
 
 impl Handler<SendKeyframeRequest> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: SendKeyframeRequest, ctx: &mut Context<Self>) {
-        self.guarded(ctx, |core, _| core.request_keyframe(m.0));
+        let track = m.track;
+        let Some(at) = m.at else {
+            self.guarded(ctx, |core, _| core.request_keyframe(track));
+            return;
+        };
+        ctx.run_later(at.saturating_duration_since(Instant::now()), move |act, ctx| {
+            if act.router.lock().unwrap().keyframe_due(track, Instant::now()).is_some() {
+                act.metrics.keyframe_requests.inc();
+                act.guarded(ctx, |core, _| core.request_keyframe(track));
+            }
+        });
     }
 }
 
@@ -352,7 +363,7 @@ pub struct AcceptAnswer(pub String);
 impl Handler<AcceptAnswer> for ParticipantActor {
     type Result = Result<(), String>;
     fn handle(&mut self, m: AcceptAnswer, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, |core, now| core.accept_answer(now, &m.0))
+        self.guarded(ctx, |core, _| core.accept_answer(&m.0))
             .unwrap_or_else(|| Err("internal error while handling the answer".into()))
     }
 }

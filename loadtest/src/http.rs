@@ -112,12 +112,13 @@ impl Http {
         Ok(())
     }
 
-    /// GETs `{base}{path}` and returns the body as text.
-    pub(crate) fn get_text(&self, path: &str) -> Result<String> {
+    /// GETs `{base}{path}` as text, with `Authorization: Bearer <token>`.
+    pub(crate) fn get_text_authorized(&self, path: &str, token: &str) -> Result<String> {
         let url = format!("{}{path}", self.base);
         let mut response = self
             .agent
             .get(&url)
+            .header("Authorization", &format!("Bearer {token}"))
             .call()
             .with_context(|| format!("cannot reach the server at {url}"))?;
         let status = response.status();

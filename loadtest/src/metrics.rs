@@ -42,8 +42,8 @@ pub struct HistogramBucket {
 }
 
 /// GETs `{base_url}/metrics` (bounded by `timeout`) and parses it.
-pub fn scrape_metrics(base_url: &str, timeout: Duration) -> Result<Metrics> {
-    let text = Http::new(base_url, timeout)?.get_text("/metrics")?;
+pub fn scrape_metrics(base_url: &str, token: &str, timeout: Duration) -> Result<Metrics> {
+    let text = Http::new(base_url, timeout)?.get_text_authorized("/metrics", token)?;
     Ok(Metrics::parse(&text))
 }
 

@@ -55,10 +55,6 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long after joining the peer may take to send its first offer.
 pub const OFFER_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Longest a newly opened video track waits for a keyframe before frames go
-/// through anyway.
-const KEYFRAME_WAIT: Duration = Duration::from_secs(3);
-
 /// Video packets kept per m-line for resends; see [`PeerCore::new`].
 const SEND_BUFFER_VIDEO_PACKETS: usize = 400;
 
@@ -73,12 +69,6 @@ pub struct PeerCore {
     neg: Negotiation,
     inbound: HashMap<Mid, Inbound>,
     connected: bool,
-    /// Video tracks it receives whose next frame sent must be a keyframe: newly
-    /// opened, or back after a lost connection. Frames before it would only be
-    /// thrown away by the decoder. Each with when it started waiting: past
-    /// [`KEYFRAME_WAIT`] frames go through anyway, should a publisher's keyframes
-    /// never be recognised.
-    awaiting_keyframe: HashMap<TrackId, Instant>,
     /// ICE is checking a new path (a restart) after having connected.
     ice_checking: bool,
     /// Since when ICE has been down (Disconnected and not recovered).
@@ -132,7 +122,6 @@ impl PeerCore {
             ufrag,
             inbound: HashMap::new(),
             connected: false,
-            awaiting_keyframe: HashMap::new(),
             ice_checking: false,
             ice_down: None,
             restart_asked: None,
@@ -311,7 +300,7 @@ impl PeerCore {
                 self.connected = true;
                 self.signal(ParticipantEvent::Connection(true));
                 tracing::info!(participant = %self.id, "media connected");
-                self.want_keyframes(now, self.neg.open_tracks());
+                self.want_keyframes(self.neg.open_tracks());
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 // A short network blip can recover (str0m goes back to Checking and
@@ -323,11 +312,9 @@ impl PeerCore {
             }
             Event::IceConnectionStateChange(IceConnectionState::Checking) if self.connected => {
                 // An ICE restart (or a new path) is being checked: what is sent now
-                // goes down the old path and is lost. Its video waits for a keyframe.
+                // goes down the old path and is lost; a keyframe is asked for once
+                // the new path is up.
                 self.ice_checking = true;
-                for t in self.neg.open_tracks() {
-                    self.awaiting_keyframe.entry(t).or_insert(now);
-                }
             }
             Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
                 if self.ice_down.is_some() || self.ice_checking =>
@@ -339,9 +326,9 @@ impl PeerCore {
                 // What was sent while it was away is lost: its decoders start again
                 // at a keyframe, asked for now rather than after its first loss
                 // report.
-                self.want_keyframes(now, self.neg.open_tracks());
+                self.want_keyframes(self.neg.open_tracks());
             }
-            Event::MediaAdded(m) => self.media_added(now, m.mid, m.kind, m.direction),
+            Event::MediaAdded(m) => self.media_added(m.mid, m.kind, m.direction),
             Event::MediaData(data) => self.media_in(now, data),
             Event::KeyframeRequest(req) => {
                 if let Some(t) = self.neg.open_track_on(req.mid) {
@@ -357,7 +344,7 @@ impl PeerCore {
         }
     }
 
-    fn media_added(&mut self, now: Instant, mid: Mid, kind: MediaKind, dir: str0m::media::Direction) {
+    fn media_added(&mut self, mid: Mid, kind: MediaKind, dir: str0m::media::Direction) {
         use str0m::media::Direction;
         if matches!(dir, Direction::RecvOnly | Direction::SendRecv) && self.opts.publish.is_some() {
             let track = TrackDesc {
@@ -373,24 +360,23 @@ impl PeerCore {
         }
         if matches!(dir, Direction::SendOnly | Direction::SendRecv) {
             let bound = self.neg.peer_mid(mid, kind);
-            self.bound(now, bound);
+            self.bound(bound);
         }
     }
 
     /// Tracks newly bound to m-lines the peer offered: their first frames need a
     /// keyframe, and the client learns which track each m-line carries.
-    fn bound(&mut self, now: Instant, bound: Vec<(Mid, TrackDesc)>) {
+    fn bound(&mut self, bound: Vec<(Mid, TrackDesc)>) {
         for (mid, track) in bound {
-            self.want_keyframes(now, [track.id]);
+            self.want_keyframes([track.id]);
             self.signal(ParticipantEvent::Bound { mid: mid.to_string(), track });
         }
     }
 
-    /// These tracks it receives restart at a keyframe: asked of their publishers
-    /// (through the room's throttle), and nothing of them is sent until it comes.
-    fn want_keyframes(&mut self, now: Instant, tracks: impl IntoIterator<Item = TrackId>) {
+    /// These tracks it receives need a keyframe to start (again): asked of their
+    /// publishers through the router's throttle.
+    fn want_keyframes(&mut self, tracks: impl IntoIterator<Item = TrackId>) {
         for t in tracks {
-            self.awaiting_keyframe.insert(t, now);
             self.want_keyframe(t);
         }
     }
@@ -405,14 +391,6 @@ impl PeerCore {
         };
         if !self.is_connected() {
             return;
-        }
-        if let Some(&since) = self.awaiting_keyframe.get(&track) {
-            let waited = now.saturating_duration_since(since) >= KEYFRAME_WAIT;
-            if !data.is_keyframe() && !waited && data.params.spec().codec.is_video() {
-                self.metrics.dropped.with_label_values(&["awaiting_keyframe"]).inc();
-                return;
-            }
-            self.awaiting_keyframe.remove(&track);
         }
         let Some(writer) = self.rtc.writer(mid) else {
             return;
@@ -431,17 +409,16 @@ impl PeerCore {
     }
 
     /// The peer now receives this track.
-    pub fn subscribe(&mut self, now: Instant, track: TrackDesc) {
+    pub fn subscribe(&mut self, track: TrackDesc) {
         tracing::debug!(participant = %self.id, track = %track.id, "subscribed");
         let bound = self.neg.subscribe(track);
-        self.bound(now, bound);
+        self.bound(bound);
     }
 
     /// A track it received ended.
-    pub fn unsubscribe(&mut self, now: Instant, track: TrackId) {
-        self.awaiting_keyframe.remove(&track);
+    pub fn unsubscribe(&mut self, track: TrackId) {
         let bound = self.neg.unsubscribe(track, self.opts.renegotiate);
-        self.bound(now, bound);
+        self.bound(bound);
     }
 
     /// The peer's SDP offer; returns the answer.
@@ -456,14 +433,14 @@ impl PeerCore {
     }
 
     /// The peer's answer to the last server offer.
-    pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<(), String> {
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
         let done = self.neg.accept_answer(&mut self.rtc, sdp)?;
         if let Some(old) = done.retired_ufrag {
             // The old credentials are void now: stop routing checks that name them.
             self.queue.push_back(PeerOutput::Route(RouteChange::Retire(old)));
             tracing::info!(participant = %self.id, "ICE restarted");
         }
-        self.want_keyframes(now, done.opened);
+        self.want_keyframes(done.opened);
         tracing::debug!(participant = %self.id, "answer accepted");
         Ok(())
     }

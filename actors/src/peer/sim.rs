@@ -393,7 +393,7 @@ impl Sim {
                     trace(self, &format!("server {i} wants a keyframe"));
                     match self.router.want_keyframe(t, now) {
                         KeyframeAsk::Now(&publisher) => self.keyframe(publisher, t),
-                        KeyframeAsk::At(at) => self.keyframe_timers.push((at, t)),
+                        KeyframeAsk::At(_, at) => self.keyframe_timers.push((at, t)),
                         KeyframeAsk::Nothing => {}
                     }
                 }
@@ -413,7 +413,7 @@ impl Sim {
         if let ParticipantEvent::Offer { sdp, .. } = &e {
             let offer = SdpOffer::from_sdp_string(sdp).expect("a server offer");
             let answer = self.clients[i].rtc.sdp_api().accept_offer(offer).expect("the client answers");
-            self.servers[i].core.accept_answer(self.now, &answer.to_sdp_string()).expect("the server takes the answer");
+            self.servers[i].core.accept_answer(&answer.to_sdp_string()).expect("the server takes the answer");
         }
         self.servers[i].signals.push((self.now, e));
     }
@@ -436,7 +436,7 @@ impl Sim {
     fn subscribe_all(&mut self, sub: usize) {
         for track in self.tracks.clone() {
             self.router.link(track.id, self.servers[sub].core.id(), sub);
-            self.servers[sub].core.subscribe(self.now, track);
+            self.servers[sub].core.subscribe(track);
         }
     }
 

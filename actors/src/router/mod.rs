@@ -41,8 +41,9 @@ pub struct Producer<C, P> {
 pub enum KeyframeAsk<'a, P> {
     /// Ask the publisher now.
     Now(&'a P),
-    /// Call [`Router::keyframe_due`] at this time; one request goes then.
-    At(Instant),
+    /// Have the publisher call [`Router::keyframe_due`] at this time; one request
+    /// goes then.
+    At(&'a P, Instant),
     /// Nothing to do: one is scheduled already, or the track has no keyframes
     /// (audio) or is gone.
     Nothing,
@@ -115,14 +116,14 @@ impl<C, P> Router<C, P> {
         };
         match p.keyframes.request(now) {
             KeyframeDecision::SendNow => KeyframeAsk::Now(&p.publisher),
-            KeyframeDecision::SendAt(at) => KeyframeAsk::At(at),
+            KeyframeDecision::SendAt(at) => KeyframeAsk::At(&p.publisher, at),
             KeyframeDecision::Coalesced => KeyframeAsk::Nothing,
         }
     }
 
     /// The time given by [`KeyframeAsk::At`] has come: the publisher to ask now, if
-    /// a request is still due. (A time that is never kept heals itself: the next
-    /// request after the interval goes at once.)
+    /// a request is still due. (Were that time never kept, the next request after
+    /// the interval would go at once.)
     pub fn keyframe_due(&mut self, track: TrackId, now: Instant) -> Option<&P> {
         let p = self.producers.get_mut(&track)?;
         p.keyframes.fire(now).then_some(&p.publisher)
@@ -163,7 +164,7 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(r.want_keyframe(TrackId(10), t0), KeyframeAsk::Now(&"video publisher"));
         let at = t0 + Duration::from_millis(500);
-        assert_eq!(r.want_keyframe(TrackId(10), t0 + Duration::from_millis(1)), KeyframeAsk::At(at));
+        assert_eq!(r.want_keyframe(TrackId(10), t0 + Duration::from_millis(1)), KeyframeAsk::At(&"video publisher", at));
         assert_eq!(r.want_keyframe(TrackId(10), t0 + Duration::from_millis(2)), KeyframeAsk::Nothing);
         assert_eq!(r.keyframe_due(TrackId(10), at), Some(&"video publisher"));
         assert_eq!(r.keyframe_due(TrackId(10), at), None, "one request per interval");
@@ -177,7 +178,7 @@ mod tests {
         r.add_producer(&track(10, MediaKind::Video), "publisher");
         let t0 = Instant::now();
         assert!(matches!(r.want_keyframe(TrackId(10), t0), KeyframeAsk::Now(_)));
-        assert!(matches!(r.want_keyframe(TrackId(10), t0 + Duration::from_millis(100)), KeyframeAsk::At(_)));
+        assert!(matches!(r.want_keyframe(TrackId(10), t0 + Duration::from_millis(100)), KeyframeAsk::At(..)));
         // Whoever held that time went away; a request after the interval goes at once.
         assert!(matches!(r.want_keyframe(TrackId(10), t0 + Duration::from_millis(600)), KeyframeAsk::Now(_)));
     }
