@@ -38,7 +38,7 @@ export function connect() {
 
 /** Opens the WebSocket of `conn`: sends `first` when open, queues what arrives,
  * and calls `lost` if it closes while still ours. */
-export function signal(conn, first, lost) {
+function signal(conn, first, lost) {
   const ws = new WebSocket(wsUrl());
   conn.ws = ws;
   conn.opened = false;
@@ -87,7 +87,7 @@ export function signal(conn, first, lost) {
 // no longer has the session does the page join again, as new.
 
 /** The media path is down: resume on a new WebSocket, then restart ICE. */
-export function recoverMedia(conn) {
+function recoverMedia(conn) {
   if (conn.closed || conn.resuming || conn.pc?.connectionState === "connected") return;
   resumeSession(conn, "media interrupted");
 }
@@ -95,7 +95,7 @@ export function recoverMedia(conn) {
 /** Takes fresh TURN credentials, and plans to renew them before they end: a relayed
  * session resumes and restarts ICE (a moment's interruption at most) two minutes
  * before; a direct one needs none. */
-export function useIceServers(conn, servers) {
+function useIceServers(conn, servers) {
   if (!servers?.length || !conn.pc) return;
   try {
     conn.pc.setConfiguration({ ...conn.pc.getConfiguration(), iceServers: servers });
@@ -119,7 +119,7 @@ export function useIceServers(conn, servers) {
  * may take many seconds to notice that the address it used is gone. Then the page
  * recovers at once (resume and ICE restart). A quiet room (nothing flowing) never
  * counts as a stall. */
-export function watchMedia(conn) {
+function watchMedia(conn) {
   clearInterval(conn.watchTimer);
   let last = -1;
   let since = Date.now();
@@ -151,7 +151,7 @@ export function watchMedia(conn) {
 }
 
 /** Asks for an ICE restart, and again while the media stays down. */
-export function restartIce(conn, evenIfConnected = false) {
+function restartIce(conn, evenIfConnected = false) {
   if (conn.closed || (conn.pc?.connectionState === "connected" && !evenIfConnected)) return;
   note("ICE restart asked");
   send(conn, { type: "ice_restart" });
@@ -160,7 +160,7 @@ export function restartIce(conn, evenIfConnected = false) {
 }
 
 /** Opens a new WebSocket and takes the session back with the resume secret. */
-export function resumeSession(conn, reason) {
+function resumeSession(conn, reason) {
   if (conn.closed) return;
   if (!app.resume) return restart(reason);
   note(`resuming: ${reason}`);
@@ -185,7 +185,7 @@ export function resumeSession(conn, reason) {
   }, RESUME_OPEN_MS);
 }
 
-export function onResumed(conn, m) {
+function onResumed(conn, m) {
   note("resumed");
   conn.resuming = false;
   clearTimeout(conn.resumeTimer);
@@ -249,7 +249,7 @@ export function retryIn(again, reason) {
   retryIn.now = () => { clearInterval(app.reconnectTimer); again(); };
 }
 
-export function restart(reason) {
+function restart(reason) {
   teardown();
   if (app.left || app.fatal) return; // onError already said why
   retryIn(connect, reason);
@@ -272,7 +272,7 @@ export function hideOutage() {
   document.body.dataset.outage = "false";
 }
 
-export async function handle(conn, msg) {
+async function handle(conn, msg) {
   switch (msg.type) {
     case "joined": return onJoined(conn, msg);
     case "resumed": return onResumed(conn, msg);
@@ -294,7 +294,7 @@ export async function handle(conn, msg) {
   }
 }
 
-export async function onJoined(conn, m) {
+async function onJoined(conn, m) {
   // A new session: nothing of ours is held by an operator, and no hand is up yet.
   Object.assign(app, { participantId: m.participant_id, policy: m.policy, role: m.role, held: { audio: false, video: false }, resume: m.resume ?? null });
   app.ownIds.add(m.participant_id);
@@ -339,7 +339,7 @@ export async function onJoined(conn, m) {
   setState("connecting", "Connecting…");
 }
 
-export async function onServerOffer(conn, m) {
+async function onServerOffer(conn, m) {
   const pc = conn.pc;
   if (!pc) throw new Error("server offer before join completed");
   note("server offer");
@@ -351,7 +351,7 @@ export async function onServerOffer(conn, m) {
 }
 
 /** Sets the policy's caps on the video sender (after negotiation, when encodings exist). */
-export async function applySenderLimits(conn) {
+async function applySenderLimits(conn) {
   const sender = conn.videoSender;
   const p = app.policy;
   if (!sender?.track || !p) return;
@@ -368,7 +368,7 @@ export async function applySenderLimits(conn) {
   }
 }
 
-export function onPcState(conn) {
+function onPcState(conn) {
   if (conn.closed) return;
   const s = conn.pc.connectionState;
   note(`media ${s}`);
@@ -390,7 +390,7 @@ export function onPcState(conn) {
   }
 }
 
-export function onError(m) {
+function onError(m) {
   if (FATAL_CODES.has(m.code)) return showFatal(m.message || m.code);
   // Back after the server had ended the session (a restart, a long outage): join again.
   if (m.code === "session_gone") return restart("the session had ended while away");
@@ -433,7 +433,7 @@ export async function stats() {
 /** How the media travels, from the selected candidate pair: { protocol: "udp" |
  * "tcp", type: "host" | "srflx" | "prflx" | "relay", relayProtocol } (null before
  * ICE has chosen). The same values chrome://webrtc-internals shows. */
-export function mediaPath(report) {
+function mediaPath(report) {
   let pairId = null;
   report.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
   const pair = pairId && report.get(pairId);

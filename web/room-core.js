@@ -11,7 +11,7 @@
 //                       raised hands, chat and tiles
 // Protocol: signaling/src/protocol.rs and docs/signaling.md.
 
-export const $ = (id) => document.getElementById(id);
+const $ = (id) => document.getElementById(id);
 export const ui = {
   roomName: $("room-name"), self: $("self"), selfName: $("self-name"), selfRole: $("self-role"),
   people: $("people"), connText: $("conn-text"),
@@ -21,7 +21,7 @@ export const ui = {
   bannerAction: $("banner-action"), notice: $("notice"), noticeText: $("notice-text"),
   noticeAction: $("notice-action"), feedWrap: $("feed-wrap"), placeholder: $("feed-placeholder"),
   feed: $("feed"), feedAudio: $("feed-audio"), tiles: $("tiles"), audioSink: $("audio-sink"),
-  stage: $("stage"), controls: $("controls"),
+  stage: $("stage"), controls: $("controls"), eventState: $("event-state"),
   prejoin: $("prejoin"), prejoinEvent: $("prejoin-event"), prejoinName: $("prejoin-name"),
   prejoinNote: $("prejoin-note"), prejoinBody: $("prejoin-body"), fatal: $("fatal"), fatalText: $("fatal-text"),
   preview: $("preview"), previewWrap: $("preview-wrap"), micSelect: $("mic-select"), camSelect: $("cam-select"),
@@ -46,7 +46,7 @@ export const MAX_BACKOFF_MS = 10_000;
 export const SELF = "self"; // tile key of our own preview
 export const DEVICES_KEY = "casecast.devices"; // localStorage: { mic, cam } device ids
 
-export const query = new URLSearchParams(location.search);
+const query = new URLSearchParams(location.search);
 export const roomId = decodeURIComponent(location.pathname.match(/\/room\/([^/]+)/)?.[1] ?? "");
 export const token = query.get("token") ?? "";
 

@@ -32,7 +32,7 @@ export async function ensureLocalMedia(policy) {
 }
 
 /** Asks for the devices again, then starts a fresh session that sends them. */
-export async function retryMedia() {
+async function retryMedia() {
   hideNotice();
   app.localStream?.getTracks().forEach((t) => t.stop());
   app.localStream = null;

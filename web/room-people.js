@@ -6,7 +6,7 @@
 // messages.
 
 import { send } from "./room-connection.js";
-import { SELF, app, note, showBanner, ui } from "./room-core.js";
+import { SELF, app, showBanner, ui } from "./room-core.js";
 import { renderControls } from "./room-local.js";
 
 // ---------------------------------------------------------------- remote media
@@ -14,7 +14,7 @@ import { renderControls } from "./room-local.js";
 export const onTrack = (ev) => route(ev.transceiver?.mid, ev.track);
 
 /** Plays a received track where its track info says it belongs. */
-export function route(mid, track) {
+function route(mid, track) {
   const info = app.tracks.get(mid) ?? {
     id: mid, mid, participant_id: "unknown", name: "Unknown", kind: track.kind, source: "commentator",
   };
@@ -104,8 +104,8 @@ export function removeTrack(trackId) {
 
 /** People in the roster: commentators (and viewers on this door), not the encoder,
  * the program mixer or operators' consoles. */
-export const isPerson = (p) => p.role === "commentator" || p.role === "viewer";
-export const showsTile = (p) => p.role === "commentator";
+const isPerson = (p) => p.role === "commentator" || p.role === "viewer";
+const showsTile = (p) => p.role === "commentator";
 
 export function syncParticipants(list) {
   app.participants = new Map(list.filter((p) => !app.ownIds.has(p.id)).map((p) => [p.id, p]));
@@ -256,7 +256,7 @@ export function ensureTile(id, name) {
 }
 
 /** The monitor tile: the program as viewers see it; click for full screen. */
-export function ensureProgramTile() {
+function ensureProgramTile() {
   let tile = ui.tiles.querySelector(".tile.program");
   if (!tile) {
     tile = document.createElement("figure");
@@ -272,7 +272,7 @@ export function ensureProgramTile() {
 }
 
 /** Removes the tile of someone no longer in the room once nothing of theirs plays. */
-export function pruneTile(id) {
+function pruneTile(id) {
   if (id === SELF || app.participants.has(id)) return;
   for (const m of app.media.values()) if (m.info.participant_id === id) return;
   tileFor(id)?.remove();

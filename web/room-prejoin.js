@@ -44,7 +44,7 @@ export function check() {
   };
 }
 
-export function onInvitation(m) {
+function onInvitation(m) {
   app.invitation = m;
   app.attempt = 0;
   setState("idle", "Ready to join");
@@ -68,16 +68,16 @@ export function onInvitation(m) {
 
 // The event's state (scheduled, starting, on air, off air, ended), followed every
 // 5 s once joined, as viewers see it: /watch/{room}/state, with this page's token.
-export const STATE_WORDS = { scheduled: "not started", starting: "starting", on_air: "on air", off_air: "off air", ended: "ended" };
-export let stateTimer = 0;
-export async function followState() {
+const STATE_WORDS = { scheduled: "not started", starting: "starting", on_air: "on air", off_air: "off air", ended: "ended" };
+let stateTimer = 0;
+async function followState() {
   clearTimeout(stateTimer);
   if (!app.event) return;
   try {
     const r = await fetch(`/watch/${encodeURIComponent(roomId)}/state?token=${encodeURIComponent(token)}`, { cache: "no-store" });
     if (r.ok) {
       const s = await r.json();
-      const el = $("event-state");
+      const el = ui.eventState;
       el.hidden = !STATE_WORDS[s.state];
       el.dataset.state = s.state;
       el.textContent = STATE_WORDS[s.state] ?? "";
@@ -112,7 +112,7 @@ export function showEvent(event) {
 export const loadChoice = () => {
   try { return JSON.parse(localStorage.getItem(DEVICES_KEY) ?? "{}") ?? {}; } catch { return {}; }
 };
-export const saveChoice = (choice) => {
+const saveChoice = (choice) => {
   try { localStorage.setItem(DEVICES_KEY, JSON.stringify(choice)); } catch { /* private mode: not remembered */ }
 };
 
@@ -188,13 +188,13 @@ export async function startPreview() {
   ui.joinHint.textContent = app.localStream ? "" : "You can join without them and speak later after a Retry.";
 }
 
-export function showMediaError(err, what, partial) {
+function showMediaError(err, what, partial) {
   ui.mediaError.hidden = false;
   ui.mediaError.dataset.error = err?.name ?? "Error";
   ui.mediaErrorText.textContent = mediaProblem(err, what) + (partial ? " Meanwhile you can join with what works." : "");
 }
 
-export function showPreview() {
+function showPreview() {
   const cam = localTrack("video");
   ui.previewWrap.dataset.video = cam ? "on" : "off";
   ui.preview.srcObject = cam ? new MediaStream([cam]) : null;
@@ -202,7 +202,7 @@ export function showPreview() {
 }
 
 /** Fills the microphone and camera lists (labels come once access is granted). */
-export async function listDevices() {
+async function listDevices() {
   let devices = [];
   try { devices = await navigator.mediaDevices.enumerateDevices(); } catch { /* none */ }
   const fill = (select, kind, track, noun) => {
@@ -223,7 +223,7 @@ export function onDeviceChosen() {
 }
 
 /** A live level of one audio track (WebAudio analyser), drawn as a bar. */
-export function startMeter(track) {
+function startMeter(track) {
   stopMeter();
   ui.meter.hidden = !track;
   ui.meterHint.hidden = !track;
@@ -258,7 +258,7 @@ export function startMeter(track) {
   startMeter.current = { ctx, timer };
 }
 
-export function stopMeter() {
+function stopMeter() {
   const m = startMeter.current;
   if (!m) return;
   clearInterval(m.timer);
@@ -266,7 +266,7 @@ export function stopMeter() {
   startMeter.current = null;
 }
 
-export function stopLocal() {
+function stopLocal() {
   stopMeter();
   app.localStream?.getTracks().forEach((t) => t.stop());
   app.localStream = null;
