@@ -365,10 +365,13 @@ impl PeerCore {
     }
 
     /// Tracks newly bound to m-lines the peer offered: their first frames need a
-    /// keyframe, and the client learns which track each m-line carries.
+    /// keyframe (asked for now if the media is up, else when it connects), and the
+    /// client learns which track each m-line carries.
     fn bound(&mut self, bound: Vec<(Mid, TrackDesc)>) {
         for (mid, track) in bound {
-            self.want_keyframes([track.id]);
+            if self.connected {
+                self.want_keyframe(track.id);
+            }
             self.signal(ParticipantEvent::Bound { mid: mid.to_string(), track });
         }
     }

@@ -79,6 +79,9 @@ pub(super) struct Negotiation {
     restart_wanted: bool,
     /// The new ufrag of a restart offered and not yet answered.
     restarting: Option<String>,
+    /// Something may need offering (a track to add or stop, a restart): without
+    /// it, [`Negotiation::offer`] returns at once, as it does after every datagram.
+    changed: bool,
 }
 
 impl Negotiation {
@@ -94,6 +97,7 @@ impl Negotiation {
             current_ufrag: ufrag,
             restart_wanted: false,
             restarting: None,
+            changed: false,
         }
     }
 
@@ -133,11 +137,13 @@ impl Negotiation {
             return Vec::new();
         }
         self.outbound.push(Outbound { track, state: OutState::Unbound });
+        self.changed = true;
         self.bind_free_mids()
     }
 
     pub fn unsubscribe(&mut self, track: TrackId, renegotiate: bool) -> Vec<(Mid, TrackDesc)> {
         let peer_mids = &self.peer_mids;
+        let changed = &mut self.changed;
         let mut freed = Vec::new();
         self.outbound.retain_mut(|o| {
             if o.track.id != track {
@@ -153,6 +159,7 @@ impl Negotiation {
                 }
                 OutState::Open(mid) | OutState::Negotiating(mid) if renegotiate => {
                     o.state = OutState::ToStop(mid);
+                    *changed = true;
                     true
                 }
                 OutState::Open(mid) | OutState::Negotiating(mid) => {
@@ -185,6 +192,7 @@ impl Negotiation {
 
     pub fn want_restart(&mut self) {
         self.restart_wanted = true;
+        self.changed = true;
     }
 
     /// A restart is offered and not answered yet.
@@ -208,7 +216,7 @@ impl Negotiation {
 
     /// A server offer, if something changed and none is in flight.
     pub fn offer(&mut self, rtc: &mut Rtc, now: Instant) -> Option<Offer> {
-        if !self.negotiated || self.pending.is_some() {
+        if !self.negotiated || self.pending.is_some() || !std::mem::take(&mut self.changed) {
             return None;
         }
         let mut change = rtc.sdp_api();
@@ -253,6 +261,7 @@ impl Negotiation {
 
     /// Puts the changes of an abandoned server offer back to be offered again.
     fn offer_again(&mut self) {
+        self.changed = true;
         self.pending = None;
         self.pending_sent = None;
         if self.restarting.take().is_some() {
