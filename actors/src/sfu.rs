@@ -132,6 +132,11 @@ impl Sfu {
         &self.inner.candidates
     }
 
+    /// The actor of an open room.
+    fn room_addr(&self, room: &str) -> Option<Addr<RoomActor>> {
+        self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone())
+    }
+
     /// Open rooms and their member counts.
     pub async fn rooms(&self) -> Vec<(String, usize)> {
         let rooms: Vec<_> = self.inner.rooms.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.addr.clone())).collect();
@@ -149,19 +154,19 @@ impl Sfu {
     /// program is to do (`RoomEvent::ProgramLayout`, `ProgramSwitches`,
     /// `ProgramMetadata`); `None` if the room is not open, else how many were told.
     pub async fn to_operators(&self, room: &str, event: crate::RoomEvent) -> Option<usize> {
-        let addr = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone())?;
+        let addr = self.room_addr(room)?;
         addr.send(crate::room::ToOperators(event)).await.ok()
     }
 
     /// The stats of an open room's members; `None` if the room is not open.
     pub async fn participants(&self, room: &str) -> Option<Vec<crate::ParticipantStats>> {
-        let addr = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone())?;
+        let addr = self.room_addr(room)?;
         addr.send(crate::room::Participants).await.ok()
     }
 
     /// Removes a member of an open room; whether there was one.
     pub async fn remove(&self, room: &str, participant: &str) -> bool {
-        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone()) else { return false };
+        let Some(addr) = self.room_addr(room) else { return false };
         addr.send(crate::room::Remove(participant.to_string())).await.unwrap_or(false)
     }
 
@@ -173,14 +178,14 @@ impl Sfu {
     /// Mutes (holds) or releases one kind of a participant's media, as an operator;
     /// false when it is not in the room.
     pub async fn hold(&self, room: &str, participant: &str, kind: crate::MediaKind, held: bool) -> bool {
-        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone()) else { return false };
+        let Some(addr) = self.room_addr(room) else { return false };
         addr.send(crate::room::Hold { participant: participant.to_string(), kind, held }).await.unwrap_or(false)
     }
 
     /// Ends every session of one person (`identity`) in an open room, saying why:
     /// a revoked invitation. Answers how many were ended.
     pub async fn end_sessions(&self, room: &str, identity: &str, reason: &str) -> usize {
-        let Some(addr) = self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone()) else { return 0 };
+        let Some(addr) = self.room_addr(room) else { return 0 };
         addr.send(crate::room::EndSessions { identity: identity.to_string(), reason: reason.to_string() }).await.unwrap_or(0)
     }
 

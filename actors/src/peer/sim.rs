@@ -239,11 +239,10 @@ struct Sim {
     /// Client 0's video m-line, once it sends.
     publishing: Option<Mid>,
     frame: u32,
-    forwarded_at: Vec<(u32, Instant)>,
     /// When each frame was sent, by number.
     sent_at: Vec<Instant>,
-    /// The numbers of the frames the publisher's peer passed on, in order.
-    forwarded: Vec<u32>,
+    /// The frames the publisher's peer passed on, in order: number, and when.
+    forwarded: Vec<(u32, Instant)>,
     next_frame: Instant,
     fps: u32,
 }
@@ -263,7 +262,6 @@ impl Sim {
             publishing: None,
             frame: 0,
             sent_at: Vec::new(),
-            forwarded_at: Vec::new(),
             forwarded: Vec::new(),
             next_frame: start,
             fps: 30,
@@ -381,8 +379,7 @@ impl Sim {
                         if data.is_keyframe() {
                             trace(self, &format!("keyframe {n} passed on"));
                         }
-                        self.forwarded.push(n);
-                        self.forwarded_at.push((n, now));
+                        self.forwarded.push((n, now));
                     }
                     let subs: Vec<usize> = self.router.consumers(track).iter().map(|(_, s)| *s).collect();
                     for s in subs {
@@ -660,14 +657,14 @@ fn watch(seed: u64, link: Link, renegotiate: bool) -> Watched {
     assert!(received.iter().all(|r| r.whole), "{link:?} seed {seed}: a frame arrived with wrong bytes");
     // The server passes frames on in the order they were sent: what comes late to
     // the subscriber is the network's doing.
-    assert!(sim.forwarded.windows(2).all(|w| w[0] < w[1]), "{link:?} seed {seed}: the server reordered frames");
+    assert!(sim.forwarded.windows(2).all(|w| w[0].0 < w[1].0), "{link:?} seed {seed}: the server reordered frames");
     assert!(sim.servers.iter().all(|s| s.closed.is_none()), "{link:?} seed {seed}: a peer ended");
     let arrived: HashSet<u32> = received.iter().map(|r| r.number).filter(|n| (first..last).contains(n)).collect();
     let shown = sim.clients[v].player.shown.iter().filter(|(_, n)| (first..last).contains(n)).count();
     if std::env::var("SIM_TRACE").is_ok() {
         for r in received.iter().filter(|r| (first..last).contains(&r.number)) {
             let sent = sim.sent_at[r.number as usize];
-            let fwd = sim.forwarded_at.iter().find(|(n, _)| *n == r.number).map(|(_, at)| *at - sent);
+            let fwd = sim.forwarded.iter().find(|(n, _)| *n == r.number).map(|(_, at)| *at - sent);
             let total = r.at - sent;
             if total > Duration::from_millis(300) {
                 eprintln!("frame {} kf {} leg1 {:?} total {:?}", r.number, r.keyframe, fwd, total);
@@ -755,7 +752,7 @@ fn a_subscriber_that_moves_network_gets_the_feed_back_after_an_ice_restart() {
             // Nothing but whole frames from the keyframe on.
             let after = &sim.clients[v].received[before + picture(&sim).unwrap()..];
             assert!(after.iter().all(|r| r.whole), "{link:?} seed {seed}: a broken frame");
-            assert!(sim.forwarded.windows(2).all(|w| w[0] < w[1]), "seed {seed}: the server reordered frames");
+            assert!(sim.forwarded.windows(2).all(|w| w[0].0 < w[1].0), "seed {seed}: the server reordered frames");
         }
     }
 }
