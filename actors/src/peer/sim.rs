@@ -743,6 +743,7 @@ fn a_subscriber_that_moves_network_gets_the_feed_back_after_an_ice_restart() {
                 "{link:?} seed {seed}: the feed did not come back"
             );
             let back = sim.clients[v].received[before + picture(&sim).unwrap()].at - moved;
+            eprintln!("{link:?} seed {seed}: the picture was back {back:?} after the restart was asked for");
             assert!(back < Duration::from_secs(bound), "{link:?} seed {seed}: the picture was back after {back:?}");
             let s = &sim.servers[v];
             assert_eq!(s.core.id(), id, "the same participant");
