@@ -90,10 +90,10 @@ struct CyclesReport {
 /// Joins and leaves `n` subscribers in turn, bounded by `limit` in all.
 fn run_cycles(args: &Args, token: &dyn Fn(usize) -> String, options: &SubscriberOptions, n: usize, limit: Duration) -> Result<CyclesReport> {
     let rss = || -> Result<f64> {
-        let m = scrape_metrics(&args.url, &args.scrape_token(), HTTP_TIMEOUT)?;
+        let m = scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT)?;
         m.get("process_resident_memory_bytes").map(|b| b / 1_048_576.0).context("the server reports no process_resident_memory_bytes")
     };
-    let viewers = || scrape_metrics(&args.url, &args.scrape_token(), HTTP_TIMEOUT).ok().and_then(|m| m.get("casecast_participants{role=\"viewer\"}"));
+    let viewers = || scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT).ok().and_then(|m| m.get("casecast_participants{role=\"viewer\"}"));
     let viewers_before = viewers();
     let before = rss()?;
     let start = Instant::now();
@@ -136,16 +136,17 @@ fn run_cycles(args: &Args, token: &dyn Fn(usize) -> String, options: &Subscriber
 
 impl Args {
     /// The token `/metrics` takes: as given, or derived from the secret as the
-    /// server derives it.
-    fn scrape_token(&self) -> String {
-        self.metrics_token
-            .clone()
-            .unwrap_or_else(|| casecast_signaling::token::derived_secret(&self.secret, "casecast metrics scrape"))
+    /// server derives it (settled once, in `main`).
+    fn scrape_token(&self) -> &str {
+        self.metrics_token.as_deref().unwrap_or_default()
     }
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.metrics_token.is_none() {
+        args.metrics_token = Some(casecast_signaling::token::derived_scrape_token(&args.secret));
+    }
     match run(&args) {
         Ok(code) => code,
         Err(e) => {
@@ -163,7 +164,7 @@ fn run(args: &Args) -> Result<ExitCode> {
     if !args.url.starts_with("http://") {
         bail!("--url must be a plain http:// URL, not {:?}", args.url);
     }
-    scrape_metrics(&args.url, &args.scrape_token(), HTTP_TIMEOUT).with_context(|| {
+    scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT).with_context(|| {
         format!(
             "the server at {} is unreachable (GET /metrics failed)",
             args.url
@@ -267,7 +268,7 @@ fn run(args: &Args) -> Result<ExitCode> {
     }
 
     // The measurement window.
-    let metrics_before = scrape_metrics(&args.url, &args.scrape_token(), HTTP_TIMEOUT)
+    let metrics_before = scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT)
         .context("reading /metrics at the start of the window")?;
     let window_start = Instant::now();
     let publisher_before = publisher.stats();
@@ -283,7 +284,7 @@ fn run(args: &Args) -> Result<ExitCode> {
         .collect();
     let publisher_after = publisher.stats();
     let window = window_start.elapsed().as_secs_f64();
-    let metrics_after = scrape_metrics(&args.url, &args.scrape_token(), HTTP_TIMEOUT);
+    let metrics_after = scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT);
 
     let windows: Vec<SubscriberWindow> = subscribers
         .iter()

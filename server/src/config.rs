@@ -815,7 +815,7 @@ impl Config {
         if let Some(t) = &self.metrics_token {
             return Ok(t.clone());
         }
-        Ok(casecast_signaling::token::derived_secret(&self.secret()?, "casecast metrics scrape"))
+        Ok(casecast_signaling::token::derived_scrape_token(&self.secret()?))
     }
 
     /// The key pair signing private events' playback tokens (ES384): kept in

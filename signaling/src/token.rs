@@ -111,6 +111,13 @@ pub fn derived_secret(secret: &str, purpose: &str) -> String {
     mac.finalize().into_bytes().iter().take(24).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bearer token `/metrics` takes when none is configured: derived from the
+/// server secret, so that a scraper that knows the secret (the load test) needs
+/// nothing else.
+pub fn derived_scrape_token(secret: &str) -> String {
+    derived_secret(secret, "casecast metrics scrape")
+}
+
 /// The server secret that signs and verifies tokens.
 #[derive(Clone)]
 pub struct TokenKey {
