@@ -299,9 +299,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- server log ---\n{}", self.log_text());
-        }
+        // Always written: the test harness shows a test's output only when it fails,
+        // whether by a panic or by an error returned.
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(300)..].join("\n");
+        eprintln!("--- server log (last {} of {} lines) ---\n{tail}", lines.len().min(300), lines.len());
     }
 }
 

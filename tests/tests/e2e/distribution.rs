@@ -165,8 +165,7 @@ fn the_program_is_pushed_to_the_provisioned_medialive_input() -> Result<()> {
     use aws_smithy_types::body::SdkBody;
     let dir = TempDir::new("aws-media");
     let port = free_tcp_port();
-    let flv = dir.0.join("input.flv");
-    let _receiver = rtmp_receiver(port, &flv)?;
+    let receiver = rtmp_receiver(port, &dir.0, "input")?;
     let url = format!("rtmp://127.0.0.1:{port}/live/program");
     let answers = [
         (200, json!({"inputs": []})),
@@ -212,7 +211,7 @@ fn the_program_is_pushed_to_the_provisioned_medialive_input() -> Result<()> {
     };
     let program = casecast_actors::program::Program::start(&opts)?;
     program.set_rtmp_urls(&provisioned.rtmp_urls);
-    wait_for("the program at the input", Duration::from_secs(60), || (file_size(&flv) > 300_000).then_some(()))?;
+    let flv = wait_for("the program at the input", Duration::from_secs(60), || receiver.largest().filter(|(_, n)| *n > 300_000).map(|(f, _)| f))?;
     // Named by its place, never by its URL (the stream key is a secret).
     assert_eq!(program.rtmp_states().iter().map(|(u, _)| u.clone()).collect::<Vec<_>>(), ["rtmp-primary"]);
     drop(program);
