@@ -39,26 +39,16 @@ impl WebrtcbinViewer {
         Self::join_over(base, room, token, pairs, true)
     }
 
-    /// The same, with webrtcbin's own default DTLS certificate (RSA), as another
-    /// team's GStreamer player would join.
-    pub fn join_as_is(base: &str, room: &str, token: &str) -> Result<Self> {
-        Self::start(base, room, token, 1, true, false)
-    }
-
     /// The same, with ICE over TCP only when `udp` is false (libnice's ICE-TCP, as
     /// from a network that blocks UDP).
     pub fn join_over(base: &str, room: &str, token: &str, pairs: usize, udp: bool) -> Result<Self> {
-        Self::start(base, room, token, pairs, udp, true)
-    }
-
-    fn start(base: &str, room: &str, token: &str, pairs: usize, udp: bool, ecdsa: bool) -> Result<Self> {
         gst::init()?;
         let counts = Arc::new(Counts::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s) = (counts.clone(), stop.clone());
         let url = format!("{}/ws", base.replace("http://", "ws://"));
         let (room, token) = (room.to_string(), token.to_string());
-        let thread = std::thread::spawn(move || run(&url, &room, &token, (pairs, udp, ecdsa), &c, &s));
+        let thread = std::thread::spawn(move || run(&url, &room, &token, (pairs, udp), &c, &s));
         Ok(WebrtcbinViewer { counts, stop, thread: Some(thread) })
     }
 
@@ -88,11 +78,11 @@ impl Drop for WebrtcbinViewer {
     }
 }
 
-fn run(url: &str, room: &str, token: &str, (pairs, udp, ecdsa): (usize, bool, bool), counts: &Arc<Counts>, stop: &AtomicBool) -> Result<()> {
+fn run(url: &str, room: &str, token: &str, (pairs, udp): (usize, bool), counts: &Arc<Counts>, stop: &AtomicBool) -> Result<()> {
     let pipeline = gst::Pipeline::new();
     let webrtc = gst::ElementFactory::make("webrtcbin").property_from_str("bundle-policy", "max-compat").build()?;
     pipeline.add(&webrtc)?;
-    let peer = WebrtcbinPeer::prepare_with(&pipeline, webrtc.clone(), &["127.0.0.1".to_string()], ecdsa).map_err(|e| anyhow!(e))?;
+    let peer = WebrtcbinPeer::prepare(&pipeline, webrtc.clone(), &["127.0.0.1".to_string()]).map_err(|e| anyhow!(e))?;
     if !udp {
         webrtc.property::<gst::glib::Object>("ice-agent").set_property("ice-udp", false);
     }

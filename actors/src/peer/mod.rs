@@ -181,14 +181,7 @@ impl PeerCore {
         let input = Input::Receive(now, Receive { proto, source, destination, contents });
         match self.rtc.handle_input(input) {
             Ok(()) => {}
-            // A failed DTLS handshake does not recover: say why (the peer's
-            // certificate kind, a missing certificate…) and end at once rather
-            // than at the connect timeout.
-            Err(e @ str0m::RtcError::Dtls(_)) if !self.connected => {
-                tracing::warn!(participant = %self.id, reason = %e, "DTLS handshake failed");
-                self.metrics.dropped.with_label_values(&["dtls_failed"]).inc();
-                self.close(format!("the media encryption handshake (DTLS) failed: {e}"));
-            }
+            Err(e) if self.is_handshake_failure(&e) => self.handshake_failed(&e),
             Err(e) => tracing::debug!(participant = %self.id, error = %e, "bad datagram"),
         }
     }
@@ -274,12 +267,34 @@ impl PeerCore {
                     }
                     return PeerOutput::Timeout(self.next_timeout());
                 }
+                Err(e) if self.is_handshake_failure(&e) => self.handshake_failed(&e),
                 Err(e) => {
                     tracing::warn!(participant = %self.id, error = %e, "rtc failed");
                     self.close(format!("media error: {e}"));
                 }
             }
         }
+    }
+
+    /// A DTLS error before the media connected, or a peer certificate that is not
+    /// the one its SDP named (str0m reports that as an SDP error once DTLS gives
+    /// the certificate).
+    fn is_handshake_failure(&self, e: &str0m::RtcError) -> bool {
+        !self.connected
+            && match e {
+                str0m::RtcError::Dtls(_) => true,
+                str0m::RtcError::RemoteSdp(m) => m.contains("fingerprint"),
+                _ => false,
+            }
+    }
+
+    /// A failed DTLS handshake does not recover: say why (the peer's certificate
+    /// kind, a certificate that is not the one its SDP named…) and end at once
+    /// rather than at the connect timeout.
+    fn handshake_failed(&mut self, e: &str0m::RtcError) {
+        tracing::warn!(participant = %self.id, reason = %e, "DTLS handshake failed");
+        self.metrics.dropped.with_label_values(&["dtls_failed"]).inc();
+        self.close(format!("the media encryption handshake (DTLS) failed: {e}"));
     }
 
     fn want_keyframe(&mut self, track: TrackId) {

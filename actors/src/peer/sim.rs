@@ -300,10 +300,15 @@ impl Sim {
     /// Client `i` offers (one video m-line, `dir` as the client sees it) and takes
     /// the server's answer; returns the m-line.
     fn offer(&mut self, i: usize, dir: Direction) -> Mid {
+        self.offer_as(i, dir, |sdp| sdp)
+    }
+
+    /// The same, with the offer's text changed by `munge` on its way.
+    fn offer_as(&mut self, i: usize, dir: Direction, munge: impl Fn(String) -> String) -> Mid {
         let mut api = self.clients[i].rtc.sdp_api();
         let mid = api.add_media(MediaKind::Video, dir, None, None, None);
         let (offer, pending) = api.apply().expect("an offer");
-        let answer = self.servers[i].core.accept_offer(self.now, &offer.to_sdp_string()).expect("the server answers");
+        let answer = self.servers[i].core.accept_offer(self.now, &munge(offer.to_sdp_string())).expect("the server answers");
         let answer = SdpAnswer::from_sdp_string(&answer).expect("an answer");
         self.clients[i].rtc.sdp_api().accept_answer(pending, answer).expect("the client takes the answer");
         mid
@@ -804,6 +809,25 @@ fn a_peer_that_never_offers_or_connects_ends_with_a_reason() {
     sim.run_until(Duration::from_secs(20), |s| s.servers[b].closed.is_some());
     assert_eq!(sim.servers[b].closed.as_deref(), Some("no media connection within the connect timeout"));
     assert!(sim.now - at >= Duration::from_secs(10));
+}
+
+#[test]
+fn a_failed_dtls_handshake_ends_at_once_and_says_why() {
+    // The offer names a certificate other than the one the peer presents (as a
+    // munged or mixed-up SDP would): the session ends when DTLS shows it, with the
+    // reason, not at the connect timeout.
+    let mut sim = Sim::new(6, HOTSPOT);
+    let a = sim.add_peer("viewer", false);
+    sim.offer_as(a, Direction::RecvOnly, |sdp| {
+        let line = sdp.lines().find(|l| l.starts_with("a=fingerprint:sha-256 ")).expect("a fingerprint").to_string();
+        // The last hex digit changed: another certificate's fingerprint.
+        let (head, last) = line.split_at(line.len() - 1);
+        sdp.replace(&line, &format!("{head}{}", if last == "0" { "1" } else { "0" }))
+    });
+    sim.run_until(Duration::from_secs(10), |s| s.servers[a].closed.is_some());
+    let reason = sim.servers[a].closed.clone().expect("closed");
+    assert!(reason.starts_with("the media encryption handshake (DTLS) failed") && reason.contains("fingerprint"), "{reason}");
+    assert!(sim.elapsed() < Duration::from_secs(3), "ended after {:?}", sim.elapsed());
 }
 
 #[test]

@@ -142,36 +142,18 @@ fn the_demo_runs_on_a_real_address_with_its_feed_and_program() -> Result<()> {
 #[test]
 fn webrtcbin_joins_over_websocket_signaling_and_decodes_the_feed() -> Result<()> {
     // A second WebRTC stack on our signaling protocol, receiving through m-lines
-    // it offered itself (the way the compositor will join).
+    // it offered itself (the way the compositor joins), as webrtcbin comes: with
+    // the RSA DTLS certificate OpenSSL-based stacks present, where browsers present
+    // ECDSA ones. The demo's feed arrives the same way, over WHIP.
     let server = Server::demo(&["--program", "false"])?;
     let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join(&server.url, "demo", &server.token("demo", Role::Operator, "compositor"), 1)?;
     wait_for("webrtcbin to decode the feed", Duration::from_secs(60), || {
         (viewer.video() >= 30 && viewer.audio() >= 25).then_some(())
     })
     .map_err(|e| anyhow::anyhow!("{e}: video {}, audio {}", viewer.video(), viewer.audio()))?;
+    assert!(!server.log_text().contains("DTLS handshake failed"));
     viewer.stop()?;
     wait_for("the operator to leave", Duration::from_secs(10), || (count(&server, "operator") == Some(0.0)).then_some(()))?;
-    Ok(())
-}
-
-#[test]
-fn a_gstreamer_peer_with_its_default_certificate_is_told_why_at_once() -> Result<()> {
-    // webrtcbin as it comes presents an RSA certificate, which the DTLS library
-    // under str0m refuses: the server says why and ends the session at once, not
-    // at the connect timeout (30 s here).
-    let server = Server::demo(&["--program", "false", "--connect-timeout-secs", "30"])?;
-    let viewer = casecast_tests::gst_peer::WebrtcbinViewer::join_as_is(&server.url, "demo", &server.token("demo", Role::Operator, "rsa peer"))?;
-    wait_for("the peer to join", Duration::from_secs(20), || (count(&server, "operator") == Some(1.0)).then_some(()))?;
-    let joined = std::time::Instant::now();
-    wait_for("the session to end with the reason", Duration::from_secs(15), || {
-        (count(&server, "operator") == Some(0.0) && server.log_text().contains("DTLS handshake failed")).then_some(())
-    })
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", server.log_text()))?;
-    assert!(joined.elapsed() < Duration::from_secs(15));
-    let log = server.log_text();
-    let line = log.lines().find(|l| l.contains("DTLS handshake failed")).unwrap_or_default();
-    assert!(line.contains("certificate"), "the reason names the certificate: {line}");
-    assert_eq!(viewer.video(), 0);
     Ok(())
 }
 
