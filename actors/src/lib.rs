@@ -52,6 +52,7 @@ mod sfu;
 pub mod tcp;
 pub mod transport;
 pub mod udp;
+pub mod watcher;
 pub mod webrtcbin;
 
 pub use ids::{ParticipantId, TrackId};

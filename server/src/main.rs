@@ -19,6 +19,7 @@ mod routes;
 mod state;
 mod tls;
 mod viewers;
+mod watch;
 mod whip;
 mod ws;
 mod ws_guard;
@@ -187,6 +188,31 @@ enum Cmd {
         /// here), `rtmp://host/app/key` or `rtsp://camera/stream` (pulled).
         #[arg(long)]
         source: Option<String>,
+    },
+    /// Watch a room over WHEP with GStreamer's webrtcbin, one viewer or many, and
+    /// report what each receives: bitrate, frame rate and loss (a check from another
+    /// WebRTC stack that a room's feed arrives whole; the subscriber side of a
+    /// benchmark). Prints a JSON summary on stdout at the end.
+    Watch {
+        /// The WHEP URL, e.g. http://127.0.0.1:8080/whep/demo.
+        #[arg(long)]
+        whep: String,
+        /// Bearer token (any role that may watch). Repeat it to give viewers tokens
+        /// of their own, used in turn (a token holds at most 4 sessions in a room).
+        #[arg(long, env = "CASECAST_WHEP_TOKEN", hide_env_values = true, required = true)]
+        token: Vec<String>,
+        /// How many viewers.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Milliseconds between two viewers' joins.
+        #[arg(long, default_value_t = 200)]
+        spacing_ms: u64,
+        /// Time after the last join before measuring.
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        warmup: Duration,
+        /// How long to measure.
+        #[arg(long, value_parser = parse_duration, default_value = "20s")]
+        duration: Duration,
     },
 }
 
@@ -408,6 +434,12 @@ fn run() -> anyhow::Result<()> {
             publisher.stop();
             Ok(())
         }
+        Cmd::Watch { whep, token, count, spacing_ms, warmup, duration } => {
+            init_logs("text");
+            let report = watch::run(&watch::WatchArgs { local_addresses: loopback_if_local(&whep), whep, tokens: token, count, spacing: Duration::from_millis(spacing_ms), warmup, duration })?;
+            println!("{report}");
+            Ok(())
+        }
     }
 }
 
@@ -527,7 +559,7 @@ fn room_link(config: &Config, room: &str, token: &str) -> String {
 }
 
 /// WHIP over HTTP/1.1 with ureq.
-struct HttpWhip {
+pub(crate) struct HttpWhip {
     url: String,
     token: String,
     location: Option<String>,
@@ -535,7 +567,7 @@ struct HttpWhip {
 }
 
 impl HttpWhip {
-    fn new(url: String, token: String) -> Self {
+    pub(crate) fn new(url: String, token: String) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(15)))
             .http_status_as_error(false)
