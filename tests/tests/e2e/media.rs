@@ -158,6 +158,28 @@ fn webrtcbin_joins_over_websocket_signaling_and_decodes_the_feed() -> Result<()>
 }
 
 #[test]
+fn casecast_watch_reports_the_feed_each_webrtcbin_viewer_receives() -> Result<()> {
+    // `casecast watch`: webrtcbin viewers over WHEP, as an operator checks a room
+    // from a terminal. Each receives the demo's feed (about 2.5 Mbit/s of VP8 and
+    // Opus at 30 fps); the JSON summary says so.
+    let server = Server::demo(&["--program", "false"])?;
+    let out = std::process::Command::new(casecast_bin())
+        .args(["watch", "--whep", &format!("{}/whep/demo", server.url), "--count", "2", "--warmup", "3s", "--duration", "5s"])
+        .args(["--token", &server.token("demo", Role::Viewer, "watcher 1"), "--token", &server.token("demo", Role::Viewer, "watcher 2")])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "casecast watch failed: {stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).map_err(|e| anyhow::anyhow!("{e}: {stderr}"))?;
+    assert_eq!((r["joined"].as_u64(), r["connected"].as_u64()), (Some(2), Some(2)), "{r}\n{stderr}");
+    // Bounds a viewer would notice, not an idle machine's figures.
+    assert!(r["bitrate_bps"]["min"].as_f64().unwrap_or(0.0) > 1_000_000.0, "{r}");
+    assert!(r["fps"]["min"].as_f64().unwrap_or(0.0) > 10.0, "{r}");
+    // The session ends with the viewers: their seats are given back.
+    wait_for("the viewers to leave", Duration::from_secs(10), || (count(&server, "viewer") == Some(0.0)).then_some(()))?;
+    Ok(())
+}
+
+#[test]
 fn a_peer_without_udp_gets_the_feed_over_ice_tcp() -> Result<()> {
     // libnice (webrtcbin) with ICE over UDP switched off, as behind a firewall
     // that drops UDP: it connects to the server's passive TCP candidate (RFC
