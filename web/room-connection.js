@@ -9,7 +9,7 @@
 // when that fails does the page join again, with backoff 1, 2, 4, 8, 10 s.
 // unauthorized/forbidden/unsupported_version stop for good.
 
-import { FATAL_CODES, MAX_BACKOFF_MS, PING_MS, RECOVER_MS, RESTART_AFTER_MS, RESTART_AGAIN_MS, RESUME_OPEN_MS, RESUME_WITHIN_MS, STALL_MS, app, hideBanner, note, roomId, setState, showBanner, token, ui } from "./room-core.js";
+import { FATAL_CODES, MAX_BACKOFF_MS, PING_MS, RECOVER_MS, RESTART_AFTER_MS, RESTART_AGAIN_MS, RESUME_OPEN_MS, RESUME_WITHIN_MS, STALL_AGAIN_MS, STALL_MS, app, hideBanner, note, roomId, setState, showBanner, token, ui } from "./room-core.js";
 import { ensureLocalMedia, localTrack, onHeld, renderControls } from "./room-local.js";
 import { addParticipant, onChat, onHand, onTrack, reconcileMedia, removeMedia, removeParticipant, removeTrack, setMuted, syncParticipants } from "./room-people.js";
 import { showEvent, showFatal } from "./room-prejoin.js";
@@ -114,33 +114,60 @@ function useIceServers(conn, servers) {
   }, Math.max(10_000, expires - Date.now() - 120_000));
 }
 
-/** Watches what arrives. When media that was flowing stops, its path is dead even
- * if the browser still says "connected": after a move to another network, Chromium
- * may take many seconds to notice that the address it used is gone. Then the page
- * recovers at once (resume and ICE restart). A quiet room (nothing flowing) never
- * counts as a stall. */
+/** Watches what arrives on the path in use (the selected candidate pair). When media
+ * that was flowing stops, its path is dead even if the browser still says
+ * "connected": after a move to another network, Chromium may take many seconds to
+ * notice that the address it used is gone. Then the page recovers at once (resume
+ * and ICE restart). A quiet room (nothing flowing) never counts as a stall. Bytes on
+ * other pairs do not count: after a move Chromium checks new pairs from the new
+ * address, and their answers would hide the dead one in use. */
 function watchMedia(conn) {
   clearInterval(conn.watchTimer);
   let last = -1;
   let since = Date.now();
   let flowing = 0; // ticks in a row with media arriving (more than keepalives)
+  let stalled = false;
+  let pair = "";
   conn.watchTimer = setInterval(async () => {
-    if (conn.closed || conn.resuming || !conn.pc) return;
+    if (conn.closed || conn.resuming || !conn.pc) {
+      since = Date.now(); // a gap while resuming is the resume's, not the path's
+      return;
+    }
     let bytes = 0;
+    let pairs = "";
     try {
-      (await conn.pc.getStats()).forEach((r) => { if (r.type === "transport") bytes += r.bytesReceived ?? 0; });
+      const report = await conn.pc.getStats();
+      report.forEach((r) => {
+        if (r.type !== "transport") return;
+        bytes += report.get(r.selectedCandidatePairId)?.bytesReceived ?? r.bytesReceived ?? 0;
+        pairs += r.selectedCandidatePairId ?? "";
+      });
     } catch { return; }
+    // The trail says when the path changed and when media came back after a stall.
+    if (pairs !== pair && pair) note("path changed");
+    pair = pairs;
     const now = Date.now();
     if (bytes !== last) {
       // 1 kB in a quarter second is media (audio alone is about that); STUN and
       // RTCP keepalives are a few hundred bytes a second.
       flowing = bytes - last >= 1000 && last >= 0 ? flowing + 1 : 0;
+      if (flowing && stalled) {
+        stalled = false;
+        note("media back");
+      }
       last = bytes;
       since = now;
       return;
     }
-    if (flowing >= 1 && now - since >= STALL_MS && conn.pc.connectionState === "connected") {
+    // Stalled: media that flowed stops; or, after a stall, the path chosen since
+    // carries nothing at all (not even keepalives) for a while. The browser may have
+    // picked a pair that died with the network it left.
+    const gap = now - since;
+    const dead = (flowing >= 1 && gap >= STALL_MS) || (stalled && gap >= STALL_AGAIN_MS);
+    if (dead && conn.pc.connectionState === "connected") {
       flowing = 0;
+      stalled = true;
+      since = now;
       note("media stalled");
       conn.forceRestart = true;
       resumeSession(conn, "media stalled");

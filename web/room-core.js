@@ -42,6 +42,7 @@ export const RESUME_WITHIN_MS = 4_500;  // the server keeps a lost session 5 s
 export const RESUME_OPEN_MS = 1_000;    // a resuming WebSocket not open by then is tried afresh
 export const RECOVER_MS = 15_000;       // media not back by then: join again
 export const STALL_MS = 800;            // media that was flowing stops this long: its path is dead
+export const STALL_AGAIN_MS = 2_000;    // after a stall, a new path that carries nothing this long is dead too
 export const MAX_BACKOFF_MS = 10_000;
 export const SELF = "self"; // tile key of our own preview
 export const DEVICES_KEY = "casecast.devices"; // localStorage: { mic, cam } device ids

@@ -71,6 +71,9 @@ pub struct PeerCore {
     connected: bool,
     /// ICE is checking a new path (a restart) after having connected.
     ice_checking: bool,
+    /// Where media was last sent: the peer's address and protocol on the path ICE
+    /// selected.
+    media_path: Option<(SocketAddr, Protocol)>,
     /// Since when ICE has been down (Disconnected and not recovered).
     ice_down: Option<Instant>,
     /// When the last ICE restart was asked for: a lost connection waits for it.
@@ -123,6 +126,7 @@ impl PeerCore {
             inbound: HashMap::new(),
             connected: false,
             ice_checking: false,
+            media_path: None,
             ice_down: None,
             restart_asked: None,
             muted: HashMap::new(),
@@ -252,6 +256,17 @@ impl PeerCore {
                     if is_rtp(&t.contents) {
                         self.metrics.rtp_packets_forwarded.inc();
                         self.metrics.rtp_bytes_forwarded.inc_by(t.contents.len() as u64);
+                        // The peer moved its media to another path (it nominated a
+                        // new pair, after a restart or by itself): what went down the
+                        // old one is lost, and a keyframe asked for when ICE first
+                        // answered on the new one may have gone there too. Its
+                        // decoders start again at a keyframe, asked for now.
+                        let path = (t.destination, t.proto);
+                        if self.media_path.is_some_and(|p| p != path) {
+                            tracing::debug!(participant = %self.id, "media path changed");
+                            self.want_keyframes(self.neg.open_tracks());
+                        }
+                        self.media_path = Some(path);
                     }
                     return PeerOutput::Transmit(t);
                 }
