@@ -41,7 +41,13 @@ for n in $VIEWERS; do
   "$BIN/casecast" publish --whip "$URL/whip/$room" --token "$(token --room "$room" --role encoder --name feed)" \
     > "$OUT/webrtcbin-publisher-$n.log" 2>&1 &
   PUB=$!
-  sleep 3
+  # Measure once the feed flows: the server's counter moves (at most 30 s).
+  start=$(bytes_in)
+  for _ in $(seq 300); do
+    [ "$(bytes_in)" != "$start" ] && break
+    sleep 0.1
+  done
+  [ "$(bytes_in)" != "$start" ] || { echo "the publisher's feed never reached the server" >&2; exit 1; }
   echo "== $n webrtcbin viewers, $DURATION"
   b0=$(bytes_in); t0=$(date +%s.%N)
   tokens=()
