@@ -54,7 +54,7 @@ export const canBeMain = (role) => role === "commentator" || role === "encoder";
 export const peopleActions = { makeMain: null, changed: null };
 
 const rows = new Map(); // participant id → { tr, cells, ... }
-const COLS = ["name", "role", "quality", "in", "out", "fps", "rtt", "lossIn", "lossOut", "jitter", "muted"];
+const COLS = ["name", "role", "quality", "in", "out", "fps", "rtt", "lossIn", "lossOut", "jitter", "layer", "muted"];
 let seenParticipants = null; // the previous update's participants, to tell what changed
 const removedHere = new Set();
 
@@ -134,6 +134,16 @@ function makeRow(p) {
   return row;
 }
 
+/** The layer they are given of the feed and their estimated link; for a
+ * simulcast sender, the layers it sends. */
+function layerText(p) {
+  const parts = [];
+  if (p.layer) parts.push(`sends ${p.layer}`);
+  if (p.receiving) parts.push(p.receiving);
+  if (p.estimate_kbps != null) parts.push(`≈${fmtNum(p.estimate_kbps / 1000, 1)} Mbit/s`);
+  return parts.length ? parts.join(" · ") : "—";
+}
+
 function updateRow(row, p) {
   const set = (cell, text) => { if (row.cells[cell].textContent !== text) row.cells[cell].textContent = text; };
   if (row.name.textContent !== p.name) row.name.textContent = p.name;
@@ -154,6 +164,7 @@ function updateRow(row, p) {
   set("lossIn", fmtPct(p.loss_in));
   set("lossOut", fmtPct(p.loss_out));
   set("jitter", fmtNum(p.jitter_ms, 1));
+  set("layer", layerText(p));
   for (const c of ["fps", "rtt", "lossIn", "lossOut", "jitter"]) row.cells[c].dataset.quality = q.cells[c] ?? "";
   for (const kind of ["audio", "video"]) {
     const b = row.mute[kind];

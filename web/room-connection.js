@@ -431,7 +431,10 @@ function onError(m) {
 
 /** Receive statistics, with each inbound-rtp report attributed through its mid. */
 export async function stats() {
-  const result = { feedFramesDecoded: 0, programFramesDecoded: 0, audioPacketsReceivedFromCommentators: 0, inbound: [] };
+  const result = {
+    feedFramesDecoded: 0, feedFrameHeight: null, feedFreezeCount: 0, feedFreezesSeconds: 0,
+    programFramesDecoded: 0, audioPacketsReceivedFromCommentators: 0, audioPacketsReceived: 0, inbound: [],
+  };
   const pc = app.conn?.pc;
   if (!pc) return result;
   // Fallback for browsers whose inbound-rtp reports lack `mid`: receiver track id → mid.
@@ -448,8 +451,15 @@ export async function stats() {
       packetsReceived: r.packetsReceived ?? 0, packetsLost: r.packetsLost ?? 0,
       bytesReceived: r.bytesReceived ?? 0, framesDecoded: r.framesDecoded ?? 0,
       framesPerSecond: r.framesPerSecond ?? null, jitter: r.jitter ?? null,
+      frameHeight: r.frameHeight ?? null, freezeCount: r.freezeCount ?? 0, totalFreezesDuration: r.totalFreezesDuration ?? 0,
     });
-    if (kind === "video" && info?.source === "feed") result.feedFramesDecoded += r.framesDecoded ?? 0;
+    if (kind === "video" && info?.source === "feed") {
+      result.feedFramesDecoded += r.framesDecoded ?? 0;
+      result.feedFrameHeight = r.frameHeight ?? result.feedFrameHeight;
+      result.feedFreezeCount += r.freezeCount ?? 0;
+      result.feedFreezesSeconds += r.totalFreezesDuration ?? 0;
+    }
+    if (kind === "audio") result.audioPacketsReceived += r.packetsReceived ?? 0;
     if (kind === "video" && info?.source === "program") result.programFramesDecoded += r.framesDecoded ?? 0;
     if (kind === "audio" && info?.source === "commentator") result.audioPacketsReceivedFromCommentators += r.packetsReceived ?? 0;
   });

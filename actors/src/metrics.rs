@@ -29,6 +29,11 @@ pub struct Metrics {
     pub ice_tcp_connections: IntGauge,
     /// Time from a frame's last packet arriving to its copies being written out.
     pub forward_latency: Histogram,
+    /// Subscribers' bandwidth estimates, bits/s, sampled at each allocation.
+    pub bwe_estimate: Histogram,
+    /// Changes of the layer a subscriber is given of a video track, by direction
+    /// (`up`, `down`, `pause`, `resume`).
+    pub layer_changes: IntCounterVec,
     /// The program's metrics, by room.
     pub program: ProgramMetrics,
     /// The DICOM ingest pool's metrics.
@@ -110,6 +115,16 @@ impl Metrics {
             ]),
         )
         .unwrap();
+        let bwe_estimate = Histogram::with_opts(
+            HistogramOpts::new("casecast_bwe_estimate_bits", "Subscribers' bandwidth estimates, bits/s, at each allocation")
+                .buckets(vec![100e3, 250e3, 500e3, 1e6, 1.5e6, 2e6, 3e6, 5e6, 8e6, 15e6, 30e6]),
+        )
+        .unwrap();
+        let layer_changes = IntCounterVec::new(
+            Opts::new("casecast_layer_changes_total", "Changes of the video layer a subscriber is given, by direction"),
+            &["direction"],
+        )
+        .unwrap();
         // Registering distinct names in a fresh registry cannot fail.
         for m in [
             Box::new(rooms.clone()) as Box<dyn prometheus::core::Collector>,
@@ -122,6 +137,8 @@ impl Metrics {
             Box::new(dropped.clone()),
             Box::new(ice_tcp_connections.clone()),
             Box::new(forward_latency.clone()),
+            Box::new(bwe_estimate.clone()),
+            Box::new(layer_changes.clone()),
         ] {
             registry.register(m).expect("metric names are unique");
         }
@@ -217,6 +234,8 @@ impl Metrics {
             dropped,
             ice_tcp_connections,
             forward_latency,
+            bwe_estimate,
+            layer_changes,
             program,
             ingest,
         }

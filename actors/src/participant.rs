@@ -8,23 +8,27 @@
 //! expect ends this participant only.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use str0m::IceCreds;
-use str0m::media::MediaData;
+use str0m::media::{MediaData, MediaTime};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
-use crate::peer::{PeerCore, PeerOutput, PeerSetup, RouteChange, ToRoom};
-use crate::router::{KeyframeAsk, SharedRouter};
+use crate::peer::{PeerCore, PeerOutput, PeerSetup, RouteChange, ToRoom, VideoIn};
+use crate::router::{FrameInfo, KeyframeAsk, Layer, Router};
 pub use crate::peer::{ParticipantEvent, ParticipantOptions, ParticipantStats};
 use crate::room::{Leave, Mute, Publish, RoomActor, Unpublish};
 use crate::transport::Transports;
 use crate::udp::Datagram;
-use crate::{MediaKind, PeerInfo, RoomEvent, TrackDesc};
+use crate::{MediaKind, PeerInfo, RoomEvent, TrackDesc, TrackSource};
+
+/// A room's router as its actors share it (all on the media thread: the lock is
+/// never contended).
+pub type SharedRouter = Arc<Mutex<Router<Recipient<Forward>, Recipient<SendKeyframeRequest>>>>;
 
 /// What a participant is connected to, given by the SFU.
 pub(crate) struct Wiring {
@@ -127,11 +131,28 @@ impl ParticipantActor {
                 }
                 PeerOutput::Room(r) => self.tell_room(r, ctx),
                 PeerOutput::Frame(track, data) => {
-                    for (_, to) in self.router.lock().unwrap().consumers(track) {
-                        to.do_send(Forward { track, data: data.clone() });
+                    let frame = FrameInfo {
+                        layer: data.rid,
+                        time: data.time,
+                        keyframe: data.is_keyframe(),
+                        bytes: data.data.len(),
+                        size: crate::resolution::of_keyframe(&data),
+                    };
+                    let wants = self.router.lock().unwrap().route(track, frame, now, |to, time| {
+                        to.do_send(Forward { track, data: data.clone(), time });
+                    });
+                    if wants {
+                        self.want_keyframe(track, data.rid, now);
                     }
                 }
-                PeerOutput::WantKeyframe(track) => self.want_keyframe(track, now),
+                PeerOutput::WantKeyframe(track) => {
+                    let layers = self.router.lock().unwrap().keyframe_layers(track, self.id(), now);
+                    for layer in layers {
+                        self.want_keyframe(track, layer, now);
+                    }
+                }
+                PeerOutput::WantLayerKeyframe(track, layer) => self.want_keyframe(track, layer, now),
+                PeerOutput::Allocate(tracks) => self.allocate(tracks, now),
                 PeerOutput::Route(RouteChange::Alias(new)) => self.transports.alias(self.core.route_key(), &new),
                 PeerOutput::Route(RouteChange::Retire(old)) => self.transports.retire(&old),
                 PeerOutput::Timeout(at) => {
@@ -171,18 +192,36 @@ impl ParticipantActor {
         }
     }
 
-    /// Asks the publisher of `track` for a keyframe through the router's throttle:
-    /// now, later (one request for all that come meanwhile), or not at all.
-    fn want_keyframe(&mut self, track: TrackId, now: Instant) {
-        match self.router.lock().unwrap().want_keyframe(track, now) {
+    /// Asks the publisher of `track` for a keyframe of `layer` through the
+    /// router's throttle: now, later (one request for all that come meanwhile), or
+    /// not at all.
+    fn want_keyframe(&mut self, track: TrackId, layer: Layer, now: Instant) {
+        match self.router.lock().unwrap().want_keyframe(track, layer, now) {
             KeyframeAsk::Now(publisher) => {
                 self.metrics.keyframe_requests.inc();
-                publisher.do_send(SendKeyframeRequest { track, at: None });
+                publisher.do_send(SendKeyframeRequest { track, layer, at: None });
             }
             // The publisher keeps the time: it lives as long as the track, where
             // this subscriber may leave before then.
-            KeyframeAsk::At(publisher, at) => publisher.do_send(SendKeyframeRequest { track, at: Some(at) }),
+            KeyframeAsk::At(publisher, at) => publisher.do_send(SendKeyframeRequest { track, layer, at: Some(at) }),
             KeyframeAsk::Nothing => {}
+        }
+    }
+
+    /// Shares this subscriber's estimate among the video tracks it receives, as
+    /// their layers arrive now, and gives the router the result; a layer it now
+    /// waits for is asked for a keyframe.
+    fn allocate(&mut self, tracks: Vec<(TrackId, TrackSource)>, now: Instant) {
+        let video: Vec<VideoIn> = {
+            let router = self.router.lock().unwrap();
+            tracks.into_iter().map(|(track, source)| VideoIn { track, source, layers: router.layers(track, now) }).collect()
+        };
+        let changed = self.core.allocate(now, &video);
+        for (track, target) in changed {
+            let wait = self.router.lock().unwrap().set_target(track, self.id(), target, now);
+            if let Some(layer) = wait {
+                self.want_keyframe(track, layer, now);
+            }
         }
     }
 
@@ -238,12 +277,14 @@ pub struct Forward {
     pub track: TrackId,
     /// The frame.
     pub data: Arc<MediaData>,
+    /// Its RTP time for this subscriber (its layer's, run on across switches).
+    pub time: MediaTime,
 }
 
 impl Handler<Forward> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, f: Forward, ctx: &mut Context<Self>) {
-        self.guarded(ctx, |core, now| core.write(now, f.track, &f.data));
+        self.guarded(ctx, |core, now| core.write(now, f.track, &f.data, f.time));
     }
 }
 
@@ -290,6 +331,8 @@ impl Handler<UnsubscribeTrack> for ParticipantActor {
 pub struct SendKeyframeRequest {
     /// The track.
     pub track: TrackId,
+    /// Its layer (`None`: a single-layer track's, or every layer's).
+    pub layer: Layer,
     /// Now (`None`), or at this time if the router's throttle still has it due
     /// then (the requests that came in the meantime, as one).
     pub at: Option<Instant>,
@@ -298,15 +341,15 @@ pub struct SendKeyframeRequest {
 impl Handler<SendKeyframeRequest> for ParticipantActor {
     type Result = ();
     fn handle(&mut self, m: SendKeyframeRequest, ctx: &mut Context<Self>) {
-        let track = m.track;
+        let (track, layer) = (m.track, m.layer);
         let Some(at) = m.at else {
-            self.guarded(ctx, |core, _| core.request_keyframe(track));
+            self.guarded(ctx, |core, _| core.request_keyframe(track, layer));
             return;
         };
         ctx.run_later(at.saturating_duration_since(Instant::now()), move |act, ctx| {
-            if act.router.lock().unwrap().keyframe_due(track, Instant::now()).is_some() {
+            if act.router.lock().unwrap().keyframe_due(track, layer, Instant::now()).is_some() {
                 act.metrics.keyframe_requests.inc();
-                act.guarded(ctx, |core, _| core.request_keyframe(track));
+                act.guarded(ctx, |core, _| core.request_keyframe(track, layer));
             }
         });
     }

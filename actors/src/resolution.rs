@@ -1,6 +1,19 @@
 //! A video key frame's picture size, read from its codec headers: VP8's key frame
 //! header, H.264's sequence parameter set (with its cropping). Pure functions, for
-//! the operators' stats.
+//! the operators' stats and the router's layers.
+
+/// The picture size of a received frame, if it is a keyframe whose codec headers
+/// give it (VP8, H.264).
+pub fn of_keyframe(data: &str0m::media::MediaData) -> Option<(u32, u32)> {
+    if !data.is_keyframe() {
+        return None;
+    }
+    match data.params.spec().codec {
+        str0m::format::Codec::Vp8 => vp8(&data.data),
+        str0m::format::Codec::H264 => h264(&data.data),
+        _ => None,
+    }
+}
 
 /// Width and height of a VP8 key frame (`None` for other frames).
 pub fn vp8(frame: &[u8]) -> Option<(u32, u32)> {

@@ -122,6 +122,12 @@ impl Server {
         Self::spawn_full("serve", "127.0.0.1", "127.0.0.1", Some(umask), extra)
     }
 
+    /// Starts `casecast serve` listening, and offering its media, on `ip` alone
+    /// (a real address, not loopback).
+    pub fn start_at(ip: &str, extra: &[&str]) -> Result<Server> {
+        Self::spawn_full("serve", ip, ip, None, extra)
+    }
+
     /// Starts `casecast demo` listening, and offering its media, on `ip` alone
     /// (a real address, not loopback).
     pub fn demo_at(ip: &str, extra: &[&str]) -> Result<Server> {

@@ -50,6 +50,14 @@ fn quiet_ipv6(dev: &str) -> Result<()> {
     ip_cmd(&["link", "set", "dev", dev, "addrgenmode", "none"])
 }
 
+fn tc(args: &[&str]) -> Result<()> {
+    let out = Command::new("tc").args(args).output().context("cannot run tc (iproute2)")?;
+    if !out.status.success() {
+        bail!("tc {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
 fn ip_cmd(args: &[&str]) -> Result<()> {
     let out = Command::new("ip").args(args).output().context("cannot run ip (iproute2)")?;
     if !out.status.success() {
@@ -126,6 +134,20 @@ impl Namespace {
 }
 
 impl Namespace {
+    /// Limits what reaches the namespace (its downlink) to `kbit` kbit/s, as a
+    /// home line or a hotspot would (`tbf` on the machine's end of the link;
+    /// this kernel has no netem).
+    pub fn limit_downlink(&self, kbit: u32) -> Result<()> {
+        // Bursts of two full packets at most (a line's shaper passes little
+        // faster than its rate), and at most 200 ms of queue.
+        tc(&["qdisc", "replace", "dev", &self.link, "root", "tbf", "rate", &format!("{kbit}kbit"), "burst", "3028", "latency", "200ms"])
+    }
+
+    /// Lifts the limit of [`limit_downlink`](Self::limit_downlink).
+    pub fn unlimit_downlink(&self) -> Result<()> {
+        tc(&["qdisc", "del", "dev", &self.link, "root"])
+    }
+
     /// Drops everything into and out of the namespace for `how_long` (a dead zone:
     /// Wi-Fi that drops and comes back), then lets it through again.
     pub fn cut_for(&self, how_long: std::time::Duration) -> Result<()> {

@@ -21,6 +21,8 @@ mod https;
 mod firewalls;
 #[path = "e2e/roaming.rs"]
 mod roaming;
+#[path = "e2e/adaptation.rs"]
+mod adaptation;
 #[path = "e2e/media.rs"]
 mod media;
 #[path = "e2e/program.rs"]

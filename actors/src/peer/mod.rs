@@ -15,9 +15,11 @@
 //!
 //! Its parts: this file (inputs, the poll loop, deadlines, what it receives),
 //! `negotiation` (which track goes out on which m-line; offers, answers, ICE
-//! restarts), `sending` (its tracks, mute and hold, hands and chat), `stats`, and
-//! `outputs` (its settings and everything it asks of its driver).
+//! restarts), `sending` (its tracks, mute and hold, hands and chat), `allocation`
+//! (its bandwidth shared among the video it receives), `stats`, and `outputs` (its
+//! settings and everything it asks of its driver).
 
+mod allocation;
 mod negotiation;
 mod outputs;
 mod sending;
@@ -29,14 +31,16 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::media::{MediaData, Mid};
+use str0m::bwe::{Bitrate, BweKind};
+use str0m::media::{MediaData, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
 use crate::udp::is_rtp;
-use crate::{MediaKind, TrackDesc, TrackSource};
+use crate::{MediaKind, Subscribe, TrackDesc, TrackSource};
+pub use allocation::{Allocation, Allocator, VideoIn};
 use negotiation::Negotiation;
 pub use outputs::*;
 use sending::Inbound;
@@ -57,6 +61,20 @@ pub const OFFER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Video packets kept per m-line for resends; see [`PeerCore::new`].
 const SEND_BUFFER_VIDEO_PACKETS: usize = 400;
+
+/// Where a subscriber's bandwidth estimate starts: its video starts on the
+/// layers that fit this (a 360p layer), and its first probes (at 3 and 6 times
+/// this) find a good link's capacity within a second or two, as LiveKit starts
+/// low and climbs. Starting at the top instead floods a weak link until the
+/// estimate has learnt it, and the losses that follow sink the estimate far below
+/// what the link carries.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
+
+/// The longest str0m's pacer may hold a subscriber's media on average (patched
+/// in, vendor/README.md). A stream the server cannot shrink (a single-layer
+/// feed) over an estimate that dips below it waits at most this long, not the 2 s
+/// an encoder's pacer allows.
+const PACER_QUEUE_LIMIT: Duration = Duration::from_millis(100);
 
 /// One peer connection, sans IO.
 pub struct PeerCore {
@@ -84,6 +102,15 @@ pub struct PeerCore {
     held: HashMap<MediaKind, bool>,
     hand_raised: bool,
     stats: StatsTracker,
+    /// Shares its bandwidth estimate among the video it receives (when it
+    /// receives anything: publishers alone have no estimate).
+    allocator: Option<Allocator>,
+    /// When the next allocation is due.
+    next_allocation: Option<Instant>,
+    /// The `minimum` and `desired` last given to str0m's estimator.
+    bwe_rates: (u64, u64),
+    /// The layer it is given of its first video track (the feed), for operators.
+    receiving: Option<String>,
     /// The first offer must come by then.
     offer_by: Instant,
     /// The connection must be up by then (set by the first offer).
@@ -102,7 +129,14 @@ impl PeerCore {
     pub fn new(id: ParticipantId, opts: ParticipantOptions, setup: PeerSetup, now: Instant) -> PeerCore {
         let PeerSetup { creds, candidates, dtls_cert, connect_deadline, metrics } = setup;
         let ufrag = creds.ufrag.clone();
-        let mut rtc = Rtc::builder()
+        let receives = opts.subscribe != Subscribe::None;
+        let mut builder = Rtc::builder();
+        if receives {
+            // TWCC feedback from the subscriber drives str0m's estimate (GCC) of
+            // what the path to it carries; the allocator shares it out.
+            builder = builder.enable_bwe(Some(INITIAL_ESTIMATE)).set_pacer_queue_limit(PACER_QUEUE_LIMIT);
+        }
+        let mut rtc = builder
             .set_ice_lite(true)
             .set_local_ice_credentials(creds)
             .set_dtls_cert(dtls_cert)
@@ -133,6 +167,10 @@ impl PeerCore {
             held: HashMap::new(),
             hand_raised: false,
             stats: StatsTracker::default(),
+            allocator: receives.then(Allocator::default),
+            next_allocation: None,
+            bwe_rates: (0, 0),
+            receiving: None,
             offer_by: now + OFFER_TIMEOUT,
             connect_by: None,
             connect_deadline,
@@ -199,6 +237,10 @@ impl PeerCore {
                 return;
             }
         }
+        if self.next_allocation.is_some_and(|at| at <= now) {
+            self.next_allocation = Some(now + allocation::REALLOCATE_EVERY);
+            self.queue.push_back(PeerOutput::Allocate(self.neg.open_video()));
+        }
         if !self.neg.negotiated && now >= self.offer_by {
             self.close("no SDP offer within 2 minutes of joining");
         } else if !self.connected && self.connect_by.is_some_and(|at| now >= at) {
@@ -226,6 +268,7 @@ impl PeerCore {
             self.connect_by.filter(|_| !self.connected),
             self.neg.answer_by(),
             self.down_deadline(),
+            self.next_allocation,
         ]
         .into_iter()
         .flatten();
@@ -365,6 +408,9 @@ impl PeerCore {
                     self.want_keyframe(t);
                 }
             }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. }) => {
+                self.estimated(now, estimate.as_u64())
+            }
             Event::PeerStats(p) => self.stats.peer(now, &p),
             Event::MediaIngressStats(m) => {
                 let video = self.inbound.get(&m.mid).is_some_and(|i| i.track.kind == MediaKind::Video);
@@ -385,7 +431,7 @@ impl PeerCore {
                 // The room sets the real source from the role.
                 source: TrackSource::Commentator,
             };
-            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, rid: None, next_rid: None });
+            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, rids: Vec::new() });
             self.tell_room(ToRoom::Publish { mid, track });
         }
         if matches!(dir, Direction::SendOnly | Direction::SendRecv) {
@@ -414,8 +460,9 @@ impl PeerCore {
         }
     }
 
-    /// Writes a frame of a track it subscribes to.
-    pub fn write(&mut self, now: Instant, track: TrackId, data: &MediaData) {
+    /// Writes a frame of a track it subscribes to, with the RTP time the router
+    /// gave it (its layer's time, carried on across layer switches).
+    pub fn write(&mut self, now: Instant, track: TrackId, data: &MediaData, time: MediaTime) {
         let Some(mid) = self.neg.mid_of(track) else {
             if self.neg.has(track) {
                 self.metrics.dropped.with_label_values(&["not_negotiated"]).inc();
@@ -432,7 +479,7 @@ impl PeerCore {
             self.metrics.dropped.with_label_values(&["codec_mismatch"]).inc();
             return;
         };
-        if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+        if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
             tracing::debug!(participant = %self.id, error = %e, "write failed");
             return;
         }
@@ -450,6 +497,9 @@ impl PeerCore {
 
     /// A track it received ended.
     pub fn unsubscribe(&mut self, track: TrackId) {
+        if let Some(a) = &mut self.allocator {
+            a.forget(track);
+        }
         let bound = self.neg.unsubscribe(track, self.opts.renegotiate);
         self.bound(bound);
     }
@@ -533,7 +583,9 @@ impl PeerCore {
         s.name = self.opts.name.clone();
         s.role = self.opts.role.to_string();
         s.connected = self.is_connected();
-        s.layer = self.inbound.values().find_map(|i| i.rid.map(|r| r.to_string()));
+        s.layer = self.layers_in();
+        s.receiving = self.receiving.clone();
+        s.estimate_kbps = self.allocator.as_ref().and_then(|a| a.estimate()).map(|b| b / 1000);
         s.audio_muted = self.muted.get(&MediaKind::Audio).copied().unwrap_or(false);
         s.video_muted = self.muted.get(&MediaKind::Video).copied().unwrap_or(false);
         s.audio_muted_by_operator = self.held.get(&MediaKind::Audio).copied().unwrap_or(false);

@@ -106,6 +106,20 @@ impl Negotiation {
         self.outbound.iter().filter(|o| matches!(o.state, OutState::Open(_))).map(|o| o.track.id).collect()
     }
 
+    /// Video tracks on open m-lines, with where they come from.
+    pub fn open_video(&self) -> Vec<(TrackId, crate::TrackSource)> {
+        self.outbound
+            .iter()
+            .filter(|o| matches!(o.state, OutState::Open(_)) && o.track.kind == MediaKind::Video)
+            .map(|o| (o.track.id, o.track.source))
+            .collect()
+    }
+
+    /// How many audio tracks are on open m-lines.
+    pub fn open_audio(&self) -> usize {
+        self.outbound.iter().filter(|o| matches!(o.state, OutState::Open(_)) && o.track.kind == MediaKind::Audio).count()
+    }
+
     /// The track open on `mid`.
     pub fn open_track_on(&self, mid: Mid) -> Option<TrackId> {
         self.outbound.iter().find(|o| o.state == OutState::Open(mid)).map(|o| o.track.id)

@@ -134,9 +134,18 @@ pub enum PeerOutput {
     Room(ToRoom),
     /// A frame of a published track, for its subscribers: one allocation shared by all.
     Frame(TrackId, Arc<MediaData>),
-    /// Ask the publisher of this track (received, or its own after a loss) for a
-    /// keyframe, through the router's throttle.
+    /// Ask the publisher of this track for a keyframe of the layer this peer
+    /// receives (or of every layer, for a track of its own), through the router's
+    /// throttle.
     WantKeyframe(TrackId),
+    /// Ask for a keyframe of this layer of a track it publishes (its frames on
+    /// that layer were lost), through the router's throttle.
+    WantLayerKeyframe(TrackId, crate::router::Layer),
+    /// Share the bandwidth estimate among these video tracks it receives (each
+    /// with where it comes from): answer with [`PeerCore::allocate`] and the
+    /// tracks' layers as the router has them, and give the router the targets it
+    /// returns.
+    Allocate(Vec<(TrackId, TrackSource)>),
     /// Change the transports' routes.
     Route(RouteChange),
     /// Nothing more until this time (or a new input): call

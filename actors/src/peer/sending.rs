@@ -1,6 +1,6 @@
-//! What a peer sends into the room: its tracks (with simulcast, the one layer
-//! forwarded), keyframe requests to its encoder, its mute and an operator's hold,
-//! its raised hand and chat.
+//! What a peer sends into the room: its tracks (with simulcast, every layer, for
+//! the router to give each subscriber its own), keyframe requests to its encoder,
+//! its mute and an operator's hold, its raised hand and chat.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +9,7 @@ use str0m::media::{KeyframeRequestKind, MediaData, Mid, Rid};
 
 use super::{ParticipantEvent, PeerCore, PeerOutput, ToRoom};
 use crate::ids::TrackId;
+use crate::router::Layer;
 use crate::{MediaKind, TrackDesc, TrackSource};
 
 /// A track the peer publishes.
@@ -16,14 +17,14 @@ use crate::{MediaKind, TrackDesc, TrackSource};
 pub(super) struct Inbound {
     pub track: TrackDesc,
     pub published: bool,
-    /// With simulcast, the one layer forwarded: the best one seen so far.
-    pub rid: Option<Rid>,
-    /// A better layer waiting for its first keyframe.
-    pub next_rid: Option<Rid>,
+    /// With simulcast, the layers seen, best first: by picture size once their
+    /// keyframes have told it, else by their names.
+    pub rids: Vec<(Rid, u64)>,
 }
 
-/// Simulcast layer names from best to worst, as browsers and encoders use them.
-const RID_PREFERENCE: [&str; 6] = ["h", "f", "2", "m", "1", "q"];
+/// Simulcast layer names from best to worst, as browsers and encoders use them
+/// (until a layer's keyframe gives its picture size).
+const RID_PREFERENCE: [&str; 7] = ["f", "h", "2", "m", "1", "l", "q"];
 
 /// Rank of a simulcast layer name: lower is better; unknown names rank last.
 fn rid_rank(rid: &Rid) -> usize {
@@ -35,8 +36,19 @@ impl PeerCore {
         let Some(inbound) = self.inbound.get_mut(&data.mid) else {
             return;
         };
+        if let Some(rid) = data.rid {
+            let pixels = crate::resolution::of_keyframe(&data).map(|(w, h)| u64::from(w) * u64::from(h));
+            match inbound.rids.iter_mut().find(|(r, _)| *r == rid) {
+                Some((_, p)) => *p = pixels.unwrap_or(*p),
+                None => inbound.rids.push((rid, pixels.unwrap_or(0))),
+            }
+            inbound.rids.sort_by_key(|(r, p)| (std::cmp::Reverse(*p), rid_rank(r)));
+        }
         match inbound.track.kind {
-            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rid => self.stats.video_frame(&data),
+            // With simulcast, operators see the best layer's rate and size.
+            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rids.first().map(|(r, _)| *r) => {
+                self.stats.video_frame(&data)
+            }
             MediaKind::Audio => self.stats.audio(now, &data),
             _ => {}
         }
@@ -47,30 +59,17 @@ impl PeerCore {
             return;
         }
         let track = inbound.track.id;
-        // Simulcast: forward one layer only, the best that has shown up. A better
-        // layer takes over at its first keyframe (asked for at once); until then the
-        // current one goes on.
-        if let Some(rid) = data.rid {
-            let better = inbound.rid.is_none_or(|cur| rid_rank(&rid) < rid_rank(&cur));
-            if inbound.rid != Some(rid) {
-                if !better {
-                    return;
-                }
-                if !data.is_keyframe() {
-                    if inbound.next_rid != Some(rid) {
-                        inbound.next_rid = Some(rid);
-                        self.want_keyframe(track);
-                    }
-                    return;
-                }
-                inbound.rid = Some(rid);
-                inbound.next_rid = None;
-            }
-        }
+        // Every layer goes to the router, which gives each subscriber its own.
         if !data.contiguous {
-            self.want_keyframe(track);
+            self.queue.push_back(PeerOutput::WantLayerKeyframe(track, data.rid));
         }
         self.queue.push_back(PeerOutput::Frame(track, Arc::new(data)));
+    }
+
+    /// The simulcast layers it sends, best first (`f,h,q`), if it sends several.
+    pub(super) fn layers_in(&self) -> Option<String> {
+        let rids = &self.inbound.values().find(|i| !i.rids.is_empty())?.rids;
+        Some(rids.iter().map(|(r, _)| r.to_string()).collect::<Vec<_>>().join(","))
     }
 
     /// The room's answer to [`ToRoom::Publish`]: the track's source, or why not.
@@ -96,16 +95,25 @@ impl PeerCore {
         }
     }
 
-    /// The room asks this publisher's peer for a keyframe of one of its tracks.
-    pub fn request_keyframe(&mut self, track: TrackId) {
-        let Some((mid, rid)) = self.inbound.iter().find(|(_, i)| i.track.id == track).map(|(m, i)| (*m, i.next_rid.or(i.rid)))
+    /// The room asks this publisher's peer for a keyframe of one layer of one of
+    /// its tracks (`None`: of a single-layer track, or of every layer).
+    pub fn request_keyframe(&mut self, track: TrackId, layer: Layer) {
+        let Some((mid, rids)) = self.inbound.iter().find(|(_, i)| i.track.id == track).map(|(m, i)| (*m, i.rids.clone()))
         else {
             return;
         };
-        if let Some(mut w) = self.rtc.writer(mid)
-            && let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli)
-        {
-            tracing::debug!(participant = %self.id, error = %e, "keyframe request failed");
+        let asked: Vec<Option<Rid>> = match layer {
+            Some(rid) => vec![Some(rid)],
+            None if rids.is_empty() => vec![None],
+            None => rids.into_iter().map(|(r, _)| Some(r)).collect(),
+        };
+        let Some(mut w) = self.rtc.writer(mid) else {
+            return;
+        };
+        for rid in asked {
+            if let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli) {
+                tracing::debug!(participant = %self.id, error = %e, "keyframe request failed");
+            }
         }
     }
 

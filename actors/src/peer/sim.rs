@@ -34,7 +34,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use super::*;
-use crate::router::{DEFAULT_KEYFRAME_INTERVAL, KeyframeAsk, Router};
+use crate::router::{DEFAULT_KEYFRAME_INTERVAL, FrameInfo, KeyframeAsk, Layer, Router};
 
 /// The network between the clients and the server.
 #[derive(Debug, Clone, Copy)]
@@ -235,7 +235,7 @@ struct Sim {
     tracks: Vec<TrackDesc>,
     /// Who receives each, and who publishes it, by server index.
     router: Router<usize, usize>,
-    keyframe_timers: Vec<(Instant, TrackId)>,
+    keyframe_timers: Vec<(Instant, TrackId, Layer)>,
     /// Client 0's video m-line, once it sends.
     publishing: Option<Mid>,
     frame: u32,
@@ -386,17 +386,41 @@ impl Sim {
                         }
                         self.forwarded.push((n, now));
                     }
-                    let subs: Vec<usize> = self.router.consumers(track).iter().map(|(_, s)| *s).collect();
-                    for s in subs {
-                        self.servers[s].core.write(now, track, &data);
+                    let frame = FrameInfo {
+                        layer: data.rid,
+                        time: data.time,
+                        keyframe: data.is_keyframe(),
+                        bytes: data.data.len(),
+                        size: None,
+                    };
+                    let mut subs = Vec::new();
+                    if self.router.route(track, frame, now, |s, time| subs.push((*s, time))) {
+                        self.want_keyframe(track, data.rid);
+                    }
+                    for (s, time) in subs {
+                        self.servers[s].core.write(now, track, &data, time);
                     }
                 }
                 PeerOutput::WantKeyframe(t) => {
                     trace(self, &format!("server {i} wants a keyframe"));
-                    match self.router.want_keyframe(t, now) {
-                        KeyframeAsk::Now(&publisher) => self.keyframe(publisher, t),
-                        KeyframeAsk::At(_, at) => self.keyframe_timers.push((at, t)),
-                        KeyframeAsk::Nothing => {}
+                    let id = self.servers[i].core.id();
+                    for layer in self.router.keyframe_layers(t, id, now) {
+                        self.want_keyframe(t, layer);
+                    }
+                }
+                PeerOutput::WantLayerKeyframe(t, layer) => self.want_keyframe(t, layer),
+                PeerOutput::Allocate(tracks) => {
+                    let video: Vec<VideoIn> = tracks
+                        .into_iter()
+                        .map(|(track, source)| VideoIn { track, source, layers: self.router.layers(track, now) })
+                        .collect();
+                    let id = self.servers[i].core.id();
+                    trace(self, &format!("server {i} estimate {:?}", self.servers[i].core.allocator.as_ref().and_then(|a| a.estimate())));
+                    for (track, target) in self.servers[i].core.allocate(now, &video) {
+                        trace(self, &format!("server {i} allocates {target:?}"));
+                        if let Some(layer) = self.router.set_target(track, id, target, now) {
+                            self.want_keyframe(track, layer);
+                        }
                     }
                 }
                 PeerOutput::Route(r) => self.servers[i].routes.push(r),
@@ -429,9 +453,19 @@ impl Sim {
         }
     }
 
-    fn keyframe(&mut self, publisher: usize, t: TrackId) {
+    /// A keyframe of `layer` of `t` is wanted: asked for through the router's
+    /// throttle, now or at the time it gives.
+    fn want_keyframe(&mut self, t: TrackId, layer: Layer) {
+        match self.router.want_keyframe(t, layer, self.now) {
+            KeyframeAsk::Now(&publisher) => self.keyframe(publisher, t, layer),
+            KeyframeAsk::At(_, at) => self.keyframe_timers.push((at, t, layer)),
+            KeyframeAsk::Nothing => {}
+        }
+    }
+
+    fn keyframe(&mut self, publisher: usize, t: TrackId, layer: Layer) {
         trace(self, "keyframe request to the publisher");
-        self.servers[publisher].core.request_keyframe(t);
+        self.servers[publisher].core.request_keyframe(t, layer);
     }
 
     /// Server `sub` receives every published track.
@@ -449,7 +483,7 @@ impl Sim {
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         self.clients.iter().for_each(|c| consider(c.timeout));
         self.servers.iter().filter(|s| s.closed.is_none()).for_each(|s| consider(s.timeout));
-        self.keyframe_timers.iter().for_each(|(t, _)| consider(*t));
+        self.keyframe_timers.iter().for_each(|(t, ..)| consider(*t));
         if self.publishing.is_some() {
             consider(self.next_frame);
         }
@@ -476,11 +510,11 @@ impl Sim {
                 s.core.handle_timeout(now);
             }
         }
-        let due: Vec<TrackId> = self.keyframe_timers.iter().filter(|(t, _)| *t <= now).map(|(_, id)| *id).collect();
-        self.keyframe_timers.retain(|(t, _)| *t > now);
-        for t in due {
-            if let Some(&publisher) = self.router.keyframe_due(t, now) {
-                self.keyframe(publisher, t);
+        let due: Vec<(TrackId, Layer)> = self.keyframe_timers.iter().filter(|(t, ..)| *t <= now).map(|(_, id, l)| (*id, *l)).collect();
+        self.keyframe_timers.retain(|(t, ..)| *t > now);
+        for (t, layer) in due {
+            if let Some(&publisher) = self.router.keyframe_due(t, layer, now) {
+                self.keyframe(publisher, t, layer);
             }
         }
         for c in 1..self.clients.len() {

@@ -32,8 +32,15 @@ pub struct ParticipantStats {
     pub jitter_ms: Option<f64>,
     /// Video frames per second received from it.
     pub fps_in: f64,
-    /// The simulcast layer forwarded, if it sends several.
+    /// The simulcast layers it sends, best first (`f,h,q`), if it sends several.
     pub layer: Option<String>,
+    /// The layer it is given of the first video it receives (the feed): rid and
+    /// picture size (`h 640×360`), `single` for a one-layer track, `paused`
+    /// when its link holds not even the lowest layer, `best` before its first
+    /// bandwidth estimate.
+    pub receiving: Option<String>,
+    /// What the path to it carries, as the server estimates it, kbit/s.
+    pub estimate_kbps: Option<u64>,
     /// The picture size of its video, from its last key frame.
     pub width: Option<u32>,
     /// Height, likewise.
@@ -102,15 +109,8 @@ impl StatsTracker {
     /// A video frame of the layer forwarded: counted, and sized at key frames.
     pub fn video_frame(&mut self, data: &MediaData) {
         self.frames_in += 1;
-        if data.is_keyframe() {
-            let size = match data.params.spec().codec {
-                str0m::format::Codec::Vp8 => crate::resolution::vp8(&data.data),
-                str0m::format::Codec::H264 => crate::resolution::h264(&data.data),
-                _ => None,
-            };
-            if let Some((w, h)) = size {
-                (self.stats.width, self.stats.height) = (Some(w), Some(h));
-            }
+        if let Some((w, h)) = crate::resolution::of_keyframe(data) {
+            (self.stats.width, self.stats.height) = (Some(w), Some(h));
         }
     }
 

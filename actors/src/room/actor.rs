@@ -10,7 +10,7 @@ use super::core::{RoomCore, RoomError, RoomOutput, RoomPolicy};
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
 use crate::participant::{Notice, ParticipantActor, ParticipantEvent, Relay, SubscribeTrack, UnsubscribeTrack};
-use crate::router::SharedRouter;
+use crate::participant::SharedRouter;
 use crate::{MediaKind, Member, PeerInfo, RoomEvent, TrackDesc, TrackSource};
 
 /// An open room: its actor and its router.

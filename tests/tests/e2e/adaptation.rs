@@ -1,0 +1,201 @@
+//! Each commentator gets the best picture their link holds. Chromium publishes the
+//! feed as three simulcast layers over WHIP; one commentator watches on an open
+//! link, another from a network namespace whose downlink `tbf` caps. The capped one
+//! is given a lower layer and keeps decoding while the other gets the top one, and
+//! once the cap is lifted it is back on the top layer within seconds.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use casecast_signaling::Role;
+use casecast_tests::browser::Browser;
+use casecast_tests::net::Namespace;
+use casecast_tests::*;
+use serde_json::{Value, json};
+
+use super::{api, page_stats};
+
+/// Publishes the fake camera from `page` (on the server's origin) over WHIP as
+/// three simulcast layers: 320×180, 640×360 and 1280×720.
+fn publish_simulcast(page: &Browser, token: &str, room: &str, top_kbps: u32) -> Result<()> {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         (async () => {{
+           const media = await navigator.mediaDevices.getUserMedia({{
+             video: {{ width: 1280, height: 720, frameRate: 30 }}, audio: true }});
+           const pc = new RTCPeerConnection();
+           pc.addTransceiver(media.getAudioTracks()[0], {{ direction: 'sendonly' }});
+           pc.addTransceiver(media.getVideoTracks()[0], {{ direction: 'sendonly', sendEncodings: [
+             {{ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 200000 }},
+             {{ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 600000 }},
+             {{ rid: 'f', maxBitrate: {top} }} ] }});
+           await pc.setLocalDescription(await pc.createOffer());
+           await new Promise((ok) => {{
+             if (pc.iceGatheringState === 'complete') return ok();
+             pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && ok();
+             setTimeout(ok, 3000);
+           }});
+           const res = await fetch('/whip/{room}', {{ method: 'POST',
+             headers: {{ 'Content-Type': 'application/sdp', Authorization: 'Bearer {token}' }},
+             body: pc.localDescription.sdp }});
+           const answer = await res.text();
+           if (!res.ok) return done({{ error: res.status + ' ' + answer }});
+           await pc.setRemoteDescription({{ type: 'answer', sdp: answer }});
+           window.publisher = pc;
+           done({{ ok: true }});
+         }})().catch((e) => done({{ error: String(e) }}));",
+        top = top_kbps * 1000
+    );
+    let r = page.eval_async(&script)?;
+    anyhow::ensure!(r["ok"] == json!(true), "the simulcast publish failed: {r}");
+    Ok(())
+}
+
+/// A 3 s, 1280×720, 30 fps clip of fine moving detail (a test pattern under
+/// grain) for Chromium's fake camera: its top layer needs megabits, as an
+/// operating field's does, where the plain fake camera needs a few hundred kbit/s.
+fn fine_detail_clip(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let path = dir.join("field.mjpeg");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-vf", "noise=alls=20:allf=t", "-t", "3"])
+        .args(["-q:v", "3", "-f", "mjpeg", "-y"])
+        .arg(&path)
+        .output()
+        .context("ffmpeg (scripts/install-deps.sh test)")?;
+    anyhow::ensure!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(path)
+}
+
+/// What the publisher sends now, per layer: rid → (frame height, fps, bytes sent).
+fn sent_layers(page: &Browser) -> Value {
+    page.eval_async(
+        "const done = arguments[arguments.length - 1];
+         window.publisher.getStats().then((s) => {
+           const out = {};
+           s.forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === 'video')
+             out[r.rid] = { height: r.frameHeight ?? null, fps: r.framesPerSecond ?? null, bytes: r.bytesSent,
+                            limit: r.qualityLimitationReason }; });
+           done(out);
+         }, (e) => done({ error: String(e) }));",
+    )
+    .unwrap_or(Value::Null)
+}
+
+fn height(page: &Browser) -> u64 {
+    page_stats(page)["feedFrameHeight"].as_u64().unwrap_or(0)
+}
+
+fn frames(page: &Browser) -> f64 {
+    page_stats(page)["feedFramesDecoded"].as_f64().unwrap_or(0.0)
+}
+
+/// The feed's frames decoded and freeze time over `window`, sampled every second.
+struct Watched {
+    frames: f64,
+    freezes: f64,
+    freeze_seconds: f64,
+    heights: Vec<u64>,
+}
+
+fn watch(page: &Browser, window: Duration) -> Watched {
+    let before = page_stats(page);
+    let started = Instant::now();
+    let mut heights = Vec::new();
+    // The window is the scenario's length, not a wait for an outcome: sampled
+    // until it has passed.
+    while started.elapsed() < window {
+        heights.push(height(page));
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let after = page_stats(page);
+    let d = |k: &str| after[k].as_f64().unwrap_or(0.0) - before[k].as_f64().unwrap_or(0.0);
+    Watched { frames: d("feedFramesDecoded"), freezes: d("feedFreezeCount"), freeze_seconds: d("feedFreezesSeconds"), heights }
+}
+
+#[test]
+fn commentators_on_different_links_get_different_layers_and_the_capped_one_climbs_back() -> Result<()> {
+    let ns = Namespace::new()?;
+    let host = ns.host.to_string();
+    let tls_listen = format!("{host}:{}", free_tcp_port());
+    let server = Server::start_at(&host, &["--tls-self-signed", &host, "--tls-listen", &tls_listen])?;
+    let base = format!("https://{tls_listen}");
+    let room = "simulcast";
+
+    // The feed: a detailed moving picture (a test pattern under grain, as fine as
+    // an operating field) from Chromium's fake camera as three layers, the top one
+    // at up to 3 Mbit/s.
+    let dir = TempDir::new("simulcast");
+    let clip = fine_detail_clip(&dir.0)?;
+    let publisher = Browser::start_with(&["--ignore-certificate-errors", &format!("--use-file-for-fake-video-capture={}", clip.display())])?;
+    publisher.goto(&format!("{base}/"))?;
+    publish_simulcast(&publisher, &server.token(room, Role::Encoder, "OR 1 simulcast"), room, 3000)?;
+    wait_for("the publisher to send its top layer at 720p", Duration::from_secs(60), || {
+        let s = sent_layers(&publisher);
+        (s["f"]["height"].as_u64() == Some(720) && s["f"]["fps"].as_f64().unwrap_or(0.0) > 5.0).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; sent: {}", sent_layers(&publisher)))?;
+
+    // One commentator on an open link, one whose downlink holds 1.5 Mbit/s.
+    let open = Browser::start_with(&["--ignore-certificate-errors"])?;
+    open.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Open")))?;
+    ns.limit_downlink(1500)?;
+    let capped = Browser::start_in(&ns, &["--ignore-certificate-errors"])?;
+    capped.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Capped")))?;
+
+    wait_for("the open link to get the top layer", Duration::from_secs(60), || (height(&open) == 720).then_some(()))
+        .map_err(|e| anyhow::anyhow!("{e}; stats: {}", page_stats(&open)))?;
+    wait_for("the capped link to settle on a lower layer", Duration::from_secs(60), || {
+        let h = height(&capped);
+        (h > 0 && h < 720).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; stats: {}; sent: {}", page_stats(&capped), sent_layers(&publisher)))?;
+
+    // Both at the same time, for 10 s: the capped one keeps decoding.
+    let capped_seen = watch(&capped, Duration::from_secs(10));
+    let open_height = height(&open);
+    println!(
+        "capped at 1.5 Mbit/s: {:.0} frames in 10 s, {} freezes, {:.2} s frozen, heights {:?}; open link at {open_height}p",
+        capped_seen.frames, capped_seen.freezes, capped_seen.freeze_seconds, capped_seen.heights
+    );
+    assert_eq!(open_height, 720, "the open link keeps the top layer");
+    assert!(capped_seen.heights.iter().all(|h| *h < 720), "the capped link stays below the top layer: {:?}", capped_seen.heights);
+    // Bounds (docs/benchmarks.md): Chromium's fake camera at 30 fps; a user sees a
+    // moving picture, not a stalled one.
+    assert!(capped_seen.frames >= 100.0, "the capped link decoded only {} frames in 10 s", capped_seen.frames);
+    assert!(capped_seen.freeze_seconds < 2.0, "the capped link froze for {:.2} s of 10", capped_seen.freeze_seconds);
+
+    // The server says so: the layer each is given, and the capped one's estimate.
+    let stats = server_participants(&server, room)?;
+    let capped_row = stats.iter().find(|p| p["name"] == json!("Dr. Capped")).context("the capped commentator in the stats")?;
+    let receiving = capped_row["receiving"].as_str().unwrap_or_default();
+    assert!(receiving.starts_with('h') || receiving.starts_with('q'), "{capped_row}");
+    let estimate = capped_row["estimate_kbps"].as_u64().unwrap_or(0);
+    assert!(estimate > 0 && estimate < 2000, "the capped link's estimate: {capped_row}");
+    let feed_row = stats.iter().find(|p| p["role"] == json!("encoder")).context("the feed in the stats")?;
+    assert_eq!(feed_row["layer"], json!("f,h,q"), "{feed_row}");
+    assert!(server.metric("casecast_layer_changes_total{direction=\"down\"}").unwrap_or(0.0) >= 1.0);
+
+    // The cap is lifted: back on the top layer.
+    ns.unlimit_downlink()?;
+    let lifted = Instant::now();
+    let back = wait_for("the capped link to climb back to the top layer", Duration::from_secs(30), || {
+        (height(&capped) == 720).then(|| lifted.elapsed())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; stats: {}", page_stats(&capped)))?;
+    println!("the cap lifted, the top layer was back after {back:?}");
+    // The aim is 5 s (docs/benchmarks.md has the median: 4.5-11 s here, most of
+    // it the estimate climbing); the bound leaves room for a loaded machine.
+    assert!(back < Duration::from_secs(20), "the top layer took {back:?} to come back");
+    let before = frames(&capped);
+    wait_for("the top layer to keep playing", Duration::from_secs(10), || (frames(&capped) >= before + 30.0).then_some(()))?;
+    Ok(())
+}
+
+/// The operators' view of a room's participants (`GET /api/events/{room}/participants`).
+fn server_participants(server: &Server, room: &str) -> Result<Vec<Value>> {
+    let token = server.token(room, Role::Operator, "Checking operator");
+    let url = format!("{}/api/events/{room}/participants", server.url);
+    let (status, v) = api("GET", &url, Some(&token), None)?;
+    anyhow::ensure!(status == 200, "{url}: {status} {v}");
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
