@@ -73,6 +73,17 @@ pub enum TrackSource {
     Program,
 }
 
+/// The room's answer to a track published: where it comes from and the ceiling
+/// the server holds it to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Where the track comes from, by the publisher's role.
+    pub source: TrackSource,
+    /// The bitrate the server holds it to, bits/s (a commentator's video, by the
+    /// room's policy).
+    pub max_bitrate: Option<u64>,
+}
+
 /// What a participant receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subscribe {

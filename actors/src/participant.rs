@@ -177,7 +177,7 @@ impl ParticipantActor {
                     .into_actor(self)
                     .map(move |res, act, ctx| {
                         if let Ok(res) = res {
-                            act.guarded(ctx, |core, _| core.published(mid, res.map_err(|e| e.to_string())));
+                            act.guarded(ctx, |core, now| core.published(now, mid, res.map_err(|e| e.to_string())));
                         }
                     })
                     .wait(ctx);

@@ -26,6 +26,7 @@ mod sending;
 #[cfg(test)]
 mod sim;
 mod stats;
+mod uplink;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -111,6 +112,8 @@ pub struct PeerCore {
     bwe_rates: (u64, u64),
     /// The layer it is given of its first video track (the feed), for operators.
     receiving: Option<String>,
+    /// When the ceilings of what it publishes are next asked for and checked.
+    next_uplink_check: Option<Instant>,
     /// The first offer must come by then.
     offer_by: Instant,
     /// The connection must be up by then (set by the first offer).
@@ -171,6 +174,7 @@ impl PeerCore {
             next_allocation: None,
             bwe_rates: (0, 0),
             receiving: None,
+            next_uplink_check: None,
             offer_by: now + OFFER_TIMEOUT,
             connect_by: None,
             connect_deadline,
@@ -237,6 +241,10 @@ impl PeerCore {
                 return;
             }
         }
+        if self.next_uplink_check.is_some_and(|at| at <= now) {
+            self.next_uplink_check = Some(now + uplink::UPLINK_CHECK_EVERY);
+            self.check_uplink(now);
+        }
         if self.next_allocation.is_some_and(|at| at <= now) {
             self.next_allocation = Some(now + allocation::REALLOCATE_EVERY);
             self.queue.push_back(PeerOutput::Allocate(self.neg.open_video()));
@@ -269,6 +277,7 @@ impl PeerCore {
             self.neg.answer_by(),
             self.down_deadline(),
             self.next_allocation,
+            self.next_uplink_check,
         ]
         .into_iter()
         .flatten();
@@ -431,7 +440,7 @@ impl PeerCore {
                 // The room sets the real source from the role.
                 source: TrackSource::Commentator,
             };
-            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, rids: Vec::new() });
+            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, rids: Vec::new(), ceiling: None });
             self.tell_room(ToRoom::Publish { mid, track });
         }
         if matches!(dir, Direction::SendOnly | Direction::SendRecv) {

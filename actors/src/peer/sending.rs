@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use str0m::media::{KeyframeRequestKind, MediaData, Mid, Rid};
 
+use super::uplink::Ceiling;
 use super::{ParticipantEvent, PeerCore, PeerOutput, ToRoom};
 use crate::ids::TrackId;
 use crate::router::Layer;
-use crate::{MediaKind, TrackDesc, TrackSource};
+use crate::{MediaKind, Published, TrackDesc};
 
 /// A track the peer publishes.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub(super) struct Inbound {
     /// With simulcast, the layers seen, best first: by picture size once their
     /// keyframes have told it, else by their names.
     pub rids: Vec<(Rid, u64)>,
+    /// The room's ceiling on it, if any (a commentator's video).
+    pub ceiling: Option<Ceiling>,
 }
 
 /// Simulcast layer names from best to worst, as browsers and encoders use them
@@ -58,6 +61,12 @@ impl PeerCore {
         if !inbound.published || self.held.get(&inbound.track.kind) == Some(&true) {
             return;
         }
+        if let Some(c) = &mut inbound.ceiling
+            && !c.admit(data.data.len(), data.is_keyframe())
+        {
+            self.metrics.dropped.with_label_values(&["over_uplink_ceiling"]).inc();
+            return;
+        }
         let track = inbound.track.id;
         // Every layer goes to the router, which gives each subscriber its own.
         if !data.contiguous {
@@ -72,15 +81,21 @@ impl PeerCore {
         Some(rids.iter().map(|(r, _)| r.to_string()).collect::<Vec<_>>().join(","))
     }
 
-    /// The room's answer to [`ToRoom::Publish`]: the track's source, or why not.
-    pub fn published(&mut self, mid: Mid, result: Result<TrackSource, String>) {
+    /// The room's answer to [`ToRoom::Publish`]: the track's source and ceiling,
+    /// or why not.
+    pub fn published(&mut self, now: Instant, mid: Mid, result: Result<Published, String>) {
         match result {
-            Ok(source) => {
+            Ok(p) => {
                 let Some(i) = self.inbound.get_mut(&mid) else {
                     return;
                 };
-                i.track.source = source;
+                i.track.source = p.source;
                 i.published = true;
+                if let Some(max) = p.max_bitrate {
+                    // Asked of its encoder and checked from now on.
+                    i.ceiling = Some(Ceiling::new(max));
+                    self.next_uplink_check = Some(now);
+                }
                 let kind = i.track.kind;
                 // Held before it published (a mute from an earlier session): the
                 // room learns it now.

@@ -34,6 +34,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use super::*;
+use crate::Published;
 use crate::router::{DEFAULT_KEYFRAME_INTERVAL, FrameInfo, KeyframeAsk, Layer, Router};
 
 /// The network between the clients and the server.
@@ -449,7 +450,8 @@ impl Sim {
         if let ToRoom::Publish { mid, track } = r {
             self.router.add_producer(&track, i);
             self.tracks.push(track);
-            self.servers[i].core.published(mid, Ok(TrackSource::Feed));
+            let published = Published { source: TrackSource::Feed, max_bitrate: None };
+            self.servers[i].core.published(self.now, mid, Ok(published));
         }
     }
 

@@ -11,7 +11,7 @@ use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
 use crate::participant::{Notice, ParticipantActor, ParticipantEvent, Relay, SubscribeTrack, UnsubscribeTrack};
 use crate::participant::SharedRouter;
-use crate::{MediaKind, Member, PeerInfo, RoomEvent, TrackDesc, TrackSource};
+use crate::{MediaKind, Member, PeerInfo, Published, RoomEvent, TrackDesc};
 
 /// An open room: its actor and its router.
 #[derive(Clone)]
@@ -186,13 +186,14 @@ impl Handler<Leave> for RoomActor {
     }
 }
 
-/// A participant publishes a track; answers the source the room assigned.
+/// A participant publishes a track; answers the source the room assigned and the
+/// ceiling it holds the track to.
 #[derive(Message)]
-#[rtype(result = "Result<TrackSource, RoomError>")]
+#[rtype(result = "Result<Published, RoomError>")]
 pub struct Publish(pub TrackDesc);
 
 impl Handler<Publish> for RoomActor {
-    type Result = Result<TrackSource, RoomError>;
+    type Result = Result<Published, RoomError>;
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
         let track = msg.0.clone();
         let Some(publisher) = self.members.get(&track.participant) else {
@@ -203,9 +204,9 @@ impl Handler<Publish> for RoomActor {
         let out = self.core.publish(msg.0)?;
         self.router.lock().unwrap().add_producer(&track, publisher);
         self.apply(out);
-        let source = self.core.tracks().find(|t| t.id == id).map(|t| t.source);
         // publish() just inserted the track.
-        Ok(source.expect("published track is registered"))
+        let track = self.core.tracks().find(|t| t.id == id).cloned().expect("published track is registered");
+        Ok(Published { source: track.source, max_bitrate: self.core.ceiling(&track) })
     }
 }
 

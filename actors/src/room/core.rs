@@ -247,6 +247,13 @@ impl RoomCore {
         Ok(out)
     }
 
+    /// The bitrate ceiling the server holds a published track to, bits/s: the
+    /// policy's for a commentator's video; none for the feed, the program or audio.
+    pub fn ceiling(&self, track: &TrackDesc) -> Option<u64> {
+        (track.source == TrackSource::Commentator && track.kind == MediaKind::Video)
+            .then_some(u64::from(self.policy.commentator_max_bitrate))
+    }
+
     /// A track ends.
     pub fn unpublish(&mut self, id: TrackId) -> Vec<RoomOutput> {
         let Some(track) = self.tracks.remove(&id) else {

@@ -38,6 +38,9 @@ pub struct Consumer<C> {
     pub to: C,
     /// Which layer it gets.
     pub switch: LayerSwitch,
+    /// A keyframe has been passed to it (of a video track): until then its
+    /// decoder has nothing to start from, and one is asked for with every frame.
+    pub started: bool,
 }
 
 /// A published track and who receives it.
@@ -131,7 +134,7 @@ impl<C, P> Router<C, P> {
     pub fn link(&mut self, track: TrackId, subscriber: ParticipantId, consumer: C) {
         if let Some(p) = self.producers.get_mut(&track) {
             p.consumers.retain(|c| c.subscriber != subscriber);
-            p.consumers.push(Consumer { subscriber, to: consumer, switch: LayerSwitch::default() });
+            p.consumers.push(Consumer { subscriber, to: consumer, switch: LayerSwitch::default(), started: false });
         }
     }
 
@@ -150,7 +153,8 @@ impl<C, P> Router<C, P> {
     /// A frame of `track` arrived at `now`: measured with its layer, and handed to
     /// `send` for each consumer that takes it, with the RTP time that consumer
     /// gets. Answers true if a consumer waits for a keyframe of this frame's layer
-    /// (to start on it, or to switch to it): ask for one through
+    /// (to start on it, or to switch to it, or it has had none yet): ask for one
+    /// through
     /// [`want_keyframe`](Self::want_keyframe), whose throttle repeats the request
     /// until it comes.
     pub fn route(&mut self, track: TrackId, frame: FrameInfo, now: Instant, mut send: impl FnMut(&C, MediaTime)) -> bool {
@@ -158,10 +162,18 @@ impl<C, P> Router<C, P> {
             return false;
         };
         p.layers.frame(frame.layer, frame.bytes, frame.size, now);
+        let video = p.kind == MediaKind::Video;
         let mut wants = false;
         for c in &mut p.consumers {
             match c.switch.pass(frame.layer, frame.time, frame.keyframe, &p.layers, now) {
-                Pass::Send(time) => send(&c.to, time),
+                Pass::Send(time) => {
+                    send(&c.to, time);
+                    // A new subscriber's first keyframe is asked for until one has
+                    // gone to it (LiveKit #436: one lost request left a
+                    // subscriber black).
+                    c.started |= frame.keyframe;
+                    wants |= video && !c.started;
+                }
                 Pass::Skip => {}
                 Pass::SkipWantKeyframe => wants = true,
             }
@@ -366,6 +378,24 @@ mod tests {
         assert_eq!(got.first().map(|(n, _)| *n), Some(60), "moved at its keyframe: {got:?}");
         assert_eq!(r.keyframe_layers(TrackId(10), ParticipantId(2), t0 + Duration::from_secs(3)), [Some("q".into())]);
         assert_eq!(r.keyframe_layers(TrackId(10), ParticipantId(9), t0 + Duration::from_secs(3)), [Some("q".into())], "a non-consumer: every active layer");
+    }
+
+    #[test]
+    fn a_new_subscriber_asks_for_a_keyframe_until_one_reaches_it() {
+        let mut r: Router<&'static str, ()> = Router::new(DEFAULT_KEYFRAME_INTERVAL);
+        r.add_producer(&track(10, MediaKind::Video), ());
+        r.add_producer(&track(11, MediaKind::Audio), ());
+        r.link(TrackId(10), ParticipantId(2), "video");
+        r.link(TrackId(11), ParticipantId(2), "audio");
+        let t0 = Instant::now();
+        let single = |n: u64, keyframe: bool| FrameInfo { layer: None, time: MediaTime::from_90khz(n * 3000), keyframe, bytes: 1000, size: None };
+        // Its first request was lost: every frame that reaches it without a keyframe
+        // before asks again (the throttle spaces them).
+        assert!(r.route(TrackId(10), single(0, false), t0, |_, _| {}));
+        assert!(r.route(TrackId(10), single(1, false), t0, |_, _| {}));
+        assert!(!r.route(TrackId(10), single(2, true), t0, |_, _| {}), "the keyframe reached it");
+        assert!(!r.route(TrackId(10), single(3, false), t0, |_, _| {}));
+        assert!(!r.route(TrackId(11), single(0, false), t0, |_, _| {}), "audio needs none");
     }
 
     #[test]

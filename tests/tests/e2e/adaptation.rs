@@ -199,3 +199,63 @@ fn server_participants(server: &Server, room: &str) -> Result<Vec<Value>> {
     anyhow::ensure!(status == 200, "{url}: {status} {v}");
     Ok(v.as_array().cloned().unwrap_or_default())
 }
+
+#[test]
+fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()> {
+    // The default room policy: commentators send at most 300 kbit/s (and 5 fps).
+    let server = Server::start(&[])?;
+    let room = "ceiling";
+    let dir = TempDir::new("ceiling");
+    let clip = fine_detail_clip(&dir.0)?;
+    let page = Browser::start_with(&[&format!("--use-file-for-fake-video-capture={}", clip.display())])?;
+    page.join_room(&format!("{}/room/{room}?token={}", server.url, server.token(room, Role::Commentator, "Dr. Greedy")))?;
+    let received = || server.metric("casecast_rtp_bytes_received_total").unwrap_or(0.0);
+    let before = received();
+    wait_for("the commentator's media at the server", Duration::from_secs(60), || (received() > before + 50_000.0).then_some(()))?;
+
+    // The page then does what a page that ignores the policy would: a 720p camera
+    // at 30 fps, its sender asked for 2 Mbit/s.
+    let r = page.eval_async(
+        "const done = arguments[arguments.length - 1];
+         (async () => {
+           const sender = window.casecast.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+           if (!sender) return done({ error: 'no video sender' });
+           const media = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720, frameRate: 30 } });
+           await sender.replaceTrack(media.getVideoTracks()[0]);
+           const p = sender.getParameters();
+           p.encodings.forEach((e) => { e.maxBitrate = 2000000; e.maxFramerate = 30; e.scaleResolutionDownBy = 1; });
+           await sender.setParameters(p);
+           window.greedy = sender;
+           done({ ok: true, asked: sender.getParameters().encodings[0].maxBitrate });
+         })().catch((e) => done({ error: String(e) }));",
+    )?;
+    anyhow::ensure!(r["ok"] == json!(true), "the page could not raise its sender: {r}");
+    let sent = || {
+        page.eval_async(
+            "const done = arguments[arguments.length - 1];
+             window.greedy.getStats().then((s) => { let o = null;
+               s.forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === 'video') o = r; });
+               done(o && { bytes: o.bytesSent, fps: o.framesPerSecond, height: o.frameHeight,
+                           target: o.targetBitrate, limit: o.qualityLimitationReason }); });",
+        )
+        .unwrap_or(Value::Null)
+    };
+    // Its encoder settles (the scenario's length, not a wait for an outcome).
+    std::thread::sleep(Duration::from_secs(5));
+    let (server_before, page_before, t0) = (received(), sent(), Instant::now());
+    std::thread::sleep(Duration::from_secs(10));
+    let (server_after, page_after, span) = (received(), sent(), t0.elapsed().as_secs_f64());
+    let at_server = (server_after - server_before) * 8.0 / span;
+    let from_page = (page_after["bytes"].as_f64().unwrap_or(0.0) - page_before["bytes"].as_f64().unwrap_or(0.0)) * 8.0 / span;
+    let dropped = server.metric("casecast_dropped_packets_total{reason=\"over_uplink_ceiling\"}").unwrap_or(0.0);
+    println!(
+        "asked for 2 Mbit/s at 30 fps: the page sent {:.0} kbit/s of video ({page_after}); the server received {:.0} kbit/s in all (audio too); {dropped} frames dropped over the ceiling",
+        from_page / 1000.0,
+        at_server / 1000.0
+    );
+    // 300 kbit/s of video and Opus's few tens, with a margin for RTP headers and a
+    // keyframe; without the server's ceiling the page sends about 2 Mbit/s.
+    assert!(at_server < 450_000.0, "the server received {:.0} kbit/s from a commentator held to 300", at_server / 1000.0);
+    assert!(at_server > 50_000.0, "nothing arrived: {at_server}");
+    Ok(())
+}
