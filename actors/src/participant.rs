@@ -26,6 +26,10 @@ use crate::transport::Transports;
 use crate::udp::Datagram;
 use crate::{MediaKind, PeerInfo, RoomEvent, TrackDesc, TrackSource};
 
+/// Deadlines already due that one call into the core handles at once (see
+/// `ParticipantActor::pump`).
+const MAX_INLINE_TIMEOUTS: u32 = 8;
+
 /// A room's router as its actors share it (all on the media thread: the lock is
 /// never contended).
 pub type SharedRouter = Arc<Mutex<Router<Recipient<Forward>, Recipient<SendKeyframeRequest>>>>;
@@ -122,7 +126,11 @@ impl ParticipantActor {
     }
 
     /// Carries out the core's outputs until it asks for a timeout.
-    fn pump(&mut self, now: Instant, ctx: &mut Context<Self>) {
+    fn pump(&mut self, mut now: Instant, ctx: &mut Context<Self>) {
+        // A deadline already due (the pacer's next packet, mostly) is handled here
+        // rather than through a timer and another turn of the event loop: a few
+        // rounds per call, so a core that keeps asking for "now" still yields.
+        let mut inline_rounds = 0;
         loop {
             match self.core.poll_output(now) {
                 PeerOutput::Transmit(t) => self.transports.send(t.proto, t.source, t.destination, &t.contents),
@@ -156,6 +164,15 @@ impl ParticipantActor {
                 PeerOutput::Route(RouteChange::Alias(new)) => self.transports.alias(self.core.route_key(), &new),
                 PeerOutput::Route(RouteChange::Retire(old)) => self.transports.retire(&old),
                 PeerOutput::Timeout(at) => {
+                    if inline_rounds < MAX_INLINE_TIMEOUTS {
+                        let fresh = Instant::now();
+                        if at <= fresh {
+                            inline_rounds += 1;
+                            now = fresh;
+                            self.core.handle_timeout(now);
+                            continue;
+                        }
+                    }
                     self.arm_timer(at, ctx);
                     return;
                 }

@@ -132,7 +132,10 @@ impl PeerCore {
     pub fn new(id: ParticipantId, opts: ParticipantOptions, setup: PeerSetup, now: Instant) -> PeerCore {
         let PeerSetup { creds, candidates, dtls_cert, connect_deadline, metrics } = setup;
         let ufrag = creds.ufrag.clone();
-        let receives = opts.subscribe != Subscribe::None;
+        // Commentators and viewers get what their links hold. Operators (the
+        // program's compositor, which mixes the best layers, and the consoles in
+        // the distribution center) get the best layers.
+        let receives = opts.subscribe != Subscribe::None && opts.role != "operator";
         let mut builder = Rtc::builder();
         if receives {
             // TWCC feedback from the subscriber drives str0m's estimate (GCC) of
