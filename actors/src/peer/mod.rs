@@ -443,7 +443,7 @@ impl PeerCore {
                 // The room sets the real source from the role.
                 source: TrackSource::Commentator,
             };
-            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, rids: Vec::new(), ceiling: None });
+            self.inbound.insert(mid, Inbound { track: track.clone(), published: false, rids: Vec::new(), ceiling: None, dir });
             self.tell_room(ToRoom::Publish { mid, track });
         }
         if matches!(dir, Direction::SendOnly | Direction::SendRecv) {

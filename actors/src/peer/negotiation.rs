@@ -79,6 +79,9 @@ pub(super) struct Negotiation {
     restart_wanted: bool,
     /// The new ufrag of a restart offered and not yet answered.
     restarting: Option<String>,
+    /// M-lines whose receiving the room refused, with their new direction, for
+    /// the next server offer.
+    refused: Vec<(Mid, Direction)>,
     /// Something may need offering (a track to add or stop, a restart): without
     /// it, [`Negotiation::offer`] returns at once, as it does after every datagram.
     changed: bool,
@@ -97,6 +100,7 @@ impl Negotiation {
             current_ufrag: ufrag,
             restart_wanted: false,
             restarting: None,
+            refused: Vec::new(),
             changed: false,
         }
     }
@@ -209,6 +213,14 @@ impl Negotiation {
         self.changed = true;
     }
 
+    /// The room refused what the peer sends on `mid`: the next server offer takes
+    /// the receiving out of that m-line (`dir` is its direction from then on, as
+    /// the server sees it), so that the peer stops sending it at all.
+    pub fn refuse(&mut self, mid: Mid, dir: Direction) {
+        self.refused.push((mid, dir));
+        self.changed = true;
+    }
+
     /// A restart is offered and not answered yet.
     pub fn restarting(&self) -> bool {
         self.restarting.is_some()
@@ -240,6 +252,9 @@ impl Negotiation {
             let creds = change.ice_restart(true);
             new_ufrag = Some(creds.ufrag.clone());
             self.restarting = Some(creds.ufrag);
+        }
+        for (mid, dir) in std::mem::take(&mut self.refused) {
+            change.set_direction(mid, dir);
         }
         let mut added = Vec::new();
         for o in &mut self.outbound {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::media::{KeyframeRequestKind, MediaData, Mid, Rid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid, Rid};
 
 use super::uplink::Ceiling;
 use super::{ParticipantEvent, PeerCore, PeerOutput, ToRoom};
@@ -23,6 +23,8 @@ pub(super) struct Inbound {
     pub rids: Vec<(Rid, u64)>,
     /// The room's ceiling on it, if any (a commentator's video).
     pub ceiling: Option<Ceiling>,
+    /// Its m-line's direction as the server sees it.
+    pub dir: Direction,
 }
 
 /// Simulcast layer names from best to worst, as browsers and encoders use them
@@ -105,7 +107,15 @@ impl PeerCore {
             }
             Err(e) => {
                 tracing::info!(participant = %self.id, %mid, reason = %e, "track refused");
-                self.inbound.remove(&mid);
+                // A peer that can take server offers is told to stop sending it
+                // (an audio-only room negotiates no commentator video at all);
+                // until then, or over WHIP, what arrives on the m-line is dropped.
+                if let Some(i) = self.inbound.remove(&mid)
+                    && self.opts.renegotiate
+                {
+                    let dir = if i.dir == Direction::SendRecv { Direction::SendOnly } else { Direction::Inactive };
+                    self.neg.refuse(mid, dir);
+                }
             }
         }
     }

@@ -246,6 +246,8 @@ struct Sim {
     forwarded: Vec<(u32, Instant)>,
     next_frame: Instant,
     fps: u32,
+    /// The room refuses video (an audio-only room for commentators).
+    refuse_video: bool,
 }
 
 impl Sim {
@@ -266,6 +268,7 @@ impl Sim {
             forwarded: Vec::new(),
             next_frame: start,
             fps: 30,
+            refuse_video: false,
         }
     }
 
@@ -448,6 +451,10 @@ impl Sim {
     /// The room, as small as the tests need: it takes every track.
     fn room(&mut self, i: usize, r: ToRoom) {
         if let ToRoom::Publish { mid, track } = r {
+            if self.refuse_video && track.kind == MediaKind::Video {
+                self.servers[i].core.published(self.now, mid, Err("this room is audio only".into()));
+                return;
+            }
             self.router.add_producer(&track, i);
             self.tracks.push(track);
             let published = Published { source: TrackSource::Feed, max_bitrate: None };
@@ -587,7 +594,10 @@ impl Sim {
         self.sent_at.push(self.now);
         let data = vp8_frame(n, keyframe, if keyframe { 6000 } else { 1500 });
         let rtp_time = MediaTime::from_90khz(u64::from(n) * 90_000 / u64::from(self.fps));
-        let w = c.rtc.writer(mid).expect("a writer");
+        // No writer once the m-line no longer sends (the server turned it off).
+        let Some(w) = c.rtc.writer(mid) else {
+            return;
+        };
         w.write(pt, self.now, rtp_time, data).expect("the client writes");
     }
 
@@ -847,6 +857,28 @@ fn a_peer_that_never_offers_or_connects_ends_with_a_reason() {
     sim.run_until(Duration::from_secs(20), |s| s.servers[b].closed.is_some());
     assert_eq!(sim.servers[b].closed.as_deref(), Some("no media connection within the connect timeout"));
     assert!(sim.now - at >= Duration::from_secs(10));
+}
+
+#[test]
+fn a_track_the_room_refuses_is_turned_off_and_stops_arriving() {
+    // An audio-only room: a page that sends video anyway is offered its m-line back
+    // without receiving, and stops sending it; nothing of it reaches the server.
+    let mut sim = Sim::new(3, Link { loss: 0.0, delay: Duration::from_millis(10), jitter: Duration::ZERO });
+    sim.refuse_video = true;
+    let p = sim.add_peer("encoder", true);
+    let mid = sim.offer(p, Direction::SendOnly);
+    sim.publishing = Some(mid);
+    assert!(sim.run_until(Duration::from_secs(20), |s| s.connected(p)), "connects");
+    let offered = |s: &Sim| s.servers[p].signals.iter().any(|(_, e)| matches!(e, ParticipantEvent::Offer { .. }));
+    assert!(sim.run_until(Duration::from_secs(5), offered), "a server offer turns the m-line off");
+    assert!(sim.tracks.is_empty(), "nothing published");
+    sim.run_for(Duration::from_secs(1));
+    let arrived = |s: &Sim| s.servers[p].core.metrics.rtp_packets_in.get();
+    let before = arrived(&sim);
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(arrived(&sim), before, "RTP still arrives on the refused m-line");
+    let dir = sim.clients[p].rtc.media(mid).map(|m| m.direction());
+    assert_eq!(dir, Some(Direction::Inactive), "the page's m-line");
 }
 
 #[test]

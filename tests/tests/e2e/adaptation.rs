@@ -213,6 +213,13 @@ fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()
     let before = received();
     wait_for("the commentator's media at the server", Duration::from_secs(60), || (received() > before + 50_000.0).then_some(()))?;
 
+    // Its audio goes with Opus in-band FEC: a lost packet is rebuilt from the next.
+    let answer = page.eval("return window.casecast.pc.remoteDescription.sdp")?;
+    let answer = answer.as_str().unwrap_or_default();
+    let opus_pt = answer.lines().find_map(|l| l.strip_prefix("a=rtpmap:").filter(|l| l.contains("opus/48000")).and_then(|l| l.split(' ').next()));
+    let fmtp = opus_pt.and_then(|pt| answer.lines().find(|l| l.starts_with(&format!("a=fmtp:{pt} "))));
+    assert!(fmtp.is_some_and(|l| l.contains("useinbandfec=1")), "the server's answer: {answer}");
+
     // The page then does what a page that ignores the policy would: a 720p camera
     // at 30 fps, its sender asked for 2 Mbit/s.
     let r = page.eval_async(
