@@ -148,6 +148,30 @@ impl Namespace {
         tc(&["qdisc", "del", "dev", &self.link, "root"])
     }
 
+    /// Drops `percent` % of the UDP datagrams into and out of the namespace, at
+    /// random (nftables; this kernel has no netem), as a lossy link would.
+    pub fn lose_udp(&self, percent: u32) -> Result<()> {
+        self.nft(&format!(
+            "table inet casecast_loss {{
+  chain out {{ type filter hook output priority 0; policy accept; meta l4proto udp numgen random mod 100 lt {percent} counter drop; }}
+  chain in {{ type filter hook input priority 0; policy accept; meta l4proto udp numgen random mod 100 lt {percent} counter drop; }}
+}}"
+        ))
+    }
+
+    /// How many datagrams [`lose_udp`](Self::lose_udp) has dropped so far.
+    pub fn udp_lost(&self) -> Result<u64> {
+        let out = self.command("nft").args(["list", "table", "inet", "casecast_loss"]).output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "packets")
+            .filter_map(|w| w[1].parse::<u64>().ok())
+            .sum())
+    }
+
     /// Drops everything into and out of the namespace for `how_long` (a dead zone:
     /// Wi-Fi that drops and comes back), then lets it through again.
     pub fn cut_for(&self, how_long: std::time::Duration) -> Result<()> {

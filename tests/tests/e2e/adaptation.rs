@@ -18,6 +18,17 @@ use super::{api, page_stats};
 /// Publishes the fake camera from `page` (on the server's origin) over WHIP as
 /// three simulcast layers: 320×180, 640×360 and 1280×720.
 fn publish_simulcast(page: &Browser, token: &str, room: &str, top_kbps: u32) -> Result<()> {
+    let encodings = format!(
+        "[ {{ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 200000 }},
+           {{ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 600000 }},
+           {{ rid: 'f', maxBitrate: {} }} ]",
+        top_kbps * 1000
+    );
+    publish(page, token, room, &encodings)
+}
+
+/// Publishes the fake camera from `page` over WHIP with these `sendEncodings`.
+fn publish(page: &Browser, token: &str, room: &str, encodings: &str) -> Result<()> {
     let script = format!(
         "const done = arguments[arguments.length - 1];
          (async () => {{
@@ -25,10 +36,7 @@ fn publish_simulcast(page: &Browser, token: &str, room: &str, top_kbps: u32) -> 
              video: {{ width: 1280, height: 720, frameRate: 30 }}, audio: true }});
            const pc = new RTCPeerConnection();
            pc.addTransceiver(media.getAudioTracks()[0], {{ direction: 'sendonly' }});
-           pc.addTransceiver(media.getVideoTracks()[0], {{ direction: 'sendonly', sendEncodings: [
-             {{ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 200000 }},
-             {{ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 600000 }},
-             {{ rid: 'f', maxBitrate: {top} }} ] }});
+           pc.addTransceiver(media.getVideoTracks()[0], {{ direction: 'sendonly', sendEncodings: {encodings} }});
            await pc.setLocalDescription(await pc.createOffer());
            await new Promise((ok) => {{
              if (pc.iceGatheringState === 'complete') return ok();
@@ -43,11 +51,10 @@ fn publish_simulcast(page: &Browser, token: &str, room: &str, top_kbps: u32) -> 
            await pc.setRemoteDescription({{ type: 'answer', sdp: answer }});
            window.publisher = pc;
            done({{ ok: true }});
-         }})().catch((e) => done({{ error: String(e) }}));",
-        top = top_kbps * 1000
+         }})().catch((e) => done({{ error: String(e) }}));"
     );
     let r = page.eval_async(&script)?;
-    anyhow::ensure!(r["ok"] == json!(true), "the simulcast publish failed: {r}");
+    anyhow::ensure!(r["ok"] == json!(true), "the WHIP publish failed: {r}");
     Ok(())
 }
 
@@ -264,5 +271,44 @@ fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()
     // keyframe; without the server's ceiling the page sends about 2 Mbit/s.
     assert!(at_server < 450_000.0, "the server received {:.0} kbit/s from a commentator held to 300", at_server / 1000.0);
     assert!(at_server > 50_000.0, "nothing arrived: {at_server}");
+    Ok(())
+}
+
+#[test]
+fn loss_on_the_publishers_link_is_repaired_before_it_reaches_the_commentators() -> Result<()> {
+    // The encoder's link loses 5 % of its datagrams each way; a commentator on a
+    // clean link watches. NACK/RTX between the encoder and the server repair the
+    // feed before it goes on: the commentator sees it as the server has it.
+    let ns = Namespace::new()?;
+    let host = ns.host.to_string();
+    let tls_listen = format!("{host}:{}", free_tcp_port());
+    let server = Server::start_at(&host, &["--tls-self-signed", &host, "--tls-listen", &tls_listen])?;
+    let base = format!("https://{tls_listen}");
+    let room = "lossy-encoder";
+    let publisher = Browser::start_in(&ns, &["--ignore-certificate-errors"])?;
+    publisher.goto(&format!("{base}/"))?;
+    ns.lose_udp(5)?;
+    publish(&publisher, &server.token(room, Role::Encoder, "OR 2 lossy"), room, "[{ maxBitrate: 1500000 }]")?;
+    let viewer = Browser::start_with(&["--ignore-certificate-errors"])?;
+    viewer.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Clean")))?;
+    wait_for("the feed to play", Duration::from_secs(60), || (frames(&viewer) > 30.0).then_some(()))
+        .map_err(|e| anyhow::anyhow!("{e}; stats: {}", page_stats(&viewer)))?;
+
+    let lost_before = ns.udp_lost()?;
+    let seen = watch(&viewer, Duration::from_secs(10));
+    let lost = ns.udp_lost()? - lost_before;
+    let rows = server_participants(&server, room)?;
+    let feed = rows.iter().find(|p| p["role"] == json!("encoder")).context("the encoder in the stats")?;
+    let loss_in = feed["loss_in"].as_f64().unwrap_or(0.0);
+    let inbound = page_stats(&viewer)["inbound"].clone();
+    let video = inbound.as_array().and_then(|v| v.iter().find(|r| r["kind"] == json!("video") && r["source"] == json!("feed")).cloned()).unwrap_or_default();
+    let (lost_leg, got) = (video["packetsLost"].as_f64().unwrap_or(0.0), video["packetsReceived"].as_f64().unwrap_or(0.0));
+    println!(
+        "encoder's link losing 5 %: {lost} datagrams dropped in 10 s (the server's stats say {:.1} % lost after repair); the commentator decoded {:.0} frames in 10 s, {} freezes, {:.2} s frozen, {lost_leg} of {} packets lost on its own leg",
+        loss_in * 100.0, seen.frames, seen.freezes, seen.freeze_seconds, lost_leg + got
+    );
+    assert!(lost > 20, "the encoder's link lost only {lost} datagrams in 10 s");
+    assert!(seen.frames >= 100.0, "the commentator decoded only {} frames in 10 s", seen.frames);
+    assert!(seen.freeze_seconds < 2.0, "the commentator's feed froze for {:.2} s of 10", seen.freeze_seconds);
     Ok(())
 }
