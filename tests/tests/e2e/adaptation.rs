@@ -254,8 +254,14 @@ fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()
         )
         .unwrap_or(Value::Null)
     };
-    // Its encoder settles (the scenario's length, not a wait for an outcome).
-    std::thread::sleep(Duration::from_secs(5));
+    // Its encoder takes the server's ceiling (the REMB comes once a second):
+    // waited for, bounded, on what the browser says it aims at.
+    wait_for("the page's encoder to aim at the ceiling", Duration::from_secs(30), || {
+        sent()["target"].as_f64().filter(|t| *t > 0.0 && *t < 450_000.0).map(|_| ())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; the page's sender: {}", sent()))?;
+    // Then 10 s measured: the window's length is the scenario, not a wait for an
+    // outcome.
     let (server_before, page_before, t0) = (received(), sent(), Instant::now());
     std::thread::sleep(Duration::from_secs(10));
     let (server_after, page_after, span) = (received(), sent(), t0.elapsed().as_secs_f64());
