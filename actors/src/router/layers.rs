@@ -117,7 +117,12 @@ impl Layers {
 
     /// The best layer whose frames arrive now, if any.
     pub fn best_active(&self, now: Instant) -> Option<Layer> {
-        self.info(now).into_iter().rev().find(|l| l.active).map(|l| l.layer)
+        // Asked per consumer per frame: no allocation, the same order as `info`.
+        self.meters
+            .iter()
+            .filter(|m| now.saturating_duration_since(m.last_frame) < LAYER_TIMEOUT)
+            .max_by_key(|m| (m.size.map_or(0, |(w, h)| u64::from(w) * u64::from(h)), m.bitrate))
+            .map(|m| m.layer)
     }
 
     /// Whether `layer` arrives now.
