@@ -36,6 +36,7 @@
 pub mod hls;
 pub mod ids;
 pub mod ingest;
+pub mod ladder;
 pub mod metrics;
 mod participant;
 pub mod peer;

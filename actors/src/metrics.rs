@@ -34,6 +34,8 @@ pub struct Metrics {
     /// Changes of the layer a subscriber is given of a video track, by direction
     /// (`up`, `down`, `pause`, `resume`).
     pub layer_changes: IntCounterVec,
+    /// Frames the server-made ladder encoded, by rung.
+    pub ladder_frames: IntCounterVec,
     /// The program's metrics, by room.
     pub program: ProgramMetrics,
     /// The DICOM ingest pool's metrics.
@@ -125,6 +127,11 @@ impl Metrics {
             &["direction"],
         )
         .unwrap();
+        let ladder_frames = IntCounterVec::new(
+            Opts::new("casecast_ladder_frames_total", "Frames the server-made ladder encoded, by rung"),
+            &["layer"],
+        )
+        .unwrap();
         // Registering distinct names in a fresh registry cannot fail.
         for m in [
             Box::new(rooms.clone()) as Box<dyn prometheus::core::Collector>,
@@ -139,6 +146,7 @@ impl Metrics {
             Box::new(forward_latency.clone()),
             Box::new(bwe_estimate.clone()),
             Box::new(layer_changes.clone()),
+            Box::new(ladder_frames.clone()),
         ] {
             registry.register(m).expect("metric names are unique");
         }
@@ -236,6 +244,7 @@ impl Metrics {
             forward_latency,
             bwe_estimate,
             layer_changes,
+            ladder_frames,
             program,
             ingest,
         }

@@ -510,7 +510,18 @@ pub struct Close(pub String);
 impl Handler<GetStats> for ParticipantActor {
     type Result = MessageResult<GetStats>;
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.core.stats(Instant::now()))
+        let mut s = self.core.stats(Instant::now());
+        // A one-layer feed that the server makes a ladder of: its layers too.
+        if s.layer.is_none()
+            && let Some(track) = self.core.published_video()
+        {
+            let made = self.router.lock().unwrap().made_layers(track);
+            if !made.is_empty() {
+                let names = std::iter::once("source".to_string()).chain(made.iter().flatten().map(|r| r.to_string()));
+                s.layer = Some(names.collect::<Vec<_>>().join(","));
+            }
+        }
+        MessageResult(s)
     }
 }
 

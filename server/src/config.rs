@@ -323,6 +323,10 @@ pub struct RoomConfig {
     pub max_sessions_per_person: usize,
     /// Least milliseconds between keyframe requests to one track.
     pub keyframe_interval_ms: u64,
+    /// Heights of the layers the server makes of a feed that arrives as one layer
+    /// (`[540, 360]`), so commentators on weak links get a picture that fits;
+    /// `[]` for none. Unset: none for `serve`, 540 and 360 for `demo`.
+    pub feed_ladder: Option<Vec<u32>>,
 }
 
 impl Default for RoomConfig {
@@ -336,6 +340,7 @@ impl Default for RoomConfig {
             operator_seats: 16,
             max_sessions_per_person: 4,
             keyframe_interval_ms: 500,
+            feed_ladder: None,
         }
     }
 }
@@ -461,6 +466,10 @@ pub struct ConfigArgs {
     /// Least milliseconds between keyframe requests to one track.
     #[arg(long, env = "CASECAST_ROOM_KEYFRAME_INTERVAL_MS")]
     pub room_keyframe_interval_ms: Option<u64>,
+    /// Heights of the layers the server makes of a single-layer feed,
+    /// comma-separated (`540,360`), or `off`.
+    #[arg(long, env = "CASECAST_ROOM_FEED_LADDER")]
+    pub room_feed_ladder: Option<String>,
     /// Program HLS preset: quality or low-latency.
     #[arg(long, env = "CASECAST_PROGRAM_PRESET")]
     pub program_preset: Option<String>,
@@ -567,6 +576,9 @@ impl ConfigArgs {
              cases_cstore_room => cases.cstore_room,
              cases_max_seconds_per_file => cases.max_seconds_per_file,
              cases_max_decoded_mb => cases.max_decoded_mb);
+        if let Some(l) = &self.room_feed_ladder {
+            c.room.feed_ladder = Some(parse_ladder(l)?);
+        }
         if self.cases_database.is_some() {
             c.cases.database = self.cases_database.clone();
         }
@@ -596,6 +608,31 @@ impl ConfigArgs {
     }
 }
 
+/// The rungs of a server-made ladder from `540,360` (or `off`, `none`, empty).
+fn parse_ladder(s: &str) -> anyhow::Result<Vec<u32>> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|h| {
+            let h = h.trim().trim_end_matches('p');
+            h.parse::<u32>().map_err(|_| anyhow::anyhow!("--room-feed-ladder: {h:?} is not a picture height (say 540,360, or off)"))
+        })
+        .collect()
+}
+
+/// A server-made ladder has at most three rungs, each 90 to 2160 lines.
+pub fn check_ladder(heights: &[u32]) -> Result<(), String> {
+    if heights.len() > 3 {
+        return Err(format!("at most 3 layers, not {}", heights.len()));
+    }
+    if let Some(h) = heights.iter().find(|h| !(90..=2160).contains(*h)) {
+        return Err(format!("a layer of {h} lines: heights are 90 to 2160"));
+    }
+    Ok(())
+}
+
 impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if !matches!(self.log_format.as_str(), "text" | "json") {
@@ -609,6 +646,9 @@ impl Config {
         }
         if self.room.max_sessions_per_person == 0 {
             bail!("room.max_sessions_per_person must be at least 1");
+        }
+        if let Some(l) = &self.room.feed_ladder {
+            check_ladder(l).map_err(|e| anyhow::anyhow!("room.feed_ladder: {e}"))?;
         }
         if self.secret.as_deref().is_some_and(|s| s.len() < MIN_SECRET_BYTES) {
             bail!("the token secret must be at least {MIN_SECRET_BYTES} characters");
@@ -844,6 +884,7 @@ impl Config {
             max_operators: self.room.operator_seats,
             max_sessions_per_person: self.room.max_sessions_per_person,
             keyframe_interval: Duration::from_millis(self.room.keyframe_interval_ms),
+            feed_ladder: self.room.feed_ladder.clone().unwrap_or_default(),
         }
     }
 }

@@ -275,7 +275,10 @@ fn run() -> anyhow::Result<()> {
             serve(config, None)
         }
         Cmd::Demo { config, room, codec: c, program } => {
-            let config = config.load()?;
+            let mut config = config.load()?;
+            // The demo shows adaptation at work: its one-layer feed is offered as
+            // three layers, unless the configuration says otherwise.
+            config.room.feed_ladder.get_or_insert_with(|| vec![540, 360]);
             init_logs(&config.log_format);
             serve(config, Some(Demo { room, codec: codec(&c)?, program }))
         }

@@ -150,6 +150,7 @@ impl AppState {
                 commentator_video: e.policy.commentator_uplink == "video",
                 commentator_max_fps: e.policy.commentator_max_fps,
                 commentator_max_bitrate: e.policy.commentator_max_bitrate,
+                feed_ladder: e.policy.feed_ladder.clone().unwrap_or_else(|| self.policy.feed_ladder.clone()),
                 ..self.policy.clone()
             },
             None => self.policy.clone(),

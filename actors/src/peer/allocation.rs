@@ -347,7 +347,10 @@ impl PeerCore {
             Target::Paused => "paused".to_string(),
             Target::Best => "best".to_string(),
             Target::Layer(l) => {
-                let name = l.map_or_else(|| "single".to_string(), |r| r.to_string());
+                // A track without rids is one layer, or the source of a ladder
+                // the server makes.
+                let lone = if v.layers.len() > 1 { "source" } else { "single" };
+                let name = l.map_or_else(|| lone.to_string(), |r| r.to_string());
                 match v.layers.iter().find(|x| x.layer == l).and_then(|x| x.size) {
                     Some((w, h)) => format!("{name} {w}×{h}"),
                     None => name,

@@ -83,6 +83,11 @@ impl PeerCore {
         Some(rids.iter().map(|(r, _)| r.to_string()).collect::<Vec<_>>().join(","))
     }
 
+    /// The video track it publishes, if any.
+    pub fn published_video(&self) -> Option<TrackId> {
+        self.inbound.values().find(|i| i.published && i.track.kind == MediaKind::Video).map(|i| i.track.id)
+    }
+
     /// The room's answer to [`ToRoom::Publish`]: the track's source and ceiling,
     /// or why not.
     pub fn published(&mut self, now: Instant, mid: Mid, result: Result<Published, String>) {

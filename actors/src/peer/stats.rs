@@ -32,10 +32,12 @@ pub struct ParticipantStats {
     pub jitter_ms: Option<f64>,
     /// Video frames per second received from it.
     pub fps_in: f64,
-    /// The simulcast layers it sends, best first (`f,h,q`), if it sends several.
+    /// The simulcast layers it sends, best first (`f,h,q`), if it sends several;
+    /// for a one-layer feed the server makes a ladder of, `source,540p,360p`.
     pub layer: Option<String>,
     /// The layer it is given of the first video it receives (the feed): rid and
-    /// picture size (`h 640×360`), `single` for a one-layer track, `paused`
+    /// picture size (`h 640×360`), `single` for a one-layer track (`source` for the
+    /// feed as its encoder sends it, when the server makes a ladder of it), `paused`
     /// when its link holds not even the lowest layer, `best` before its first
     /// bandwidth estimate.
     pub receiving: Option<String>,

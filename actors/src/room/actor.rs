@@ -8,10 +8,11 @@ use actix::prelude::*;
 
 use super::core::{RoomCore, RoomError, RoomOutput, RoomPolicy};
 use crate::ids::{ParticipantId, TrackId};
+use crate::ladder::{Ladder, StopLadder};
 use crate::metrics::Metrics;
 use crate::participant::{Notice, ParticipantActor, ParticipantEvent, Relay, SubscribeTrack, UnsubscribeTrack};
 use crate::participant::SharedRouter;
-use crate::{MediaKind, Member, PeerInfo, Published, RoomEvent, TrackDesc};
+use crate::{MediaKind, Member, PeerInfo, Published, RoomEvent, TrackDesc, TrackSource};
 
 /// An open room: its actor and its router.
 #[derive(Clone)]
@@ -40,6 +41,8 @@ pub struct RoomActor {
     chat_seq: u64,
     registry: Weak<RoomRegistry>,
     metrics: Metrics,
+    /// The server-made ladder of each single-layer feed track, by policy.
+    ladders: HashMap<TrackId, Addr<Ladder>>,
 }
 
 /// Chat lines a newcomer is given.
@@ -64,6 +67,7 @@ impl RoomActor {
             chat_seq: 0,
             registry,
             metrics,
+            ladders: HashMap::new(),
         }
     }
 
@@ -113,6 +117,9 @@ impl Actor for RoomActor {
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.metrics.rooms.dec();
+        for (_, l) in self.ladders.drain() {
+            l.do_send(StopLadder);
+        }
         if let Some(reg) = self.registry.upgrade() {
             let mut reg = reg.lock().unwrap();
             if reg.get(&self.id).is_some_and(|e| e.addr == ctx.address()) {
@@ -204,8 +211,13 @@ impl Handler<Publish> for RoomActor {
         let out = self.core.publish(msg.0)?;
         self.router.lock().unwrap().add_producer(&track, publisher);
         self.apply(out);
-        // publish() just inserted the track.
+        // publish() just inserted the track, with its source as the room sees it.
         let track = self.core.tracks().find(|t| t.id == id).cloned().expect("published track is registered");
+        let heights = &self.core.policy().feed_ladder;
+        if track.source == TrackSource::Feed && track.kind == MediaKind::Video && !heights.is_empty() {
+            let ladder = Ladder::new(self.id.clone(), id, heights.clone(), self.router.clone(), self.metrics.clone());
+            self.ladders.insert(id, ladder.start());
+        }
         Ok(Published { source: track.source, max_bitrate: self.core.ceiling(&track) })
     }
 }
@@ -220,6 +232,9 @@ impl Handler<Unpublish> for RoomActor {
     fn handle(&mut self, msg: Unpublish, _: &mut Context<Self>) {
         let out = self.core.unpublish(msg.0);
         self.apply(out);
+        if let Some(l) = self.ladders.remove(&msg.0) {
+            l.do_send(StopLadder);
+        }
         self.router.lock().unwrap().remove_producer(msg.0);
     }
 }

@@ -80,6 +80,9 @@ pub struct RoomPolicy {
     pub max_sessions_per_person: usize,
     /// Least time between two keyframe requests to one track.
     pub keyframe_interval: Duration,
+    /// Heights of the layers the server makes of a feed that arrives as one
+    /// layer (empty: none; see [`crate::ladder`]).
+    pub feed_ladder: Vec<u32>,
 }
 
 impl Default for RoomPolicy {
@@ -93,6 +96,7 @@ impl Default for RoomPolicy {
             max_operators: 16,
             max_sessions_per_person: 4,
             keyframe_interval: crate::router::DEFAULT_KEYFRAME_INTERVAL,
+            feed_ladder: Vec::new(),
         }
     }
 }

@@ -233,8 +233,10 @@ impl LayerSwitch {
             return Pass::Skip;
         }
         // A single-layer track needs no switch: its decoder asks for a keyframe
-        // itself, and the server asks for one when a subscriber starts.
-        if layer.is_some() && !keyframe {
+        // itself, and the server asks for one when a subscriber starts. A move
+        // from another layer (to the source of a server-made ladder, whose layer
+        // has no rid) waits for a keyframe as any switch does.
+        if (layer.is_some() || self.current.is_some()) && !keyframe {
             return Pass::SkipWantKeyframe;
         }
         if self.current.is_some() {

@@ -52,6 +52,9 @@ pub struct Producer<C, P> {
     layers: Layers,
     /// A throttle per layer: a keyframe of one layer says nothing of another's.
     keyframes: Vec<(Layer, KeyframeThrottle)>,
+    /// Layers the server makes of this track (the ladder), each with the handle
+    /// that makes its keyframes: the publisher has never heard of them.
+    made: Vec<(Layer, P)>,
 }
 
 impl<C, P> Producer<C, P> {
@@ -64,6 +67,11 @@ impl<C, P> Producer<C, P> {
             }
         };
         &mut self.keyframes[i].1
+    }
+
+    /// Who makes the keyframes of `layer`.
+    fn source(&self, layer: Layer) -> &P {
+        self.made.iter().find(|(l, _)| *l == layer).map_or(&self.publisher, |(_, p)| p)
     }
 }
 
@@ -111,8 +119,22 @@ impl<C, P> Router<C, P> {
 
     /// A track is published; `publisher` takes its keyframe requests.
     pub fn add_producer(&mut self, track: &TrackDesc, publisher: P) {
-        let p = Producer { kind: track.kind, publisher, consumers: Vec::new(), layers: Layers::default(), keyframes: Vec::new() };
+        let p = Producer { kind: track.kind, publisher, consumers: Vec::new(), layers: Layers::default(), keyframes: Vec::new(), made: Vec::new() };
         self.producers.insert(track.id, p);
+    }
+
+    /// The server makes `layer` of `track` (the ladder): its keyframe requests go
+    /// to `source`, not to the publisher.
+    pub fn add_made_layer(&mut self, track: TrackId, layer: Layer, source: P) {
+        if let Some(p) = self.producers.get_mut(&track) {
+            p.made.retain(|(l, _)| *l != layer);
+            p.made.push((layer, source));
+        }
+    }
+
+    /// The layers of `track` the server makes.
+    pub fn made_layers(&self, track: TrackId) -> Vec<Layer> {
+        self.producers.get(&track).map_or_else(Vec::new, |p| p.made.iter().map(|(l, _)| *l).collect())
     }
 
     /// A track ended: its consumers get nothing more of it.
@@ -228,19 +250,20 @@ impl<C, P> Router<C, P> {
             return KeyframeAsk::Nothing;
         };
         match p.throttle(layer, interval).request(now) {
-            KeyframeDecision::SendNow => KeyframeAsk::Now(&p.publisher),
-            KeyframeDecision::SendAt(at) => KeyframeAsk::At(&p.publisher, at),
+            KeyframeDecision::SendNow => KeyframeAsk::Now(p.source(layer)),
+            KeyframeDecision::SendAt(at) => KeyframeAsk::At(p.source(layer), at),
             KeyframeDecision::Coalesced => KeyframeAsk::Nothing,
         }
     }
 
-    /// The time given by [`KeyframeAsk::At`] has come: the publisher to ask now, if
+    /// The time given by [`KeyframeAsk::At`] has come: whom to ask now (the
+    /// publisher, or the maker of a layer the server makes), if
     /// a request is still due. (Were that time never kept, the next request after
     /// the interval would go at once.)
     pub fn keyframe_due(&mut self, track: TrackId, layer: Layer, now: Instant) -> Option<&P> {
         let interval = self.keyframe_interval;
         let p = self.producers.get_mut(&track)?;
-        p.throttle(layer, interval).fire(now).then_some(&p.publisher)
+        if p.throttle(layer, interval).fire(now) { Some(p.source(layer)) } else { None }
     }
 }
 
@@ -406,5 +429,41 @@ mod tests {
         assert!(matches!(r.want_keyframe(TrackId(10), Some("q".into()), t0), KeyframeAsk::Now(_)));
         assert!(matches!(r.want_keyframe(TrackId(10), Some("f".into()), t0), KeyframeAsk::Now(_)), "another layer's own throttle");
         assert!(matches!(r.want_keyframe(TrackId(10), Some("q".into()), t0), KeyframeAsk::At(..)));
+    }
+
+    #[test]
+    fn a_layer_the_server_makes_has_its_keyframes_asked_of_its_maker() {
+        let mut r: Router<(), &str> = Router::new(Duration::from_millis(500));
+        r.add_producer(&track(10, MediaKind::Video), "publisher");
+        r.add_made_layer(TrackId(10), Some("360p".into()), "ladder");
+        let t0 = Instant::now();
+        assert_eq!(r.want_keyframe(TrackId(10), Some("360p".into()), t0), KeyframeAsk::Now(&"ladder"));
+        assert_eq!(r.want_keyframe(TrackId(10), None, t0), KeyframeAsk::Now(&"publisher"), "the source layer's go to the publisher");
+        assert_eq!(r.want_keyframe(TrackId(10), Some("360p".into()), t0), KeyframeAsk::At(&"ladder", t0 + Duration::from_millis(500)));
+        assert_eq!(r.keyframe_due(TrackId(10), Some("360p".into()), t0 + Duration::from_millis(500)), Some(&"ladder"));
+        assert_eq!(r.made_layers(TrackId(10)), [Some("360p".into())]);
+    }
+
+    #[test]
+    fn a_move_from_a_made_layer_to_the_source_waits_for_the_sources_keyframe() {
+        // The ladder's source layer has no rid; a consumer on a rung moves to it
+        // only at a keyframe, as between any two layers.
+        let mut r: Router<&'static str, &'static str> = Router::new(DEFAULT_KEYFRAME_INTERVAL);
+        r.add_producer(&track(10, MediaKind::Video), "publisher");
+        r.add_made_layer(TrackId(10), Some("360p".into()), "ladder");
+        r.link(TrackId(10), ParticipantId(2), "sub");
+        let t0 = Instant::now();
+        let source = |n: u64, keyframe: bool| FrameInfo { layer: None, time: MediaTime::from_90khz(n * 3000), keyframe, bytes: 8000, size: keyframe.then_some((1280, 720)) };
+        r.route(TrackId(10), source(0, true), t0, |_, _| {});
+        r.route(TrackId(10), frame("360p", 0, true, 2000, (640, 360)), t0, |_, _| {});
+        r.set_target(TrackId(10), ParticipantId(2), Target::Layer(Some("360p".into())), t0);
+        let mut got = Vec::new();
+        r.route(TrackId(10), frame("360p", 3000, true, 2000, (640, 360)), t0, |_, _| got.push("360p"));
+        assert_eq!(got, ["360p"]);
+        r.set_target(TrackId(10), ParticipantId(2), Target::Layer(None), t0);
+        let wants = r.route(TrackId(10), source(2, false), t0, |_, _| got.push("source delta"));
+        assert!(wants, "a keyframe of the source is asked for");
+        r.route(TrackId(10), source(3, true), t0, |_, _| got.push("source key"));
+        assert_eq!(got, ["360p", "source key"]);
     }
 }

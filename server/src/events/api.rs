@@ -372,6 +372,7 @@ pub(crate) async fn ensure_demo_event(st: &AppState, config: &crate::config::Con
         commentator_max_bitrate: config.room.commentator_max_bitrate.clamp(50_000, 5_000_000),
         latency_preset: config.program.preset.clone(),
         viewing: "public".into(),
+        feed_ladder: None,
     };
     let title = "Demo surgery (synthetic feed)".to_string();
     match st.events.event(id) {

@@ -38,6 +38,10 @@ pub struct Policy {
     pub latency_preset: String,
     /// `public` or `private` viewing.
     pub viewing: String,
+    /// Heights of the layers the server makes of a single-layer feed (`[540,
+    /// 360]`; `[]` for none); absent: the server's `[room] feed_ladder`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed_ladder: Option<Vec<u32>>,
 }
 
 impl Default for Policy {
@@ -48,6 +52,7 @@ impl Default for Policy {
             commentator_max_bitrate: 300_000,
             latency_preset: "quality".into(),
             viewing: "public".into(),
+            feed_ladder: None,
         }
     }
 }
@@ -68,6 +73,9 @@ impl Policy {
         }
         if !matches!(self.viewing.as_str(), "public" | "private") {
             return Err(format!("policy.viewing must be \"public\" or \"private\", not {:?}", self.viewing));
+        }
+        if let Some(l) = &self.feed_ladder {
+            crate::config::check_ladder(l).map_err(|e| format!("policy.feed_ladder: {e}"))?;
         }
         Ok(())
     }

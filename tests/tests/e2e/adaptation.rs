@@ -318,3 +318,58 @@ fn loss_on_the_publishers_link_is_repaired_before_it_reaches_the_commentators() 
     assert!(seen.freeze_seconds < 2.0, "the commentator's feed froze for {:.2} s of 10", seen.freeze_seconds);
     Ok(())
 }
+
+#[test]
+fn a_one_layer_encoder_is_offered_as_a_ladder_the_server_makes() -> Result<()> {
+    // Most hospital encoders push one stream. With the room's ladder on, the
+    // server decodes it once and makes 540p and 360p of it: a commentator on an
+    // open link gets the encoder's own 720p, one whose downlink holds 1.5 Mbit/s a
+    // rung of the ladder, at the same time.
+    let ns = Namespace::new()?;
+    let host = ns.host.to_string();
+    let tls_listen = format!("{host}:{}", free_tcp_port());
+    let server = Server::start_at(&host, &["--tls-self-signed", &host, "--tls-listen", &tls_listen, "--room-feed-ladder", "540,360"])?;
+    let base = format!("https://{tls_listen}");
+    let room = "ladder";
+    // GStreamer's webrtcbin, as a hardware encoder would send: H.264 720p at 4 Mbit/s.
+    let whip = format!("{}/whip/{room}", server.url);
+    let _encoder = gst_publisher(&whip, &server.token(room, Role::Encoder, "OR 3 encoder"), &["--codec", "h264", "--bitrate", "4000000"])?;
+    wait_for("the ladder's rungs to be made", Duration::from_secs(60), || {
+        (server.metric("casecast_ladder_frames_total{layer=\"360p\"}").unwrap_or(0.0) > 30.0).then_some(())
+    })?;
+
+    let open = Browser::start_with(&["--ignore-certificate-errors"])?;
+    open.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Open")))?;
+    ns.limit_downlink(1500)?;
+    let capped = Browser::start_in(&ns, &["--ignore-certificate-errors"])?;
+    capped.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Capped")))?;
+
+    wait_for("the open link to get the encoder's 720p", Duration::from_secs(60), || (height(&open) == 720).then_some(()))
+        .map_err(|e| anyhow::anyhow!("{e}; stats: {}", page_stats(&open)))?;
+    wait_for("the capped link to settle on a rung of the ladder", Duration::from_secs(60), || {
+        let h = height(&capped);
+        (h == 540 || h == 360).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; stats: {}", page_stats(&capped)))?;
+
+    let capped_seen = watch(&capped, Duration::from_secs(10));
+    let open_height = height(&open);
+    println!(
+        "a one-layer 4 Mbit/s encoder, the ladder on: the capped link decoded {:.0} frames in 10 s, {} freezes, {:.2} s frozen, heights {:?}; the open link at {open_height}p",
+        capped_seen.frames, capped_seen.freezes, capped_seen.freeze_seconds, capped_seen.heights
+    );
+    assert_eq!(open_height, 720, "the open link keeps the encoder's own picture");
+    assert!(capped_seen.heights.iter().all(|h| *h == 540 || *h == 360), "the capped link stays on the ladder: {:?}", capped_seen.heights);
+    // Bounds (docs/benchmarks.md): the test pattern at 30 fps.
+    assert!(capped_seen.frames >= 100.0, "the capped link decoded only {} frames in 10 s", capped_seen.frames);
+    assert!(capped_seen.freeze_seconds < 2.0, "the capped link froze for {:.2} s of 10", capped_seen.freeze_seconds);
+    let stats = server_participants(&server, room)?;
+    let capped_row = stats.iter().find(|p| p["name"] == json!("Dr. Capped")).context("the capped commentator in the stats")?;
+    let receiving = capped_row["receiving"].as_str().unwrap_or_default();
+    assert!(receiving.starts_with("540p") || receiving.starts_with("360p"), "the server says the capped one gets {receiving:?}: {capped_row}");
+    let open_row = stats.iter().find(|p| p["name"] == json!("Dr. Open")).context("the open commentator in the stats")?;
+    assert_eq!(open_row["receiving"], json!("source 1280×720"), "{open_row}");
+    let feed_row = stats.iter().find(|p| p["role"] == json!("encoder")).context("the feed in the stats")?;
+    assert_eq!(feed_row["layer"], json!("source,540p,360p"), "{feed_row}");
+    Ok(())
+}
