@@ -15,6 +15,7 @@ pub mod browser;
 pub mod coturn;
 pub mod gst_peer;
 pub mod net;
+pub mod relay;
 
 /// The secret test servers sign tokens with.
 pub const SECRET: &str = "test-secret-0123456789abcdef";
@@ -126,6 +127,13 @@ impl Server {
     /// (a real address, not loopback).
     pub fn start_at(ip: &str, extra: &[&str]) -> Result<Server> {
         Self::spawn_full("serve", ip, ip, None, extra)
+    }
+
+    /// Starts `casecast serve` listening on `ip`, its media socket bound on
+    /// `media_ip` but offered on `ip` (as behind a NAT, or a relay in between:
+    /// [`relay::JitterRelay`]).
+    pub fn start_media_on(ip: &str, media_ip: &str, extra: &[&str]) -> Result<Server> {
+        Self::spawn_full("serve", ip, media_ip, None, extra)
     }
 
     /// Starts `casecast demo` listening, and offering its media, on `ip` alone

@@ -10,8 +10,11 @@
 //! itself when the estimate allows. The first track (the feed) is never paused when
 //! it has a single layer: there is nothing lower to give, and a picture that
 //! stutters on a link whose estimate dips (GCC reads jitter as congestion) is worth
-//! more to a commentator than none. The router carries the choice out, switching at
-//! a keyframe of the layer chosen.
+//! more to a commentator than none. Nor is its lowest layer paused while GCC's
+//! delay-based estimate alone still carries it: then only the loss-based estimate
+//! is short, the link loses packets without queueing them (a radio link's own
+//! loss, 10 % of it), and a lower rate would not lose fewer. The router carries the
+//! choice out, switching at a keyframe of the layer chosen.
 //!
 //! A link that just proved short keeps its layers for [`HOLD_AFTER_DOWN`] before
 //! stepping up again; meanwhile, and for as long as something is below its best
@@ -103,6 +106,8 @@ pub struct Allocation {
 #[derive(Debug, Default)]
 pub struct Allocator {
     estimate: Option<u64>,
+    /// GCC's delay-based estimate alone, before its loss-based one caps it.
+    delay_estimate: Option<u64>,
     targets: HashMap<TrackId, Target>,
     last_down: Option<Instant>,
     last_up: Option<Instant>,
@@ -129,6 +134,13 @@ impl Allocator {
     /// A new estimate of what the path carries, bits per second.
     pub fn set_estimate(&mut self, bps: u64) {
         self.estimate = Some(bps);
+    }
+
+    /// The delay-based estimate alone, bits per second. Where it is above the
+    /// estimate, the link loses packets without queueing them (a radio link's own
+    /// loss), and sending less would not make it lose less.
+    pub fn set_delay_estimate(&mut self, bps: Option<u64>) {
+        self.delay_estimate = bps;
     }
 
     /// The last estimate.
@@ -171,6 +183,10 @@ impl Allocator {
         // Lowest layers first, in priority order. One that does not fit is kept
         // until it has not fitted for a while, and always for a first track with
         // nothing lower.
+        // The first track's lowest layer also stays while the delay-based
+        // estimate carries it: a link that only loses (and does not queue) is not
+        // helped by a black picture.
+        let lossy_budget = self.delay_estimate.map(|d| (d as f64 * USABLE) as i64 - (audio as u64 * AUDIO_RESERVE) as i64);
         for (n, (v, active, choice)) in plan.iter_mut().enumerate() {
             let Some(low) = active.first() else { continue };
             let fits = (low.bitrate as i64) <= budget;
@@ -179,7 +195,8 @@ impl Allocator {
             }
             let short_for = now.saturating_duration_since(*self.short_since.entry(v.track).or_insert(now));
             let was_paused = self.targets.get(&v.track) == Some(&Target::Paused);
-            let keep = fits || (n == 0 && active.len() == 1) || (!was_paused && short_for < PAUSE_AFTER);
+            let only_lossy = n == 0 && lossy_budget.is_some_and(|b| low.bitrate as i64 <= b);
+            let keep = fits || only_lossy || (n == 0 && active.len() == 1) || (!was_paused && short_for < PAUSE_AFTER);
             if keep {
                 budget -= low.bitrate as i64;
                 *choice = Some(0);
@@ -299,6 +316,7 @@ impl PeerCore {
             return;
         };
         a.set_estimate(bps);
+        a.set_delay_estimate(self.rtc.bwe().delay_based_estimate().map(|b| b.as_u64()));
         if self.next_allocation.is_none() {
             // The first allocation at once: its video starts on what fits.
             self.next_allocation = Some(now);
@@ -445,6 +463,25 @@ mod tests {
         a.allocate(t0, 1, &[single.clone()]).unwrap();
         let out = a.allocate(t0 + PAUSE_AFTER * 2, 1, &[single]).unwrap();
         assert_eq!(a.target(TrackId(2)), Target::Layer(None), "{out:?}");
+    }
+
+    #[test]
+    fn a_link_that_only_loses_keeps_the_feeds_lowest_layer() {
+        // 10 % random loss: GCC's loss-based estimate sinks below the feed's
+        // lowest layer while its delay-based one still carries it.
+        let mut a = Allocator::default();
+        let t0 = Instant::now();
+        a.set_estimate(100_000);
+        a.set_delay_estimate(Some(2_000_000));
+        a.allocate(t0, 1, &[feed(), commentator()]).unwrap();
+        a.allocate(t0 + PAUSE_AFTER * 2, 1, &[feed(), commentator()]).unwrap();
+        assert_eq!(a.target(TrackId(1)), layer("q"), "the feed's lowest layer stays");
+        assert_eq!(a.target(TrackId(2)), Target::Paused, "a commentator's video does not");
+        // A link that queues (both estimates low) pauses the feed as well.
+        a.set_delay_estimate(Some(100_000));
+        a.allocate(t0 + PAUSE_AFTER * 3, 1, &[feed(), commentator()]).unwrap();
+        a.allocate(t0 + PAUSE_AFTER * 5, 1, &[feed(), commentator()]).unwrap();
+        assert_eq!(a.target(TrackId(1)), Target::Paused);
     }
 
     #[test]

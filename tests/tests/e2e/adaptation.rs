@@ -373,3 +373,57 @@ fn a_one_layer_encoder_is_offered_as_a_ladder_the_server_makes() -> Result<()> {
     assert_eq!(feed_row["layer"], json!("source,540p,360p"), "{feed_row}");
     Ok(())
 }
+
+#[test]
+fn a_commentator_on_a_lossy_jittery_link_keeps_watching_and_hearing() -> Result<()> {
+    // A commentator at home on a poor radio link: 5 %, then 10 % of the UDP
+    // datagrams into and out of its namespace dropped at random (nftables), and
+    // every datagram to and from it delayed by 20 ms plus up to 100 ms more, in
+    // order (a relay in user space: a queue whose wait varies). The feed is a
+    // one-layer 720p encoder at 1.5 Mbit/s with the server's ladder on.
+    // Bounds (docs/benchmarks.md), by loss: the most seconds of 20 frozen.
+    for (loss, max_frozen) in [(5, 5.0), (10, 8.0)] {
+        let ns = Namespace::new()?;
+        let host = ns.host.to_string();
+        let tls_listen = format!("{host}:{}", free_tcp_port());
+        let server = Server::start_media_on(&host, "127.0.0.1", &["--tls-self-signed", &host, "--tls-listen", &tls_listen, "--room-feed-ladder", "540,360"])?;
+        let _relay = casecast_tests::relay::JitterRelay::start(
+            (ns.host, server.udp_port).into(),
+            ([127, 0, 0, 1], server.udp_port).into(),
+            ns.ip.into(),
+            Duration::from_millis(20),
+            Duration::from_millis(100),
+            false,
+        )?;
+        let base = format!("https://{tls_listen}");
+        let room = "lossy";
+        let whip = format!("{}/whip/{room}", server.url);
+        let _encoder = gst_publisher(&whip, &server.token(room, Role::Encoder, "OR 4 encoder"), &["--bitrate", "1500000"])?;
+        ns.lose_udp(loss)?;
+        let page = Browser::start_in(&ns, &["--ignore-certificate-errors"])?;
+        page.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Radio")))?;
+        wait_for("the feed to play over the lossy link", Duration::from_secs(60), || (frames(&page) > 30.0).then_some(()))
+            .map_err(|e| anyhow::anyhow!("{e}; stats: {}", page_stats(&page)))?;
+
+        let audio = |p: &Browser| page_stats(p)["audioPacketsReceived"].as_f64().unwrap_or(0.0);
+        let (audio_before, lost_before) = (audio(&page), ns.udp_lost()?);
+        let seen = watch(&page, Duration::from_secs(20));
+        let (heard, lost) = (audio(&page) - audio_before, ns.udp_lost()? - lost_before);
+        println!(
+            "{loss} % loss, 20-120 ms delay: {lost} datagrams dropped in 20 s; the commentator decoded {:.0} frames, {} freezes, {:.2} s frozen ({:.1} % of the time), heights {:?}; {heard:.0} audio packets",
+            seen.frames,
+            seen.freezes,
+            seen.freeze_seconds,
+            seen.freeze_seconds * 100.0 / 20.0,
+            seen.heights
+        );
+        assert!(lost > 50, "the link lost only {lost} datagrams in 20 s at {loss} %");
+        // Bounds (docs/benchmarks.md): a picture that moves, and speech that goes
+        // on (Opus sends 50 packets a second; up to the loss itself and its repair
+        // may be missing).
+        assert!(seen.frames >= 150.0, "{loss} %: decoded only {} frames in 20 s", seen.frames);
+        assert!(seen.freeze_seconds < max_frozen, "{loss} %: frozen for {:.2} s of 20", seen.freeze_seconds);
+        assert!(heard >= 700.0, "{loss} %: only {heard} audio packets in 20 s");
+    }
+    Ok(())
+}

@@ -1404,6 +1404,11 @@ impl Session {
         snapshot.ingress_loss_fraction = self.twcc_rx_register.loss();
     }
 
+    // casecast patch: the delay-based estimate alone (see Bwe::delay_based_estimate).
+    pub fn bwe_delay_estimate(&self) -> Option<Bitrate> {
+        self.bwe.as_ref().and_then(|b| b.delay_estimate())
+    }
+
     pub fn set_bwe_bitrate(&mut self, minimum: Bitrate, desired: Bitrate) {
         if let Some(bwe) = self.bwe.as_mut() {
             bwe.set_bitrate(minimum, desired);

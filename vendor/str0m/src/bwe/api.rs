@@ -91,6 +91,16 @@ impl<'a> Bwe<'a> {
         m.no_events();
     }
 
+    // casecast patch: the delay-based estimate alone.
+    /// The delay-based estimate alone, before the loss-based estimate caps it.
+    ///
+    /// Where the two part, the path loses packets without queueing them: loss of
+    /// the link's own (a radio link), which sending less does not cure. An SFU can
+    /// use it to tell such a link from a congested one.
+    pub fn delay_based_estimate(&self) -> Option<Bitrate> {
+        self.0.session.bwe_delay_estimate()
+    }
+
     /// Reset the BWE with a new init_bitrate
     ///
     /// This discards the current estimator state and starts estimation again

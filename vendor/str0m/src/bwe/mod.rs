@@ -113,6 +113,11 @@ impl Bwe {
         self.bwe.last_estimate()
     }
 
+    // casecast patch: the delay-based estimate alone (see Bwe::delay_based_estimate).
+    pub fn delay_estimate(&self) -> Option<Bitrate> {
+        self.bwe.delay_estimate()
+    }
+
     pub fn on_media_sent(&mut self, payload_size: DataSize, is_padding: bool, now: Instant) {
         if !is_padding {
             // Update ALR detector with media bytes sent
@@ -376,6 +381,12 @@ impl SendSideBandwidthEstimator {
             LossControllerState::Increasing => BandwidthLimitedCause::LossLimitedBweIncreasing,
             LossControllerState::Decreasing => BandwidthLimitedCause::LossLimitedBwe,
         }
+    }
+
+    // casecast patch: the delay-based estimate alone.
+    /// The delay-based estimate alone, before the loss-based one caps it.
+    pub fn delay_estimate(&self) -> Option<Bitrate> {
+        self.delay_controller.last_estimate()
     }
 
     /// Get the latest estimate.
