@@ -939,6 +939,17 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_ladder_from_flags_or_file() {
+        let ladder = |s: &str| ConfigArgs { room_feed_ladder: Some(s.into()), ..Default::default() }.load().map(|c| c.room.feed_ladder);
+        assert_eq!(ladder("540,360p").unwrap(), Some(vec![540, 360]));
+        assert_eq!(ladder("off").unwrap(), Some(vec![]));
+        assert!(format!("{:#}", ladder("540,big").unwrap_err()).contains("big"));
+        assert!(format!("{:#}", ladder("1080,720,540,360").unwrap_err()).contains("at most 3"));
+        assert!(format!("{:#}", ladder("4320").unwrap_err()).contains("90 to 2160"));
+        assert_eq!(ConfigArgs::default().load().unwrap().room_policy().feed_ladder, Vec::<u32>::new(), "off unless asked for");
+    }
+
+    #[test]
     fn bad_values_are_explained() {
         let e = ConfigArgs { advertise: Some(vec!["nope".into()]), ..Default::default() }.load().unwrap_err();
         assert!(format!("{e:#}").contains("nope"));

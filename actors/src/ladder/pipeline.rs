@@ -86,7 +86,7 @@ impl LadderPipeline {
                     bits / 1000
                 ),
                 _ => format!(
-                    "vp8enc name=enc{i} deadline=1 cpu-used=8 threads=1 end-usage=cbr target-bitrate={bits} keyframe-max-dist=120 error-resilient=partitions"
+                    "vp8enc name=enc{i} deadline=1 cpu-used=16 threads=1 end-usage=cbr target-bitrate={bits} keyframe-max-dist=120 error-resilient=partitions"
                 ),
             };
             desc.push_str(&format!(
