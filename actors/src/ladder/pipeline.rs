@@ -211,7 +211,7 @@ pub fn rungs(heights: &[u32], width: u32, height: u32) -> Vec<Rung> {
             Rung { name: format!("{h}p"), width: w.max(2), height: h }
         })
         .collect();
-    v.sort_by(|a, b| b.height.cmp(&a.height));
+    v.sort_by_key(|r| std::cmp::Reverse(r.height));
     v.dedup_by_key(|r| r.height);
     v
 }
