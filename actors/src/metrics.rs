@@ -36,6 +36,9 @@ pub struct Metrics {
     pub layer_changes: IntCounterVec,
     /// Frames the server-made ladder encoded, by rung.
     pub ladder_frames: IntCounterVec,
+    /// Subscribers' bandwidth estimators started again because their estimate
+    /// stood still below what the best layers need.
+    pub bwe_restarts: IntCounter,
     /// The program's metrics, by room.
     pub program: ProgramMetrics,
     /// The DICOM ingest pool's metrics.
@@ -132,6 +135,10 @@ impl Metrics {
             &["layer"],
         )
         .unwrap();
+        let bwe_restarts = c(
+            "casecast_bwe_restarts_total",
+            "Subscribers' bandwidth estimators started again because their estimate stood still below what the best layers need",
+        );
         // Registering distinct names in a fresh registry cannot fail.
         for m in [
             Box::new(rooms.clone()) as Box<dyn prometheus::core::Collector>,
@@ -147,6 +154,7 @@ impl Metrics {
             Box::new(bwe_estimate.clone()),
             Box::new(layer_changes.clone()),
             Box::new(ladder_frames.clone()),
+            Box::new(bwe_restarts.clone()),
         ] {
             registry.register(m).expect("metric names are unique");
         }
@@ -245,6 +253,7 @@ impl Metrics {
             bwe_estimate,
             layer_changes,
             ladder_frames,
+            bwe_restarts,
             program,
             ingest,
         }

@@ -78,6 +78,16 @@ const DESIRED_STEP: u64 = 250_000;
 /// best layer.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+/// An estimate that has not moved for this long while something is below its best
+/// is stuck: GCC grows its estimate to at most 1.5× what it sees acknowledged, and
+/// its probes wait on states it can stay in for good (LiveKit #817: a subscriber
+/// that never climbs back). The estimator is then started again from where it
+/// stands, and its initial probes find what the link carries.
+pub const STUCK_AFTER: Duration = Duration::from_secs(4);
+
+/// At most one such restart in this long.
+const RESTART_EVERY: Duration = Duration::from_secs(10);
+
 /// A video track the subscriber receives, with its layers as they arrive now.
 #[derive(Debug, Clone)]
 pub struct VideoIn {
@@ -100,6 +110,8 @@ pub struct Allocation {
     pub desired: u64,
     /// Tracks below their best layer or paused.
     pub limited: usize,
+    /// The estimate is stuck ([`STUCK_AFTER`]): restart the estimator from it.
+    pub restart_estimate: bool,
 }
 
 /// One subscriber's allocator.
@@ -120,6 +132,9 @@ pub struct Allocator {
     last_probe: Option<Instant>,
     /// The next allocation raises `desired` again after lowering it (a probe).
     probe_armed: bool,
+    /// The estimate as last allocated, and since when it has been that.
+    steady: Option<(u64, Instant)>,
+    last_restart: Option<Instant>,
 }
 
 fn priority(s: TrackSource) -> u8 {
@@ -242,7 +257,13 @@ impl Allocator {
             *choice = Some(i);
         }
 
-        let mut out = Allocation { changed: Vec::new(), minimum: audio as u64 * AUDIO_RESERVE, desired: audio as u64 * AUDIO_RESERVE, limited: 0 };
+        let mut out = Allocation {
+            changed: Vec::new(),
+            minimum: audio as u64 * AUDIO_RESERVE,
+            desired: audio as u64 * AUDIO_RESERVE,
+            limited: 0,
+            restart_estimate: false,
+        };
         let (mut stepped_down, mut stepped_up) = (false, false);
         for (v, active, choice) in &plan {
             if active.is_empty() {
@@ -305,6 +326,22 @@ impl Allocator {
                 out.desired = out.desired.saturating_sub(1_000);
             }
         }
+        let steady_since = match self.steady {
+            Some((e, since)) if e == estimate => since,
+            _ => {
+                self.steady = Some((estimate, now));
+                now
+            }
+        };
+        if out.limited > 0
+            && out.desired > estimate
+            && now.saturating_duration_since(steady_since) >= STUCK_AFTER
+            && self.last_restart.is_none_or(|at| now.saturating_duration_since(at) >= RESTART_EVERY)
+        {
+            self.last_restart = Some(now);
+            self.steady = Some((estimate, now));
+            out.restart_estimate = true;
+        }
         Some(out)
     }
 }
@@ -353,6 +390,13 @@ impl PeerCore {
             };
             self.metrics.layer_changes.with_label_values(&[direction]).inc();
             tracing::debug!(participant = %self.id, %track, ?target, direction, estimate = ?a.estimate(), "layer");
+        }
+        if out.restart_estimate
+            && let Some(e) = a.estimate()
+        {
+            tracing::info!(participant = %self.id, estimate = e, "the bandwidth estimate is stuck below what the best layers need; estimating again from it");
+            self.metrics.bwe_restarts.inc();
+            self.rtc.bwe().reset(Bitrate::bps(e));
         }
         if (out.minimum, out.desired) != self.bwe_rates {
             self.bwe_rates = (out.minimum, out.desired);
@@ -482,6 +526,26 @@ mod tests {
         a.allocate(t0 + PAUSE_AFTER * 3, 1, &[feed(), commentator()]).unwrap();
         a.allocate(t0 + PAUSE_AFTER * 5, 1, &[feed(), commentator()]).unwrap();
         assert_eq!(a.target(TrackId(1)), Target::Paused);
+    }
+
+    #[test]
+    fn an_estimate_that_stands_still_below_the_best_layers_is_restarted() {
+        let mut a = Allocator::default();
+        let t0 = Instant::now();
+        a.set_estimate(1_200_000);
+        let at = |s: u64| t0 + Duration::from_millis(s);
+        assert!(!a.allocate(at(0), 1, &[feed()]).unwrap().restart_estimate);
+        assert!(!a.allocate(at(3_500), 1, &[feed()]).unwrap().restart_estimate, "not yet");
+        assert!(a.allocate(at(4_000), 1, &[feed()]).unwrap().restart_estimate, "4 s without a move");
+        assert!(!a.allocate(at(8_500), 1, &[feed()]).unwrap().restart_estimate, "not again so soon");
+        assert!(a.allocate(at(14_000), 1, &[feed()]).unwrap().restart_estimate);
+        // An estimate that moves, or one that holds the best layers, is left alone.
+        a.set_estimate(1_300_000);
+        assert!(!a.allocate(at(30_000), 1, &[feed()]).unwrap().restart_estimate);
+        a.set_estimate(9_000_000);
+        for s in [31_000, 40_000, 50_000] {
+            assert!(!a.allocate(at(s), 1, &[feed()]).unwrap().restart_estimate);
+        }
     }
 
     #[test]
