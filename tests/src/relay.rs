@@ -12,7 +12,7 @@
 
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -57,22 +57,49 @@ impl Ord for Due {
     }
 }
 
+/// A datagram read by one of the relay's sockets.
+enum Read {
+    FromClient(SocketAddr, Vec<u8>),
+    FromServer(SocketAddr, Vec<u8>),
+}
+
+/// How long a socket's reader blocks before it looks whether the relay stopped.
+const READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Reads `socket` into `tx` until `stop`, each datagram made a [`Read`] by `wrap`.
+fn reader(socket: UdpSocket, stop: Arc<AtomicBool>, tx: mpsc::Sender<Read>, wrap: impl Fn(SocketAddr, Vec<u8>) -> Read + Send + 'static) {
+    std::thread::spawn(move || {
+        let _ = socket.set_read_timeout(Some(READ_TIMEOUT));
+        let mut buf = vec![0u8; 65_536];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf)
+                && tx.send(wrap(from, buf[..n].to_vec())).is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
 impl JitterRelay {
     /// Relays `listen` to `server`, delaying what goes to and from clients at
     /// `impaired` by `delay` plus up to `jitter`; `reorder`: each datagram on its
     /// own, else in order.
     pub fn start(listen: SocketAddr, server: SocketAddr, impaired: IpAddr, delay: Duration, jitter: Duration, reorder: bool) -> Result<JitterRelay> {
         let front = UdpSocket::bind(listen).with_context(|| format!("the relay cannot bind {listen}"))?;
-        front.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        reader(front.try_clone()?, stop.clone(), tx.clone(), Read::FromClient);
         let halt = stop.clone();
+        // The scheduler: takes what the readers read, and sends each datagram when
+        // its time comes (waiting for the next read or the next due time, whichever
+        // is first).
         let thread = std::thread::spawn(move || {
             let mut upstream: HashMap<SocketAddr, UdpSocket> = HashMap::new();
             let mut waiting: BinaryHeap<Due> = BinaryHeap::new();
             let mut seq = 0u64;
             let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             let mut rng = (clock.as_nanos() as u64 | 1) ^ u64::from(listen.port());
-            let mut buf = vec![0u8; 65_536];
             // The last time given to each client's datagrams, each way: a datagram
             // never passes the one before it (a queue whose wait varies, as a
             // radio link's does), unless reordering is asked for.
@@ -94,30 +121,33 @@ impl JitterRelay {
                 *prev
             };
             while !halt.load(Ordering::Relaxed) {
+                let wait = waiting.peek().map_or(READ_TIMEOUT, |d| d.at.saturating_duration_since(Instant::now()));
+                let read = rx.recv_timeout(wait);
                 let now = Instant::now();
-                // From clients.
-                while let Ok((n, client)) = front.recv_from(&mut buf) {
-                    if !upstream.contains_key(&client) {
-                        if upstream.len() >= MAX_CLIENTS {
-                            continue;
+                match read {
+                    Ok(Read::FromClient(client, data)) => {
+                        if !upstream.contains_key(&client) {
+                            if upstream.len() >= MAX_CLIENTS {
+                                continue;
+                            }
+                            let Ok(s) = UdpSocket::bind((server.ip(), 0)).and_then(|s| s.connect(server).map(|_| s)) else { continue };
+                            let Ok(r) = s.try_clone() else { continue };
+                            reader(r, halt.clone(), tx.clone(), move |_, data| Read::FromServer(client, data));
+                            upstream.insert(client, s);
                         }
-                        let Ok(s) = UdpSocket::bind((server.ip(), 0)).and_then(|s| s.connect(server).map(|_| s)) else { continue };
-                        let _ = s.set_nonblocking(true);
-                        upstream.insert(client, s);
-                    }
-                    if waiting.len() < MAX_WAITING {
-                        seq += 1;
-                        waiting.push(Due { at: due_at(&client, false, now, &mut rng), seq, to_client: None, client, data: buf[..n].to_vec() });
-                    }
-                }
-                // From the server, to each client.
-                for (client, s) in &upstream {
-                    while let Ok(n) = s.recv(&mut buf) {
                         if waiting.len() < MAX_WAITING {
                             seq += 1;
-                            waiting.push(Due { at: due_at(client, true, now, &mut rng), seq, to_client: Some(*client), client: *client, data: buf[..n].to_vec() });
+                            waiting.push(Due { at: due_at(&client, false, now, &mut rng), seq, to_client: None, client, data });
                         }
                     }
+                    Ok(Read::FromServer(client, data)) => {
+                        if waiting.len() < MAX_WAITING {
+                            seq += 1;
+                            waiting.push(Due { at: due_at(&client, true, now, &mut rng), seq, to_client: Some(client), client, data });
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
                 while waiting.peek().is_some_and(|d| d.at <= now) {
                     let d = waiting.pop().expect("peeked");
@@ -132,7 +162,6 @@ impl JitterRelay {
                         }
                     }
                 }
-                std::thread::sleep(Duration::from_micros(500));
             }
         });
         Ok(JitterRelay { stop, thread: Some(thread) })
