@@ -213,16 +213,7 @@ impl ParticipantActor {
     /// router's throttle: now, later (one request for all that come meanwhile), or
     /// not at all.
     fn want_keyframe(&mut self, track: TrackId, layer: Layer, now: Instant) {
-        match self.router.lock().unwrap().want_keyframe(track, layer, now) {
-            KeyframeAsk::Now(publisher) => {
-                self.metrics.keyframe_requests.inc();
-                publisher.do_send(SendKeyframeRequest { track, layer, at: None });
-            }
-            // The publisher keeps the time: it lives as long as the track, where
-            // this subscriber may leave before then.
-            KeyframeAsk::At(publisher, at) => publisher.do_send(SendKeyframeRequest { track, layer, at: Some(at) }),
-            KeyframeAsk::Nothing => {}
-        }
+        ask_keyframe(&self.router, &self.metrics, track, layer, now);
     }
 
     /// Shares this subscriber's estimate among the video tracks it receives, as
@@ -369,6 +360,23 @@ impl Handler<SendKeyframeRequest> for ParticipantActor {
                 act.guarded(ctx, |core, _| core.request_keyframe(track, layer));
             }
         });
+    }
+}
+
+/// Asks whoever makes `layer` of `track` (its publisher, or the server's ladder)
+/// for a keyframe through the router's throttle: now, later (one request for all
+/// that come meanwhile), or not at all. For a subscriber, and for the ladder as the
+/// source's consumer.
+pub(crate) fn ask_keyframe(router: &SharedRouter, metrics: &Metrics, track: TrackId, layer: Layer, now: Instant) {
+    match router.lock().unwrap().want_keyframe(track, layer, now) {
+        KeyframeAsk::Now(publisher) => {
+            metrics.keyframe_requests.inc();
+            publisher.do_send(SendKeyframeRequest { track, layer, at: None });
+        }
+        // The publisher keeps the time: it lives as long as the track, where the
+        // one asking may leave before then.
+        KeyframeAsk::At(publisher, at) => publisher.do_send(SendKeyframeRequest { track, layer, at: Some(at) }),
+        KeyframeAsk::Nothing => {}
     }
 }
 

@@ -32,7 +32,7 @@ use pipeline::{Encoded, LadderPipeline};
 
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
-use crate::participant::{Forward, SendKeyframeRequest, SharedRouter};
+use crate::participant::{Forward, SendKeyframeRequest, SharedRouter, ask_keyframe};
 use crate::router::{FrameInfo, KeyframeAsk, Layer, Target};
 
 /// How often the rungs' bitrates follow the source's, and the pipeline is checked.
@@ -104,14 +104,7 @@ impl Ladder {
     /// Asks the publisher for a keyframe of the source (through the router's
     /// throttle, as a subscriber would).
     fn want_source_keyframe(&self, now: Instant) {
-        match self.router.lock().unwrap().want_keyframe(self.track, None, now) {
-            KeyframeAsk::Now(p) => {
-                self.metrics.keyframe_requests.inc();
-                p.do_send(SendKeyframeRequest { track: self.track, layer: None, at: None });
-            }
-            KeyframeAsk::At(p, at) => p.do_send(SendKeyframeRequest { track: self.track, layer: None, at: Some(at) }),
-            KeyframeAsk::Nothing => {}
-        }
+        ask_keyframe(&self.router, &self.metrics, self.track, None, now);
     }
 
     fn start_pipeline(&mut self, first: &Arc<MediaData>, pts: u64, ctx: &mut Context<Self>) -> Result<Running, String> {

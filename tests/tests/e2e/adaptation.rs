@@ -15,6 +15,19 @@ use serde_json::{Value, json};
 
 use super::{api, page_stats};
 
+/// `casecast serve` on the host end of `ns`, over HTTPS too (a page needs a secure
+/// origin for its camera), its media socket bound on `media_ip` if one is given
+/// (else on the host address); answers the server and its HTTPS base URL.
+fn serve_on_host(ns: &Namespace, media_ip: &str, extra: &[&str]) -> Result<(Server, String)> {
+    let host = ns.host.to_string();
+    let tls_listen = format!("{host}:{}", free_tcp_port());
+    let mut args = vec!["--tls-self-signed", &host, "--tls-listen", &tls_listen];
+    args.extend_from_slice(extra);
+    let media_ip = if media_ip.is_empty() { host.as_str() } else { media_ip };
+    let server = Server::start_media_on(&host, media_ip, &args)?;
+    Ok((server, format!("https://{tls_listen}")))
+}
+
 /// Publishes the fake camera from `page` (on the server's origin) over WHIP as
 /// three simulcast layers: 320×180, 640×360 and 1280×720.
 fn publish_simulcast(page: &Browser, token: &str, room: &str, top_kbps: u32) -> Result<()> {
@@ -122,10 +135,7 @@ fn watch(page: &Browser, window: Duration) -> Watched {
 #[test]
 fn commentators_on_different_links_get_different_layers_and_the_capped_one_climbs_back() -> Result<()> {
     let ns = Namespace::new()?;
-    let host = ns.host.to_string();
-    let tls_listen = format!("{host}:{}", free_tcp_port());
-    let server = Server::start_at(&host, &["--tls-self-signed", &host, "--tls-listen", &tls_listen])?;
-    let base = format!("https://{tls_listen}");
+    let (server, base) = serve_on_host(&ns, "", &[])?;
     let room = "simulcast";
 
     // The feed: a detailed moving picture (a test pattern under grain, as fine as
@@ -296,10 +306,7 @@ fn loss_on_the_publishers_link_is_repaired_before_it_reaches_the_commentators() 
     // clean link watches. NACK/RTX between the encoder and the server repair the
     // feed before it goes on: the commentator sees it as the server has it.
     let ns = Namespace::new()?;
-    let host = ns.host.to_string();
-    let tls_listen = format!("{host}:{}", free_tcp_port());
-    let server = Server::start_at(&host, &["--tls-self-signed", &host, "--tls-listen", &tls_listen])?;
-    let base = format!("https://{tls_listen}");
+    let (server, base) = serve_on_host(&ns, "", &[])?;
     let room = "lossy-encoder";
     let publisher = Browser::start_in(&ns, &["--ignore-certificate-errors"])?;
     publisher.goto(&format!("{base}/"))?;
@@ -336,10 +343,7 @@ fn a_one_layer_encoder_is_offered_as_a_ladder_the_server_makes() -> Result<()> {
     // open link gets the encoder's own 720p, one whose downlink holds 1.5 Mbit/s a
     // rung of the ladder, at the same time.
     let ns = Namespace::new()?;
-    let host = ns.host.to_string();
-    let tls_listen = format!("{host}:{}", free_tcp_port());
-    let server = Server::start_at(&host, &["--tls-self-signed", &host, "--tls-listen", &tls_listen, "--room-feed-ladder", "540,360"])?;
-    let base = format!("https://{tls_listen}");
+    let (server, base) = serve_on_host(&ns, "", &["--room-feed-ladder", "540,360"])?;
     let room = "ladder";
     // GStreamer's webrtcbin, as a hardware encoder would send: H.264 720p at 4 Mbit/s.
     let whip = format!("{}/whip/{room}", server.url);
@@ -394,9 +398,7 @@ fn a_commentator_on_a_lossy_jittery_link_keeps_watching_and_hearing() -> Result<
     // Bounds (docs/benchmarks.md), by loss: the most seconds of 20 frozen.
     for (loss, max_frozen) in [(5, 7.0), (10, 14.0)] {
         let ns = Namespace::new()?;
-        let host = ns.host.to_string();
-        let tls_listen = format!("{host}:{}", free_tcp_port());
-        let server = Server::start_media_on(&host, "127.0.0.1", &["--tls-self-signed", &host, "--tls-listen", &tls_listen, "--room-feed-ladder", "540,360"])?;
+        let (server, base) = serve_on_host(&ns, "127.0.0.1", &["--room-feed-ladder", "540,360"])?;
         let _relay = casecast_tests::relay::JitterRelay::start(
             (ns.host, server.udp_port).into(),
             ([127, 0, 0, 1], server.udp_port).into(),
@@ -405,7 +407,6 @@ fn a_commentator_on_a_lossy_jittery_link_keeps_watching_and_hearing() -> Result<
             Duration::from_millis(100),
             false,
         )?;
-        let base = format!("https://{tls_listen}");
         let room = "lossy";
         let whip = format!("{}/whip/{room}", server.url);
         let _encoder = gst_publisher(&whip, &server.token(room, Role::Encoder, "OR 4 encoder"), &["--bitrate", "1500000"])?;
