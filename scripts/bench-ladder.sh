@@ -18,20 +18,7 @@ WARMUP="${WARMUP:-5}"
 HTTP_PORT="${HTTP_PORT:-18680}"
 UDP_PORT="${UDP_PORT:-18681}"
 CODECS="${CODECS:-vp8 h264}"
-SECRET="bench-secret-0123456789abcdef"
-BIN=target/release
-OUT=target/bench
-mkdir -p "$OUT"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/$1/stat"; }
+source scripts/bench-common.sh
 metric() { curl -s "http://127.0.0.1:$((HTTP_PORT + 2))/metrics" | awk -v m="$1" 'index($0, m) == 1 { print $2 }' || true; }
 
 # run CODEC LADDER → "cpu_percent rung540_fps rung360_fps"

@@ -21,22 +21,7 @@ SECONDS_MEASURED="${SECONDS_MEASURED:-60}"
 WARMUP="${WARMUP:-5}"
 HTTP_PORT="${HTTP_PORT:-18580}"
 UDP_PORT="${UDP_PORT:-18581}"
-SECRET="bench-secret-0123456789abcdef"
-BIN=target/release
-OUT=target/bench
-mkdir -p "$OUT"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-cpu_seconds() { # utime + stime of a process, seconds
-  awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/$1/stat"
-}
+source scripts/bench-common.sh
 
 # ONLY=casecast measures the compositor alone (no recording, no ffmpeg).
 ONLY="${ONLY:-}"
