@@ -159,7 +159,10 @@ function updateRow(row, p) {
   row.tr.dataset.quality = q.level;
   set("in", fmtKbps(p.bitrate_in));
   set("out", fmtKbps(p.bitrate_out));
-  set("fps", fmtNum(p.fps_in, 1));
+  // A sender above the room's frame-rate ceiling: what arrives → what the room gets.
+  const held = p.fps_forwarded != null && p.fps_in - p.fps_forwarded >= 1;
+  set("fps", held ? `${fmtNum(p.fps_in, 1)} → ${fmtNum(p.fps_forwarded, 1)}` : fmtNum(p.fps_in, 1));
+  row.cells.fps.title = held ? "sends above the room's frame rate: the server lets in only what fits" : "";
   set("rtt", fmtNum(p.rtt_ms));
   set("lossIn", fmtPct(p.loss_in));
   set("lossOut", fmtPct(p.loss_out));

@@ -80,9 +80,17 @@ pub enum TrackSource {
 pub struct Published {
     /// Where the track comes from, by the publisher's role.
     pub source: TrackSource,
-    /// The bitrate the server holds it to, bits/s (a commentator's video, by the
-    /// room's policy).
-    pub max_bitrate: Option<u64>,
+    /// What the server holds it to (a commentator's video, by the room's policy).
+    pub ceiling: Option<UplinkCeiling>,
+}
+
+/// The most a published track may bring into the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UplinkCeiling {
+    /// Bits per second.
+    pub max_bitrate: u64,
+    /// Frames per second.
+    pub max_fps: u32,
 }
 
 /// What a participant receives.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid, Rid};
 
-use super::uplink::Ceiling;
+use super::uplink::{Ceiling, Frame};
 use super::{ParticipantEvent, PeerCore, PeerOutput, ToRoom};
 use crate::ids::TrackId;
 use crate::router::Layer;
@@ -49,13 +49,13 @@ impl PeerCore {
             }
             inbound.rids.sort_by_key(|(r, p)| (std::cmp::Reverse(*p), rid_rank(r)));
         }
-        match inbound.track.kind {
-            // With simulcast, operators see the best layer's rate and size.
-            MediaKind::Video if data.rid.is_none() || data.rid == inbound.rids.first().map(|(r, _)| *r) => {
-                self.stats.video_frame(&data)
-            }
-            MediaKind::Audio => self.stats.audio(now, &data),
-            _ => {}
+        // With simulcast, operators see the best layer's rate and size.
+        let counted = inbound.track.kind == MediaKind::Video
+            && (data.rid.is_none() || data.rid == inbound.rids.first().map(|(r, _)| *r));
+        if counted {
+            self.stats.video_frame(&data);
+        } else if inbound.track.kind == MediaKind::Audio {
+            self.stats.audio(now, &data);
         }
         let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
         self.metrics.rtp_packets_in.inc_by(packets);
@@ -64,10 +64,13 @@ impl PeerCore {
             return;
         }
         if let Some(c) = &mut inbound.ceiling
-            && !c.admit(data.data.len(), data.is_keyframe())
+            && let Err(refused) = c.admit(data.rid, Frame::of(&data))
         {
-            self.metrics.dropped.with_label_values(&["over_uplink_ceiling"]).inc();
+            self.metrics.dropped.with_label_values(&[refused.reason()]).inc();
             return;
+        }
+        if counted {
+            self.stats.video_frame_forwarded();
         }
         let track = inbound.track.id;
         // Every layer goes to the router, which gives each subscriber its own.
@@ -98,9 +101,9 @@ impl PeerCore {
                 };
                 i.track.source = p.source;
                 i.published = true;
-                if let Some(max) = p.max_bitrate {
+                if let Some(limit) = p.ceiling {
                     // Asked of its encoder and checked from now on.
-                    i.ceiling = Some(Ceiling::new(max));
+                    i.ceiling = Some(Ceiling::new(limit));
                     self.next_uplink_check = Some(now);
                 }
                 let kind = i.track.kind;

@@ -457,7 +457,7 @@ impl Sim {
             }
             self.router.add_producer(&track, i);
             self.tracks.push(track);
-            let published = Published { source: TrackSource::Feed, max_bitrate: None };
+            let published = Published { source: TrackSource::Feed, ceiling: None };
             self.servers[i].core.published(self.now, mid, Ok(published));
         }
     }

@@ -32,6 +32,9 @@ pub struct ParticipantStats {
     pub jitter_ms: Option<f64>,
     /// Video frames per second received from it.
     pub fps_in: f64,
+    /// Of those, the frames per second let into the room (fewer when it sends
+    /// above the room's frame-rate ceiling).
+    pub fps_forwarded: f64,
     /// The simulcast layers it sends, best first (`f,h,q`), if it sends several;
     /// for a one-layer feed the server makes a ladder of, `source,540p,360p`.
     pub layer: Option<String>,
@@ -76,6 +79,8 @@ pub(super) struct StatsTracker {
     last_peer: Option<(Instant, u64, u64)>,
     /// Video frames received since the last tick.
     frames_in: u64,
+    /// Of those, the frames let into the room.
+    frames_forwarded: u64,
     /// The last audio level heard (dBov, 0 = loudest) and when.
     audio_level: Option<(i8, Instant)>,
 }
@@ -88,8 +93,10 @@ impl StatsTracker {
             self.stats.bitrate_in = ((p.peer_bytes_rx.saturating_sub(rx)) as f64 * 8.0 / secs) as u64;
             self.stats.bitrate_out = ((p.peer_bytes_tx.saturating_sub(tx)) as f64 * 8.0 / secs) as u64;
             self.stats.fps_in = (self.frames_in as f64 / secs * 10.0).round() / 10.0;
+            self.stats.fps_forwarded = (self.frames_forwarded as f64 / secs * 10.0).round() / 10.0;
         }
         self.frames_in = 0;
+        self.frames_forwarded = 0;
         self.last_peer = Some((now, p.peer_bytes_rx, p.peer_bytes_tx));
         self.stats.rtt_ms = p.rtt.map(|d| d.as_secs_f64() * 1000.0);
         self.stats.loss_in = p.ingress_loss_fraction;
@@ -114,6 +121,11 @@ impl StatsTracker {
         if let Some((w, h)) = crate::resolution::of_keyframe(data) {
             (self.stats.width, self.stats.height) = (Some(w), Some(h));
         }
+    }
+
+    /// A video frame of the layer counted in `fps_in` was let into the room.
+    pub fn video_frame_forwarded(&mut self) {
+        self.frames_forwarded += 1;
     }
 
     /// An audio frame: its level, from the RTP audio-level header.

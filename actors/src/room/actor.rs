@@ -218,7 +218,7 @@ impl Handler<Publish> for RoomActor {
             let ladder = Ladder::new(self.id.clone(), id, heights.clone(), self.router.clone(), self.metrics.clone());
             self.ladders.insert(id, ladder.start());
         }
-        Ok(Published { source: track.source, max_bitrate: self.core.ceiling(&track) })
+        Ok(Published { source: track.source, ceiling: self.core.ceiling(&track) })
     }
 }
 

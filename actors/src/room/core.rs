@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::ids::{ParticipantId, TrackId};
-use crate::{MediaKind, Member, PeerInfo, RoomEvent, Subscribe, TrackDesc, TrackSource};
+use crate::{MediaKind, Member, PeerInfo, RoomEvent, Subscribe, TrackDesc, TrackSource, UplinkCeiling};
 
 /// What the room decides; the actor carries it out.
 #[derive(Debug, Clone, PartialEq)]
@@ -251,11 +251,13 @@ impl RoomCore {
         Ok(out)
     }
 
-    /// The bitrate ceiling the server holds a published track to, bits/s: the
-    /// policy's for a commentator's video; none for the feed, the program or audio.
-    pub fn ceiling(&self, track: &TrackDesc) -> Option<u64> {
-        (track.source == TrackSource::Commentator && track.kind == MediaKind::Video)
-            .then_some(u64::from(self.policy.commentator_max_bitrate))
+    /// What the server holds a published track to: the policy's ceiling for a
+    /// commentator's video; none for the feed, the program or audio.
+    pub fn ceiling(&self, track: &TrackDesc) -> Option<UplinkCeiling> {
+        (track.source == TrackSource::Commentator && track.kind == MediaKind::Video).then_some(UplinkCeiling {
+            max_bitrate: u64::from(self.policy.commentator_max_bitrate),
+            max_fps: self.policy.commentator_max_fps,
+        })
     }
 
     /// A track ends.

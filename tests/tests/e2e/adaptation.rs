@@ -258,6 +258,7 @@ fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()
            await sender.replaceTrack(media.getVideoTracks()[0]);
            const p = sender.getParameters();
            p.encodings.forEach((e) => { e.maxBitrate = 2000000; e.maxFramerate = 30; e.scaleResolutionDownBy = 1; });
+           p.degradationPreference = 'maintain-framerate';
            await sender.setParameters(p);
            window.greedy = sender;
            done({ ok: true, asked: sender.getParameters().encodings[0].maxBitrate });
@@ -280,16 +281,30 @@ fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()
         sent()["target"].as_f64().filter(|t| *t > 0.0 && *t < 450_000.0).map(|_| ())
     })
     .map_err(|e| anyhow::anyhow!("{e}; the page's sender: {}", sent()))?;
+    // The server measures a second before it holds the frame rate: that first
+    // second, and the stats tick (2 s) that holds it, are waited out.
+    let thinned = || server.metric("casecast_dropped_packets_total{reason=\"over_frame_rate_ceiling\"}").unwrap_or(0.0);
+    wait_for("the server to hold the page's frame rate", Duration::from_secs(20), || (thinned() > 0.0).then_some(()))?;
+    std::thread::sleep(Duration::from_secs(2));
     // Then 10 s measured: the window's length is the scenario, not a wait for an
-    // outcome.
+    // outcome. The server's figures for the commentator (its stats tick every 2 s)
+    // are read along the way: the frame rate arriving and the one let in.
     let (server_before, page_before, t0) = (received(), sent(), Instant::now());
-    std::thread::sleep(Duration::from_secs(10));
+    let frames_before = thinned();
+    let mut rates = Vec::new();
+    while t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_secs(2));
+        let ps = server_participants(&server, room)?;
+        if let Some(p) = ps.iter().find(|p| p["name"] == "Dr. Greedy") {
+            rates.push((p["fps_in"].as_f64().unwrap_or(0.0), p["fps_forwarded"].as_f64().unwrap_or(0.0)));
+        }
+    }
     let (server_after, page_after, span) = (received(), sent(), t0.elapsed().as_secs_f64());
     let at_server = (server_after - server_before) * 8.0 / span;
     let from_page = (page_after["bytes"].as_f64().unwrap_or(0.0) - page_before["bytes"].as_f64().unwrap_or(0.0)) * 8.0 / span;
     let dropped = server.metric("casecast_dropped_packets_total{reason=\"over_uplink_ceiling\"}").unwrap_or(0.0);
     println!(
-        "asked for 2 Mbit/s at 30 fps: the page sent {:.0} kbit/s of video ({page_after}); the server received {:.0} kbit/s in all (audio too); {dropped} frames dropped over the ceiling",
+        "asked for 2 Mbit/s at 30 fps: the page sent {:.0} kbit/s of video ({page_after}); the server received {:.0} kbit/s in all (audio too); {dropped} frames dropped over the bitrate ceiling",
         from_page / 1000.0,
         at_server / 1000.0
     );
@@ -297,6 +312,17 @@ fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()
     // keyframe; without the server's ceiling the page sends about 2 Mbit/s.
     assert!(at_server < 450_000.0, "the server received {:.0} kbit/s from a commentator held to 300", at_server / 1000.0);
     assert!(at_server > 50_000.0, "nothing arrived: {at_server}");
+
+    // The frame rate: the page sends far more than 5 fps (no browser obeys a
+    // receiver's frame-rate cap), and the room is let in no more than the ceiling.
+    let thinned = thinned() - frames_before;
+    println!("frame rates at the server, (arriving, let into the room) per stats tick: {rates:?}; {thinned} frames held back");
+    let arriving = rates.iter().map(|r| r.0).sum::<f64>() / rates.len().max(1) as f64;
+    anyhow::ensure!(arriving > 10.0, "the page did not send above the ceiling, so the test shows nothing: {rates:?}");
+    let most = rates.iter().map(|r| r.1).fold(0.0, f64::max);
+    assert!(most <= 5.0 * 1.2, "the room was let in {most} fps of a commentator held to 5: {rates:?}");
+    assert!(rates.iter().any(|r| r.1 > 0.0), "the commentator's picture stopped altogether: {rates:?}");
+    assert!(thinned > 0.0, "no frame counted as held back");
     Ok(())
 }
 
