@@ -14,9 +14,10 @@
 //! - holds its frame rate, for which a browser takes no feedback (libwebrtc
 //!   ignores a receiver's `max-fr`): frames of temporal layers above what fits
 //!   the ceiling are dropped (a VP8 sender with `L1T3` keeps a smooth, lower rate);
-//!   a sender with no such layers that stays well above the ceiling has only its
-//!   keyframes passed, one asked for each second, until it is back under (counted
-//!   in `casecast_dropped_packets_total{reason="over_frame_rate_ceiling"}`).
+//!   a sender whose base layer alone is above the ceiling (most have no other) for
+//!   two seconds, or well above it for one, has only its keyframes passed, one asked
+//!   for each second, until it is back under (counted in
+//!   `casecast_dropped_packets_total{reason="over_frame_rate_ceiling"}`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -174,7 +175,9 @@ pub(super) struct FrameGate {
     /// The highest temporal layer passed now: below `fits` until a frame where
     /// the decoder can take the next layer up.
     passing: u8,
-    /// Even the base layer is well above the ceiling: only keyframes pass.
+    /// Windows in a row in which even the base layer did not fit.
+    base_over: u8,
+    /// Even the base layer is above the ceiling: only keyframes pass.
     keyframes_only: bool,
     /// Back under: everything passes again from the next keyframe.
     await_keyframe: bool,
@@ -184,7 +187,7 @@ impl FrameGate {
     /// Everything passes until the first window is measured.
     fn new() -> FrameGate {
         let top = TEMPORAL_LAYERS as u8 - 1;
-        FrameGate { frames: [0; TEMPORAL_LAYERS], fits: top, passing: top, keyframes_only: false, await_keyframe: false }
+        FrameGate { frames: [0; TEMPORAL_LAYERS], fits: top, passing: top, base_over: 0, keyframes_only: false, await_keyframe: false }
     }
 
     fn admit(&mut self, f: Frame) -> Result<(), Refused> {
@@ -231,7 +234,10 @@ impl FrameGate {
                 self.passing = 0;
             }
         }
-        if !self.keyframes_only && base > max_fps * DROP_ABOVE {
+        self.base_over = if base > max_fps * RESUME_BELOW { self.base_over.saturating_add(1) } else { 0 };
+        // Well above in one window, or above in two in a row (a burst after a
+        // stall does not count).
+        if !self.keyframes_only && (base > max_fps * DROP_ABOVE || self.base_over >= 2) {
             self.keyframes_only = true;
         } else if self.keyframes_only && base <= max_fps * RESUME_BELOW {
             self.keyframes_only = false;
@@ -388,6 +394,26 @@ mod tests {
         let late = Frame { bytes: 1_000, keyframe: false, temporal: 2, sync: false };
         assert_eq!(c.admit(None, late), Err(Refused::FrameRate), "depends on a dropped frame");
         assert_eq!(send(&mut c, 8, 1_000, true), [2, 2, 4]);
+    }
+
+    #[test]
+    fn a_base_layer_a_little_above_the_frame_rate_is_thinned_to_keyframes_only_in_the_second_window() {
+        let t0 = Instant::now();
+        let mut c = Ceiling::new(LIMIT);
+        c.check(t0);
+        // 28 fps in three layers at a ceiling of 5: the base layer alone is 7 fps.
+        send(&mut c, 28, 1_000, true);
+        assert_eq!(c.check(t0 + Duration::from_secs(1)), (None, vec![]), "one window over is not yet enough");
+        assert_eq!(send(&mut c, 28, 1_000, true), [7, 0, 0], "meanwhile the base layer alone");
+        assert_eq!(c.check(t0 + Duration::from_secs(2)), (None, vec![None]));
+        assert!(c.keyframes_only());
+        // A compliant sender's burst after a stall (7 frames in one window) is not.
+        let mut c = Ceiling::new(LIMIT);
+        c.check(t0);
+        for (s, n) in [(1, 5), (2, 7), (3, 5), (4, 7)] {
+            send(&mut c, n, 1_000, false);
+            assert_eq!(c.check(t0 + Duration::from_secs(s)), (None, vec![]));
+        }
     }
 
     #[test]

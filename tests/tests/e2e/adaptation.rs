@@ -227,6 +227,48 @@ fn server_participants(server: &Server, room: &str) -> Result<Vec<Value>> {
     Ok(v.as_array().cloned().unwrap_or_default())
 }
 
+/// Does on a joined commentator's page what a page that ignores the room's policy
+/// would: swaps in a `width`×`height` camera at 30 fps, sets `set` on each of its
+/// video sender's encodings (`e`) and asks it to keep its frame rate.
+fn raise_sender(page: &Browser, width: u32, height: u32, set: &str) -> Result<()> {
+    let r = page.eval_async(&format!(
+        "const done = arguments[arguments.length - 1];
+         (async () => {{
+           const sender = window.casecast.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+           if (!sender) return done({{ error: 'no video sender' }});
+           const media = await navigator.mediaDevices.getUserMedia({{ video: {{ width: {width}, height: {height}, frameRate: 30 }} }});
+           await sender.replaceTrack(media.getVideoTracks()[0]);
+           const p = sender.getParameters();
+           p.encodings.forEach((e) => {{ {set} }});
+           p.degradationPreference = 'maintain-framerate';
+           await sender.setParameters(p);
+           window.raised = sender;
+           done({{ ok: true, encodings: sender.getParameters().encodings }});
+         }})().catch((e) => done({{ error: String(e) }}));"
+    ))?;
+    anyhow::ensure!(r["ok"] == json!(true), "the page could not raise its sender: {r}");
+    Ok(())
+}
+
+/// What the sender [`raise_sender`] raised sends now (Chromium's outbound-rtp).
+fn raised_sender_stats(page: &Browser) -> Value {
+    page.eval_async(
+        "const done = arguments[arguments.length - 1];
+         window.raised.getStats().then((s) => { let o = null;
+           s.forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === 'video') o = r; });
+           done(o && { bytes: o.bytesSent, fps: o.framesPerSecond, height: o.frameHeight, target: o.targetBitrate,
+                       limit: o.qualityLimitationReason, mode: o.scalabilityMode ?? null }); });",
+    )
+    .unwrap_or(Value::Null)
+}
+
+/// A commentator's frame rates at the server, as its stats show them: (arriving,
+/// let into the room).
+fn commentator_rates(server: &Server, room: &str, name: &str) -> Result<Option<(f64, f64)>> {
+    let ps = server_participants(server, room)?;
+    Ok(ps.iter().find(|p| p["name"] == name).map(|p| (p["fps_in"].as_f64().unwrap_or(0.0), p["fps_forwarded"].as_f64().unwrap_or(0.0))))
+}
+
 #[test]
 fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()> {
     // The default room policy: commentators send at most 300 kbit/s (and 5 fps).
@@ -249,32 +291,8 @@ fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()
 
     // The page then does what a page that ignores the policy would: a 720p camera
     // at 30 fps, its sender asked for 2 Mbit/s.
-    let r = page.eval_async(
-        "const done = arguments[arguments.length - 1];
-         (async () => {
-           const sender = window.casecast.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
-           if (!sender) return done({ error: 'no video sender' });
-           const media = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720, frameRate: 30 } });
-           await sender.replaceTrack(media.getVideoTracks()[0]);
-           const p = sender.getParameters();
-           p.encodings.forEach((e) => { e.maxBitrate = 2000000; e.maxFramerate = 30; e.scaleResolutionDownBy = 1; });
-           p.degradationPreference = 'maintain-framerate';
-           await sender.setParameters(p);
-           window.greedy = sender;
-           done({ ok: true, asked: sender.getParameters().encodings[0].maxBitrate });
-         })().catch((e) => done({ error: String(e) }));",
-    )?;
-    anyhow::ensure!(r["ok"] == json!(true), "the page could not raise its sender: {r}");
-    let sent = || {
-        page.eval_async(
-            "const done = arguments[arguments.length - 1];
-             window.greedy.getStats().then((s) => { let o = null;
-               s.forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === 'video') o = r; });
-               done(o && { bytes: o.bytesSent, fps: o.framesPerSecond, height: o.frameHeight,
-                           target: o.targetBitrate, limit: o.qualityLimitationReason }); });",
-        )
-        .unwrap_or(Value::Null)
-    };
+    raise_sender(&page, 1280, 720, "e.maxBitrate = 2000000; e.maxFramerate = 30; e.scaleResolutionDownBy = 1;")?;
+    let sent = || raised_sender_stats(&page);
     // Its encoder takes the server's ceiling (the REMB comes once a second):
     // waited for, bounded, on what the browser says it aims at.
     wait_for("the page's encoder to aim at the ceiling", Duration::from_secs(30), || {
@@ -294,10 +312,7 @@ fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()
     let mut rates = Vec::new();
     while t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_secs(2));
-        let ps = server_participants(&server, room)?;
-        if let Some(p) = ps.iter().find(|p| p["name"] == "Dr. Greedy") {
-            rates.push((p["fps_in"].as_f64().unwrap_or(0.0), p["fps_forwarded"].as_f64().unwrap_or(0.0)));
-        }
+        rates.extend(commentator_rates(&server, room, "Dr. Greedy")?);
     }
     let (server_after, page_after, span) = (received(), sent(), t0.elapsed().as_secs_f64());
     let at_server = (server_after - server_before) * 8.0 / span;
@@ -323,6 +338,57 @@ fn a_page_that_ignores_the_rooms_ceiling_cannot_push_more_than_it() -> Result<()
     assert!(most <= 5.0 * 1.2, "the room was let in {most} fps of a commentator held to 5: {rates:?}");
     assert!(rates.iter().any(|r| r.1 > 0.0), "the commentator's picture stopped altogether: {rates:?}");
     assert!(thinned > 0.0, "no frame counted as held back");
+    Ok(())
+}
+
+#[test]
+fn a_commentator_sending_temporal_layers_above_the_frame_rate_is_thinned_and_stays_smooth() -> Result<()> {
+    // A room held to 15 fps (and 1 Mbit/s, out of the way); a page that sends VP8
+    // in three temporal layers at 30 fps (7.5 + 7.5 + 15 fps). The server drops the
+    // top layer: the room gets 15 fps that decode without a freeze.
+    let server = Server::start(&["--room-commentator-max-fps", "15", "--room-commentator-max-bitrate", "1000000"])?;
+    let room = "layered";
+    let dir = TempDir::new("layered");
+    let clip = fine_detail_clip(&dir.0)?;
+    // The clip is a 30 fps camera (Chromium's own fake camera gives 20).
+    let sender = Browser::start_with(&[&format!("--use-file-for-fake-video-capture={}", clip.display())])?;
+    sender.join_room(&format!("{}/room/{room}?token={}", server.url, server.token(room, Role::Commentator, "Dr. Layered")))?;
+    let watcher = Browser::start()?;
+    watcher.join_room(&format!("{}/room/{room}?token={}", server.url, server.token(room, Role::Commentator, "Dr. Watching")))?;
+    raise_sender(&sender, 640, 360, "e.maxBitrate = 900000; e.maxFramerate = 30; e.scalabilityMode = 'L1T3';")?;
+    let seen = || -> (f64, f64, f64) {
+        let s = page_stats(&watcher);
+        let v = s["inbound"].as_array().and_then(|a| a.iter().find(|r| r["kind"] == "video" && r["name"] == "Dr. Layered").cloned());
+        let f = |k: &str| v.as_ref().and_then(|v| v[k].as_f64()).unwrap_or(0.0);
+        (f("framesDecoded"), f("freezeCount"), f("totalFreezesDuration"))
+    };
+    // The page sends its layers at 30 fps and the server's stats have measured a
+    // thinned tick: waited for, bounded.
+    wait_for("the layers at 30 fps, thinned at the server", Duration::from_secs(45), || {
+        let sent = raised_sender_stats(&sender);
+        let rates = commentator_rates(&server, room, "Dr. Layered").ok().flatten()?;
+        (sent["mode"] == "L1T3" && rates.0 >= 24.0 && rates.1 > 0.0 && rates.1 < rates.0 * 0.7 && seen().0 > 0.0).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; the sender: {}; at the server: {:?}", raised_sender_stats(&sender), commentator_rates(&server, room, "Dr. Layered")))?;
+    // 10 s watched: the window is the scenario's length.
+    let (before, t0) = (seen(), Instant::now());
+    let mut rates = Vec::new();
+    while t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_secs(2));
+        rates.extend(commentator_rates(&server, room, "Dr. Layered")?);
+    }
+    let (after, span) = (seen(), t0.elapsed().as_secs_f64());
+    let fps = (after.0 - before.0) / span;
+    println!(
+        "sent in L1T3 at 30 fps into a room held to 15: at the server (arriving, let in) {rates:?}; \
+         the other commentator decoded {fps:.1} fps, {} freezes ({:.2} s)",
+        after.1 - before.1,
+        after.2 - before.2
+    );
+    let most = rates.iter().map(|r| r.1).fold(0.0, f64::max);
+    assert!(most <= 15.0 * 1.2, "the room was let in {most} fps of a commentator held to 15: {rates:?}");
+    assert!((10.0..=18.0).contains(&fps), "the other commentator decoded {fps:.1} fps (the base two layers are 15)");
+    assert!(after.2 - before.2 < 0.5, "the thinned picture froze for {:.2} s", after.2 - before.2);
     Ok(())
 }
 
