@@ -76,17 +76,27 @@ const DESIRED_STEP: u64 = 250_000;
 
 /// How often str0m is asked for an allocation probe while a track is below its
 /// best layer.
-pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
 
-/// An estimate that has not moved for this long while something is below its best
-/// is stuck: GCC grows its estimate to at most 1.5× what it sees acknowledged, and
+/// How much higher `desired` is at each probe (str0m probes when it rises).
+const PROBE_RAISE: u64 = 1_000;
+
+/// An estimate that has not climbed (by [`CLIMBING`]) for this long while something
+/// is below its best is stuck: GCC grows its estimate to at most 1.5× what it sees acknowledged, and
 /// its probes wait on states it can stay in for good (LiveKit #817: a subscriber
 /// that never climbs back). The estimator is then started again from where it
 /// stands, and its initial probes find what the link carries.
 pub const STUCK_AFTER: Duration = Duration::from_secs(4);
 
+/// An estimate this many times higher than at the start of [`STUCK_AFTER`] is
+/// climbing.
+const CLIMBING: f64 = 1.25;
+
 /// At most one such restart in this long.
 const RESTART_EVERY: Duration = Duration::from_secs(10);
+
+/// Below this share of packets lost, a link is taken to lose nothing.
+const LOSS_FREE: f32 = 0.01;
 
 /// A video track the subscriber receives, with its layers as they arrive now.
 #[derive(Debug, Clone)]
@@ -120,6 +130,9 @@ pub struct Allocator {
     estimate: Option<u64>,
     /// GCC's delay-based estimate alone, before its loss-based one caps it.
     delay_estimate: Option<u64>,
+    /// The share of what was sent to it that was lost, over the last second as
+    /// of the last stats tick (from TWCC).
+    loss: Option<f32>,
     targets: HashMap<TrackId, Target>,
     last_down: Option<Instant>,
     last_up: Option<Instant>,
@@ -130,8 +143,8 @@ pub struct Allocator {
     /// Since when each track's lowest layer has not fitted.
     short_since: HashMap<TrackId, Instant>,
     last_probe: Option<Instant>,
-    /// The next allocation raises `desired` again after lowering it (a probe).
-    probe_armed: bool,
+    /// Probes asked for since it was last at its best.
+    probes: u64,
     /// The estimate as last allocated, and since when it has been that.
     steady: Option<(u64, Instant)>,
     last_restart: Option<Instant>,
@@ -158,6 +171,28 @@ impl Allocator {
         self.delay_estimate = bps;
     }
 
+    /// The last delay-based estimate.
+    pub fn delay_estimate(&self) -> Option<u64> {
+        self.delay_estimate
+    }
+
+    /// What was lost of what was sent to it lately (0..1).
+    pub fn set_loss(&mut self, loss: Option<f32>) {
+        self.loss = loss;
+    }
+
+    /// What is given out: the estimate, or the delay-based estimate alone when
+    /// that is higher and nothing is being lost. GCC's loss-based estimate
+    /// remembers a loss for seconds after the link stops losing (a cap that was
+    /// lifted), and climbs back slowly while the delay-based one already has the
+    /// link; the loss it remembers is gone, so the layers may follow the link.
+    fn usable(&self, estimate: u64) -> u64 {
+        match (self.delay_estimate, self.loss) {
+            (Some(d), Some(l)) if l < LOSS_FREE => d.max(estimate),
+            _ => estimate,
+        }
+    }
+
     /// The last estimate.
     pub fn estimate(&self) -> Option<u64> {
         self.estimate
@@ -179,7 +214,8 @@ impl Allocator {
     /// Shares the estimate among `audio` audio tracks and the `video` tracks.
     /// `None` before the first estimate: every track gets its best layer.
     pub fn allocate(&mut self, now: Instant, audio: usize, video: &[VideoIn]) -> Option<Allocation> {
-        let estimate = self.estimate?;
+        let raw = self.estimate?;
+        let estimate = self.usable(raw);
         let mut budget = (estimate as f64 * USABLE) as i64 - (audio as u64 * AUDIO_RESERVE) as i64;
         let mut order: Vec<&VideoIn> = video.iter().collect();
         order.sort_by_key(|v| priority(v.source));
@@ -314,32 +350,34 @@ impl Allocator {
         // Rounded up to a step, so that a layer's bitrate wavering does not move
         // it (str0m probes when it rises).
         out.desired = ((out.desired as f64 / USABLE) as u64).div_ceil(DESIRED_STEP) * DESIRED_STEP;
-        // While something is below its best: lower `desired` a little on one
-        // allocation and raise it on the next, which str0m takes as new demand and
-        // answers with a probe at that rate.
-        if out.limited > 0 && out.desired > estimate {
-            if self.probe_armed {
-                self.probe_armed = false;
-            } else if self.last_probe.is_none_or(|at| now.saturating_duration_since(at) >= PROBE_EVERY) {
+        // While something is below its best (and str0m's estimate below what the
+        // best needs): `desired` a little higher at each probe, which str0m takes
+        // as new demand and answers with a probe toward it.
+        if out.limited > 0 && out.desired > raw {
+            if self.last_probe.is_none_or(|at| now.saturating_duration_since(at) >= PROBE_EVERY) {
                 self.last_probe = Some(now);
-                self.probe_armed = true;
-                out.desired = out.desired.saturating_sub(1_000);
+                self.probes += 1;
             }
+            out.desired += self.probes * PROBE_RAISE;
+        } else {
+            self.probes = 0;
         }
+        // Stuck: not even a quarter higher than 4 s ago (GCC's additive increase
+        // creeps; a probe that finds the link jumps).
         let steady_since = match self.steady {
-            Some((e, since)) if e == estimate => since,
+            Some((e, since)) if (raw as f64) < e as f64 * CLIMBING => since,
             _ => {
-                self.steady = Some((estimate, now));
+                self.steady = Some((raw, now));
                 now
             }
         };
         if out.limited > 0
-            && out.desired > estimate
+            && out.desired > raw
             && now.saturating_duration_since(steady_since) >= STUCK_AFTER
             && self.last_restart.is_none_or(|at| now.saturating_duration_since(at) >= RESTART_EVERY)
         {
             self.last_restart = Some(now);
-            self.steady = Some((estimate, now));
+            self.steady = Some((raw, now));
             out.restart_estimate = true;
         }
         Some(out)
@@ -539,13 +577,41 @@ mod tests {
         assert!(a.allocate(at(4_000), 1, &[feed()]).unwrap().restart_estimate, "4 s without a move");
         assert!(!a.allocate(at(8_500), 1, &[feed()]).unwrap().restart_estimate, "not again so soon");
         assert!(a.allocate(at(14_000), 1, &[feed()]).unwrap().restart_estimate);
-        // An estimate that moves, or one that holds the best layers, is left alone.
+        // One that creeps (GCC's additive increase) is stuck too...
         a.set_estimate(1_300_000);
-        assert!(!a.allocate(at(30_000), 1, &[feed()]).unwrap().restart_estimate);
+        assert!(a.allocate(at(30_000), 1, &[feed()]).unwrap().restart_estimate, "8 % more in 16 s");
+        // ...one that climbs is not, nor one that holds the best layers.
+        for (s, e) in [(31_000, 1_700_000), (35_000, 2_200_000), (39_500, 2_300_000)] {
+            a.set_estimate(e);
+            assert!(!a.allocate(at(s), 1, &[feed()]).unwrap().restart_estimate, "{e} at {s} ms");
+        }
         a.set_estimate(9_000_000);
-        for s in [31_000, 40_000, 50_000] {
+        for s in [41_000, 50_000, 60_000] {
             assert!(!a.allocate(at(s), 1, &[feed()]).unwrap().restart_estimate);
         }
+    }
+
+    #[test]
+    fn a_lifted_cap_is_followed_on_the_delay_based_estimate_while_nothing_is_lost() {
+        // GCC's loss-based estimate still remembers the capped link's losses; its
+        // delay-based one has found the open link.
+        let mut a = Allocator::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_millis(s);
+        a.set_estimate(1_200_000);
+        a.set_delay_estimate(Some(4_000_000));
+        a.set_loss(Some(0.03));
+        a.allocate(at(0), 1, &[feed()]).unwrap();
+        a.allocate(at(1_500), 1, &[feed()]).unwrap();
+        assert_eq!(a.target(TrackId(1)), layer("h"), "while packets are lost, the estimate rules");
+        a.set_loss(Some(0.0));
+        a.allocate(at(2_000), 1, &[feed()]).unwrap();
+        a.allocate(at(3_000), 1, &[feed()]).unwrap();
+        assert_eq!(a.target(TrackId(1)), layer("f"), "nothing lost: the link is what the delay-based estimate says");
+        // A loss again: back to what the estimate holds.
+        a.set_loss(Some(0.05));
+        a.allocate(at(3_500), 1, &[feed()]).unwrap();
+        assert_eq!(a.target(TrackId(1)), layer("h"));
     }
 
     #[test]
@@ -607,14 +673,18 @@ mod tests {
         let mut a = Allocator::default();
         let t0 = Instant::now();
         a.set_estimate(1_000_000);
-        // Lowered, then raised on the next allocation: str0m probes at the raise.
+        // Raised at each probe: str0m probes at the raise.
         let desired: Vec<u64> = (0..7)
             .map(|i| a.allocate(t0 + REALLOCATE_EVERY * i, 1, &[feed()]).unwrap().desired)
             .collect();
         let top = *desired.iter().max().unwrap();
         let raises = desired.windows(2).filter(|w| w[1] > w[0]).count();
         assert!(top >= 3_000_000, "{desired:?}");
-        assert_eq!(raises, 3, "one probe per {PROBE_EVERY:?} over 3 s: {desired:?}");
+        assert_eq!(raises, 6, "one probe per {PROBE_EVERY:?} over 3 s: {desired:?}");
+        // At its best: no more probes, and `desired` is what the layers need.
+        a.set_estimate(5_000_000);
+        let at_best = a.allocate(t0 + REALLOCATE_EVERY * 7 + HOLD_AFTER_DOWN, 1, &[feed()]).unwrap();
+        assert_eq!(at_best.desired % DESIRED_STEP, 0, "{at_best:?}");
     }
 
     #[test]

@@ -423,7 +423,12 @@ impl PeerCore {
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. }) => {
                 self.estimated(now, estimate.as_u64())
             }
-            Event::PeerStats(p) => self.stats.peer(now, &p),
+            Event::PeerStats(p) => {
+                self.stats.peer(now, &p);
+                if let Some(a) = &mut self.allocator {
+                    a.set_loss(p.egress_loss_fraction);
+                }
+            }
             Event::MediaIngressStats(m) => {
                 let video = self.inbound.get(&m.mid).is_some_and(|i| i.track.kind == MediaKind::Video);
                 self.stats.ingress(video, &m);
@@ -598,6 +603,7 @@ impl PeerCore {
         s.layer = self.layers_in();
         s.receiving = self.receiving.clone();
         s.estimate_kbps = self.allocator.as_ref().and_then(|a| a.estimate()).map(|b| b / 1000);
+        s.delay_estimate_kbps = self.allocator.as_ref().and_then(|a| a.delay_estimate()).map(|b| b / 1000);
         s.audio_muted = self.muted.get(&MediaKind::Audio).copied().unwrap_or(false);
         s.video_muted = self.muted.get(&MediaKind::Video).copied().unwrap_or(false);
         s.audio_muted_by_operator = self.held.get(&MediaKind::Audio).copied().unwrap_or(false);

@@ -46,6 +46,9 @@ pub struct ParticipantStats {
     pub receiving: Option<String>,
     /// What the path to it carries, as the server estimates it, kbit/s.
     pub estimate_kbps: Option<u64>,
+    /// Of that, GCC's delay-based estimate alone, kbit/s: above `estimate_kbps`
+    /// while the loss-based part holds the estimate down.
+    pub delay_estimate_kbps: Option<u64>,
     /// The picture size of its video, from its last key frame.
     pub width: Option<u32>,
     /// Height, likewise.
