@@ -352,6 +352,9 @@ async function onJoined(conn, m) {
     const tr = pc.addTransceiver(track ?? kind, {
       direction: track ? "sendonly" : "inactive",
       streams: track ? [stream] : [],
+      // The feed from a browser goes as three layers; each subscriber is given
+      // the one its link holds.
+      ...(kind === "video" && track && m.policy.simulcast && { sendEncodings: SIMULCAST.map((e) => ({ ...e })) }),
     });
     if (kind === "video") conn.videoSender = tr.sender;
   }
@@ -377,6 +380,14 @@ async function onServerOffer(conn, m) {
   reconcileMedia(pc);
 }
 
+/** Simulcast layers (RFC 8853 rids) for the feed from a browser, lowest first. The
+ * top one's bitrate is the browser's own choice, under the policy's ceiling. */
+const SIMULCAST = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 200_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 700_000 },
+  { rid: "f", scaleResolutionDownBy: 1 },
+];
+
 /** Sets the policy's caps on the video sender (after negotiation, when encodings exist). */
 async function applySenderLimits(conn) {
   const sender = conn.videoSender;
@@ -385,10 +396,13 @@ async function applySenderLimits(conn) {
   try {
     const params = sender.getParameters();
     if (!params.encodings?.length) params.encodings = [{}];
-    const enc = params.encodings[0];
-    if (p.max_video_bitrate > 0) enc.maxBitrate = p.max_video_bitrate;
-    if (p.max_fps > 0) enc.maxFramerate = p.max_fps;
-    enc.scaleResolutionDownBy = 1;
+    for (const enc of params.encodings) {
+      if (p.max_fps > 0) enc.maxFramerate = p.max_fps;
+    }
+    // The best layer (the only one without simulcast) is held to the ceiling.
+    const top = params.encodings[params.encodings.length - 1];
+    if (p.max_video_bitrate > 0) top.maxBitrate = Math.min(top.maxBitrate ?? Infinity, p.max_video_bitrate);
+    if (params.encodings.length === 1) top.scaleResolutionDownBy = 1;
     await sender.setParameters(params);
   } catch (err) {
     console.warn("casecast: could not cap the video sender", err);

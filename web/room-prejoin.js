@@ -124,10 +124,12 @@ export async function acquire(policy, choice) {
     e.name = "InsecureContext";
     throw e;
   }
-  const fps = policy.max_fps || 15;
+  // A commentator's small, low-rate camera; the feed's (simulcast) is 720p.
+  const fps = policy.simulcast ? Math.min(policy.max_fps || 30, 30) : policy.max_fps || 15;
+  const [width, height] = policy.simulcast ? [1280, 720] : [320, 240];
   const audio = choice.mic ? { deviceId: { ideal: choice.mic } } : true;
   const video = policy.video && {
-    width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: fps, max: fps },
+    width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: fps, max: fps },
     ...(choice.cam && { deviceId: { ideal: choice.cam } }),
   };
   const attempts = video ? [{ audio, video }, { audio }, { video }] : [{ audio }];

@@ -189,16 +189,21 @@ impl AppState {
     pub fn uplink(&self, room: &str, role: Role) -> UplinkPolicy {
         let policy = self.room_policy(room);
         match role {
-            Role::Encoder => UplinkPolicy { publish: true, video: true, max_fps: 60, max_video_bitrate: 20_000_000 },
+            Role::Encoder => {
+                UplinkPolicy { publish: true, video: true, max_fps: 60, max_video_bitrate: 20_000_000, simulcast: true }
+            }
             Role::Commentator => UplinkPolicy {
                 publish: true,
                 video: policy.commentator_video,
                 max_fps: policy.commentator_max_fps,
                 max_video_bitrate: policy.commentator_max_bitrate,
+                simulcast: false,
             },
             // An operator may publish the program's monitor feed (the compositor).
-            Role::Operator => UplinkPolicy { publish: true, video: true, max_fps: 60, max_video_bitrate: 20_000_000 },
-            Role::Viewer => UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0 },
+            Role::Operator => {
+                UplinkPolicy { publish: true, video: true, max_fps: 60, max_video_bitrate: 20_000_000, simulcast: false }
+            }
+            Role::Viewer => UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0, simulcast: false },
         }
     }
 }

@@ -411,7 +411,7 @@ async fn handle(
             let mut policy = state.uplink(&room, claims.role);
             if receive_only {
                 opts.publish = None;
-                policy = UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0 };
+                policy = UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0, simulcast: false };
             }
             let name = opts.name.clone();
             // The same person whose connection was lost a moment ago (a killed

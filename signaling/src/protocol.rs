@@ -444,6 +444,10 @@ pub struct UplinkPolicy {
     pub max_fps: u32,
     /// Bitrate ceiling for video, bits per second.
     pub max_video_bitrate: u32,
+    /// Send video as simulcast layers (the feed from a browser: the server gives
+    /// each subscriber the layer its link holds).
+    #[serde(default)]
+    pub simulcast: bool,
 }
 
 impl ClientMessage {
@@ -552,7 +556,7 @@ mod tests {
 
     #[test]
     fn joined_carries_the_event_only_when_there_is_one() {
-        let policy = UplinkPolicy { publish: true, video: true, max_fps: 5, max_video_bitrate: 1 };
+        let policy = UplinkPolicy { publish: true, video: true, max_fps: 5, max_video_bitrate: 1, simulcast: false };
         let joined = |event| ServerMessage::Joined {
             v: 1,
             room: "r".into(),

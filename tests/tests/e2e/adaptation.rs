@@ -152,20 +152,7 @@ fn commentators_on_different_links_get_different_layers_and_the_capped_one_climb
     })
     .map_err(|e| anyhow::anyhow!("{e}; sent: {}", sent_layers(&publisher)))?;
 
-    // One commentator on an open link, one whose downlink holds 1.5 Mbit/s.
-    let open = Browser::start_with(&["--ignore-certificate-errors"])?;
-    open.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Open")))?;
-    ns.limit_downlink(1500)?;
-    let capped = Browser::start_in(&ns, &["--ignore-certificate-errors"])?;
-    capped.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Capped")))?;
-
-    wait_for("the open link to get the top layer", Duration::from_secs(60), || (height(&open) == 720).then_some(()))
-        .map_err(|e| anyhow::anyhow!("{e}; stats: {}", page_stats(&open)))?;
-    wait_for("the capped link to settle on a lower layer", Duration::from_secs(60), || {
-        let h = height(&capped);
-        (h > 0 && h < 720).then_some(())
-    })
-    .map_err(|e| anyhow::anyhow!("{e}; stats: {}; sent: {}", page_stats(&capped), sent_layers(&publisher)))?;
+    let (open, capped) = open_and_capped(&ns, &server, &base, room)?;
 
     // Both at the same time, for 10 s: the capped one keeps decoding.
     let capped_seen = watch(&capped, Duration::from_secs(10));
@@ -222,6 +209,63 @@ fn commentators_on_different_links_get_different_layers_and_the_capped_one_climb
     assert!(back < Duration::from_secs(20), "the top layer took {back:?} to come back");
     let before = frames(&capped);
     wait_for("the top layer to keep playing", Duration::from_secs(10), || (frames(&capped) >= before + 30.0).then_some(()))?;
+    Ok(())
+}
+
+/// One commentator on an open link and one in `ns` whose downlink holds 1.5 Mbit/s
+/// join `room`; answered once the open one shows the feed at 720p and the capped
+/// one a lower layer.
+fn open_and_capped(ns: &Namespace, server: &Server, base: &str, room: &str) -> Result<(Browser, Browser)> {
+    let open = Browser::start_with(&["--ignore-certificate-errors"])?;
+    open.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Open")))?;
+    ns.limit_downlink(1500)?;
+    let capped = Browser::start_in(ns, &["--ignore-certificate-errors"])?;
+    capped.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Commentator, "Dr. Capped")))?;
+    wait_for("the open link to get the top layer", Duration::from_secs(60), || (height(&open) == 720).then_some(()))
+        .map_err(|e| anyhow::anyhow!("{e}; stats: {}", page_stats(&open)))?;
+    wait_for("the capped link to settle on a lower layer", Duration::from_secs(60), || {
+        let h = height(&capped);
+        (h > 0 && h < 720).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; stats: {}; the server: {:?}", page_stats(&capped), server_participants(server, room)))?;
+    Ok((open, capped))
+}
+
+#[test]
+fn a_browser_encoder_on_the_websocket_sends_simulcast_and_each_commentator_gets_what_its_link_holds() -> Result<()> {
+    // The feed from a browser (a laptop's camera in the theatre) on the room page:
+    // the server's policy asks it for three layers, over the WebSocket's offer.
+    let ns = Namespace::new()?;
+    let (server, base) = serve_on_host(&ns, "", &[])?;
+    let room = "browser-encoder";
+    let dir = TempDir::new("browser-encoder");
+    let clip = fine_detail_clip(&dir.0)?;
+    let encoder = Browser::start_with(&["--ignore-certificate-errors", &format!("--use-file-for-fake-video-capture={}", clip.display())])?;
+    encoder.join_room(&format!("{base}/room/{room}?token={}", server.token(room, Role::Encoder, "OR 3 laptop")))?;
+    wait_for("the feed's three layers at the server", Duration::from_secs(60), || {
+        let rows = server_participants(&server, room).ok()?;
+        rows.iter().any(|p| p["role"] == "encoder" && p["layer"] == "f,h,q").then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; the server: {:?}", server_participants(&server, room)))?;
+
+    let (open, capped) = open_and_capped(&ns, &server, &base, room)?;
+    let seen = watch(&capped, Duration::from_secs(5));
+    let rows = server_participants(&server, room)?;
+    let receiving = |name: &str| {
+        rows.iter().find(|p| p["name"] == name).and_then(|p| p["receiving"].as_str().map(str::to_string)).unwrap_or_default()
+    };
+    println!(
+        "a browser's feed over the WebSocket: the open link receives {}, the capped one {} ({:.0} frames in 5 s, {:.2} s frozen)",
+        receiving("Dr. Open"),
+        receiving("Dr. Capped"),
+        seen.frames,
+        seen.freeze_seconds
+    );
+    assert_eq!(height(&open), 720, "the open link keeps the top layer");
+    assert!(seen.heights.iter().all(|h| *h > 0 && *h < 720), "the capped link stays on a lower layer: {:?}", seen.heights);
+    assert!(receiving("Dr. Open").starts_with("f "), "{rows:?}");
+    assert!(receiving("Dr. Capped").starts_with("h ") || receiving("Dr. Capped").starts_with("q "), "{rows:?}");
+    assert!(seen.frames >= 50.0, "the capped link decoded only {} frames in 5 s", seen.frames);
     Ok(())
 }
 
