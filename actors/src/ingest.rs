@@ -3,8 +3,12 @@
 //! CPU work (de-identification, OCR, rendering), apart from the media actors.
 //!
 //! Jobs are rows before work starts (the routes that accept uploads write them); the
-//! pool claims queued rows as workers come free, so a restart resumes what was left,
-//! and several processes may share one database. A job that fails is marked failed
+//! pool claims queued rows as workers come free, each under a lease in the pool's
+//! name ([`LEASE`]) that it renews while the job runs, so a restart resumes what was
+//! left, and several processes may share one database: a job is worked on by one
+//! pool at a time, and a pool that dies lets go of its jobs when their leases run
+//! out. A pool that finds it lost a lease (it could not renew it in time) abandons
+//! that job's work: nothing of it is recorded. A job that fails is marked failed
 //! with its reason; the others go on. Publishing is idempotent (objects and rows are
 //! keyed by the new UIDs), so a job interrupted after publishing and run again shows
 //! nothing twice.
@@ -26,7 +30,7 @@ use actix::prelude::*;
 use casecast_ingest::cases::{self, Published, ZipLimits};
 use casecast_ingest::deid::Options;
 use casecast_ingest::progress::{Stage, Step};
-use casecast_ingest::store::{Db, Job, NewJob, Objects};
+use casecast_ingest::store::{Db, Job, NewJob, Objects, StoreError};
 
 use crate::metrics::IngestMetrics;
 
@@ -48,7 +52,14 @@ pub struct IngestConfig {
     /// At start, queue again the jobs a stop left running and sweep the staging
     /// area: the server does; `casecast cases import`, beside a running server, not.
     pub recover: bool,
+    /// This node's name (host and listening address): the pool's leases are in its
+    /// name, and at a start with `recover` the jobs an earlier process of the same
+    /// node left running are queued again at once.
+    pub node: String,
 }
+
+/// How long a claimed job is the pool's without a renewal; renewed every third of it.
+pub const LEASE: Duration = Duration::from_secs(30);
 
 /// What a worker made of a job.
 enum Work {
@@ -148,12 +159,20 @@ pub struct IngestPool {
     /// Jobs being worked on: their progress slots.
     running: HashMap<String, Running>,
     claiming: bool,
+    /// The name its leases are in: the node's, this process's and this pool's.
+    owner: String,
 }
 
 impl IngestPool {
     /// A pool over `db` and `objects`; start it with [`Actor::start`].
     pub fn new(db: Db, objects: Objects, cfg: IngestConfig, metrics: Option<IngestMetrics>) -> IngestPool {
-        IngestPool { db, objects, cfg, metrics, workers: None, running: HashMap::new(), claiming: false }
+        let owner = lease_owner(&cfg.node);
+        IngestPool { db, objects, cfg, metrics, workers: None, running: HashMap::new(), claiming: false, owner }
+    }
+
+    /// The name its leases are in.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Claims as many queued jobs as there are idle workers and hands them out.
@@ -165,8 +184,8 @@ impl IngestPool {
             return;
         }
         self.claiming = true;
-        let db = self.db.clone();
-        ctx.spawn(async move { db.claim(free).await }.into_actor(self).map(|claimed, pool, ctx| {
+        let (db, owner, max_attempts) = (self.db.clone(), self.owner.clone(), self.cfg.max_attempts);
+        ctx.spawn(async move { db.claim(&owner, free, LEASE, max_attempts).await }.into_actor(self).map(|claimed, pool, ctx| {
             pool.claiming = false;
             match claimed {
                 Ok(jobs) => {
@@ -185,6 +204,7 @@ impl IngestPool {
         let progress = Slot::default();
         self.running.insert(job.id.clone(), Running { slot: progress.clone(), written: None, writing: false });
         let (db, objects, cfg, metrics) = (self.db.clone(), self.objects.clone(), self.cfg.clone(), self.metrics.clone());
+        let owner = self.owner.clone();
         let fut = async move {
             let result = workers.send(Process { job: job.clone(), progress: progress.clone() }).await.unwrap_or_else(|e| Err(format!("the worker stopped: {e}")));
             let outcome = match result {
@@ -193,18 +213,22 @@ impl IngestPool {
                     let (frames, at) = (last.map_or(0, |s| s.frames), last.map_or(0.0, |s| s.fraction));
                     progress.put(Step::whole(Stage::Publishing, frames, at.max(cases::PUBLISHING_AT)));
                     let seconds = done.seconds;
-                    match finish(&db, &objects, &cfg, &job, done).await {
+                    match finish(&db, &objects, &cfg, &owner, &job, done).await {
                         Ok(frames) => Ok((seconds, frames)),
+                        Err(Finish::LeaseLost) => {
+                            tracing::warn!(job = %job.id, "the job's lease was lost to another worker: this work is abandoned");
+                            return job.id;
+                        }
                         // The store may be back soon: the job waits in the queue, its
                         // input kept, unless it has been tried enough.
-                        Err(why) if job.attempts < cfg.max_attempts => {
+                        Err(Finish::Failed(why)) if job.attempts < cfg.max_attempts => {
                             tracing::warn!(job = %job.id, error = %why, "cannot publish; the job is queued again");
-                            if let Err(e) = db.requeue(&job.id, &why).await {
+                            if let Err(e) = db.requeue(&owner, &job.id, &why).await {
                                 tracing::error!(job = %job.id, error = %e, "cannot queue the job again");
                             }
                             return job.id;
                         }
-                        Err(why) => Err(why),
+                        Err(Finish::Failed(why)) => Err(why),
                     }
                 }
                 Err(why) => Err(why),
@@ -224,8 +248,13 @@ impl IngestPool {
                 }
                 Err(why) => {
                     tracing::warn!(job = %job.id, error = %why, "ingest job failed");
-                    if let Err(e) = db.job_failed(&job.id, &why).await {
-                        tracing::error!(job = %job.id, error = %e, "cannot record the job's failure");
+                    match db.job_failed(&owner, &job.id, &why).await {
+                        Ok(()) => {}
+                        Err(StoreError::LeaseLost) => {
+                            tracing::warn!(job = %job.id, "the job's lease was lost to another worker: its failure is not recorded");
+                            return job.id;
+                        }
+                        Err(e) => tracing::error!(job = %job.id, error = %e, "cannot record the job's failure"),
                     }
                     if let Some(m) = &metrics {
                         m.finished.with_label_values(&["failed"]).inc();
@@ -255,10 +284,10 @@ impl IngestPool {
             writes.push((id.clone(), step));
         }
         for (id, step) in writes {
-            let db = self.db.clone();
+            let (db, owner) = (self.db.clone(), self.owner.clone());
             ctx.spawn(
                 async move {
-                    if let Err(e) = db.set_progress(&id, &step).await {
+                    if let Err(e) = db.set_progress(&owner, &id, &step).await {
                         tracing::debug!(job = %id, error = %e, "cannot record a job's progress");
                     }
                     id
@@ -287,11 +316,57 @@ impl IngestPool {
             .into_actor(self),
         );
     }
+
+    /// Renews the leases of the jobs it works on. A job whose lease was lost stays
+    /// in `running` until its worker is done (a worker thread cannot be stopped
+    /// midway); what it made is then not recorded.
+    fn renew_leases(&mut self, ctx: &mut Context<Self>) {
+        let ids: Vec<String> = self.running.keys().cloned().collect();
+        if ids.is_empty() {
+            return;
+        }
+        let (db, owner) = (self.db.clone(), self.owner.clone());
+        ctx.spawn(
+            async move {
+                match db.renew(&owner, &ids, LEASE).await {
+                    Ok(lost) => {
+                        for id in lost {
+                            tracing::warn!(job = %id, "the job's lease was lost (not renewed in time): its work will be abandoned");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the ingest jobs' leases"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// A name for a pool's leases: its node's, then this process's and a random part.
+fn lease_owner(node: &str) -> String {
+    format!("{node}/{}-{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+/// Why a worker's result was not recorded.
+enum Finish {
+    /// The lease was lost: another worker may have the job.
+    LeaseLost,
+    /// It could not be published (the reason).
+    Failed(String),
+}
+
+impl From<StoreError> for Finish {
+    fn from(e: StoreError) -> Finish {
+        match e {
+            StoreError::LeaseLost => Finish::LeaseLost,
+            e => Finish::Failed(format!("cannot publish: {e}")),
+        }
+    }
 }
 
 /// Publishes a worker's result and records the job done. Returns (frames published,
 /// frames read for text).
-async fn finish(db: &Db, objects: &Objects, cfg: &IngestConfig, job: &Job, done: WorkDone) -> Result<(usize, usize), String> {
+async fn finish(db: &Db, objects: &Objects, cfg: &IngestConfig, owner: &str, job: &Job, done: WorkDone) -> Result<(usize, usize), Finish> {
     match done.work {
         Work::Expanded(files) => {
             let jobs: Vec<NewJob> = files
@@ -307,22 +382,27 @@ async fn finish(db: &Db, objects: &Objects, cfg: &IngestConfig, job: &Job, done:
                     batch: Some(job.batch.clone().unwrap_or_else(|| job.id.clone())),
                 })
                 .collect();
-            db.zip_expanded(&job.id, &jobs).await.map_err(|e| e.to_string())?;
+            db.zip_expanded(owner, &job.id, &jobs).await?;
             Ok((0, 0))
         }
         Work::Published(p) => {
             let i = &p.instance;
             let key = format!("{}/{}/{}/{}.dcm", job.room, i.study_uid, i.series_uid, i.sop_uid);
             let publish = async {
+                // Still this pool's job? (A worker that outlived its lease publishes
+                // nothing.)
+                if !db.renew(owner, std::slice::from_ref(&job.id), LEASE).await?.is_empty() {
+                    return Err(StoreError::LeaseLost);
+                }
                 for (n, frame) in p.frames.iter().enumerate() {
                     let fk = casecast_ingest::store::frame_key(&key, n as i64 + 1, &i.rendered);
                     objects.put_file(&fk, frame).await?;
                 }
                 objects.put_file(&key, &p.dicom).await?;
                 db.put_instance(&job.room, i, &p.dicom_json, &key, &job.id).await?;
-                db.job_done(&job.id, Some(&i.study_uid)).await
+                db.job_done(owner, &job.id, Some(&i.study_uid)).await
             };
-            let result = publish.await.map_err(|e| format!("cannot publish: {e}"));
+            let result = publish.await.map_err(Finish::from);
             let _ = std::fs::remove_dir_all(cfg.staging.join("work").join(&job.id));
             result.map(|_| (p.frames.len(), p.frames_read))
         }
@@ -357,7 +437,8 @@ impl Actor for IngestPool {
             self.workers = Some(SyncArbiter::start(cfg.workers.max(1), move || IngestWorker { cfg: cfg.clone() }));
         }
         ctx.run_interval(PROGRESS_EVERY, |pool, ctx| pool.write_progress(ctx));
-        let (db, cfg) = (self.db.clone(), self.cfg.clone());
+        ctx.run_interval(LEASE / 3, |pool, ctx| pool.renew_leases(ctx));
+        let (db, cfg, owner) = (self.db.clone(), self.cfg.clone(), self.owner.clone());
         if !cfg.recover {
             ctx.run_interval(Duration::from_secs(1), |pool, ctx| pool.pump(ctx));
             self.pump(ctx);
@@ -367,7 +448,9 @@ impl Actor for IngestPool {
         let _ = std::fs::remove_dir_all(cfg.staging.join("work"));
         ctx.wait(
             async move {
-                match db.requeue_interrupted(cfg.max_attempts).await {
+                // This node's earlier process is gone: its jobs are queued again now,
+                // not when their leases run out.
+                match db.recover(&format!("{}/", cfg.node), &owner, cfg.max_attempts).await {
                     Ok((0, 0)) => {}
                     Ok((requeued, failed)) => tracing::info!(requeued, failed, "ingest jobs interrupted by the last stop"),
                     Err(e) => tracing::error!(error = %e, "cannot requeue interrupted ingest jobs"),
@@ -416,12 +499,13 @@ impl Actor for IngestPool {
     }
 }
 
-/// Restarted by its [`Supervisor`] if it stops: what was running is claimed again
-/// after the requeue that `started` does.
+/// Restarted by its [`Supervisor`] if it stops: under a new name, so that what was
+/// running is queued again by the recovery that `started` does.
 impl actix::Supervised for IngestPool {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.running.clear();
         self.claiming = false;
+        self.owner = lease_owner(&self.cfg.node);
     }
 }
 

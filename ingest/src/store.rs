@@ -2,13 +2,19 @@
 //! configuration; the same SQL text for both, through sqlx's `Any` driver) and
 //! objects through `object_store` (a local directory by default, S3 by configuration).
 //!
-//! Jobs are rows before any work starts; claiming one is a conditional update, so
-//! several pools (processes) may share one database without taking a job twice.
+//! Jobs are rows before any work starts. A worker claims one with a lease (its owner
+//! and an expiry), renews the lease while it works, and every update it makes of the
+//! job is guarded by the owner: an update that touches no row means the lease was
+//! lost to another worker ([`StoreError::LeaseLost`]), and the work is abandoned.
+//! On PostgreSQL the claim is one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+//! LOCKED)`, so workers on many machines never wait on each other's rows; SQLite
+//! (one machine) serializes writers, and the claim is a conditional update per row.
+//! A job whose lease ran out (its worker died) is claimed again by another worker.
 
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -33,6 +39,10 @@ pub enum StoreError {
     /// A URL or setting that cannot work.
     #[error("{0}")]
     Config(String),
+    /// The job's lease ran out and another worker may have it: this worker's work
+    /// on it is abandoned.
+    #[error("the job's lease was lost (another worker may have it)")]
+    LeaseLost,
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -48,12 +58,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "patient id", include_str!("../migrations/0002_patient_id.sql")),
     (3, "upload owner", include_str!("../migrations/0003_upload_owner.sql")),
     (4, "job progress, uploaders, study titles", include_str!("../migrations/0004_progress_and_library.sql")),
+    (5, "job leases", include_str!("../migrations/0005_job_leases.sql")),
 ];
 
 /// The metadata database.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// PostgreSQL (else SQLite).
+    postgres: bool,
 }
 
 impl Db {
@@ -85,7 +98,7 @@ impl Db {
             })
             .connect(&url)
             .await?;
-        let db = Db { pool };
+        let db = Db { pool, postgres: !sqlite };
         db.migrate().await?;
         Ok(db)
     }
@@ -255,17 +268,25 @@ impl Db {
     /// Records the files of an expanded archive as jobs (sent by whoever sent the
     /// archive) and the archive's job as done, together: a crash leaves either both
     /// or neither.
-    pub async fn zip_expanded(&self, zip_job: &str, jobs: &[NewJob]) -> Result<()> {
+    pub async fn zip_expanded(&self, owner: &str, zip_job: &str, jobs: &[NewJob]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // The archive's job first: without its lease, nothing is added.
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'done', progress = 1, stage = '', lease_owner = NULL, updated_at = $1 \
+             WHERE id = $2 AND status = 'running' AND lease_owner = $3",
+        )
+        .bind(unix_now())
+        .bind(zip_job)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost);
+        }
         let uploader: Option<String> = sqlx::query_scalar("SELECT uploader FROM jobs WHERE id = $1").bind(zip_job).fetch_optional(&mut *tx).await?;
         for job in jobs {
             insert_job(&mut tx, job, uploader.as_deref().unwrap_or("")).await?;
         }
-        sqlx::query("UPDATE jobs SET status = 'done', progress = 1, stage = '', updated_at = $1 WHERE id = $2")
-            .bind(unix_now())
-            .bind(zip_job)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -278,104 +299,184 @@ impl Db {
             .await?)
     }
 
-    /// Takes up to `n` queued jobs, oldest first, marking them running.
-    pub async fn claim(&self, n: usize) -> Result<Vec<Job>> {
-        let candidates: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT $1")
-                .bind(n as i64)
-                .fetch_all(&self.pool)
-                .await?;
-        let mut claimed = Vec::new();
-        for id in candidates {
-            let done = sqlx::query(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1 WHERE id = $2 AND status = 'queued'",
+    /// Takes up to `n` jobs for `owner`, oldest first: queued ones, and running ones
+    /// whose lease ran out (their worker died). Each is marked running under a lease
+    /// of `ttl`; one whose lease ran out `max_attempts` times fails instead (a file
+    /// that takes its worker down must not take every worker down in turn).
+    pub async fn claim(&self, owner: &str, n: usize, ttl: Duration, max_attempts: i64) -> Result<Vec<Job>> {
+        let now = unix_now();
+        let until = now + ttl.as_secs().max(1) as i64;
+        sqlx::query(
+            "UPDATE jobs SET status = 'failed', stage = '', lease_owner = NULL, error = $1, updated_at = $2 \
+             WHERE status = 'running' AND lease_expires_at < $2 AND attempts >= $3",
+        )
+        .bind(format!("interrupted {max_attempts} times while being processed; not tried again"))
+        .bind(now)
+        .bind(max_attempts)
+        .execute(&self.pool)
+        .await?;
+        const CLAIMABLE: &str = "status = 'queued' OR (status = 'running' AND lease_expires_at < $3)";
+        const TAKE: &str = "SET status = 'running', attempts = attempts + 1, lease_owner = $1, lease_expires_at = $2, \
+             progress = 0, stage = '', frame = 0, frames = 0, updated_at = $3";
+        let ids: Vec<String> = if self.postgres {
+            // One statement: rows another worker is claiming are skipped, not waited on.
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs {TAKE} WHERE id IN (SELECT id FROM jobs WHERE {CLAIMABLE} \
+                 ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING id"
+            )))
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .bind(n as i64)
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            let candidates: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < $1) \
+                 ORDER BY created_at, id LIMIT $2",
             )
-            .bind(unix_now())
-            .bind(&id)
-            .execute(&self.pool)
+            .bind(now)
+            .bind(n as i64)
+            .fetch_all(&self.pool)
             .await?;
-            if done.rows_affected() == 1
-                && let Some(job) = self.job(&id).await?
-            {
+            let mut taken = Vec::new();
+            for id in candidates {
+                // Still claimable when written: SQLite serializes writers.
+                let done = sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE jobs {TAKE} WHERE id = $4 AND ({CLAIMABLE})")))
+                    .bind(owner)
+                    .bind(until)
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    taken.push(id);
+                }
+            }
+            taken
+        };
+        let mut claimed = Vec::new();
+        for id in ids {
+            if let Some(job) = self.job(&id).await? {
                 claimed.push(job);
             }
         }
+        claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(claimed)
     }
 
-    /// After a restart: jobs left running are queued again, unless they were
-    /// interrupted `max_attempts` times already (a file that takes the process down
-    /// must not take it down forever). Returns (requeued, failed).
-    pub async fn requeue_interrupted(&self, max_attempts: i64) -> Result<(u64, u64)> {
-        let failed = sqlx::query(
-            "UPDATE jobs SET status = 'failed', error = $1, updated_at = $2 WHERE status = 'running' AND attempts >= $3",
-        )
+    /// Renews `owner`'s leases on `ids` for `ttl`. Answers the jobs whose lease was
+    /// lost (it ran out and another worker claimed the job, or the job ended).
+    pub async fn renew(&self, owner: &str, ids: &[String], ttl: Duration) -> Result<Vec<String>> {
+        let until = unix_now() + ttl.as_secs().max(1) as i64;
+        let mut lost = Vec::new();
+        for id in ids {
+            let done = sqlx::query("UPDATE jobs SET lease_expires_at = $1 WHERE id = $2 AND status = 'running' AND lease_owner = $3")
+                .bind(until)
+                .bind(id)
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+            if done.rows_affected() == 0 {
+                lost.push(id.clone());
+            }
+        }
+        Ok(lost)
+    }
+
+    /// At a server's start: the jobs an earlier process of this node (`node`, the
+    /// start of its owners' names) left running are queued again at once (that
+    /// process is gone), unless they were interrupted `max_attempts` times already.
+    /// Other workers' jobs are left to their leases. Returns (requeued, failed).
+    pub async fn recover(&self, node: &str, owner: &str, max_attempts: i64) -> Result<(u64, u64)> {
+        const LEFT: &str =
+            "status = 'running' AND (lease_owner IS NULL OR (substr(lease_owner, 1, length($1)) = $1 AND lease_owner <> $2))";
+        let failed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'failed', lease_owner = NULL, error = $3, updated_at = $4 WHERE {LEFT} AND attempts >= $5"
+        )))
+        .bind(node)
+        .bind(owner)
         .bind(format!("interrupted {max_attempts} times while being processed; not tried again"))
         .bind(unix_now())
         .bind(max_attempts)
         .execute(&self.pool)
         .await?
         .rows_affected();
-        let requeued =
-            sqlx::query("UPDATE jobs SET status = 'queued', progress = 0, stage = '', frame = 0, frames = 0, updated_at = $1 WHERE status = 'running'")
-            .bind(unix_now())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let requeued = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'queued', lease_owner = NULL, progress = 0, stage = '', frame = 0, frames = 0, updated_at = $3 WHERE {LEFT}"
+        )))
+        .bind(node)
+        .bind(owner)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok((requeued, failed))
     }
 
-    /// Puts a running job back in the queue (its work could not be published for a
-    /// reason that may pass: a store unreachable).
-    pub async fn requeue(&self, id: &str, why: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET status = 'queued', progress = 0, stage = '', frame = 0, frames = 0, error = $1, updated_at = $2 WHERE id = $3 AND status = 'running'",
+    /// Puts `owner`'s running job back in the queue (its work could not be published
+    /// for a reason that may pass: a store unreachable).
+    pub async fn requeue(&self, owner: &str, id: &str, why: &str) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', lease_owner = NULL, progress = 0, stage = '', frame = 0, frames = 0, error = $1, updated_at = $2 \
+             WHERE id = $3 AND status = 'running' AND lease_owner = $4",
         )
-            .bind(why)
-            .bind(unix_now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        .bind(why)
+        .bind(unix_now())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        lease_held(done.rows_affected())
     }
 
     /// Records a running job's progress: what it is doing, on which frame of how many,
     /// and the fraction done (held below 1 until the job is done).
-    pub async fn set_progress(&self, id: &str, step: &Step) -> Result<()> {
-        sqlx::query("UPDATE jobs SET progress = $1, stage = $2, frame = $3, frames = $4, updated_at = $5 WHERE id = $6 AND status = 'running'")
-            .bind(step.fraction.clamp(0.0, 0.99))
-            .bind(step.stage.as_str())
-            .bind(step.frame.min(i64::MAX as u64) as i64)
-            .bind(step.frames.min(i64::MAX as u64) as i64)
-            .bind(unix_now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Marks a job done.
-    pub async fn job_done(&self, id: &str, study_uid: Option<&str>) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET status = 'done', progress = 1, stage = '', frame = frames, error = NULL, study_uid = $1, updated_at = $2 WHERE id = $3 AND status = 'running'",
+    pub async fn set_progress(&self, owner: &str, id: &str, step: &Step) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE jobs SET progress = $1, stage = $2, frame = $3, frames = $4, updated_at = $5 \
+             WHERE id = $6 AND status = 'running' AND lease_owner = $7",
         )
-            .bind(study_uid)
-            .bind(unix_now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        .bind(step.fraction.clamp(0.0, 0.99))
+        .bind(step.stage.as_str())
+        .bind(step.frame.min(i64::MAX as u64) as i64)
+        .bind(step.frames.min(i64::MAX as u64) as i64)
+        .bind(unix_now())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        lease_held(done.rows_affected())
     }
 
-    /// Marks a job failed, with the reason (its frame stays: how far it got).
-    pub async fn job_failed(&self, id: &str, error: &str) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = 'failed', stage = '', error = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
-            .bind(error)
-            .bind(unix_now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Marks `owner`'s job done.
+    pub async fn job_done(&self, owner: &str, id: &str, study_uid: Option<&str>) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'done', progress = 1, stage = '', frame = frames, error = NULL, study_uid = $1, \
+             lease_owner = NULL, updated_at = $2 WHERE id = $3 AND status = 'running' AND lease_owner = $4",
+        )
+        .bind(study_uid)
+        .bind(unix_now())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        lease_held(done.rows_affected())
+    }
+
+    /// Marks `owner`'s job failed, with the reason (its frame stays: how far it got).
+    pub async fn job_failed(&self, owner: &str, id: &str, error: &str) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'failed', stage = '', error = $1, lease_owner = NULL, updated_at = $2 \
+             WHERE id = $3 AND status = 'running' AND lease_owner = $4",
+        )
+        .bind(error)
+        .bind(unix_now())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        lease_held(done.rows_affected())
     }
 
     /// One job.
@@ -567,6 +668,11 @@ impl Db {
 
 const JOB_COLUMNS: &str =
     "id, room, source, kind, status, progress, stage, frame, frames, error, bytes, staging, batch, study_uid, attempts, uploader, created_at, updated_at";
+
+/// An update guarded by a lease touched `rows`: none means the lease was lost.
+fn lease_held(rows: u64) -> Result<()> {
+    if rows == 0 { Err(StoreError::LeaseLost) } else { Ok(()) }
+}
 
 async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &NewJob, uploader: &str) -> Result<()> {
     let now = unix_now();
@@ -1040,8 +1146,9 @@ mod tests {
         let db = Db::connect(&dir.join("cases.db").display().to_string()).await.unwrap();
         let job = NewJob { id: "j1".into(), room: "demo".into(), source: "upload".into(), kind: "dicom".into(), bytes: 10, staging: "/x".into(), batch: None };
         db.insert_job_from(&job, "Dr. Ada").await.unwrap();
-        assert_eq!(db.claim(1).await.unwrap().len(), 1);
-        db.set_progress("j1", &Step::at(Stage::ReadingText, 7, 24).within(0.0, 0.85)).await.unwrap();
+        assert_eq!(db.claim("w1", 1, Duration::from_secs(30), 3).await.unwrap().len(), 1);
+        db.set_progress("w1", "j1", &Step::at(Stage::ReadingText, 7, 24).within(0.0, 0.85)).await.unwrap();
+        assert!(matches!(db.set_progress("w2", "j1", &Step::at(Stage::Writing, 1, 24)).await, Err(StoreError::LeaseLost)), "another worker's");
         let j = db.job("j1").await.unwrap().unwrap();
         assert_eq!((j.stage.as_str(), j.frame, j.frames, j.uploader.as_str()), ("reading_text", 7, 24, "Dr. Ada"));
         assert!(j.progress > 0.2 && j.progress < 0.3, "{}", j.progress);
@@ -1056,7 +1163,7 @@ mod tests {
         }))
         .unwrap();
         db.put_instance("demo", &i, "{}", "k", "j1").await.unwrap();
-        db.job_done("j1", Some("2.25.8")).await.unwrap();
+        db.job_done("w1", "j1", Some("2.25.8")).await.unwrap();
         let j = db.job("j1").await.unwrap().unwrap();
         assert_eq!((j.status.as_str(), j.stage.as_str(), j.progress), ("done", "", 1.0));
         // Published again (a job run twice): still one study, one uploader.

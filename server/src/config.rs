@@ -246,7 +246,15 @@ impl Config {
             zip: casecast_ingest::cases::ZipLimits { max_total: self.cases.max_upload_bytes.saturating_mul(4), ..Default::default() },
             max_attempts: 3,
             recover: true,
+            node: self.node_name(),
         })
+    }
+
+    /// This node's name among others sharing its database: the host's name and the
+    /// address it listens on.
+    pub fn node_name(&self) -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        format!("{}@{}", if host.is_empty() { "localhost" } else { &host }, self.listen)
     }
 }
 

@@ -745,3 +745,127 @@ ds.save_as(sys.argv[1])"])
     assert_no_phi("the jobs and studies", format!("{seen:?}{shown:?}{studies}").as_bytes());
     Ok(())
 }
+
+/// Ingest jobs claimed under leases, on SQLite and on PostgreSQL: four workers, each
+/// with its own connection pool as separate processes would have, take 200 jobs and
+/// each job is taken exactly once; a worker that stops renewing loses its job to
+/// another, and then can record nothing of it; a job whose workers keep dying fails
+/// after three tries; a restarted node takes back at once what its earlier process
+/// held, and leaves other nodes' jobs to their leases.
+#[test]
+fn ingest_jobs_are_claimed_under_leases_on_sqlite_and_postgresql() -> Result<()> {
+    let pg = Postgres::start()?;
+    let dir = TempDir::new("leases");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.0.join("cases.db").display());
+    for url in [sqlite, pg.url.clone()] {
+        rt.block_on(leases_hold(&url)).map_err(|e| anyhow::anyhow!("{}: {e:#}", url.split(':').next().unwrap_or("")))?;
+    }
+    Ok(())
+}
+
+async fn leases_hold(url: &str) -> Result<()> {
+    use casecast_ingest::store::{Db, NewJob, StoreError};
+    let job = |id: String| NewJob {
+        id,
+        room: "leases".into(),
+        source: "upload".into(),
+        kind: "dicom".into(),
+        bytes: 1,
+        staging: "/nonexistent".into(),
+        batch: None,
+    };
+    let ttl = Duration::from_secs(30);
+    let db = Db::connect(url).await?;
+    db.insert_jobs(&(0..200).map(|i| job(format!("j{i:03}"))).collect::<Vec<_>>()).await?;
+
+    // Four workers at once, 7 jobs a claim, until the queue is empty.
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let db = Db::connect(url).await?;
+        workers.push(tokio::spawn(async move {
+            let owner = format!("node-{w}/1");
+            let mut took = Vec::new();
+            loop {
+                let claimed = db.claim(&owner, 7, ttl, 3).await?;
+                if claimed.is_empty() {
+                    return anyhow::Ok(took);
+                }
+                for j in claimed {
+                    db.job_done(&owner, &j.id, None).await?;
+                    took.push(j.id);
+                }
+            }
+        }));
+    }
+    let mut taken = Vec::new();
+    let mut shares = Vec::new();
+    for w in workers {
+        let took = w.await??;
+        shares.push(took.len());
+        taken.extend(took);
+    }
+    let all = taken.len();
+    taken.sort();
+    taken.dedup();
+    println!("{}: 200 jobs taken by four workers as {shares:?}", url.split(':').next().unwrap_or(""));
+    anyhow::ensure!(all == 200 && taken.len() == 200, "{all} claims of {} jobs", taken.len());
+    anyhow::ensure!(db.job_counts().await?.iter().any(|(s, n)| s == "done" && *n == 200), "{:?}", db.job_counts().await?);
+
+    // A worker that stops renewing (its lease is 1 s) loses the job to another.
+    db.insert_jobs(&[job("dying".into())]).await?;
+    let first = db.claim("node-a/1", 1, Duration::from_secs(1), 3).await?;
+    anyhow::ensure!(first.len() == 1, "{first:?}");
+    anyhow::ensure!(db.claim("node-b/1", 1, ttl, 3).await?.is_empty(), "taken while its lease runs");
+    let second = wait_for_async("the lease to run out and another worker to claim the job", Duration::from_secs(10), || async {
+        db.claim("node-b/1", 1, ttl, 3).await.ok().filter(|c| !c.is_empty())
+    })
+    .await?;
+    anyhow::ensure!(second[0].id == "dying" && second[0].attempts == 2, "{second:?}");
+    anyhow::ensure!(db.renew("node-a/1", &["dying".into()], ttl).await? == ["dying"], "the old lease is lost");
+    anyhow::ensure!(matches!(db.job_done("node-a/1", "dying", None).await, Err(StoreError::LeaseLost)), "the old worker records nothing");
+    anyhow::ensure!(matches!(db.job_failed("node-a/1", "dying", "late").await, Err(StoreError::LeaseLost)));
+    db.job_done("node-b/1", "dying", None).await?;
+    anyhow::ensure!(db.job("dying").await?.is_some_and(|j| j.status == "done" && j.error.is_none()));
+
+    // Its workers keep dying: after three tries the job fails, with the reason.
+    db.insert_jobs(&[job("poison".into())]).await?;
+    for _ in 0..3 {
+        wait_for_async("the poison job to be claimable", Duration::from_secs(10), || async {
+            db.claim("node-c/1", 1, Duration::from_secs(1), 3).await.ok().filter(|c| !c.is_empty())
+        })
+        .await?;
+    }
+    wait_for_async("the poison job to fail", Duration::from_secs(10), || async {
+        let _ = db.claim("node-c/1", 1, Duration::from_secs(1), 3).await;
+        db.job("poison").await.ok().flatten().filter(|j| j.status == "failed")
+    })
+    .await?;
+
+    // A restarted node queues its earlier process's jobs at once; another node's
+    // job keeps its lease.
+    db.insert_jobs(&[job("mine".into()), job("theirs".into())]).await?;
+    anyhow::ensure!(db.claim("host@10.0.0.1:8080/100-aa", 1, ttl, 3).await?.len() == 1);
+    anyhow::ensure!(db.claim("host@10.0.0.1:80/7-bb", 1, ttl, 3).await?.len() == 1);
+    let (requeued, failed) = db.recover("host@10.0.0.1:8080/", "host@10.0.0.1:8080/200-cc", 3).await?;
+    anyhow::ensure!((requeued, failed) == (1, 0), "{requeued} requeued, {failed} failed");
+    anyhow::ensure!(db.job("mine").await?.is_some_and(|j| j.status == "queued"));
+    anyhow::ensure!(db.job("theirs").await?.is_some_and(|j| j.status == "running"));
+    Ok(())
+}
+
+/// Polls `probe` every 100 ms until it answers, for at most `limit`.
+async fn wait_for_async<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return Ok(v);
+        }
+        anyhow::ensure!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
