@@ -21,9 +21,12 @@
 //!   so no declared length is allocated that the file does not hold.
 //! - [`progress`]: how far a job is (stage, frame of frames, fraction), as its work
 //!   reports it.
+//! - [`cstore`]: the DICOM C-STORE receiver (SCP) that modalities and PACS send to;
+//!   each object it receives is handed to a sink that makes it a job.
 
 pub mod batch;
 pub mod cases;
+pub mod cstore;
 pub mod dicomweb;
 pub mod encapsulated;
 pub mod deid;

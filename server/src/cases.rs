@@ -979,7 +979,7 @@ pub fn start_cstore(config: &crate::config::Config, state: web::Data<AppState>) 
     let addr = listener.local_addr()?;
     let room = config.cases.cstore_room.clone();
     // The receiver's threads hand files to the async side and wait for the job row.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(crate::cstore::Received, tokio::sync::oneshot::Sender<Result<(), String>>)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(casecast_ingest::cstore::Received, tokio::sync::oneshot::Sender<Result<(), String>>)>();
     actix_web::rt::spawn(async move {
         while let Some((received, reply)) = rx.recv().await {
             let ae = sanitize_ae(&received.calling_ae);
@@ -987,12 +987,12 @@ pub fn start_cstore(config: &crate::config::Config, state: web::Data<AppState>) 
             let _ = reply.send(r);
         }
     });
-    let sink: crate::cstore::Sink = std::sync::Arc::new(move |received| {
+    let sink: casecast_ingest::cstore::Sink = std::sync::Arc::new(move |received| {
         let (reply, answer) = tokio::sync::oneshot::channel();
         tx.send((received, reply)).map_err(|_| "the server is stopping".to_string())?;
         answer.blocking_recv().map_err(|_| "the server is stopping".to_string())?
     });
-    let opts = crate::cstore::Options {
+    let opts = casecast_ingest::cstore::Options {
         ae_title: config.cases.cstore_ae_title.clone(),
         staging: config.cases_staging().join("cstore"),
         max_bytes: config.cases.max_upload_bytes,
@@ -1000,7 +1000,7 @@ pub fn start_cstore(config: &crate::config::Config, state: web::Data<AppState>) 
         allowed_calling: config.cases.cstore_allowed.clone(),
     };
     std::fs::create_dir_all(&opts.staging)?;
-    crate::cstore::spawn(listener, opts, sink)?;
+    casecast_ingest::cstore::spawn(listener, opts, sink)?;
     Ok(Some(addr))
 }
 

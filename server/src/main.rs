@@ -8,7 +8,6 @@ mod cases;
 mod compositor;
 mod config;
 mod events;
-mod cstore;
 mod distribution;
 mod files;
 mod http;

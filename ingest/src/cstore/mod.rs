@@ -755,7 +755,7 @@ impl Session<'_> {
             .shared
             .opts
             .staging
-            .join(format!("{}.dcm", crate::state::random_id()));
+            .join(format!("{}.dcm", random_id()));
         let bytes = file.header_len + pending.data_bytes;
         if let Err(e) = file.commit(&final_path) {
             warn!(error = %e, "DICOM: cannot finish staging file");
@@ -823,7 +823,7 @@ impl Session<'_> {
             .shared
             .opts
             .staging
-            .join(format!(".{}.part", crate::state::random_id()));
+            .join(format!(".{}.part", random_id()));
         let file = File::create_new(&tmp)?;
         let mut part = PartFile {
             tmp,
@@ -848,6 +848,11 @@ fn valid_ae(ae: &str) -> bool {
 
 mod dimse;
 use dimse::{build_response, parse_command};
+
+/// A random name for a staged file.
+fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
 
 #[cfg(test)]
 mod tests;
