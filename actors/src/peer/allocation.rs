@@ -130,9 +130,12 @@ pub struct Allocator {
     estimate: Option<u64>,
     /// GCC's delay-based estimate alone, before its loss-based one caps it.
     delay_estimate: Option<u64>,
-    /// The share of what was sent to it that was lost, over the last second as
-    /// of the last stats tick (from TWCC).
-    loss: Option<f32>,
+    /// Stats ticks in a row that saw a loss (str0m's TWCC loss over the last
+    /// second, at least [`LOSS_FREE`]).
+    lossy_ticks: u32,
+    /// The delay-based estimate is given out when higher: the last stats tick
+    /// lost nothing, and no two in a row have lost since.
+    follow_delay: bool,
     targets: HashMap<TrackId, Target>,
     last_down: Option<Instant>,
     last_up: Option<Instant>,
@@ -178,17 +181,25 @@ impl Allocator {
 
     /// What was lost of what was sent to it lately (0..1).
     pub fn set_loss(&mut self, loss: Option<f32>) {
-        self.loss = loss;
+        let Some(loss) = loss else { return };
+        if loss < LOSS_FREE {
+            self.lossy_ticks = 0;
+            self.follow_delay = true;
+        } else {
+            self.lossy_ticks += 1;
+            // One tick's loss on a loaded machine is noise; two in a row are the link.
+            self.follow_delay &= self.lossy_ticks < 2;
+        }
     }
 
     /// What is given out: the estimate, or the delay-based estimate alone when
-    /// that is higher and nothing is being lost. GCC's loss-based estimate
+    /// that is higher and nothing is being lost ([`Allocator::set_loss`]). GCC's loss-based estimate
     /// remembers a loss for seconds after the link stops losing (a cap that was
     /// lifted), and climbs back slowly while the delay-based one already has the
     /// link; the loss it remembers is gone, so the layers may follow the link.
     fn usable(&self, estimate: u64) -> u64 {
-        match (self.delay_estimate, self.loss) {
-            (Some(d), Some(l)) if l < LOSS_FREE => d.max(estimate),
+        match self.delay_estimate {
+            Some(d) if self.follow_delay => d.max(estimate),
             _ => estimate,
         }
     }
@@ -362,17 +373,19 @@ impl Allocator {
         } else {
             self.probes = 0;
         }
-        // Stuck: not even a quarter higher than 4 s ago (GCC's additive increase
-        // creeps; a probe that finds the link jumps).
+        // Stuck: held back for 4 s, and not even a quarter higher than at its start
+        // (GCC's additive increase creeps; a probe that finds the link jumps). A
+        // link with nothing held back has nothing to be stuck on: its next dip
+        // starts the count afresh.
+        let held_back = out.limited > 0 && out.desired > raw;
         let steady_since = match self.steady {
-            Some((e, since)) if (raw as f64) < e as f64 * CLIMBING => since,
+            Some((e, since)) if held_back && (raw as f64) < e as f64 * CLIMBING => since,
             _ => {
-                self.steady = Some((raw, now));
+                self.steady = held_back.then_some((raw, now));
                 now
             }
         };
-        if out.limited > 0
-            && out.desired > raw
+        if held_back
             && now.saturating_duration_since(steady_since) >= STUCK_AFTER
             && self.last_restart.is_none_or(|at| now.saturating_duration_since(at) >= RESTART_EVERY)
         {
@@ -592,6 +605,21 @@ mod tests {
     }
 
     #[test]
+    fn a_link_at_its_best_that_dips_is_not_restarted_at_once() {
+        let mut a = Allocator::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_millis(s);
+        a.set_estimate(9_000_000);
+        for s in [0, 5_000, 10_000] {
+            assert!(!a.allocate(at(s), 1, &[feed()]).unwrap().restart_estimate);
+        }
+        a.set_estimate(2_000_000);
+        assert!(!a.allocate(at(10_500), 1, &[feed()]).unwrap().restart_estimate, "the count starts at the dip");
+        assert!(!a.allocate(at(14_000), 1, &[feed()]).unwrap().restart_estimate);
+        assert!(a.allocate(at(14_500), 1, &[feed()]).unwrap().restart_estimate, "4 s held back without a climb");
+    }
+
+    #[test]
     fn a_lifted_cap_is_followed_on_the_delay_based_estimate_while_nothing_is_lost() {
         // GCC's loss-based estimate still remembers the capped link's losses; its
         // delay-based one has found the open link.
@@ -608,9 +636,13 @@ mod tests {
         a.allocate(at(2_000), 1, &[feed()]).unwrap();
         a.allocate(at(3_000), 1, &[feed()]).unwrap();
         assert_eq!(a.target(TrackId(1)), layer("f"), "nothing lost: the link is what the delay-based estimate says");
-        // A loss again: back to what the estimate holds.
+        // One tick's loss is let pass; a loss in two ticks running puts the
+        // estimate back in charge.
         a.set_loss(Some(0.05));
         a.allocate(at(3_500), 1, &[feed()]).unwrap();
+        assert_eq!(a.target(TrackId(1)), layer("f"), "one lossy tick");
+        a.set_loss(Some(0.04));
+        a.allocate(at(4_000), 1, &[feed()]).unwrap();
         assert_eq!(a.target(TrackId(1)), layer("h"));
     }
 
