@@ -380,12 +380,14 @@ async function onServerOffer(conn, m) {
   reconcileMedia(pc);
 }
 
-/** Simulcast layers (RFC 8853 rids) for the feed from a browser, lowest first. The
- * top one's bitrate is the browser's own choice, under the policy's ceiling. */
+/** Simulcast layers (RFC 8853 rids) for the feed from a browser, lowest first: 720p
+ * at up to 2.5 Mbit/s on top (a detailed picture would otherwise take what the
+ * policy's ceiling allows, far more than a commentator's link holds), then half and
+ * a quarter of its size. */
 const SIMULCAST = [
   { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 200_000 },
   { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 700_000 },
-  { rid: "f", scaleResolutionDownBy: 1 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 2_500_000 },
 ];
 
 /** Sets the policy's caps on the video sender (after negotiation, when encodings exist). */
