@@ -4,10 +4,12 @@
 //!
 //! Jobs are rows before work starts (the routes that accept uploads write them); the
 //! pool claims queued rows as workers come free, each under a lease in the pool's
-//! name ([`LEASE`]) that it renews while the job runs, so a restart resumes what was
-//! left, and several processes may share one database: a job is worked on by one
-//! pool at a time, and a pool that dies lets go of its jobs when their leases run
-//! out. A pool that finds it lost a lease (it could not renew it in time) abandons
+//! name (30 s by default, [`LEASE`]) that it renews while the job runs, so a restart
+//! resumes what was left, and several processes may share one database (the server,
+//! `casecast ingest-worker`s on other machines): a job is worked on by one pool at a
+//! time, and a pool that dies lets go of its jobs when their leases run out. A job's
+//! input is a local file, or an object any machine's pool fetches first
+//! ([`casecast_ingest::staging`]). A pool that finds it lost a lease (it could not renew it in time) abandons
 //! that job's work: nothing of it is recorded. A job that fails is marked failed
 //! with its reason; the others go on. Publishing is idempotent (objects and rows are
 //! keyed by the new UIDs), so a job interrupted after publishing and run again shows
@@ -30,6 +32,7 @@ use actix::prelude::*;
 use casecast_ingest::cases::{self, Published, ZipLimits};
 use casecast_ingest::deid::Options;
 use casecast_ingest::progress::{Stage, Step};
+use casecast_ingest::staging::{self, Staged};
 use casecast_ingest::store::{Db, Job, NewJob, Objects, StoreError};
 
 use crate::metrics::IngestMetrics;
@@ -39,9 +42,19 @@ use crate::metrics::IngestMetrics;
 pub struct IngestConfig {
     /// Worker threads.
     pub workers: usize,
-    /// The local staging folder: uploads arrive here, jobs work under `work/`.
+    /// The local staging folder: uploads arrive here, and archives' entries wait here
+    /// unless inputs are staged in the object store. Only what lies in it is removed
+    /// when its job ends (`cases import` reads files where they are).
     pub staging: PathBuf,
-    /// Keep originals in staging after processing (they are never served).
+    /// This process's own work area: inputs fetched from the object store
+    /// (`fetched/`), work folders (`work/`), and archives expanded before their
+    /// entries are staged in the object store (`zip/`). The server's is its staging
+    /// folder; an `ingest-worker`'s is its own.
+    pub scratch: PathBuf,
+    /// Stage archives' entries in the object store, where any machine's pool can take
+    /// them (the server stages uploads there too).
+    pub stage_in_objects: bool,
+    /// Keep originals after processing (they are never served).
     pub keep_originals: bool,
     /// De-identification settings.
     pub deid: Options,
@@ -56,9 +69,12 @@ pub struct IngestConfig {
     /// name, and at a start with `recover` the jobs an earlier process of the same
     /// node left running are queued again at once.
     pub node: String,
+    /// How long a claimed job is the pool's without a renewal; renewed every third
+    /// of it. A worker that dies holds its jobs this long.
+    pub lease: Duration,
 }
 
-/// How long a claimed job is the pool's without a renewal; renewed every third of it.
+/// The default lease.
 pub const LEASE: Duration = Duration::from_secs(30);
 
 /// What a worker made of a job.
@@ -90,6 +106,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 #[rtype(result = "Result<WorkDone, String>")]
 struct Process {
     job: Job,
+    /// The input, on local disk.
+    input: PathBuf,
     progress: Slot,
 }
 
@@ -116,19 +134,20 @@ impl Handler<Process> for IngestWorker {
         let job = msg.job;
         let slot = msg.progress;
         let mut progress = |step: Step| slot.put(step);
-        let input = Path::new(&job.staging);
+        let input = msg.input.as_path();
         // A decoder that panics on hostile data fails this job, not the thread.
         let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job.kind.as_str() {
-            "zip" => cases::expand_zip(input, &self.cfg.staging.join("zip").join(&job.id), self.cfg.zip, &mut progress).map(Work::Expanded),
+            "zip" => cases::expand_zip(input, &zip_dir(&self.cfg, &job.id), self.cfg.zip, &mut progress).map(Work::Expanded),
             _ => {
-                let work = self.cfg.staging.join("work").join(&job.id);
+                let work = work_dir(&self.cfg, &job.id);
                 let _ = std::fs::remove_dir_all(&work);
                 cases::process(input, &work, &self.cfg.deid, &mut progress).map(|p| Work::Published(Box::new(p)))
             }
         }))
         .unwrap_or_else(|_| Err("internal error while processing this file (the worker recovered; see the server log)".into()));
         if work.is_err() {
-            let _ = std::fs::remove_dir_all(self.cfg.staging.join("work").join(&job.id));
+            let _ = std::fs::remove_dir_all(work_dir(&self.cfg, &job.id));
+            let _ = std::fs::remove_dir_all(zip_dir(&self.cfg, &job.id));
         }
         let work = work?;
         Ok(WorkDone { work, seconds: started.elapsed().as_secs_f64() })
@@ -184,8 +203,8 @@ impl IngestPool {
             return;
         }
         self.claiming = true;
-        let (db, owner, max_attempts) = (self.db.clone(), self.owner.clone(), self.cfg.max_attempts);
-        ctx.spawn(async move { db.claim(&owner, free, LEASE, max_attempts).await }.into_actor(self).map(|claimed, pool, ctx| {
+        let (db, owner, max_attempts, lease) = (self.db.clone(), self.owner.clone(), self.cfg.max_attempts, self.cfg.lease);
+        ctx.spawn(async move { db.claim(&owner, free, lease, max_attempts).await }.into_actor(self).map(|claimed, pool, ctx| {
             pool.claiming = false;
             match claimed {
                 Ok(jobs) => {
@@ -206,32 +225,24 @@ impl IngestPool {
         let (db, objects, cfg, metrics) = (self.db.clone(), self.objects.clone(), self.cfg.clone(), self.metrics.clone());
         let owner = self.owner.clone();
         let fut = async move {
-            let result = workers.send(Process { job: job.clone(), progress: progress.clone() }).await.unwrap_or_else(|e| Err(format!("the worker stopped: {e}")));
-            let outcome = match result {
-                Ok(done) => {
-                    let last = progress.latest();
-                    let (frames, at) = (last.map_or(0, |s| s.frames), last.map_or(0.0, |s| s.fraction));
-                    progress.put(Step::whole(Stage::Publishing, frames, at.max(cases::PUBLISHING_AT)));
-                    let seconds = done.seconds;
-                    match finish(&db, &objects, &cfg, &owner, &job, done).await {
-                        Ok(frames) => Ok((seconds, frames)),
-                        Err(Finish::LeaseLost) => {
-                            tracing::warn!(job = %job.id, "the job's lease was lost to another worker: this work is abandoned");
-                            return job.id;
-                        }
-                        // The store may be back soon: the job waits in the queue, its
-                        // input kept, unless it has been tried enough.
-                        Err(Finish::Failed(why)) if job.attempts < cfg.max_attempts => {
-                            tracing::warn!(job = %job.id, error = %why, "cannot publish; the job is queued again");
-                            if let Err(e) = db.requeue(&owner, &job.id, &why).await {
-                                tracing::error!(job = %job.id, error = %e, "cannot queue the job again");
-                            }
-                            return job.id;
-                        }
-                        Err(Finish::Failed(why)) => Err(why),
-                    }
+            let outcome = run_job(&workers, &db, &objects, &cfg, &owner, &job, &progress).await;
+            let _ = tokio::fs::remove_file(fetched_path(&cfg, &job.id)).await;
+            let outcome = match outcome {
+                Ok(done) => Ok(done),
+                Err(Finish::LeaseLost) => {
+                    tracing::warn!(job = %job.id, "the job's lease was lost to another worker: this work is abandoned");
+                    return job.id;
                 }
-                Err(why) => Err(why),
+                // The store may be back soon: the job waits in the queue, its
+                // input kept, unless it has been tried enough.
+                Err(Finish::Retry(why)) if job.attempts < cfg.max_attempts => {
+                    tracing::warn!(job = %job.id, error = %why, "the job is queued again");
+                    if let Err(e) = db.requeue(&owner, &job.id, &why).await {
+                        tracing::error!(job = %job.id, error = %e, "cannot queue the job again");
+                    }
+                    return job.id;
+                }
+                Err(Finish::Retry(why) | Finish::Failed(why)) => Err(why),
             };
             if let Some(m) = &metrics {
                 m.bytes.inc_by(job.bytes.max(0) as u64);
@@ -261,7 +272,7 @@ impl IngestPool {
                     }
                 }
             }
-            remove_staged(&cfg, &job);
+            remove_staged(&objects, &cfg, &job).await;
             job.id
         };
         ctx.spawn(fut.into_actor(self).map(|id, pool, ctx| {
@@ -325,10 +336,10 @@ impl IngestPool {
         if ids.is_empty() {
             return;
         }
-        let (db, owner) = (self.db.clone(), self.owner.clone());
+        let (db, owner, lease) = (self.db.clone(), self.owner.clone(), self.cfg.lease);
         ctx.spawn(
             async move {
-                match db.renew(&owner, &ids, LEASE).await {
+                match db.renew(&owner, &ids, lease).await {
                     Ok(lost) => {
                         for id in lost {
                             tracing::warn!(job = %id, "the job's lease was lost (not renewed in time): its work will be abandoned");
@@ -347,11 +358,13 @@ fn lease_owner(node: &str) -> String {
     format!("{node}/{}-{:08x}", std::process::id(), rand::random::<u32>())
 }
 
-/// Why a worker's result was not recorded.
+/// Why a job did not end done.
 enum Finish {
     /// The lease was lost: another worker may have the job.
     LeaseLost,
-    /// It could not be published (the reason).
+    /// A store failed (the reason): the job may be tried again.
+    Retry(String),
+    /// The job's input cannot be made anything of (the reason).
     Failed(String),
 }
 
@@ -359,9 +372,60 @@ impl From<StoreError> for Finish {
     fn from(e: StoreError) -> Finish {
         match e {
             StoreError::LeaseLost => Finish::LeaseLost,
-            e => Finish::Failed(format!("cannot publish: {e}")),
+            e => Finish::Retry(format!("cannot publish: {e}")),
         }
     }
+}
+
+/// Where a job's input fetched from the object store is kept while it runs.
+fn fetched_path(cfg: &IngestConfig, job_id: &str) -> PathBuf {
+    cfg.scratch.join("fetched").join(job_id)
+}
+
+/// A job's work folder.
+fn work_dir(cfg: &IngestConfig, job_id: &str) -> PathBuf {
+    cfg.scratch.join("work").join(job_id)
+}
+
+/// Where an archive is expanded: beside the uploads when its entries wait on local
+/// disk, in this process's scratch when they go to the object store.
+fn zip_dir(cfg: &IngestConfig, job_id: &str) -> PathBuf {
+    if cfg.stage_in_objects { cfg.scratch.join("zip") } else { cfg.staging.join("zip") }.join(job_id)
+}
+
+/// Runs a claimed job: its input fetched if staged in the object store, worked on by
+/// a worker thread, the result published. Answers (seconds of work, (frames
+/// published, frames read for text)).
+async fn run_job(
+    workers: &Addr<IngestWorker>,
+    db: &Db,
+    objects: &Objects,
+    cfg: &IngestConfig,
+    owner: &str,
+    job: &Job,
+    progress: &Slot,
+) -> Result<(f64, (usize, usize)), Finish> {
+    let input = match staging::parse(&job.staging) {
+        Staged::File(path) => path.to_path_buf(),
+        Staged::Object(key) => {
+            let path = fetched_path(cfg, &job.id);
+            match objects.get_to_file(key, &path).await {
+                Ok(_) => path,
+                Err(e) if e.is_not_found() => return Err(Finish::Failed("the staged upload is gone from the object store".into())),
+                Err(e) => return Err(Finish::Retry(format!("cannot fetch the staged upload: {e}"))),
+            }
+        }
+    };
+    let done = workers
+        .send(Process { job: job.clone(), input, progress: progress.clone() })
+        .await
+        .unwrap_or_else(|e| Err(format!("the worker stopped: {e}")))
+        .map_err(Finish::Failed)?;
+    let last = progress.latest();
+    let (frames, at) = (last.map_or(0, |s| s.frames), last.map_or(0.0, |s| s.fraction));
+    progress.put(Step::whole(Stage::Publishing, frames, at.max(cases::PUBLISHING_AT)));
+    let seconds = done.seconds;
+    Ok((seconds, finish(db, objects, cfg, owner, job, done).await?))
 }
 
 /// Publishes a worker's result and records the job done. Returns (frames published,
@@ -369,20 +433,30 @@ impl From<StoreError> for Finish {
 async fn finish(db: &Db, objects: &Objects, cfg: &IngestConfig, owner: &str, job: &Job, done: WorkDone) -> Result<(usize, usize), Finish> {
     match done.work {
         Work::Expanded(files) => {
-            let jobs: Vec<NewJob> = files
-                .iter()
-                .enumerate()
-                .map(|(i, f)| NewJob {
-                    id: format!("{}-{}", job.id, i + 1),
-                    room: job.room.clone(),
-                    source: "zip".into(),
-                    kind: "dicom".into(),
-                    bytes: std::fs::metadata(f).map(|m| m.len() as i64).unwrap_or(0),
-                    staging: f.display().to_string(),
-                    batch: Some(job.batch.clone().unwrap_or_else(|| job.id.clone())),
-                })
-                .collect();
-            db.zip_expanded(owner, &job.id, &jobs).await?;
+            let mut jobs = Vec::with_capacity(files.len());
+            let staged = async {
+                for (i, f) in files.iter().enumerate() {
+                    let id = format!("{}-{}", job.id, i + 1);
+                    // Keyed by the entry's job id: an archive expanded again (its
+                    // lease lost midway) stages each entry in the same place.
+                    let staging = if cfg.stage_in_objects { staging::put(objects, &id, f).await? } else { f.display().to_string() };
+                    jobs.push(NewJob {
+                        id,
+                        room: job.room.clone(),
+                        source: "zip".into(),
+                        kind: "dicom".into(),
+                        bytes: std::fs::metadata(f).map(|m| m.len() as i64).unwrap_or(0),
+                        staging,
+                        batch: Some(job.batch.clone().unwrap_or_else(|| job.id.clone())),
+                    });
+                }
+                db.zip_expanded(owner, &job.id, &jobs).await
+            }
+            .await;
+            if cfg.stage_in_objects {
+                let _ = std::fs::remove_dir_all(zip_dir(cfg, &job.id));
+            }
+            staged?;
             Ok((0, 0))
         }
         Work::Published(p) => {
@@ -391,7 +465,7 @@ async fn finish(db: &Db, objects: &Objects, cfg: &IngestConfig, owner: &str, job
             let publish = async {
                 // Still this pool's job? (A worker that outlived its lease publishes
                 // nothing.)
-                if !db.renew(owner, std::slice::from_ref(&job.id), LEASE).await?.is_empty() {
+                if !db.renew(owner, std::slice::from_ref(&job.id), cfg.lease).await?.is_empty() {
                     return Err(StoreError::LeaseLost);
                 }
                 for (n, frame) in p.frames.iter().enumerate() {
@@ -403,18 +477,26 @@ async fn finish(db: &Db, objects: &Objects, cfg: &IngestConfig, owner: &str, job
                 db.job_done(owner, &job.id, Some(&i.study_uid)).await
             };
             let result = publish.await.map_err(Finish::from);
-            let _ = std::fs::remove_dir_all(cfg.staging.join("work").join(&job.id));
+            let _ = std::fs::remove_dir_all(work_dir(cfg, &job.id));
             result.map(|_| (p.frames.len(), p.frames_read))
         }
     }
 }
 
 /// Removes a finished job's staged input, unless originals are kept.
-fn remove_staged(cfg: &IngestConfig, job: &Job) {
+async fn remove_staged(objects: &Objects, cfg: &IngestConfig, job: &Job) {
     if cfg.keep_originals {
         return;
     }
-    let path = Path::new(&job.staging);
+    let path = match staging::parse(&job.staging) {
+        Staged::Object(key) => {
+            if let Err(e) = objects.delete(key).await {
+                tracing::warn!(job = %job.id, error = %e, "cannot remove the job's staged input from the object store (removed at the next start)");
+            }
+            return;
+        }
+        Staged::File(path) => path,
+    };
     // Only what lies in staging is ours to remove (`cases import` reads files in place).
     if path.starts_with(&cfg.staging) {
         let _ = std::fs::remove_file(path);
@@ -437,15 +519,18 @@ impl Actor for IngestPool {
             self.workers = Some(SyncArbiter::start(cfg.workers.max(1), move || IngestWorker { cfg: cfg.clone() }));
         }
         ctx.run_interval(PROGRESS_EVERY, |pool, ctx| pool.write_progress(ctx));
-        ctx.run_interval(LEASE / 3, |pool, ctx| pool.renew_leases(ctx));
-        let (db, cfg, owner) = (self.db.clone(), self.cfg.clone(), self.owner.clone());
+        ctx.run_interval(self.cfg.lease / 3, |pool, ctx| pool.renew_leases(ctx));
+        let (db, objects, cfg, owner) = (self.db.clone(), self.objects.clone(), self.cfg.clone(), self.owner.clone());
         if !cfg.recover {
             ctx.run_interval(Duration::from_secs(1), |pool, ctx| pool.pump(ctx));
             self.pump(ctx);
             return;
         }
-        // Work folders of jobs a stop interrupted: their jobs start again from scratch.
-        let _ = std::fs::remove_dir_all(cfg.staging.join("work"));
+        // Work folders and fetched inputs of jobs a stop interrupted: their jobs start
+        // again from scratch.
+        for dir in ["work", "fetched"] {
+            let _ = std::fs::remove_dir_all(cfg.scratch.join(dir));
+        }
         ctx.wait(
             async move {
                 // This node's earlier process is gone: its jobs are queued again now,
@@ -461,6 +546,9 @@ impl Actor for IngestPool {
                     for p in paths.iter().map(Path::new).filter(|p| p.starts_with(&cfg.staging) && p.exists()) {
                         let _ = std::fs::remove_file(p);
                     }
+                }
+                if !cfg.keep_originals {
+                    sweep_staged_objects(&db, &objects).await;
                 }
             }
             .into_actor(self),
@@ -496,6 +584,64 @@ impl Actor for IngestPool {
             pool.refresh_counts(ctx);
         });
         self.pump(ctx);
+    }
+}
+
+/// Removes the inputs staged in the object store whose jobs are over (left by a stop
+/// between a job's end and their removal), and those no job was recorded for within
+/// an hour (a stop between staging and recording).
+async fn sweep_staged_objects(db: &Db, objects: &Objects) {
+    let staged = match objects.list(staging::PREFIX).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the inputs staged in the object store");
+            return;
+        }
+    };
+    let hour_ago = casecast_ingest::store::unix_now() - 3600;
+    let mut removed = 0;
+    for (key, modified) in staged {
+        let Some(id) = key.strip_prefix(staging::PREFIX).map(|k| k.trim_start_matches('/')) else { continue };
+        let over = match db.job(id).await {
+            Ok(Some(job)) => job.status == "done" || job.status == "failed",
+            Ok(None) => modified < hour_ago,
+            Err(_) => false,
+        };
+        if over && objects.delete(&key).await.is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(count = removed, "staged inputs of finished jobs removed from the object store");
+    }
+}
+
+/// Stops the pool taking jobs and puts those it runs back in the queue, for another
+/// pool to take at once (not when their leases run out): a worker being stopped.
+/// Answers how many were put back.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Release;
+
+impl Handler<Release> for IngestPool {
+    type Result = ResponseActFuture<Self, usize>;
+
+    fn handle(&mut self, _: Release, _: &mut Context<Self>) -> Self::Result {
+        self.cfg.workers = 0;
+        let ids: Vec<String> = self.running.keys().cloned().collect();
+        let (db, owner) = (self.db.clone(), self.owner.clone());
+        Box::pin(
+            async move {
+                let mut released = 0;
+                for id in ids {
+                    if db.requeue(&owner, &id, "its worker was stopped; queued again").await.is_ok() {
+                        released += 1;
+                    }
+                }
+                released
+            }
+            .into_actor(self),
+        )
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`encapsulated`]: compressed multi-frame files, decoded a frame at a time.
 //! - [`cases`]: one ingest job's work (a staged file to what is published of it;
 //!   ZIP archives expanded), run by the pool in `actors/`.
+//! - [`staging`]: where a job's input waits, on local disk or in the object store
+//!   (where any worker on any machine can take it).
 //! - [`store`]: metadata in SQL (SQLite or PostgreSQL) and objects (local or S3).
 //! - [`dicomweb`]: DICOM JSON and multipart bodies for QIDO-RS, WADO-RS and STOW-RS.
 //! - [`normalize`]: files as they arrive (no meta group, big endian, standard
@@ -36,6 +38,7 @@ pub mod palette;
 pub mod rle;
 pub mod pixels;
 pub mod progress;
+pub mod staging;
 pub mod store;
 pub mod structure;
 pub mod uid;

@@ -45,7 +45,28 @@ pub enum StoreError {
     LeaseLost,
 }
 
+impl StoreError {
+    /// The object asked for does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::Objects(object_store::Error::NotFound { .. }))
+    }
+}
+
 type Result<T> = std::result::Result<T, StoreError>;
+
+/// A database or store URL as it may be shown: without its password
+/// (`postgres://user:secret@host/db` → `postgres://user:***@host/db`).
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(parts) => parts,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
@@ -59,6 +80,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "upload owner", include_str!("../migrations/0003_upload_owner.sql")),
     (4, "job progress, uploaders, study titles", include_str!("../migrations/0004_progress_and_library.sql")),
     (5, "job leases", include_str!("../migrations/0005_job_leases.sql")),
+    (6, "settings", include_str!("../migrations/0006_settings.sql")),
 ];
 
 /// The metadata database.
@@ -139,6 +161,23 @@ impl Db {
             tx.commit().await?;
             tracing::info!(table, version, description, "database migrated");
         }
+        Ok(())
+    }
+
+    // Settings shared by every process on the database.
+
+    /// A setting, if recorded.
+    pub async fn setting(&self, name: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    /// Records a setting (replacing what was).
+    pub async fn put_setting(&self, name: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -741,7 +780,7 @@ pub struct NewJob {
     pub kind: String,
     /// Size of the staged input.
     pub bytes: i64,
-    /// Path of the staged input (local).
+    /// Where the input waits: a local path, or an object ([`crate::staging`]).
     pub staging: String,
     /// Batch (one upload of several files).
     pub batch: Option<String>,
@@ -1079,6 +1118,49 @@ impl Objects {
         Ok(self.store.get(&Key::from(key)).await?.bytes().await?)
     }
 
+    /// Writes a whole object into a new local file at `path` (made with its folder),
+    /// a chunk at a time; nothing is left at `path` when it fails.
+    pub async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let (_, mut chunks) = self.stream(key).await?;
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let written = async {
+            let mut f = tokio::fs::File::create(path).await?;
+            let mut n = 0u64;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk?;
+                f.write_all(&chunk).await?;
+                n += chunk.len() as u64;
+            }
+            f.flush().await?;
+            Ok::<u64, StoreError>(n)
+        }
+        .await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        written
+    }
+
+    /// The objects under `prefix`: their keys and when they were last written (Unix
+    /// seconds).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>> {
+        use futures_util::TryStreamExt;
+        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&Key::from(prefix))).try_collect().await?;
+        Ok(metas.into_iter().map(|m| (m.location.to_string(), m.last_modified.timestamp())).collect())
+    }
+
+    /// Deletes an object; one already gone is no error.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&Key::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A byte range of an object.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<bytes::Bytes> {
         Ok(self.store.get_range(&Key::from(key), range).await?)
@@ -1114,6 +1196,14 @@ mod tests {
             custom_title: false,
             uploader: "Dr. Ada".into(),
         }
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(shown_url("postgres://casecast:s3cr%40t@db:5432/cases"), "postgres://casecast:***@db:5432/cases");
+        assert_eq!(shown_url("postgres://casecast@127.0.0.1/postgres"), "postgres://casecast@127.0.0.1/postgres");
+        assert_eq!(shown_url("/data/cases.db"), "/data/cases.db");
+        assert_eq!(shown_url("s3://bucket/prefix"), "s3://bucket/prefix");
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Cases {
     pub pool: Addr<IngestPool>,
     /// Local staging folder (uploads arrive in `uploads/`).
     pub staging: PathBuf,
+    /// Complete uploads move into the object store, for ingest workers on any
+    /// machine (`cases.stage_in_objects`).
+    pub stage_in_objects: bool,
     /// Largest upload accepted, bytes.
     pub max_upload: u64,
     /// Limits on unfinished uploads.
@@ -44,18 +47,47 @@ impl Cases {
     /// wakes the pool.
     pub async fn enqueue(&self, room: &str, source: &str, kind: &str, staging: &Path, batch: Option<String>, uploader: &str) -> Result<String, String> {
         let bytes = std::fs::metadata(staging).map(|m| m.len() as i64).unwrap_or(0);
+        let id = random_id();
         let job = NewJob {
-            id: random_id(),
+            staging: self.stage(&id, staging).await?,
+            id,
             room: room.to_string(),
             source: source.into(),
             kind: kind.into(),
             bytes,
-            staging: staging.display().to_string(),
             batch,
         };
-        self.db.insert_job_from(&job, uploader).await.map_err(|e| e.to_string())?;
+        if let Err(e) = self.db.insert_job_from(&job, uploader).await {
+            self.unstage(&job.staging).await;
+            return Err(e.to_string());
+        }
+        self.staged(staging, &job.staging);
         self.pool.do_send(Wake);
         Ok(job.id)
+    }
+
+    /// Where job `id`'s input, now at `path`, waits for a worker: the path itself,
+    /// or (`stage_in_objects`) a copy in the object store. The local file is left
+    /// until the job is recorded ([`Cases::staged`]).
+    pub async fn stage(&self, id: &str, path: &Path) -> Result<String, String> {
+        if !self.stage_in_objects {
+            return Ok(path.display().to_string());
+        }
+        casecast_ingest::staging::put(&self.objects, id, path).await.map_err(|e| format!("cannot stage the upload in the object store: {e}"))
+    }
+
+    /// The job was recorded: a local file staged in the object store is removed.
+    pub fn staged(&self, path: &Path, staging: &str) {
+        if staging != path.display().to_string() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The job was not recorded: its copy in the object store goes.
+    pub async fn unstage(&self, staging: &str) {
+        if let casecast_ingest::staging::Staged::Object(key) = casecast_ingest::staging::parse(staging) {
+            let _ = self.objects.delete(key).await;
+        }
     }
 }
 
@@ -247,18 +279,31 @@ async fn find_upload(st: &AppState, claims: &Claims, id: &str) -> Result<(Upload
 /// Makes the job of a complete upload (once; a second call finds it made).
 async fn complete(st: &AppState, upload: &Upload) -> Result<String, HttpResponse> {
     let path = upload_path(st, &upload.id);
+    let id = random_id();
     let job = NewJob {
-        id: random_id(),
+        staging: st.cases.stage(&id, &path).await.map_err(internal)?,
+        id,
         room: upload.room.clone(),
         source: "upload".into(),
         kind: upload.kind.clone(),
         bytes: upload.length,
-        staging: path.display().to_string(),
         batch: upload.batch.clone(),
     };
-    let id = st.cases.db.complete_upload(upload, &job).await.map_err(internal)?;
+    let made = match st.cases.db.complete_upload(upload, &job).await {
+        Ok(made) => made,
+        Err(e) => {
+            st.cases.unstage(&job.staging).await;
+            return Err(internal(e));
+        }
+    };
+    if made == job.id {
+        st.cases.staged(&path, &job.staging);
+    } else {
+        // Completed already by another request: this copy is not its job's.
+        st.cases.unstage(&job.staging).await;
+    }
     st.cases.pool.do_send(Wake);
-    Ok(id)
+    Ok(made)
 }
 
 /// Refuses a client speaking another tus version (412); one that does not say is
@@ -937,17 +982,32 @@ pub(crate) async fn preflight() -> HttpResponse {
         .finish()
 }
 
+/// The setting that names the secret UIDs and pseudonyms are derived with.
+pub const DEID_KEY_ID: &str = "deid_key_id";
+
 /// Opens the stores and starts the ingest pool, as configured.
 pub async fn open(config: &crate::config::Config, metrics: Option<casecast_actors::metrics::IngestMetrics>, recover: bool) -> anyhow::Result<Cases> {
     use anyhow::Context;
     let url = config.cases_database();
-    let db = Db::connect(&url).await.with_context(|| format!("cannot open the cases database {url}"))?;
+    let db = Db::connect(&url).await.with_context(|| format!("cannot open the cases database {}", casecast_ingest::store::shown_url(&url)))?;
     let objects = Objects::open(&config.cases_objects(), config.cases.s3_endpoint.as_deref())
         .with_context(|| format!("cannot open the cases object store {}", config.cases_objects()))?;
     let staging = config.cases_staging();
     std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let mut cfg = casecast_actors::ingest::IngestConfig { recover, ..config.ingest_config()? };
+    if recover {
+        // The server names its secret for the ingest workers to check theirs against.
+        let id = casecast_ingest::uid::key_id(&cfg.deid.secret);
+        db.put_setting(DEID_KEY_ID, &id).await.context("cannot record the de-identification key's id")?;
+    }
+    if !config.cases.ingest_in_server {
+        // The pool takes no job (ingest workers do); it still tidies the staging
+        // area and counts the jobs for the metrics.
+        cfg.workers = 0;
+        tracing::info!("ingest jobs are recorded for `casecast ingest-worker`s to run (cases.ingest_in_server = false)");
+    }
     let pool = actix::Supervisor::start({
-        let (db, objects, cfg) = (db.clone(), objects.clone(), casecast_actors::ingest::IngestConfig { recover, ..config.ingest_config()? });
+        let (db, objects) = (db.clone(), objects.clone());
         move |_| IngestPool::new(db, objects, cfg, metrics)
     });
     let quota = Quota {
@@ -960,6 +1020,7 @@ pub async fn open(config: &crate::config::Config, metrics: Option<casecast_actor
         objects,
         pool,
         staging,
+        stage_in_objects: config.cases.stage_in_objects,
         max_upload: config.cases.max_upload_bytes,
         quota,
         reserving: tokio::sync::Mutex::new(()),

@@ -17,7 +17,7 @@ pub(super) fn make_fixtures(dir: &std::path::Path, args: &[&str]) -> Result<()> 
 }
 
 /// Uploads a file with tus in chunks of `chunk` bytes; returns the job id.
-fn tus_upload(server: &Server, token: &str, bytes: &[u8], kind: &str, chunk: usize) -> Result<String> {
+pub(super) fn tus_upload(server: &Server, token: &str, bytes: &[u8], kind: &str, chunk: usize) -> Result<String> {
     use base64::Engine;
     let auth = format!("Bearer {token}");
     let meta = format!("kind {}, batch {}", base64::engine::general_purpose::STANDARD.encode(kind), base64::engine::general_purpose::STANDARD.encode("b1"));
@@ -48,7 +48,7 @@ fn tus_upload(server: &Server, token: &str, bytes: &[u8], kind: &str, chunk: usi
     }
 }
 
-fn get_json(url: &str, token: &str) -> Result<(u16, Value)> {
+pub(super) fn get_json(url: &str, token: &str) -> Result<(u16, Value)> {
     let (status, _, body) = http_request("GET", url, &[("Authorization", &format!("Bearer {token}"))], None)?;
     Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
@@ -63,7 +63,7 @@ fn wait_jobs(server: &Server, token: &str, count: usize, limit: Duration) -> Res
 }
 
 /// Every file under `dir`, recursively.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(super) fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
@@ -75,7 +75,7 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn assert_no_phi(what: &str, bytes: &[u8]) {
+pub(super) fn assert_no_phi(what: &str, bytes: &[u8]) {
     let lower = bytes.to_ascii_lowercase();
     for term in CASE_PHI {
         assert!(!lower.windows(term.len()).any(|w| w == term.as_bytes()), "{term:?} found in {what}");
