@@ -385,7 +385,11 @@ impl Allocator {
                 now
             }
         };
+        // A link losing packets now is not stuck: its estimate is low for a reason
+        // (restarting it there only sends more into the loss). What is stuck is an
+        // estimate held down by loss that has passed: a cap lifted.
         if held_back
+            && self.lossy_ticks < 2
             && now.saturating_duration_since(steady_since) >= STUCK_AFTER
             && self.last_restart.is_none_or(|at| now.saturating_duration_since(at) >= RESTART_EVERY)
         {
@@ -602,6 +606,21 @@ mod tests {
         for s in [41_000, 50_000, 60_000] {
             assert!(!a.allocate(at(s), 1, &[feed()]).unwrap().restart_estimate);
         }
+    }
+
+    #[test]
+    fn a_link_losing_packets_now_is_not_restarted_until_the_loss_stops() {
+        let mut a = Allocator::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_millis(s);
+        a.set_estimate(1_200_000);
+        for s in [0, 1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 8_000] {
+            a.set_loss(Some(0.05));
+            assert!(!a.allocate(at(s), 1, &[feed()]).unwrap().restart_estimate, "5 % lost at {s} ms: low for a reason");
+        }
+        // The loss stops (a cap lifted): held down by the past, it is restarted.
+        a.set_loss(Some(0.0));
+        assert!(a.allocate(at(9_000), 1, &[feed()]).unwrap().restart_estimate);
     }
 
     #[test]
