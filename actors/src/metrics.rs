@@ -39,6 +39,14 @@ pub struct Metrics {
     /// Subscribers' bandwidth estimators started again because their estimate
     /// stood still below what the best layers need.
     pub bwe_restarts: IntCounter,
+    /// UDP system calls on the media sockets, by operation (`send`, `recv`).
+    pub udp_syscalls: IntCounterVec,
+    /// UDP datagrams through the media sockets, by direction (`in`, `out`).
+    pub udp_datagrams: IntCounterVec,
+    /// Participants on each media worker (thread), by worker.
+    pub worker_participants: IntGaugeVec,
+    /// Rooms on each media worker, by worker.
+    pub worker_rooms: IntGaugeVec,
     /// The program's metrics, by room.
     pub program: ProgramMetrics,
     /// The DICOM ingest pool's metrics.
@@ -139,6 +147,17 @@ impl Metrics {
             "casecast_bwe_restarts_total",
             "Subscribers' bandwidth estimators started again because their estimate stood still below what the best layers need",
         );
+        let worker_participants = IntGaugeVec::new(
+            Opts::new("casecast_media_worker_participants", "Participants on each media worker (thread)"),
+            &["worker"],
+        )
+        .unwrap();
+        let udp_syscalls =
+            IntCounterVec::new(Opts::new("casecast_udp_syscalls_total", "UDP system calls on the media sockets, by operation"), &["op"]).unwrap();
+        let udp_datagrams =
+            IntCounterVec::new(Opts::new("casecast_udp_datagrams_total", "UDP datagrams through the media sockets, by direction"), &["direction"])
+                .unwrap();
+        let worker_rooms = IntGaugeVec::new(Opts::new("casecast_media_worker_rooms", "Rooms on each media worker (thread)"), &["worker"]).unwrap();
         // Registering distinct names in a fresh registry cannot fail.
         for m in [
             Box::new(rooms.clone()) as Box<dyn prometheus::core::Collector>,
@@ -155,6 +174,10 @@ impl Metrics {
             Box::new(layer_changes.clone()),
             Box::new(ladder_frames.clone()),
             Box::new(bwe_restarts.clone()),
+            Box::new(worker_participants.clone()),
+            Box::new(worker_rooms.clone()),
+            Box::new(udp_syscalls.clone()),
+            Box::new(udp_datagrams.clone()),
         ] {
             registry.register(m).expect("metric names are unique");
         }
@@ -254,6 +277,10 @@ impl Metrics {
             layer_changes,
             ladder_frames,
             bwe_restarts,
+            worker_participants,
+            worker_rooms,
+            udp_syscalls,
+            udp_datagrams,
             program,
             ingest,
         }

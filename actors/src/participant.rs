@@ -48,6 +48,8 @@ pub(crate) struct Wiring {
     /// One certificate for the whole server: generating a key per peer costs a
     /// millisecond or more on every join.
     pub dtls_cert: str0m::config::DtlsCert,
+    /// Counts it on its media worker while it lives.
+    pub seat: crate::worker::WorkerSeat,
 }
 
 /// One peer connection.
@@ -62,6 +64,9 @@ pub struct ParticipantActor {
     /// The core's next deadline and the timer armed for it.
     timer: Option<(Instant, SpawnHandle)>,
     closing_reason: Option<String>,
+    /// Datagrams of this turn, sent together when the core has no more output.
+    outbox: Vec<str0m::net::Transmit>,
+    _seat: crate::worker::WorkerSeat,
 }
 
 /// A participant's stats, for operators.
@@ -71,7 +76,7 @@ pub struct GetStats;
 
 impl ParticipantActor {
     pub(crate) fn new(id: ParticipantId, opts: ParticipantOptions, wiring: Wiring) -> Self {
-        let Wiring { creds, room, router, transports, metrics, events, connect_deadline, dtls_cert } = wiring;
+        let Wiring { creds, room, router, transports, metrics, events, connect_deadline, dtls_cert, seat } = wiring;
         let span = tracing::info_span!("participant", id = %id, role = opts.role, name = %opts.name);
         let setup = PeerSetup { creds, candidates: transports.candidates(), dtls_cert, connect_deadline, metrics: metrics.clone() };
         ParticipantActor {
@@ -84,6 +89,8 @@ impl ParticipantActor {
             events,
             timer: None,
             closing_reason: None,
+            outbox: Vec::new(),
+            _seat: seat,
         }
     }
 
@@ -133,7 +140,7 @@ impl ParticipantActor {
         let mut inline_rounds = 0;
         loop {
             match self.core.poll_output(now) {
-                PeerOutput::Transmit(t) => self.transports.send(t.proto, t.source, t.destination, &t.contents),
+                PeerOutput::Transmit(t) => self.outbox.push(t),
                 PeerOutput::Signal(e) => {
                     let _ = self.events.send(e);
                 }
@@ -173,10 +180,12 @@ impl ParticipantActor {
                             continue;
                         }
                     }
+                    self.transports.send_all(&mut self.outbox);
                     self.arm_timer(at, ctx);
                     return;
                 }
                 PeerOutput::Closed(reason) => {
+                    self.transports.send_all(&mut self.outbox);
                     self.close(reason, ctx);
                     return;
                 }

@@ -1,4 +1,5 @@
-//! The SFU handle: the media arbiter, the media socket and the room registry.
+//! The SFU handle: the media workers (threads with their sockets, `worker`), the
+//! ICE-TCP listener and the room registry.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,15 +15,18 @@ use crate::room::{Join, MemberCount, RoomActor, RoomEntry, RoomError, RoomPolicy
 use crate::participant::SharedRouter;
 use crate::router::Router;
 use crate::tcp::TcpMux;
-use crate::transport::Transports;
-use crate::udp::UdpMux;
+use crate::worker::{MediaWorker, least_loaded};
 use crate::{Member, PeerInfo};
 
 /// How the SFU runs.
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
-    /// Where the media socket binds.
+    /// Where the media sockets bind: worker `i` on this port plus `i`.
     pub udp_bind: SocketAddr,
+    /// Media worker threads (at least 1), each with its own UDP socket(s).
+    pub media_workers: usize,
+    /// Batched UDP system calls (`sendmmsg`, `recvmmsg`).
+    pub udp_batching: bool,
     /// Addresses advertised as ICE host candidates (port taken from the socket).
     pub advertise: Vec<std::net::IpAddr>,
     /// A participant with no media connection after this long is ended.
@@ -45,8 +49,8 @@ pub enum JoinError {
 }
 
 struct Inner {
-    arbiter: ArbiterHandle,
-    transports: Arc<Transports>,
+    workers: Vec<MediaWorker>,
+    tcp: Option<Arc<TcpMux>>,
     candidates: Vec<SocketAddr>,
     rooms: Arc<RoomRegistry>,
     metrics: Metrics,
@@ -61,14 +65,29 @@ pub struct Sfu {
 }
 
 impl Sfu {
-    /// Binds the media socket and starts the media arbiter. Call inside an actix System.
+    /// Binds the media sockets and starts the media workers. Call inside an actix System.
     pub fn start(config: SfuConfig, metrics: Metrics) -> std::io::Result<Sfu> {
         let dtls_cert = str0m::crypto::from_feature_flags()
             .dtls_provider
             .generate_certificate()
             .ok_or_else(|| std::io::Error::other("cannot generate the DTLS certificate"))?;
-        let udp = UdpMux::bind(config.udp_bind, &config.advertise, metrics.clone())?;
-        let candidates = udp.candidates();
+        // Worker i's socket(s) on the media port plus i (any free port each with 0).
+        let mut sockets = Vec::new();
+        for i in 0..config.media_workers.max(1) {
+            let base = config.udp_bind.port();
+            let port = if base == 0 { Some(0) } else { u16::try_from(i).ok().and_then(|i| base.checked_add(i)) };
+            let Some(port) = port else {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("media worker {i}: no UDP port above {base}")));
+            };
+            let udp = crate::udp::UdpMux::bind(SocketAddr::new(config.udp_bind.ip(), port), &config.advertise, metrics.clone(), config.udp_batching).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("media worker {i}: cannot bind UDP port {port}: {e} (worker i takes udp_bind's port + i: free that range, or set media_workers)"),
+                )
+            })?;
+            sockets.push(udp);
+        }
+        let candidates: Vec<SocketAddr> = sockets.iter().flat_map(|u| u.candidates()).collect();
         let tcp = match config.ice_tcp_port {
             None => None,
             Some(port) => {
@@ -84,26 +103,20 @@ impl Sfu {
                 }
             }
         };
-        let arbiter = Arbiter::new().handle();
-        let recv = udp.clone();
-        arbiter.spawn(async move {
-            if let Err(e) = recv.run().await {
-                tracing::error!(error = %e, "media socket failed");
-            }
-        });
+        let workers: Vec<MediaWorker> = sockets.into_iter().enumerate().map(|(i, udp)| MediaWorker::start(i, udp, tcp.clone(), &metrics)).collect();
         if let Some(t) = tcp.clone() {
-            arbiter.spawn(async move {
+            workers[0].arbiter.spawn(async move {
                 if let Err(e) = t.run().await {
                     tracing::error!(error = %e, "ICE-TCP listener failed");
                 }
             });
         }
-        tracing::info!(udp = ?udp.local_addrs(), ice_tcp = ?tcp.as_ref().and_then(|t| t.local_addr()), "media sockets bound");
-        let transports = Transports::new(udp, tcp);
+        let udp: Vec<SocketAddr> = workers.iter().flat_map(|w| w.transports.udp().local_addrs()).collect();
+        tracing::info!(workers = workers.len(), ?udp, ice_tcp = ?tcp.as_ref().and_then(|t| t.local_addr()), "media sockets bound");
         Ok(Sfu {
             inner: Arc::new(Inner {
-                arbiter,
-                transports,
+                workers,
+                tcp,
                 candidates,
                 rooms: Arc::new(Mutex::new(HashMap::new())),
                 metrics,
@@ -118,14 +131,24 @@ impl Sfu {
         &self.inner.metrics
     }
 
-    /// The media sockets' bound addresses.
+    /// The media sockets' bound addresses, worker by worker.
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.inner.transports.udp().local_addrs()
+        self.inner.workers.iter().flat_map(|w| w.transports.udp().local_addrs()).collect()
     }
 
     /// The ICE-TCP listener's bound address, if it listens.
     pub fn ice_tcp_addr(&self) -> Option<SocketAddr> {
-        self.inner.transports.tcp().and_then(|t| t.local_addr())
+        self.inner.tcp.as_ref().and_then(|t| t.local_addr())
+    }
+
+    /// How many media workers run.
+    pub fn media_workers(&self) -> usize {
+        self.inner.workers.len()
+    }
+
+    /// The media worker an open room lives on.
+    pub fn room_worker(&self, room: &str) -> Option<usize> {
+        self.inner.rooms.lock().unwrap().get(room).filter(|e| e.addr.connected()).map(|e| e.worker)
     }
 
     /// The ICE candidates given to peers.
@@ -190,21 +213,33 @@ impl Sfu {
         addr.send(crate::room::EndSessions { identity: identity.to_string(), reason: reason.to_string() }).await.unwrap_or(0)
     }
 
-    /// Routes in the media socket's table, for leak checks: (by ufrag, by address).
+    /// Routes in the media sockets' tables, for leak checks: (by ufrag, by address).
     pub fn route_count(&self) -> (usize, usize) {
-        self.inner.transports.route_count()
+        // UDP routes are each worker's own; the ICE-TCP table is shared.
+        let (ufrags, addrs) = self.inner.workers.iter().map(|w| w.transports.udp().route_count()).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+        let (tcp_ufrags, conns) = self.inner.tcp.as_ref().map(|t| t.route_count()).unwrap_or((0, 0));
+        (ufrags.max(tcp_ufrags), addrs + conns)
     }
 
+    /// The open room `id`, or a new one on the least-loaded worker.
     fn room(&self, id: &str, policy: &RoomPolicy) -> RoomEntry {
         let mut rooms = self.inner.rooms.lock().unwrap();
         if let Some(e) = rooms.get(id).filter(|e| e.addr.connected()) {
             return e.clone();
         }
+        let workers = &self.inner.workers;
+        let mut open = vec![0; workers.len()];
+        for e in rooms.values().filter(|e| e.addr.connected()) {
+            open[e.worker] += 1;
+        }
+        let participants: Vec<usize> = workers.iter().map(|w| w.participants()).collect();
+        let worker = &workers[least_loaded(&participants, &open)];
         let router: SharedRouter = Arc::new(Mutex::new(Router::new(policy.keyframe_interval)));
-        let (rid, policy, reg, metrics, r) =
-            (id.to_string(), policy.clone(), Arc::downgrade(&self.inner.rooms), self.inner.metrics.clone(), router.clone());
-        let addr = RoomActor::start_in_arbiter(&self.inner.arbiter, move |_| RoomActor::new(rid, policy, r, reg, metrics));
-        let entry = RoomEntry { addr, router };
+        let (rid, policy, reg, metrics, r, seat) =
+            (id.to_string(), policy.clone(), Arc::downgrade(&self.inner.rooms), self.inner.metrics.clone(), router.clone(), worker.open_room());
+        let addr = RoomActor::start_in_arbiter(&worker.arbiter, move |_| RoomActor::new(rid, policy, r, reg, metrics, seat));
+        tracing::debug!(room = id, worker = worker.index, "room placed");
+        let entry = RoomEntry { addr, router, worker: worker.index };
         rooms.insert(id.to_string(), entry.clone());
         entry
     }
@@ -218,7 +253,9 @@ impl Sfu {
     ) -> Result<ParticipantHandle, JoinError> {
         // A room that stops between lookup and join is replaced: try twice.
         for _ in 0..2 {
-            let RoomEntry { addr: room, router } = self.room(room_id, policy);
+            let RoomEntry { addr: room, router, worker } = self.room(room_id, policy);
+            // Its room's worker: the participant's packets never leave that thread.
+            let worker = &self.inner.workers[worker];
             let id = ParticipantId::next();
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let member = Member {
@@ -234,16 +271,17 @@ impl Sfu {
                 creds,
                 room: room.clone(),
                 router,
-                transports: self.inner.transports.clone(),
+                transports: worker.transports.clone(),
                 metrics: self.inner.metrics.clone(),
                 events: tx,
                 connect_deadline: self.inner.connect_timeout,
                 dtls_cert: self.inner.dtls_cert.clone(),
+                seat: worker.enter(),
             };
             let o = opts.clone();
-            let addr = ParticipantActor::start_in_arbiter(&self.inner.arbiter, move |_| ParticipantActor::new(id, o, wiring));
+            let addr = ParticipantActor::start_in_arbiter(&worker.arbiter, move |_| ParticipantActor::new(id, o, wiring));
             // Routed before the offer is even answered: the first STUN request finds it.
-            self.inner.transports.register(&ufrag, addr.clone().recipient());
+            worker.transports.register(&ufrag, addr.clone().recipient());
             match room.send(Join { member, addr: addr.clone() }).await {
                 Ok(Ok(peers)) => return Ok(ParticipantHandle { id, peers, addr, events: rx }),
                 Ok(Err(e)) => {
@@ -272,6 +310,8 @@ mod tests {
             advertise: vec!["127.0.0.1".parse().unwrap()],
             connect_timeout: Duration::from_secs(30),
             ice_tcp_port: Some(0),
+            media_workers: 2,
+            udp_batching: true,
         };
         Sfu::start(config, Metrics::new()).unwrap()
     }
@@ -330,6 +370,9 @@ mod tests {
         }
         assert_eq!(sfu.rooms().await.len(), 4);
         assert_eq!(sfu.route_count().0, 20);
+        // Four rooms on two workers: two each.
+        let on: Vec<usize> = (0..4).filter_map(|i| sfu.room_worker(&format!("room-{i}"))).collect();
+        assert_eq!((on.iter().filter(|&&w| w == 0).count(), on.iter().filter(|&&w| w == 1).count()), (2, 2), "{on:?}");
         for h in &handles {
             h.addr.do_send(crate::participant::Close("done".into()));
         }

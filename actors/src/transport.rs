@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix::Recipient;
 use str0m::Candidate;
-use str0m::net::{Protocol, TcpType};
+use str0m::net::{Protocol, TcpType, Transmit};
 
 use crate::tcp::TcpMux;
 use crate::udp::{Datagram, UdpMux};
@@ -75,6 +75,26 @@ impl Transports {
             (Protocol::Tcp, Some(t)) => t.send(to, data),
             _ => tracing::debug!(?proto, "no transport for this protocol"),
         }
+    }
+
+    /// Sends what a participant's turn produced and empties `out`: consecutive UDP
+    /// datagrams from one socket in one batch (`sendmmsg`), ICE-TCP ones each on its
+    /// connection.
+    pub fn send_all(&self, out: &mut Vec<Transmit>) {
+        let mut i = 0;
+        while i < out.len() {
+            let (proto, from) = (out[i].proto, out[i].source);
+            if proto != Protocol::Udp {
+                self.send(proto, from, out[i].destination, &out[i].contents);
+                i += 1;
+                continue;
+            }
+            let end = out[i..].iter().position(|t| t.proto != Protocol::Udp || t.source != from).map_or(out.len(), |k| i + k);
+            let batch: Vec<(SocketAddr, &[u8])> = out[i..end].iter().map(|t| (t.destination, &t.contents[..])).collect();
+            self.udp.send_batch(from, &batch);
+            i = end;
+        }
+        out.clear();
     }
 
     /// The local ICE candidates: UDP host candidates first (preferred), then

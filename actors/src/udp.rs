@@ -94,11 +94,34 @@ pub struct UdpMux {
     sockets: Vec<(UdpSocket, SocketAddr)>,
     routes: Mutex<Routes>,
     metrics: Metrics,
+    /// Send and receive with `sendmmsg`/`recvmmsg` ([`crate::mmsg`]).
+    batching: bool,
+    /// The system call and datagram counters, looked up once.
+    count: Counters,
+}
+
+/// A media socket's counters (atomic: no lookup or lock per datagram).
+struct Counters {
+    send_calls: prometheus::IntCounter,
+    recv_calls: prometheus::IntCounter,
+    sent: prometheus::IntCounter,
+    received: prometheus::IntCounter,
+}
+
+impl Counters {
+    fn new(m: &Metrics) -> Counters {
+        Counters {
+            send_calls: m.udp_syscalls.with_label_values(&["send"]),
+            recv_calls: m.udp_syscalls.with_label_values(&["recv"]),
+            sent: m.udp_datagrams.with_label_values(&["out"]),
+            received: m.udp_datagrams.with_label_values(&["in"]),
+        }
+    }
 }
 
 impl UdpMux {
     /// Binds the media port for the advertised addresses (see the module docs).
-    pub fn bind(bind: SocketAddr, advertise: &[IpAddr], metrics: Metrics) -> io::Result<Arc<UdpMux>> {
+    pub fn bind(bind: SocketAddr, advertise: &[IpAddr], metrics: Metrics, batching: bool) -> io::Result<Arc<UdpMux>> {
         if advertise.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to advertise"));
         }
@@ -142,7 +165,7 @@ impl UdpMux {
         for (s, _) in &sockets {
             s.set_nonblocking(true)?;
         }
-        Ok(Arc::new(UdpMux { sockets, routes: Mutex::new(Routes::default()), metrics }))
+        Ok(Arc::new(UdpMux { sockets, routes: Mutex::new(Routes::default()), count: Counters::new(&metrics), metrics, batching }))
     }
 
     /// The local candidates, one per socket.
@@ -188,11 +211,45 @@ impl UdpMux {
     /// Sends one datagram from the socket of candidate `from`, without blocking; a
     /// full socket buffer drops it.
     pub fn send(&self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
-        let socket = self.sockets.iter().find(|(_, c)| *c == from).unwrap_or(&self.sockets[0]);
-        if let Err(e) = socket.0.send_to(data, to) {
+        let socket = self.socket(from);
+        self.count.send_calls.inc();
+        if let Err(e) = socket.send_to(data, to) {
             self.metrics.dropped.with_label_values(&["send_failed"]).inc();
             tracing::debug!(%to, error = %e, "udp send failed");
+        } else {
+            self.count.sent.inc();
         }
+    }
+
+    /// Sends datagrams (destination, bytes) from the socket of candidate `from`: in
+    /// one `sendmmsg` call per 64 when batching, else one `send_to` each. Those the
+    /// socket cannot take now (a full buffer) are dropped and counted.
+    pub fn send_batch(&self, from: SocketAddr, batch: &[(SocketAddr, &[u8])]) {
+        if !self.batching {
+            for (to, data) in batch {
+                self.send(from, *to, data);
+            }
+            return;
+        }
+        let socket = self.socket(from);
+        let mut start = 0;
+        while start < batch.len() {
+            let rest = &batch[start..];
+            self.count.send_calls.inc_by(rest.len().div_ceil(crate::mmsg::MAX_BATCH) as u64);
+            let (sent, err) = crate::mmsg::send_batch(socket, rest);
+            self.count.sent.inc_by(sent as u64);
+            start += sent;
+            let Some(e) = err else { break };
+            // The one refused is dropped; after a full buffer, the rest too.
+            let dropped = if e.kind() == io::ErrorKind::WouldBlock { batch.len() - start } else { 1 };
+            self.metrics.dropped.with_label_values(&["send_failed"]).inc_by(dropped as u64);
+            tracing::debug!(to = %batch[start].0, error = %e, dropped, "udp send failed");
+            start += dropped;
+        }
+    }
+
+    fn socket(&self, from: SocketAddr) -> &UdpSocket {
+        &self.sockets.iter().find(|(_, c)| *c == from).unwrap_or(&self.sockets[0]).0
     }
 
     /// Finds the participant a datagram belongs to.
@@ -202,7 +259,10 @@ impl UdpMux {
     /// participant is never taken over by a request naming another, and one
     /// participant learns at most [`MAX_ADDRS_PER_PEER`] addresses.
     pub fn route(&self, source: SocketAddr, data: &[u8]) -> Option<Recipient<Datagram>> {
-        let mut r = self.routes.lock().unwrap();
+        Self::route_in(&mut self.routes.lock().unwrap(), source, data)
+    }
+
+    fn route_in(r: &mut Routes, source: SocketAddr, data: &[u8]) -> Option<Recipient<Datagram>> {
         if let Some(ufrag) = stun_local_ufrag(data) {
             let (key, to) = r.by_ufrag.get(ufrag)?.clone();
             match r.by_addr.get(&source) {
@@ -233,6 +293,9 @@ impl UdpMux {
     }
 
     async fn receive(self: Arc<Self>, socket: tokio::net::UdpSocket, destination: SocketAddr) {
+        if self.batching {
+            return self.receive_batched(socket, destination).await;
+        }
         let mut buf = vec![0u8; 2048];
         loop {
             let (n, source) = match socket.recv_from(&mut buf).await {
@@ -244,11 +307,53 @@ impl UdpMux {
                 }
             };
             let data = &buf[..n];
+            self.count.recv_calls.inc();
+            self.count.received.inc();
             match self.route(source, data) {
                 Some(to) => {
                     to.do_send(Datagram { at: Instant::now(), proto: str0m::net::Protocol::Udp, source, destination, data: data.to_vec() });
                 }
                 None => self.metrics.dropped.with_label_values(&["unroutable"]).inc(),
+            }
+        }
+    }
+}
+
+impl UdpMux {
+    /// The receive loop with `recvmmsg`: when the socket is readable, everything
+    /// waiting on it (up to 64 datagrams a call), routed under one lock.
+    async fn receive_batched(self: Arc<Self>, socket: tokio::net::UdpSocket, destination: SocketAddr) {
+        let mut batch = crate::mmsg::RecvBatch::default();
+        let mut routed = Vec::with_capacity(crate::mmsg::MAX_BATCH);
+        loop {
+            if let Err(e) = socket.readable().await {
+                tracing::debug!(error = %e, "udp readiness error");
+                continue;
+            }
+            let n = match socket.try_io(tokio::io::Interest::READABLE, || batch.recv(&socket)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    // ICMP errors surface as recv errors on some systems: not fatal.
+                    tracing::debug!(error = %e, "udp recv error");
+                    continue;
+                }
+            };
+            let at = Instant::now();
+            self.count.recv_calls.inc();
+            self.count.received.inc_by(n as u64);
+            {
+                let mut routes = self.routes.lock().unwrap();
+                for i in 0..n {
+                    let Some((source, data)) = batch.get(i) else { continue };
+                    routed.push((Self::route_in(&mut routes, source, data), source, data.to_vec()));
+                }
+            }
+            for (to, source, data) in routed.drain(..) {
+                match to {
+                    Some(to) => to.do_send(Datagram { at, proto: str0m::net::Protocol::Udp, source, destination, data }),
+                    None => self.metrics.dropped.with_label_values(&["unroutable"]).inc(),
+                }
             }
         }
     }
@@ -344,7 +449,7 @@ mod tests {
     #[actix::test]
     async fn learning_addresses_is_careful() {
         use actix::Actor;
-        let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), &["127.0.0.1".parse().unwrap()], Metrics::new()).unwrap();
+        let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), &["127.0.0.1".parse().unwrap()], Metrics::new(), false).unwrap();
         let (a, b) = (Sink.start().recipient(), Sink.start().recipient());
         mux.register("aaaa", a.clone());
         mux.register("bbbb", b.clone());
@@ -370,7 +475,7 @@ mod tests {
     #[actix::test]
     async fn an_ice_restart_keeps_the_participant_and_its_addresses() {
         use actix::Actor;
-        let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), &["127.0.0.1".parse().unwrap()], Metrics::new()).unwrap();
+        let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), &["127.0.0.1".parse().unwrap()], Metrics::new(), false).unwrap();
         let (a, b) = (Sink.start().recipient(), Sink.start().recipient());
         mux.register("aaaa", a.clone());
         mux.register("bbbb", b.clone());

@@ -19,6 +19,8 @@ use crate::{MediaKind, Member, PeerInfo, Published, RoomEvent, TrackDesc, TrackS
 pub(crate) struct RoomEntry {
     pub addr: Addr<RoomActor>,
     pub router: SharedRouter,
+    /// The media worker it lives on.
+    pub worker: usize,
 }
 
 pub(crate) type RoomRegistry = Mutex<HashMap<String, RoomEntry>>;
@@ -43,6 +45,8 @@ pub struct RoomActor {
     metrics: Metrics,
     /// The server-made ladder of each single-layer feed track, by policy.
     ladders: HashMap<TrackId, Addr<Ladder>>,
+    /// Counts it on its media worker while it lives.
+    _seat: crate::worker::RoomSeat,
 }
 
 /// Chat lines a newcomer is given.
@@ -55,6 +59,7 @@ impl RoomActor {
         router: SharedRouter,
         registry: Weak<RoomRegistry>,
         metrics: Metrics,
+        seat: crate::worker::RoomSeat,
     ) -> Self {
         RoomActor {
             id,
@@ -68,6 +73,7 @@ impl RoomActor {
             registry,
             metrics,
             ladders: HashMap::new(),
+            _seat: seat,
         }
     }
 
