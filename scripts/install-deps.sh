@@ -12,7 +12,7 @@ pkgs=(
   fonts-dejavu-core tesseract-ocr tesseract-ocr-eng dcmtk
 )
 if [ "$mode" = test ]; then
-  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dicom3tools postgresql openssl coturn nftables iproute2)
+  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dicom3tools postgresql redis-server openssl coturn nftables iproute2)
 fi
 
 # Test peers from PyPI, in a virtual environment of the project's own: moto's

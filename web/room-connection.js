@@ -16,7 +16,9 @@ import { showEvent, showFatal } from "./room-prejoin.js";
 
 // ---------------------------------------------------------------- connection
 
-export const wsUrl = () => `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+// The node the room lives on, when this page's server sent the join there
+// (`redirect`); a join again after a failure starts from this page's server.
+export const wsUrl = () => app.signalUrl ?? `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
 
 export function connect() {
   clearInterval(app.reconnectTimer);
@@ -239,6 +241,19 @@ export function send(conn, msg) {
 }
 
 /** Closes the current connection without touching local media. */
+/** The room lives on another node: join there at once (a few hops at most). */
+function onRedirect(msg) {
+  app.redirects = (app.redirects ?? 0) + 1;
+  teardown();
+  if (app.redirects > 3 || !/^wss?:\/\//.test(String(msg.url))) {
+    app.signalUrl = null;
+    return retryIn(connect, "redirected too often");
+  }
+  note(`the room is on another node: ${msg.url}`);
+  app.signalUrl = msg.url;
+  connect();
+}
+
 export function teardown() {
   const c = app.conn;
   if (!c) return;
@@ -278,6 +293,8 @@ export function retryIn(again, reason) {
 
 function restart(reason) {
   teardown();
+  // The room's node may be gone: this page's server places the room again.
+  app.signalUrl = null;
   if (app.left || app.fatal) return; // onError already said why
   retryIn(connect, reason);
 }
@@ -301,7 +318,8 @@ export function hideOutage() {
 
 async function handle(conn, msg) {
   switch (msg.type) {
-    case "joined": return onJoined(conn, msg);
+    case "joined": app.redirects = 0; return onJoined(conn, msg);
+    case "redirect": return onRedirect(msg);
     case "resumed": return onResumed(conn, msg);
     case "answer":
       await conn.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });

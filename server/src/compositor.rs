@@ -246,7 +246,25 @@ fn session(
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
     }
     let room_id = casecast_signaling::RoomId::parse(room).map_err(|e| anyhow::anyhow!("room {room:?}: {e}"))?;
-    send(&mut ws, &ClientMessage::Join { v: PROTOCOL_VERSION, room: room_id, token: token.into(), name: Some("program".into()), receive_only: false })?;
+    let join = ClientMessage::Join { v: PROTOCOL_VERSION, room: room_id, token: token.into(), name: Some("program".into()), receive_only: false };
+    // On a cluster, the room may live on another node: the join is sent there.
+    let mut hops = 0;
+    let first = loop {
+        send(&mut ws, &join)?;
+        match first_answer(&mut ws)? {
+            FirstAnswer::Redirect(to) if hops < 3 => {
+                tracing::info!(url = %to, "compositor: the room is on another node");
+                let (next, _) = tungstenite::connect(to.as_str()).with_context(|| format!("cannot reach the room's node at {to}"))?;
+                if let tungstenite::stream::MaybeTlsStream::Plain(s) = next.get_ref() {
+                    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+                }
+                ws = next;
+                hops += 1;
+            }
+            FirstAnswer::Redirect(_) => bail!("redirected more than three times"),
+            FirstAnswer::Message(m) => break *m,
+        }
+    };
     let mut ping = std::time::Instant::now();
     let mut reporter = metrics.map(|metrics| Reporter {
         metrics,
@@ -258,7 +276,7 @@ fn session(
         segments: 0,
         rtmp_seen: Vec::new(),
     });
-    let result = run_session(program, &mut ws, room, opts, stop, &mut ping, reporter.as_mut());
+    let result = run_session(program, &mut ws, first, room, opts, stop, &mut ping, reporter.as_mut());
     if let Some(r) = &reporter {
         r.down(program);
     }
@@ -269,11 +287,43 @@ fn session(
 
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
+/// The first answer to a join.
+enum FirstAnswer {
+    /// Join again there (a cluster's node that holds the room).
+    Redirect(String),
+    /// Anything else, for the session to handle first.
+    Message(Box<ServerMessage>),
+}
+
+/// Waits (bounded) for the join's first answer.
+fn first_answer(ws: &mut Ws) -> Result<FirstAnswer> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                return match serde_json::from_str::<ServerMessage>(t.as_str()) {
+                    Ok(ServerMessage::Redirect { url }) => Ok(FirstAnswer::Redirect(url)),
+                    Ok(other) => Ok(FirstAnswer::Message(Box::new(other))),
+                    Err(e) => bail!("signaling: not a server message: {e}"),
+                };
+            }
+            Ok(tungstenite::Message::Close(_)) => bail!("the server closed the signaling connection"),
+            Ok(_) => continue,
+            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) => bail!("signaling: {e}"),
+        }
+    }
+    bail!("no answer to the join within 15 s")
+}
+
+
 /// Carries the session until stopped (`None`) or until the event asks for another
 /// latency preset than the program's (`Some`).
+#[allow(clippy::too_many_arguments)]
 fn run_session(
     program: &Program,
     ws: &mut Ws,
+    first: ServerMessage,
     room: &str,
     opts: &ProgramOptions,
     stop: &Stop,
@@ -281,6 +331,7 @@ fn run_session(
     mut reporter: Option<&mut Reporter>,
 ) -> Result<Option<HlsPreset>> {
     let ws = &mut *ws;
+    let mut pending = Some(first);
     while !stop.is_set() {
         if let Some(e) = program.error() {
             bail!("program pipeline: {e}");
@@ -292,14 +343,17 @@ fn run_session(
             send(ws, &ClientMessage::Ping)?;
             *ping = std::time::Instant::now();
         }
-        let text = match ws.read() {
-            Ok(tungstenite::Message::Text(t)) => t.to_string(),
-            Ok(tungstenite::Message::Close(_)) => bail!("the server closed the signaling connection"),
-            Ok(_) => continue,
-            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-            Err(e) => bail!("signaling: {e}"),
+        let message = match pending.take() {
+            Some(m) => m,
+            None => match ws.read() {
+                Ok(tungstenite::Message::Text(t)) => serde_json::from_str::<ServerMessage>(t.as_str())?,
+                Ok(tungstenite::Message::Close(_)) => bail!("the server closed the signaling connection"),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e) => bail!("signaling: {e}"),
+            },
         };
-        match serde_json::from_str::<ServerMessage>(&text)? {
+        match message {
             ServerMessage::Joined { .. } => {
                 tracing::info!(%room, "compositor joined");
                 let sdp = program.offer()?;

@@ -50,6 +50,8 @@ pub struct AppState {
     pub turn: Option<crate::config::Turn>,
     /// Signaling sessions that can be resumed on a new connection.
     pub sessions: crate::resume::Sessions,
+    /// Which node owns a room (this one, without Redis).
+    pub directory: crate::directory::Directory,
 }
 
 /// A WHIP or WHEP session, ended by `DELETE` on its URL.

@@ -68,6 +68,13 @@ impl Viewers {
         r.count(now, self.per_address)
     }
 
+    /// Every room's count now (rooms with none left are not listed).
+    pub fn counts(&self) -> Vec<(String, usize)> {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        rooms.iter().map(|(id, r)| (id.clone(), r.count(now, self.per_address))).filter(|(_, n)| *n > 0).collect()
+    }
+
     /// The room's count now.
     pub fn count(&self, room: &str) -> usize {
         let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());

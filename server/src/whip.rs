@@ -65,6 +65,16 @@ pub async fn post(
             &format!("Content-Type must be {SDP_CONTENT_TYPE}, not {ct:?}"),
         );
     }
+    // The room may live on another node: the client is sent there (307 keeps the
+    // method and the offer).
+    match state.directory.place(&room).await {
+        Ok(crate::directory::Placement::Here) => {}
+        Ok(crate::directory::Placement::There(base)) => {
+            let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(req.path());
+            return HttpResponse::TemporaryRedirect().insert_header((header::LOCATION, format!("{base}{path}"))).finish();
+        }
+        Err(e) => return error_response(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, &e),
+    }
     // Checked before anyone joins, so a bad offer leaves no trace in the room.
     let offer = match check_sdp_offer(&body).and_then(|o| {
         casecast_actors::sdp::parse_offer(o)?;
@@ -103,6 +113,7 @@ pub async fn post(
         addr: handle.addr.clone(),
     };
     state.resources.lock().unwrap().insert(resource.clone(), entry);
+    state.directory.add_resource(&resource).await;
     // TURN servers for this session (RFC 9725 §4.6), for a client behind a firewall
     // that lets neither UDP nor direct TCP through; it may restart ICE with them.
     let ice_servers = state.ice_servers(&resource);
@@ -117,6 +128,7 @@ pub async fn post(
             }
         }
         st.resources.lock().unwrap().remove(&resource);
+        st.directory.remove_resource(&resource).await;
     });
     tracing::info!(%room, role = claims.role.as_str(), name = %claims.name, %location, "{} session started", kind.path());
     let mut created = HttpResponse::Created();
@@ -140,6 +152,12 @@ pub async fn delete(
         let r = state.resources.lock().unwrap();
         r.get(&resource).filter(|e| e.room == room && e.door == kind.path()).cloned()
     };
+    // A session on another node of the cluster is ended there.
+    if entry.is_none()
+        && let Some(base) = state.directory.resource_node(&resource).await
+    {
+        return HttpResponse::TemporaryRedirect().insert_header((header::LOCATION, format!("{base}{}", req.path()))).finish();
+    }
     // The token that started the session may end it even after it expired; any other
     // request must carry a valid token for the room first.
     let same_token = entry.as_ref().is_some_and(|e| Some(e.token.as_str()) == token(&req));

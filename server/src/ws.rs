@@ -414,6 +414,16 @@ async fn handle(
                 policy = UplinkPolicy { publish: false, video: false, max_fps: 0, max_video_bitrate: 0, simulcast: false };
             }
             let name = opts.name.clone();
+            // The room may live on another node: the client is sent there.
+            match state.directory.place(&room).await {
+                Ok(crate::directory::Placement::Here) => {}
+                Ok(crate::directory::Placement::There(base)) => {
+                    let url = format!("{}/ws", base.replacen("http", "ws", 1));
+                    tracing::info!(%room, to = %url, "join sent to the room's node");
+                    return Step::End(Some(ServerMessage::Redirect { url }), CloseCode::Normal, "the room is on another node".into());
+                }
+                Err(e) => return Step::End(Some(ServerMessage::error(ErrorCode::Internal, e)), CloseCode::Again, "room directory unavailable".into()),
+            }
             // The same person whose connection was lost a moment ago (a killed
             // browser, a reload) comes back as new: the old session gives its seat up.
             let person = crate::state::person(&claims);

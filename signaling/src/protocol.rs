@@ -309,6 +309,12 @@ pub enum ServerMessage {
     },
     /// Answer to [`ClientMessage::Ping`].
     Pong,
+    /// The room lives on another node of the cluster: join there (the same `join`
+    /// message on a WebSocket to `url`). The server closes this connection.
+    Redirect {
+        /// The owner node's WebSocket URL (`wss://node-a.example/ws`).
+        url: String,
+    },
     /// Something was wrong. Fatal errors are followed by the connection closing.
     Error {
         /// A machine-readable code.

@@ -280,6 +280,10 @@ pub(crate) async fn revoke(req: HttpRequest, p: web::Path<(String, String)>, st:
             // Its sessions end now, not at their next join: an invitation's person is
             // its id (see `state::person`).
             let ended = st.sfu.end_sessions(&id, &inv, "your invitation was revoked by the organisers").await;
+            // And on every other node (refused there, its sessions there ended).
+            if let Err(e) = st.directory.revoke(&id, &inv).await {
+                tracing::error!(error = %e, "the revocation could not be shared with the other nodes");
+            }
             st.events.audit(&who, "invitation.revoke", Some(&id), json!({ "invitation": inv, "sessions_ended": ended })).await;
             HttpResponse::NoContent().finish()
         }

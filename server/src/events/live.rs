@@ -76,6 +76,9 @@ pub(crate) async fn live(req: HttpRequest, id: web::Path<String>, body: web::Pay
 /// connection and media (updated every 2 s).
 pub(crate) async fn participants(req: HttpRequest, id: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
     op!(req, st, Some(&id));
+    if let Some(r) = crate::directory::forward_to_owner(&st, &req, &id, &[]).await {
+        return r;
+    }
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(st.sfu.participants(&id).await.unwrap_or_default())
 }
 
@@ -98,6 +101,9 @@ async fn a_person(st: &AppState, room: &str, participant: &str) -> std::result::
 pub(crate) async fn remove(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
     let (id, participant) = p.into_inner();
     let who = op!(req, st, Some(&id));
+    if let Some(r) = crate::directory::forward_to_owner(&st, &req, &id, &[]).await {
+        return r;
+    }
     if let Err(r) = a_person(&st, &id, &participant).await {
         return r;
     }
@@ -122,6 +128,9 @@ struct MuteChange {
 pub(crate) async fn mute(req: HttpRequest, p: web::Path<(String, String)>, bytes: web::Bytes, st: web::Data<AppState>) -> HttpResponse {
     let (id, participant) = p.into_inner();
     let who = op!(req, st, Some(&id));
+    if let Some(r) = crate::directory::forward_to_owner(&st, &req, &id, &bytes).await {
+        return r;
+    }
     let m: MuteChange = match body(&bytes) {
         Ok(b) => b,
         Err(r) => return r,

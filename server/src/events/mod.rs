@@ -202,6 +202,26 @@ impl Events {
         })
     }
 
+    /// Reads the events and revocations again (a cluster: other nodes write them in
+    /// the same database): new events, and changes such as a start or an end.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let rows = sqlx::query("SELECT * FROM events").fetch_all(self.db.pool()).await?;
+        let events = rows.iter().map(Event::from_row).collect::<Result<Vec<_>>>().map_err(anyhow::Error::msg)?;
+        let revoked: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM invitations WHERE revoked_at IS NOT NULL").fetch_all(self.db.pool()).await?;
+        // Merged, not replaced: an event made here after the read stays. (An event
+        // deleted on another node stays listed here until a restart; its
+        // invitations are revoked everywhere all the same.)
+        self.events.write().unwrap_or_else(|e| e.into_inner()).extend(events.into_iter().map(|e| (e.id.clone(), e)));
+        self.revoked.write().unwrap_or_else(|e| e.into_inner()).extend(revoked);
+        Ok(())
+    }
+
+    /// Records that invitation `jti` was revoked (on another node).
+    pub fn mark_revoked(&self, jti: &str) {
+        self.revoked.write().unwrap_or_else(|e| e.into_inner()).insert(jti.to_string());
+    }
+
     /// Whether the invitation `jti` was revoked.
     pub fn is_revoked(&self, jti: &str) -> bool {
         self.revoked.read().unwrap_or_else(|e| e.into_inner()).contains(jti)

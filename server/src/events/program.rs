@@ -363,7 +363,8 @@ pub(super) fn distribution_of(st: &AppState, id: &str) -> Value {
         "hls": { "url": format!("/hls/{id}/index.m3u8"), "playlist": playlist.exists() },
         "outputs": outputs,
         "program": if program.is_empty() { Value::Null } else { Value::Object(program) },
-        "viewers": st.viewers.count(id),
+        // Every node's viewers (a cluster: the others' as of their last heartbeat).
+        "viewers": st.viewers.count(id) + st.directory.remote_viewers(id),
         "kind": if st.distribution.aws().is_some() { "aws" } else { "local" },
         "aws": st.distribution.aws().map(|a| serde_json::to_value(a.state(id).unwrap_or_default()).unwrap_or(Value::Null)),
     })
