@@ -21,8 +21,6 @@ pub(crate) struct Http {
     agent: Agent,
     /// The base URL without a trailing slash, e.g. `http://127.0.0.1:8080`.
     base: String,
-    /// `scheme://authority` of the base URL.
-    origin: String,
 }
 
 /// What a successful WHIP/WHEP POST returns.
@@ -38,7 +36,7 @@ impl Http {
     /// A client for the server at `base_url`; every request is bounded by `timeout`.
     pub(crate) fn new(base_url: &str, timeout: Duration) -> Result<Http> {
         let base = base_url.trim().trim_end_matches('/').to_string();
-        let origin = origin_of(&base)?.to_string();
+        origin_of(&base)?;
         let agent: Agent = Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
@@ -46,11 +44,7 @@ impl Http {
             .proxy(None)
             .build()
             .into();
-        Ok(Http {
-            agent,
-            base,
-            origin,
-        })
+        Ok(Http { agent, base })
     }
 
     /// `{base}/{kind}/{room}` with the room percent-encoded as one path segment.
@@ -59,20 +53,35 @@ impl Http {
     }
 
     /// POSTs an SDP offer to a WHIP/WHEP endpoint and returns the answer and resource URL.
+    ///
+    /// A 307 or 308 (the room lives on another node of the cluster) is followed,
+    /// at most [`MAX_REDIRECTS`] times, with the same token and offer.
     pub(crate) fn post_offer(&self, url: &str, token: &str, offer: &str) -> Result<Negotiated> {
-        let mut response = self
-            .agent
-            .post(url)
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Content-Type", "application/sdp")
-            .send(offer)
-            .with_context(|| format!("cannot reach the server at {url}"))?;
-        let status = response.status();
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let mut url = url.to_string();
+        let mut hops = 0;
+        let (mut response, status, location) = loop {
+            let response = self
+                .agent
+                .post(&url)
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Content-Type", "application/sdp")
+                .send(offer)
+                .with_context(|| format!("cannot reach the server at {url}"))?;
+            let status = response.status();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if matches!(status.as_u16(), 307 | 308) && hops < MAX_REDIRECTS {
+                let to = location.with_context(|| format!("POST {url} answered {status} without a Location"))?;
+                url = redirect_target(&url, &to)?;
+                hops += 1;
+                continue;
+            }
+            break (response, status, location);
+        };
+        let url = url.as_str();
         let body = read_body(&mut response)
             .with_context(|| format!("reading the response of POST {url}"))?;
         if !status.is_success() {
@@ -86,7 +95,7 @@ impl Http {
         }
         let location = location
             .with_context(|| format!("POST {url} returned {status} without a Location header"))?;
-        let resource_url = self.resolve(url, &location)?;
+        let resource_url = resolve_location(origin_of(url)?, url, &location)?;
         Ok(Negotiated {
             answer: body,
             resource_url,
@@ -128,11 +137,20 @@ impl Http {
         }
         Ok(body)
     }
+}
 
-    /// Resolves a `Location` header against the request URL; refuses other origins.
-    fn resolve(&self, request_url: &str, location: &str) -> Result<String> {
-        resolve_location(&self.origin, request_url, location)
+/// Most redirects followed to reach a room's node.
+const MAX_REDIRECTS: usize = 3;
+
+/// Where a 307/308 sends a POST: an absolute `http://` URL (another node), or a
+/// path on the same server.
+fn redirect_target(request_url: &str, location: &str) -> Result<String> {
+    let location = location.trim();
+    if location.starts_with("http://") {
+        origin_of(location)?;
+        return Ok(location.to_string());
     }
+    resolve_location(origin_of(request_url)?, request_url, location)
 }
 
 fn read_body(response: &mut ureq::http::Response<ureq::Body>) -> Result<String> {

@@ -1,5 +1,6 @@
-//! `casecast-loadtest`: one WHIP publisher, N WHEP subscribers, and a report of what
-//! the subscribers received and what it cost the server.
+//! `casecast-loadtest`: a WHIP publisher per room, N WHEP subscribers spread over
+//! the rooms (and the rooms over the nodes given), and a report of what the
+//! subscribers received and what it cost each node.
 
 mod report;
 
@@ -15,8 +16,8 @@ use casecast_signaling::{Role, TokenKey};
 use clap::Parser;
 
 use report::{
-    Aggregate, ConfigReport, PublisherReport, Report, ServerReport, SubscriberReport,
-    SubscriberWindow,
+    Aggregate, ConfigReport, NodeReport, PublisherReport, Report, RoomReport, ServerReport,
+    SubscriberReport, SubscriberWindow,
 };
 
 /// Bound on every HTTP request (WHIP/WHEP, DELETE, metrics).
@@ -32,12 +33,16 @@ const SLACK: Duration = Duration::from_secs(60);
 #[derive(Debug, Parser)]
 #[command(name = "casecast-loadtest", version)]
 struct Args {
-    /// Base URL of the server (plain http).
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "CASECAST_URL")]
-    url: String,
-    /// Room to publish into and watch.
+    /// Base URL of the server (plain http). Repeat it (or separate with commas) for
+    /// several nodes: room k is published into and watched on node k mod nodes.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "CASECAST_URL", value_delimiter = ',')]
+    url: Vec<String>,
+    /// Room to publish into and watch (with --rooms above 1: `<room>-1`, `<room>-2`, …).
     #[arg(long, default_value = "load")]
     room: String,
+    /// Rooms, each with its own publisher; subscriber i watches room i mod rooms.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rooms: u32,
     /// The server's token secret, to mint encoder and viewer tokens.
     #[arg(long, env = "CASECAST_SECRET", hide_env_values = true)]
     secret: String,
@@ -89,11 +94,12 @@ struct CyclesReport {
 
 /// Joins and leaves `n` subscribers in turn, bounded by `limit` in all.
 fn run_cycles(args: &Args, token: &dyn Fn(usize) -> String, options: &SubscriberOptions, n: usize, limit: Duration) -> Result<CyclesReport> {
+    let url = &args.url[0];
     let rss = || -> Result<f64> {
-        let m = scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT)?;
+        let m = scrape_metrics(url, args.scrape_token(), HTTP_TIMEOUT)?;
         m.get("process_resident_memory_bytes").map(|b| b / 1_048_576.0).context("the server reports no process_resident_memory_bytes")
     };
-    let viewers = || scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT).ok().and_then(|m| m.get("casecast_participants{role=\"viewer\"}"));
+    let viewers = || scrape_metrics(url, args.scrape_token(), HTTP_TIMEOUT).ok().and_then(|m| m.get("casecast_participants{role=\"viewer\"}"));
     let viewers_before = viewers();
     let before = rss()?;
     let start = Instant::now();
@@ -104,7 +110,7 @@ fn run_cycles(args: &Args, token: &dyn Fn(usize) -> String, options: &Subscriber
             progress(format_args!("cycles: stopped at {i} after {limit:?}"));
             break;
         }
-        match Subscriber::start_with(&args.url, &args.room, &token(i), options.clone()) {
+        match Subscriber::start_with(url, &args.room_name(0), &token(i), options.clone()) {
             Ok(s) => {
                 if !s.wait_for_video(Duration::from_secs(5)) {
                     failed += 1;
@@ -140,6 +146,16 @@ impl Args {
     fn scrape_token(&self) -> &str {
         self.metrics_token.as_deref().unwrap_or_default()
     }
+
+    /// Room `k`'s name.
+    fn room_name(&self, k: usize) -> String {
+        if self.rooms == 1 { self.room.clone() } else { format!("{}-{}", self.room, k + 1) }
+    }
+
+    /// The node room `k` is on.
+    fn node_of(&self, k: usize) -> &str {
+        &self.url[k % self.url.len()]
+    }
 }
 
 fn main() -> ExitCode {
@@ -161,15 +177,14 @@ fn progress(msg: impl std::fmt::Display) {
 }
 
 fn run(args: &Args) -> Result<ExitCode> {
-    if !args.url.starts_with("http://") {
-        bail!("--url must be a plain http:// URL, not {:?}", args.url);
+    for url in &args.url {
+        if !url.starts_with("http://") {
+            bail!("--url must be a plain http:// URL, not {url:?}");
+        }
+        scrape_metrics(url, args.scrape_token(), HTTP_TIMEOUT)
+            .with_context(|| format!("the server at {url} is unreachable (GET /metrics failed)"))?;
     }
-    scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT).with_context(|| {
-        format!(
-            "the server at {} is unreachable (GET /metrics failed)",
-            args.url
-        )
-    })?;
+    let rooms = args.rooms as usize;
 
     let ramp_total = args
         .ramp
@@ -180,14 +195,15 @@ fn run(args: &Args) -> Result<ExitCode> {
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
         .as_secs();
-    let mint = |role, name: &str| key.mint(&args.room, role, name, now, lifetime.as_secs());
+    let mint = |room: &str, role, name: &str| key.mint(room, role, name, now, lifetime.as_secs());
 
     progress(format_args!(
-        "publishing {} kbit/s @ {} fps into room {:?} at {}",
+        "publishing {} kbit/s @ {} fps into {} room(s) from {:?} on {} node(s)",
         args.video_bitrate / 1000,
         args.fps,
+        rooms,
         args.room,
-        args.url
+        args.url.len(),
     ));
     let publisher_options = PublisherOptions {
         video_bitrate_bps: args.video_bitrate,
@@ -198,19 +214,25 @@ fn run(args: &Args) -> Result<ExitCode> {
         max_duration: lifetime,
         ..PublisherOptions::default()
     };
-    let publisher = Publisher::start(
-        &args.url,
-        &args.room,
-        &mint(Role::Encoder, "loadtest-publisher"),
-        publisher_options,
-    )
-    .context("starting the publisher")?;
-    if !publisher.wait_connected(CONNECT_TIMEOUT) {
-        let stats = publisher.stop();
-        bail!(
-            "the publisher did not connect: {}",
-            stats.error.as_deref().unwrap_or("timed out")
-        );
+    let mut publishers = Vec::with_capacity(rooms);
+    for k in 0..rooms {
+        let room = args.room_name(k);
+        let started = Publisher::start(args.node_of(k), &room, &mint(&room, Role::Encoder, "loadtest-publisher"), publisher_options.clone())
+            .with_context(|| format!("starting the publisher of room {room:?}"));
+        match started {
+            Ok(p) => publishers.push(p),
+            Err(e) => {
+                stop_all(publishers, Vec::new());
+                return Err(e);
+            }
+        }
+    }
+    for (k, p) in publishers.iter().enumerate() {
+        if !p.wait_connected(CONNECT_TIMEOUT) {
+            let why = p.stats().error.unwrap_or_else(|| "timed out".into());
+            stop_all(publishers, Vec::new());
+            bail!("the publisher of room {:?} did not connect: {why}", args.room_name(k));
+        }
     }
 
     progress(format_args!(
@@ -228,16 +250,16 @@ fn run(args: &Args) -> Result<ExitCode> {
         if i > 0 {
             std::thread::sleep(args.ramp);
         }
-        let token = mint(Role::Viewer, &format!("loadtest-viewer-{i}"));
-        let started =
-            Subscriber::start_with(&args.url, &args.room, &token, subscriber_options.clone());
+        let (k, room) = (i % rooms, args.room_name(i % rooms));
+        let token = mint(&room, Role::Viewer, &format!("loadtest-viewer-{i}"));
+        let started = Subscriber::start_with(args.node_of(k), &room, &token, subscriber_options.clone());
         if let Err(e) = &started {
             progress(format_args!("subscriber {i} failed to start: {e:#}"));
         }
         subscribers.push(started.map_err(|e| format!("{e:#}")));
     }
     if !subscribers.iter().any(Result::is_ok) {
-        publisher.stop();
+        stop_all(publishers, subscribers);
         bail!("no subscriber could start");
     }
 
@@ -251,9 +273,9 @@ fn run(args: &Args) -> Result<ExitCode> {
             .flatten()
             .any(|s| s.stats().received_media())
     {
-        let sent = publisher.stats();
+        let sent = publishers[0].stats();
         let first_error = subscribers.iter().flatten().find_map(|s| s.stats().error);
-        stop_all(publisher, subscribers);
+        stop_all(publishers, subscribers);
         bail!(
             "no subscriber received media within {:?} (publisher sent {} video frames{}){}",
             args.warmup_timeout,
@@ -268,10 +290,15 @@ fn run(args: &Args) -> Result<ExitCode> {
     }
 
     // The measurement window.
-    let metrics_before = scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT)
-        .context("reading /metrics at the start of the window")?;
+    let mut metrics_before = Vec::new();
+    for url in &args.url {
+        metrics_before.push(
+            scrape_metrics(url, args.scrape_token(), HTTP_TIMEOUT)
+                .with_context(|| format!("reading {url}/metrics at the start of the window"))?,
+        );
+    }
     let window_start = Instant::now();
-    let publisher_before = publisher.stats();
+    let publishers_before: Vec<_> = publishers.iter().map(Publisher::stats).collect();
     let before: Vec<Option<SubscriberStats>> = subscribers
         .iter()
         .map(|s| s.as_ref().ok().map(Subscriber::stats))
@@ -282,9 +309,9 @@ fn run(args: &Args) -> Result<ExitCode> {
         .iter()
         .map(|s| s.as_ref().ok().map(Subscriber::stats))
         .collect();
-    let publisher_after = publisher.stats();
+    let publishers_after: Vec<_> = publishers.iter().map(Publisher::stats).collect();
     let window = window_start.elapsed().as_secs_f64();
-    let metrics_after = scrape_metrics(&args.url, args.scrape_token(), HTTP_TIMEOUT);
+    let metrics_after: Vec<_> = args.url.iter().map(|url| scrape_metrics(url, args.scrape_token(), HTTP_TIMEOUT)).collect();
 
     let windows: Vec<SubscriberWindow> = subscribers
         .iter()
@@ -297,32 +324,61 @@ fn run(args: &Args) -> Result<ExitCode> {
         .collect();
     let cycles = if args.cycles > 0 {
         progress(format_args!("{} join/leave cycles", args.cycles));
-        let token = |i: usize| mint(Role::Viewer, &format!("loadtest-cycle-{i}"));
+        let token = |i: usize| mint(&args.room_name(0), Role::Viewer, &format!("loadtest-cycle-{i}"));
         Some(run_cycles(args, &token, &subscriber_options, args.cycles, Duration::from_secs(600))?)
     } else {
         None
     };
     progress("stopping");
-    stop_all(publisher, subscribers);
+    stop_all(publishers, subscribers);
 
     let subscriber_reports: Vec<SubscriberReport> = windows
         .iter()
         .enumerate()
         .map(|(i, w)| SubscriberReport::new(i, w, window))
         .collect();
-    let server = match metrics_after {
-        Ok(m) => Some(ServerReport::new(&metrics_before, &m, window)),
-        Err(e) => {
-            progress(format_args!(
-                "reading /metrics at the end of the window failed: {e:#}"
-            ));
-            None
-        }
+    let servers: Vec<Option<ServerReport>> = metrics_before
+        .iter()
+        .zip(metrics_after)
+        .zip(&args.url)
+        .map(|((before, after), url)| match after {
+            Ok(m) => Some(ServerReport::new(before, &m, window)),
+            Err(e) => {
+                progress(format_args!("reading {url}/metrics at the end of the window failed: {e:#}"));
+                None
+            }
+        })
+        .collect();
+    let of = |keep: &dyn Fn(usize) -> bool| -> Vec<SubscriberReport> {
+        subscriber_reports.iter().filter(|s| keep(s.index)).cloned().collect()
     };
+    let room_reports: Vec<RoomReport> = (0..rooms)
+        .map(|k| RoomReport {
+            room: args.room_name(k),
+            node: args.node_of(k).to_string(),
+            publisher: PublisherReport::new(&publishers_before[k], &publishers_after[k], window),
+            aggregate: Aggregate::new(&of(&|i| i % rooms == k)),
+        })
+        .collect();
+    let nodes = args.url.len();
+    let node_reports: Vec<NodeReport> = args
+        .url
+        .iter()
+        .zip(servers.iter())
+        .enumerate()
+        .map(|(n, (url, server))| NodeReport {
+            url: url.clone(),
+            rooms: (0..rooms).filter(|k| k % nodes == n).count(),
+            aggregate: Aggregate::new(&of(&|i| (i % rooms) % nodes == n)),
+            server: server.clone(),
+        })
+        .collect();
     let report = Report {
         config: ConfigReport {
-            url: args.url.clone(),
+            url: args.url[0].clone(),
+            urls: args.url.clone(),
             room: args.room.clone(),
+            rooms,
             subscribers: args.subscribers,
             duration_s: args.duration.as_secs_f64(),
             video_bitrate_bps: args.video_bitrate,
@@ -330,10 +386,12 @@ fn run(args: &Args) -> Result<ExitCode> {
             audio,
         },
         window_s: window,
-        publisher: PublisherReport::new(&publisher_before, &publisher_after, window),
+        publisher: PublisherReport::new(&publishers_before[0], &publishers_after[0], window),
         aggregate: Aggregate::new(&subscriber_reports),
         subscribers: subscriber_reports,
-        server,
+        server: servers[0].clone(),
+        rooms: room_reports,
+        nodes: node_reports,
     };
     if args.json {
         let mut v = serde_json::to_value(&report)?;
@@ -393,8 +451,10 @@ fn sleep_reporting(duration: Duration) {
 }
 
 /// Stops everything at once, then waits for each (every stop DELETEs its resource).
-fn stop_all(publisher: Publisher, subscribers: Vec<Result<Subscriber, String>>) {
-    publisher.request_stop();
+fn stop_all(publishers: Vec<Publisher>, subscribers: Vec<Result<Subscriber, String>>) {
+    for p in &publishers {
+        p.request_stop();
+    }
     for s in subscribers.iter().flatten() {
         s.request_stop();
     }
@@ -403,7 +463,9 @@ fn stop_all(publisher: Publisher, subscribers: Vec<Result<Subscriber, String>>) 
             progress(format_args!("subscriber: {e}"));
         }
     }
-    if let Some(e) = publisher.stop().error {
-        progress(format_args!("publisher: {e}"));
+    for p in publishers {
+        if let Some(e) = p.stop().error {
+            progress(format_args!("publisher: {e}"));
+        }
     }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The whole report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub config: ConfigReport,
     /// Length of the measurement window, seconds.
@@ -22,15 +22,41 @@ pub struct Report {
     pub publisher: PublisherReport,
     pub subscribers: Vec<SubscriberReport>,
     pub aggregate: Aggregate,
-    /// `None` if the server's metrics could not be read at the end of the window.
+    /// The first node's cost; `None` if its metrics could not be read at the end
+    /// of the window.
+    pub server: Option<ServerReport>,
+    /// Each room: its node, publisher and subscribers.
+    pub rooms: Vec<RoomReport>,
+    /// Each node: what its rooms' subscribers got and what it cost the node.
+    pub nodes: Vec<NodeReport>,
+}
+
+/// One room of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomReport {
+    pub room: String,
+    pub node: String,
+    pub publisher: PublisherReport,
+    pub aggregate: Aggregate,
+}
+
+/// One node (server) of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub url: String,
+    pub rooms: usize,
+    pub aggregate: Aggregate,
     pub server: Option<ServerReport>,
 }
 
 /// The run's parameters.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ConfigReport {
     pub url: String,
+    /// Every node's URL (the first is `url`).
+    pub urls: Vec<String>,
     pub room: String,
+    pub rooms: usize,
     pub subscribers: usize,
     pub duration_s: f64,
     pub video_bitrate_bps: u64,
@@ -39,7 +65,7 @@ pub struct ConfigReport {
 }
 
 /// What the publisher sent in the window.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PublisherReport {
     pub video_frames: u64,
     pub keyframes: u64,
@@ -50,7 +76,7 @@ pub struct PublisherReport {
 }
 
 /// What one subscriber received in the window.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SubscriberReport {
     pub index: usize,
     /// Whether its WHEP session was set up.
@@ -71,7 +97,7 @@ pub struct SubscriberReport {
 }
 
 /// Across subscribers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Aggregate {
     pub started: usize,
     /// Subscribers that received media in the window.
@@ -86,7 +112,7 @@ pub struct Aggregate {
 }
 
 /// The server's cost in the window, from `/metrics`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ServerReport {
     pub cpu_seconds: Option<f64>,
     /// CPU seconds per second of window, in percent of one core.
@@ -104,6 +130,9 @@ pub struct ServerReport {
     pub forward_latency_p99_ms: Option<f64>,
     /// Observations in the latency histogram during the window.
     pub forward_latency_samples: Option<f64>,
+    /// UDP send system calls on the media sockets, and the datagrams they sent.
+    pub udp_send_calls: Option<f64>,
+    pub udp_datagrams_sent: Option<f64>,
 }
 
 /// A subscriber's stats at the start and end of the window, or why it never started.
@@ -235,6 +264,8 @@ impl ServerReport {
             forward_latency_p50_ms: histogram_quantile(0.5, &latency).map(|s| s * 1000.0),
             forward_latency_p99_ms: histogram_quantile(0.99, &latency).map(|s| s * 1000.0),
             forward_latency_samples: latency_samples,
+            udp_send_calls: after.delta(before, "casecast_udp_syscalls_total{op=\"send\"}"),
+            udp_datagrams_sent: after.delta(before, "casecast_udp_datagrams_total{direction=\"out\"}"),
         }
     }
 }
@@ -251,9 +282,11 @@ impl Report {
         let c = &self.config;
         let _ = writeln!(
             out,
-            "casecast load test: {} room {:?}, {} subscribers, {:.1} s window, video {:.0} kbit/s @ {} fps, audio {}",
+            "casecast load test: {} room {:?} ({} room(s) on {} node(s)), {} subscribers, {:.1} s window, video {:.0} kbit/s @ {} fps, audio {}",
             c.url,
             c.room,
+            c.rooms,
+            c.urls.len(),
             c.subscribers,
             self.window_s,
             c.video_bitrate_bps as f64 / 1000.0,
@@ -316,7 +349,46 @@ impl Report {
             opt(a.first_frame_ms_max, 0),
             opt(a.video_loss_pct_max, 1),
         );
-        match &self.server {
+        if self.rooms.len() > 1 {
+            for r in &self.rooms {
+                let a = &r.aggregate;
+                let _ = writeln!(
+                    out,
+                    "room {:?} on {}: {}/{} receiving, video kbps min {} / median {}, worst loss {} %",
+                    r.room,
+                    r.node,
+                    a.receiving,
+                    a.started,
+                    opt(a.video_kbps_min, 1),
+                    opt(a.video_kbps_median, 1),
+                    opt(a.video_loss_pct_max, 1),
+                );
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if self.nodes.len() > 1 {
+                let _ = writeln!(
+                    out,
+                    "node {} {}: {} room(s), {}/{} receiving, video kbps min {} / median {}",
+                    i + 1,
+                    n.url,
+                    n.rooms,
+                    n.aggregate.receiving,
+                    n.aggregate.started,
+                    opt(n.aggregate.video_kbps_min, 1),
+                    opt(n.aggregate.video_kbps_median, 1),
+                );
+            }
+            server_text(&mut out, n.server.as_ref());
+        }
+        out
+    }
+}
+
+/// A node's cost, as text.
+fn server_text(out: &mut String, server: Option<&ServerReport>) {
+    {
+        match server {
             None => {
                 let _ = writeln!(
                     out,
@@ -351,9 +423,15 @@ impl Report {
                     opt(s.forward_latency_p99_ms, 3),
                     opt(s.forward_latency_samples, 0),
                 );
+                if let (Some(calls), Some(sent)) = (s.udp_send_calls, s.udp_datagrams_sent) {
+                    let _ = writeln!(
+                        out,
+                        "           UDP: {sent:.0} datagrams sent in {calls:.0} system calls ({:.2} a call)",
+                        if calls > 0.0 { sent / calls } else { 0.0 },
+                    );
+                }
             }
         }
-        out
     }
 }
 

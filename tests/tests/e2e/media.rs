@@ -290,3 +290,85 @@ fn an_encoder_pushes_srt_into_the_room() -> Result<()> {
     assert!(feed["publishing"].as_array().is_some_and(|k| k.iter().any(|k| k == "audio") && k.iter().any(|k| k == "video")), "{feed}");
     Ok(())
 }
+
+#[test]
+fn rooms_are_spread_over_the_media_workers_and_each_carries_its_feed() -> Result<()> {
+    // Two events at once on a server with two media workers: each room lives on a
+    // worker of its own (its own thread and UDP port), and each room's viewer
+    // decodes its feed, one over UDP, one over ICE-TCP (the listener is shared).
+    let server = Server::start(&["--media-workers", "2"])?;
+    let mut viewers = Vec::new();
+    let mut publishers = Vec::new();
+    for (room, udp) in [("or-a", true), ("or-b", false)] {
+        publishers.push(gst_publisher(&format!("{}/whip/{room}", server.url), &server.token(room, Role::Encoder, "OR encoder"), &["--width", "640", "--height", "360"])?);
+        viewers.push(casecast_tests::gst_peer::WebrtcbinViewer::join_over(&server.url, room, &server.token(room, Role::Operator, "monitor"), 1, udp)?);
+    }
+    for (viewer, room) in viewers.iter().zip(["or-a", "or-b"]) {
+        wait_for(&format!("the viewer of {room} to decode its feed"), Duration::from_secs(60), || (viewer.video() >= 30 && viewer.audio() >= 25).then_some(()))
+            .map_err(|e| anyhow::anyhow!("{e}: video {}, audio {}", viewer.video(), viewer.audio()))?;
+    }
+    for w in ["0", "1"] {
+        let rooms = server.metric(&format!("casecast_media_worker_rooms{{worker=\"{w}\"}}"));
+        let people = server.metric(&format!("casecast_media_worker_participants{{worker=\"{w}\"}}"));
+        assert_eq!((rooms, people), (Some(1.0), Some(2.0)), "worker {w}: one room, its encoder and its viewer");
+    }
+    // Each worker's socket: the media port and the one after it.
+    let udp = std::fs::read_to_string("/proc/net/udp")?;
+    for port in [server.udp_port, server.udp_port + 1] {
+        assert!(udp.lines().any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&format!(":{port:04X}")))), "port {port} bound");
+    }
+    for v in viewers {
+        v.stop()?;
+    }
+    drop(publishers);
+    wait_for("the rooms to close on both workers", Duration::from_secs(20), || {
+        ["0", "1"]
+            .iter()
+            .all(|w| server.metric(&format!("casecast_media_worker_participants{{worker=\"{w}\"}}")) == Some(0.0))
+            .then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn the_load_test_spreads_rooms_over_nodes_and_reports_each_node() -> Result<()> {
+    // Two servers (nodes) with two media workers each; `casecast-loadtest` puts four
+    // rooms on them (two each, publisher and subscribers on the room's node) and
+    // reports every room and node: each node's rooms spread over its two workers.
+    use anyhow::Context as _;
+    let a = Server::start(&["--media-workers", "2"])?;
+    let b = Server::start(&["--media-workers", "2"])?;
+    let bin = target_dir().join("debug/casecast-loadtest");
+    let run = std::process::Command::new(&bin)
+        .args(["--url", &a.url, "--url", &b.url, "--secret", SECRET, "--metrics-token", METRICS_TOKEN, "--rooms", "4", "--subscribers", "8"])
+        .args(["--duration", "4s", "--video-bitrate", "800000", "--ramp", "20ms", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {} (cargo build --workspace --bins)", bin.display()))?;
+    let mut run = Proc(run);
+    // While it runs, each node has a room on each of its workers.
+    for s in [&a, &b] {
+        wait_for("each worker of the node to carry a room", Duration::from_secs(60), || {
+            ["0", "1"].iter().all(|w| s.metric(&format!("casecast_media_worker_rooms{{worker=\"{w}\"}}")) == Some(1.0)).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e} (is the load test running? {:?})", run.0.try_wait()))?;
+    }
+    let child = &mut run.0;
+    let status = wait_for("the load test to end", Duration::from_secs(120), || child.try_wait().ok().flatten())?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().context("stdout")?, &mut out).ok();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().context("stderr")?, &mut err).ok();
+    anyhow::ensure!(status.success(), "the load test failed: {err}");
+    let r: Value = serde_json::from_str(&out).map_err(|e| anyhow::anyhow!("{e}: {err}"))?;
+    assert_eq!(r["rooms"].as_array().map(Vec::len), Some(4), "{r}");
+    for (n, url) in [&a.url, &b.url].iter().enumerate() {
+        let node = &r["nodes"][n];
+        assert_eq!((node["url"].as_str(), node["rooms"].as_u64()), (Some(url.as_str()), Some(2)), "{node}");
+        assert_eq!(node["aggregate"]["receiving"].as_u64(), Some(4), "every subscriber of node {n} receives: {node}");
+        assert!(node["aggregate"]["video_kbps_min"].as_f64().unwrap_or(0.0) > 400.0, "{node}");
+        assert!(node["server"]["packets_forwarded"].as_f64().unwrap_or(0.0) > 0.0, "node {n}'s own cost: {node}");
+    }
+    Ok(())
+}
