@@ -27,8 +27,21 @@ pub struct Config {
     /// Host names (or IPs) to make a self-signed certificate for, for trials
     /// (browsers warn about it); instead of `tls_cert`/`tls_key`.
     pub tls_self_signed: Vec<String>,
-    /// UDP media socket bind address.
+    /// UDP media socket bind address: media worker `i` binds its port plus `i`.
     pub udp_bind: SocketAddr,
+    /// Media worker threads, each with its own UDP socket and its rooms; 0 = one per
+    /// core.
+    pub media_workers: usize,
+    /// Batched UDP system calls on the media sockets (`sendmmsg`, `recvmmsg`);
+    /// false: one `send_to`/`recv_from` per datagram (for comparison).
+    pub udp_batching: bool,
+    /// Redis shared by the nodes of a cluster (`redis://host:6379/0`): rooms are
+    /// placed on one node each, and clients reaching another are sent there. None:
+    /// one node.
+    pub redis_url: Option<String>,
+    /// Where the other nodes send this node's clients (its base URL); default
+    /// `public_url`.
+    pub node_url: Option<String>,
     /// ICE-TCP for networks that block UDP: passive TCP candidates beside the UDP
     /// ones (RFC 6544).
     pub ice_tcp: bool,
@@ -118,7 +131,17 @@ pub struct CasesConfig {
     pub s3_endpoint: Option<String>,
     /// Ingest worker threads; 0 = one per core.
     pub workers: usize,
-    /// Keep originals in `<data_dir>/cases/staging` after processing (never served).
+    /// The server runs ingest jobs itself (false: it only records them, for
+    /// `casecast ingest-worker` processes sharing its database to run).
+    pub ingest_in_server: bool,
+    /// Stage uploads in the object store (under `.staging/`) rather than on this
+    /// machine's disk, so that an ingest worker on any machine can take any job.
+    pub stage_in_objects: bool,
+    /// How long a claimed job stays a worker's without a renewal, seconds (renewed
+    /// every third of it): a worker that dies holds its jobs this long.
+    pub lease_secs: u64,
+    /// Keep originals in `<data_dir>/cases/staging` (or the object store's
+    /// `.staging/`) after processing (never served).
     pub keep_originals: bool,
     /// Largest upload (one file, archive or STOW-RS request), bytes.
     pub max_upload_bytes: u64,
@@ -167,6 +190,9 @@ impl Default for CasesConfig {
             objects: None,
             s3_endpoint: None,
             workers: 0,
+            ingest_in_server: true,
+            stage_in_objects: false,
+            lease_secs: 30,
             keep_originals: false,
             max_upload_bytes: 64 << 30,
             ocr_all: false,
@@ -241,6 +267,9 @@ impl Config {
         Ok(casecast_actors::ingest::IngestConfig {
             workers: if self.cases.workers == 0 { cores } else { self.cases.workers },
             staging: self.cases_staging(),
+            scratch: self.cases_staging(),
+            stage_in_objects: self.cases.stage_in_objects,
+            lease: std::time::Duration::from_secs(self.cases.lease_secs),
             keep_originals: self.cases.keep_originals,
             deid: self.deid_options()?,
             zip: casecast_ingest::cases::ZipLimits { max_total: self.cases.max_upload_bytes.saturating_mul(4), ..Default::default() },
@@ -248,6 +277,14 @@ impl Config {
             recover: true,
             node: self.node_name(),
         })
+    }
+
+    /// Media worker threads: as configured, or one per core.
+    pub fn media_workers(&self) -> usize {
+        match self.media_workers {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        }
     }
 
     /// This node's name among others sharing its database: the host's name and the
@@ -363,6 +400,10 @@ impl Default for Config {
             tls_key: None,
             tls_self_signed: Vec::new(),
             udp_bind: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            media_workers: 0,
+            udp_batching: true,
+            redis_url: None,
+            node_url: None,
             ice_tcp: true,
             ice_tcp_port: 0,
             turn_urls: Vec::new(),
@@ -411,9 +452,21 @@ pub struct ConfigArgs {
     /// trials: browsers will warn.
     #[arg(long, env = "CASECAST_TLS_SELF_SIGNED", value_delimiter = ',')]
     pub tls_self_signed: Option<Vec<String>>,
-    /// UDP media bind address.
+    /// UDP media bind address (worker i on its port plus i).
     #[arg(long, env = "CASECAST_UDP_BIND")]
     pub udp_bind: Option<SocketAddr>,
+    /// Media worker threads (0 = one per core).
+    #[arg(long, env = "CASECAST_MEDIA_WORKERS")]
+    pub media_workers: Option<usize>,
+    /// Batched UDP system calls (sendmmsg/recvmmsg), default true.
+    #[arg(long, env = "CASECAST_UDP_BATCHING")]
+    pub udp_batching: Option<bool>,
+    /// Redis shared by the cluster's nodes (none: one node).
+    #[arg(long, env = "CASECAST_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// This node's base URL for the other nodes' redirects (default: public_url).
+    #[arg(long, env = "CASECAST_NODE_URL")]
+    pub node_url: Option<String>,
     /// ICE-TCP beside UDP (passive TCP candidates), default true.
     #[arg(long, env = "CASECAST_ICE_TCP")]
     pub ice_tcp: Option<bool>,
@@ -520,6 +573,15 @@ pub struct ConfigArgs {
     /// Ingest worker threads (0 = one per core).
     #[arg(long, env = "CASECAST_CASES_WORKERS")]
     pub cases_workers: Option<usize>,
+    /// Run ingest jobs in the server (false: `casecast ingest-worker`s do).
+    #[arg(long, env = "CASECAST_CASES_INGEST_IN_SERVER")]
+    pub cases_ingest_in_server: Option<bool>,
+    /// Stage uploads in the object store, for ingest workers on other machines.
+    #[arg(long, env = "CASECAST_CASES_STAGE_IN_OBJECTS")]
+    pub cases_stage_in_objects: Option<bool>,
+    /// An ingest job's lease, seconds.
+    #[arg(long, env = "CASECAST_CASES_LEASE_SECS")]
+    pub cases_lease_secs: Option<u64>,
     /// Keep originals in staging after processing.
     #[arg(long, env = "CASECAST_CASES_KEEP_ORIGINALS")]
     pub cases_keep_originals: Option<bool>,
@@ -557,7 +619,7 @@ impl ConfigArgs {
             };
         }
         set!(listen => listen, tls_listen => tls_listen, tls_cert => tls_cert, tls_key => tls_key,
-             tls_self_signed => tls_self_signed, udp_bind => udp_bind, ice_tcp => ice_tcp, ice_tcp_port => ice_tcp_port,
+             tls_self_signed => tls_self_signed, udp_bind => udp_bind, media_workers => media_workers, udp_batching => udp_batching, ice_tcp => ice_tcp, ice_tcp_port => ice_tcp_port,
              turn_urls => turn_urls, turn_ttl_secs => turn_ttl_secs, advertise => advertise, data_dir => data_dir,
              log_format => log_format, connect_timeout_secs => connect_timeout_secs,
              max_token_ttl_secs => max_token_ttl_secs, trusted_proxies => trusted_proxies,
@@ -578,6 +640,9 @@ impl ConfigArgs {
              program_video_bitrate => program.video_bitrate,
              program_monitor => program.monitor,
              cases_workers => cases.workers,
+             cases_ingest_in_server => cases.ingest_in_server,
+             cases_stage_in_objects => cases.stage_in_objects,
+             cases_lease_secs => cases.lease_secs,
              cases_keep_originals => cases.keep_originals,
              cases_max_upload_bytes => cases.max_upload_bytes,
              cases_cstore_listen => cases.cstore_listen,
@@ -598,6 +663,12 @@ impl ConfigArgs {
         }
         if self.public_url.is_some() {
             c.public_url = self.public_url.clone();
+        }
+        if self.redis_url.is_some() {
+            c.redis_url = self.redis_url.clone();
+        }
+        if self.node_url.is_some() {
+            c.node_url = self.node_url.clone();
         }
         if self.secret.is_some() {
             c.secret = self.secret.clone();
@@ -654,6 +725,12 @@ impl Config {
         }
         if self.room.max_sessions_per_person == 0 {
             bail!("room.max_sessions_per_person must be at least 1");
+        }
+        if self.media_workers > 256 {
+            bail!("media_workers must be 0 (one per core) to 256, not {}", self.media_workers);
+        }
+        if !(3..=3600).contains(&self.cases.lease_secs) {
+            bail!("cases.lease_secs must be 3..=3600 (a worker renews its leases every third of it)");
         }
         if let Some(l) = &self.room.feed_ladder {
             check_ladder(l).map_err(|e| anyhow::anyhow!("room.feed_ladder: {e}"))?;

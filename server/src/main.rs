@@ -2,15 +2,18 @@
 //!
 //! Subcommands: `serve` (the server), `demo` (the server with a demo room fed by a
 //! synthetic surgery feed), `token` (mint an access token), `publish` (publish a
-//! test pattern to any WHIP endpoint), `routes` (every door and who may use it).
+//! test pattern to any WHIP endpoint), `routes` (every door and who may use it),
+//! `ingest-worker` (run DICOM ingest jobs beside the server or on another machine).
 
 mod cases;
 mod compositor;
 mod config;
 mod events;
+mod directory;
 mod distribution;
 mod files;
 mod http;
+mod ingest_worker;
 mod process;
 mod programs;
 mod resume;
@@ -163,6 +166,14 @@ enum Cmd {
     /// DICOM cases.
     #[command(subcommand)]
     Cases(CasesCmd),
+    /// Run DICOM ingest jobs (de-identification, rendering, publishing) from the
+    /// cases database and object store a server shares: beside it, or on other
+    /// machines (PostgreSQL and S3, with `cases.stage_in_objects`). Stops on
+    /// SIGINT/SIGTERM, putting its running jobs back in the queue.
+    IngestWorker {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Publish a feed to a WHIP endpoint (GStreamer webrtcbin): a synthetic test pattern, or an encoder's SRT, RTMP or RTSP stream (`--source`).
     Publish {
         /// The WHIP URL, e.g. http://127.0.0.1:8080/whip/demo.
@@ -242,7 +253,9 @@ fn codec(s: &str) -> anyhow::Result<VideoCodec> {
 fn init_logs(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn,is=warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or the journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == "json" {
         b.json().init();
     } else {
@@ -280,6 +293,11 @@ fn run() -> anyhow::Result<()> {
             config.room.feed_ladder.get_or_insert_with(|| vec![540, 360]);
             init_logs(&config.log_format);
             serve(config, Some(Demo { room, codec: codec(&c)?, program }))
+        }
+        Cmd::IngestWorker { config } => {
+            let config = config.load()?;
+            init_logs(&config.log_format);
+            ingest_worker::run(config)
         }
         Cmd::Cases(CasesCmd::Import { config, room, paths }) => {
             let config = config.load()?;
@@ -573,6 +591,9 @@ impl HttpWhip {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(15)))
             .http_status_as_error(false)
+            // Redirects are followed here, with the token (a cluster's node sends
+            // the encoder to the room's node).
+            .max_redirects(0)
             .build()
             .new_agent();
         HttpWhip { url, token, location: None, agent }
@@ -581,13 +602,26 @@ impl HttpWhip {
 
 impl WhipClient for HttpWhip {
     fn post(&mut self, offer: &str) -> Result<String, String> {
-        let mut resp = self
-            .agent
-            .post(&self.url)
-            .header("Authorization", &format!("Bearer {}", self.token))
-            .header("Content-Type", "application/sdp")
-            .send(offer)
-            .map_err(|e| format!("WHIP POST to {} failed: {e}", self.url))?;
+        let mut url = self.url.clone();
+        let mut hops = 0;
+        let mut resp = loop {
+            let resp = self
+                .agent
+                .post(&url)
+                .header("Authorization", &format!("Bearer {}", self.token))
+                .header("Content-Type", "application/sdp")
+                .send(offer)
+                .map_err(|e| format!("WHIP POST to {url} failed: {e}"))?;
+            let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).filter(|l| l.starts_with("http://") || l.starts_with("https://"));
+            match (resp.status().as_u16(), to) {
+                (307 | 308, Some(to)) if hops < 3 => {
+                    tracing::info!(from = %url, to, "the room is on another node");
+                    url = to.to_string();
+                    hops += 1;
+                }
+                _ => break resp,
+            }
+        };
         let status = resp.status();
         let body = resp.body_mut().read_to_string().unwrap_or_default();
         if status.as_u16() != 201 {
@@ -597,8 +631,8 @@ impl WhipClient for HttpWhip {
             if l.starts_with("http") {
                 l.to_string()
             } else {
-                // Relative to the WHIP URL's origin.
-                let origin: String = self.url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                // Relative to the (last) WHIP URL's origin.
+                let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
                 format!("{origin}{l}")
             }
         });
@@ -627,22 +661,29 @@ fn import(config: Config, room: String, paths: Vec<std::path::PathBuf>) -> anyho
     actix_web::rt::System::new().block_on(async move {
         let cases = cases::open(&config, None, false).await?;
         let batch = cases::random_id();
-        let jobs: Vec<NewJob> = files
-            .iter()
-            .map(|f| NewJob {
-                id: cases::random_id(),
+        let mut jobs = Vec::with_capacity(files.len());
+        if cases.stage_in_objects {
+            eprintln!("staging {} file(s) in the object store", files.len());
+        }
+        for f in &files {
+            let id = cases::random_id();
+            // A worker on another machine takes it from the object store; the
+            // original stays where it is.
+            let staging = cases.stage(&id, f).await.map_err(anyhow::Error::msg)?;
+            jobs.push(NewJob {
+                id,
                 room: room.clone(),
                 source: "import".into(),
                 kind: if f.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) { "zip" } else { "dicom" }.into(),
                 bytes: std::fs::metadata(f).map(|m| m.len() as i64).unwrap_or(0),
-                staging: f.display().to_string(),
+                staging,
                 batch: Some(batch.clone()),
-            })
-            .collect();
+            });
+        }
         cases.db.insert_jobs(&jobs).await?;
         cases.pool.do_send(casecast_actors::ingest::Wake);
         eprintln!("importing {} file(s) into the case library {room:?}", jobs.len());
-        let names: std::collections::HashMap<String, String> = jobs.iter().map(|j| (j.id.clone(), j.staging.clone())).collect();
+        let names: std::collections::HashMap<String, String> = jobs.iter().zip(&files).map(|(j, f)| (j.id.clone(), f.display().to_string())).collect();
         let mut reported = std::collections::HashSet::new();
         let (mut done, mut failed) = (0usize, 0usize);
         // Bounded: a job that does not move for this long is held by a process that
@@ -735,6 +776,8 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         let sfu = Sfu::start(
             SfuConfig {
                 udp_bind: config.udp_bind,
+                media_workers: config.media_workers(),
+                udp_batching: config.udp_batching,
                 advertise: advertise.clone(),
                 connect_timeout: Duration::from_secs(config.connect_timeout_secs),
                 ice_tcp_port: config.ice_tcp.then_some(config.ice_tcp_port),
@@ -747,7 +790,15 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         let distribution = distribution::Distribution::open(&config.distribution, &config.aws, sfu.clone())
             .await
             .context("cannot set up the distribution")?;
+        let directory = match &config.redis_url {
+            Some(url) => {
+                let node_url = config.node_url.clone().unwrap_or_else(|| config.public_url());
+                directory::Directory::connect(url, &config.node_name(), &node_url).await?
+            }
+            None => directory::Directory::local(),
+        };
         let state = actix_web::web::Data::new(AppState {
+            directory,
             sfu: sfu.clone(),
             key: TokenKey::new(&secret),
             policy: config.room_policy(),
@@ -846,6 +897,46 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
                 }
             });
         }
+        // The cluster: this node's heartbeat and rooms' leases, revocations made on
+        // other nodes; SIGUSR1 drains it (no new rooms).
+        if state.directory.is_shared() {
+            let st = state.clone();
+            actix_web::rt::spawn(async move {
+                let mut tick = tokio::time::interval(directory::HEARTBEAT);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut beats = 0u64;
+                loop {
+                    tick.tick().await;
+                    beats += 1;
+                    // Events created, changed or ended on other nodes (one database).
+                    if beats.is_multiple_of(5)
+                        && let Err(e) = st.events.reload().await
+                    {
+                        tracing::warn!(error = %e, "cannot read the events again");
+                    }
+                    let open = st.sfu.rooms().await;
+                    match st.directory.beat(&open, &st.viewers.counts()).await {
+                        Ok(revoked) => {
+                            for (room, invitation) in revoked {
+                                st.events.mark_revoked(&invitation);
+                                let ended = st.sfu.end_sessions(&room, &invitation, "your invitation was revoked by the organisers").await;
+                                if ended > 0 {
+                                    tracing::info!(%room, ended, "sessions of an invitation revoked on another node ended");
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "room directory heartbeat failed"),
+                    }
+                }
+            });
+            let st = state.clone();
+            actix_web::rt::spawn(async move {
+                let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) else { return };
+                while usr1.recv().await.is_some() {
+                    st.directory.drain();
+                }
+            });
+        }
         // Events whose scheduled start comes.
         let st = state.clone();
         actix_web::rt::spawn(async move {
@@ -881,6 +972,7 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         }
         let r = server.await.context("http server failed");
         tracing::info!("shutting down");
+        state.directory.leave().await;
         if let Some(m) = metrics_server {
             m.stop(true).await;
         }

@@ -52,6 +52,19 @@ pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free udp port")
 }
 
+/// A free UDP port with the next three free too: a server's media workers bind its
+/// media port plus their number (one per core; up to four here).
+pub fn free_udp_ports() -> u16 {
+    for _ in 0..100 {
+        let port = free_udp_port();
+        let held: Vec<_> = (0..4u16).filter_map(|i| port.checked_add(i)).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
+        if held.len() == 4 {
+            return port;
+        }
+    }
+    panic!("no four free UDP ports in a row")
+}
+
 /// A fresh directory under the target dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -153,7 +166,7 @@ impl Server {
     fn spawn_full(cmd: &str, host: &str, udp_host: &str, umask: Option<u32>, extra: &[&str]) -> Result<Server> {
         let dir = TempDir::new("server");
         let http = free_tcp_port();
-        let udp = free_udp_port();
+        let udp = free_udp_ports();
         let log = dir.0.join("server.log");
         let mut args: Vec<String> = vec![
             "--listen".into(),
@@ -404,12 +417,22 @@ pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// Any request: status, headers (names lower case), body bytes.
 pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Answer> {
+    request_with(agent(), method, url, headers, body)
+}
+
+/// As [`http_request`], answering a redirect itself instead of following it.
+pub fn http_request_unfollowed(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Answer> {
+    let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).http_status_as_error(false).max_redirects(0).build().new_agent();
+    request_with(agent, method, url, headers, body)
+}
+
+fn request_with(agent: ureq::Agent, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Answer> {
     let mut req = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let req = req.body(body.map(<[u8]>::to_vec).unwrap_or_default())?;
-    let mut r = agent().run(req)?;
+    let mut r = agent.run(req)?;
     let hs = r.headers().iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_string())).collect();
     Ok((r.status().as_u16(), hs, r.body_mut().with_config().limit(1 << 30).read_to_vec()?))
 }
@@ -463,6 +486,30 @@ impl Postgres {
         let server = Proc(server);
         wait_for("PostgreSQL to listen", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).ok())?;
         Ok(Postgres { url: format!("postgres://casecast@127.0.0.1:{port}/postgres"), _server: server, _dir: dir })
+    }
+}
+
+/// A Redis server of Debian's (`redis-server`), on a loopback port, keeping nothing
+/// on disk; stopped on drop.
+pub struct Redis {
+    /// `redis://127.0.0.1:PORT/0`.
+    pub url: String,
+    _server: Proc,
+}
+
+impl Redis {
+    /// Starts it.
+    pub fn start() -> Result<Redis> {
+        let port = free_tcp_port();
+        let server = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start redis-server (scripts/install-deps.sh test)")?;
+        let server = Proc(server);
+        wait_for("Redis to listen", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).ok())?;
+        Ok(Redis { url: format!("redis://127.0.0.1:{port}/0"), _server: server })
     }
 }
 

@@ -11,6 +11,10 @@ mod security;
 mod deid;
 #[path = "e2e/cases.rs"]
 mod cases;
+#[path = "e2e/ingest_workers.rs"]
+mod ingest_workers;
+#[path = "e2e/cluster.rs"]
+mod cluster;
 #[path = "e2e/event_day.rs"]
 mod event_day;
 #[path = "e2e/joining.rs"]
