@@ -139,7 +139,7 @@ enum Cmd {
         /// Directory for the playlist and segments.
         #[arg(long)]
         hls_dir: std::path::PathBuf,
-        /// HLS preset: quality (6 s segments) or low-latency (2 s).
+        /// HLS preset: quality (6 s segments) or low-latency (1 s).
         #[arg(long, default_value = "quality")]
         preset: casecast_actors::program::HlsPreset,
         /// How far back viewers can go.
@@ -908,11 +908,21 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
                 loop {
                     tick.tick().await;
                     beats += 1;
-                    // Events created, changed or ended on other nodes (one database).
-                    if beats.is_multiple_of(5)
-                        && let Err(e) = st.events.reload().await
-                    {
-                        tracing::warn!(error = %e, "cannot read the events again");
+                    // Events created, changed, ended or deleted on other nodes (one
+                    // database): a deleted event's program and distribution end here too.
+                    if beats.is_multiple_of(5) {
+                        match st.events.reload().await {
+                            Ok(gone) => {
+                                for id in gone {
+                                    tracing::info!(event = %id, "the event was deleted on another node");
+                                    st.programs.end(&id);
+                                    if let Some(aws) = st.distribution.aws() {
+                                        aws.end(&id);
+                                    }
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot read the events again"),
+                        }
                     }
                     let open = st.sfu.rooms().await;
                     match st.directory.beat(&open, &st.viewers.counts()).await {

@@ -203,18 +203,27 @@ impl Events {
     }
 
     /// Reads the events and revocations again (a cluster: other nodes write them in
-    /// the same database): new events, and changes such as a start or an end.
-    pub async fn reload(&self) -> anyhow::Result<()> {
+    /// the same database): new events, changes such as a start or an end, and
+    /// events deleted on another node (returned, for their programs to end here).
+    pub async fn reload(&self) -> anyhow::Result<Vec<String>> {
+        // The events known before the read: one of them missing from the read was
+        // deleted elsewhere. One made here after this point is not in the set and
+        // stays, whether or not the read saw it.
+        let known: HashSet<String> = self.events.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         let rows = sqlx::query("SELECT * FROM events").fetch_all(self.db.pool()).await?;
         let events = rows.iter().map(Event::from_row).collect::<Result<Vec<_>>>().map_err(anyhow::Error::msg)?;
         let revoked: Vec<String> =
             sqlx::query_scalar("SELECT id FROM invitations WHERE revoked_at IS NOT NULL").fetch_all(self.db.pool()).await?;
-        // Merged, not replaced: an event made here after the read stays. (An event
-        // deleted on another node stays listed here until a restart; its
-        // invitations are revoked everywhere all the same.)
-        self.events.write().unwrap_or_else(|e| e.into_inner()).extend(events.into_iter().map(|e| (e.id.clone(), e)));
+        let read: HashSet<String> = events.iter().map(|e| e.id.clone()).collect();
+        let mut map = self.events.write().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = known.into_iter().filter(|id| !read.contains(id) && map.contains_key(id)).collect();
+        for id in &gone {
+            map.remove(id);
+        }
+        map.extend(events.into_iter().map(|e| (e.id.clone(), e)));
+        drop(map);
         self.revoked.write().unwrap_or_else(|e| e.into_inner()).extend(revoked);
-        Ok(())
+        Ok(gone)
     }
 
     /// Records that invitation `jti` was revoked (on another node).

@@ -20,9 +20,10 @@ fn participants(server: &Server, role: &str) -> f64 {
 /// placed again on a live node when the encoder comes back through C, and the
 /// commentator's page rejoins by itself (bound: 45 s, docs/deploy.md). A revoked
 /// invitation is refused on every node; an event made on one node is known on the
-/// others, and its HLS viewers are counted on every node's console; an operator on
-/// another node mutes a commentator (made on the room's node); a draining node
-/// sends new rooms elsewhere.
+/// others, its HLS viewers are counted on every node's console, and deleted on one
+/// node it is gone from the others; an operator on another node mutes a
+/// commentator (made on the room's node); a draining node sends new rooms
+/// elsewhere.
 #[test]
 fn a_room_lives_on_one_node_of_three_and_is_placed_again_when_it_dies() -> Result<()> {
     let redis = Redis::start()?;
@@ -110,6 +111,13 @@ fn a_room_lives_on_one_node_of_three_and_is_placed_again_when_it_dies() -> Resul
     assert!(on_a >= 1, "A counts its viewers");
     wait_for("node C's console to count A's viewers", Duration::from_secs(15), || (counted(&c).ok()?["viewers"] == on_a).then_some(()))
         .map_err(|e| anyhow::anyhow!("{e}: A says {:?}, C says {:?}", counted(&a).ok(), counted(&c).ok()))?;
+    // The event deleted through node B is gone from every node's list.
+    assert_eq!(api("DELETE", &format!("{}/api/events/cl-ev", b.url), Some(&center), None)?.0, 204);
+    for (name, s) in [("A", &a), ("C", &c)] {
+        wait_for(&format!("node {name} to forget the event deleted on B"), Duration::from_secs(15), || {
+            (api("GET", &format!("{}/api/events/cl-ev", s.url), Some(&center), None).ok()?.0 == 404).then_some(())
+        })?;
+    }
 
     // Node A dies. The encoder comes back through node C; the commentator's page,
     // left with nothing, joins again by itself.
