@@ -382,7 +382,47 @@ pub async fn forward_to_owner(st: &crate::state::AppState, req: &actix_web::Http
     let method = req.method().as_str().to_string();
     let auth = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let ctype = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = body.to_vec();
+    let answer = ask(url, method, auth, ctype, body.to_vec()).await;
+    let unreachable = |why: String| {
+        tracing::warn!(room, error = %why, "cannot reach the room's node");
+        crate::http::json_error(actix_web::http::StatusCode::BAD_GATEWAY, "the node that holds this room does not answer; try again in a few seconds")
+    };
+    Some(match answer {
+        Ok((status, ct, bytes)) => actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY))
+            .content_type(ct)
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .body(bytes),
+        Err(e) => unreachable(e),
+    })
+}
+
+/// The participants of a room another node holds, as that node lists them (the
+/// console's live view open on a node that does not hold the room). `None` when the
+/// room is here, held nowhere else, or its node does not answer.
+pub async fn participants_elsewhere(st: &crate::state::AppState, room: &str, token: &str) -> Option<serde_json::Value> {
+    // (A room's name goes into the path as it is: only names a room can have.)
+    let plain = room.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    if !st.directory.is_shared() || !plain || st.sfu.is_open(room) {
+        return None;
+    }
+    let base = st.directory.owner_elsewhere(room).await?;
+    let url = format!("{base}/api/events/{room}/participants");
+    match ask(url, "GET".into(), Some(format!("Bearer {token}")), None, Vec::new()).await {
+        Ok((200, _, bytes)) => serde_json::from_slice::<serde_json::Value>(&bytes).ok().filter(|v| v.is_array()),
+        Ok((status, _, _)) => {
+            tracing::debug!(room, status, "the room's node did not list its participants");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(room, error = %e, "cannot reach the room's node");
+            None
+        }
+    }
+}
+
+/// One HTTP request to another node (blocking client, off the event loop; no
+/// redirects followed; answers up to 16 MiB): its status, content type and body.
+async fn ask(url: String, method: String, auth: Option<String>, ctype: Option<String>, body: Vec<u8>) -> std::result::Result<(u16, String, Vec<u8>), String> {
     let answer = tokio::task::spawn_blocking(move || -> std::result::Result<(u16, String, Vec<u8>), String> {
         let agent: ureq::Agent =
             ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).http_status_as_error(false).max_redirects(0).build().into();
@@ -400,16 +440,5 @@ pub async fn forward_to_owner(st: &crate::state::AppState, req: &actix_web::Http
         Ok((r.status().as_u16(), ct, bytes))
     })
     .await;
-    let unreachable = |why: String| {
-        tracing::warn!(room, error = %why, "cannot reach the room's node");
-        crate::http::json_error(actix_web::http::StatusCode::BAD_GATEWAY, "the node that holds this room does not answer; try again in a few seconds")
-    };
-    Some(match answer {
-        Ok(Ok((status, ct, bytes))) => actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY))
-            .content_type(ct)
-            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-            .body(bytes),
-        Ok(Err(e)) => unreachable(e),
-        Err(e) => unreachable(e.to_string()),
-    })
+    answer.map_err(|e| e.to_string()).and_then(|r| r)
 }

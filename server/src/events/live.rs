@@ -35,8 +35,16 @@ pub(crate) async fn live(req: HttpRequest, id: web::Path<String>, body: web::Pay
                         let _ = session.text(json!({ "type": "closed", "reason": e.message() }).to_string()).await;
                         break;
                     }
-                    let participants = st.sfu.participants(&id).await.unwrap_or_default();
-                    let invited: Vec<String> = participants.iter().filter_map(|p| p.invitation.clone()).collect();
+                    // In a cluster the room may live on another node: its list comes
+                    // from there.
+                    let participants = match crate::directory::participants_elsewhere(&st, &id, &token).await {
+                        Some(list) => list,
+                        None => serde_json::to_value(st.sfu.participants(&id).await.unwrap_or_default()).unwrap_or_else(|_| json!([])),
+                    };
+                    let invited: Vec<String> = participants
+                        .as_array()
+                        .map(|l| l.iter().filter_map(|p| p["invitation"].as_str().map(str::to_string)).collect())
+                        .unwrap_or_default();
                     st.events.mark_joined(&id, &invited).await;
                     let distribution = distribution_of(&st, &id);
                     // The event as it is now (its state: starting, on air, …) and

@@ -22,8 +22,8 @@ fn participants(server: &Server, role: &str) -> f64 {
 /// invitation is refused on every node; an event made on one node is known on the
 /// others, its HLS viewers are counted on every node's console, and deleted on one
 /// node it is gone from the others; an operator on another node mutes a
-/// commentator (made on the room's node); a draining node sends new rooms
-/// elsewhere.
+/// commentator (made on the room's node) and sees the room's people in the live
+/// view there; a draining node sends new rooms elsewhere.
 #[test]
 fn a_room_lives_on_one_node_of_three_and_is_placed_again_when_it_dies() -> Result<()> {
     let redis = Redis::start()?;
@@ -156,6 +156,16 @@ fn a_room_lives_on_one_node_of_three_and_is_placed_again_when_it_dies() -> Resul
         let (_, list) = api("GET", &format!("{}/api/events/{room}/participants", owner.url), Some(&ops), None).ok()?;
         list.as_array()?.iter().any(|p| p["id"] == who.as_str() && p["audio_muted_by_operator"] == true).then_some(())
     })?;
+    // The console's live view open on the other node shows the room's people (from
+    // the room's node), the hold included.
+    let (mut live, _) = tungstenite::connect(format!("{}/api/events/{room}/live?token={ops}", other.url.replace("http://", "ws://")))?;
+    if let MaybeTlsStream::Plain(s) = live.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    }
+    let shown = (0..10).filter_map(|_| ws_recv(&mut live)).find(|m| {
+        m["type"] == "snapshot" && m["participants"].as_array().is_some_and(|l| l.iter().any(|p| p["id"] == who.as_str() && p["audio_muted_by_operator"] == true))
+    });
+    assert!(shown.is_some(), "the live view on the node without the room shows its commentator, muted");
 
     // A draining node takes no new room: a new room's viewer is sent to the other.
     b.signal("USR1")?;
