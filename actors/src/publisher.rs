@@ -84,6 +84,12 @@ pub trait WhipClient: Send + 'static {
     fn post(&mut self, offer: &str) -> Result<String, String>;
     /// DELETEs the session, if one was created.
     fn delete(&mut self);
+    /// Whether the session's server still answers at all (asked every 2 s while the
+    /// media flows). webrtcbin does not notice a server that vanished; three
+    /// misses in a row end the session, and the next try may reach another node.
+    fn alive(&mut self) -> bool {
+        true
+    }
 }
 
 /// Where the publisher is.
@@ -295,7 +301,15 @@ fn run_session(
     let bus = pipeline.bus().ok_or("pipeline has no bus")?;
     let started = Instant::now();
     let mut connected = false;
+    let (mut asked, mut misses) = (Instant::now(), 0);
     while !stop.is_set() {
+        if connected && asked.elapsed() >= Duration::from_secs(2) {
+            asked = Instant::now();
+            misses = if whip.alive() { 0 } else { misses + 1 };
+            if misses >= 3 {
+                return Err("the server stopped answering".into());
+            }
+        }
         if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(200), &[gst::MessageType::Error, gst::MessageType::Eos]) {
             return Err(match msg.view() {
                 gst::MessageView::Error(e) => format!("pipeline error: {} ({:?})", e.error(), e.debug()),

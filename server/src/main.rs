@@ -176,9 +176,11 @@ enum Cmd {
     },
     /// Publish a feed to a WHIP endpoint (GStreamer webrtcbin): a synthetic test pattern, or an encoder's SRT, RTMP or RTSP stream (`--source`).
     Publish {
-        /// The WHIP URL, e.g. http://127.0.0.1:8080/whip/demo.
-        #[arg(long)]
-        whip: String,
+        /// The WHIP URL, e.g. http://127.0.0.1:8080/whip/demo. Give it once per node
+        /// of a cluster: a node that does not answer is passed over, and a session
+        /// whose node stops answering starts again on another.
+        #[arg(long, required = true)]
+        whip: Vec<String>,
         /// Bearer token (role encoder).
         #[arg(long, env = "CASECAST_WHIP_TOKEN", hide_env_values = true)]
         token: String,
@@ -432,11 +434,11 @@ fn run() -> anyhow::Result<()> {
                 fps,
                 video_bitrate: bitrate,
                 codec: codec(&c)?,
-                local_addresses: loopback_if_local(&whip),
+                local_addresses: loopback_if_local(&whip[0]),
                 source,
                 ..Default::default()
             };
-            let mut publisher = TestPatternPublisher::start(opts, HttpWhip::new(whip, token))?;
+            let mut publisher = TestPatternPublisher::start(opts, HttpWhip::with_urls(whip, token))?;
             let deadline = duration.map(|d| std::time::Instant::now() + d);
             let stop = shutdown_signal();
             let mut last = None;
@@ -580,7 +582,10 @@ fn room_link(config: &Config, room: &str, token: &str) -> String {
 
 /// WHIP over HTTP/1.1 with ureq.
 pub(crate) struct HttpWhip {
-    url: String,
+    /// The WHIP URLs it may use (a cluster's nodes), tried in turn when one does not
+    /// answer; `at` is the one that last did.
+    urls: Vec<String>,
+    at: usize,
     token: String,
     location: Option<String>,
     agent: ureq::Agent,
@@ -588,6 +593,10 @@ pub(crate) struct HttpWhip {
 
 impl HttpWhip {
     pub(crate) fn new(url: String, token: String) -> Self {
+        Self::with_urls(vec![url], token)
+    }
+
+    pub(crate) fn with_urls(urls: Vec<String>, token: String) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(15)))
             .http_status_as_error(false)
@@ -596,13 +605,53 @@ impl HttpWhip {
             .max_redirects(0)
             .build()
             .new_agent();
-        HttpWhip { url, token, location: None, agent }
+        HttpWhip { urls, at: 0, token, location: None, agent }
     }
 }
 
 impl WhipClient for HttpWhip {
     fn post(&mut self, offer: &str) -> Result<String, String> {
-        let mut url = self.url.clone();
+        // The URL that answered last, then the others in turn: a node that is down
+        // is passed over.
+        let n = self.urls.len().max(1);
+        let mut last = String::new();
+        for i in 0..n {
+            let at = (self.at + i) % n;
+            match self.post_to(at, offer) {
+                Err(PostError::Unreachable(e)) => last = e,
+                Err(PostError::Answered(e)) => return Err(e),
+                Ok(answer) => {
+                    self.at = at;
+                    return Ok(answer);
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn delete(&mut self) {
+        if let Some(l) = self.location.take() {
+            let _ = self.agent.delete(&l).header("Authorization", &format!("Bearer {}", self.token)).call();
+        }
+    }
+
+    fn alive(&mut self) -> bool {
+        // Any answer will do (OPTIONS, the resource's CORS door, which changes
+        // nothing): only a node that does not answer at all is gone.
+        let Some(l) = &self.location else { return true };
+        self.agent.options(l).config().timeout_global(Some(Duration::from_millis(1500))).build().call().is_ok()
+    }
+}
+
+/// Why a WHIP POST failed: the node did not answer (another may), or it refused.
+enum PostError {
+    Unreachable(String),
+    Answered(String),
+}
+
+impl HttpWhip {
+    fn post_to(&mut self, at: usize, offer: &str) -> Result<String, PostError> {
+        let mut url = self.urls.get(at).cloned().unwrap_or_default();
         let mut hops = 0;
         let mut resp = loop {
             let resp = self
@@ -611,7 +660,7 @@ impl WhipClient for HttpWhip {
                 .header("Authorization", &format!("Bearer {}", self.token))
                 .header("Content-Type", "application/sdp")
                 .send(offer)
-                .map_err(|e| format!("WHIP POST to {url} failed: {e}"))?;
+                .map_err(|e| PostError::Unreachable(format!("WHIP POST to {url} failed: {e}")))?;
             let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).filter(|l| l.starts_with("http://") || l.starts_with("https://"));
             match (resp.status().as_u16(), to) {
                 (307 | 308, Some(to)) if hops < 3 => {
@@ -625,7 +674,7 @@ impl WhipClient for HttpWhip {
         let status = resp.status();
         let body = resp.body_mut().read_to_string().unwrap_or_default();
         if status.as_u16() != 201 {
-            return Err(format!("WHIP POST answered {status}: {}", body.trim()));
+            return Err(PostError::Answered(format!("WHIP POST answered {status}: {}", body.trim())));
         }
         self.location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(|l| {
             if l.starts_with("http") {
@@ -637,12 +686,6 @@ impl WhipClient for HttpWhip {
             }
         });
         Ok(body)
-    }
-
-    fn delete(&mut self) {
-        if let Some(l) = self.location.take() {
-            let _ = self.agent.delete(&l).header("Authorization", &format!("Bearer {}", self.token)).call();
-        }
     }
 }
 

@@ -16,10 +16,10 @@ fn participants(server: &Server, role: &str) -> f64 {
 
 /// A commentator opening its link on node B lands in the room node A owns and sees
 /// the feed; the compositor pointed at B mixes it on A; WHEP viewers through node C
-/// are sent to A too (307). Node A is killed: the room is
-/// placed again on a live node when the encoder comes back through C, and the
-/// commentator's page rejoins by itself (bound: 45 s, docs/deploy.md). A revoked
-/// invitation is refused on every node; an event made on one node is known on the
+/// are sent to A too (307). Node A is killed: the room is placed again on a live
+/// node when the encoder's bridge (given A and C) comes back through C by itself,
+/// and the commentator's page rejoins by itself (bound: 45 s, docs/deploy.md). A
+/// revoked invitation is refused on every node; an event made on one node is known on the
 /// others, its HLS viewers are counted on every node's console, and deleted on one
 /// node it is gone from the others; an operator on another node mutes a
 /// commentator (made on the room's node) and sees the room's people in the live
@@ -34,8 +34,10 @@ fn a_room_lives_on_one_node_of_three_and_is_placed_again_when_it_dies() -> Resul
     let c = node()?;
     let room = "or-cluster";
 
-    // The encoder publishes into node A: A owns the room.
-    let _encoder = gst_publisher(&format!("{}/whip/{room}", a.url), &a.token(room, Role::Encoder, "OR encoder"), &["--width", "640", "--height", "360"])?;
+    // The encoder publishes into node A: A owns the room. Its bridge knows node C
+    // too, for when A does not answer.
+    let via_c = format!("{}/whip/{room}", c.url);
+    let _encoder = gst_publisher(&format!("{}/whip/{room}", a.url), &a.token(room, Role::Encoder, "OR encoder"), &["--whip", &via_c, "--width", "640", "--height", "360"])?;
     wait_for("the feed on node A", Duration::from_secs(30), || (participants(&a, "encoder") == 1.0).then_some(()))?;
 
     // The commentator's link names node B.
@@ -119,12 +121,11 @@ fn a_room_lives_on_one_node_of_three_and_is_placed_again_when_it_dies() -> Resul
         })?;
     }
 
-    // Node A dies. The encoder comes back through node C; the commentator's page,
-    // left with nothing, joins again by itself.
+    // Node A dies. The encoder's bridge finds A gone and publishes through node C;
+    // the commentator's page, left with nothing, joins again by itself.
     let before = frames(&page);
     a.signal("KILL")?;
     let killed = std::time::Instant::now();
-    drop(_encoder);
     // Once A's heartbeat has lapsed, its rooms are free to be placed again.
     let nodes_left = || -> Option<usize> {
         let port = redis.url.trim_end_matches("/0").rsplit(':').next()?.to_string();
@@ -132,7 +133,6 @@ fn a_room_lives_on_one_node_of_three_and_is_placed_again_when_it_dies() -> Resul
         Some(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count())
     };
     wait_for("node A's heartbeat to lapse", Duration::from_secs(20), || (nodes_left()? == 2).then_some(()))?;
-    let _encoder = gst_publisher(&format!("{}/whip/{room}", c.url), &c.token(room, Role::Encoder, "OR encoder"), &["--width", "640", "--height", "360"])?;
     let back = wait_for("the commentator to see the feed again", Duration::from_secs(45), || {
         (frames(&page) > before + 30.0).then(|| killed.elapsed())
     })
