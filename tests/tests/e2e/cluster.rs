@@ -113,7 +113,11 @@ fn a_room_lives_on_one_node_of_three_and_is_placed_again_when_it_dies() -> Resul
     assert!(on_a >= 1, "A counts its viewers");
     wait_for("node C's console to count A's viewers", Duration::from_secs(15), || (counted(&c).ok()?["viewers"] == on_a).then_some(()))
         .map_err(|e| anyhow::anyhow!("{e}: A says {:?}, C says {:?}", counted(&a).ok(), counted(&c).ok()))?;
-    // The event deleted through node B is gone from every node's list.
+    // The event deleted through node B (once B has read it) is gone from every
+    // node's list.
+    wait_for("node B to know the event made on A", Duration::from_secs(15), || {
+        (api("GET", &format!("{}/api/events/cl-ev", b.url), Some(&center), None).ok()?.0 == 200).then_some(())
+    })?;
     assert_eq!(api("DELETE", &format!("{}/api/events/cl-ev", b.url), Some(&center), None)?.0, 204);
     for (name, s) in [("A", &a), ("C", &c)] {
         wait_for(&format!("node {name} to forget the event deleted on B"), Duration::from_secs(15), || {
