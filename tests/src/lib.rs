@@ -537,4 +537,21 @@ impl Moto {
         wait_for("moto to answer", Duration::from_secs(30), || http_get(&format!("{endpoint}/moto-api/")).ok())?;
         Ok(Moto { endpoint, _server: server })
     }
+
+    /// Starts it as the cases' S3: with `bucket` made, and moto's dummy credentials
+    /// and region in this process's environment, for the servers and workers it
+    /// starts to inherit. (nextest runs each test in a process of its own.)
+    pub fn start_s3(bucket: &str) -> Result<Moto> {
+        let moto = Moto::start()?;
+        let (s, _, body) = http_request("PUT", &format!("{}/{bucket}", moto.endpoint), &[], None)?;
+        anyhow::ensure!(s == 200, "create the bucket: {s} {}", String::from_utf8_lossy(&body));
+        // SAFETY: each test is a process of its own, and sets these before it starts
+        // any thread that reads the environment.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+            std::env::set_var("AWS_REGION", "us-east-1");
+        }
+        Ok(moto)
+    }
 }

@@ -410,16 +410,7 @@ fn cases_page_uploads_and_shows_a_study_in_chromium() -> Result<()> {
 #[test]
 fn cases_on_postgresql_and_s3() -> Result<()> {
     let pg = Postgres::start()?;
-    let moto = Moto::start()?;
-    let (s, _, body) = http_request("PUT", &format!("{}/cases-bucket", moto.endpoint), &[], None)?;
-    assert_eq!(s, 200, "create the bucket: {}", String::from_utf8_lossy(&body));
-    // SAFETY: nextest runs each test in a process of its own; the server started
-    // below inherits these (dummy credentials for moto).
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_REGION", "us-east-1");
-    }
+    let moto = Moto::start_s3("cases-bucket")?;
     let server = Server::start(&[
         "--cases-cstore-listen",
         "",

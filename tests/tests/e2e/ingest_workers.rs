@@ -76,16 +76,7 @@ fn s3_keys(moto: &Moto, prefix: &str) -> Result<Vec<String>> {
 #[test]
 fn ingest_workers_share_the_jobs_through_postgresql_and_s3_and_a_killed_one_loses_its_lease() -> Result<()> {
     let pg = Postgres::start()?;
-    let moto = Moto::start()?;
-    let (s, _, body) = http_request("PUT", &format!("{}/cases-bucket", moto.endpoint), &[], None)?;
-    assert_eq!(s, 200, "create the bucket: {}", String::from_utf8_lossy(&body));
-    // SAFETY: nextest runs each test in a process of its own; the processes started
-    // below inherit these (dummy credentials for moto).
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_REGION", "us-east-1");
-    }
+    let moto = Moto::start_s3("cases-bucket")?;
     let lease_secs = 6;
     let lease = lease_secs.to_string();
     let shared = [
