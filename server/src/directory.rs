@@ -202,9 +202,14 @@ impl Directory {
     /// The URL of the node that holds `room`, if another live one (nothing is
     /// taken: for requests about a room, not joins).
     pub async fn owner_elsewhere(&self, room: &str) -> Option<String> {
+        self.held_elsewhere(&key("room", room)).await
+    }
+
+    /// The URL of the live node other than this one whose id is stored at `k`.
+    async fn held_elsewhere(&self, k: &str) -> Option<String> {
         let s = self.shared.as_ref()?;
         let mut r = s.redis.clone();
-        let owner: Option<String> = r.get(key("room", room)).await.ok()?;
+        let owner: Option<String> = r.get(k).await.ok()?;
         let owner = owner.filter(|o| *o != s.me.id)?;
         node(&mut r, &owner).await.ok().flatten().map(|n| n.url)
     }
@@ -251,11 +256,7 @@ impl Directory {
 
     /// The URL of the node a WHIP/WHEP session lives on, if another live one.
     pub async fn resource_node(&self, id: &str) -> Option<String> {
-        let s = self.shared.as_ref()?;
-        let mut r = s.redis.clone();
-        let owner: Option<String> = r.get(key("resource", id)).await.ok()?;
-        let owner = owner.filter(|o| *o != s.me.id)?;
-        node(&mut r, &owner).await.ok().flatten().map(|n| n.url)
+        self.held_elsewhere(&key("resource", id)).await
     }
 
     /// Tells every node an invitation was revoked.
