@@ -20,14 +20,16 @@ fi
 # independent DICOMweb client for QIDO-RS and WADO-RS), openapi-spec-validator and
 # schemathesis (which fuzzes the operators' API from its OpenAPI document; its
 # hypothesis pinned to one its schema generator works with), and pydicom-data
-# (pydicom's set of real sample files, the de-identification tests' real files).
+# (pydicom's set of real sample files, the de-identification tests' real files),
+# and m3u8 (an HLS parser that reads the low-latency tags, to check the playlists).
 python_peers() {
   local venv=target/test-venv
-  if ! "$venv/bin/python" -c 'import moto, dicomweb_client, openapi_spec_validator, schemathesis, data_store' 2>/dev/null; then
+  if ! "$venv/bin/python" -c 'import moto, dicomweb_client, openapi_spec_validator, schemathesis, data_store, m3u8' 2>/dev/null; then
     echo "installing moto[server] and dicomweb-client into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q 'moto[server]==5.2.5' 'dicomweb-client==0.59.3' 'openapi-spec-validator==0.7.2' \
-      'schemathesis==4.1.4' 'hypothesis==6.115.0' 'pydicom-data==1.0.0'
+      'schemathesis==4.1.4' 'hypothesis==6.115.0' 'pydicom-data==1.0.0' \
+      'm3u8==6.0.0'
   fi
 }
 

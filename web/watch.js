@@ -5,6 +5,12 @@
 // request for a private event). A playlist that is not there yet (the program is
 // starting) is retried every few seconds; an ended event plays as VOD.
 //
+// An event with the ultra-low preset is low-latency HLS (parts of a third of a
+// second, blocking playlist reloads): hls.js plays it in its low-latency mode, three
+// parts from the live edge, about 2 s behind the feed; Safari's own player does
+// the same. After a stall the player speeds up a little (up to 1.25×) until it is
+// back at its target, and jumps to live when it has fallen far behind.
+//
 // The page follows the event's state (/watch/{room}/state, every 2 s) and says it
 // over the picture: starting soon, the broadcast will resume shortly (off air),
 // ended (the recording plays). A server that restarts mid-event is followed
@@ -45,6 +51,9 @@ function say(text, live) {
 }
 
 function behindLive() {
+  // hls.js knows the live edge and the playlist's age; its latency is how far
+  // behind that edge the picture is.
+  if (hls && Number.isFinite(hls.latency) && hls.latency > 0) return hls.latency;
   if (hls && hls.liveSyncPosition != null) return Math.max(0, hls.liveSyncPosition - video.currentTime);
   if (video.seekable.length) return Math.max(0, video.seekable.end(video.seekable.length - 1) - video.currentTime);
   return null;
@@ -142,6 +151,10 @@ function start() {
   if (window.Hls && window.Hls.isSupported()) {
     hls = new window.Hls({
       liveDurationInfinity: true,
+      // Low-latency HLS where the playlist has parts (ultra-low); plain HLS plays as before.
+      lowLatencyMode: true,
+      // Catches up after a stall by playing slightly faster, back to the target.
+      maxLiveSyncPlaybackRate: 1.25,
       // Every playlist reload says who is watching (the first one has it already);
       // through CloudFront every request carries the signed query instead.
       xhrSetup: (xhr, url) => {
@@ -215,10 +228,27 @@ setInterval(() => {
   const behind = behindLive();
   if (behind == null) return;
   if (hls && hls.levels?.[hls.currentLevel]?.details?.live === false) return;
-  const target = (hls?.levels?.[0]?.details?.targetduration ?? 6) * 3.5;
-  if (behind <= target) say("live", true);
-  else say(`${Math.round(behind)} s behind live`, false);
+  const details = hls?.levels?.[hls.currentLevel]?.details ?? hls?.levels?.[0]?.details;
+  // Low-latency HLS: the player aims at three parts back; plain HLS at three
+  // segments (or four).
+  const lowLatency = Boolean(details?.partTarget);
+  const target = lowLatency ? (hls.targetLatency ?? 1) + 1.5 : (details?.targetduration ?? 6) * 3.5;
+  window.casecastWatch.latency = { behind, target: hls?.targetLatency ?? null, lowLatency, rate: video.playbackRate };
+  if (behind <= target) say(lowLatency ? `live · ${behind.toFixed(1)} s` : "live", true);
+  else say(`${behind < 10 ? behind.toFixed(1) : Math.round(behind)} s behind live`, false);
+  // Far behind (a long stall): speeding up would take too long; jump to live.
+  if (lowLatency && hls.liveSyncPosition != null && behind > target + 6) {
+    farBehind += 1;
+    if (farBehind >= 3) {
+      farBehind = 0;
+      video.currentTime = hls.liveSyncPosition;
+    }
+  } else {
+    farBehind = 0;
+  }
 }, 1000);
+// Seconds in a row the low-latency player has been far behind live.
+let farBehind = 0;
 
 const when = (t) => new Date(t * 1000).toLocaleString([], { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
 

@@ -21,6 +21,8 @@ pub struct Segment {
     pub duration: f64,
     /// The first segment of a new pipeline (timestamps restart).
     pub discontinuity: bool,
+    /// Its init segment (`#EXT-X-MAP`; fMP4 segments only).
+    pub map: Option<String>,
 }
 
 /// A live (sliding-window) HLS playlist.
@@ -38,6 +40,8 @@ pub struct Playlist {
     pub segments: VecDeque<Segment>,
     /// Closed: the event ended.
     pub ended: bool,
+    /// The init segment of the segments pushed from now on (fMP4 only).
+    pub map: Option<String>,
     next_discontinuity: bool,
 }
 
@@ -51,6 +55,7 @@ impl Playlist {
             discontinuity_sequence: 0,
             segments: VecDeque::new(),
             ended: false,
+            map: None,
             next_discontinuity: false,
         }
     }
@@ -69,20 +74,22 @@ impl Playlist {
         p
     }
 
-    /// Removes the program's segment files (`seg-*.ts`, and `segment*.ts` of earlier
-    /// versions) in `dir` that this playlist does not list: left by an earlier event
+    /// Removes the program's segment files (`seg-*.ts`, `seg-*.m4s` and their
+    /// `init-*.mp4`, and `segment*.ts` of earlier versions) in `dir` that this
+    /// playlist does not list: left by an earlier event
     /// whose playlist this one replaces, or cut short by a pipeline that stopped.
     /// Other files are left alone. Returns how many went.
     pub fn remove_unlisted(&self, dir: &Path) -> usize {
         let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-        let listed: std::collections::HashSet<&str> = self.segments.iter().map(|s| s.uri.as_str()).collect();
+        let listed: std::collections::HashSet<&str> =
+            self.segments.iter().flat_map(|s| std::iter::once(s.uri.as_str()).chain(s.map.as_deref())).collect();
+        let ours = |n: &str| {
+            ((n.starts_with("seg-") || n.starts_with("segment")) && (n.ends_with(".ts") || n.ends_with(".m4s")))
+                || (n.starts_with("init-") && n.ends_with(".mp4"))
+        };
         entries
             .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name().to_str().is_some_and(|n| {
-                    (n.starts_with("seg-") || n.starts_with("segment")) && n.ends_with(".ts") && !listed.contains(n)
-                })
-            })
+            .filter(|e| e.file_name().to_str().is_some_and(|n| ours(n) && !listed.contains(n)))
             .filter(|e| std::fs::remove_file(e.path()).is_ok())
             .count()
     }
@@ -94,7 +101,8 @@ impl Playlist {
             return None;
         }
         let mut p = Playlist::new(1, usize::MAX);
-        let (mut duration, mut discontinuity) = (None, false);
+        let (mut duration, mut discontinuity, mut map) = (None, false, None);
+        let plain = |uri: &str| !uri.contains('/') && !uri.contains("..");
         for line in lines.map(str::trim).filter(|l| !l.is_empty()) {
             if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
                 p.target_duration = v.parse().ok()?;
@@ -104,20 +112,31 @@ impl Playlist {
                 p.discontinuity_sequence = v.parse().ok()?;
             } else if let Some(v) = line.strip_prefix("#EXTINF:") {
                 duration = Some(v.split(',').next()?.parse().ok()?);
+            } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+                let uri = v.strip_suffix('"')?;
+                if !plain(uri) {
+                    return None;
+                }
+                map = Some(uri.to_string());
             } else if line == "#EXT-X-DISCONTINUITY" {
                 discontinuity = true;
             } else if line == "#EXT-X-ENDLIST" {
                 p.ended = true;
             } else if !line.starts_with('#') {
                 let uri = line.to_string();
-                if uri.contains('/') || uri.contains("..") {
+                if !plain(&uri) {
                     return None;
                 }
-                p.segments.push_back(Segment { uri, duration: duration.take()?, discontinuity });
+                p.segments.push_back(Segment { uri, duration: duration.take()?, discontinuity, map: map.clone() });
                 discontinuity = false;
             }
         }
         Some(p)
+    }
+
+    /// Whether the next segment is marked as a discontinuity.
+    pub fn pending_discontinuity(&self) -> bool {
+        self.next_discontinuity
     }
 
     /// The next segment follows a gap (the program was off air): it is marked as a
@@ -130,7 +149,7 @@ impl Playlist {
     /// files can go).
     pub fn push(&mut self, uri: String, duration: f64) -> Vec<Segment> {
         let discontinuity = std::mem::take(&mut self.next_discontinuity);
-        self.segments.push_back(Segment { uri, duration, discontinuity });
+        self.segments.push_back(Segment { uri, duration, discontinuity, map: self.map.clone() });
         let mut gone = Vec::new();
         while self.segments.len() > self.window {
             let s = self.segments.pop_front().expect("longer than the window");
@@ -146,28 +165,57 @@ impl Playlist {
     /// The playlist text.
     pub fn render(&self) -> String {
         use std::fmt::Write;
-        // A segment may run a little over the nominal length (it ends at a keyframe):
-        // the target duration covers the longest, rounded, as HLS requires.
-        let longest = self.segments.iter().map(|s| s.duration.round() as u32).max().unwrap_or(0);
-        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
-        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration.max(longest));
+        // EXT-X-MAP in a playlist without I-frames only needs version 6; 7 is what
+        // fMP4 playlists commonly say.
+        let version = if self.segments.iter().any(|s| s.map.is_some()) { 7 } else { 3 };
+        let mut out = format!("#EXTM3U\n#EXT-X-VERSION:{version}\n");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.longest_target());
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);
         if !self.ended {
             let _ = writeln!(out, "#EXT-X-SERVER-CONTROL:HOLD-BACK={}.0", self.hold_back());
         }
-        if self.discontinuity_sequence > 0 {
-            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
-        }
-        for s in &self.segments {
-            if s.discontinuity {
-                out.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            let _ = writeln!(out, "#EXTINF:{:.3},\n{}", s.duration, s.uri);
-        }
+        self.render_segments(&mut out, 0, |_, _| {});
         if self.ended {
             out.push_str("#EXT-X-ENDLIST\n");
         }
         out
+    }
+
+    /// The target duration to announce: a segment may run a little over the nominal
+    /// length (it ends at a keyframe), so it covers the longest, rounded, as HLS
+    /// requires.
+    pub fn longest_target(&self) -> u32 {
+        self.target_duration.max(self.segments.iter().map(|s| s.duration.round() as u32).max().unwrap_or(0))
+    }
+
+    /// Writes the discontinuity sequence and the segments after the first `skip`
+    /// (with their discontinuities and init segments); `before` writes what goes
+    /// before a segment's `#EXTINF` (its parts), given its media sequence number.
+    pub fn render_segments(&self, out: &mut String, skip: usize, mut before: impl FnMut(&mut String, u64)) {
+        use std::fmt::Write;
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
+        }
+        if skip > 0 {
+            let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skip}");
+        }
+        let mut map: Option<&str> = None;
+        for (i, s) in self.segments.iter().enumerate().skip(skip) {
+            if s.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if s.map.is_some() && s.map.as_deref() != map {
+                map = s.map.as_deref();
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", map.unwrap_or_default());
+            }
+            before(out, self.media_sequence + i as u64);
+            let _ = writeln!(out, "#EXTINF:{:.3},\n{}", s.duration, s.uri);
+        }
+    }
+
+    /// The media sequence number the next segment will have.
+    pub fn next_sequence(&self) -> u64 {
+        self.media_sequence + self.segments.len() as u64
     }
 
     /// How far behind the live edge players start (`#EXT-X-SERVER-CONTROL:HOLD-BACK`,
@@ -175,7 +223,7 @@ impl Playlist {
     /// segments (quality: 24 s + the segment being written ≈ 30 s), three — the least
     /// the HLS specification allows — for short ones.
     pub fn hold_back(&self) -> u32 {
-        let target = self.target_duration.max(self.segments.iter().map(|s| s.duration.round() as u32).max().unwrap_or(0));
+        let target = self.longest_target();
         target * if target >= 4 { 4 } else { 3 }
     }
 

@@ -33,7 +33,9 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod fmp4;
 pub mod hls;
+pub mod llhls;
 pub mod ids;
 pub mod ingest;
 pub mod ladder;

@@ -58,7 +58,7 @@ impl Compositor {
                             // playlist's target duration may not change): this one
                             // ends, and the next session starts a new one.
                             tracing::info!(?preset, "compositor: the event's latency preset; the program's HLS starts again");
-                            opts.segment_seconds = preset.segment_seconds();
+                            opts.set_preset(preset);
                             if let Some(program) = last.take() {
                                 let switches = program.switches();
                                 if let Err(e) = program.finish() {
@@ -383,7 +383,7 @@ fn run_session(
             ServerMessage::ProgramMetadata { data } => program.send_metadata(&data),
             ServerMessage::ProgramOutputs { rtmp } => program.set_rtmp_urls(&rtmp),
             ServerMessage::ProgramPreset { latency_preset } => match latency_preset.parse::<HlsPreset>() {
-                Ok(p) if p.segment_seconds() != opts.segment_seconds => return Ok(Some(p)),
+                Ok(p) if !opts.has_preset(p) => return Ok(Some(p)),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "compositor: preset ignored"),
             },

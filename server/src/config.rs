@@ -531,7 +531,7 @@ pub struct ConfigArgs {
     /// comma-separated (`540,360`), or `off`.
     #[arg(long, env = "CASECAST_ROOM_FEED_LADDER")]
     pub room_feed_ladder: Option<String>,
-    /// Program HLS preset: quality or low-latency.
+    /// Program HLS preset: quality, low-latency or ultra-low.
     #[arg(long, env = "CASECAST_PROGRAM_PRESET")]
     pub program_preset: Option<String>,
     /// How far back viewers of the program can go, seconds.
@@ -803,9 +803,11 @@ impl Config {
 
     /// Program options for a room.
     pub fn program_options(&self, room: &str) -> anyhow::Result<casecast_actors::program::ProgramOptions> {
+        let preset = self.hls_preset()?;
         Ok(casecast_actors::program::ProgramOptions {
             hls_dir: self.data_dir.join("hls").join(room),
-            segment_seconds: self.hls_preset()?.segment_seconds(),
+            segment_seconds: preset.segment_seconds(),
+            parts: preset.parts(),
             dvr_window_secs: self.program.dvr_window_secs,
             rtmp_urls: self.program.rtmp.clone(),
             recording_dir: self.program.recording.then(|| self.data_dir.join("recordings").join(room)),

@@ -209,70 +209,6 @@ pub(crate) async fn watch_source(req: actix_web::HttpRequest, room: web::Path<Ro
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
 }
 
-/// `GET /hls/{room}/{file}`: the program's playlist and segments. The playlist is
-/// never cached (it changes every segment); segments never change once written.
-pub(crate) async fn hls(req: actix_web::HttpRequest, path: web::Path<(RoomId, String)>, state: web::Data<AppState>) -> HttpResponse {
-    let (room, file) = path.into_inner();
-    let room = room.to_string();
-    if !safe_name(&file) {
-        return error_response(StatusCode::NOT_FOUND, "no such file");
-    }
-    let (ct, cache) = if file.ends_with(".m3u8") {
-        ("application/vnd.apple.mpegurl", "no-cache")
-    } else if file.ends_with(".ts") {
-        ("video/mp2t", "public, max-age=86400, immutable")
-    } else {
-        return error_response(StatusCode::NOT_FOUND, "no such file");
-    };
-    let playback_token = match playback_allowed(&req, &state, &room) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    match tokio::fs::read(state.hls_root.join(&room).join(&file)).await {
-        Ok(body) => {
-            let body = match (&playback_token, file.ends_with(".m3u8")) {
-                (Some(t), true) => with_token(&body, t),
-                _ => body,
-            };
-            let mut res = HttpResponse::Ok();
-            res.content_type(ct)
-                .insert_header((header::CACHE_CONTROL, cache))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
-            if !file.ends_with(".m3u8") {
-                // Segments are compressed video already.
-                return res.insert_header(header::ContentEncoding::Identity).body(body);
-            }
-            // Counted only for playlists that exist: a label per real room; a HEAD
-            // probe is nobody watching.
-            if req.method() == actix_web::http::Method::GET {
-                state.sfu.metrics().program.playlist_requests.with_label_values(&[&room]).inc();
-                let (address, viewer) = crate::viewers::key(&req, &state.proxies);
-                let n = state.viewers.seen(&room, &address, &viewer);
-                state.sfu.metrics().program.viewers.with_label_values(&[&room]).set(n as i64);
-            }
-            // A long DVR window makes a long playlist, fetched every segment by every
-            // viewer: it is gzipped for those who accept it (about 8× smaller).
-            res.body(body)
-        }
-        Err(_) => error_response(StatusCode::NOT_FOUND, "no such file (the program may not have started)"),
-    }
-}
-
-/// A playlist whose URIs carry the playback token (segments are fetched with it).
-fn with_token(playlist: &[u8], token: &str) -> Vec<u8> {
-    let text = String::from_utf8_lossy(playlist);
-    let mut out = String::with_capacity(text.len() + 64 * text.lines().count());
-    for line in text.lines() {
-        out.push_str(line);
-        if !line.is_empty() && !line.starts_with('#') {
-            out.push_str(if line.contains('?') { "&token=" } else { "?token=" });
-            out.push_str(token);
-        }
-        out.push('\n');
-    }
-    out.into_bytes()
-}
-
 #[allow(clippy::result_large_err)] // the error is the response itself, built once per request
 fn operator(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<casecast_signaling::Claims, HttpResponse> {
     let token = request_token(req, false);
@@ -332,7 +268,7 @@ pub(crate) async fn recording(req: actix_web::HttpRequest, path: web::Path<(Room
 }
 
 /// A file or room name that cannot leave its directory.
-fn safe_name(s: &str) -> bool {
+pub(crate) fn safe_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 

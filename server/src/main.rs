@@ -12,6 +12,7 @@ mod events;
 mod directory;
 mod distribution;
 mod files;
+mod hls;
 mod http;
 mod ingest_worker;
 mod process;
@@ -139,7 +140,7 @@ enum Cmd {
         /// Directory for the playlist and segments.
         #[arg(long)]
         hls_dir: std::path::PathBuf,
-        /// HLS preset: quality (6 s segments) or low-latency (1 s).
+        /// HLS preset: quality (6 s segments), low-latency (1 s) or ultra-low (low-latency HLS, parts of 1/3 s).
         #[arg(long, default_value = "quality")]
         preset: casecast_actors::program::HlsPreset,
         /// How far back viewers can go.
@@ -418,6 +419,7 @@ fn run() -> anyhow::Result<()> {
                 video_bitrate,
                 monitor: !no_monitor,
                 segment_seconds: preset.segment_seconds(),
+                parts: preset.parts(),
                 dvr_window_secs: u32::try_from(dvr_window.as_secs()).unwrap_or(u32::MAX),
                 ..Default::default()
             };

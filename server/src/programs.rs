@@ -66,12 +66,12 @@ impl Programs {
         };
         let preset: HlsPreset = event.policy.latency_preset.parse()?;
         let opts = self.config.program_options(&event.id).map_err(|e| format!("the program's settings: {e:#}"))?;
-        let opts = casecast_actors::program::ProgramOptions {
+        let mut opts = casecast_actors::program::ProgramOptions {
             // Same host: ICE over loopback where the media is offered there.
             local_addresses: ice.clone(),
-            segment_seconds: preset.segment_seconds(),
             ..opts
         };
+        opts.set_preset(preset);
         // A token for as long as an event may run; it dies with the event anyway
         // (an ended event's tokens are refused).
         let ttl = self.config.max_token_ttl_secs.min(30 * 86400);

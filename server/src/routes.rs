@@ -15,7 +15,7 @@ use actix_web::{Route, guard, web};
 use casecast_signaling::Role;
 use serde::Serialize;
 
-use crate::{cases, events, http, ws};
+use crate::{cases, events, hls, http, ws};
 
 /// Who may use a door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,7 +107,7 @@ pub const DOORS: &[Door] = &[
     door!("GET", "/watch/{room}/source", Access::Playback, http::watch_source),
     door!("GET", "/watch/{room}/state", Access::Playback, events::watch_state),
     door!("POST", "/watch/{room}/votes", Access::Playback, Some(1024), events::vote),
-    door!("GET", "/hls/{room}/{file}", Access::Playback, None, http::hls, wrap Compress::default()),
+    door!("GET", "/hls/{room}/{file}", Access::Playback, None, hls::hls, wrap Compress::default()),
     door!("GET", "/api/rooms/{room}/recordings", Access::Room(OPERATOR), http::recordings),
     door!("GET", "/api/rooms/{room}/recordings/{file}", Access::Room(OPERATOR), http::recording),
     door!("POST", "/api/rooms/{room}/program", Access::Room(OPERATOR), Some(4096), http::program),

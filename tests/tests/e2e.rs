@@ -31,6 +31,8 @@ mod adaptation;
 mod media;
 #[path = "e2e/program.rs"]
 mod program;
+#[path = "e2e/llhls.rs"]
+mod llhls;
 #[path = "e2e/operators.rs"]
 mod operators;
 #[path = "e2e/distribution.rs"]

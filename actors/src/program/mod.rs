@@ -22,6 +22,7 @@ use gstreamer_webrtc as gst_webrtc;
 
 use crate::webrtcbin::WebrtcbinPeer;
 
+mod cmaf;
 mod layout;
 
 use layout::{Binding, Layout, label_count};
@@ -38,6 +39,10 @@ pub enum HlsPreset {
     /// 1 s segments, players held back three (the least HLS allows): about 4–5 s
     /// behind live.
     LowLatency,
+    /// Low-latency HLS: CMAF (fMP4) segments of 2 s made of parts of a third of a
+    /// second, served as they are made, players held back three parts: about 2 s
+    /// behind live.
+    UltraLow,
 }
 
 impl HlsPreset {
@@ -46,7 +51,13 @@ impl HlsPreset {
         match self {
             HlsPreset::Quality => 6,
             HlsPreset::LowLatency => 1,
+            HlsPreset::UltraLow => 2,
         }
+    }
+
+    /// Whether segments are made of parts (low-latency HLS, fMP4).
+    pub fn parts(self) -> bool {
+        self == HlsPreset::UltraLow
     }
 }
 
@@ -56,7 +67,8 @@ impl std::str::FromStr for HlsPreset {
         match s {
             "quality" => Ok(HlsPreset::Quality),
             "low-latency" => Ok(HlsPreset::LowLatency),
-            _ => Err(format!("unknown HLS preset {s:?}; use quality or low-latency")),
+            "ultra-low" => Ok(HlsPreset::UltraLow),
+            _ => Err(format!("unknown HLS preset {s:?}; use quality, low-latency or ultra-low")),
         }
     }
 }
@@ -75,6 +87,9 @@ pub struct ProgramOptions {
     /// HLS segment length, seconds; the GOP is this long, so every segment starts
     /// with a keyframe.
     pub segment_seconds: u32,
+    /// Low-latency HLS: fMP4 segments made of parts, live from memory (the
+    /// `ultra-low` preset); else MPEG-TS segments.
+    pub parts: bool,
     /// How far back a viewer can go (the playlist lists this much), seconds.
     pub dvr_window_secs: u32,
     /// Where the playlist and segments are written.
@@ -102,6 +117,7 @@ impl Default for ProgramOptions {
             fps: 30,
             video_bitrate: 3_000_000,
             segment_seconds: HlsPreset::Quality.segment_seconds(),
+            parts: false,
             dvr_window_secs: 2 * 3600,
             hls_dir: PathBuf::from("data/hls/demo"),
             commentator_slots: 4,
@@ -111,6 +127,19 @@ impl Default for ProgramOptions {
             monitor: true,
             local_addresses: Vec::new(),
         }
+    }
+}
+
+impl ProgramOptions {
+    /// Makes the HLS as `preset` says (segment length, parts).
+    pub fn set_preset(&mut self, preset: HlsPreset) {
+        self.segment_seconds = preset.segment_seconds();
+        self.parts = preset.parts();
+    }
+
+    /// Whether the HLS is made as `preset` says.
+    pub fn has_preset(&self, preset: HlsPreset) -> bool {
+        self.segment_seconds == preset.segment_seconds() && self.parts == preset.parts()
     }
 }
 
@@ -131,7 +160,10 @@ pub struct ProgramStats {
 /// also closes the playlist.
 pub struct Program {
     pipeline: gst::Pipeline,
-    hls: Mutex<HlsOutput>,
+    /// MPEG-TS segments cut by splitmuxsink (`quality`, `low-latency`).
+    hls: Option<Mutex<HlsOutput>>,
+    /// Low-latency HLS (`ultra-low`).
+    cmaf: Option<Arc<Mutex<cmaf::Cmaf>>>,
     peer: WebrtcbinPeer,
     /// Counters.
     pub stats: Arc<ProgramStats>,
@@ -257,27 +289,39 @@ impl Program {
         let playlist = crate::hls::Playlist::load(&playlist_path, o.segment_seconds, playlist_length as usize);
         // A new event's playlist replaces the last one's: its segments go.
         playlist.remove_unlisted(&o.hls_dir);
+        // MPEG-TS segments: the streams go to splitmuxsink, with a metadata stream;
+        // low-latency HLS is cut from the appsinks' streams instead.
+        let (to_ts_video, to_ts_audio, ts_segmenter) = if o.parts {
+            ("", "", String::new())
+        } else {
+            (
+                "! queue ! hls.video",
+                "! queue ! hls.audio_0",
+                format!(
+                    "appsrc name=meta is-live=true format=time do-timestamp=true caps=meta/x-klv,parsed=(boolean)true ! queue ! hls.subtitle_0 \
+                     splitmuxsink name=hls muxer-factory=mpegtsmux location=\"{dir}/seg-{session}-%05d.ts\" \
+                       max-size-time={seg_ns} send-keyframe-requests=true ",
+                    // splitmuxsink cuts the segments (named per pipeline, so a restarted one
+                    // writes beside them) with one key frame each; the playlist viewers get
+                    // is casecast's own (crate::hls), which outlives the pipeline.
+                    seg_ns = u64::from(o.segment_seconds) * 1_000_000_000,
+                ),
+            )
+        };
         let desc = format!(
             "webrtcbin name=webrtc bundle-policy=max-compat \
              compositor name=mix background=black max-threads=1 ! video/x-raw,{RAW},width={w},height={h},framerate={fps}/1 \
                {labels} ! queue max-size-buffers=3 ! x264enc name=venc tune=zerolatency speed-preset=veryfast bitrate={kbps} \
-                 key-int-max={gop} bframes=0 trellis=false option-string=scenecut=0 ! video/x-h264,profile=main,level=(string){level} ! h264parse ! tee name=vtee ! queue ! hls.video \
+                 key-int-max={gop} bframes=0 trellis=false option-string=scenecut=0 ! video/x-h264,profile=main,level=(string){level} ! h264parse ! tee name=vtee {to_ts_video} \
              audiomixer name=amix output-buffer-duration=40000000 ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! voaacenc bitrate=128000 \
-               ! aacparse ! tee name=atee ! queue ! hls.audio_0 \
-             appsrc name=meta is-live=true format=time do-timestamp=true caps=meta/x-klv,parsed=(boolean)true ! queue ! hls.subtitle_0 \
-             {encoded_branches} {monitor_branch} \
-             splitmuxsink name=hls muxer-factory=mpegtsmux location=\"{dir}/seg-{session}-%05d.ts\" \
-               max-size-time={seg_ns} send-keyframe-requests=true \
+               ! aacparse ! tee name=atee {to_ts_audio} \
+             {encoded_branches} {monitor_branch} {ts_segmenter} \
              videotestsrc is-live=true pattern=black ! video/x-raw,{RAW},width=16,height=16,framerate=1/1 ! mix. \
              audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=48000,channels=2 ! amix.",
             w = o.width,
             h = o.height,
             fps = o.fps,
             kbps = o.video_bitrate / 1000,
-            // splitmuxsink cuts the segments (named per pipeline, so a restarted one
-            // writes beside them) with one key frame each; the playlist viewers get
-            // is casecast's own (crate::hls), which outlives the pipeline.
-            seg_ns = u64::from(o.segment_seconds) * 1_000_000_000,
             // One name label per commentator the program can show, drawn at the
             // program's resolution after mixing (crisp at any tile size; a label
             // with no text is passed through untouched).
@@ -376,10 +420,16 @@ impl Program {
         let air = Arc::new(OnAir::default());
         air.on.store(true, Ordering::Relaxed);
         let recorder = o.recording_dir.as_ref().map(|d| Arc::new(crate::recorder::Recorder::new(d.clone(), o.recording_split_secs)));
+        let metadata: Arc<Mutex<std::collections::VecDeque<String>>> = Default::default();
+        // Parts of a third of a second: a whole number of frames.
+        let cmaf = o.parts.then(|| {
+            let part_frames = (o.fps as f64 / 3.0).round().max(1.0) as u32;
+            Arc::new(Mutex::new(cmaf::Cmaf::new(&o.hls_dir, &session, playlist.clone(), o.fps, part_frames, metadata.clone(), stats.clone())))
+        });
         for (name, video) in [("vsink", true), ("asink", false)] {
             let Some(sink) = pipeline.by_name(name).and_then(|e| e.downcast::<gst_app::AppSink>().ok()) else { continue };
             let outputs = rtmp.clone();
-            let (air, recorder) = (air.clone(), recorder.clone());
+            let (air, recorder, cmaf) = (air.clone(), recorder.clone(), cmaf.clone());
             sink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
@@ -387,6 +437,9 @@ impl Program {
                         // The recording goes on off air.
                         if let Some(r) = &recorder {
                             r.push(Packet { video, sample: sample.clone() });
+                        }
+                        if let Some(c) = &cmaf {
+                            c.lock().unwrap_or_else(|e| e.into_inner()).push(video, &sample, air.on.load(Ordering::Relaxed));
                         }
                         // Off air, the pushes get nothing; back on air, they resume
                         // at a key frame.
@@ -411,8 +464,8 @@ impl Program {
         // Timed metadata rides in the segments as ID3 (a metadata stream, PES stream
         // type 0x15, which players read as ID3). The stream is never left idle: a
         // sparse one would hold the segmenter back, so an empty tag goes every 500 ms
-        // and the operators' messages go with the next one.
-        let metadata: Arc<Mutex<std::collections::VecDeque<String>>> = Default::default();
+        // and the operators' messages go with the next one. (Low-latency HLS carries
+        // them as `emsg` boxes instead, in the parts.)
         if let Some(src) = pipeline.by_name("meta").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) {
             let (queue, weak) = (metadata.clone(), pipeline.downgrade());
             std::thread::Builder::new()
@@ -432,8 +485,8 @@ impl Program {
                 .map_err(|e| ProgramError(format!("cannot start the metadata thread: {e}")))?;
         }
         pipeline.set_state(gst::State::Playing).map_err(|e| ProgramError(format!("cannot start the program: {e}")))?;
-        let hls = Mutex::new(HlsOutput { playlist, on_air: true, path: playlist_path, opened: None, session, next: 0 });
-        let program = Program { pipeline, hls, peer, stats, rtmp, layout, air, metadata, recorder };
+        let hls = (!o.parts).then(|| Mutex::new(HlsOutput { playlist, on_air: true, path: playlist_path, opened: None, session, next: 0 }));
+        let program = Program { pipeline, hls, cmaf, peer, stats, rtmp, layout, air, metadata, recorder };
         program.set_recording(true);
         Ok(program)
     }
@@ -502,7 +555,9 @@ impl Program {
             return;
         }
         self.air.await_key.store(on, Ordering::Relaxed);
-        self.hls.lock().unwrap_or_else(|e| e.into_inner()).on_air = on;
+        if let Some(hls) = &self.hls {
+            hls.lock().unwrap_or_else(|e| e.into_inner()).on_air = on;
+        }
         tracing::info!(on_air = on, "program on air changed");
     }
 
@@ -618,9 +673,16 @@ impl Program {
             r.stop();
         }
         let _ = self.pipeline.set_state(gst::State::Null);
-        let mut hls = self.hls.lock().unwrap();
-        hls.playlist.ended = true;
-        hls.playlist.write(&hls.path).map_err(|e| ProgramError(format!("cannot close the playlist: {e}")))
+        let closed = match (&self.hls, &self.cmaf) {
+            (Some(hls), _) => {
+                let mut hls = hls.lock().unwrap_or_else(|e| e.into_inner());
+                hls.playlist.ended = true;
+                hls.playlist.write(&hls.path)
+            }
+            (None, Some(c)) => c.lock().unwrap_or_else(|e| e.into_inner()).finish(),
+            (None, None) => Ok(()),
+        };
+        closed.map_err(|e| ProgramError(format!("cannot close the playlist: {e}")))
     }
 
     /// Stops the program for now, its playlist left live (a server restarting
@@ -646,7 +708,8 @@ impl Program {
                 gst::MessageView::Element(e) if m.src().is_some_and(|s| s.name() == "hls") => {
                     let Some(s) = e.structure() else { continue };
                     let Ok(at) = s.get::<u64>("running-time") else { continue };
-                    let mut hls = self.hls.lock().unwrap();
+                    let Some(hls) = &self.hls else { continue };
+                    let mut hls = hls.lock().unwrap_or_else(|e| e.into_inner());
                     match s.name().as_str() {
                         "splitmuxsink-fragment-opened" => hls.opened = Some(at),
                         "splitmuxsink-fragment-closed" => {

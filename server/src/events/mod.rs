@@ -34,7 +34,7 @@ pub struct Policy {
     pub commentator_max_fps: u32,
     /// Commentators' video bitrate ceiling, bits/s.
     pub commentator_max_bitrate: u32,
-    /// Viewers' latency preset: `quality` or `low-latency`.
+    /// Viewers' latency preset: `quality`, `low-latency` or `ultra-low`.
     pub latency_preset: String,
     /// `public` or `private` viewing.
     pub viewing: String,
@@ -68,8 +68,11 @@ impl Policy {
         if !(50_000..=5_000_000).contains(&self.commentator_max_bitrate) {
             return Err("policy.commentator_max_bitrate must be 50000 to 5000000 bits/s".into());
         }
-        if !matches!(self.latency_preset.as_str(), "quality" | "low-latency") {
-            return Err(format!("policy.latency_preset must be \"quality\" or \"low-latency\", not {:?}", self.latency_preset));
+        if !matches!(self.latency_preset.as_str(), "quality" | "low-latency" | "ultra-low") {
+            return Err(format!(
+                "policy.latency_preset must be \"quality\", \"low-latency\" or \"ultra-low\", not {:?}",
+                self.latency_preset
+            ));
         }
         if !matches!(self.viewing.as_str(), "public" | "private") {
             return Err(format!("policy.viewing must be \"public\" or \"private\", not {:?}", self.viewing));
