@@ -122,7 +122,9 @@ impl Cmaf {
             return;
         }
         let Some(buffer) = sample.buffer() else { return };
-        let Some(ns) = buffer.dts_or_pts().map(gst::ClockTime::nseconds) else { return };
+        // Running time: the video encoder shifts its timestamps by 1000 hours (for
+        // negative decode times) in a segment of its own; audio's are not shifted.
+        let Some(ns) = running_time(sample, buffer) else { return };
         let Ok(map) = buffer.map_readable() else { return };
         if video {
             if self.video.is_none() {
@@ -261,6 +263,16 @@ impl Cmaf {
         let text = self.live.end();
         write_whole(&self.dir.join("index.m3u8"), text.as_bytes())
     }
+}
+
+/// A buffer's decode (else presentation) time as running time, in nanoseconds.
+fn running_time(sample: &gst::Sample, buffer: &gst::BufferRef) -> Option<u64> {
+    let at = buffer.dts_or_pts()?;
+    let segment = sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>());
+    Some(match segment {
+        Some(seg) => seg.to_running_time(at).map_or(at.nseconds(), gst::ClockTime::nseconds),
+        None => at.nseconds(),
+    })
 }
 
 /// Nanoseconds in a timescale.

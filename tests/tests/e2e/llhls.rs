@@ -86,6 +86,17 @@ fn ultra_low_is_low_latency_hls_that_parsers_players_and_ffprobe_take() -> Resul
     assert!(audio.contains("codec_name=aac"), "{audio}");
     // One GOP of 2 s; at least half its frames even on a loaded machine.
     assert!((30..=66).contains(&frames), "{frames} frames in a segment");
+    // Sound and picture on one timeline: the segment's audio starts with its video.
+    let first = |stream: &str| -> Option<f64> {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+            .arg(dir.0.join("segment.mp4"))
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<f64>().ok()).reduce(f64::min)
+    };
+    let (v, a) = (first("v").unwrap_or(f64::NAN), first("a").unwrap_or(f64::NAN));
+    assert!((v - a).abs() < 0.2, "video starts at {v} s, audio at {a} s");
     let first_part = now["last_parts"][0].as_str().unwrap();
     let (status, part) = get_bytes(&format!("{base}/{first_part}"))?;
     assert_eq!(status, 200);
