@@ -9,7 +9,8 @@
 // second, blocking playlist reloads): hls.js plays it in its low-latency mode, three
 // parts from the live edge, about 2 s behind the feed; Safari's own player does
 // the same. After a stall the player speeds up a little (up to 1.25×) until it is
-// back at its target, and jumps to live when it has fallen far behind.
+// back at its target, and jumps to live when it has fallen further behind than
+// that catches up (its target plus a target duration, for 3 s).
 //
 // The page follows the event's state (/watch/{room}/state, every 2 s) and says it
 // over the picture: starting soon, the broadcast will resume shortly (off air),
@@ -236,8 +237,11 @@ setInterval(() => {
   window.casecastWatch.latency = { behind, target: hls?.targetLatency ?? null, lowLatency, rate: video.playbackRate };
   if (behind <= target) say(lowLatency ? `live · ${behind.toFixed(1)} s` : "live", true);
   else say(`${behind < 10 ? behind.toFixed(1) : Math.round(behind)} s behind live`, false);
-  // Far behind (a long stall): speeding up would take too long; jump to live.
-  if (lowLatency && hls.liveSyncPosition != null && behind > target + 6) {
+  // Far behind (a long stall): further than hls.js speeds up for (its target plus a
+  // target duration), so it would stay there; jump to live instead.
+  const speedUpRange = lowLatency ? (hls.targetLatency ?? 1) + (details?.targetduration ?? 2) : Infinity;
+  // (A viewer who paused is left where they are until they play again.)
+  if (lowLatency && !video.paused && hls.liveSyncPosition != null && behind > speedUpRange + 0.5) {
     farBehind += 1;
     if (farBehind >= 3) {
       farBehind = 0;

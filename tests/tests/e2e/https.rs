@@ -92,6 +92,10 @@ fn commentators_on_another_address_join_over_https_and_hear_each_other() -> Resu
     for (i, page) in [&a, &b].into_iter().enumerate() {
         let origin = page.eval("return location.origin")?;
         assert_eq!(origin, json!(https), "page {i}");
+        // HTTP/2 where TLS is on (ALPN): a low-latency HLS player's blocked playlist
+        // request and its part requests share one connection.
+        let protocol = page.eval("return performance.getEntriesByType('navigation')[0].nextHopProtocol")?;
+        assert_eq!(protocol, json!("h2"), "page {i}");
         // A secure context: the camera and microphone open (over http://10.x they
         // would not exist at all).
         assert_eq!(page.eval("return window.isSecureContext")?, json!(true));

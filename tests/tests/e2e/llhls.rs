@@ -117,6 +117,19 @@ fn ultra_low_is_low_latency_hls_that_parsers_players_and_ffprobe_take() -> Resul
     })?;
     let status = page.eval("return document.getElementById('status').textContent")?;
     assert!(status.as_str().is_some_and(|s| s.starts_with("live · ") || s.contains("behind live")), "{status} {latency}");
+    // A viewer who falls behind (the page held 2.5 s, then 8 s) is back near live
+    // soon after: hls.js plays faster (up to 1.25×) or seeks, and the page jumps to
+    // live when it is further behind than that catches up.
+    let latency = |b: &Browser| b.eval("const h = window.casecastWatch.hls; return h ? h.latency : null").ok()?.as_f64();
+    for held_ms in [2500u32, 8000] {
+        page.eval(&format!("const v = document.getElementById('video'); v.pause(); setTimeout(() => v.play(), {held_ms}); return null"))?;
+        let behind = f64::from(held_ms) / 1000.0;
+        wait_for("the page to fall behind", Duration::from_secs(20), || (latency(&page)? > 0.5 + behind).then_some(()))?;
+        wait_for(&format!("the page to catch up after {behind} s behind"), Duration::from_secs(40), || {
+            let playing = page.eval("return !document.getElementById('video').paused").ok()? == json!(true);
+            (playing && latency(&page)? < 2.5).then_some(())
+        })?;
+    }
     let op = server.token("demo", Role::Operator, "Ops Lia");
     let url = format!("{}/api/events/demo/metadata", server.url);
     assert_eq!(api("POST", &url, Some(&op), Some(json!({"text": "Clip applied — 2 minutes to closure"})))?.0, 202);
