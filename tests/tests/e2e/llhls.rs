@@ -140,6 +140,27 @@ fn ultra_low_is_low_latency_hls_that_parsers_players_and_ffprobe_take() -> Resul
     assert_eq!(got[0]["text"], "Clip applied — 2 minutes to closure", "{got}");
     drop(page);
 
+    // Off air and back: the parts stop; back on air they go on after a discontinuity,
+    // the playlist as valid as before.
+    let program = format!("{}/api/events/demo/program", server.url);
+    assert_eq!(api("POST", &program, Some(&op), Some(json!({"on_air": false})))?.0, 202);
+    let parts = |t: &str| t.matches("#EXT-X-PART:").count() + t.matches("#EXTINF").count() * 100;
+    let mut still = (0, std::time::Instant::now());
+    wait_for("the parts to stop", Duration::from_secs(20), || {
+        let n = parts(&http_get(&playlist).ok()?.1);
+        if n != still.0 {
+            still = (n, std::time::Instant::now());
+        }
+        (still.1.elapsed() >= Duration::from_secs(2)).then_some(())
+    })?;
+    assert_eq!(api("POST", &program, Some(&op), Some(json!({"on_air": true})))?.0, 202);
+    let back = wait_for("parts after a discontinuity", Duration::from_secs(20), || {
+        let t = http_get(&playlist).ok()?.1;
+        let after = t.split("#EXT-X-DISCONTINUITY\n").nth(1)?;
+        after.contains("INDEPENDENT=YES").then_some(t)
+    })?;
+    check_playlist(&back, false)?;
+
     // The event ends: the playlist is VOD (no parts, closed), and plays whole.
     let center = server.token("*", Role::Operator, "center");
     assert_eq!(api("POST", &format!("{}/api/events/demo/end", server.url), Some(&center), None)?.0, 200);
