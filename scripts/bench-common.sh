@@ -2,7 +2,9 @@
 # the release binaries, the output folder, a scratch folder and the processes
 # started (PIDS), both cleaned up on exit, and a process's CPU time.
 SECRET="bench-secret-0123456789abcdef"
-BIN=target/release
+# BIN=target/debug compares two builds quickly (the pipelines are GStreamer's C code
+# either way); the numbers in docs/benchmarks.md are release builds.
+BIN="${BIN:-target/release}"
 OUT=target/bench
 mkdir -p "$OUT"
 WORK=$(mktemp -d)

@@ -44,7 +44,7 @@ fi
 # ---- 2. casecast
 echo "== casecast: live room, compositor in its own process"
 RUST_LOG=warn "$BIN/casecast" serve --listen "127.0.0.1:$HTTP_PORT" --udp-bind "127.0.0.1:$UDP_PORT" \
-  --advertise 127.0.0.1 --secret "$SECRET" --data-dir "$WORK/data" > "$OUT/program-server.log" 2>&1 &
+  --advertise 127.0.0.1 --secret "$SECRET" --data-dir "$WORK/data" --metrics-token "$SECRET" > "$OUT/program-server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break; sleep 0.1; done
 URL="http://127.0.0.1:$HTTP_PORT"
@@ -64,7 +64,7 @@ COMPOSITOR=$!
 PIDS+=($COMPOSITOR)
 # Warm-up: until the compositor encodes at full rate with the four commentators in
 # the room (bounded), then $WARMUP s more for the pipeline to settle.
-metric() { curl -s "$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { print $2 }'; }
+metric() { curl -s -H "Authorization: Bearer $SECRET" "$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { print $2 }' || true; } # not up yet: empty
 ready=0
 for _ in $(seq 120); do
   fps=$(metric "http://127.0.0.1:$((HTTP_PORT + 2))" 'casecast_program_fps{room="bench"}')
@@ -79,10 +79,10 @@ frames0=$(curl -s "http://127.0.0.1:$((HTTP_PORT + 2))/metrics" | awk '/^casecas
 sleep "$SECONDS_MEASURED"
 end=$(cpu_seconds $COMPOSITOR)
 frames1=$(curl -s "http://127.0.0.1:$((HTTP_PORT + 2))/metrics" | awk '/^casecast_program_frames_total/ { print $2 }')
-commentators=$(curl -s "$URL/metrics" | awk '/^casecast_participants\{role="commentator"\}/ { print $2 }')
+commentators=$(curl -s -H "Authorization: Bearer $SECRET" "$URL/metrics" | awk '/^casecast_participants\{role="commentator"\}/ { print $2 }')
 casecast_cpu=$(python3 -c "print(round(($end - $start) * 60 / $SECONDS_MEASURED, 1))")
 casecast_fps=$(python3 -c "print(round((${frames1:-0} - ${frames0:-0}) / $SECONDS_MEASURED, 1))")
-cp "$(ls "$WORK"/hls/segment*.ts | tail -1)" "$OUT/program-casecast-last.ts" 2>/dev/null || true
+cp "$(ls "$WORK"/hls/seg-*.ts | tail -1)" "$OUT/program-casecast-last.ts" 2>/dev/null || true
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=()
