@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::hls::{Playlist, Segment};
 
 /// One part (a CMAF fragment).
@@ -23,8 +25,8 @@ pub struct Part {
     pub duration: f64,
     /// Starts with a key frame.
     pub independent: bool,
-    /// The fragment's bytes.
-    pub data: Arc<Vec<u8>>,
+    /// The fragment's bytes (shared, not copied, by every request for it).
+    pub data: Bytes,
 }
 
 /// Parts are listed for the segments made in the last three target durations (and
@@ -181,7 +183,7 @@ impl LiveHls {
     /// A part's bytes by its name (`part-{msn}.{index}.m4s`), waiting (at most
     /// `bound`) for the next one to be made (the preload hint). `None`: there is no
     /// such part (any more, or it was never made).
-    pub async fn part(&self, name: &str, bound: Duration) -> Option<Arc<Vec<u8>>> {
+    pub async fn part(&self, name: &str, bound: Duration) -> Option<Bytes> {
         let (msn, index) = part_name(name)?;
         let deadline = tokio::time::Instant::now() + bound;
         let mut rx = self.tick.subscribe();
@@ -279,20 +281,17 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<LiveHls>>> {
     LIVE.get_or_init(Default::default)
 }
 
-fn key(dir: &Path) -> PathBuf {
-    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
-}
-
-/// Makes `live` the live edge of the HLS in `dir` (for as long as it exists).
+/// Makes `live` the live edge of the HLS in `dir` (for as long as it exists). The
+/// server looks it up by the same path (`<data_dir>/hls/<room>`), as it was given.
 pub fn register(dir: &Path, live: &Arc<LiveHls>) {
     let mut r = registry().lock().unwrap_or_else(|e| e.into_inner());
     r.retain(|_, w| w.strong_count() > 0);
-    r.insert(key(dir), Arc::downgrade(live));
+    r.insert(dir.to_path_buf(), Arc::downgrade(live));
 }
 
 /// The live edge of the HLS in `dir`, if a low-latency program writes there now.
 pub fn live(dir: &Path) -> Option<Arc<LiveHls>> {
-    registry().lock().unwrap_or_else(|e| e.into_inner()).get(&key(dir)).and_then(Weak::upgrade)
+    registry().lock().unwrap_or_else(|e| e.into_inner()).get(dir).and_then(Weak::upgrade)
 }
 
 #[cfg(test)]
@@ -300,7 +299,7 @@ mod tests {
     use super::*;
 
     fn part(independent: bool) -> Part {
-        Part { duration: 1.0 / 3.0, independent, data: Arc::new(vec![independent as u8]) }
+        Part { duration: 1.0 / 3.0, independent, data: Bytes::from(vec![independent as u8]) }
     }
 
     fn live_with(segments: usize) -> Arc<LiveHls> {
@@ -347,19 +346,24 @@ mod tests {
             assert_eq!(live.wait_for(1, Some(3), quick).await, Ok(()), "made already");
             assert_eq!(live.wait_for(1, Some(6), quick).await, Err(Wait::Late), "the next segment's first part");
             assert_eq!(live.wait_for(9, None, quick).await, Err(Wait::TooFar));
+            // A request for the next part waits; the part is made once it does.
             let l = live.clone();
-            let maker = tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                l.push_part(part(true));
-            });
+            let waiter = tokio::spawn(async move { l.wait_for(2, Some(0), Duration::from_secs(5)).await });
+            for _ in 0..1000 {
+                if live.tick.receiver_count() > 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(live.tick.receiver_count(), 1, "the request is waiting");
             let t = tokio::time::Instant::now();
-            assert_eq!(live.wait_for(2, Some(0), Duration::from_secs(5)).await, Ok(()));
-            assert!(t.elapsed() < Duration::from_secs(1));
-            maker.await.unwrap();
+            live.push_part(part(true));
+            assert_eq!(waiter.await.unwrap(), Ok(()));
+            assert!(t.elapsed() < Duration::from_secs(1), "answered as the part came");
             assert_eq!(live.wait_for(1, Some(6), quick).await, Ok(()), "one past the last is the next's first");
-            assert_eq!(live.part("part-2.0.m4s", quick).await.as_deref(), Some(&vec![1u8]));
+            assert_eq!(live.part("part-2.0.m4s", quick).await.as_deref(), Some(&[1u8][..]));
             assert_eq!(live.part("part-2.1.m4s", quick).await, None, "the hinted part did not come in time");
-            assert_eq!(live.part("part-1.5.m4s", quick).await.as_deref(), Some(&vec![0u8]));
+            assert_eq!(live.part("part-1.5.m4s", quick).await.as_deref(), Some(&[0u8][..]));
             assert_eq!(live.part("part-1.6.m4s", quick).await, None);
             assert_eq!(live.part("../x", quick).await, None);
             live.end();

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
+use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use casecast_actors::llhls::{LiveHls, Wait};
 use casecast_signaling::RoomId;
@@ -54,7 +55,7 @@ pub(crate) async fn hls(req: actix_web::HttpRequest, path: web::Path<(RoomId, St
     let playlist = file.ends_with(".m3u8");
     let body = match (&live, playlist) {
         (Some(live), true) if file == "index.m3u8" => match live_playlist(live, req.query_string()).await {
-            Ok(text) => text.into_bytes(),
+            Ok(text) => Bytes::from(text),
             Err(r) => return r,
         },
         (Some(live), false) if file.starts_with("part-") => {
@@ -62,17 +63,18 @@ pub(crate) async fn hls(req: actix_web::HttpRequest, path: web::Path<(RoomId, St
             // then some.
             let bound = Duration::from_secs_f64(live.part_target() * 3.0);
             match live.part(&file, bound).await {
-                Some(data) => data.to_vec(),
+                // The part as made, shared: no copy per request.
+                Some(data) => data,
                 None => return error_response(StatusCode::NOT_FOUND, "no such part (it is older than the playlist lists, or was never made)"),
             }
         }
         _ => match tokio::fs::read(dir.join(&file)).await {
-            Ok(body) => body,
+            Ok(body) => Bytes::from(body),
             Err(_) => return error_response(StatusCode::NOT_FOUND, "no such file (the program may not have started)"),
         },
     };
     let body = match (&playback_token, playlist) {
-        (Some(t), true) => with_token(&body, t),
+        (Some(t), true) => Bytes::from(with_token(&body, t)),
         _ => body,
     };
     let mut res = HttpResponse::Ok();

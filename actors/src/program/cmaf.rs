@@ -51,7 +51,7 @@ pub(super) struct Cmaf {
     /// Audio frames not yet in a part: (presentation time in ns, sample).
     audio_queue: VecDeque<(u64, Sample)>,
     /// The parts of the segment being made.
-    segment: Vec<Arc<Vec<u8>>>,
+    segment: Vec<bytes::Bytes>,
     segment_ticks: u64,
     /// Fragment sequence number.
     sequence: u32,
@@ -211,7 +211,7 @@ impl Cmaf {
                 fmp4::Event { scheme: fmp4::ID3_SCHEME, time: video[0].dts, data: super::id3_tag(t), id: self.event_id }
             })
             .collect();
-        let data = Arc::new(fmp4::fragment(self.sequence, &video, &audio, &events));
+        let data = bytes::Bytes::from(fmp4::fragment(self.sequence, &video, &audio, &events));
         self.sequence = self.sequence.wrapping_add(1);
         let duration = self.part_ticks_so_far as f64 / f64::from(fmp4::VIDEO_TIMESCALE);
         self.segment_ticks += self.part_ticks_so_far;
