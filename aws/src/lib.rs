@@ -1,6 +1,7 @@
 //! casecast's AWS distribution: for one event, an input security group, an
 //! RTMP_PUSH input (and a backup one), a MediaPackage channel with an HLS origin
-//! endpoint, and a MediaLive channel encoding the program into it; started when the
+//! endpoint (v1; for `ultra-low`, a MediaPackage v2 channel with a low-latency HLS
+//! endpoint), and a MediaLive channel encoding the program into it; started when the
 //! event goes on air, stopped off air, torn down (after an optional harvest job,
 //! live-to-VOD) when it ends. Everything is named `casecast-{event}` and tagged
 //! `casecast:event`, so a retry or a restart finds what exists instead of making it
@@ -9,14 +10,16 @@
 //! Only this crate compiles the AWS SDK.
 
 pub mod cloudfront;
+mod encoder;
 mod errors;
+mod mediapackage_v2;
 pub mod preset;
 mod provision;
 
 use std::time::Duration;
 
 pub use errors::AwsError;
-pub use preset::Preset;
+pub use preset::{Packaging, Preset};
 pub use provision::{ChannelStatus, Provisioned};
 
 /// The `[aws]` settings.
@@ -41,6 +44,9 @@ pub struct AwsConfig {
     pub input_loss: String,
     /// The slate picture (an `s3://` or `https://` PNG/TGA), for `input_loss = "slate"`.
     pub slate_url: Option<String>,
+    /// The MediaPackage v2 channel group every `ultra-low` event's channel goes in
+    /// (made when missing, kept: one egress domain for one CloudFront origin).
+    pub channel_group: String,
     /// Live-to-VOD: harvest the event into this bucket when it ends (none: no harvest).
     pub harvest_bucket: Option<String>,
     /// The role MediaPackage assumes to write the harvest.
@@ -69,6 +75,7 @@ impl Default for AwsConfig {
             backup_input: false,
             input_loss: "black".into(),
             slate_url: None,
+            channel_group: "casecast".into(),
             harvest_bucket: None,
             harvest_role_arn: None,
             cloudfront_domain: None,
@@ -98,6 +105,10 @@ impl AwsConfig {
             "slate" => return Err("aws.input_loss = \"slate\" needs aws.slate_url".into()),
             other => return Err(format!("aws.input_loss must be black or slate, not {other:?}")),
         }
+        let group_ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if self.channel_group.is_empty() || self.channel_group.len() > 200 || !self.channel_group.chars().all(group_ok) {
+            return Err(format!("aws.channel_group must be 1 to 200 of A-Z a-z 0-9 _ -, not {:?}", self.channel_group));
+        }
         if self.harvest_bucket.is_some() && self.harvest_role_arn.is_none() {
             return Err("aws.harvest_bucket needs aws.harvest_role_arn (the role MediaPackage writes to S3 with)".into());
         }
@@ -118,6 +129,7 @@ impl AwsConfig {
 pub struct Aws {
     pub(crate) medialive: aws_sdk_medialive::Client,
     pub(crate) mediapackage: aws_sdk_mediapackage::Client,
+    pub(crate) mediapackagev2: aws_sdk_mediapackagev2::Client,
     pub(crate) cfg: AwsConfig,
 }
 
@@ -141,6 +153,7 @@ impl Aws {
         Aws {
             medialive: aws_sdk_medialive::Client::new(shared),
             mediapackage: aws_sdk_mediapackage::Client::new(shared),
+            mediapackagev2: aws_sdk_mediapackagev2::Client::new(shared),
             cfg,
         }
     }

@@ -1,6 +1,20 @@
-//! An event's latency preset as MediaLive encoder settings and a MediaPackage HLS
+//! An event's latency preset as MediaLive encoder settings and a MediaPackage
 //! endpoint: segment length and GOP, the bitrate ladder, the playlist, DVR
-//! (startover) window and time delay.
+//! (startover) window and time delay, and which MediaPackage packages it: v1's HLS
+//! for `quality` and `low-latency`, v2's low-latency HLS (from CMAF ingest) for
+//! `ultra-low`.
+
+/// Which MediaPackage packages the event, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Packaging {
+    /// MediaPackage v1: HLS ingest, an HLS origin endpoint (TS segments).
+    #[default]
+    HlsV1,
+    /// MediaPackage v2: CMAF ingest from MediaLive into a channel of a channel group,
+    /// and an origin endpoint with a low-latency HLS manifest (CMAF segments, parts,
+    /// blocking reload).
+    LowLatencyHlsV2,
+}
 
 /// One H.264 rendition of the ladder.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,8 +36,10 @@ pub struct Rendition {
 /// What a preset sets in AWS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preset {
-    /// `quality` or `low-latency`.
+    /// `quality`, `low-latency` or `ultra-low`.
     pub name: &'static str,
+    /// Which MediaPackage, and which kind of HLS.
+    pub packaging: Packaging,
     /// MediaPackage HLS segment length, seconds.
     pub segment_seconds: i32,
     /// MediaLive GOP, seconds (the segment is a whole number of GOPs, so every
@@ -55,14 +71,29 @@ const DVR_SECONDS: i32 = 2 * 3600;
 
 impl Preset {
     /// The preset of that name (`quality` for anything else, which the event's policy
-    /// check never lets through). `ultra-low` goes out as `low-latency` until the
-    /// low-latency HLS path through MediaPackage v2 exists: the nearest there is.
+    /// check never lets through).
     pub fn named(name: &str) -> Preset {
         match name {
+            // Low-latency HLS through MediaPackage v2: MediaLive sends CMAF segments
+            // of one 1 s GOP, which MediaPackage serves as they arrive, in parts, with
+            // blocking playlist reload; players hold a few parts back, not segments.
+            "ultra-low" => Preset {
+                name: "ultra-low",
+                packaging: Packaging::LowLatencyHlsV2,
+                segment_seconds: 1,
+                gop_seconds: 1.0,
+                playlist_window_seconds: 30,
+                startover_window_seconds: DVR_SECONDS,
+                time_delay_seconds: 0,
+                fps: 30,
+                ladder: LADDER.to_vec(),
+                audio_bitrate: 128_000.0,
+            },
             // 2 s segments of 1 s GOPs; players hold three segments back: about 8 s
             // behind live, glass to glass.
-            "low-latency" | "ultra-low" => Preset {
+            "low-latency" => Preset {
                 name: "low-latency",
+                packaging: Packaging::HlsV1,
                 segment_seconds: 2,
                 gop_seconds: 1.0,
                 playlist_window_seconds: 30,
@@ -77,6 +108,7 @@ impl Preset {
             // long network trouble.
             _ => Preset {
                 name: "quality",
+                packaging: Packaging::HlsV1,
                 segment_seconds: 6,
                 gop_seconds: 2.0,
                 playlist_window_seconds: 60,
@@ -89,10 +121,16 @@ impl Preset {
         }
     }
 
-    /// About how far behind live a player is, seconds: three segments held back
-    /// (HLS), the segment being made, the GOP in the encoder, the time delay.
+    /// About how far behind live a player is, seconds. HLS: three segments held back,
+    /// the segment being made, the GOP in the encoder, the time delay. Low-latency
+    /// HLS: the player holds back parts of the segment being made instead of whole
+    /// segments (at most one segment), plus the ingest segment in flight.
     pub fn expected_latency_seconds(&self) -> f64 {
-        f64::from(4 * self.segment_seconds + self.time_delay_seconds) + self.gop_seconds + 3.0
+        let held = match self.packaging {
+            Packaging::HlsV1 => 4 * self.segment_seconds,
+            Packaging::LowLatencyHlsV2 => 2 * self.segment_seconds,
+        };
+        f64::from(held + self.time_delay_seconds) + self.gop_seconds + 3.0
     }
 }
 
@@ -126,9 +164,14 @@ mod tests {
     }
 
     #[test]
-    fn both_presets_meet_the_documented_constraints() {
+    fn every_preset_meets_the_documented_constraints() {
         check(&Preset::named("quality"));
         check(&Preset::named("low-latency"));
+        let ultra = Preset::named("ultra-low");
+        check(&ultra);
+        // MediaLive's MediaPackage v2 group: whole-second segments of whole GOPs.
+        assert_eq!(ultra.packaging, Packaging::LowLatencyHlsV2);
+        assert_eq!(f64::from(ultra.segment_seconds), ultra.gop_seconds);
     }
 
     #[test]
@@ -138,6 +181,7 @@ mod tests {
         let l = Preset::named("low-latency").expected_latency_seconds();
         assert!(l < 15.0 && l < q, "{l}");
         assert_eq!(Preset::named("anything").name, "quality");
-        assert_eq!(Preset::named("ultra-low").name, "low-latency", "the nearest AWS has here, for now");
+        let u = Preset::named("ultra-low").expected_latency_seconds();
+        assert!(u < l && u <= 6.0, "{u}");
     }
 }

@@ -4,7 +4,10 @@ use aws_sdk_medialive::client::Waiters as _;
 use aws_sdk_medialive::types as ml;
 use aws_sdk_mediapackage::types as mp;
 
+use crate::encoder::encoder_settings;
 use crate::errors::classify;
+use crate::mediapackage_v2::V2;
+use crate::preset::Packaging;
 use crate::{Aws, AwsError, EVENT_TAG, Preset, resource_name};
 
 /// What an event has in AWS.
@@ -21,9 +24,13 @@ pub struct Provisioned {
     /// Where the compositor pushes: the primary input's URLs (one per pipeline),
     /// then the backup's. Empty where the service gives none (moto).
     pub rtmp_urls: Vec<String>,
-    /// The MediaPackage channel.
+    /// The MediaPackage channel (v1's id, or v2's name in `channel_group`).
     pub mediapackage_channel_id: String,
-    /// The HLS origin endpoint.
+    /// The MediaPackage v2 channel group, for an `ultra-low` event (low-latency HLS
+    /// from CMAF ingest); none for MediaPackage v1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_group: Option<String>,
+    /// The origin endpoint (HLS on v1, low-latency HLS on v2).
     pub origin_endpoint_id: String,
     /// The endpoint's playlist URL (MediaPackage's domain).
     pub origin_url: Option<String>,
@@ -71,9 +78,22 @@ impl Aws {
         } else {
             None
         };
-        let mediapackage_channel_id = self.mediapackage_channel(event, &name).await?;
-        let (origin_endpoint_id, origin_url) = self.origin_endpoint(event, &name, preset).await?;
-        let channel_id = self.channel(event, &name, &input_id, backup_input_id.as_deref(), &mediapackage_channel_id, preset).await?;
+        let destination = ml::MediaPackageOutputDestinationSettings::builder();
+        let (mediapackage_channel_id, channel_group, origin_endpoint_id, origin_url, destination) = match preset.packaging {
+            Packaging::HlsV1 => {
+                let id = self.mediapackage_channel(event, &name).await?;
+                let (endpoint, url) = self.origin_endpoint(event, &name, preset).await?;
+                let destination = destination.channel_id(&id).build();
+                (id, None, endpoint, url, destination)
+            }
+            Packaging::LowLatencyHlsV2 => {
+                let V2 { channel, endpoint, url } = self.package_v2(event, &name, preset).await?;
+                let group = self.cfg.channel_group.clone();
+                let destination = destination.channel_group(&group).channel_name(&channel).build();
+                (channel, Some(group), endpoint, url, destination)
+            }
+        };
+        let channel_id = self.channel(event, &name, &input_id, backup_input_id.as_deref(), destination, preset).await?;
         let p = Provisioned {
             event: event.to_string(),
             security_group_id,
@@ -81,6 +101,7 @@ impl Aws {
             backup_input_id,
             rtmp_urls,
             mediapackage_channel_id,
+            channel_group,
             origin_endpoint_id,
             origin_url,
             channel_id,
@@ -128,6 +149,13 @@ impl Aws {
         match self.mediapackage.describe_origin_endpoint().id(&endpoint).send().await {
             Ok(o) => (p.origin_endpoint_id, p.origin_url) = (endpoint, o.url().map(str::to_string)),
             Err(e) => ignore_missing(Err(classify("DescribeOriginEndpoint", e)))?,
+        }
+        // An `ultra-low` event's are in MediaPackage v2 instead.
+        if p.mediapackage_channel_id.is_empty()
+            && let Some(v2) = self.find_v2(&name).await?
+        {
+            p.channel_group = Some(self.cfg.channel_group.clone());
+            (p.mediapackage_channel_id, p.origin_endpoint_id, p.origin_url) = (v2.channel, v2.endpoint, v2.url);
         }
         let nothing = p.security_group_id.is_empty()
             && p.input_id.is_empty()
@@ -246,12 +274,22 @@ impl Aws {
         name: &str,
         input: &str,
         backup: Option<&str>,
-        mediapackage_channel: &str,
+        destination: ml::MediaPackageOutputDestinationSettings,
         preset: &Preset,
     ) -> Result<String, AwsError> {
         for c in self.medialive.list_channels().into_paginator().items().send().collect::<Vec<_>>().await {
             let c = c.map_err(|e| classify("ListChannels", e))?;
             if c.name() == Some(name) && tagged(c.tags(), event) && !gone(c.state().map(|s| s.as_str())) {
+                // A channel made for the other MediaPackage cannot feed this one.
+                let made: Vec<_> = c.destinations().iter().flat_map(|d| d.media_package_settings()).collect();
+                let made_v2 = made.iter().any(|m| m.channel_group().is_some());
+                if !made.is_empty() && made_v2 != destination.channel_group().is_some() {
+                    let (was, now) = if made_v2 { ("ultra-low", preset.name) } else { ("quality or low-latency", "ultra-low") };
+                    return Err(other(
+                        "CreateChannel (MediaLive)",
+                        &format!("the event's channel {name} was made for the {was} preset's MediaPackage, not {now}'s; end the event (which tears it down) or set its preset back"),
+                    ));
+                }
                 return Ok(c.id().unwrap_or_default().to_string());
             }
         }
@@ -296,7 +334,7 @@ impl Aws {
             .destinations(
                 ml::OutputDestination::builder()
                     .id("mediapackage")
-                    .media_package_settings(ml::MediaPackageOutputDestinationSettings::builder().channel_id(mediapackage_channel).build())
+                    .media_package_settings(destination)
                     .build(),
             )
             .encoder_settings(encoder_settings(preset, &self.cfg))
@@ -366,9 +404,13 @@ impl Aws {
     /// Timed metadata for viewers now: an ID3 tag (base64) through the channel's
     /// schedule, carried into MediaPackage's segments.
     pub async fn send_metadata(&self, p: &Provisioned, id: &str, id3_base64: &str) -> Result<(), AwsError> {
-        let settings = ml::ScheduleActionSettings::builder()
-            .hls_timed_metadata_settings(ml::HlsTimedMetadataScheduleActionSettings::builder().id3(id3_base64).build())
-            .build();
+        let settings = if p.channel_group.is_some() {
+            // CMAF ingest (MediaPackage v2): a one-time ID3 in the CMAF segments.
+            ml::ScheduleActionSettings::builder().timed_metadata_settings(ml::TimedMetadataScheduleActionSettings::builder().id3(id3_base64).build())
+        } else {
+            ml::ScheduleActionSettings::builder().hls_timed_metadata_settings(ml::HlsTimedMetadataScheduleActionSettings::builder().id3(id3_base64).build())
+        }
+        .build();
         self.schedule_now(p, &format!("casecast-metadata-{id}"), settings, "BatchUpdateSchedule (timed metadata)").await
     }
 
@@ -409,8 +451,13 @@ impl Aws {
     /// into the configured bucket; answers the job's id. None without a bucket.
     pub async fn harvest(&self, p: &Provisioned, start: &str, end: &str) -> Result<Option<String>, AwsError> {
         let (Some(bucket), Some(role)) = (&self.cfg.harvest_bucket, &self.cfg.harvest_role_arn) else { return Ok(None) };
-        let (bucket, prefix) = bucket.split_once('/').unwrap_or((bucket, ""));
         let id = format!("{}-{}", resource_name(&p.event), start.replace([':', '-'], "").to_lowercase());
+        if let Some(group) = &p.channel_group {
+            self.harvest_v2(p, group, &id, start, end).await?;
+            tracing::info!(event = %p.event, job = %id, "aws: harvest job created (MediaPackage v2)");
+            return Ok(Some(id));
+        }
+        let (bucket, prefix) = bucket.split_once('/').unwrap_or((bucket, ""));
         let key = format!("{}{}{}/index.m3u8", prefix, if prefix.is_empty() || prefix.ends_with('/') { "" } else { "/" }, p.event);
         self.mediapackage
             .create_harvest_job()
@@ -446,6 +493,11 @@ impl Aws {
         if self.cfg.input_security_group_id.is_none() && !p.security_group_id.is_empty() {
             let deleted = self.medialive.delete_input_security_group().input_security_group_id(&p.security_group_id).send().await;
             ignore_missing(deleted.map(|_| ()).map_err(|e| classify("DeleteInputSecurityGroup", e)))?;
+        }
+        if let Some(group) = &p.channel_group {
+            self.teardown_v2(group, &p.mediapackage_channel_id, &p.origin_endpoint_id).await?;
+            tracing::info!(event = %p.event, "aws: torn down");
+            return Ok(());
         }
         if !p.origin_endpoint_id.is_empty() {
             let endpoint = self.mediapackage.delete_origin_endpoint().id(&p.origin_endpoint_id).send().await;
@@ -488,116 +540,11 @@ fn other(what: &str, message: &str) -> AwsError {
     AwsError::Other { what: what.into(), message: message.into() }
 }
 
-fn ignore_missing(r: Result<(), AwsError>) -> Result<(), AwsError> {
+pub(crate) fn ignore_missing(r: Result<(), AwsError>) -> Result<(), AwsError> {
     match r {
         Err(e) if e.is_not_found() => Ok(()),
         r => r,
     }
-}
-
-/// The channel's encoder: the preset's H.264 ladder and AAC, one MediaPackage output
-/// group, input loss shown as black or a slate, ID3 passed through.
-pub(crate) fn encoder_settings(preset: &Preset, cfg: &crate::AwsConfig) -> ml::EncoderSettings {
-    let mut video = Vec::new();
-    let mut outputs = Vec::new();
-    for r in &preset.ladder {
-        let h264 = ml::H264Settings::builder()
-            .rate_control_mode(ml::H264RateControlMode::Cbr)
-            .bitrate(r.bitrate)
-            .buf_size(r.bitrate * 2)
-            .profile(ml::H264Profile::from(r.profile))
-            .level(ml::H264Level::from(r.level))
-            .framerate_control(ml::H264FramerateControl::Specified)
-            .framerate_numerator(preset.fps)
-            .framerate_denominator(1)
-            .gop_size(preset.gop_seconds)
-            .gop_size_units(ml::H264GopSizeUnits::Seconds)
-            .gop_closed_cadence(1)
-            .gop_num_b_frames(2)
-            .scene_change_detect(ml::H264SceneChangeDetect::Enabled)
-            .par_control(ml::H264ParControl::Specified)
-            .par_numerator(1)
-            .par_denominator(1)
-            .adaptive_quantization(ml::H264AdaptiveQuantization::Auto)
-            .timecode_insertion(ml::H264TimecodeInsertionBehavior::Disabled)
-            .build();
-        video.push(
-            ml::VideoDescription::builder()
-                .name(r.name)
-                .width(r.width)
-                .height(r.height)
-                .scaling_behavior(ml::VideoDescriptionScalingBehavior::Default)
-                .respond_to_afd(ml::VideoDescriptionRespondToAfd::None)
-                .sharpness(50)
-                .codec_settings(ml::VideoCodecSettings::builder().h264_settings(h264).build())
-                .build(),
-        );
-        outputs.push(
-            ml::Output::builder()
-                .output_name(r.name.trim_start_matches("video_"))
-                .video_description_name(r.name)
-                .audio_description_names("audio_aac")
-                .output_settings(ml::OutputSettings::builder().media_package_output_settings(ml::MediaPackageOutputSettings::builder().build()).build())
-                .build(),
-        );
-    }
-    let audio = ml::AudioDescription::builder()
-        .name("audio_aac")
-        .audio_selector_name("default")
-        .audio_type_control(ml::AudioDescriptionAudioTypeControl::FollowInput)
-        .language_code_control(ml::AudioDescriptionLanguageCodeControl::FollowInput)
-        .codec_settings(
-            ml::AudioCodecSettings::builder()
-                .aac_settings(
-                    ml::AacSettings::builder()
-                        .bitrate(preset.audio_bitrate)
-                        .coding_mode(ml::AacCodingMode::CodingMode20)
-                        .input_type(ml::AacInputType::Normal)
-                        .profile(ml::AacProfile::Lc)
-                        .rate_control_mode(ml::AacRateControlMode::Cbr)
-                        .raw_format(ml::AacRawFormat::None)
-                        .sample_rate(48_000.0)
-                        .spec(ml::AacSpec::Mpeg4)
-                        .build(),
-                )
-                .build(),
-        )
-        .build();
-    let mut loss = ml::InputLossBehavior::builder().black_frame_msec(10_000).repeat_frame_msec(1_000);
-    loss = match (&cfg.slate_url, cfg.input_loss.as_str()) {
-        (Some(url), "slate") => loss
-            .input_loss_image_type(ml::InputLossImageType::Slate)
-            .input_loss_image_slate(ml::InputLocation::builder().uri(url).build()),
-        _ => loss.input_loss_image_type(ml::InputLossImageType::Color).input_loss_image_color("000000"),
-    };
-    ml::EncoderSettings::builder()
-        .set_video_descriptions(Some(video))
-        .audio_descriptions(audio)
-        .output_groups(
-            ml::OutputGroup::builder()
-                .name("mediapackage")
-                .output_group_settings(
-                    ml::OutputGroupSettings::builder()
-                        .media_package_group_settings(
-                            ml::MediaPackageGroupSettings::builder()
-                                .destination(ml::OutputLocationRef::builder().destination_ref_id("mediapackage").build())
-                                .build(),
-                        )
-                        .build(),
-                )
-                .set_outputs(Some(outputs))
-                .build(),
-        )
-        .timecode_config(ml::TimecodeConfig::builder().source(ml::TimecodeConfigSource::Systemclock).build())
-        .global_configuration(
-            ml::GlobalConfiguration::builder()
-                .input_loss_behavior(loss.build())
-                .input_end_action(ml::GlobalConfigurationInputEndAction::None)
-                .output_timing_source(ml::GlobalConfigurationOutputTimingSource::SystemClock)
-                .support_low_framerate_inputs(ml::GlobalConfigurationLowFramerateInputs::Disabled)
-                .build(),
-        )
-        .build()
 }
 
 /// The requests, checked field by field against the MediaLive and MediaPackage API
@@ -605,7 +552,7 @@ pub(crate) fn encoder_settings(preset: &Preset, cfg: &crate::AwsConfig) -> ml::E
 /// harvest jobs, and RTMP destinations with URLs. The answers are AWS's, as its
 /// references document them.
 #[cfg(test)]
-mod replay_tests {
+pub(crate) mod replay_tests {
     use aws_sdk_medialive::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
     use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
     use aws_smithy_types::body::SdkBody;
@@ -614,11 +561,11 @@ mod replay_tests {
     use super::*;
     use crate::AwsConfig;
 
-    fn answer(status: u16, body: Value) -> http::Response<SdkBody> {
+    pub(crate) fn answer(status: u16, body: Value) -> http::Response<SdkBody> {
         http::Response::builder().status(status).header("content-type", "application/json").body(SdkBody::from(body.to_string())).unwrap()
     }
 
-    fn replayed(events: Vec<(u16, Value)>, cfg: AwsConfig) -> (Aws, StaticReplayClient) {
+    pub(crate) fn replayed(events: Vec<(u16, Value)>, cfg: AwsConfig) -> (Aws, StaticReplayClient) {
         let replay = StaticReplayClient::new(
             events
                 .into_iter()
@@ -635,7 +582,7 @@ mod replay_tests {
     }
 
     /// (method, path, JSON body) of each request made.
-    fn requests(replay: &StaticReplayClient) -> Vec<(String, String, Value)> {
+    pub(crate) fn requests(replay: &StaticReplayClient) -> Vec<(String, String, Value)> {
         replay
             .actual_requests()
             .map(|r| {
@@ -646,7 +593,7 @@ mod replay_tests {
             .collect()
     }
 
-    fn cfg() -> AwsConfig {
+    pub(crate) fn cfg() -> AwsConfig {
         AwsConfig {
             region: "eu-central-1".into(),
             role_arn: "arn:aws:iam::123456789012:role/MediaLiveAccessRole".into(),
@@ -658,7 +605,7 @@ mod replay_tests {
         }
     }
 
-    fn not_found() -> (u16, Value) {
+    pub(crate) fn not_found() -> (u16, Value) {
         (404, json!({"__type": "NotFoundException", "message": "channel not found"}))
     }
 

@@ -6,9 +6,14 @@ use super::*;
 /// `prod/inputs`, `channels`): moto routes by the service named in the signature's
 /// scope and checks nothing else.
 fn moto_list(moto: &Moto, service: &str, path: &str, key: &str) -> Vec<Value> {
+    moto_get(moto, service, path).1[key].as_array().cloned().unwrap_or_default()
+}
+
+/// The status and JSON moto answers a GET of `path` on `service` with.
+fn moto_get(moto: &Moto, service: &str, path: &str) -> (u16, Value) {
     let auth = format!("AWS4-HMAC-SHA256 Credential=testing/20261124/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0");
-    let (_, _, body) = http_request("GET", &format!("{}/{path}", moto.endpoint), &[("Authorization", &auth)], None).unwrap_or_default();
-    serde_json::from_slice::<Value>(&body).ok().and_then(|v| v[key].as_array().cloned()).unwrap_or_default()
+    let (status, _, body) = http_request("GET", &format!("{}/{path}", moto.endpoint), &[("Authorization", &auth)], None).unwrap_or_default();
+    (status, serde_json::from_slice::<Value>(&body).unwrap_or_default())
 }
 
 /// The AWS distribution's control plane against moto (which stands in for MediaLive
@@ -161,8 +166,6 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
 /// standing in for the input. What arrives is the program: H.264 1280×720 and AAC.
 #[test]
 fn the_program_is_pushed_to_the_provisioned_medialive_input() -> Result<()> {
-    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-    use aws_smithy_types::body::SdkBody;
     let dir = TempDir::new("aws-media");
     let port = free_tcp_port();
     let receiver = rtmp_receiver(port, &dir.0, "input")?;
@@ -175,29 +178,7 @@ fn the_program_is_pushed_to_the_provisioned_medialive_input() -> Result<()> {
         (200, json!({"id": "casecast-or-5-hls", "url": "https://x.mediapackage.us-east-1.amazonaws.com/out/v1/1/index.m3u8"})),
         (200, json!({"channels": [{"id": "ch-1", "name": "casecast-or-5", "state": "IDLE", "tags": {"casecast:event": "or-5"}}]})),
     ];
-    let replay = StaticReplayClient::new(
-        answers
-            .into_iter()
-            .map(|(status, body)| {
-                let req = http::Request::builder().uri("https://any").body(SdkBody::empty()).unwrap();
-                ReplayEvent::new(req, http::Response::builder().status(status).body(SdkBody::from(body.to_string())).unwrap())
-            })
-            .collect(),
-    );
-    let shared = aws_config::SdkConfig::builder()
-        .http_client(replay)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
-            "testing", "testing", None, None, "test",
-        )))
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build();
-    let cfg = casecast_aws::AwsConfig {
-        role_arn: "arn:aws:iam::123456789012:role/MediaLiveAccessRole".into(),
-        input_security_group_id: Some("sg-1".into()),
-        ..Default::default()
-    };
-    let aws = casecast_aws::Aws::from_config(&shared, cfg);
+    let aws = aws_over(replay_client(answers.to_vec()), None);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let provisioned = rt.block_on(aws.provision("or-5", &casecast_aws::Preset::named("low-latency")))?;
     assert_eq!(provisioned.rtmp_urls, std::slice::from_ref(&url));
@@ -222,5 +203,152 @@ fn the_program_is_pushed_to_the_provisioned_medialive_input() -> Result<()> {
     let probe = String::from_utf8_lossy(&out.stdout);
     assert!(probe.contains("codec_name=h264|width=1280|height=720"), "{probe}");
     assert!(probe.contains("codec_name=aac"), "{probe}");
+    Ok(())
+}
+
+/// A replay client giving `answers` (status, JSON body) in order, whatever is asked.
+fn replay_client(answers: Vec<(u16, Value)>) -> aws_smithy_http_client::test_util::StaticReplayClient {
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_types::body::SdkBody;
+    StaticReplayClient::new(
+        answers
+            .into_iter()
+            .map(|(status, body)| {
+                let req = http::Request::builder().uri("https://any").body(SdkBody::empty()).unwrap();
+                let answer = http::Response::builder().status(status).header("content-type", "application/json").body(SdkBody::from(body.to_string()));
+                ReplayEvent::new(req, answer.unwrap())
+            })
+            .collect(),
+    )
+}
+
+/// casecast's AWS side over `client` (at moto's `endpoint`, if given), with moto's
+/// dummy credentials, a MediaLive role and an existing input security group.
+fn aws_over(client: impl aws_smithy_runtime_api::client::http::HttpClient + 'static, endpoint: Option<&str>) -> casecast_aws::Aws {
+    let mut shared = aws_config::SdkConfig::builder()
+        .http_client(client)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "test",
+        )))
+        .behavior_version(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint {
+        shared = shared.endpoint_url(url);
+    }
+    let cfg = casecast_aws::AwsConfig {
+        role_arn: "arn:aws:iam::123456789012:role/MediaLiveAccessRole".into(),
+        input_security_group_id: Some("sg-1".into()),
+        wait_secs: 60,
+        ..Default::default()
+    };
+    casecast_aws::Aws::from_config(&shared.build(), cfg)
+}
+
+/// The SDK's HTTP client for a provisioning that moto half covers: MediaPackage v2
+/// policies and origin endpoints (which moto lacks) get replayed answers, as AWS
+/// documents them; everything else goes to moto.
+mod moto_or_replay {
+    use aws_smithy_http_client::test_util::StaticReplayClient;
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+
+    #[derive(Debug, Clone)]
+    pub struct MotoOrReplay {
+        pub moto: SharedHttpClient,
+        pub replay: StaticReplayClient,
+    }
+
+    /// What moto 5.2.5's MediaPackage v2 does not have.
+    pub fn replayed(uri: &str) -> bool {
+        uri.contains("/originEndpoint") || uri.ends_with("/policy")
+    }
+
+    impl HttpClient for MotoOrReplay {
+        fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+            SharedHttpConnector::new(Routed { moto: self.moto.http_connector(settings, components), replay: self.replay.http_connector(settings, components) })
+        }
+    }
+
+    #[derive(Debug)]
+    struct Routed {
+        moto: SharedHttpConnector,
+        replay: SharedHttpConnector,
+    }
+
+    impl HttpConnector for Routed {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            if replayed(request.uri()) { self.replay.call(request) } else { self.moto.call(request) }
+        }
+    }
+}
+
+/// An `ultra-low` event through MediaPackage v2, with MediaLive and MediaPackage v2's
+/// channel group and channel on moto (the policies and the low-latency endpoint,
+/// which moto lacks, replayed): provisioning makes the group and a channel, and a
+/// MediaLive channel whose MediaPackage output goes to that channel; the channel
+/// starts and stops; provisioning again makes nothing twice; teardown removes the
+/// event's channel and endpoint and keeps the shared group. The viewer URL is the
+/// low-latency playlist's.
+#[test]
+fn an_ultra_low_event_goes_out_through_mediapackage_v2() -> Result<()> {
+    let moto = Moto::start()?;
+    let url = "https://abc123.egress.def456.mediapackagev2.us-east-1.amazonaws.com/out/v1/casecast/casecast-or-6/casecast-or-6-ll/index.m3u8";
+    let endpoint = json!({"Arn": "arn:aws:mediapackagev2:us-east-1:123456789012:channelGroup/casecast/channel/casecast-or-6/originEndpoint/casecast-or-6-ll",
+        "ContainerType": "CMAF", "LowLatencyHlsManifests": [{"ManifestName": "index", "Url": url}]});
+    let missing = json!({"__type": "ResourceNotFoundException", "message": "MediaPackage can't find your origin endpoint"});
+    let answers = [
+        (200, json!({})),              // PutChannelPolicy
+        (404, missing),                // GetOriginEndpoint
+        (200, endpoint.clone()),       // CreateOriginEndpoint
+        (200, json!({})),              // PutOriginEndpointPolicy
+        (200, json!({})),              // provisioning again: PutChannelPolicy
+        (200, endpoint),               // GetOriginEndpoint: found
+        (200, json!({})),              // PutOriginEndpointPolicy
+        (202, json!({})),              // DeleteOriginEndpoint
+    ];
+    let replay = replay_client(answers.to_vec());
+    let client = moto_or_replay::MotoOrReplay { moto: aws_smithy_http_client::Builder::new().build_http(), replay: replay.clone() };
+    let aws = aws_over(client, Some(&moto.endpoint));
+    let v2 = |path: &str| moto_get(&moto, "mediapackagev2", path).0;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let preset = casecast_aws::Preset::named("ultra-low");
+    let p = rt.block_on(aws.provision("or-6", &preset))?;
+    assert_eq!((p.channel_group.as_deref(), p.mediapackage_channel_id.as_str()), (Some("casecast"), "casecast-or-6"));
+    assert_eq!((p.origin_endpoint_id.as_str(), p.origin_url.as_deref()), ("casecast-or-6-ll", Some(url)));
+    assert_eq!(casecast_aws::cloudfront::viewer_url("d111111abcdef8.cloudfront.net", &p.playlist_path().unwrap()),
+        "https://d111111abcdef8.cloudfront.net/out/v1/casecast/casecast-or-6/casecast-or-6-ll/index.m3u8");
+    // moto holds the group and the channel, and MediaLive's channel feeds it.
+    assert_eq!(v2("channelGroup/casecast"), 200);
+    assert_eq!(v2("channelGroup/casecast/channel/casecast-or-6"), 200);
+    let channels = || moto_list(&moto, "medialive", "prod/channels", "channels").into_iter().filter(|c| c["state"] != "DELETED").collect::<Vec<_>>();
+    let made = channels();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0]["destinations"][0]["mediaPackageSettings"], json!([{"channelGroup": "casecast", "channelName": "casecast-or-6"}]));
+    let (_, described) = moto_get(&moto, "medialive", &format!("prod/channels/{}", p.channel_id));
+    let group = &described["encoderSettings"]["outputGroups"][0]["outputGroupSettings"]["mediaPackageGroupSettings"];
+    assert_eq!(group["mediapackageV2GroupSettings"]["segmentLength"], 1, "{described}");
+    // On air and off.
+    rt.block_on(aws.start(&p))?;
+    assert_eq!(rt.block_on(aws.status(&p))?.state, "RUNNING");
+    // Provisioning again (a retry, a restarted server) finds it all.
+    let again = rt.block_on(aws.provision("or-6", &preset))?;
+    assert_eq!(again, p);
+    assert_eq!(channels().len(), 1);
+    rt.block_on(aws.stop(&p))?;
+    assert_eq!(rt.block_on(aws.status(&p))?.state, "IDLE");
+    // The event ends: its channel and endpoint go, the shared group stays.
+    rt.block_on(aws.teardown(&p))?;
+    // (moto answers a missing channel with 400 and the error AWS answers with 404.)
+    let (_, answer) = moto_get(&moto, "mediapackagev2", "channelGroup/casecast/channel/casecast-or-6");
+    assert!(answer.to_string().contains("ResourceNotFoundException"), "{answer}");
+    assert_eq!(v2("channelGroup/casecast"), 200);
+    assert!(channels().is_empty(), "{:?}", channels());
+    let replayed: Vec<(String, String)> = replay.actual_requests().map(|r| (r.method().to_string(), http::Uri::try_from(r.uri()).unwrap().path().to_string())).collect();
+    assert_eq!(replayed.len(), 8, "{replayed:?}");
+    assert_eq!(replayed[7], ("DELETE".to_string(), "/channelGroup/casecast/channel/casecast-or-6/originEndpoint/casecast-or-6-ll".to_string()));
+    assert!(replayed.iter().all(|(_, p)| moto_or_replay::replayed(p)));
     Ok(())
 }
