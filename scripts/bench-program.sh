@@ -117,7 +117,7 @@ PY
 )
 echo "ffmpeg: $ffmpeg_cpu CPU-s per minute"
 ratio=$(python3 -c "print(round($casecast_cpu / $ffmpeg_cpu, 2))")
-echo "casecast / ffmpeg = $ratio (target at most 0.9)"
+echo "casecast / ffmpeg = $ratio (target at most 1.0)"
 cat > "$OUT/program.json" <<JSON
 {"seconds": $SECONDS_MEASURED, "casecast_cpu_s_per_min": $casecast_cpu, "casecast_fps": $casecast_fps,
  "commentators": ${commentators:-0}, "ffmpeg_cpu_s_per_min": $ffmpeg_cpu, "ratio": $ratio}

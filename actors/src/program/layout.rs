@@ -271,14 +271,39 @@ impl Layout {
         }
         for ((pad, _, _), p) in self.inputs.iter().zip(places) {
             let Some(pad) = pad else { continue };
+            // Even sizes (4:2:0 video): the branch scales the input to exactly the
+            // pad's size, once per source frame, so the compositor does not.
+            let (w, h) = (p.w & !1, p.h & !1);
             pad.set_property("xpos", p.x);
             pad.set_property("ypos", p.y);
-            pad.set_property("width", p.w);
-            pad.set_property("height", p.h);
+            pad.set_property("width", w);
+            pad.set_property("height", h);
             pad.set_property("zorder", p.z);
             pad.set_property("alpha", if p.visible { 1.0f64 } else { 0.0 });
+            // A hidden input keeps its last size: the compositor skips it.
+            if p.visible && w >= 2 && h >= 2 {
+                set_tile_size(pad, w, h);
+            }
         }
     }
+}
+
+/// Sets the size the branch feeding compositor pad `pad` scales to: its `tile`
+/// capsfilter, found through the pad's peer (the branch bin's ghost pad).
+fn set_tile_size(pad: &gst::Pad, width: i32, height: i32) {
+    let Some(bin) = pad.peer().and_then(|p| p.parent_element()).and_then(|e| e.downcast::<gst::Bin>().ok()) else { return };
+    let Some(tile) = bin.by_name("tile") else { return };
+    let current = tile.property::<gst::Caps>("caps");
+    let Some(s) = current.structure(0) else { return };
+    if s.get::<i32>("width").ok() == Some(width) && s.get::<i32>("height").ok() == Some(height) {
+        return;
+    }
+    let mut caps = current.copy();
+    if let Some(s) = caps.make_mut().structure_mut(0) {
+        s.set("width", width);
+        s.set("height", height);
+    }
+    tile.set_property("caps", caps);
 }
 
 #[cfg(test)]

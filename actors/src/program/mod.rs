@@ -387,13 +387,12 @@ impl Program {
         layout.apply();
         let layout = Arc::new(Mutex::new(layout));
         let (weak, s, l) = (pipeline.downgrade(), stats.clone(), layout.clone());
-        let (w, h, fps) = (o.width, o.height, o.fps);
         webrtc.connect_pad_added(move |_, pad| {
             if pad.direction() != gst::PadDirection::Src {
                 return;
             }
             let Some(pipeline) = weak.upgrade() else { return };
-            if let Err(e) = add_input(&pipeline, pad, &s, &l, (w, h, fps)) {
+            if let Err(e) = add_input(&pipeline, pad, &s, &l) {
                 tracing::warn!(error = %e, "program: input not added");
             }
         });
@@ -804,7 +803,6 @@ fn add_input(
     pad: &gst::Pad,
     stats: &Arc<ProgramStats>,
     layout: &Arc<Mutex<Layout>>,
-    (w, h, fps): (u32, u32, u32),
 ) -> Result<(), String> {
     // Which m-line this is, to know whether it carries the feed.
     let mid = pad
@@ -822,7 +820,7 @@ fn add_input(
         tracing::debug!(?mid, %caps, "program input decoded");
         let video = caps.starts_with("video");
         let r = if video {
-            link_video(&pipeline, dpad, fps).map(|sink| {
+            link_video(&pipeline, dpad).map(|sink| {
                 let mut l = layout.lock().unwrap();
                 let (feed, who) = match l.take_binding(mid.as_deref()) {
                     Some(b) => (b.feed, Some(b.participant)),
@@ -848,18 +846,22 @@ fn add_input(
                 }
             }
         }
-        let _ = (w, h);
     });
     Ok(())
 }
 
-/// Links a decoded video input to a new compositor pad (placed by [`Layout`]; the
-/// compositor scales it to its place, so a layout switch needs no relinking).
-fn link_video(pipeline: &gst::Pipeline, src: &gst::Pad, fps: u32) -> Result<gst::Pad, String> {
+/// Links a decoded video input to a new compositor pad, placed by [`Layout`], which
+/// also sets the size its branch scales it to (the `tile` capsfilter): each source
+/// frame is scaled and converted once, at its own rate, in one pass. The compositor
+/// redoes a pad's conversion for every output frame (GStreamer 1.22 keeps nothing
+/// between them), so a pad that arrives at its tile's size and the program's format
+/// is blended as it is; and a 5 fps commentator is not duplicated to 30 fps either,
+/// since the compositor draws a pad's last frame until the next one comes.
+fn link_video(pipeline: &gst::Pipeline, src: &gst::Pad) -> Result<gst::Pad, String> {
     let bin = gst::parse::bin_from_description(
         &format!(
-            "queue max-size-buffers=2 leaky=downstream ! videoconvert ! videorate \
-             ! capsfilter caps=\"video/x-raw,{RAW},framerate={fps}/1\""
+            "queue max-size-buffers=2 leaky=downstream ! videoconvertscale add-borders=false \
+             ! capsfilter name=tile caps=\"video/x-raw,{RAW},pixel-aspect-ratio=1/1\""
         ),
         true,
     )
