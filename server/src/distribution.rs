@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use casecast_actors::{RoomEvent, Sfu};
-use casecast_aws::{Aws, AwsConfig, ChannelStatus, Preset, Provisioned, cloudfront};
+use casecast_aws::{Aws, AwsConfig, ChannelStatus, Packaging, Preset, Provisioned, cloudfront};
 use serde::Serialize;
 
 /// How often each event's channel is looked at (state, alerts, idle time).
@@ -316,6 +316,17 @@ impl Handler<Live> for EventDistribution {
                     };
                 }
                 let p = match known {
+                    // Made for the other MediaPackage: the preset changed since.
+                    Some(p) if !p.input_id.is_empty() && p.channel_group.is_some() != (m.preset.packaging == Packaging::LowLatencyHlsV2) => {
+                        let was = if p.channel_group.is_some() { "ultra-low" } else { "quality or low-latency" };
+                        return Err(casecast_aws::AwsError::Other {
+                            what: "Provision".into(),
+                            message: format!(
+                                "this event's channel was made for the {was} preset's MediaPackage, not {}'s; end the event (which tears it down) or set its preset back",
+                                m.preset.name
+                            ),
+                        });
+                    }
                     Some(p) if !p.input_id.is_empty() => p,
                     _ => aws.provision(&event, &m.preset).await?,
                 };

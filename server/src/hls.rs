@@ -101,10 +101,11 @@ async fn live_playlist(live: &LiveHls, query: &str) -> Result<String, HttpRespon
     let (mut msn, mut part, mut skip) = (None, None, false);
     let query = web::Query::<Vec<(String, String)>>::from_query(query).map(|q| q.into_inner()).unwrap_or_default();
     for (k, v) in &query {
-        let number = || v.parse::<u64>().map_err(|_| error_response(StatusCode::BAD_REQUEST, &format!("{k} must be a whole number")));
+        let number = || v.parse::<u64>().ok().ok_or_else(|| format!("{k} must be a whole number"));
+        let bad = |m: String| error_response(StatusCode::BAD_REQUEST, &m);
         match k.as_str() {
-            "_HLS_msn" => msn = Some(number()?),
-            "_HLS_part" => part = Some(number()?),
+            "_HLS_msn" => msn = Some(number().map_err(bad)?),
+            "_HLS_part" => part = Some(number().map_err(bad)?),
             "_HLS_skip" => skip = v == "YES" || v == "v2",
             _ => {}
         }

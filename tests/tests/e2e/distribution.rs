@@ -96,7 +96,7 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
     assert_eq!(source["query"], Value::Null, "a public event needs no signature");
     // Private: a playback token first, then a CloudFront signed query for the path.
     let private = json!({"policy": {"latency_preset": "low-latency", "viewing": "private"}});
-    assert_eq!(api("PATCH", &format!("{base}/demo"), Some(&center), Some(private))?.0, 200);
+    assert_eq!(api("PATCH", &format!("{base}/demo"), Some(&center), Some(private.clone()))?.0, 200);
     assert_eq!(http_request("GET", &format!("{}/watch/demo/source", server.url), &[], None)?.0, 401);
     let (_, pt) = api("POST", &format!("{base}/demo/playback-tokens"), Some(&center), Some(json!({"viewer": "Dr. Watch"})))?;
     let (_, _, body) = http_request("GET", &format!("{}/watch/demo/source?token={}", server.url, pt["token"].as_str().unwrap()), &[], None)?;
@@ -109,6 +109,19 @@ fn the_program_goes_out_through_medialive_on_moto() -> Result<()> {
         let a = aws(&server);
         (a["phase"] == "stopped" && a["channel"]["state"] == "IDLE").then_some(())
     })?;
+    // The preset changed to ultra-low (MediaPackage v2) for an event whose channel
+    // feeds MediaPackage v1: refused, with what to do; back to low-latency.
+    let ultra = json!({"policy": {"latency_preset": "ultra-low", "viewing": "private"}});
+    assert_eq!(api("PATCH", &format!("{base}/demo"), Some(&center), Some(ultra))?.0, 200);
+    assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": true})))?.0, 202);
+    wait_for("the other preset refused", Duration::from_secs(60), || {
+        let a = aws(&server);
+        (a["phase"] == "failed" && a["error"].as_str()?.contains("end the event")).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", aws(&server)))?;
+    assert_eq!(live_channels().len(), 1, "nothing made for the other preset");
+    assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": false})))?.0, 202);
+    assert_eq!(api("PATCH", &format!("{base}/demo"), Some(&center), Some(private))?.0, 200);
     // Live again, then the server crashes: the restarted one finds the running
     // channel with no live event and stops it after 3 s idle, and says so.
     assert_eq!(api("POST", &program, Some(&center), Some(json!({"on_air": true})))?.0, 202);
