@@ -309,6 +309,20 @@ for i in range(1, len(sys.argv), 2):
         found.add(instance)
     raw = open(dst, 'rb').read()
     o = pydicom.dcmread(dst)
+    # The output's fresh UIDs (2.25. and 38 random digits) are not the patient's:
+    # a short identifying number (an ID of 1234) may occur in them by chance.
+    fresh = set()
+    def uids(ds):
+        for e in ds:
+            if e.VR == 'SQ':
+                for item in e.value:
+                    uids(item)
+            elif e.VR == 'UI' and str(e.value).startswith('2.25.'):
+                fresh.add(str(e.value).encode())
+    uids(o)
+    uids(o.file_meta)
+    for u in fresh:
+        raw = raw.replace(u, b'')
     out[src] = {'checked': len(found), 'left': sorted(v for v in found if v.encode() in raw),
                 'syntax': str(o.file_meta.TransferSyntaxUID), 'instance': str(o.SOPInstanceUID),
                 'class_is_uid': o['SOPClassUID'].VR == 'UI'}
