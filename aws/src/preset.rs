@@ -81,13 +81,7 @@ impl Preset {
                 name: "ultra-low",
                 packaging: Packaging::LowLatencyHlsV2,
                 segment_seconds: 1,
-                gop_seconds: 1.0,
-                playlist_window_seconds: 30,
-                startover_window_seconds: DVR_SECONDS,
-                time_delay_seconds: 0,
-                fps: 30,
-                ladder: LADDER.to_vec(),
-                audio_bitrate: 128_000.0,
+                ..Preset::named("low-latency")
             },
             // 2 s segments of 1 s GOPs; players hold three segments back: about 8 s
             // behind live, glass to glass.

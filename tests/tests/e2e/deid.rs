@@ -287,12 +287,16 @@ out = {}
 for i in range(1, len(sys.argv), 2):
     src, dst = sys.argv[i], sys.argv[i + 1]
     found = set()
-    def walk(ds):
+    def elements(ds):
         for e in ds:
             if e.VR == 'SQ':
                 for item in e.value:
-                    walk(item)
-            elif e.VR == 'UI' and e.value and not str(e.value).startswith('1.2.840.10008.'):
+                    yield from elements(item)
+            else:
+                yield e
+    def walk(ds):
+        for e in elements(ds):
+            if e.VR == 'UI' and e.value and not str(e.value).startswith('1.2.840.10008.'):
                 found.add(str(e.value))
             elif e.VR == 'UN' and e.value:
                 for u in re.findall(rb'[0-9]+(?:[.][0-9]+){3,}', e.value):
@@ -311,16 +315,7 @@ for i in range(1, len(sys.argv), 2):
     o = pydicom.dcmread(dst)
     # The output's fresh UIDs (2.25. and 38 random digits) are not the patient's:
     # a short identifying number (an ID of 1234) may occur in them by chance.
-    fresh = set()
-    def uids(ds):
-        for e in ds:
-            if e.VR == 'SQ':
-                for item in e.value:
-                    uids(item)
-            elif e.VR == 'UI' and str(e.value).startswith('2.25.'):
-                fresh.add(str(e.value).encode())
-    uids(o)
-    uids(o.file_meta)
+    fresh = {str(e.value).encode() for ds in (o, o.file_meta) for e in elements(ds) if e.VR == 'UI' and str(e.value).startswith('2.25.')}
     for u in fresh:
         raw = raw.replace(u, b'')
     out[src] = {'checked': len(found), 'left': sorted(v for v in found if v.encode() in raw),
