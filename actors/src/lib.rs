@@ -201,3 +201,21 @@ pub enum RoomEvent {
         muted: bool,
     },
 }
+
+/// Sends GLib's and GStreamer's own warnings (`g_warning`, `g_critical`: a pipeline
+/// that cannot link, a loop in a graph) to the server's log, where they are lines
+/// like any other (JSON when the log is), not raw text on standard error.
+pub fn log_gstreamer_warnings() {
+    use gstreamer::glib;
+    for domain in ["GStreamer", "GLib", "GLib-GObject"] {
+        glib::log_set_handler(Some(domain), glib::LogLevels::all(), false, false, move |domain, level, message| {
+            let domain = domain.unwrap_or("GLib");
+            match level {
+                glib::LogLevel::Error | glib::LogLevel::Critical => tracing::error!(target: "gstreamer", domain, "{message}"),
+                glib::LogLevel::Warning => tracing::warn!(target: "gstreamer", domain, "{message}"),
+                glib::LogLevel::Message | glib::LogLevel::Info => tracing::info!(target: "gstreamer", domain, "{message}"),
+                glib::LogLevel::Debug => tracing::debug!(target: "gstreamer", domain, "{message}"),
+            }
+        });
+    }
+}

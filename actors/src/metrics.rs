@@ -92,6 +92,26 @@ pub struct ProgramMetrics {
     pub viewers: IntGaugeVec,
 }
 
+impl ProgramMetrics {
+    /// Drops a room's program series when its program ends for good (its event
+    /// ended): an ended program is not a program down, and alerts on `fps` or
+    /// `output_up` must not fire for it. `outputs`: its RTMP outputs' names.
+    pub fn forget(&self, room: &str, outputs: &[String]) {
+        for g in [&self.frames, &self.dropped_frames, &self.hls_segments] {
+            let _ = g.remove_label_values(&[room]);
+        }
+        for g in [&self.fps, &self.encoder_bitrate] {
+            let _ = g.remove_label_values(&[room]);
+        }
+        for output in ["hls", "recording"].into_iter().chain(outputs.iter().map(String::as_str)) {
+            let _ = self.output_up.remove_label_values(&[room, output]);
+        }
+        for switch in ["on_air", "labels", "recording", "slate_starting", "slate_brb"] {
+            let _ = self.switch.remove_label_values(&[room, switch]);
+        }
+    }
+}
+
 impl Metrics {
     /// Creates the metrics in a new registry.
     pub fn new() -> Self {
@@ -260,6 +280,9 @@ impl Metrics {
         }
         for reason in ["unroutable", "send_failed", "codec_mismatch", "not_negotiated"] {
             dropped.with_label_values(&[reason]).inc_by(0);
+        }
+        for direction in ["up", "down", "pause", "resume"] {
+            layer_changes.with_label_values(&[direction]).inc_by(0);
         }
         Metrics {
             registry,

@@ -38,6 +38,8 @@ pub type SharedRouter = Arc<Mutex<Router<Recipient<Forward>, Recipient<SendKeyfr
 pub(crate) struct Wiring {
     /// ICE credentials; the SFU routes STUN by their ufrag.
     pub creds: IceCreds,
+    /// Its room's id (every line it logs names it).
+    pub room_id: String,
     pub room: Addr<RoomActor>,
     /// The room's fan-out graph.
     pub router: SharedRouter,
@@ -76,8 +78,10 @@ pub struct GetStats;
 
 impl ParticipantActor {
     pub(crate) fn new(id: ParticipantId, opts: ParticipantOptions, wiring: Wiring) -> Self {
-        let Wiring { creds, room, router, transports, metrics, events, connect_deadline, dtls_cert, seat } = wiring;
-        let span = tracing::info_span!("participant", id = %id, role = opts.role, name = %opts.name);
+        let Wiring { creds, room_id, room, router, transports, metrics, events, connect_deadline, dtls_cert, seat } = wiring;
+        // Every line it logs names its room and itself (by id: a display name may be
+        // a person's, and stays out of logs).
+        let span = tracing::info_span!("participant", room = %room_id, participant = %id, role = opts.role);
         let setup = PeerSetup { creds, candidates: transports.candidates(), dtls_cert, connect_deadline, metrics: metrics.clone() };
         ParticipantActor {
             core: PeerCore::new(id, opts, setup, Instant::now()),

@@ -146,6 +146,20 @@ impl Sfu {
         self.inner.workers.len()
     }
 
+    /// How many media workers answer within `limit`: each worker's thread runs a
+    /// task that answers, so a worker whose thread died or is stuck does not.
+    pub async fn media_workers_answering(&self, limit: std::time::Duration) -> usize {
+        let answers = self.inner.workers.iter().filter_map(|w| {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            w.arbiter.spawn(async move {
+                let _ = tx.send(());
+            }).then_some(rx)
+        });
+        let answers: Vec<_> = answers.collect();
+        let all = futures_util::future::join_all(answers.into_iter().map(|rx| tokio::time::timeout(limit, rx)));
+        all.await.into_iter().filter(|r| matches!(r, Ok(Ok(())))).count()
+    }
+
     /// The media worker an open room lives on.
     pub fn room_worker(&self, room: &str) -> Option<usize> {
         self.inner.rooms.lock().unwrap().get(room).filter(|e| e.addr.connected()).map(|e| e.worker)
@@ -269,6 +283,7 @@ impl Sfu {
             let ufrag = creds.ufrag.clone();
             let wiring = Wiring {
                 creds,
+                room_id: room_id.to_string(),
                 room: room.clone(),
                 router,
                 transports: worker.transports.clone(),

@@ -1107,6 +1107,13 @@ impl Objects {
         }
     }
 
+    /// Whether the store takes a write: a few bytes put at `readyz/probe` (the
+    /// readiness check; the same key each time, so nothing accumulates).
+    pub async fn probe(&self) -> Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.put("readyz/probe", now.to_string().into_bytes()).await
+    }
+
     /// Stores bytes under `key`.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         self.store.put(&Key::from(key), PutPayload::from(bytes)).await?;

@@ -81,6 +81,12 @@ impl Compositor {
                 // Stopped for good: the playlist becomes VOD. Paused (the server
                 // restarts mid-event), it stays live: the next program continues it,
                 // and players keep reloading it meanwhile.
+                let outputs: Vec<String> = last.as_ref().map(|p| p.rtmp_states().into_iter().map(|(n, _)| n).collect()).unwrap_or_default();
+                if end.load(Ordering::Relaxed)
+                    && let Some(m) = &metrics
+                {
+                    m.forget(&room, &outputs);
+                }
                 if let Some(program) = last {
                     if end.load(Ordering::Relaxed) {
                         if let Err(e) = program.finish() {

@@ -82,6 +82,8 @@ struct Shared {
     revoked: Mutex<HashSet<String>>,
     /// HLS viewers counted by the other nodes, by room (as of the last heartbeat).
     remote_viewers: Mutex<HashMap<String, usize>>,
+    /// When this node's last heartbeat reached Redis, Unix seconds (0: not yet).
+    last_beat: std::sync::atomic::AtomicU64,
 }
 
 fn key(kind: &str, id: &str) -> String {
@@ -126,6 +128,7 @@ impl Directory {
             held: Mutex::default(),
             revoked: Mutex::default(),
             remote_viewers: Mutex::default(),
+            last_beat: Default::default(),
         });
         let d = Directory { shared: Some(shared) };
         d.heartbeat(0, 0).await.map_err(anyhow::Error::msg)?;
@@ -136,6 +139,13 @@ impl Directory {
     /// Whether rooms are shared with other nodes.
     pub fn is_shared(&self) -> bool {
         self.shared.is_some()
+    }
+
+    /// Whether Redis answers `PING` (`None` without Redis).
+    pub async fn ping(&self) -> Option<Result<()>> {
+        let s = self.shared.as_ref()?;
+        let mut r = s.redis.clone();
+        Some(redis::cmd("PING").query_async::<String>(&mut r).await.map(|_| ()).map_err(failed))
     }
 
     /// This node's id, when shared.
@@ -347,7 +357,14 @@ impl Directory {
         let json = serde_json::to_string(&info).unwrap_or_default();
         let _: () = redis::cmd("SET").arg(key("node", &s.me.id)).arg(json).arg("PX").arg(NODE_TTL.as_millis() as u64).query_async(&mut r).await.map_err(failed)?;
         let _: i64 = r.sadd(format!("{PREFIX}nodes"), &s.me.id).await.map_err(failed)?;
+        s.last_beat.store(casecast_ingest::store::unix_now() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// When this node's last heartbeat reached Redis, Unix seconds (`None` without
+    /// Redis, 0 before the first).
+    pub fn last_heartbeat(&self) -> Option<u64> {
+        self.shared.as_ref().map(|s| s.last_beat.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Leaves the directory at a clean stop: the node and its rooms' leases go at once

@@ -306,10 +306,6 @@ pub(crate) async fn program(
     }
 }
 
-pub(crate) async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok\n")
-}
-
 /// `GET /metrics`: Prometheus's text, for the scrape token only (`Authorization:
 /// Bearer <metrics_token>`); served without it on `metrics_listen` if configured.
 pub(crate) async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -320,14 +316,16 @@ pub(crate) async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppSta
             "the metrics need the scrape token (Authorization: Bearer <metrics_token>; `casecast token --scrape` prints it)",
         );
     }
-    metrics_text(&state)
+    metrics_text(&state).await
 }
 
-/// The metrics exposition itself.
-pub(crate) fn metrics_text(state: &AppState) -> HttpResponse {
+/// The metrics exposition itself: the actors' counters, and the rooms' figures read
+/// at this scrape.
+pub(crate) async fn metrics_text(state: &AppState) -> HttpResponse {
     use prometheus::Encoder;
     let mut buf = Vec::new();
-    let families = state.sfu.metrics().registry.gather();
+    let mut families = state.sfu.metrics().registry.gather();
+    families.extend(crate::telemetry::room_families(state).await);
     if let Err(e) = prometheus::TextEncoder::new().encode(&families, &mut buf) {
         tracing::error!(error = %e, "cannot encode the metrics");
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, "the metrics could not be encoded; the server's log says why");

@@ -12,6 +12,7 @@ mod events;
 mod directory;
 mod distribution;
 mod files;
+mod health;
 mod hls;
 mod http;
 mod ingest_worker;
@@ -20,6 +21,7 @@ mod programs;
 mod resume;
 mod routes;
 mod state;
+mod telemetry;
 mod tls;
 mod viewers;
 mod watch;
@@ -264,6 +266,7 @@ fn init_logs(format: &str) {
     } else {
         b.init();
     }
+    casecast_actors::log_gstreamer_warnings();
 }
 
 /// Errors end the process with their message and causes, never a stack backtrace
@@ -777,7 +780,7 @@ fn serve_metrics_apart(addr: std::net::SocketAddr, state: actix_web::web::Data<s
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new().app_data(state.clone()).route(
             "/metrics",
-            actix_web::web::get().to(|st: actix_web::web::Data<state::AppState>| async move { http::metrics_text(&st) }),
+            actix_web::web::get().to(|st: actix_web::web::Data<state::AppState>| async move { http::metrics_text(&st).await }),
         )
     })
     .workers(1)
@@ -882,13 +885,9 @@ fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
                 .app_data(st.clone())
                 .app_data(events::query_errors())
                 .wrap(actix_web::middleware::from_fn(http::https_pages))
-                .wrap(
-                    // The path only: query strings carry tokens, which stay out of logs.
-                    actix_web::middleware::Logger::new("%{method}xi %{path}xi %s %Dms")
-                        .custom_request_replace("method", |r| r.method().to_string())
-                        .custom_request_replace("path", |r| r.path().to_string())
-                        .log_target("casecast::http"),
-                )
+                // Outermost: every line logged for a request carries its id, the
+                // access line too (its path only: query strings carry tokens).
+                .wrap(actix_web::middleware::from_fn(telemetry::request_span))
                 .configure(routes::configure)
         })
         .workers(2)

@@ -15,7 +15,7 @@ use actix_web::{Route, guard, web};
 use casecast_signaling::Role;
 use serde::Serialize;
 
-use crate::{cases, events, hls, http, ws};
+use crate::{cases, events, health, hls, http, ws};
 
 /// Who may use a door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,7 +97,8 @@ pub const DOORS: &[Door] = &[
     door!("OPTIONS", "/dicomweb/{any:.*}", Access::Public, None, cases::preflight, wrap cases::cors()),
     // Pages and health.
     door!("GET", "/", Access::Public, http::index),
-    door!("GET", "/healthz", Access::Public, http::healthz),
+    door!("GET", "/healthz", Access::Public, health::healthz),
+    door!("GET", "/readyz", Access::Public, health::readyz),
     door!("GET", "/metrics", Access::Scrape, http::metrics),
     door!("GET", "/room/{room}", Access::Public, http::room_page),
     door!("GET", "/watch/{room}", Access::Public, http::watch_page),

@@ -23,6 +23,27 @@ pub const SECRET: &str = "test-secret-0123456789abcdef";
 /// The token test servers' `/metrics` is scraped with.
 pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
 
+/// The identifying strings of the test DICOM files (`tests/fixtures/make_dicom.py`),
+/// lowercase: none may be found in anything casecast writes out or logs.
+pub const CASE_PHI: [&str; 10] =
+    ["doe^john", "doe_john", "pid4711x", "19610412", "acc99887", "elsewhere", "house^gregory", "private note", "4711.3", "0123456789"];
+
+/// The start every casecast token has (its header, `{"alg":"HS256","typ":"JWT"}`).
+pub const TOKEN_START: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
+/// What of the test servers' secrets, any token, or the fixtures' patient data a
+/// text holds (empty: none).
+pub fn leaks_in(text: &str) -> Vec<&'static str> {
+    let lower = text.to_ascii_lowercase();
+    let mut found: Vec<&'static str> = CASE_PHI.into_iter().filter(|t| lower.contains(t)).collect();
+    for (what, s) in [("a token", TOKEN_START), ("the token secret", SECRET), ("the scrape token", METRICS_TOKEN)] {
+        if text.contains(s) {
+            found.push(what);
+        }
+    }
+    found
+}
+
 /// The workspace's target directory.
 pub fn target_dir() -> PathBuf {
     if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
@@ -216,7 +237,9 @@ impl Server {
             .env("RUST_LOG", "info,casecast=debug,casecast_actors=debug")
             // The demo feed burns in the local time; the latency test reads it as UTC.
             .env("TZ", "UTC")
-            .stdout(logf.try_clone()?)
+            // Standard output is the demo's banner (links with tokens, for the person
+            // who ran it), not the log: it is kept apart, and the log is checked.
+            .stdout(std::fs::OpenOptions::new().create(true).append(true).open(log.with_extension("out"))?)
             .stderr(logf)
             .spawn()
             .context("cannot start casecast")
@@ -332,6 +355,12 @@ impl Drop for Server {
         let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(300)..].join("\n");
         eprintln!("--- server log (last {} of {} lines) ---\n{tail}", lines.len().min(300), lines.len());
+        // Every test's server log is checked: no token, secret or patient datum in
+        // it, whatever the test did (unless the test failed already).
+        let leaks = leaks_in(&log);
+        if !leaks.is_empty() && !std::thread::panicking() {
+            panic!("the server's log holds {leaks:?}");
+        }
     }
 }
 

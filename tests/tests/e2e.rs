@@ -37,6 +37,8 @@ mod llhls;
 mod operators;
 #[path = "e2e/distribution.rs"]
 mod distribution;
+#[path = "e2e/observability.rs"]
+mod observability;
 
 use std::net::TcpStream;
 use std::time::Duration;

@@ -78,7 +78,7 @@ impl RoomActor {
     }
 
     fn apply(&mut self, out: Vec<RoomOutput>) {
-        let _span = tracing::debug_span!("room", id = %self.id).entered();
+        let _span = tracing::info_span!("room", room = %self.id).entered();
         for o in out {
             match o {
                 RoomOutput::Notify(to, ev) => {

@@ -3,8 +3,6 @@
 //! Chromium, and `casecast cases import`.
 
 use super::*;
-/// The PHI the fixtures carry, lower case, as it could appear in any output byte.
-const CASE_PHI: [&str; 10] = ["doe^john", "doe_john", "pid4711x", "19610412", "acc99887", "elsewhere", "house^gregory", "private note", "4711.3", "0123456789"];
 
 /// Writes the test DICOM files (`tests/fixtures/make_dicom.py`, with Debian's
 /// interpreter, where python3-pydicom is) into `dir`.
@@ -75,6 +73,7 @@ pub(super) fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Fails if `bytes` hold any of the fixtures' patient data ([`CASE_PHI`]).
 pub(super) fn assert_no_phi(what: &str, bytes: &[u8]) {
     let lower = bytes.to_ascii_lowercase();
     for term in CASE_PHI {
