@@ -12,7 +12,10 @@ pkgs=(
   fonts-dejavu-core tesseract-ocr tesseract-ocr-eng dcmtk
 )
 if [ "$mode" = test ]; then
-  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dicom3tools postgresql redis-server openssl coturn nftables iproute2)
+  # dpkg-dev (dpkg-shlibdeps) and systemd (systemd-analyze): the deployment test.
+  # orthanc and orthanc-dicomweb: a PACS beside casecast (the `pacs` tests).
+  # prometheus (and its promtool): the alert rules and the dashboard's queries.
+  pkgs+=(chromium chromium-driver ffmpeg procps python3-pydicom dicom3tools postgresql redis-server openssl coturn nftables iproute2 dpkg-dev systemd orthanc orthanc-dicomweb prometheus)
 fi
 
 # Test peers from PyPI, in a virtual environment of the project's own: moto's
@@ -33,12 +36,22 @@ python_peers() {
   fi
 }
 
+# cargo-deb builds the Debian package; the deployment test makes one from the debug
+# binary (tests/tests/e2e/deploy.rs). Pinned: the test uses its flags. About 1 minute
+# to compile on 2 cores.
+cargo_deb() {
+  if ! cargo deb --version 2>/dev/null | grep -q '^cargo-deb 3\.8\.0'; then
+    echo "installing cargo-deb 3.8.0 (cargo install, about a minute)"
+    cargo install cargo-deb --locked --version 3.8.0
+  fi
+}
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  [ "$mode" = test ] && python_peers
+  [ "$mode" = test ] && python_peers && cargo_deb
   exit 0
 fi
 echo "installing: ${missing[*]}"
@@ -47,5 +60,5 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-[ "$mode" = test ] && python_peers
+[ "$mode" = test ] && python_peers && cargo_deb
 exit 0

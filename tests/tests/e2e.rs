@@ -39,6 +39,8 @@ mod operators;
 mod distribution;
 #[path = "e2e/observability.rs"]
 mod observability;
+#[path = "e2e/deploy.rs"]
+mod deploy;
 
 use std::net::TcpStream;
 use std::time::Duration;
