@@ -69,6 +69,96 @@ pub fn instance_json(i: &Instance) -> Value {
     })
 }
 
+/// Value representations whose values are bulk data (PS3.18 F.2.6): in metadata they
+/// are given by reference (`BulkDataURI`), not inline.
+const BULK_VRS: [&str; 7] = ["OB", "OD", "OF", "OL", "OV", "OW", "UN"];
+
+/// Pixel Data's tag in DICOM JSON.
+pub const PIXEL_DATA_TAG: &str = "7FE00010";
+
+/// One instance's metadata as WADO-RS answers it: its top-level bulk elements (the
+/// binary VRs, which the stored header holds inline) replaced by a `BulkDataURI` of
+/// `{instance_url}/bulk/{tag}`, and, when `pixel_vr` is given (the object's pixel
+/// data is native and served), Pixel Data by reference too. Elements inside
+/// sequences stay inline.
+pub fn with_bulk_data(item: &mut Value, instance_url: &str, pixel_vr: Option<&str>) {
+    let Some(map) = item.as_object_mut() else { return };
+    for (tag, attr) in map.iter_mut() {
+        let Some(a) = attr.as_object_mut() else { continue };
+        let bulk = a.get("vr").and_then(Value::as_str).is_some_and(|vr| BULK_VRS.contains(&vr));
+        if bulk && a.remove("InlineBinary").is_some() {
+            a.insert("BulkDataURI".into(), json!(format!("{instance_url}/bulk/{tag}")));
+        }
+    }
+    if let Some(vr) = pixel_vr {
+        map.insert(PIXEL_DATA_TAG.into(), json!({ "vr": vr, "BulkDataURI": format!("{instance_url}/bulk/{PIXEL_DATA_TAG}") }));
+    }
+}
+
+/// The value of the top-level bulk element `tag` (`GGGGEEEE`, any case) of a stored
+/// header, as its bytes; `None` when it has none inline (absent, empty, or not
+/// binary).
+pub fn bulk_value(item: &Value, tag: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let attr = item.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(tag))?.1;
+    let vr = attr.get("vr").and_then(Value::as_str)?;
+    if !BULK_VRS.contains(&vr) {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD.decode(attr.get("InlineBinary")?.as_str()?).ok()
+}
+
+/// The longest side of a thumbnail when the client names no viewport.
+pub const THUMBNAIL_SIDE: usize = 128;
+
+/// A thumbnail (PS3.18 "thumbnail" resources) of one native frame of the object
+/// whose header (DICOM JSON, as stored) is `header`: the frame as the viewer renders
+/// it (grey windowed with `window`, in stored values; colour as it is), scaled down
+/// to fit `max` (width, height; never up) and encoded as JPEG.
+pub fn thumbnail(header: &Value, frame: &[u8], window: Option<(f64, f64)>, max: (usize, usize)) -> Result<Vec<u8>, String> {
+    use crate::pixels::{Layout, frame_to_gray, frame_to_rgb};
+    let obj: InMemDicomObject = dicom_json::from_value(header.clone()).map_err(|e| format!("the stored header is not readable: {e}"))?;
+    let l = Layout::of(&obj)?;
+    if frame.len() < l.frame_bytes() {
+        return Err(format!("a frame of {} bytes where {} were expected", frame.len(), l.frame_bytes()));
+    }
+    let (pixels, channels) = match frame_to_rgb(&l, frame) {
+        Some(rgb) => (rgb, 3),
+        None => (frame_to_gray(&l, frame, window), 1),
+    };
+    let (w, h, small) = shrink(&pixels, channels, l.cols, l.rows, max);
+    let (w, h) = (u16::try_from(w).map_err(|_| "too wide for JPEG")?, u16::try_from(h).map_err(|_| "too high for JPEG")?);
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 85)
+        .encode(&small, w, h, if channels == 3 { jpeg_encoder::ColorType::Rgb } else { jpeg_encoder::ColorType::Luma })
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Scales an 8-bit picture of `channels` interleaved samples down to fit `max`,
+/// keeping its proportions, each output pixel the mean of the pixels it covers.
+/// Returns the new width, height and samples.
+fn shrink(pixels: &[u8], channels: usize, w: usize, h: usize, max: (usize, usize)) -> (usize, usize, Vec<u8>) {
+    let scale = (max.0.max(1) as f64 / w as f64).min(max.1.max(1) as f64 / h as f64).min(1.0);
+    let (nw, nh) = (((w as f64 * scale).round() as usize).clamp(1, w), ((h as f64 * scale).round() as usize).clamp(1, h));
+    if (nw, nh) == (w, h) {
+        return (w, h, pixels.to_vec());
+    }
+    let mut out = Vec::with_capacity(nw * nh * channels);
+    for y in 0..nh {
+        let (y0, y1) = (y * h / nh, ((y + 1) * h / nh).max(y * h / nh + 1));
+        for x in 0..nw {
+            let (x0, x1) = (x * w / nw, ((x + 1) * w / nw).max(x * w / nw + 1));
+            let n = ((y1 - y0) * (x1 - x0)) as u32;
+            for c in 0..channels {
+                let sum: u32 = (y0..y1).flat_map(|yy| (x0..x1).map(move |xx| (yy * w + xx) * channels + c)).map(|i| u32::from(pixels[i])).sum();
+                out.push(((sum + n / 2) / n) as u8);
+            }
+        }
+    }
+    (nw, nh, out)
+}
+
 /// One row of the viewer's metadata table.
 #[derive(Debug, serde::Serialize)]
 pub struct TagRow {
@@ -282,5 +372,58 @@ mod tests {
         }
         assert_eq!(boundary_of("multipart/related; type=\"application/dicom\"; boundary=\"abc\"").as_deref(), Some("abc"));
         assert_eq!(boundary_of("application/json"), None);
+    }
+
+    /// Metadata gives bulk elements by reference, and the reference's value is the
+    /// element's bytes; elements in sequences stay inline.
+    #[test]
+    fn metadata_gives_bulk_data_by_reference() {
+        let stored = json!({
+            "00080018": { "vr": "UI", "Value": ["2.25.1"] },
+            "00282000": { "vr": "OB", "InlineBinary": "AAECAw==" },
+            "00091010": { "vr": "UN", "InlineBinary": "YWJj" },
+            "00081140": { "vr": "SQ", "Value": [{ "00282000": { "vr": "OB", "InlineBinary": "AA==" } }] },
+            "00280010": { "vr": "US", "Value": [2] },
+        });
+        assert_eq!(bulk_value(&stored, "00282000"), Some(vec![0, 1, 2, 3]));
+        assert_eq!(bulk_value(&stored, "00091010"), Some(b"abc".to_vec()));
+        assert_eq!(bulk_value(&stored, "00280010"), None, "not a bulk element");
+        assert_eq!(bulk_value(&stored, "7FE00010"), None, "pixel data is not in the stored header");
+        let mut item = stored.clone();
+        with_bulk_data(&mut item, "http://h/dicomweb/studies/1/series/2/instances/3", Some("OW"));
+        assert_eq!(item["00282000"], json!({ "vr": "OB", "BulkDataURI": "http://h/dicomweb/studies/1/series/2/instances/3/bulk/00282000" }));
+        assert_eq!(item["00091010"]["BulkDataURI"], "http://h/dicomweb/studies/1/series/2/instances/3/bulk/00091010");
+        assert_eq!(item["7FE00010"], json!({ "vr": "OW", "BulkDataURI": "http://h/dicomweb/studies/1/series/2/instances/3/bulk/7FE00010" }));
+        assert_eq!(item["00081140"], stored["00081140"], "nested elements stay inline");
+        assert_eq!(item["00280010"], stored["00280010"]);
+        let mut no_pixels = stored;
+        with_bulk_data(&mut no_pixels, "u", None);
+        assert!(no_pixels.get("7FE00010").is_none());
+    }
+
+    /// A thumbnail is the frame scaled down to fit, as JPEG; a small picture is not
+    /// scaled up.
+    #[test]
+    fn thumbnails_fit_the_viewport() {
+        let header = json!({
+            "00280002": { "vr": "US", "Value": [1] },
+            "00280004": { "vr": "CS", "Value": ["MONOCHROME2"] },
+            "00280010": { "vr": "US", "Value": [160] },
+            "00280011": { "vr": "US", "Value": [320] },
+            "00280100": { "vr": "US", "Value": [16] },
+            "00280101": { "vr": "US", "Value": [12] },
+            "00280103": { "vr": "US", "Value": [0] },
+        });
+        let frame: Vec<u8> = (0..160 * 320).flat_map(|i: u32| ((i % 320) as u16 * 12).to_le_bytes()).collect();
+        let jpeg = thumbnail(&header, &frame, None, (THUMBNAIL_SIDE, THUMBNAIL_SIDE)).unwrap();
+        assert!(jpeg.starts_with(&[0xFF, 0xD8]) && jpeg.ends_with(&[0xFF, 0xD9]));
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let (h, w) = (u16::from_be_bytes([jpeg[sof + 5], jpeg[sof + 6]]), u16::from_be_bytes([jpeg[sof + 7], jpeg[sof + 8]]));
+        assert_eq!((w, h), (128, 64));
+        assert!(thumbnail(&header, &frame[..100], None, (64, 64)).is_err(), "a short frame");
+        // The mean of what each pixel covers; never scaled up.
+        let (w, h, px) = shrink(&[0, 100, 200, 255], 1, 2, 2, (1, 1));
+        assert_eq!((w, h, px), (1, 1, vec![139]));
+        assert_eq!(shrink(&[1, 2, 3], 3, 1, 1, (500, 500)), (1, 1, vec![1, 2, 3]));
     }
 }

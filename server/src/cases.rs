@@ -710,14 +710,41 @@ async fn metadata(req: HttpRequest, p: web::Path<Vec<String>>, st: web::Data<App
     let claims = auth!(req, st, VIEW);
     let p = p.into_inner();
     let (study, series, sop) = (p[0].as_str(), p.get(1).map(String::as_str), p.get(2).map(String::as_str));
-    match st.cases.db.dicom_json(&claims.room, study, series, sop).await {
-        Ok(list) if list.is_empty() => no_study(),
-        Ok(list) => {
-            let items: Vec<Value> = list.iter().filter_map(|s| serde_json::from_str(s).ok()).collect();
-            dicom_json(Value::Array(items))
-        }
-        Err(e) => internal(e),
+    let (list, infos) = match (st.cases.db.dicom_json(&claims.room, study, series, sop).await, st.cases.db.instances(&claims.room, study, series).await) {
+        (Ok(l), Ok(i)) => (l, i),
+        (Err(e), _) | (_, Err(e)) => return internal(e),
+    };
+    if list.is_empty() {
+        return no_study();
     }
+    let infos: std::collections::HashMap<&str, &StoredInstance> = infos.iter().map(|i| (i.info.sop_uid.as_str(), i)).collect();
+    let items: Vec<Value> = list
+        .iter()
+        .filter_map(|s| serde_json::from_str::<Value>(s).ok())
+        .map(|mut item| {
+            let sop = item["00080018"]["Value"][0].as_str().unwrap_or_default().to_string();
+            if let Some(i) = infos.get(sop.as_str()) {
+                let vr = pixel_vr(&i.info, &item);
+                dicomweb::with_bulk_data(&mut item, &instance_url(&st, &i.info), vr);
+            }
+            item
+        })
+        .collect();
+    dicom_json(Value::Array(items))
+}
+
+/// An instance's WADO-RS address as clients are given it (`public_url`), which its
+/// metadata's `BulkDataURI`s start with.
+fn instance_url(st: &AppState, i: &casecast_ingest::store::Instance) -> String {
+    st.link(&format!("/dicomweb/studies/{}/series/{}/instances/{}", i.study_uid, i.series_uid, i.sop_uid))
+}
+
+/// Pixel Data's VR in the metadata `item` of instance `i`, when its pixel data is
+/// native Pixel Data, served by [`bulk`]. (Float and Double Float Pixel Data are in
+/// the stored header, and so given by reference like any bulk element.)
+fn pixel_vr(i: &casecast_ingest::store::Instance, item: &Value) -> Option<&'static str> {
+    let float = item.get("7FE00008").is_some() || item.get("7FE00009").is_some();
+    (i.raw && i.pixel_offset.is_some() && i.frame_bytes > 0 && !float).then_some(if i.bits_allocated > 8 { "OW" } else { "OB" })
 }
 
 pub(crate) async fn metadata_study(req: HttpRequest, p: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
@@ -871,6 +898,196 @@ pub(crate) async fn rendered(req: HttpRequest, p: web::Path<(String, String, Str
             .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
             .body(b),
         Err(e) => internal(e),
+    }
+}
+
+/// WADO-RS bulk data (PS3.18 10.4.1.1.3), what metadata's `BulkDataURI`s point at:
+/// native Pixel Data streamed from the stored object, any other top-level bulk
+/// element from the stored header. As `multipart/related;
+/// type="application/octet-stream"`, or the bare bytes when `Accept` is exactly
+/// `application/octet-stream`.
+pub(crate) async fn bulk(req: HttpRequest, p: web::Path<(String, String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series, sop, tag) = p.into_inner();
+    let i = match instance_in(&st, &claims.room, &study, &series, &sop).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    type Body = futures_util::stream::LocalBoxStream<'static, Result<web::Bytes, actix_web::Error>>;
+    let body: Body = if tag.eq_ignore_ascii_case(dicomweb::PIXEL_DATA_TAG) {
+        let Some(offset) = i.info.pixel_offset.filter(|_| i.info.raw && i.info.frame_bytes > 0) else {
+            return json_error(
+                StatusCode::NOT_ACCEPTABLE,
+                "this instance's pixel data is compressed in a form the server does not decode; use the rendered frames",
+            );
+        };
+        let (start, end) = (offset as u64, offset as u64 + i.info.frames.max(1) as u64 * i.info.frame_bytes as u64);
+        let stream = match st.cases.objects.stream(&i.object_key).await {
+            Ok((_, s)) => s,
+            Err(e) => return internal(e),
+        };
+        // The object's bytes from `start` to `end`, as they stream past.
+        let mut at = 0u64;
+        stream
+            .filter_map(move |chunk| {
+                let out = match chunk {
+                    Err(e) => Some(Err(actix_web::error::ErrorInternalServerError(e))),
+                    Ok(c) => {
+                        let from = at;
+                        at += c.len() as u64;
+                        let (a, b) = (start.max(from), end.min(at));
+                        (a < b).then(|| Ok(c.slice((a - from) as usize..(b - from) as usize)))
+                    }
+                };
+                futures_util::future::ready(out)
+            })
+            .boxed_local()
+    } else {
+        let item = match st.cases.db.dicom_json(&claims.room, &study, Some(&series), Some(&sop)).await {
+            Ok(list) => list.first().and_then(|s| serde_json::from_str::<Value>(s).ok()).unwrap_or(Value::Null),
+            Err(e) => return internal(e),
+        };
+        let Some(bytes) = dicomweb::bulk_value(&item, &tag) else {
+            return json_error(StatusCode::NOT_FOUND, "this instance has no bulk data under that tag");
+        };
+        futures_util::stream::once(async move { Ok(web::Bytes::from(bytes)) }).boxed_local()
+    };
+    let accept = header_str(&req, "Accept").unwrap_or("");
+    if accept.trim() == "application/octet-stream" {
+        return HttpResponse::Ok().content_type("application/octet-stream").insert_header((header::CACHE_CONTROL, "private, max-age=3600")).streaming(body);
+    }
+    let boundary = dicomweb::boundary();
+    let head = web::Bytes::from(dicomweb::part_head(&boundary, "application/octet-stream"));
+    let closing = web::Bytes::from(dicomweb::closing(&boundary));
+    let stream = futures_util::stream::once(async move { Ok(head) }).chain(body).chain(futures_util::stream::once(async move { Ok(closing) }));
+    HttpResponse::Ok()
+        .content_type(format!("multipart/related; type=\"application/octet-stream\"; boundary={boundary}"))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
+        .streaming(stream)
+}
+
+/// How a thumbnail is asked for: whether as a one-part `multipart/related` (an
+/// `Accept` header asking for multipart, as dicomweb-client's bulk data retrieval
+/// does, OHIF's `thumbnail` rendering with it); `None` when JPEG is not among what
+/// is accepted (`accept` in the query, else `Accept`).
+fn thumbnail_wrapping(req: &HttpRequest) -> Option<bool> {
+    let q = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let header = header_str(req, "Accept").unwrap_or("").to_ascii_lowercase();
+    let multipart = header.trim_start().starts_with("multipart/related");
+    let asked = q.iter().find(|(k, _)| k == "accept").map(|(_, v)| v.to_ascii_lowercase()).unwrap_or(header);
+    let asked = if asked.trim().is_empty() { "image/jpeg".to_string() } else { asked };
+    let jpeg = asked.split(',').any(|m| {
+        let media = m.split(';').next().unwrap_or("").trim();
+        match media {
+            "image/jpeg" | "image/*" | "*/*" => true,
+            "multipart/related" => !m.contains("type=") || m.contains("image/jpeg") || m.contains("image/*"),
+            _ => false,
+        }
+    });
+    jpeg.then_some(multipart)
+}
+
+/// The most a thumbnail's viewport may ask for, each side.
+const MAX_THUMBNAIL_SIDE: usize = 1024;
+
+/// Thumbnails (PS3.18 10.4.1.1.5, "thumbnail" resources) of a study, a series, an
+/// instance or a frame: a frame of the first instance with native pixels (its
+/// middle frame, or the one asked for), rendered as the viewer renders it and
+/// scaled down to fit `viewport=width,height` (128×128 when not given), as JPEG.
+async fn thumbnail_of(req: &HttpRequest, st: &AppState, room: &str, list: Vec<StoredInstance>, frame: Option<&str>) -> HttpResponse {
+    let Some(multipart) = thumbnail_wrapping(req) else {
+        return json_error(StatusCode::NOT_ACCEPTABLE, "thumbnails are image/jpeg");
+    };
+    let q = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let viewport = q.iter().find(|(k, _)| k == "viewport").map(|(_, v)| {
+        let n: Vec<usize> = v.split(',').take(2).filter_map(|n| n.trim().parse().ok()).collect();
+        (n.first().copied(), n.get(1).copied())
+    });
+    let side = |n: Option<usize>| n.filter(|n| (1..=MAX_THUMBNAIL_SIDE).contains(n));
+    let max = match viewport {
+        None => (dicomweb::THUMBNAIL_SIDE, dicomweb::THUMBNAIL_SIDE),
+        Some((w, h)) => match (side(w), side(h)) {
+            (Some(w), Some(h)) => (w, h),
+            _ => return json_error(StatusCode::BAD_REQUEST, &format!("viewport is width,height, each 1 to {MAX_THUMBNAIL_SIDE}")),
+        },
+    };
+    let Some(i) = list.into_iter().find(|i| i.info.raw && i.info.frame_bytes > 0 && i.info.pixel_offset.is_some()) else {
+        return json_error(StatusCode::NOT_FOUND, "nothing here has pixel data the server can render");
+    };
+    let n = match frame {
+        None => (i.info.frames.max(1) + 1) / 2,
+        Some(f) => match frame_numbers(f, i.info.frames.max(1)) {
+            Ok(n) if n.len() == 1 => n[0],
+            Ok(_) => return json_error(StatusCode::BAD_REQUEST, "one frame at a time"),
+            Err(r) => return r,
+        },
+    };
+    let size = i.info.frame_bytes as u64;
+    let start = i.info.pixel_offset.unwrap_or(0) as u64 + (n as u64 - 1) * size;
+    let (pixels, item) = match (
+        st.cases.objects.get_range(&i.object_key, start..start + size).await,
+        st.cases.db.dicom_json(room, &i.info.study_uid, Some(&i.info.series_uid), Some(&i.info.sop_uid)).await,
+    ) {
+        (Ok(p), Ok(j)) => (p, j.first().and_then(|s| serde_json::from_str::<Value>(s).ok()).unwrap_or(Value::Null)),
+        (Err(e), _) => return internal(e),
+        (_, Err(e)) => return internal(e),
+    };
+    // The window is given in output (rescaled) units; frames hold stored values.
+    let info = &i.info;
+    let window = info.window_center.zip(info.window_width).filter(|(_, w)| *w > 0.0).map(|(c, w)| {
+        ((c - info.rescale_intercept) / info.rescale_slope, w / info.rescale_slope.abs())
+    });
+    // Decoding and scaling a frame is CPU work: off the server's threads.
+    let jpeg = match web::block(move || dicomweb::thumbnail(&item, &pixels, window, max)).await {
+        Ok(Ok(j)) => j,
+        Ok(Err(e)) => return json_error(StatusCode::NOT_FOUND, &format!("no thumbnail can be made of this picture: {e}")),
+        Err(e) => return internal(e),
+    };
+    if multipart {
+        let boundary = dicomweb::boundary();
+        let mut body = dicomweb::part_head(&boundary, "image/jpeg");
+        body.extend(jpeg);
+        body.extend(dicomweb::closing(&boundary));
+        return HttpResponse::Ok()
+            .content_type(format!("multipart/related; type=\"image/jpeg\"; boundary={boundary}"))
+            .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
+            .body(body);
+    }
+    HttpResponse::Ok().content_type("image/jpeg").insert_header((header::CACHE_CONTROL, "private, max-age=3600")).body(jpeg)
+}
+
+pub(crate) async fn thumbnail_study(req: HttpRequest, p: web::Path<String>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    match study_instances(&st, &claims.room, &p, None).await {
+        Ok(l) => thumbnail_of(&req, &st, &claims.room, l, None).await,
+        Err(r) => r,
+    }
+}
+
+pub(crate) async fn thumbnail_series(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series) = p.into_inner();
+    match study_instances(&st, &claims.room, &study, Some(&series)).await {
+        Ok(l) => thumbnail_of(&req, &st, &claims.room, l, None).await,
+        Err(r) => r,
+    }
+}
+
+pub(crate) async fn thumbnail_instance(req: HttpRequest, p: web::Path<(String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series, sop) = p.into_inner();
+    match instance_in(&st, &claims.room, &study, &series, &sop).await {
+        Ok(i) => thumbnail_of(&req, &st, &claims.room, vec![i], None).await,
+        Err(r) => r,
+    }
+}
+
+pub(crate) async fn thumbnail_frame(req: HttpRequest, p: web::Path<(String, String, String, String)>, st: web::Data<AppState>) -> HttpResponse {
+    let claims = auth!(req, st, VIEW);
+    let (study, series, sop, frame) = p.into_inner();
+    match instance_in(&st, &claims.room, &study, &series, &sop).await {
+        Ok(i) => thumbnail_of(&req, &st, &claims.room, vec![i], Some(&frame)).await,
+        Err(r) => r,
     }
 }
 

@@ -194,6 +194,32 @@ pub const DOORS: &[Door] = &[
         cases::rendered,
         wrap cases::cors()
     ),
+    door!(
+        "GET",
+        "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/thumbnail",
+        Access::Library(VIEW),
+        None,
+        cases::thumbnail_frame,
+        wrap cases::cors()
+    ),
+    door!(
+        "GET",
+        "/dicomweb/studies/{study}/series/{series}/instances/{sop}/bulk/{tag}",
+        Access::Library(VIEW),
+        None,
+        cases::bulk,
+        wrap cases::cors()
+    ),
+    door!("GET", "/dicomweb/studies/{study}/thumbnail", Access::Library(VIEW), None, cases::thumbnail_study, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}/series/{series}/thumbnail", Access::Library(VIEW), None, cases::thumbnail_series, wrap cases::cors()),
+    door!(
+        "GET",
+        "/dicomweb/studies/{study}/series/{series}/instances/{sop}/thumbnail",
+        Access::Library(VIEW),
+        None,
+        cases::thumbnail_instance,
+        wrap cases::cors()
+    ),
 ];
 
 /// A door's method guard: `GET` doors take `HEAD` too.

@@ -15,6 +15,7 @@ pub mod browser;
 pub mod coturn;
 pub mod gst_peer;
 pub mod net;
+pub mod orthanc;
 pub mod relay;
 
 /// The secret test servers sign tokens with.

@@ -41,6 +41,8 @@ mod distribution;
 mod observability;
 #[path = "e2e/deploy.rs"]
 mod deploy;
+#[path = "e2e/pacs.rs"]
+mod pacs;
 
 use std::net::TcpStream;
 use std::time::Duration;
