@@ -93,7 +93,7 @@ fn fill(path: &str, room: &str) -> String {
             "{file}" => "program-00000.mp4".into(),
             "{name:.*}" => "style.css".into(),
             "{any:.*}" => "studies".into(),
-            "{upload}" => "0123456789abcdef".into(),
+            "{upload}" => "fedcba9876543210".into(),
             "{frames}" => "1".into(),
             "{study}" | "{series}" | "{sop}" => "1.2.826.0.1".into(),
             s if s.starts_with('{') => "abc".into(),
