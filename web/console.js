@@ -8,6 +8,8 @@
 //   console-people.js   participants (quality, mute, remove), invitations, hands, chat
 //   console-program.js  the on-air state, switches and slates, monitor and studio
 //                       preview (Take), outputs, messages and polls to viewers
+//   console-library.js  the recordings of past and live events, with thumbnails
+//                       and chapters, played on the watch page
 //
 // Live updates come over the event's WebSocket every second (participants, outputs,
 // the event's state, the polls' counts, audit entries); while it is down the page
@@ -25,6 +27,7 @@ import {
 import {
   distributionPoller, pollsPoller, preview, renderState, resetProgram, setDistribution, setPolls,
 } from "./console-program.js";
+import { loadLibrary } from "./console-library.js";
 
 const EVERY = { events: 10_000, audit: 5_000 };
 
@@ -374,6 +377,7 @@ function showWho() {
 showWho();
 if (!token) showError(new ApiError("no token in this page's address", 401));
 eventsPoller.start();
+loadLibrary();
 // An event's operator has one event: open it when the hash names none.
 if (!hashEvent() && claims?.room && claims.room !== "*" && token) selectEvent(claims.room);
 else route();

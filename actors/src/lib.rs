@@ -58,6 +58,7 @@ mod sfu;
 pub mod tcp;
 pub mod transport;
 pub mod udp;
+pub mod vod;
 pub mod watcher;
 pub mod webrtcbin;
 mod worker;

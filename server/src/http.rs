@@ -23,11 +23,14 @@ mod assets {
     pub const STYLE: &str = include_str!("../../web/style.css");
     pub const WATCH: &str = include_str!("../../web/watch.html");
     pub const WATCH_JS: &str = include_str!("../../web/watch.js");
+    pub const WATCH_RECORDING: &str = include_str!("../../web/watch-recording.html");
+    pub const WATCH_RECORDING_JS: &str = include_str!("../../web/watch-recording.js");
     pub const CASES_JS: &str = include_str!("../../web/cases.js");
     pub const CONSOLE_JS: &str = include_str!("../../web/console.js");
     pub const CONSOLE_CORE_JS: &str = include_str!("../../web/console-core.js");
     pub const CONSOLE_PEOPLE_JS: &str = include_str!("../../web/console-people.js");
     pub const CONSOLE_PROGRAM_JS: &str = include_str!("../../web/console-program.js");
+    pub const CONSOLE_LIBRARY_JS: &str = include_str!("../../web/console-library.js");
     pub const DOM_JS: &str = include_str!("../../web/dom.js");
     pub const MONITOR_JS: &str = include_str!("../../web/monitor.js");
     pub const HLS_JS: &str = include_str!("../../web/vendor/hls.light.min.js");
@@ -141,8 +144,11 @@ pub(crate) async fn room_page() -> HttpResponse {
     page(assets::ROOM)
 }
 
-pub(crate) async fn watch_page() -> HttpResponse {
-    page(assets::WATCH)
+/// `GET /watch/{room}`: the program's player; with `?recording=<file>`, a recorded
+/// file's player with its chapters (the library's, `library.rs`).
+pub(crate) async fn watch_page(req: actix_web::HttpRequest) -> HttpResponse {
+    let recording = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).is_ok_and(|q| q.contains_key("recording"));
+    page(if recording { assets::WATCH_RECORDING } else { assets::WATCH })
 }
 
 pub(crate) async fn asset(name: web::Path<String>) -> HttpResponse {
@@ -154,11 +160,13 @@ pub(crate) async fn asset(name: web::Path<String>) -> HttpResponse {
         "room-local.js" => (assets::ROOM_LOCAL_JS, "text/javascript; charset=utf-8"),
         "room-people.js" => (assets::ROOM_PEOPLE_JS, "text/javascript; charset=utf-8"),
         "watch.js" => (assets::WATCH_JS, "text/javascript; charset=utf-8"),
+        "watch-recording.js" => (assets::WATCH_RECORDING_JS, "text/javascript; charset=utf-8"),
         "cases.js" => (assets::CASES_JS, "text/javascript; charset=utf-8"),
         "console.js" => (assets::CONSOLE_JS, "text/javascript; charset=utf-8"),
         "console-core.js" => (assets::CONSOLE_CORE_JS, "text/javascript; charset=utf-8"),
         "console-people.js" => (assets::CONSOLE_PEOPLE_JS, "text/javascript; charset=utf-8"),
         "console-program.js" => (assets::CONSOLE_PROGRAM_JS, "text/javascript; charset=utf-8"),
+        "console-library.js" => (assets::CONSOLE_LIBRARY_JS, "text/javascript; charset=utf-8"),
         "dom.js" => (assets::DOM_JS, "text/javascript; charset=utf-8"),
         "monitor.js" => (assets::MONITOR_JS, "text/javascript; charset=utf-8"),
         "style.css" => (assets::STYLE, "text/css; charset=utf-8"),
@@ -213,58 +221,6 @@ pub(crate) async fn watch_source(req: actix_web::HttpRequest, room: web::Path<Ro
 fn operator(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<casecast_signaling::Claims, HttpResponse> {
     let token = request_token(req, false);
     state.authorize(token.as_deref(), room, &[casecast_signaling::Role::Operator]).map_err(|e| error_response(e.status(), e.message()))
-}
-
-/// The recordings' reader: an operator of the room while its event runs, and the
-/// distribution center's operators (`*`) always, an ended event's included.
-#[allow(clippy::result_large_err)]
-fn recordings_reader(req: &actix_web::HttpRequest, state: &AppState, room: &str) -> Result<(), HttpResponse> {
-    let everywhere = |c: casecast_signaling::Claims| c.role == casecast_signaling::Role::Operator && c.room == crate::events::ALL_EVENTS;
-    if request_token(req, false).is_some_and(|t| state.verify(&t).is_ok_and(everywhere)) {
-        return Ok(());
-    }
-    operator(req, state, room).map(|_| ())
-}
-
-/// `GET /api/rooms/{room}/recordings` (operator token): the room's recorded files,
-/// each with its state: `complete`, `recording` (being written now) or
-/// `interrupted` (the server stopped while writing it: playable up to then).
-pub(crate) async fn recordings(req: actix_web::HttpRequest, room: web::Path<RoomId>, state: web::Data<AppState>) -> HttpResponse {
-    let room = room.into_inner().to_string();
-    if let Err(r) = recordings_reader(&req, &state, &room) {
-        return r;
-    }
-    let dir = state.recordings_root.join(&room);
-    let files = tokio::task::spawn_blocking(move || casecast_actors::recorder::list(&dir)).await.unwrap_or_default();
-    let files: Vec<serde_json::Value> = files
-        .into_iter()
-        .map(|f| {
-            serde_json::json!({
-                "name": f.name,
-                "bytes": f.bytes,
-                "state": f.state.as_str(),
-                "complete": f.state == casecast_actors::recorder::FileState::Complete,
-                "url": format!("/api/rooms/{room}/recordings/{}", f.name),
-            })
-        })
-        .collect();
-    HttpResponse::Ok().json(serde_json::json!({ "room": room, "recordings": files }))
-}
-
-/// `GET /api/rooms/{room}/recordings/{file}` (operator token): one recorded file.
-pub(crate) async fn recording(req: actix_web::HttpRequest, path: web::Path<(RoomId, String)>, state: web::Data<AppState>) -> HttpResponse {
-    let (room, file) = path.into_inner();
-    let room = room.to_string();
-    if let Err(r) = recordings_reader(&req, &state, &room) {
-        return r;
-    }
-    if !safe_name(&file) || !file.ends_with(".mp4") {
-        return error_response(StatusCode::NOT_FOUND, "no such recording");
-    }
-    match tokio::fs::read(state.recordings_root.join(&room).join(&file)).await {
-        Ok(body) => HttpResponse::Ok().content_type("video/mp4").body(body),
-        Err(_) => error_response(StatusCode::NOT_FOUND, "no such recording"),
-    }
 }
 
 /// A file or room name that cannot leave its directory.

@@ -16,6 +16,7 @@ mod health;
 mod hls;
 mod http;
 mod ingest_worker;
+mod library;
 mod process;
 mod programs;
 mod resume;

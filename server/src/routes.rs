@@ -15,7 +15,7 @@ use actix_web::{Route, guard, web};
 use casecast_signaling::Role;
 use serde::Serialize;
 
-use crate::{cases, events, health, hls, http, ws};
+use crate::{cases, events, health, hls, http, library, ws};
 
 /// Who may use a door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,8 +109,10 @@ pub const DOORS: &[Door] = &[
     door!("GET", "/watch/{room}/state", Access::Playback, events::watch_state),
     door!("POST", "/watch/{room}/votes", Access::Playback, Some(1024), events::vote),
     door!("GET", "/hls/{room}/{file}", Access::Playback, None, hls::hls, wrap Compress::default()),
-    door!("GET", "/api/rooms/{room}/recordings", Access::Room(OPERATOR), http::recordings),
-    door!("GET", "/api/rooms/{room}/recordings/{file}", Access::Room(OPERATOR), http::recording),
+    door!("GET", "/api/rooms/{room}/recordings", Access::Room(OPERATOR), library::recordings),
+    door!("GET", "/api/rooms/{room}/recordings/{file}", Access::Room(OPERATOR), library::recording),
+    door!("GET", "/api/rooms/{room}/recordings/{file}/thumbnail", Access::Room(OPERATOR), library::thumbnail),
+    door!("GET", "/api/library", Access::Operator, library::library),
     door!("POST", "/api/rooms/{room}/program", Access::Room(OPERATOR), Some(4096), http::program),
     // Media: signaling, WHIP, WHEP.
     door!("GET", "/ws", Access::Signaling, ws::ws),

@@ -39,10 +39,12 @@ mod operators;
 mod distribution;
 #[path = "e2e/observability.rs"]
 mod observability;
-#[path = "e2e/deploy.rs"]
-mod deploy;
+#[path = "e2e/library.rs"]
+mod library;
 #[path = "e2e/pacs.rs"]
 mod pacs;
+#[path = "e2e/deploy.rs"]
+mod deploy;
 
 use std::net::TcpStream;
 use std::time::Duration;

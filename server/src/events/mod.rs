@@ -259,7 +259,8 @@ impl Events {
         self.all().into_iter().filter(|e| e.started_at.is_some() && e.status != "ended").collect()
     }
 
-    fn all(&self) -> Vec<Event> {
+    /// Every event, by scheduled start.
+    pub(crate) fn all(&self) -> Vec<Event> {
         let mut v: Vec<Event> = self.events.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         v.sort_by(|a, b| a.starts_at.cmp(&b.starts_at).then(a.id.cmp(&b.id)));
         v
@@ -409,6 +410,24 @@ impl Events {
         tracing::info!(actor = %who.name, action, event = event.unwrap_or(""), "operator action");
     }
 
+    /// The timed metadata sent during an event, oldest first: when (Unix seconds) and
+    /// what (`{"type": "message", "text"}` or `{"type": "poll", "question", …}`), as
+    /// the audit log kept it. The recordings' chapters are made of it.
+    pub(crate) async fn timed_metadata(&self, event: &str) -> Result<Vec<(i64, Value)>> {
+        let rows = sqlx::query("SELECT at, detail FROM audit WHERE event_id = $1 AND action = 'metadata.send' ORDER BY id LIMIT 1000")
+            .bind(event)
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(|e| e.to_string())?;
+        rows.iter()
+            .map(|r| {
+                let at: i64 = r.try_get("at").map_err(|e| e.to_string())?;
+                let detail: String = r.try_get("detail").map_err(|e| e.to_string())?;
+                Ok((at, serde_json::from_str(&detail).unwrap_or(Value::Null)))
+            })
+            .collect()
+    }
+
     async fn audit_log(&self, event: Option<&str>, limit: i64) -> Result<Vec<Value>> {
         let rows = sqlx::query("SELECT * FROM audit WHERE ($1 = '' OR event_id = $1) ORDER BY id DESC LIMIT $2")
             .bind(event.unwrap_or(""))
@@ -538,7 +557,7 @@ fn slug(title: &str) -> String {
     if s.is_empty() { format!("event-{suffix}") } else { format!("{s}-{suffix}") }
 }
 
-mod api;
+pub(crate) mod api;
 mod live;
 mod polls;
 mod program;
