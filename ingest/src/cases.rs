@@ -164,10 +164,7 @@ fn render(path: &Path, header: &InMemDicomObject, instance: &mut Instance, work:
     };
     let jpeg = layout.frames > 1;
     instance.rendered = if jpeg { "jpeg" } else { "png" }.into();
-    // The window is given in output (rescaled) units; frames hold stored values.
-    let window = instance.window_center.zip(instance.window_width).filter(|(_, w)| *w > 0.0).map(|(c, w)| {
-        ((c - instance.rescale_intercept) / instance.rescale_slope, w / instance.rescale_slope.abs())
-    });
+    let window = instance.stored_window();
     let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| e.to_string())?);
     f.seek(SeekFrom::Start(offset as u64)).map_err(|e| e.to_string())?;
     let mut frame = vec![0u8; layout.frame_bytes()];

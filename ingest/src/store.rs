@@ -1004,6 +1004,17 @@ pub struct Instance {
     pub bytes: i64,
 }
 
+impl Instance {
+    /// Its display window (center, width) in stored values, for rendering frames:
+    /// the file gives it in output (rescaled) units. `None` without a usable one.
+    pub fn stored_window(&self) -> Option<(f64, f64)> {
+        self.window_center
+            .zip(self.window_width)
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(c, w)| ((c - self.rescale_intercept) / self.rescale_slope, w / self.rescale_slope.abs()))
+    }
+}
+
 /// An instance with the key of its stored object.
 #[derive(Debug, Clone)]
 pub struct StoredInstance {

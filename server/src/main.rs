@@ -8,6 +8,7 @@
 mod cases;
 mod compositor;
 mod config;
+mod dicomweb;
 mod events;
 mod directory;
 mod distribution;

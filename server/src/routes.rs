@@ -15,7 +15,7 @@ use actix_web::{Route, guard, web};
 use casecast_signaling::Role;
 use serde::Serialize;
 
-use crate::{cases, events, health, hls, http, library, ws};
+use crate::{cases, dicomweb, events, health, hls, http, library, ws};
 
 /// Who may use a door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,22 +162,22 @@ pub const DOORS: &[Door] = &[
     door!("GET", "/api/cases/studies/{study}", Access::Library(VIEW), cases::study),
     door!("PATCH", "/api/cases/studies/{study}", Access::Library(UPLOAD), JSON, cases::update_study),
     door!("GET", "/api/cases/studies/{study}/series/{series}/instances/{sop}/tags", Access::Library(VIEW), cases::tags),
-    door!("GET", "/dicomweb/studies", Access::Library(VIEW), None, cases::qido_studies, wrap cases::cors()),
-    door!("POST", "/dicomweb/studies", Access::Library(UPLOAD), None, cases::stow, wrap cases::cors()),
-    door!("GET", "/dicomweb/studies/{study}", Access::Library(VIEW), None, cases::wado_study, wrap cases::cors()),
-    door!("POST", "/dicomweb/studies/{study}", Access::Library(UPLOAD), None, cases::stow, wrap cases::cors()),
-    door!("GET", "/dicomweb/studies/{study}/metadata", Access::Library(VIEW), None, cases::metadata_study, wrap cases::cors()),
-    door!("GET", "/dicomweb/studies/{study}/series", Access::Library(VIEW), None, cases::qido_series, wrap cases::cors()),
-    door!("GET", "/dicomweb/studies/{study}/series/{series}", Access::Library(VIEW), None, cases::wado_series, wrap cases::cors()),
-    door!("GET", "/dicomweb/studies/{study}/series/{series}/metadata", Access::Library(VIEW), None, cases::metadata_series, wrap cases::cors()),
-    door!("GET", "/dicomweb/studies/{study}/series/{series}/instances", Access::Library(VIEW), None, cases::qido_instances, wrap cases::cors()),
-    door!("GET", "/dicomweb/studies/{study}/series/{series}/instances/{sop}", Access::Library(VIEW), None, cases::wado_instance, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies", Access::Library(VIEW), None, dicomweb::qido_studies, wrap cases::cors()),
+    door!("POST", "/dicomweb/studies", Access::Library(UPLOAD), None, dicomweb::stow, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}", Access::Library(VIEW), None, dicomweb::wado_study, wrap cases::cors()),
+    door!("POST", "/dicomweb/studies/{study}", Access::Library(UPLOAD), None, dicomweb::stow, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}/metadata", Access::Library(VIEW), None, dicomweb::metadata_study, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}/series", Access::Library(VIEW), None, dicomweb::qido_series, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}/series/{series}", Access::Library(VIEW), None, dicomweb::wado_series, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}/series/{series}/metadata", Access::Library(VIEW), None, dicomweb::metadata_series, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}/series/{series}/instances", Access::Library(VIEW), None, dicomweb::qido_instances, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}/series/{series}/instances/{sop}", Access::Library(VIEW), None, dicomweb::wado_instance, wrap cases::cors()),
     door!(
         "GET",
         "/dicomweb/studies/{study}/series/{series}/instances/{sop}/metadata",
         Access::Library(VIEW),
         None,
-        cases::metadata_instance,
+        dicomweb::metadata_instance,
         wrap cases::cors()
     ),
     door!(
@@ -185,7 +185,7 @@ pub const DOORS: &[Door] = &[
         "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frames}",
         Access::Library(VIEW),
         None,
-        cases::frames,
+        dicomweb::frames,
         wrap cases::cors()
     ),
     door!(
@@ -193,7 +193,7 @@ pub const DOORS: &[Door] = &[
         "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered",
         Access::Library(VIEW),
         None,
-        cases::rendered,
+        dicomweb::rendered,
         wrap cases::cors()
     ),
     door!(
@@ -201,7 +201,7 @@ pub const DOORS: &[Door] = &[
         "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/thumbnail",
         Access::Library(VIEW),
         None,
-        cases::thumbnail_frame,
+        dicomweb::thumbnail_frame,
         wrap cases::cors()
     ),
     door!(
@@ -209,17 +209,17 @@ pub const DOORS: &[Door] = &[
         "/dicomweb/studies/{study}/series/{series}/instances/{sop}/bulk/{tag}",
         Access::Library(VIEW),
         None,
-        cases::bulk,
+        dicomweb::bulk,
         wrap cases::cors()
     ),
-    door!("GET", "/dicomweb/studies/{study}/thumbnail", Access::Library(VIEW), None, cases::thumbnail_study, wrap cases::cors()),
-    door!("GET", "/dicomweb/studies/{study}/series/{series}/thumbnail", Access::Library(VIEW), None, cases::thumbnail_series, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}/thumbnail", Access::Library(VIEW), None, dicomweb::thumbnail_study, wrap cases::cors()),
+    door!("GET", "/dicomweb/studies/{study}/series/{series}/thumbnail", Access::Library(VIEW), None, dicomweb::thumbnail_series, wrap cases::cors()),
     door!(
         "GET",
         "/dicomweb/studies/{study}/series/{series}/instances/{sop}/thumbnail",
         Access::Library(VIEW),
         None,
-        cases::thumbnail_instance,
+        dicomweb::thumbnail_instance,
         wrap cases::cors()
     ),
 ];
