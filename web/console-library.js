@@ -3,14 +3,8 @@
 // (the messages and polls sent while it recorded), and a link that plays it on the
 // watch page (/watch/{room}?recording=…). The API: GET /api/library.
 
-import { h } from "./dom.js";
+import { clock, h } from "./dom.js";
 import { $, api, enc, fmtWhen, hooks, showError, token } from "./console-core.js";
-
-const clock = (secs) => {
-  const s = Math.max(0, Math.round(secs ?? 0));
-  const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
-  return (hms[0] ? [hms[0], String(hms[1]).padStart(2, "0")] : [hms[1]]).concat(String(hms[2]).padStart(2, "0")).join(":");
-};
 
 function recordingCard(event, r) {
   const q = `token=${enc(token)}`;

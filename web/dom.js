@@ -13,3 +13,10 @@ export function h(tag, props = {}, ...children) {
   for (const c of children.flat()) if (c != null && c !== false) node.append(c instanceof Node ? c : String(c));
   return node;
 }
+
+/** A length or an offset in seconds as a clock: `m:ss`, or `h:mm:ss` from an hour. */
+export function clock(secs) {
+  const s = Math.max(0, Math.floor(secs ?? 0));
+  const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
+  return (hms[0] ? [hms[0], String(hms[1]).padStart(2, "0")] : [hms[1]]).concat(String(hms[2]).padStart(2, "0")).join(":");
+}

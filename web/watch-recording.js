@@ -4,7 +4,7 @@
 // messages and polls sent to viewers while it was recorded) as a list that seeks.
 // The recordings are the operators': the token comes in the link, as on the console.
 
-import { h } from "./dom.js";
+import { clock, h } from "./dom.js";
 
 const room = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] ?? "");
 const params = new URLSearchParams(location.search);
@@ -15,12 +15,6 @@ const status = document.getElementById("status");
 const note = document.getElementById("note");
 const list = document.getElementById("chapters");
 window.casecastRecording = { file: null, chapters: [], current: null };
-
-const clock = (secs) => {
-  const s = Math.max(0, Math.floor(secs));
-  const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
-  return (hms[0] ? [hms[0], String(hms[1]).padStart(2, "0")] : [hms[1]]).concat(String(hms[2]).padStart(2, "0")).join(":");
-};
 
 function fail(text) {
   status.textContent = "";

@@ -208,15 +208,14 @@ pub enum RoomEvent {
 /// like any other (JSON when the log is), not raw text on standard error.
 pub fn log_gstreamer_warnings() {
     use gstreamer::glib;
-    for domain in ["GStreamer", "GLib", "GLib-GObject"] {
-        glib::log_set_handler(Some(domain), glib::LogLevels::all(), false, false, move |domain, level, message| {
-            let domain = domain.unwrap_or("GLib");
-            match level {
-                glib::LogLevel::Error | glib::LogLevel::Critical => tracing::error!(target: "gstreamer", domain, "{message}"),
-                glib::LogLevel::Warning => tracing::warn!(target: "gstreamer", domain, "{message}"),
-                glib::LogLevel::Message | glib::LogLevel::Info => tracing::info!(target: "gstreamer", domain, "{message}"),
-                glib::LogLevel::Debug => tracing::debug!(target: "gstreamer", domain, "{message}"),
-            }
-        });
-    }
+    // Every domain: GStreamer's, GLib's and its plugins' libraries' (gupnp, libnice).
+    glib::log_set_default_handler(|domain, level, message| {
+        let domain = domain.unwrap_or("GLib");
+        match level {
+            glib::LogLevel::Error | glib::LogLevel::Critical => tracing::error!(target: "gstreamer", domain, "{message}"),
+            glib::LogLevel::Warning => tracing::warn!(target: "gstreamer", domain, "{message}"),
+            glib::LogLevel::Message | glib::LogLevel::Info => tracing::info!(target: "gstreamer", domain, "{message}"),
+            glib::LogLevel::Debug => tracing::debug!(target: "gstreamer", domain, "{message}"),
+        }
+    });
 }

@@ -175,6 +175,13 @@ impl Sfu {
         self.inner.rooms.lock().unwrap().get(room).map(|e| e.addr.clone())
     }
 
+    /// The ids of the open rooms.
+    pub fn open_rooms(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.inner.rooms.lock().unwrap().iter().filter(|(_, e)| e.addr.connected()).map(|(k, _)| k.clone()).collect();
+        ids.sort();
+        ids
+    }
+
     /// Open rooms and their member counts.
     pub async fn rooms(&self) -> Vec<(String, usize)> {
         let rooms: Vec<_> = self.inner.rooms.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.addr.clone())).collect();

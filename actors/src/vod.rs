@@ -46,7 +46,7 @@ fn find_box<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
             return None;
         }
         if &data[at + 4..at + 8] == kind {
-            return data.get(at + header..(at + size).min(data.len()));
+            return data.get(at + header..at.saturating_add(size).min(data.len()));
         }
         at = at.checked_add(size)?;
     }

@@ -149,9 +149,9 @@ fn shrink(pixels: &[u8], channels: usize, w: usize, h: usize, max: (usize, usize
         let (y0, y1) = (y * h / nh, ((y + 1) * h / nh).max(y * h / nh + 1));
         for x in 0..nw {
             let (x0, x1) = (x * w / nw, ((x + 1) * w / nw).max(x * w / nw + 1));
-            let n = ((y1 - y0) * (x1 - x0)) as u32;
+            let n = ((y1 - y0) * (x1 - x0)) as u64;
             for c in 0..channels {
-                let sum: u32 = (y0..y1).flat_map(|yy| (x0..x1).map(move |xx| (yy * w + xx) * channels + c)).map(|i| u32::from(pixels[i])).sum();
+                let sum: u64 = (y0..y1).flat_map(|yy| (x0..x1).map(move |xx| (yy * w + xx) * channels + c)).map(|i| u64::from(pixels[i])).sum();
                 out.push(((sum + n / 2) / n) as u8);
             }
         }

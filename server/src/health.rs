@@ -19,11 +19,19 @@ pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
+/// A readiness answer is reused for this long: `/readyz` is public, and each check
+/// costs a database query and an object-store write.
+const REUSE: Duration = Duration::from_secs(5);
+
+/// The last answer and when it was made; the lock also keeps checks one at a time.
+static LAST: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>> = tokio::sync::Mutex::const_new(None);
+
 /// What `/readyz` answers: each check's outcome, and whether all passed.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 pub(crate) struct Readiness {
     pub ready: bool,
-    /// `ok`, `failed`, `timed out`, or `not configured`.
+    /// `ok`, `failed`, `timed out` (database, objects, redis), or `not configured`
+    /// (redis).
     pub database: &'static str,
     pub objects: &'static str,
     pub media: &'static str,
@@ -33,8 +41,19 @@ pub(crate) struct Readiness {
 }
 
 /// `GET /readyz`: 200 with the checks when every configured part answers, else 503.
+/// An answer is reused for [`REUSE`]; concurrent probes wait for the one check.
 pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let r = readiness(&state).await;
+    let r = {
+        let mut last = LAST.lock().await;
+        match last.as_ref().filter(|(at, _)| at.elapsed() < REUSE) {
+            Some((_, r)) => r.clone(),
+            None => {
+                let r = readiness(&state).await;
+                *last = Some((std::time::Instant::now(), r.clone()));
+                r
+            }
+        }
+    };
     let mut answer = if r.ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
     answer.insert_header(("Cache-Control", "no-store")).json(r)
 }

@@ -156,8 +156,10 @@ pub(crate) async fn recording(req: HttpRequest, path: web::Path<(RoomId, String)
     let Ok(len) = f.metadata().await.map(|m| m.len()) else {
         return error_response(StatusCode::NOT_FOUND, "no such recording");
     };
-    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (start, end) = match range.map(|r| byte_range(r, len)) {
+    // A range past the end is refused (416); one this server does not read (several
+    // ranges, another unit) is ignored, and the whole file answered (RFC 9110 §14.2).
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|r| byte_range(r, len));
+    let (start, end) = match range {
         None => (0, len),
         Some(Some(r)) => r,
         Some(None) => {
@@ -185,8 +187,9 @@ pub(crate) async fn recording(req: HttpRequest, path: web::Path<(RoomId, String)
             Err(e) => Some((Err(e), (f, 0))),
         }
     });
-    let mut answer = if range.is_some() { HttpResponse::PartialContent() } else { HttpResponse::Ok() };
-    if range.is_some() {
+    let partial = range.is_some();
+    let mut answer = if partial { HttpResponse::PartialContent() } else { HttpResponse::Ok() };
+    if partial {
         answer.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1)));
     }
     answer
@@ -197,9 +200,10 @@ pub(crate) async fn recording(req: HttpRequest, path: web::Path<(RoomId, String)
         .streaming(body)
 }
 
-/// A `Range: bytes=…` header's one range, as `[start, end)` within `len`; `None`
-/// when it cannot be satisfied (or names several ranges, which players do not ask).
-fn byte_range(header: &str, len: u64) -> Option<(u64, u64)> {
+/// A `Range: bytes=…` header's one range: `None` when this server does not read it
+/// (another unit, several ranges, not numbers: the whole file is sent), `Some(None)`
+/// when it cannot be satisfied (past the end), else `[start, end)` within `len`.
+fn byte_range(header: &str, len: u64) -> Option<Option<(u64, u64)>> {
     let spec = header.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;
@@ -215,11 +219,14 @@ fn byte_range(header: &str, len: u64) -> Option<(u64, u64)> {
         (false, true) => (a.parse().ok()?, len),
         (false, false) => {
             let (s, e): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-            (s, e.checked_add(1)?.min(len))
+            if e < s {
+                return None;
+            }
+            (s, e.saturating_add(1).min(len))
         }
         (true, true) => return None,
     };
-    (start < end && start < len).then_some((start, end))
+    Some((start < end && start < len).then_some((start, end)))
 }
 
 /// `GET /api/rooms/{room}/recordings/{file}/thumbnail` (operator token): a JPEG of
@@ -234,6 +241,11 @@ pub(crate) async fn thumbnail(req: HttpRequest, path: web::Path<(RoomId, String)
         return error_response(StatusCode::NOT_FOUND, "no such recording");
     };
     let kept = state.recordings_root.join(&room).join(".thumbnails").join(format!("{file}.jpg"));
+    // One thumbnail is made at a time (a decode competes with the live programs);
+    // the next asker finds it kept.
+    let Ok(_turn) = MAKING.acquire().await else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "thumbnails cannot be made now");
+    };
     let made = tokio::task::spawn_blocking(move || kept_or_made(&path, &kept)).await;
     match made {
         Ok(Ok(jpeg)) => HttpResponse::Ok().content_type("image/jpeg").insert_header((header::CACHE_CONTROL, "private, max-age=60")).body(jpeg),
@@ -245,8 +257,15 @@ pub(crate) async fn thumbnail(req: HttpRequest, path: web::Path<(RoomId, String)
     }
 }
 
-/// The kept thumbnail when it is as new as its file (or recent, while the file
-/// grows), else a new one, kept.
+/// Thumbnails being made: one at a time.
+static MAKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Files whose thumbnail could not be made, and when: not tried again for
+/// [`THUMBNAIL_FRESH`] (a file with no picture yet is not decoded at every ask).
+static FAILED: std::sync::Mutex<Vec<(PathBuf, std::time::Instant)>> = std::sync::Mutex::new(Vec::new());
+
+/// The kept thumbnail when it is as new as its file (or under a minute old, while the
+/// file grows), else a new one, kept.
 fn kept_or_made(file: &Path, kept: &Path) -> Result<Vec<u8>, String> {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if let (Some(k), Some(f)) = (modified(kept), modified(file))
@@ -255,7 +274,16 @@ fn kept_or_made(file: &Path, kept: &Path) -> Result<Vec<u8>, String> {
     {
         return Ok(jpeg);
     }
-    let jpeg = casecast_actors::vod::thumbnail(file, THUMBNAIL_AT, THUMBNAIL_WIDTH)?;
+    {
+        let mut failed = FAILED.lock().unwrap_or_else(|e| e.into_inner());
+        failed.retain(|(_, at)| at.elapsed() < THUMBNAIL_FRESH);
+        if failed.iter().any(|(p, _)| p == file) {
+            return Err("tried less than a minute ago".into());
+        }
+    }
+    let jpeg = casecast_actors::vod::thumbnail(file, THUMBNAIL_AT, THUMBNAIL_WIDTH).inspect_err(|_| {
+        FAILED.lock().unwrap_or_else(|e| e.into_inner()).push((file.to_path_buf(), std::time::Instant::now()));
+    })?;
     if let Some(dir) = kept.parent() {
         let tmp = dir.join(format!(".{:016x}.tmp", rand::random::<u64>()));
         let written = crate::files::private_dir(dir).and_then(|_| std::fs::write(&tmp, &jpeg)).and_then(|_| std::fs::rename(&tmp, kept));
@@ -321,16 +349,17 @@ mod tests {
 
     #[test]
     fn ranges_are_read_as_players_send_them() {
-        assert_eq!(byte_range("bytes=0-", 1000), Some((0, 1000)));
-        assert_eq!(byte_range("bytes=100-199", 1000), Some((100, 200)));
-        assert_eq!(byte_range("bytes=900-5000", 1000), Some((900, 1000)));
-        assert_eq!(byte_range("bytes=-100", 1000), Some((900, 1000)));
-        assert_eq!(byte_range("bytes=1000-", 1000), None, "past the end");
+        assert_eq!(byte_range("bytes=0-", 1000), Some(Some((0, 1000))));
+        assert_eq!(byte_range("bytes=100-199", 1000), Some(Some((100, 200))));
+        assert_eq!(byte_range("bytes=900-5000", 1000), Some(Some((900, 1000))));
+        assert_eq!(byte_range("bytes=-100", 1000), Some(Some((900, 1000))));
+        assert_eq!(byte_range("bytes=0-18446744073709551615", 1000), Some(Some((0, 1000))), "no overflow");
+        assert_eq!(byte_range("bytes=1000-", 1000), Some(None), "past the end");
+        // Not read: the whole file is sent.
         assert_eq!(byte_range("bytes=5-2", 1000), None);
         assert_eq!(byte_range("bytes=0-1,5-6", 1000), None);
         assert_eq!(byte_range("items=0-1", 1000), None);
         assert_eq!(byte_range("bytes=-", 1000), None);
-        assert_eq!(byte_range("bytes=0-18446744073709551615", 1000), None, "no overflow");
     }
 
     #[test]

@@ -14,7 +14,11 @@ use tracing::Instrument;
 
 use crate::state::AppState;
 
-/// The header a request id is read from (a proxy's, if it is an id) and answered in.
+/// How long a scrape waits for one room's figures.
+const ROOM_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The header a request id is read from (a client's or a proxy's, if it is a plain
+/// id: it only ties log lines together) and answered in.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Runs each request in a `request` span: its id, and the room or event its path
@@ -106,8 +110,13 @@ pub(crate) async fn room_families(state: &AppState) -> Vec<MetricFamily> {
         &subscriber,
     );
     let rtt = gauge("casecast_participant_rtt_seconds", "Round-trip time to each participant", &subscriber);
-    for (room, _) in state.sfu.rooms().await {
-        let Some(members) = state.sfu.participants(&room).await else { continue };
+    // Every room at once, each within a bound: a busy room is left out of this
+    // scrape rather than holding up the whole answer (and the counters with it).
+    let rooms = state.sfu.open_rooms();
+    let asked = rooms.iter().map(|room| tokio::time::timeout(ROOM_LIMIT, state.sfu.participants(room)));
+    let answers = futures_util::future::join_all(asked).await;
+    for (room, answer) in rooms.into_iter().zip(answers) {
+        let Ok(Some(members)) = answer else { continue };
         for role in Role::ALL {
             let n = members.iter().filter(|m| m.role == role.as_str()).count();
             present.with_label_values(&[room.as_str(), role.as_str()]).set(n as f64);

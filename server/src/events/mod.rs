@@ -189,11 +189,16 @@ pub struct Events {
 
 type Result<T> = std::result::Result<T, String>;
 
+/// Every column of `events`, named: SQLite's connections keep a `SELECT *`'s columns
+/// from when it was first prepared, and a column added since (a migration) would be
+/// read past their end.
+const EVENT_COLUMNS: &str = "SELECT id, title, starts_at, ends_at, policy, status, created_at, updated_at, started_at, program FROM events";
+
 impl Events {
     /// Brings the tables up to date and loads events and revocations.
     pub async fn open(db: Db) -> anyhow::Result<Events> {
         db.apply_migrations("events_schema_migrations", MIGRATIONS).await?;
-        let rows = sqlx::query("SELECT * FROM events").fetch_all(db.pool()).await?;
+        let rows = sqlx::query(EVENT_COLUMNS).fetch_all(db.pool()).await?;
         let events = rows.iter().map(Event::from_row).collect::<Result<Vec<_>>>().map_err(anyhow::Error::msg)?;
         let revoked: Vec<String> =
             sqlx::query_scalar("SELECT id FROM invitations WHERE revoked_at IS NOT NULL").fetch_all(db.pool()).await?;
@@ -213,7 +218,7 @@ impl Events {
         // deleted elsewhere. One made here after this point is not in the set and
         // stays, whether or not the read saw it.
         let known: HashSet<String> = self.events.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
-        let rows = sqlx::query("SELECT * FROM events").fetch_all(self.db.pool()).await?;
+        let rows = sqlx::query(EVENT_COLUMNS).fetch_all(self.db.pool()).await?;
         let events = rows.iter().map(Event::from_row).collect::<Result<Vec<_>>>().map_err(anyhow::Error::msg)?;
         let revoked: Vec<String> =
             sqlx::query_scalar("SELECT id FROM invitations WHERE revoked_at IS NOT NULL").fetch_all(self.db.pool()).await?;
@@ -314,7 +319,7 @@ impl Events {
     }
 
     async fn invitations(&self, event: &str) -> Result<Vec<Invitation>> {
-        let rows = sqlx::query("SELECT * FROM invitations WHERE event_id = $1 ORDER BY created_at, id")
+        let rows = sqlx::query("SELECT id, event_id, name, role, created_at, expires_at, revoked_at, joined_at FROM invitations WHERE event_id = $1 ORDER BY created_at, id")
             .bind(event)
             .fetch_all(self.db.pool())
             .await
@@ -414,7 +419,7 @@ impl Events {
     /// what (`{"type": "message", "text"}` or `{"type": "poll", "question", …}`), as
     /// the audit log kept it. The recordings' chapters are made of it.
     pub(crate) async fn timed_metadata(&self, event: &str) -> Result<Vec<(i64, Value)>> {
-        let rows = sqlx::query("SELECT at, detail FROM audit WHERE event_id = $1 AND action = 'metadata.send' ORDER BY id LIMIT 1000")
+        let rows = sqlx::query("SELECT at, detail FROM audit WHERE event_id = $1 AND action = 'metadata.send' ORDER BY id LIMIT 10000")
             .bind(event)
             .fetch_all(self.db.pool())
             .await
@@ -429,7 +434,7 @@ impl Events {
     }
 
     async fn audit_log(&self, event: Option<&str>, limit: i64) -> Result<Vec<Value>> {
-        let rows = sqlx::query("SELECT * FROM audit WHERE ($1 = '' OR event_id = $1) ORDER BY id DESC LIMIT $2")
+        let rows = sqlx::query("SELECT at, actor, actor_role, actor_scope, action, event_id, detail FROM audit WHERE ($1 = '' OR event_id = $1) ORDER BY id DESC LIMIT $2")
             .bind(event.unwrap_or(""))
             .bind(limit)
             .fetch_all(self.db.pool())

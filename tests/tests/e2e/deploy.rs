@@ -225,14 +225,12 @@ fn the_debian_package_installs_runs_its_unit_and_purges_clean() -> Result<()> {
 
     // The load balancer's and the container's question: ready (database, object
     // store, media sockets; no Redis configured).
-    // /readyz is in the binary (server/src/health.rs); use /healthz if this runs against one without it.
-    let ready_path = "/readyz";
     let child = &mut server.0;
     let ready = wait_for("the unit's server to answer /readyz with 200", Duration::from_secs(30), || {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(Err(anyhow::anyhow!("the unit's command exited with {status}")));
         }
-        http_get(&format!("{url}{ready_path}")).ok().filter(|(code, _)| *code == 200).map(|_| Ok(()))
+        http_get(&format!("{url}/readyz")).ok().filter(|(code, _)| *code == 200).map(|_| Ok(()))
     });
     if let Err(e) = ready.and_then(|r| r) {
         bail!("{e}\n--- server log ---\n{}", log_text());
@@ -258,6 +256,7 @@ fn the_debian_package_installs_runs_its_unit_and_purges_clean() -> Result<()> {
     // systemctl stop: SIGTERM, and a clean exit.
     let exited = server.terminate()?;
     assert!(exited.success(), "the server exits cleanly on SIGTERM: {exited}\n{}", log_text());
+    assert_eq!(leaks_in(&log_text()), Vec::<&str>::new(), "the installed server's log");
 
     // Removed: the program and the unit go, the configuration, the user and the
     // state stay (a reinstall finds its secret and data).

@@ -5,28 +5,6 @@
 
 use super::*;
 
-/// A JPEG's picture size, from its start-of-frame segment.
-fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
-    if jpeg.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    let mut i = 2;
-    while i + 9 < jpeg.len() {
-        if jpeg[i] != 0xFF {
-            return None;
-        }
-        let marker = jpeg[i + 1];
-        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
-        if (0xC0..=0xC2).contains(&marker) {
-            let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]);
-            let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]);
-            return Some((w, h));
-        }
-        i += 2 + len;
-    }
-    None
-}
-
 #[test]
 fn an_ended_events_recording_is_in_the_library_with_its_thumbnail_and_chapters_and_plays() -> Result<()> {
     let server = Server::start(&["--program-width", "640", "--program-height", "360", "--program-fps", "15"])?;
@@ -47,6 +25,16 @@ fn an_ended_events_recording_is_in_the_library_with_its_thumbnail_and_chapters_a
             (api("POST", &format!("{base}/lib-1/metadata"), Some(&center), Some(body.clone())).ok()?.0 == 202).then_some(())
         })
     };
+    // Another event's operator sees that event only, and none of this one's files.
+    assert_eq!(api("POST", &base, Some(&center), Some(json!({"id": "lib-2", "title": "Knee"})))?.0, 201);
+    let other = server.token("lib-2", Role::Operator, "other desk");
+    let (s, mine) = api("GET", &format!("{}/api/library", server.url), Some(&other), None)?;
+    let ids: Vec<&str> = mine["events"].as_array().into_iter().flatten().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!((s, ids), (200, vec!["lib-2"]));
+    assert_eq!(api("GET", &listing, Some(&other), None)?.0, 403);
+    let first = format!("{listing}/program-00000.mp4");
+    assert_eq!(http_request("GET", &format!("{first}?token={other}"), &[], None)?.0, 403);
+    assert_eq!(http_request("GET", &format!("{first}/thumbnail?token={other}"), &[], None)?.0, 403);
     // What the file holds so far, seconds (its length as the listing says).
     let recorded = || -> Option<f64> { api("GET", &listing, Some(&center), None).ok()?.1["recordings"][0]["duration_secs"].as_f64() };
     let recorded_past = |secs: f64| wait_for("the recording to grow", Duration::from_secs(30), || recorded().filter(|&d| d >= secs));
@@ -78,7 +66,8 @@ fn an_ended_events_recording_is_in_the_library_with_its_thumbnail_and_chapters_a
     let q = format!("?token={center}");
     let (status, headers, jpeg) = http_request("GET", &format!("{}{}{q}", server.url, rec["thumbnail"].as_str().unwrap()), &[], None)?;
     assert_eq!((status, header(&headers, "content-type")), (200, Some("image/jpeg")));
-    let (w, h) = jpeg_size(&jpeg).expect("a JPEG");
+    let (kind, w, h) = picture_size(&jpeg).expect("a picture");
+    assert_eq!(kind, "jpeg");
     assert_eq!(w, 320);
     assert!((170..=190).contains(&h), "{w}×{h}");
     // The file in ranges, as players seek.

@@ -148,18 +148,21 @@ fn prometheus_scrapes_a_running_event_and_every_dashboard_panel_has_series() -> 
     });
     if let Err(e) = all {
         let targets = prometheus.api("/api/v1/targets").unwrap_or_default();
-        anyhow::bail!("{e}: panels without series: {empty:#?}\ntargets: {targets}\n{}", prometheus.log());
+        let log = server.log_text();
+        let events: Vec<&str> = log.lines().filter(|l| !l.contains("\"casecast::http\"")).collect();
+        anyhow::bail!("{e}: panels without series: {empty:#?}\ntargets: {targets}\n{}\n--- the server's log but its access lines ---\n{}", prometheus.log(), events.join("\n"));
     }
     // What the panels show is the event as it is: the feed arrives, the commentator
     // gets a layer of it, the program runs and its HLS is watched.
     let value = |q: &str| -> f64 {
         prometheus.query(q).ok().and_then(|r| r.first().and_then(|s| s["value"][1].as_str().and_then(|v| v.parse().ok()))).unwrap_or(f64::NAN)
     };
-    assert!(value(r#"casecast_room_feed_fps{room="demo"}"#) > 5.0);
-    assert_eq!(value(r#"casecast_room_participants{room="demo",role="commentator"}"#), 1.0);
-    assert!(value(r#"max(casecast_subscriber_video_height{room="demo",role="commentator"})"#) >= 180.0);
-    assert!(value(r#"casecast_program_fps{room="demo"}"#) > 1.0);
-    assert!(value(r#"sum(casecast_hls_viewers{room="demo"})"#) >= 1.0);
+    // (Over the last half minute: a stats tick may catch a moment between frames.)
+    assert!(value(r#"max_over_time(casecast_room_feed_fps{room="demo"}[30s])"#) > 5.0);
+    assert_eq!(value(r#"max_over_time(casecast_room_participants{room="demo",role="commentator"}[30s])"#), 1.0);
+    assert!(value(r#"max(max_over_time(casecast_subscriber_video_height{room="demo",role="commentator"}[30s]))"#) >= 180.0);
+    assert!(value(r#"max_over_time(casecast_program_fps{room="demo"}[30s])"#) > 1.0);
+    assert!(value(r#"max_over_time(sum(casecast_hls_viewers{room="demo"})[30s:1s])"#) >= 1.0);
     assert_eq!(value(r#"casecast_ingest_jobs_finished_total{outcome="done"}"#), 1.0);
     // The rules evaluate against the real series, and a healthy event raises none.
     let groups = prometheus.api("/api/v1/rules")?;
@@ -168,9 +171,14 @@ fn prometheus_scrapes_a_running_event_and_every_dashboard_panel_has_series() -> 
     for r in &rules {
         assert_eq!(r["health"], "ok", "rule {} does not evaluate: {r}", r["name"]);
     }
+    // Past the rules' longest `for` (15 s) of samples, nothing is pending or firing.
+    wait_for("20 s of scrapes", Duration::from_secs(60), || {
+        let n = prometheus.query(r#"count_over_time(up{job="casecast"}[1m])"#).ok()?;
+        (n.first()?["value"][1].as_str()?.parse::<f64>().ok()? >= 20.0).then_some(())
+    })?;
     let alerts = prometheus.api("/api/v1/alerts")?;
-    let firing: Vec<&Value> = alerts["alerts"].as_array().into_iter().flatten().filter(|a| a["state"] == "firing").collect();
-    assert!(firing.is_empty(), "alerts fire on a healthy event: {firing:#?}");
+    let raised: Vec<&Value> = alerts["alerts"].as_array().into_iter().flatten().collect();
+    assert!(raised.is_empty(), "alerts pending or firing on a healthy event: {raised:#?}");
 
     // Readiness tells the truth: Redis gone, the node is not ready (and says which
     // part), while it is still alive.

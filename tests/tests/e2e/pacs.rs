@@ -77,33 +77,6 @@ fn single_part(content_type: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
     (end >= head_end).then(|| (part_type, body[head_end..end].to_vec()))
 }
 
-/// The kind and size of a PNG or JPEG picture, read from its header.
-fn picture_size(bytes: &[u8]) -> Option<(&'static str, u32, u32)> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 24 {
-        let be = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        return Some(("png", be(16), be(20)));
-    }
-    if !bytes.starts_with(&[0xFF, 0xD8]) || !bytes.ends_with(&[0xFF, 0xD9]) {
-        return None;
-    }
-    // Walk the markers to the start of frame.
-    let mut at = 2;
-    while at + 9 < bytes.len() {
-        if bytes[at] != 0xFF {
-            return None;
-        }
-        let marker = bytes[at + 1];
-        let len = u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize;
-        if matches!(marker, 0xC0..=0xC3) {
-            let h = u16::from_be_bytes([bytes[at + 5], bytes[at + 6]]);
-            let w = u16::from_be_bytes([bytes[at + 7], bytes[at + 8]]);
-            return Some(("jpeg", w.into(), h.into()));
-        }
-        at += 2 + len;
-    }
-    None
-}
-
 /// A hospital's Orthanc, with casecast configured as its DICOMweb server `casecast`
 /// (the token in its `HttpHeaders`) and as its DICOM modality `casecast`:
 /// - it finds the de-identified study by QIDO-RS (through its DICOMweb plugin's
