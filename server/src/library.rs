@@ -139,16 +139,23 @@ fn recording_path(state: &AppState, room: &str, file: &str) -> Option<PathBuf> {
     (safe_name(file) && file.ends_with(".mp4")).then(|| state.recordings_root.join(room).join(file)).filter(|p| p.is_file())
 }
 
+/// The recorded file a request names, once its token may read the room's
+/// recordings: its room, its name and its path; else the refusal or a 404.
+#[allow(clippy::result_large_err)]
+fn requested_file(req: &HttpRequest, state: &AppState, path: web::Path<(RoomId, String)>) -> Result<(String, String, PathBuf), HttpResponse> {
+    let (room, file) = path.into_inner();
+    let room = room.to_string();
+    reader(req, state, &room)?;
+    let path = recording_path(state, &room, &file).ok_or_else(|| error_response(StatusCode::NOT_FOUND, "no such recording"))?;
+    Ok((room, file, path))
+}
+
 /// `GET /api/rooms/{room}/recordings/{file}` (operator token): one recorded file,
 /// whole or in a byte range (`Range: bytes=…`), streamed.
 pub(crate) async fn recording(req: HttpRequest, path: web::Path<(RoomId, String)>, state: web::Data<AppState>) -> HttpResponse {
-    let (room, file) = path.into_inner();
-    let room = room.to_string();
-    if let Err(r) = reader(&req, &state, &room) {
-        return r;
-    }
-    let Some(path) = recording_path(&state, &room, &file) else {
-        return error_response(StatusCode::NOT_FOUND, "no such recording");
+    let (_, _, path) = match requested_file(&req, &state, path) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
     let Ok(mut f) = tokio::fs::File::open(&path).await else {
         return error_response(StatusCode::NOT_FOUND, "no such recording");
@@ -232,13 +239,9 @@ fn byte_range(header: &str, len: u64) -> Option<Option<(u64, u64)>> {
 /// `GET /api/rooms/{room}/recordings/{file}/thumbnail` (operator token): a JPEG of
 /// the file's picture a few seconds in, made once and kept beside the files.
 pub(crate) async fn thumbnail(req: HttpRequest, path: web::Path<(RoomId, String)>, state: web::Data<AppState>) -> HttpResponse {
-    let (room, file) = path.into_inner();
-    let room = room.to_string();
-    if let Err(r) = reader(&req, &state, &room) {
-        return r;
-    }
-    let Some(path) = recording_path(&state, &room, &file) else {
-        return error_response(StatusCode::NOT_FOUND, "no such recording");
+    let (room, file, path) = match requested_file(&req, &state, path) {
+        Ok(f) => f,
+        Err(r) => return r,
     };
     let kept = state.recordings_root.join(&room).join(".thumbnails").join(format!("{file}.jpg"));
     // One thumbnail is made at a time (a decode competes with the live programs);
