@@ -739,17 +739,25 @@ fn watch(seed: u64, link: Link, renegotiate: bool) -> Watched {
 #[test]
 fn negotiation_and_forwarding_hold_through_10_percent_loss_and_100_ms_jitter() {
     let wall = Instant::now();
+    let (mut sent, mut arrived) = (0, 0);
     for seed in 1..=6 {
         // A WHEP-like subscriber that offers to receive, and one the server sends
         // offers to.
         for renegotiate in [false, true] {
             let w = watch(seed, BAD, renegotiate);
             assert!(w.first_keyframe < Duration::from_secs(8), "seed {seed}: first keyframe after {:?}", w.first_keyframe);
-            // Resends (NACK and RTX) on both legs bring most frames; what they cannot
-            // is lost for good (about 19 % of packets are lost end to end).
-            assert!(w.arrived * 100 >= w.sent * 80, "seed {seed}: {} of {} frames arrived", w.arrived, w.sent);
+            // About 19 % of packets are lost end to end, so without resends about
+            // 66 % of the two-packet frames would arrive. With NACK and RTX on both
+            // legs one session brings 81-92 % (360 runs; once 79 % on a loaded
+            // machine, as RTCP and STUN timing inside the stacks varies from run to
+            // run): each must stay clear of the no-resend figure.
+            assert!(w.arrived * 100 >= w.sent * 72, "seed {seed}: {} of {} frames arrived", w.arrived, w.sent);
+            sent += w.sent;
+            arrived += w.arrived;
         }
     }
+    // Over the twelve sessions the run-to-run spread evens out (86-88 % in 30 runs).
+    assert!(arrived * 100 >= sent * 80, "{arrived} of {sent} frames arrived over all sessions");
     // Virtual time: over three minutes of sessions in seconds, even unoptimized.
     assert!(wall.elapsed() < Duration::from_secs(30), "took {:?} of wall time", wall.elapsed());
 }
