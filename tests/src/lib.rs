@@ -103,12 +103,15 @@ pub fn free_udp_port() -> u16 {
 }
 
 /// A free UDP port with the next three free too: a server's media workers bind its
-/// media port plus their number (one per core; up to four here).
+/// media port plus their number (one per core; up to four here). The port's number
+/// must be free for TCP as well: ICE-TCP listens on it (a loopback connection the
+/// harness made may hold it as its local port).
 pub fn free_udp_ports() -> u16 {
     for _ in 0..100 {
         let port = free_udp_port();
         let held: Vec<_> = (0..4u16).filter_map(|i| port.checked_add(i)).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
-        if held.len() == 4 {
+        let tcp = TcpListener::bind(("0.0.0.0", port));
+        if held.len() == 4 && tcp.is_ok() {
             return port;
         }
     }
