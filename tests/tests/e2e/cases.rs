@@ -338,7 +338,8 @@ fn cases_survive_a_crash_mid_upload_and_mid_processing() -> Result<()> {
         let (_, jobs) = get_json(&format!("{}/api/cases/jobs", server.url), &doctor).ok()?;
         let jobs = jobs.as_array()?.clone();
         let done = jobs.iter().filter(|j| j["status"] == "done").count();
-        (1..10).contains(&done).then_some(())
+        // Between two jobs none runs: the crash must find one running.
+        (jobs.iter().any(|j| j["status"] == "running") && (1..10).contains(&done)).then_some(())
     })?;
     server.crash_and_restart()?;
     let jobs = wait_jobs(&server, &doctor, 12, Duration::from_secs(240))?;
@@ -638,12 +639,13 @@ ds.save_as(sys.argv[1])"])
     assert_eq!(studies.as_array().map(Vec::len), Some(2), "{studies}");
     let us = studies.as_array().unwrap().iter().find(|s| s["modalities"] == json!(["US"])).unwrap().clone();
     let uid = us["study_uid"].as_str().unwrap().to_string();
-    let today = std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]).output()?;
+    // The day of the upload (UTC), from its time: a run across midnight keeps it.
+    let created = us["created_at"].as_i64().filter(|t| *t > 0).ok_or_else(|| anyhow::anyhow!("no upload time: {us}"))?;
+    let today = std::process::Command::new("date").args(["-u", "+%Y-%m-%d", "-d"]).arg(format!("@{created}")).output()?;
     let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
     assert_eq!(us["title"], format!("US uploaded {today}"), "no description kept, no study date kept: {us}");
     assert_eq!((us["custom_title"].as_bool(), us["uploader"].as_str(), us["study_date"].as_str()), (Some(false), Some("Dr. Progress"), Some("")), "{us}");
     assert_eq!((us["instance_count"].as_i64(), us["frame_count"].as_i64()), (Some(1), Some(24)), "{us}");
-    assert!(us["created_at"].as_i64().is_some_and(|t| t > 0));
 
     // A title, by PATCH: only by those who may upload, one line, bounded, of this library.
     let title = "Mitral <b>valve</b> repair & \"clip\"";
@@ -674,7 +676,10 @@ ds.save_as(sys.argv[1])"])
     };
     assert_eq!(search("mitral")?, vec![uid.clone()]);
     assert_eq!(search("VALVE progress")?, vec![uid.clone()]);
-    assert_eq!(search("us")?, vec![uid.clone()]);
+    // The modality; the pseudonym's random letters may hold "US" too, and match.
+    let by_modality = search("us")?;
+    let both = pseudonym.to_lowercase().contains("us");
+    assert!(by_modality.contains(&uid) && by_modality.len() == if both { 2 } else { 1 }, "{pseudonym}: {by_modality:?}");
     // The same patient (one pseudonym) in both studies.
     assert_eq!(search(&pseudonym.to_lowercase())?.len(), 2);
     assert_eq!(search(&format!("{} mitral", pseudonym.to_lowercase()))?, vec![uid.clone()]);
