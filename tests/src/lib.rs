@@ -118,6 +118,16 @@ pub fn free_udp_ports() -> u16 {
     panic!("no four free UDP ports in a row")
 }
 
+/// Where a test saves the screenshot `name` that the documentation shows: `docs/name`
+/// when `CASECAST_DOCS_SCREENSHOTS` is set, else `scratch/name`, so that a test run
+/// leaves the repository's tree as it was.
+pub fn screenshot_path(scratch: &Path, name: &str) -> PathBuf {
+    match std::env::var_os("CASECAST_DOCS_SCREENSHOTS") {
+        Some(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs").join(name),
+        None => scratch.join(name),
+    }
+}
+
 /// A fresh directory under the target dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -396,10 +396,10 @@ fn cases_page_uploads_and_shows_a_study_in_chromium() -> Result<()> {
         page.eval("return document.querySelector('#meta').textContent").ok().and_then(|v| v.as_str().map(str::to_string)).filter(|t| t.contains("PatientName"))
     })?;
     assert!(meta.contains("ANON^") && !meta.to_lowercase().contains("doe"), "{meta}");
-    // `CASECAST_SCREENSHOT=docs/cases-viewer.png` keeps a picture of the page.
-    if let Ok(path) = std::env::var("CASECAST_SCREENSHOT") {
+    // `CASECAST_DOCS_SCREENSHOTS=1` keeps a picture of the page, zoomed in, for docs/.
+    if std::env::var_os("CASECAST_DOCS_SCREENSHOTS").is_some() {
         page.eval("document.querySelector('#image').dispatchEvent(new WheelEvent('wheel', {deltaY: -300, deltaMode: 1, bubbles: true, cancelable: true}))")?;
-        page.screenshot(std::path::Path::new(&path), 1400, 900)?;
+        page.screenshot(&screenshot_path(&dir.0, "cases-viewer.png"), 1400, 900)?;
     }
     Ok(())
 }

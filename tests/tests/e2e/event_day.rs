@@ -212,7 +212,6 @@ fn the_pages_fit_a_desktop_a_tablet_and_a_phone() -> Result<()> {
     let server = Server::demo(&["--program-preset", "low-latency", "--program-width", "640", "--program-height", "360", "--program-fps", "15"])?;
     let center = server.token("*", Role::Operator, "Ops Hal");
     let b = Browser::start()?;
-    let docs = std::env::var("CASECAST_DOCS_SCREENSHOTS").is_ok().then(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs"));
     let scratch = TempDir::new("screens");
     let fits = |what: &str| -> Result<()> {
         let (scroll, inner) = {
@@ -229,22 +228,14 @@ fn the_pages_fit_a_desktop_a_tablet_and_a_phone() -> Result<()> {
     })?;
     wait_for("the participants listed", Duration::from_secs(30), || (hook(&b, "document.querySelectorAll('#participants tbody tr').length") == json!(1)).then_some(()))?;
     for width in [1440, 1024, 390] {
-        let name = format!("console-{width}.png");
-        b.screenshot_as(&scratch.0.join(&name), width, 1000, false)?;
+        b.screenshot_as(&screenshot_path(&scratch.0, &format!("console-{width}.png")), width, 1000, false)?;
         fits(&format!("the console at {width} px"))?;
-        if let Some(d) = &docs {
-            std::fs::copy(scratch.0.join(&name), d.join(&name))?;
-        }
     }
     b.goto(&format!("{}/watch/demo", server.url))?;
     plays(&b, "the watch page to play", 1.0, Duration::from_secs(90))?;
     for width in [1024, 390] {
-        let name = format!("watch-{width}.png");
-        b.screenshot_as(&scratch.0.join(&name), width, 800, false)?;
+        b.screenshot_as(&screenshot_path(&scratch.0, &format!("watch-{width}.png")), width, 800, false)?;
         fits(&format!("the watch page at {width} px"))?;
-        if let Some(d) = &docs {
-            std::fs::copy(scratch.0.join(&name), d.join(&name))?;
-        }
     }
     b.goto(&format!("{}/watch/nosuchroom", server.url))?;
     wait_for("a watch link to no event says so", Duration::from_secs(20), || {

@@ -143,8 +143,8 @@ fn the_pre_join_screen_shows_who_what_and_the_devices_then_joins() -> Result<()>
         (hi > 0.3 && hi - lo > 0.2 && width >= 0.0).then_some(())
     })
     .map_err(|e| anyhow::anyhow!("{e}: levels {levels:?}"))?;
-    std::fs::create_dir_all(docs_dir())?;
-    page.screenshot(&docs_dir().join("commentator-prejoin.png"), 1024, 768)?;
+    let shot = TempDir::new("prejoin");
+    page.screenshot(&screenshot_path(&shot.0, "commentator-prejoin.png"), 1024, 768)?;
 
     page.eval("document.querySelector('#btn-join').click()")?;
     let me = wait_for("the commentator in the room", Duration::from_secs(30), || {
@@ -340,7 +340,7 @@ fn the_commentator_page_fits_phones_and_tablets() -> Result<()> {
     let fits = || js(&page, "return document.documentElement.scrollWidth <= innerWidth") == true;
     let shot = TempDir::new("layout");
     for (w, h) in [(1180, 820), (1024, 768)] {
-        let path = if w == 1024 { docs_dir().join("commentator-page.png") } else { shot.0.join("page.png") };
+        let path = if w == 1024 { screenshot_path(&shot.0, "commentator-page.png") } else { shot.0.join("page.png") };
         page.screenshot(&path, w, h)?;
         assert!(fits(), "no sideways scrolling at {w}×{h}");
         assert!(in_view("#feed"), "the feed in view at {w}×{h}");
@@ -374,10 +374,6 @@ fn the_commentator_page_fits_phones_and_tablets() -> Result<()> {
     let buttons = js(&page, &format!("return [...{phone}.document.querySelectorAll('#controls .btn')].filter(b => !b.hidden).map(b => [b.textContent.trim(), b.scrollWidth <= b.clientWidth + 1])"));
     assert!(buttons.as_array().is_some_and(|b| b.len() >= 3 && b.iter().all(|b| b[1] == true)), "button labels whole on a phone: {buttons}");
     Ok(())
-}
-
-fn docs_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("docs")
 }
 
 /// Headless Chromium with the fake devices but no fake permission UI, and prompts
